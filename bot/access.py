@@ -1,0 +1,121 @@
+"""Access control: roles map Slack users and user groups to runbooks per environment.
+
+Group membership comes from Slack (`usergroups.users.list`, cached) or, without Slack, from
+the static directory in the config.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Awaitable, Callable
+
+from bot.config import EnvironmentConfig, RoleConfig, Settings
+from bot.errors import Denied
+from bot.trigger import Trigger
+
+__all__ = ["Access", "CachedGroups", "GroupMembers", "StaticGroups"]
+
+GroupMembers = Callable[[str], Awaitable[frozenset[str]]]
+
+
+class StaticGroups:
+    """Members from `directory.groups` in the config (console, demo, tests)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def __call__(self, group_id: str) -> frozenset[str]:
+        for group in self._settings.directory.groups.values():
+            if group.id == group_id:
+                return frozenset(group.members or ())
+        return frozenset()
+
+
+class CachedGroups:
+    """Wraps a member lookup (Slack's usergroups.users.list) with a TTL cache."""
+
+    def __init__(self, fetch: GroupMembers, ttl_seconds: float) -> None:
+        self._fetch = fetch
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+
+    async def __call__(self, group_id: str) -> frozenset[str]:
+        now = time.monotonic()
+        hit = self._cache.get(group_id)
+        if hit and now - hit[0] < self._ttl:
+            return hit[1]
+        members = await self._fetch(group_id)
+        self._cache[group_id] = (now, members)
+        return members
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+
+class Access:
+    def __init__(self, settings: Settings, members: GroupMembers) -> None:
+        self._settings = settings
+        self._members = members
+
+    def group_id(self, group: str) -> str:
+        """A user group named by handle (`sre-approvers`) or id (`S0APPROVERS`)."""
+        configured = self._settings.directory.groups.get(group)
+        return configured.id if configured else group
+
+    async def roles_of(self, user_id: str) -> list[str]:
+        return [name for name, role in self._settings.roles.items() if await self._holds(user_id, role)]
+
+    async def in_group(self, user_id: str, group: str) -> bool:
+        return user_id in await self._members(self.group_id(group))
+
+    async def _holds(self, user_id: str, role: RoleConfig) -> bool:
+        if user_id in role.users:
+            return True
+        for group in role.groups:
+            if await self.in_group(user_id, group):
+                return True
+        return False
+
+    def granting_roles(self, runbook: str, environment: str) -> list[str]:
+        return [
+            name
+            for name, role in self._settings.roles.items()
+            if _matches(runbook, role.runbooks) and _matches(environment, role.environments)
+        ]
+
+    def check_channel(self, trigger: Trigger, environment: EnvironmentConfig) -> None:
+        # Channels restrict chat; the console is an operator's own terminal.
+        if trigger.source == "slack" and environment.channels:
+            if trigger.channel not in environment.channels:
+                allowed = ", ".join(f"<#{c}>" for c in environment.channels)
+                raise Denied(
+                    f"commands for `{environment.name}` are only accepted in {allowed}"
+                )
+
+    async def check(self, trigger: Trigger, runbook: str, environment: EnvironmentConfig) -> str:
+        """The role that lets `trigger.actor` run `runbook` in `environment`, or Denied."""
+        self.check_channel(trigger, environment)
+        granting = self.granting_roles(runbook, environment.name)
+        for name in granting:
+            if await self._holds(trigger.actor, self._settings.roles[name]):
+                return name
+        who = self._settings.handle(trigger.actor)
+        if granting:
+            needs = " or ".join(f"`{r}`" for r in granting)
+            raise Denied(f"{who} may not run `{runbook}` in `{environment.name}`: it needs the "
+                         f"role {needs}")
+        raise Denied(f"no role may run `{runbook}` in `{environment.name}`")
+
+    async def allowed_anywhere(self, trigger: Trigger, runbook: str) -> bool:
+        for env in self._settings.environments.values():
+            try:
+                await self.check(trigger, runbook, env)
+                return True
+            except Denied:
+                continue
+        return False
+
+
+def _matches(value: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)

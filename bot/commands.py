@@ -1,0 +1,124 @@
+"""The command language: text after `/ops` (or typed in the console) becomes a parsed command.
+
+Meta-commands (help, runbooks, run) belong to the dispatcher; every other verb is a runbook.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from bot.errors import UnknownName, UsageError
+from bot.names import closest, shown
+from bot.runbooks.loader import Catalog
+from bot.runbooks.models import Runbook
+
+__all__ = ["META_VERBS", "Command", "parse"]
+
+META_VERBS = ("help", "runbooks", "run")
+_COMMON_VALUE_FLAGS = {"--env": "env", "--reason": "reason"}
+_COMMON_BOOL_FLAGS = {"--dry-run": "dry_run"}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed command: a meta verb or a runbook, its raw parameter strings and common flags."""
+
+    text: str
+    meta: str | None = None  # "help" | "runbooks" | "run", or None for a runbook verb
+    runbook: Runbook | None = None
+    raw_params: dict[str, str] = field(default_factory=dict)
+    env: str | None = None
+    reason: str | None = None
+    dry_run: bool = False
+    topic: str | None = None  # `help <verb>`
+
+
+def parse(text: str, catalog: Catalog) -> Command:
+    text = text.strip()
+    if len(text) > 4000:
+        raise UsageError("that command is too long")
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the command: {exc}", hint="check your quotes") from None
+    if not words:
+        return Command(text=text, meta="help")
+    head = words[0].lower()
+    if head == "help":
+        return Command(text=text, meta="help", topic=" ".join(words[1:3]) or None)
+    if head == "runbooks":
+        return Command(text=text, meta="runbooks")
+    if head == "run":
+        if len(words) < 2:
+            raise UsageError("missing <runbook>", hint="usage: run <runbook> [key=value ...]")
+        runbook = catalog.by_name(words[1])
+        return _bind(text, runbook, words[2:], allow_keywords=True, meta="run")
+    match = catalog.match_verb([w.lower() for w in words])
+    if match is None:
+        choices = [*catalog.verbs(), *META_VERBS]
+        first = [v.split()[0] for v in choices]
+        raise UnknownName("command", shown(words[0]), closest(head, set(first) | set(choices)))
+    runbook, used = match
+    return _bind(text, runbook, words[used:], allow_keywords=False)
+
+
+def _bind(
+    text: str, runbook: Runbook, words: list[str], *, allow_keywords: bool, meta: str | None = None
+) -> Command:
+    flags: dict[str, str] = {}
+    for name, spec in runbook.parameters.items():
+        flags[f"--{name.replace('_', '-')}"] = name
+        if spec.flag:
+            flags[spec.flag] = name
+    positional: list[str] = []
+    raw: dict[str, str] = {}
+    common: dict[str, str] = {}
+    dry_run = False
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--") and len(word) > 2:
+            name, eq, inline = word.partition("=")
+            if name in _COMMON_BOOL_FLAGS:
+                dry_run = True
+            elif name in _COMMON_VALUE_FLAGS or name in flags:
+                if eq:
+                    value = inline
+                elif i + 1 < len(words):
+                    i += 1
+                    value = words[i]
+                else:
+                    raise UsageError(f"{name} needs a value", hint=f"usage: {runbook.usage}")
+                if name in _COMMON_VALUE_FLAGS:
+                    common[_COMMON_VALUE_FLAGS[name]] = value
+                else:
+                    raw[flags[name]] = value
+            else:
+                known = [*flags, *_COMMON_VALUE_FLAGS, *_COMMON_BOOL_FLAGS]
+                raise UnknownName("option", shown(name), closest(name, known))
+        elif allow_keywords and "=" in word and not word.startswith("="):
+            key, _, value = word.partition("=")
+            raw[key] = value
+        else:
+            positional.append(word)
+        i += 1
+    args = runbook.command.args if runbook.command else []
+    if len(positional) > len(args):
+        raise UsageError(
+            f"too many arguments: `{shown(positional[len(args)])}`",
+            hint=f"usage: {runbook.usage}",
+        )
+    for name, value in zip(args, positional, strict=False):
+        if name in raw:
+            raise UsageError(f"<{name}> is given twice", hint=f"usage: {runbook.usage}")
+        raw[name] = value
+    return Command(
+        text=text,
+        meta=meta,
+        runbook=runbook,
+        raw_params=raw,
+        env=common.get("env"),
+        reason=common.get("reason"),
+        dry_run=dry_run,
+    )

@@ -1,0 +1,256 @@
+"""Configuration: `opsbot.yaml` validated by pydantic, with environment variables winning.
+
+Secrets are `SecretStr` so they never reach logs, reprs or chat.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from bot.errors import ConfigError, UnknownName
+from bot.names import check_dns1123_label, closest, is_dns1123_label
+
+__all__ = [
+    "AppConfig",
+    "EnvironmentConfig",
+    "RoleConfig",
+    "Settings",
+    "SlackConfig",
+    "load_settings",
+]
+
+# Variables from the contract, mapped to the settings field they override.
+ENV_VARS: dict[str, str] = {
+    "OPSBOT_DATABASE_URL": "database_url",
+    "SLACK_BOT_TOKEN": "slack.bot_token",
+    "SLACK_SIGNING_SECRET": "slack.signing_secret",
+    "SLACK_APP_TOKEN": "slack.app_token",
+    "SLACK_API_URL": "slack.api_url",
+    "KUBECONFIG": "kubeconfig",
+    "PROMETHEUS_URL": "prometheus_url",
+    "ALERTMANAGER_URL": "alertmanager_url",
+    "OPSBOT_ALERTMANAGER_TOKEN": "alertmanager_token",
+    "ARGOCD_URL": "argocd_url",
+    "ARGOCD_TOKEN": "argocd_token",
+    "OPSBOT_LISTEN": "listen",
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bounds(_Model):
+    min: int = Field(default=0, ge=0)
+    max: int = Field(default=50, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class AppConfig(_Model):
+    """An application: one workload per environment, addressed by the app name."""
+
+    name: str = ""
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    workload: str = ""  # defaults to the app name
+    container: str | None = None  # the main container; defaults to the first
+    image: str | None = None  # repository, so a bare tag can be deployed
+    replicas: Bounds = Bounds()
+    environments: list[str] | None = None  # None: every environment
+
+    @property
+    def workload_name(self) -> str:
+        return self.workload or self.name
+
+
+class ApprovalPolicy(_Model):
+    approvals: int = Field(default=1, ge=1)
+    users: list[str] = []
+    groups: list[str] = []
+    allow_self_approval: bool = False
+    ttl_minutes: int = Field(default=30, ge=1)
+
+
+class EnvironmentConfig(_Model):
+    name: str = ""
+    namespace: str
+    kube_context: str | None = None
+    requires_approval: bool = False
+    approval: ApprovalPolicy = ApprovalPolicy()
+    channels: list[str] = []  # empty: any channel may target this environment
+
+
+class RoleConfig(_Model):
+    """Who holds the role (users, user groups) and what it grants (runbooks × environments)."""
+
+    users: list[str] = []
+    groups: list[str] = []
+    runbooks: list[str] = ["*"]
+    environments: list[str] = ["*"]
+
+
+class GroupConfig(_Model):
+    id: str
+    members: list[str] | None = None  # static members, used when Slack cannot be asked
+
+
+class Directory(_Model):
+    """Names for the console and fallbacks: Slack user ids by handle, user groups by handle."""
+
+    users: dict[str, str] = {}  # user id -> handle
+    groups: dict[str, GroupConfig] = {}  # handle -> group
+
+
+class SlackConfig(_Model):
+    command: str = "/ops"
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+    usergroup_cache_seconds: int = Field(default=300, ge=0)
+
+
+class Settings(_Model):
+    default_environment: str
+    environments: dict[str, EnvironmentConfig]
+    apps: dict[str, AppConfig] = {}
+    roles: dict[str, RoleConfig] = {}
+    directory: Directory = Directory()
+    slack: SlackConfig = SlackConfig()
+    runbook_dirs: list[str] = []
+    database_url: str | None = None
+    listen: str = "0.0.0.0:3000"
+    kubeconfig: str | None = None
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = None
+    alertmanager_token: SecretStr | None = None
+    argocd_url: str | None = None
+    argocd_token: SecretStr | None = None
+    base_dir: str = "."  # directory of the config file; relative paths resolve against it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_from_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("environments", "apps"):
+                section = data.get(key)
+                if isinstance(section, dict):
+                    data[key] = {
+                        name: {**value, "name": name} if isinstance(value, dict) else value
+                        for name, value in section.items()
+                    }
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if not self.environments:
+            raise ValueError("at least one environment is required")
+        for env in self.environments.values():
+            if not is_dns1123_label(env.namespace):
+                raise ValueError(f"`{env.namespace}` is not a valid namespace")
+        if self.default_environment not in self.environments:
+            raise ValueError(f"default_environment `{self.default_environment}` is not defined")
+        for app in self.apps.values():
+            if not is_dns1123_label(app.name):
+                raise ValueError(f"`{app.name}` is not a valid app name")
+            for env_name in app.environments or []:
+                if env_name not in self.environments:
+                    raise ValueError(f"app `{app.name}` names unknown environment `{env_name}`")
+        return self
+
+    def environment(self, name: str | None) -> EnvironmentConfig:
+        """The named environment, or the default one; unknown names get suggestions."""
+        key = name or self.default_environment
+        if key not in self.environments:
+            raise UnknownName("environment", key, closest(key, self.environments))
+        return self.environments[key]
+
+    def app(self, name: str, environment: str) -> AppConfig:
+        """The named app as deployed in `environment`; unknown names get suggestions."""
+        check_dns1123_label(name, what="app name")
+        apps = self.apps_in(environment)
+        if name not in apps:
+            raise UnknownName("app", name, closest(name, apps))
+        return apps[name]
+
+    def apps_in(self, environment: str) -> dict[str, AppConfig]:
+        return {
+            name: app
+            for name, app in self.apps.items()
+            if app.environments is None or environment in app.environments
+        }
+
+    def resolve_path(self, path: str) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+
+    def user_id(self, name: str) -> str:
+        """A Slack user id from a handle or id (console users type `alice`)."""
+        for user_id, handle in self.directory.users.items():
+            if name in (user_id, handle):
+                return user_id
+        if name.startswith(("U", "W")) and name.isalnum() and name.isupper():
+            return name
+        raise UnknownName("user", name, closest(name, self.directory.users.values()))
+
+    def handle(self, user_id: str) -> str:
+        return self.directory.users.get(user_id, user_id)
+
+
+def load_settings(
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the config file (`OPSBOT_CONFIG` when no path is given), then apply variables."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("OPSBOT_CONFIG")
+    if not path:
+        raise ConfigError("no configuration: set OPSBOT_CONFIG to the path of opsbot.yaml")
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {file}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration {file} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration {file} must be a mapping")
+    raw.setdefault("base_dir", str(file.resolve().parent))
+    return settings_from_mapping(raw, environ=environ, source=str(file))
+
+
+def settings_from_mapping(
+    raw: Mapping[str, Any], *, environ: Mapping[str, str] | None = None, source: str = "config"
+) -> Settings:
+    data: dict[str, Any] = {key: value for key, value in raw.items()}
+    for var, dotted in ENV_VARS.items():
+        value = (environ or {}).get(var)
+        if value:
+            _set_dotted(data, dotted, value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration {source}: {problems}") from exc
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        node[part] = dict(child) if isinstance(child, dict) else {}
+        node = node[part]
+    node[leaf] = value

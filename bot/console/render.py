@@ -1,0 +1,55 @@
+"""Plain-text rendering of the same views Slack shows, for shell, run and demo transcripts."""
+
+from __future__ import annotations
+
+import re
+
+from bot import messages
+from bot.reporting import ExecutionView, Notice, StepView
+
+__all__ = ["execution_text", "notice_text", "step_text"]
+
+_SLACK_LINK = re.compile(r"<#(\w+)(?:\|([^>]*))?>")
+
+
+def plain(text: str) -> str:
+    """Drop Slack-only markup: bold stars and channel links."""
+    text = _SLACK_LINK.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
+    return re.sub(r"(?<!\w)\*([^*\n]+)\*(?!\w)", r"\1", text)
+
+
+def execution_start(view: ExecutionView) -> str:
+    mode = " (dry run)" if view.dry_run else ""
+    return plain(f"▶ `{view.command}`{mode} in {view.environment} · {messages.execution_context(view)}")
+
+
+def step_text(step: StepView) -> str:
+    lines = ["  " + plain(messages.step_line(step))]
+    lines += [f"      {name}: {value}" for name, value in step.fields]
+    if step.output:
+        lines += ["      " + line if line else "" for line in step.output.splitlines()]
+    return "\n".join(lines)
+
+
+def execution_end(view: ExecutionView) -> str:
+    lines = [plain(messages.execution_headline(view))]
+    if view.summary:
+        lines.append("  " + plain(view.summary))
+    lines += [f"  [{b.label}] {b.command}" for b in view.buttons]
+    return "\n".join(lines)
+
+
+def execution_text(view: ExecutionView) -> str:
+    parts = [execution_start(view)]
+    parts += [step_text(s) for s in view.steps if s.status not in ("pending", "running")]
+    parts.append(execution_end(view))
+    return "\n".join(parts)
+
+
+def notice_text(notice: Notice) -> str:
+    icon = {"error": "❌", "denied": "⛔", "refused": "🛑", "info": "ℹ️"}[notice.kind]
+    lines = [f"{icon} {plain(notice.text)}"]
+    lines += ["  " + plain(line) for line in notice.details]
+    if notice.hint:
+        lines.append("  " + plain(notice.hint))
+    return "\n".join(lines)

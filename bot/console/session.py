@@ -1,0 +1,110 @@
+"""The console front end: `run` (one command), `shell` (interactive) and demo scripts.
+
+Console input becomes a Trigger like any Slack command and goes through the same dispatcher.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+from bot.console.reporter import ConsoleReporter
+from bot.dispatcher import Outcome
+from bot.errors import UnknownName
+from bot.services import Services
+from bot.trigger import Trigger
+
+__all__ = ["EXIT_CODES", "exit_code", "run_command", "run_script", "shell"]
+
+EXIT_CODES = {
+    "succeeded": 0, "info": 0, "duplicate": 0,
+    "failed": 1, "refused": 1, "denied": 1,
+    "usage": 2,
+    "pending_approval": 3,
+}
+_SCRIPT_LINE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*:\s*(.*)$")
+
+
+def exit_code(outcome: Outcome) -> int:
+    return EXIT_CODES[outcome.status]
+
+
+async def run_command(services: Services, text: str, user: str,
+                      write: Callable[[str], None] = print) -> Outcome:
+    """One console command as `user` (handle or id), printed through the console reporter."""
+    try:
+        actor = services.settings.user_id(user)
+    except UnknownName as exc:
+        write(f"❌ {exc}")
+        return Outcome("usage")
+    trigger = Trigger(source="console", actor=actor, text=text)
+    outcome = await services.dispatcher.dispatch(trigger, ConsoleReporter(write))
+    if outcome.request_id:
+        write(f"request-id: {outcome.request_id}")
+    return outcome
+
+
+async def run_script(services: Services, lines: Iterable[str],
+                     write: Callable[[str], None] = print) -> int:
+    """Run `USER: command` lines, echoing each; returns 1 if a line could not be read."""
+    last_request: str | None = None
+    status = 0
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _SCRIPT_LINE.match(line)
+        if not match:
+            write(f"❌ line {number}: expected `USER: command`, got `{line}`")
+            status = 1
+            continue
+        user, text = match.groups()
+        if "{last_request}" in text:
+            if last_request is None:
+                write(f"❌ line {number}: {{last_request}} used before any approval request")
+                status = 1
+                continue
+            text = text.replace("{last_request}", last_request)
+        write("")
+        write(f"{user}> {text}")
+        outcome = await run_command(services, text, user, write)
+        if outcome.request_id:
+            last_request = outcome.request_id
+    return status
+
+
+async def shell(services: Services, user: str, *, read: Callable[[str], str] = input,
+                write: Callable[[str], None] = print) -> int:
+    """Interactive console. `as bob` switches user; `bob: text` runs one line as bob."""
+    write(f"opsbot shell as {user}; type `help`, `as USER` to switch user, `quit` to leave.")
+    while True:
+        try:
+            line = read(f"{user}> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            write("")
+            return 0
+        if line in ("quit", "exit"):
+            return 0
+        if not line:
+            continue
+        if line.startswith("as "):
+            candidate = line[3:].strip()
+            try:
+                services.settings.user_id(candidate)
+                user = candidate
+            except UnknownName as exc:
+                write(f"❌ {exc}")
+            continue
+        match = _SCRIPT_LINE.match(line)
+        if match and _known_user(services, match.group(1)):
+            await run_command(services, match.group(2), match.group(1), write)
+        else:
+            await run_command(services, line, user, write)
+
+
+def _known_user(services: Services, name: str) -> bool:
+    try:
+        services.settings.user_id(name)
+        return True
+    except UnknownName:
+        return False

@@ -1,0 +1,386 @@
+"""The one path every trigger takes: parse, resolve, authorize, gate, persist, run, report.
+
+Slack, the console, and later alerts and schedules all call `Dispatcher.dispatch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
+
+from pydantic import ValidationError
+
+from bot import messages
+from bot.access import Access
+from bot.commands import Command, parse
+from bot.config import AppConfig, EnvironmentConfig, Settings
+from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableError, UsageError
+from bot.kube import KubeFactory
+from bot.registry import HandlerContext, HandlerSpec, Registry, Result
+from bot.reporting import Button, ExecutionView, Notice, Reporter, StepView
+from bot.runbooks.loader import Catalog, builtin_dir
+from bot.runbooks.models import Runbook, Step
+from bot.runbooks.params import coerce_params
+from bot.runbooks.templating import evaluate, render_value
+from bot.store import AuditEntry, Store
+from bot.trigger import Trigger
+
+__all__ = ["Dispatcher", "Outcome"]
+
+log = logging.getLogger("opsbot.dispatcher")
+T = TypeVar("T")
+
+OutcomeStatus = Literal[
+    "succeeded", "failed", "refused", "denied", "usage", "duplicate", "info", "pending_approval"
+]
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: OutcomeStatus
+    execution_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass
+class _Run:
+    """One execution in progress: what the steps see and what the reporter shows."""
+
+    trigger: Trigger
+    command: Command
+    runbook: Runbook
+    environment: EnvironmentConfig
+    app: AppConfig | None
+    params: dict[str, Any]
+    view: ExecutionView
+    reporter: Reporter
+    template: dict[str, Any]
+    last_progress: float = 0.0
+
+
+class Dispatcher:
+    step_attempts = 3
+    progress_interval = 1.0  # seconds between in-place progress updates (Slack rate limits)
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        catalog: Catalog,
+        registry: Registry,
+        store: Store,
+        access: Access,
+        kube: KubeFactory,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.registry = registry
+        self.store = store
+        self.access = access
+        self.kube = kube
+
+    async def _db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def dispatch(self, trigger: Trigger, reporter: Reporter) -> Outcome:
+        """Handle one trigger end to end; never raises for anything the user did."""
+        if trigger.delivery_id and not await self._db(self.store.claim_delivery, trigger.delivery_id):
+            log.info("duplicate delivery %s ignored", trigger.delivery_id)
+            return Outcome("duplicate")
+        try:
+            command = parse(trigger.text, self.catalog)
+            if command.meta in ("help", "runbooks"):
+                await reporter.notice(await self._meta(trigger, command))
+                return Outcome("info")
+            return await self._runbook(trigger, command, reporter)
+        except UsageError as exc:
+            hint = exc.hint or messages.usage_hint_for_unknown()
+            await reporter.notice(Notice("error", str(exc), hint=hint))
+            return Outcome("usage")
+        except Denied as exc:
+            await self._audit_decision(trigger, None, None, "denied", str(exc))
+            await reporter.notice(Notice("denied", str(exc), hint=messages.denied_hint()))
+            return Outcome("denied")
+        except Refused as exc:
+            await reporter.notice(Notice("refused", str(exc), hint=exc.hint))
+            return Outcome("refused")
+        except OpsbotError as exc:
+            await reporter.notice(Notice("error", str(exc)))
+            return Outcome("failed")
+
+    async def _meta(self, trigger: Trigger, command: Command) -> Notice:
+        allowed = [rb for rb in self.catalog if await self.access.allowed_anywhere(trigger, rb.name)]
+        slash = self.settings.slack.command if trigger.source == "slack" else ""
+        prefix = slash.strip()
+        if command.meta == "runbooks":
+            builtin = str(builtin_dir())
+            return messages.runbook_list([
+                (rb, "built-in" if self.catalog.source(rb.name).startswith(builtin) else
+                 self.catalog.source(rb.name))
+                for rb in allowed
+            ])
+        if command.topic:
+            match = self.catalog.match_verb(command.topic.split())
+            if match and match[0] in allowed:
+                return messages.help_topic(match[0], prefix)
+            if match is None:
+                from bot.errors import UnknownName
+                from bot.names import closest
+
+                raise UnknownName("command", command.topic, closest(command.topic, self.catalog.verbs()))
+        return messages.help_overview(allowed, prefix)
+
+    async def _runbook(self, trigger: Trigger, command: Command, reporter: Reporter) -> Outcome:
+        assert command.runbook is not None
+        runbook = command.runbook
+        environment = self.settings.environment(command.env)
+        params = coerce_params(
+            runbook, command.raw_params, settings=self.settings, environment=environment.name
+        )
+        app_name = params.get("app")
+        app = self.settings.app(app_name, environment.name) if app_name else None
+        target = app.name if app else None
+        command = replace(command, text=_redact(command.text, params, runbook))
+        try:
+            await self.access.check(trigger, runbook.name, environment)
+        except Denied as exc:
+            await self._audit_decision(trigger, environment.name, target, "denied", str(exc),
+                                       runbook=runbook.name)
+            await reporter.notice(Notice("denied", str(exc), hint=messages.denied_hint()))
+            return Outcome("denied")
+        if runbook.mutating and environment.requires_approval and not command.dry_run:
+            reason = messages.approval_unavailable(runbook.name, environment.name)
+            await self._audit_decision(trigger, environment.name, target, "refused", reason,
+                                       runbook=runbook.name)
+            raise Refused(reason, hint=messages.approval_unavailable_hint())
+        return await self.execute(trigger, command, runbook, environment, app, params, reporter)
+
+    async def execute(
+        self,
+        trigger: Trigger,
+        command: Command,
+        runbook: Runbook,
+        environment: EnvironmentConfig,
+        app: AppConfig | None,
+        params: dict[str, Any],
+        reporter: Reporter,
+    ) -> Outcome:
+        """Persist and run an authorized execution; reports every step through `reporter`."""
+        stored_params = {
+            k: (REDACTED if runbook.parameters[k].secret else v) for k, v in params.items()
+        }
+        target = app.name if app else None
+        execution_id = await self._db(
+            self.store.create_execution,
+            runbook=runbook.name,
+            source=trigger.source,
+            actor=trigger.actor,
+            command=command.text,
+            environment=environment.name,
+            target=target,
+            params=stored_params,
+            dry_run=command.dry_run,
+            channel=trigger.channel,
+        )
+        await self._audit(trigger, command, runbook, environment.name, target, "started",
+                          execution_id)
+        view = ExecutionView(
+            execution_id=execution_id,
+            runbook=runbook.name,
+            command=command.text,
+            actor=self.settings.handle(trigger.actor),
+            environment=environment.name,
+            target=target,
+            dry_run=command.dry_run,
+            reason=command.reason,
+            steps=[StepView(step.name) for step in runbook.steps],
+        )
+        run = _Run(
+            trigger, command, runbook, environment, app, params, view, reporter,
+            template={
+                "params": dict(params),
+                "env": {"name": environment.name, "namespace": environment.namespace},
+                "app": app.model_dump() | {"workload": app.workload_name} if app else None,
+                "steps": {},
+                "actor": view.actor,
+                "dry_run": command.dry_run,
+                "reason": command.reason,
+            },
+        )
+        await reporter.execution(view)
+        try:
+            ok = await self._run_steps(run, runbook.steps, offset=0)
+            if not ok and runbook.on_failure:
+                ok_cleanup = await self._run_steps(
+                    run, runbook.on_failure, offset=len(runbook.steps), on_failure=True
+                )
+                if not ok_cleanup:
+                    log.warning("on_failure steps of %s failed too", execution_id)
+        except asyncio.CancelledError:
+            view.status = "interrupted"
+            view.summary = messages.interrupted_summary()
+            await self._finish(run, "interrupted")
+            raise
+        view.status = "succeeded" if ok else "failed"
+        failed = next((s for s in view.steps if s.status == "failed"), None)
+        if ok:
+            view.summary = messages.dry_run_summary() if command.dry_run else ""
+        else:
+            view.summary = f"{failed.name} failed: {failed.summary}" if failed else "failed"
+        view.buttons = self._follow_ups(run, ok)
+        await self._finish(run, view.status)
+        return Outcome("succeeded" if ok else "failed", execution_id=execution_id)
+
+    async def _finish(self, run: _Run, status: str) -> None:
+        view = run.view
+        summary = view.summary or "; ".join(s.summary for s in view.steps if s.summary)
+        await self._db(self.store.finish_execution, view.execution_id, status=status,
+                       summary=summary[:2000])
+        await self._audit(run.trigger, run.command, run.runbook, view.environment, view.target,
+                          status, view.execution_id, detail=summary[:500])
+        try:
+            await run.reporter.execution(view)
+        except Exception:  # the execution is recorded; a failed report must not hide it
+            log.exception("reporting the end of %s failed", view.execution_id)
+
+    async def _run_steps(
+        self, run: _Run, steps: list[Step], *, offset: int, on_failure: bool = False
+    ) -> bool:
+        if on_failure:
+            run.view.steps.extend(StepView(step.name, on_failure=True) for step in steps)
+        for index, step in enumerate(steps, start=offset):
+            view = run.view.steps[index]
+            if step.when and not evaluate(step.when, run.template):
+                view.status = "skipped"
+                continue
+            view.status = "running"
+            await self._db(self.store.start_step, run.view.execution_id, index=index,
+                           name=step.name, handler=step.handler)
+            await self._report(run)
+            result, error = await self._call(run, step, view)
+            if result is not None:
+                view.status = "succeeded" if result.ok else "failed"
+                view.summary, view.fields, view.output = result.summary, result.fields, result.output
+                run.template["steps"][step.id or str(index)] = {
+                    "summary": result.summary, "ok": result.ok, "data": result.data,
+                }
+            else:
+                view.status, view.summary = "failed", error
+            await self._db(self.store.finish_step, run.view.execution_id, index=index,
+                           status=view.status, summary=view.summary, output=view.output,
+                           error=None if result else error)
+            await self._report(run)
+            if view.status == "failed":
+                return False
+        return True
+
+    async def _call(self, run: _Run, step: Step, view: StepView) -> tuple[Result | None, str]:
+        spec = self.registry.get(step.handler)
+        if spec is None:  # the catalog was checked at load; a registry swapped since is a bug
+            return None, f"unknown handler `{step.handler}`"
+        try:
+            args = render_value(dict(step.with_), run.template)
+            params = spec.params.model_validate(args)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            return None, f"bad argument `{'.'.join(str(p) for p in err['loc'])}`: {err['msg']}"
+        except HandlerError as exc:
+            return None, str(exc)
+        ctx = self._context(run, spec, view)
+        for attempt in range(1, self.step_attempts + 1):
+            try:
+                return await spec.fn(ctx=ctx, params=params), ""
+            except RetryableError as exc:
+                if attempt == self.step_attempts:
+                    return None, str(exc)
+                view.progress = messages.retrying(attempt, self.step_attempts, str(exc))
+                await self._report(run)
+                await asyncio.sleep(exc.delay)
+            except (HandlerError, Refused, UsageError) as exc:
+                return None, str(exc)
+            except OpsbotError as exc:
+                return None, str(exc)
+            except Exception:
+                log.exception("handler %s crashed in %s", step.handler, run.view.execution_id)
+                return None, messages.internal_error(run.view.execution_id)
+        return None, "no attempt made"  # pragma: no cover - the loop always returns
+
+    def _context(self, run: _Run, spec: HandlerSpec, view: StepView) -> HandlerContext:
+        async def progress(text: str) -> None:
+            view.progress = text
+            now = time.monotonic()
+            if now - run.last_progress >= self.progress_interval:
+                run.last_progress = now
+                await self._report(run)
+
+        return HandlerContext(
+            settings=self.settings,
+            environment=run.environment,
+            app=run.app,
+            kube=self.kube.for_context(run.environment.kube_context),
+            dry_run=run.command.dry_run,
+            actor=run.trigger.actor,
+            execution_id=run.view.execution_id,
+            log=logging.LoggerAdapter(
+                logging.getLogger(f"opsbot.handler.{spec.name}"),
+                {"execution_id": run.view.execution_id},
+            ),
+            progress=progress,
+        )
+
+    async def _report(self, run: _Run) -> None:
+        try:
+            await run.reporter.execution(run.view)
+        except Exception:  # a chat hiccup must not stop a half-done change
+            log.exception("progress report for %s failed", run.view.execution_id)
+
+    def _follow_ups(self, run: _Run, ok: bool) -> list[Button]:
+        buttons = []
+        for follow in run.runbook.follow_up:
+            if follow.when == "always" or (follow.when == "succeeded") == ok:
+                try:
+                    text = str(render_value(follow.command, run.template))
+                except HandlerError:
+                    log.warning("follow-up `%s` of %s did not render", follow.label, run.runbook.name)
+                    continue
+                buttons.append(Button(follow.label, text))
+        return buttons
+
+    async def _audit(
+        self, trigger: Trigger, command: Command, runbook: Runbook, environment: str,
+        target: str | None, outcome: str, execution_id: str | None, detail: str = "",
+    ) -> None:
+        entry = AuditEntry(
+            actor=trigger.actor, source=trigger.source,
+            command=command.text, environment=environment, target=target,
+            outcome=outcome, execution_id=execution_id,
+            details={"runbook": runbook.name, "dry_run": command.dry_run,
+                     "reason": command.reason, "via": trigger.via, "detail": detail},
+        )
+        await self._db(self.store.audit, entry)
+
+    async def _audit_decision(
+        self, trigger: Trigger, environment: str | None, target: str | None, outcome: str,
+        detail: str, *, runbook: str | None = None,
+    ) -> None:
+        entry = AuditEntry(
+            actor=trigger.actor, source=trigger.source, command=trigger.text[:500],
+            environment=environment, target=target, outcome=outcome,
+            details={"runbook": runbook, "via": trigger.via, "detail": detail},
+        )
+        await self._db(self.store.audit, entry)
+
+
+def _redact(text: str, params: dict[str, Any], runbook: Runbook) -> str:
+    for name, spec in runbook.parameters.items():
+        value = params.get(name)
+        if spec.secret and isinstance(value, str) and value:
+            text = text.replace(value, REDACTED)
+    return text
+
+

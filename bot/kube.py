@@ -1,0 +1,94 @@
+"""The one boundary to the synchronous `kubernetes` client: calls run in worker threads and
+its exceptions come back as our error tree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from bot.errors import ConfigError, NotFound, PermanentError, RetryableError
+
+__all__ = ["KubeClients", "KubeFactory"]
+
+T = TypeVar("T")
+
+
+class KubeClients:
+    """Typed API objects for one cluster context, with `call` to run them off the event loop."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+
+    async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a client method in a worker thread; map API failures to our errors."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException as exc:
+            raise _translate(exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RetryableError(f"the Kubernetes API is unreachable: {exc}", delay=2.0) from exc
+
+    def close(self) -> None:
+        self.api_client.close()
+
+
+class KubeFactory:
+    """Builds and caches one client per kubeconfig context (None: current or in-cluster)."""
+
+    def __init__(self, kubeconfig: str | None) -> None:
+        self._kubeconfig = kubeconfig
+        self._clients: dict[str | None, KubeClients] = {}
+
+    def for_context(self, context: str | None) -> KubeClients:
+        if context not in self._clients:
+            self._clients[context] = KubeClients(self._api_client(context))
+        return self._clients[context]
+
+    def _api_client(self, context: str | None) -> client.ApiClient:
+        try:
+            if self._kubeconfig:
+                return config.new_client_from_config(
+                    config_file=self._kubeconfig, context=context, persist_config=False
+                )
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        except (ConfigException, OSError) as exc:
+            raise ConfigError(
+                f"cannot configure Kubernetes access (KUBECONFIG={self._kubeconfig}): {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        for clients in self._clients.values():
+            clients.close()
+        self._clients.clear()
+
+
+def _translate(exc: ApiException) -> PermanentError | RetryableError:
+    message = exc.reason or "error"
+    try:
+        body = json.loads(exc.body or "{}")
+        message = body.get("message") or message
+    except (ValueError, TypeError):
+        pass
+    status = exc.status or 0
+    if status == 404:
+        return NotFound(message)
+    if status == 409:
+        return RetryableError(f"conflict: {message}", delay=0.2)
+    if status == 429 or status >= 500 or status == 0:
+        return RetryableError(f"the Kubernetes API failed ({status}): {message}", delay=1.0)
+    if status in (401, 403):
+        return PermanentError(f"the Kubernetes API refused access ({status}): {message}")
+    return PermanentError(f"the Kubernetes API rejected the request ({status}): {message}")

@@ -1,0 +1,51 @@
+"""Validation of names that reach the Kubernetes API, so chat text never shapes a URL path."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+from bot.errors import UsageError
+
+__all__ = ["check_dns1123_label", "check_dns1123_subdomain", "closest", "is_dns1123_label", "shown"]
+
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def is_dns1123_label(value: str) -> bool:
+    return len(value) <= 63 and bool(_LABEL.match(value))
+
+
+def check_dns1123_label(value: str, *, what: str = "name") -> str:
+    """Return `value` if it is a valid RFC 1123 label (namespace, app), else raise UsageError."""
+    if not is_dns1123_label(value):
+        raise UsageError(
+            f"`{shown(value)}` is not a valid {what}",
+            hint="use at most 63 lowercase letters, digits and '-', starting and ending "
+            "with a letter or digit",
+        )
+    return value
+
+
+def check_dns1123_subdomain(value: str, *, what: str = "name") -> str:
+    """Return `value` if it is a valid RFC 1123 subdomain (most object names), else raise."""
+    if len(value) > 253 or not _SUBDOMAIN.match(value):
+        raise UsageError(
+            f"`{shown(value)}` is not a valid {what}",
+            hint="use lowercase letters, digits, '-' and '.', at most 253 characters",
+        )
+    return value
+
+
+def closest(name: str, candidates: Iterable[str], *, n: int = 2) -> list[str]:
+    """Close matches for a mistyped name, best first."""
+    return difflib.get_close_matches(name, sorted(set(candidates)), n=n, cutoff=0.5)
+
+
+def shown(value: str) -> str:
+    """A user value made safe and short enough to quote back in chat."""
+    # Never echo a wall of text or markup back into chat.
+    cleaned = "".join(ch if ch.isprintable() and ch not in "`<>&" else "?" for ch in value)
+    return cleaned if len(cleaned) <= 40 else cleaned[:37] + "..."

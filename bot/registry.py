@@ -1,0 +1,147 @@
+"""The handler registry: a decorator builds a frozen record; runbook steps name handlers by string.
+
+Handlers are keyword-only coroutines `async def h(*, ctx, params, **_) -> Result`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from bot.config import AppConfig, EnvironmentConfig, Settings
+    from bot.kube import KubeClients
+
+__all__ = [
+    "HandlerContext",
+    "HandlerFn",
+    "HandlerSpec",
+    "Params",
+    "Registry",
+    "Result",
+    "handler",
+]
+
+
+class Params(BaseModel):
+    """Base of handler params models: unknown arguments are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a step produced: a one-line summary, ordered fields, optional long output."""
+
+    summary: str
+    fields: tuple[tuple[str, str], ...] = ()
+    output: str | None = None
+    ok: bool = True
+    data: dict[str, Any] = field(default_factory=dict)  # for later steps' templates
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """Everything a handler may use; it never sees Slack or the console."""
+
+    settings: Settings
+    environment: EnvironmentConfig
+    app: AppConfig | None
+    kube: KubeClients
+    dry_run: bool
+    actor: str
+    execution_id: str
+    log: logging.LoggerAdapter[logging.Logger]
+    progress: Callable[[str], Awaitable[None]]
+
+    @property
+    def namespace(self) -> str:
+        return self.environment.namespace
+
+    def require_app(self) -> AppConfig:
+        from bot.errors import PermanentError
+
+        if self.app is None:
+            raise PermanentError("this step needs an app")
+        return self.app
+
+
+class HandlerFn(Protocol):
+    def __call__(self, *, ctx: HandlerContext, params: Any) -> Awaitable[Result]: ...
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    name: str
+    fn: Callable[..., Awaitable[Result]]
+    params: type[Params]
+    mutating: bool
+    description: str
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Result]])
+_ATTR = "__opsbot_handler__"
+
+
+def handler(
+    name: str, *, params: type[Params] = NoParams, mutating: bool = False
+) -> Callable[[F], F]:
+    """Mark a coroutine as the handler `name`; `Registry.load` picks it up from its module."""
+
+    def mark(fn: F) -> F:
+        doc = (fn.__doc__ or "").strip().splitlines()
+        spec = HandlerSpec(name, fn, params, mutating, doc[0] if doc else "")
+        setattr(fn, _ATTR, spec)
+        return fn
+
+    return mark
+
+
+class Registry:
+    """Handlers by name. Build one per process (or per test) with `Registry.builtin()`."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, HandlerSpec] = {}
+
+    def register(self, spec: HandlerSpec) -> None:
+        if spec.name in self._specs and self._specs[spec.name].fn is not spec.fn:
+            raise ValueError(f"handler `{spec.name}` is registered twice")
+        self._specs[spec.name] = spec
+
+    def load(self, modules: Iterable[ModuleType | str]) -> Registry:
+        """Register every decorated handler of the modules; import errors propagate."""
+        for module in modules:
+            mod = importlib.import_module(module) if isinstance(module, str) else module
+            for value in vars(mod).values():
+                spec = getattr(value, _ATTR, None)
+                if isinstance(spec, HandlerSpec):
+                    self.register(spec)
+        return self
+
+    @classmethod
+    def builtin(cls) -> Registry:
+        from handlers import BUILTIN_MODULES
+
+        return cls().load(BUILTIN_MODULES)
+
+    def get(self, name: str) -> HandlerSpec | None:
+        return self._specs.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def __iter__(self) -> Iterator[HandlerSpec]:
+        return iter(self._specs.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs

@@ -1,0 +1,80 @@
+"""What front ends show: a neutral execution view and notices, and the one Reporter interface.
+
+The dispatcher updates an ExecutionView as steps progress and hands it to the reporter; Slack
+renders it as Block Kit (updated in place), the console as text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+__all__ = [
+    "Button",
+    "ExecutionView",
+    "Notice",
+    "Reporter",
+    "StepStatus",
+    "StepView",
+]
+
+StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "interrupted"]
+ExecutionStatus = Literal["running", "succeeded", "failed", "interrupted"]
+
+
+@dataclass
+class StepView:
+    name: str
+    status: StepStatus = "pending"
+    summary: str = ""
+    fields: tuple[tuple[str, str], ...] = ()
+    output: str | None = None
+    progress: str | None = None
+    on_failure: bool = False
+
+
+@dataclass(frozen=True)
+class Button:
+    """A follow-up command offered under a message; clicking it runs `command` as the clicker."""
+
+    label: str
+    command: str
+    style: Literal["primary", "danger"] | None = None
+
+
+@dataclass
+class ExecutionView:
+    execution_id: str
+    runbook: str
+    command: str
+    actor: str  # display name
+    environment: str
+    target: str | None
+    dry_run: bool
+    reason: str | None = None
+    status: ExecutionStatus = "running"
+    steps: list[StepView] = field(default_factory=list)
+    summary: str = ""
+    buttons: list[Button] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A reply only the asker sees: an error, a denial, a refusal, help."""
+
+    kind: Literal["error", "denied", "refused", "info"]
+    text: str
+    hint: str | None = None
+    details: tuple[str, ...] = ()
+
+
+class Reporter(Protocol):
+    async def execution(self, view: ExecutionView) -> None:
+        """Post the execution message the first time, update it in place afterwards."""
+
+    async def notice(self, notice: Notice) -> None:
+        """Tell only the asker (Slack: ephemeral)."""

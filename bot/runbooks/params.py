@@ -1,0 +1,123 @@
+"""Checking command values against a runbook's typed parameters, before anything runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from bot.config import Settings
+from bot.errors import UsageError
+from bot.names import check_dns1123_subdomain, shown
+from bot.runbooks.models import Parameter, Runbook
+
+__all__ = ["coerce_params", "parse_duration"]
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# registry[:port]/path[:tag][@digest], per the distribution reference grammar (simplified).
+_IMAGE = re.compile(
+    r"^(?:[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `30m`, `2h`, `1d12h` -> timedelta; anything else is a UsageError."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or not match or not any(match.groups()):
+        raise UsageError(f"`{text}` is not a duration", hint="write e.g. 30m, 2h or 1d")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def coerce_params(
+    runbook: Runbook, raw: Mapping[str, str], *, settings: Settings, environment: str
+) -> dict[str, Any]:
+    """Typed values for every parameter (defaults filled), or a UsageError naming the bad one."""
+    unknown = sorted(set(raw) - set(runbook.parameters))
+    if unknown:
+        raise UsageError(
+            f"`{runbook.name}` has no parameter `{unknown[0]}`", hint=f"usage: {runbook.usage}"
+        )
+    values: dict[str, Any] = {}
+    for name, spec in runbook.parameters.items():
+        if name in raw:
+            values[name] = _coerce(name, spec, raw[name], settings, environment)
+            if spec.type == "replicas":
+                _check_app_bounds(name, values, settings, environment)
+        elif spec.is_required:
+            raise UsageError(f"missing <{name}>", hint=f"usage: {runbook.usage}")
+        else:
+            values[name] = spec.default
+    return values
+
+
+def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str) -> Any:
+    value: Any
+    match spec.type:
+        case "int" | "revision" | "replicas":
+            try:
+                value = int(raw)
+            except ValueError:
+                raise UsageError(f"<{name}> must be a whole number, not `{shown(raw)}`") from None
+            if spec.type == "revision" and value < 1:
+                raise UsageError(f"<{name}> must be a revision number (1 or more)")
+            if spec.type == "replicas" and value < 0:
+                raise UsageError(f"<{name}> cannot be negative")
+            _check_bounds(name, spec, value)
+        case "bool":
+            lowered = raw.lower()
+            if lowered not in _TRUE | _FALSE:
+                raise UsageError(f"<{name}> must be true or false, not `{shown(raw)}`")
+            value = lowered in _TRUE
+        case "duration":
+            parse_duration(raw)
+            value = raw.strip()
+        case "app":
+            value = settings.app(raw, env).name
+        case "name":
+            value = check_dns1123_subdomain(raw, what=name)
+        case "image":
+            if not (_TAG.match(raw) or _IMAGE.match(raw)):
+                raise UsageError(
+                    f"`{shown(raw)}` is not an image reference or tag",
+                    hint="give a tag like 1.5.0 or an image like registry.example.com/shop/api:1.5.0",
+                )
+            value = raw
+        case _:
+            value = raw
+            if len(raw) > 1000:
+                raise UsageError(f"<{name}> is too long (at most 1000 characters)")
+    if spec.choices is not None and str(value) not in spec.choices:
+        raise UsageError(f"<{name}> must be one of: {', '.join(spec.choices)}")
+    if spec.pattern is not None and not re.fullmatch(spec.pattern, str(value)):
+        raise UsageError(f"<{name}> `{shown(raw)}` does not match the expected form")
+    return value
+
+
+def _check_app_bounds(
+    name: str, values: dict[str, Any], settings: Settings, environment: str
+) -> None:
+    # The app's configured bounds are checked before an execution exists, so nothing runs.
+    if not values.get("app"):
+        return
+    app = settings.app(values["app"], environment)
+    bounds, wanted = app.replicas, values[name]
+    if not bounds.min <= wanted <= bounds.max:
+        raise UsageError(
+            f"{app.name} may run {bounds.min} to {bounds.max} replicas in {environment}; "
+            f"{wanted} is outside that",
+            hint="the bounds are set per app in the configuration (apps.<app>.replicas)",
+        )
+
+
+def _check_bounds(name: str, spec: Parameter, value: int) -> None:
+    if spec.min is not None and value < spec.min:
+        raise UsageError(f"<{name}> must be at least {spec.min}")
+    if spec.max is not None and value > spec.max:
+        raise UsageError(f"<{name}> must be at most {spec.max}")

@@ -1,0 +1,69 @@
+"""Jinja2 in a sandbox: step arguments are templates, user values are data, never template source."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from bot.errors import PermanentError
+
+__all__ = ["evaluate", "is_template", "render_value"]
+
+_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render strings (recursively through lists and dicts); a lone `{{ x }}` keeps x's type."""
+    if isinstance(value, dict):
+        return {key: render_value(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render_value(item, context) for item in value]
+    if not is_template(value):
+        return value
+    text = value.strip()
+    try:
+        if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+            # A single expression: return the native value so ints stay ints.
+            result = _ENV.compile_expression(text[2:-2].strip(), undefined_to_none=False)(
+                **context
+            )
+            if isinstance(result, Undefined):
+                result._fail_with_undefined_error()
+            return result
+        return _ENV.from_string(value).render(**context)
+    except TemplateError as exc:
+        raise PermanentError(f"template `{value}` failed: {exc}") from exc
+
+
+def evaluate(expression: str, context: Mapping[str, Any]) -> bool:
+    try:
+        return bool(_ENV.compile_expression(expression, undefined_to_none=False)(**context))
+    except TemplateError as exc:
+        raise PermanentError(f"condition `{expression}` failed: {exc}") from exc
+
+
+def check_syntax(value: Any) -> str | None:
+    """The syntax error in a template value, or None; used when runbooks load."""
+    if isinstance(value, dict):
+        for item in value.values():
+            if problem := check_syntax(item):
+                return problem
+        return None
+    if isinstance(value, list):
+        for item in value:
+            if problem := check_syntax(item):
+                return problem
+        return None
+    if is_template(value):
+        try:
+            _ENV.parse(value)
+        except TemplateError as exc:
+            return str(exc)
+    return None

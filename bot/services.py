@@ -1,0 +1,69 @@
+"""Wiring: one place builds the store, registry, runbook catalog, clients and dispatcher,
+so `serve`, `shell`, `run` and `demo` run the same product."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.access import Access, GroupMembers, StaticGroups
+from bot.config import Settings
+from bot.dispatcher import Dispatcher
+from bot.kube import KubeFactory
+from bot.registry import Registry
+from bot.runbooks.loader import Catalog, load_catalog
+from bot.store import Store
+
+__all__ = ["Services", "default_database_url"]
+
+log = logging.getLogger("opsbot")
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{Path('opsbot.db').resolve()}"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    registry: Registry
+    catalog: Catalog
+    kube: KubeFactory
+    access: Access
+    dispatcher: Dispatcher
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        members: GroupMembers | None = None,
+        registry: Registry | None = None,
+        store: Store | None = None,
+    ) -> Services:
+        """Load runbooks first (an invalid one stops startup), then open the store."""
+        registry = registry or Registry.builtin()
+        catalog = load_catalog([settings.resolve_path(d) for d in settings.runbook_dirs], registry)
+        store = store or Store.open(settings.database_url or default_database_url())
+        kube = KubeFactory(str(settings.resolve_path(settings.kubeconfig)) if settings.kubeconfig
+                           else None)
+        access = Access(settings, members or StaticGroups(settings))
+        dispatcher = Dispatcher(settings=settings, catalog=catalog, registry=registry,
+                                store=store, access=access, kube=kube)
+        return cls(settings, store, registry, catalog, kube, access, dispatcher)
+
+    async def recover(self) -> list[str]:
+        """Executions a previous process left running are marked interrupted, never re-run."""
+        interrupted = await asyncio.to_thread(
+            self.store.interrupt_running, "opsbot restarted while this was running"
+        )
+        for record in interrupted:
+            log.warning("execution %s (%s) was interrupted by a restart", record.id, record.command)
+        return [record.id for record in interrupted]
+
+    def close(self) -> None:
+        self.kube.close()
+        self.store.close()

@@ -1,0 +1,1 @@
+"""Example configurations; demo.yaml is the demo world and ships with the package."""

@@ -1,0 +1,46 @@
+"""`restart`: a rolling restart, as `kubectl rollout restart` does it (the restartedAt annotation)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import Field
+
+from bot.errors import Refused
+from bot.registry import HandlerContext, Params, Result, handler
+from handlers.workload import read_workload, wait_for_rollout
+
+__all__ = ["RestartParams", "restart"]
+
+ANNOTATION = "kubectl.kubernetes.io/restartedAt"
+
+
+class RestartParams(Params):
+    wait_seconds: float = Field(default=300, ge=0)
+
+
+@handler("k8s.restart", params=RestartParams, mutating=True)
+async def restart(*, ctx: HandlerContext, params: RestartParams, **_: object) -> Result:
+    """Replace the app's pods with a rolling restart and follow it to the end."""
+    app = ctx.require_app()
+    workload = await read_workload(ctx)
+    if workload.kind == "Deployment" and workload.obj.spec.paused:
+        raise Refused(f"{workload.name} is paused; a restart would not roll out. Resume it first.")
+    pods = workload.desired
+    if ctx.dry_run:
+        return Result(summary=f"would restart {workload.name}: {pods} pods replaced one by one",
+                      fields=(("Revision", f"{workload.revision} → next"),))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {"spec": {"template": {"metadata": {"annotations": {ANNOTATION: now}}}}}
+    apps = ctx.kube.apps
+    patch = (apps.patch_namespaced_stateful_set if workload.kind == "StatefulSet"
+             else apps.patch_namespaced_deployment)
+    await ctx.kube.call(patch, workload.name, workload.namespace, body)
+    ctx.log.info("restarted %s/%s at %s", workload.namespace, workload.name, now)
+    state = await wait_for_rollout(ctx, app, timeout=params.wait_seconds)
+    after = await read_workload(ctx)
+    fields = (("Restarted at", now), ("Revision", f"{workload.revision} → {after.revision}"))
+    if state.done:
+        return Result(summary=f"restarted {workload.name}: {state.message}", fields=fields)
+    return Result(summary=f"restart of {workload.name} did not finish: {state.message}",
+                  fields=fields, ok=False)

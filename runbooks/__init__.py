@@ -1,0 +1,1 @@
+"""Built-in runbooks shipped with opsbot (YAML files beside this module)."""

@@ -1,0 +1,92 @@
+"""Shared fixtures: every test gets a fresh registry, store and (when asked) simulated cluster."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Settings, load_settings
+from bot.registry import Registry
+from bot.reporting import ExecutionView, Notice
+from bot.services import Services
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = ROOT / "examples" / "demo.yaml"
+REQUIRE_REAL = os.environ.get("OPSBOT_REQUIRE_REAL") == "1"
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry.builtin()
+
+
+@pytest.fixture
+def sim() -> Iterator[Any]:
+    from bot.simcluster import SimCluster
+
+    cluster = SimCluster(seed="demo").start(host="127.0.0.1", port=0)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def kubeconfig(sim: Any, tmp_path: Path) -> Path:
+    return Path(sim.write_kubeconfig(str(tmp_path / "kubeconfig")))
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'opsbot.db'}"
+
+
+@pytest.fixture
+def settings(kubeconfig: Path, db_url: str) -> Settings:
+    return load_settings(DEMO_CONFIG, environ={"KUBECONFIG": str(kubeconfig),
+                                               "OPSBOT_DATABASE_URL": db_url})
+
+
+@pytest.fixture
+def offline_settings(db_url: str) -> Settings:
+    """The demo configuration without a cluster, for tests that never reach Kubernetes."""
+    return load_settings(DEMO_CONFIG, environ={"OPSBOT_DATABASE_URL": db_url})
+
+
+@pytest.fixture
+def services(settings: Settings, registry: Registry) -> Iterator[Services]:
+    built = Services.build(settings, registry=registry)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+class RecordingReporter:
+    """A Reporter that keeps every view snapshot and notice, for assertions."""
+
+    def __init__(self) -> None:
+        self.views: list[ExecutionView] = []
+        self.notices: list[Notice] = []
+
+    async def execution(self, view: ExecutionView) -> None:
+        import copy
+
+        self.views.append(copy.deepcopy(view))
+
+    async def notice(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+    @property
+    def final(self) -> ExecutionView:
+        assert self.views, "no execution was reported"
+        return self.views[-1]
+
+
+@pytest.fixture
+def reporter() -> RecordingReporter:
+    return RecordingReporter()

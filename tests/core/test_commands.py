@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+
+from bot.commands import parse
+from bot.errors import UnknownName, UsageError
+from bot.registry import Registry
+from bot.runbooks.loader import Catalog, load_catalog
+
+
+@pytest.fixture
+def catalog(registry: Registry) -> Catalog:
+    return load_catalog([], registry)
+
+
+def test_positional_arguments_and_common_flags(catalog: Catalog) -> None:
+    cmd = parse('scale shop-api 5 --env prod --dry-run --reason "traffic spike"', catalog)
+    assert cmd.runbook is not None and cmd.runbook.name == "scale"
+    assert cmd.raw_params == {"app": "shop-api", "replicas": "5"}
+    assert (cmd.env, cmd.dry_run, cmd.reason) == ("prod", True, "traffic spike")
+
+
+def test_flag_with_equals(catalog: Catalog) -> None:
+    cmd = parse("status shop-api --env=prod", catalog)
+    assert cmd.env == "prod"
+
+
+def test_empty_text_is_help(catalog: Catalog) -> None:
+    assert parse("   ", catalog).meta == "help"
+
+
+def test_help_topic(catalog: Catalog) -> None:
+    assert parse("help scale", catalog).topic == "scale"
+
+
+def test_unknown_verb_suggests_closest(catalog: Catalog) -> None:
+    with pytest.raises(UnknownName) as err:
+        parse("scael shop-api 3", catalog)
+    assert "scale" in err.value.suggestions
+
+
+def test_unknown_option_suggests(catalog: Catalog) -> None:
+    with pytest.raises(UnknownName) as err:
+        parse("scale shop-api 3 --dryrun", catalog)
+    assert "--dry-run" in err.value.suggestions
+
+
+def test_too_many_arguments_shows_usage(catalog: Catalog) -> None:
+    with pytest.raises(UsageError) as err:
+        parse("status shop-api extra", catalog)
+    assert err.value.hint == "usage: status <app>"
+
+
+def test_flag_without_value(catalog: Catalog) -> None:
+    with pytest.raises(UsageError, match="--env needs a value"):
+        parse("status shop-api --env", catalog)
+
+
+def test_unbalanced_quote(catalog: Catalog) -> None:
+    with pytest.raises(UsageError, match="cannot read"):
+        parse('status "shop-api', catalog)
+
+
+def test_run_by_name_with_keywords(catalog: Catalog) -> None:
+    cmd = parse("run scale app=shop-api replicas=4", catalog)
+    assert cmd.meta == "run"
+    assert cmd.raw_params == {"app": "shop-api", "replicas": "4"}
+
+
+def test_hostile_text_is_quoted_back_safely(catalog: Catalog) -> None:
+    with pytest.raises(UnknownName) as err:
+        parse("<!channel> `rm -rf /`", catalog)
+    assert "<!channel>" not in str(err.value)
