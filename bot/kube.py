@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, TypeVar
 
 import urllib3
@@ -21,14 +22,34 @@ T = TypeVar("T")
 
 
 class KubeClients:
-    """Typed API objects for one cluster context, with `call` to run them off the event loop."""
+    """Typed API objects for one cluster context, with `call` to run them off the event loop.
 
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self.api_client = api_client
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
-        self.coordination = client.CoordinationV1Api(api_client)
+    The connection is configured on first use, so runbooks that never touch Kubernetes run
+    without a kubeconfig.
+    """
+
+    def __init__(self, connect: Callable[[], client.ApiClient]) -> None:
+        self._connect = connect
+
+    @cached_property
+    def api_client(self) -> client.ApiClient:
+        return self._connect()
+
+    @cached_property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client)
+
+    @cached_property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api_client)
+
+    @cached_property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api_client)
+
+    @cached_property
+    def coordination(self) -> client.CoordinationV1Api:
+        return client.CoordinationV1Api(self.api_client)
 
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a client method in a worker thread; map API failures to our errors."""
@@ -40,7 +61,8 @@ class KubeClients:
             raise RetryableError(f"the Kubernetes API is unreachable: {exc}", delay=2.0) from exc
 
     def close(self) -> None:
-        self.api_client.close()
+        if "api_client" in self.__dict__:
+            self.api_client.close()
 
 
 class KubeFactory:
@@ -52,7 +74,7 @@ class KubeFactory:
 
     def for_context(self, context: str | None) -> KubeClients:
         if context not in self._clients:
-            self._clients[context] = KubeClients(self._api_client(context))
+            self._clients[context] = KubeClients(lambda: self._api_client(context))
         return self._clients[context]
 
     def _api_client(self, context: str | None) -> client.ApiClient:

@@ -24,6 +24,7 @@ __all__ = [
     "output_heading",
     "output_left_out",
     "runbook_list",
+    "trigger_failed",
     "unposted_result",
 ]
 
@@ -44,6 +45,10 @@ META_HELP = [
     ("run <runbook> [key=value ...]", "run any runbook by name"),
 ]
 COMMON_FLAGS = "Common flags: `--env ENV`, `--reason TEXT`, `--dry-run` (show the plan, change nothing)."
+
+
+def _cmd(prefix: str, usage: str) -> str:
+    return f"`{prefix} {usage}`" if prefix else f"`{usage}`"
 
 
 def execution_headline(view: ExecutionView) -> str:
@@ -71,15 +76,15 @@ def step_line(step: StepView) -> str:
 
 
 def help_overview(runbooks: Sequence[Runbook], command: str) -> Notice:
-    lines = [f"`{command} {rb.usage}`: {rb.description}" for rb in runbooks if rb.command]
-    lines += [f"`{command} {usage}`: {text}" for usage, text in META_HELP]
+    lines = [f"{_cmd(command, rb.usage)}: {rb.description}" for rb in runbooks if rb.command]
+    lines += [f"{_cmd(command, usage)}: {text}" for usage, text in META_HELP]
     if not any(rb.command for rb in runbooks):
         lines.insert(0, "You may not run any command here; ask an admin for a role.")
     return Notice("info", "*What you can run here*", hint=COMMON_FLAGS, details=tuple(lines))
 
 
 def help_topic(runbook: Runbook, command: str) -> Notice:
-    lines = [runbook.description, f"usage: `{command} {runbook.usage}`"]
+    lines = [runbook.description, f"usage: {_cmd(command, runbook.usage)}"]
     for name, spec in runbook.parameters.items():
         default = "" if spec.is_required else f" (default: {spec.default})"
         lines.append(f"• `{name}` ({spec.type}){default}: {spec.help}".rstrip(": "))
@@ -156,3 +161,7 @@ def output_left_out(step: str, lines: int, execution_id: str) -> str:
         f"{lines} more {plural} of *{step}* output left out of this thread; the full output is "
         f"stored with execution `{execution_id}`."
     )
+
+
+def trigger_failed() -> str:
+    return "opsbot hit an internal error handling this command; the details are in its log."
