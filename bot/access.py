@@ -64,7 +64,9 @@ class Access:
         return configured.id if configured else group
 
     async def roles_of(self, user_id: str) -> list[str]:
-        return [name for name, role in self._settings.roles.items() if await self._holds(user_id, role)]
+        return [
+            name for name, role in self._settings.roles.items() if await self._holds(user_id, role)
+        ]
 
     async def in_group(self, user_id: str, group: str) -> bool:
         return user_id in await self._members(self.group_id(group))
@@ -86,12 +88,13 @@ class Access:
 
     def check_channel(self, trigger: Trigger, environment: EnvironmentConfig) -> None:
         # Channels restrict chat; the console is an operator's own terminal.
-        if trigger.source == "slack" and environment.channels:
-            if trigger.channel not in environment.channels:
-                allowed = ", ".join(f"<#{c}>" for c in environment.channels)
-                raise Denied(
-                    f"commands for `{environment.name}` are only accepted in {allowed}"
-                )
+        if (
+            trigger.source == "slack"
+            and environment.channels
+            and trigger.channel not in environment.channels
+        ):
+            allowed = ", ".join(f"<#{c}>" for c in environment.channels)
+            raise Denied(f"commands for `{environment.name}` are only accepted in {allowed}")
 
     async def check(self, trigger: Trigger, runbook: str, environment: EnvironmentConfig) -> str:
         """The role that lets `trigger.actor` run `runbook` in `environment`, or Denied."""
@@ -103,8 +106,9 @@ class Access:
         who = self._settings.handle(trigger.actor)
         if granting:
             needs = " or ".join(f"`{r}`" for r in granting)
-            raise Denied(f"{who} may not run `{runbook}` in `{environment.name}`: it needs the "
-                         f"role {needs}")
+            raise Denied(
+                f"{who} may not run `{runbook}` in `{environment.name}`: it needs the role {needs}"
+            )
         raise Denied(f"no role may run `{runbook}` in `{environment.name}`")
 
     async def allowed_anywhere(self, trigger: Trigger, runbook: str) -> bool:

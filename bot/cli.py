@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runbooks", help="list or validate runbooks")
     rsub = p.add_subparsers(dest="runbooks_cmd", required=True, metavar="ACTION")
-    v = rsub.add_parser("validate", help="check runbooks (built-in and DIR) against schema and handlers")
+    v = rsub.add_parser(
+        "validate", help="check runbooks (built-in and DIR) against schema and handlers"
+    )
     v.add_argument("dir", nargs="?", type=Path, help="a directory of runbooks to check")
     rsub.add_parser("list", help="list the runbooks")
     rsub.add_parser("schema", help="print the runbook JSON Schema")
@@ -63,8 +65,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if args.cmd in (
-            "run", "demo", "shell") else logging.INFO,
+        level=logging.DEBUG
+        if args.verbose
+        else logging.WARNING
+        if args.cmd in ("run", "demo", "shell")
+        else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
@@ -174,8 +179,9 @@ def _list_runbooks(settings) -> int:  # type: ignore[no-untyped-def]
     from bot.registry import Registry
     from bot.runbooks.loader import load_catalog
 
-    catalog = load_catalog([settings.resolve_path(d) for d in settings.runbook_dirs],
-                           Registry.builtin())
+    catalog = load_catalog(
+        [settings.resolve_path(d) for d in settings.runbook_dirs], Registry.builtin()
+    )
     width = max((len(rb.usage) for rb in catalog), default=0)
     for rb in catalog:
         flag = "mutating" if rb.mutating else "read-only"

@@ -89,7 +89,9 @@ class Dispatcher:
 
     async def dispatch(self, trigger: Trigger, reporter: Reporter) -> Outcome:
         """Handle one trigger end to end; never raises for anything the user did."""
-        if trigger.delivery_id and not await self._db(self.store.claim_delivery, trigger.delivery_id):
+        if trigger.delivery_id and not await self._db(
+            self.store.claim_delivery, trigger.delivery_id
+        ):
             log.info("duplicate delivery %s ignored", trigger.delivery_id)
             return Outcome("duplicate")
         try:
@@ -114,16 +116,24 @@ class Dispatcher:
             return Outcome("failed")
 
     async def _meta(self, trigger: Trigger, command: Command) -> Notice:
-        allowed = [rb for rb in self.catalog if await self.access.allowed_anywhere(trigger, rb.name)]
+        allowed = [
+            rb for rb in self.catalog if await self.access.allowed_anywhere(trigger, rb.name)
+        ]
         slash = self.settings.slack.command if trigger.source == "slack" else ""
         prefix = slash.strip()
         if command.meta == "runbooks":
             builtin = str(builtin_dir())
-            return messages.runbook_list([
-                (rb, "built-in" if self.catalog.source(rb.name).startswith(builtin) else
-                 self.catalog.source(rb.name))
-                for rb in allowed
-            ])
+            return messages.runbook_list(
+                [
+                    (
+                        rb,
+                        "built-in"
+                        if self.catalog.source(rb.name).startswith(builtin)
+                        else self.catalog.source(rb.name),
+                    )
+                    for rb in allowed
+                ]
+            )
         if command.topic:
             match = self.catalog.match_verb(command.topic.split())
             if match and match[0] in allowed:
@@ -132,7 +142,9 @@ class Dispatcher:
                 from bot.errors import UnknownName
                 from bot.names import closest
 
-                raise UnknownName("command", command.topic, closest(command.topic, self.catalog.verbs()))
+                raise UnknownName(
+                    "command", command.topic, closest(command.topic, self.catalog.verbs())
+                )
         return messages.help_overview(allowed, prefix)
 
     async def _runbook(self, trigger: Trigger, command: Command, reporter: Reporter) -> Outcome:
@@ -149,14 +161,16 @@ class Dispatcher:
         try:
             await self.access.check(trigger, runbook.name, environment)
         except Denied as exc:
-            await self._audit_decision(trigger, environment.name, target, "denied", str(exc),
-                                       runbook=runbook.name)
+            await self._audit_decision(
+                trigger, environment.name, target, "denied", str(exc), runbook=runbook.name
+            )
             await reporter.notice(Notice("denied", str(exc), hint=messages.denied_hint()))
             return Outcome("denied")
         if runbook.mutating and environment.requires_approval and not command.dry_run:
             reason = messages.approval_unavailable(runbook.name, environment.name)
-            await self._audit_decision(trigger, environment.name, target, "refused", reason,
-                                       runbook=runbook.name)
+            await self._audit_decision(
+                trigger, environment.name, target, "refused", reason, runbook=runbook.name
+            )
             raise Refused(reason, hint=messages.approval_unavailable_hint())
         return await self.execute(trigger, command, runbook, environment, app, params, reporter)
 
@@ -187,8 +201,9 @@ class Dispatcher:
             dry_run=command.dry_run,
             channel=trigger.channel,
         )
-        await self._audit(trigger, command, runbook, environment.name, target, "started",
-                          execution_id)
+        await self._audit(
+            trigger, command, runbook, environment.name, target, "started", execution_id
+        )
         view = ExecutionView(
             execution_id=execution_id,
             runbook=runbook.name,
@@ -201,7 +216,14 @@ class Dispatcher:
             steps=[StepView(step.name) for step in runbook.steps],
         )
         run = _Run(
-            trigger, command, runbook, environment, app, params, view, reporter,
+            trigger,
+            command,
+            runbook,
+            environment,
+            app,
+            params,
+            view,
+            reporter,
             template={
                 "params": dict(params),
                 "env": {"name": environment.name, "namespace": environment.namespace},
@@ -239,10 +261,19 @@ class Dispatcher:
     async def _finish(self, run: _Run, status: str) -> None:
         view = run.view
         summary = view.summary or "; ".join(s.summary for s in view.steps if s.summary)
-        await self._db(self.store.finish_execution, view.execution_id, status=status,
-                       summary=summary[:2000])
-        await self._audit(run.trigger, run.command, run.runbook, view.environment, view.target,
-                          status, view.execution_id, detail=summary[:500])
+        await self._db(
+            self.store.finish_execution, view.execution_id, status=status, summary=summary[:2000]
+        )
+        await self._audit(
+            run.trigger,
+            run.command,
+            run.runbook,
+            view.environment,
+            view.target,
+            status,
+            view.execution_id,
+            detail=summary[:500],
+        )
         try:
             await run.reporter.execution(view)
         except Exception:  # the execution is recorded; a failed report must not hide it
@@ -259,21 +290,38 @@ class Dispatcher:
                 view.status = "skipped"
                 continue
             view.status = "running"
-            await self._db(self.store.start_step, run.view.execution_id, index=index,
-                           name=step.name, handler=step.handler)
+            await self._db(
+                self.store.start_step,
+                run.view.execution_id,
+                index=index,
+                name=step.name,
+                handler=step.handler,
+            )
             await self._report(run)
             result, error = await self._call(run, step, view)
             if result is not None:
                 view.status = "succeeded" if result.ok else "failed"
-                view.summary, view.fields, view.output = result.summary, result.fields, result.output
+                view.summary, view.fields, view.output = (
+                    result.summary,
+                    result.fields,
+                    result.output,
+                )
                 run.template["steps"][step.id or str(index)] = {
-                    "summary": result.summary, "ok": result.ok, "data": result.data,
+                    "summary": result.summary,
+                    "ok": result.ok,
+                    "data": result.data,
                 }
             else:
                 view.status, view.summary = "failed", error
-            await self._db(self.store.finish_step, run.view.execution_id, index=index,
-                           status=view.status, summary=view.summary, output=view.output,
-                           error=None if result else error)
+            await self._db(
+                self.store.finish_step,
+                run.view.execution_id,
+                index=index,
+                status=view.status,
+                summary=view.summary,
+                output=view.output,
+                error=None if result else error,
+            )
             await self._report(run)
             if view.status == "failed":
                 return False
@@ -346,31 +394,59 @@ class Dispatcher:
                 try:
                     text = str(render_value(follow.command, run.template))
                 except HandlerError:
-                    log.warning("follow-up `%s` of %s did not render", follow.label, run.runbook.name)
+                    log.warning(
+                        "follow-up `%s` of %s did not render", follow.label, run.runbook.name
+                    )
                     continue
                 buttons.append(Button(follow.label, text))
         return buttons
 
     async def _audit(
-        self, trigger: Trigger, command: Command, runbook: Runbook, environment: str,
-        target: str | None, outcome: str, execution_id: str | None, detail: str = "",
+        self,
+        trigger: Trigger,
+        command: Command,
+        runbook: Runbook,
+        environment: str,
+        target: str | None,
+        outcome: str,
+        execution_id: str | None,
+        detail: str = "",
     ) -> None:
         entry = AuditEntry(
-            actor=trigger.actor, source=trigger.source,
-            command=command.text, environment=environment, target=target,
-            outcome=outcome, execution_id=execution_id,
-            details={"runbook": runbook.name, "dry_run": command.dry_run,
-                     "reason": command.reason, "via": trigger.via, "detail": detail},
+            actor=trigger.actor,
+            source=trigger.source,
+            command=command.text,
+            environment=environment,
+            target=target,
+            outcome=outcome,
+            execution_id=execution_id,
+            details={
+                "runbook": runbook.name,
+                "dry_run": command.dry_run,
+                "reason": command.reason,
+                "via": trigger.via,
+                "detail": detail,
+            },
         )
         await self._db(self.store.audit, entry)
 
     async def _audit_decision(
-        self, trigger: Trigger, environment: str | None, target: str | None, outcome: str,
-        detail: str, *, runbook: str | None = None,
+        self,
+        trigger: Trigger,
+        environment: str | None,
+        target: str | None,
+        outcome: str,
+        detail: str,
+        *,
+        runbook: str | None = None,
     ) -> None:
         entry = AuditEntry(
-            actor=trigger.actor, source=trigger.source, command=trigger.text[:500],
-            environment=environment, target=target, outcome=outcome,
+            actor=trigger.actor,
+            source=trigger.source,
+            command=trigger.text[:500],
+            environment=environment,
+            target=target,
+            outcome=outcome,
             details={"runbook": runbook, "via": trigger.via, "detail": detail},
         )
         await self._db(self.store.audit, entry)
@@ -382,5 +458,3 @@ def _redact(text: str, params: dict[str, Any], runbook: Runbook) -> str:
         if spec.secret and isinstance(value, str) and value:
             text = text.replace(value, REDACTED)
     return text
-
-

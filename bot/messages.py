@@ -15,6 +15,7 @@ __all__ = [
     "NOTICE_ICON",
     "STATUS_ICON",
     "approval_unavailable",
+    "bad_listen",
     "execution_headline",
     "help_overview",
     "help_topic",
@@ -24,6 +25,7 @@ __all__ = [
     "output_heading",
     "output_left_out",
     "runbook_list",
+    "slack_settings_missing",
     "trigger_failed",
     "unposted_result",
 ]
@@ -44,7 +46,9 @@ META_HELP = [
     ("runbooks", "every runbook you may run, with where it comes from"),
     ("run <runbook> [key=value ...]", "run any runbook by name"),
 ]
-COMMON_FLAGS = "Common flags: `--env ENV`, `--reason TEXT`, `--dry-run` (show the plan, change nothing)."
+COMMON_FLAGS = (
+    "Common flags: `--env ENV`, `--reason TEXT`, `--dry-run` (show the plan, change nothing)."
+)
 
 
 def _cmd(prefix: str, usage: str) -> str:
@@ -54,8 +58,12 @@ def _cmd(prefix: str, usage: str) -> str:
 def execution_headline(view: ExecutionView) -> str:
     icon = STATUS_ICON[view.status]
     mode = " (dry run)" if view.dry_run else ""
-    verb = {"running": "running", "succeeded": "done", "failed": "failed",
-            "interrupted": "interrupted"}[view.status]
+    verb = {
+        "running": "running",
+        "succeeded": "done",
+        "failed": "failed",
+        "interrupted": "interrupted",
+    }[view.status]
     return f"{icon} `{view.command}`{mode} in *{view.environment}*: {verb}"
 
 
@@ -90,8 +98,9 @@ def help_topic(runbook: Runbook, command: str) -> Notice:
         lines.append(f"• `{name}` ({spec.type}){default}: {spec.help}".rstrip(": "))
     if runbook.mutating:
         lines.append("Changes the cluster; environments that require approval will ask for it.")
-    return Notice("info", f"*{runbook.verb or runbook.name}*", hint=COMMON_FLAGS,
-                  details=tuple(lines))
+    return Notice(
+        "info", f"*{runbook.verb or runbook.name}*", hint=COMMON_FLAGS, details=tuple(lines)
+    )
 
 
 def runbook_list(entries: Sequence[tuple[Runbook, str]]) -> Notice:
@@ -165,3 +174,15 @@ def output_left_out(step: str, lines: int, execution_id: str) -> str:
 
 def trigger_failed() -> str:
     return "opsbot hit an internal error handling this command; the details are in its log."
+
+
+def slack_settings_missing(variables: Sequence[str]) -> str:
+    return (
+        f"opsbot serve needs {' and '.join(variables)} to talk to Slack: set the variables "
+        "(SLACK_SIGNING_SECRET is not needed in Socket Mode, when SLACK_APP_TOKEN is set); "
+        "see docs/slack.md"
+    )
+
+
+def bad_listen(listen: str) -> str:
+    return f"OPSBOT_LISTEN must be HOST:PORT (like 0.0.0.0:3000), not `{listen}`"

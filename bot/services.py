@@ -48,11 +48,18 @@ class Services:
         registry = registry or Registry.builtin()
         catalog = load_catalog([settings.resolve_path(d) for d in settings.runbook_dirs], registry)
         store = store or Store.open(settings.database_url or default_database_url())
-        kube = KubeFactory(str(settings.resolve_path(settings.kubeconfig)) if settings.kubeconfig
-                           else None)
+        kube = KubeFactory(
+            str(settings.resolve_path(settings.kubeconfig)) if settings.kubeconfig else None
+        )
         access = Access(settings, members or StaticGroups(settings))
-        dispatcher = Dispatcher(settings=settings, catalog=catalog, registry=registry,
-                                store=store, access=access, kube=kube)
+        dispatcher = Dispatcher(
+            settings=settings,
+            catalog=catalog,
+            registry=registry,
+            store=store,
+            access=access,
+            kube=kube,
+        )
         return cls(settings, store, registry, catalog, kube, access, dispatcher)
 
     async def recover(self) -> list[str]:

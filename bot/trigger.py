@@ -1,4 +1,5 @@
-"""One shape for everything that can start work: slash commands, buttons, console, alerts, schedules."""
+"""One shape for everything that can start work: slash commands, buttons, console, alerts
+and schedules."""
 
 from __future__ import annotations
 

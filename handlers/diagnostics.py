@@ -18,8 +18,15 @@ from handlers.workload import Workload, read_workload, selector_string
 
 __all__ = ["DiagParams", "diag"]
 
-_WAITING_BAD = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
-                "InvalidImageName", "CreateContainerError", "RunContainerError"}
+_WAITING_BAD = {
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+    "InvalidImageName",
+    "CreateContainerError",
+    "RunContainerError",
+}
 
 
 class DiagParams(Params):
@@ -53,11 +60,16 @@ async def diag(*, ctx: HandlerContext, params: DiagParams, **_: object) -> Resul
     """Pods, restarts, last termination reasons, warning events and previous logs of crashes."""
     workload = await read_workload(ctx)
     found = Findings()
-    pods = await ctx.kube.call(ctx.kube.core.list_namespaced_pod, workload.namespace,
-                               label_selector=selector_string(workload))
+    pods = await ctx.kube.call(
+        ctx.kube.core.list_namespaced_pod,
+        workload.namespace,
+        label_selector=selector_string(workload),
+    )
     found.pods = sorted(pods.items, key=lambda p: p.metadata.name)
-    limits = {c.name: ((c.resources.limits or {}) if c.resources else {}).get("memory")
-              for c in workload.obj.spec.template.spec.containers}
+    limits = {
+        c.name: ((c.resources.limits or {}) if c.resources else {}).get("memory")
+        for c in workload.obj.spec.template.spec.containers
+    }
     for pod in found.pods:
         for cs in (pod.status.container_statuses or []) if pod.status else []:
             found.containers.append(_container(pod, cs, limits.get(cs.name)))
@@ -65,7 +77,9 @@ async def diag(*, ctx: HandlerContext, params: DiagParams, **_: object) -> Resul
     found.events = await _warning_events(ctx, workload, found.pods, params.max_events)
     for finding in found.containers:
         if finding.restarts and finding.last_reason:
-            finding.log_tail = await _previous_log(ctx, workload.namespace, finding, params.log_lines)
+            finding.log_tail = await _previous_log(
+                ctx, workload.namespace, finding, params.log_lines
+            )
     verdict = _verdict(workload, found)
     ready = sum(1 for pod in found.pods if _pod_ready(pod))
     fields = (
@@ -73,27 +87,37 @@ async def diag(*, ctx: HandlerContext, params: DiagParams, **_: object) -> Resul
         ("Restarts", str(sum(c.restarts for c in found.containers))),
         ("Warning events", str(len(found.events))),
     )
-    return Result(summary=verdict, fields=fields, output=_details(found),
-                  data={"ready": ready, "pods": len(found.pods)})
+    return Result(
+        summary=verdict,
+        fields=fields,
+        output=_details(found),
+        data={"ready": ready, "pods": len(found.pods)},
+    )
 
 
 def _container(pod: Any, cs: Any, memory_limit: str | None) -> ContainerFinding:
     last = cs.last_state.terminated if cs.last_state and cs.last_state.terminated else None
     waiting = cs.state.waiting.reason if cs.state and cs.state.waiting else None
     return ContainerFinding(
-        pod=pod.metadata.name, container=cs.name, restarts=int(cs.restart_count or 0),
-        waiting=waiting, last_reason=last.reason if last else None,
+        pod=pod.metadata.name,
+        container=cs.name,
+        restarts=int(cs.restart_count or 0),
+        waiting=waiting,
+        last_reason=last.reason if last else None,
         last_exit=last.exit_code if last else None,
         last_finished=last.finished_at if last else None,
-        memory_limit=memory_limit, image=cs.image,
+        memory_limit=memory_limit,
+        image=cs.image,
     )
 
 
-async def _warning_events(ctx: HandlerContext, workload: Workload, pods: list[Any],
-                          limit: int) -> list[Any]:
+async def _warning_events(
+    ctx: HandlerContext, workload: Workload, pods: list[Any], limit: int
+) -> list[Any]:
     # One list call; the owner chain (workload, its ReplicaSets, its pods) is matched by name.
-    events = await ctx.kube.call(ctx.kube.core.list_namespaced_event, workload.namespace,
-                                 field_selector="type=Warning")
+    events = await ctx.kube.call(
+        ctx.kube.core.list_namespaced_event, workload.namespace, field_selector="type=Warning"
+    )
     names = {workload.name} | {pod.metadata.name for pod in pods}
     names |= {ref.name for pod in pods for ref in (pod.metadata.owner_references or [])}
     mine = [e for e in events.items if e.involved_object and e.involved_object.name in names]
@@ -101,11 +125,18 @@ async def _warning_events(ctx: HandlerContext, workload: Workload, pods: list[An
     return mine[:limit]
 
 
-async def _previous_log(ctx: HandlerContext, namespace: str, finding: ContainerFinding,
-                        lines: int) -> str | None:
+async def _previous_log(
+    ctx: HandlerContext, namespace: str, finding: ContainerFinding, lines: int
+) -> str | None:
     try:
-        text = await ctx.kube.call(ctx.kube.core.read_namespaced_pod_log, finding.pod, namespace,
-                                   container=finding.container, previous=True, tail_lines=lines)
+        text = await ctx.kube.call(
+            ctx.kube.core.read_namespaced_pod_log,
+            finding.pod,
+            namespace,
+            container=finding.container,
+            previous=True,
+            tail_lines=lines,
+        )
     except HandlerError as exc:
         return f"(previous log unavailable: {exc})"
     return str(text).rstrip() or None
@@ -146,8 +177,13 @@ def _verdict(workload: Workload, found: Findings) -> str:
 
 
 def _crash_window(events: list[Any], pods: set[str]) -> str | None:
-    times = [t for e in events if e.involved_object.name in pods
-             for t in (e.first_timestamp, e.last_timestamp, e.event_time) if t]
+    times = [
+        t
+        for e in events
+        if e.involved_object.name in pods
+        for t in (e.first_timestamp, e.last_timestamp, e.event_time)
+        if t
+    ]
     if len(times) < 2:
         return None
     minutes = int((max(times) - min(times)).total_seconds() // 60)
@@ -162,7 +198,12 @@ def _pod_ready(pod: Any) -> bool:
 
 
 def _event_time(event: Any) -> datetime:
-    return event.last_timestamp or event.event_time or event.first_timestamp or datetime.min.replace(tzinfo=UTC)
+    return (
+        event.last_timestamp
+        or event.event_time
+        or event.first_timestamp
+        or datetime.min.replace(tzinfo=UTC)
+    )
 
 
 def _details(found: Findings) -> str:
@@ -172,8 +213,9 @@ def _details(found: Findings) -> str:
         ready = sum(1 for cs in statuses if cs.ready)
         restarts = sum(int(cs.restart_count or 0) for cs in statuses)
         phase = pod.status.phase if pod.status else "Unknown"
-        lines.append(f"  {pod.metadata.name}  {phase}  ready {ready}/{len(statuses)}  "
-                     f"restarts {restarts}")
+        lines.append(
+            f"  {pod.metadata.name}  {phase}  ready {ready}/{len(statuses)}  restarts {restarts}"
+        )
     for c in found.containers:
         if c.last_reason or c.waiting:
             state = f"waiting {c.waiting}" if c.waiting else "running"
@@ -184,8 +226,10 @@ def _details(found: Findings) -> str:
     for e in found.events:
         count = f" x{e.count}" if e.count and e.count > 1 else ""
         when = _event_time(e).strftime("%H:%M:%S")
-        lines.append(f"  {when}  {e.involved_object.kind}/{e.involved_object.name}  "
-                     f"{e.reason}{count}: {e.message}")
+        lines.append(
+            f"  {when}  {e.involved_object.kind}/{e.involved_object.name}  "
+            f"{e.reason}{count}: {e.message}"
+        )
     for c in found.containers:
         if c.log_tail:
             lines.append("")

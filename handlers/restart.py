@@ -1,4 +1,5 @@
-"""`restart`: a rolling restart, as `kubectl rollout restart` does it (the restartedAt annotation)."""
+"""`restart`: a rolling restart, as `kubectl rollout restart` does it (the restartedAt
+annotation)."""
 
 from __future__ import annotations
 
@@ -28,13 +29,18 @@ async def restart(*, ctx: HandlerContext, params: RestartParams, **_: object) ->
         raise Refused(f"{workload.name} is paused; a restart would not roll out. Resume it first.")
     pods = workload.desired
     if ctx.dry_run:
-        return Result(summary=f"would restart {workload.name}: {pods} pods replaced one by one",
-                      fields=(("Revision", f"{workload.revision} → next"),))
+        return Result(
+            summary=f"would restart {workload.name}: {pods} pods replaced one by one",
+            fields=(("Revision", f"{workload.revision} → next"),),
+        )
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = {"spec": {"template": {"metadata": {"annotations": {ANNOTATION: now}}}}}
     apps = ctx.kube.apps
-    patch = (apps.patch_namespaced_stateful_set if workload.kind == "StatefulSet"
-             else apps.patch_namespaced_deployment)
+    patch = (
+        apps.patch_namespaced_stateful_set
+        if workload.kind == "StatefulSet"
+        else apps.patch_namespaced_deployment
+    )
     await ctx.kube.call(patch, workload.name, workload.namespace, body)
     ctx.log.info("restarted %s/%s at %s", workload.namespace, workload.name, now)
     state = await wait_for_rollout(ctx, app, timeout=params.wait_seconds)
@@ -42,5 +48,8 @@ async def restart(*, ctx: HandlerContext, params: RestartParams, **_: object) ->
     fields = (("Restarted at", now), ("Revision", f"{workload.revision} → {after.revision}"))
     if state.done:
         return Result(summary=f"restarted {workload.name}: {state.message}", fields=fields)
-    return Result(summary=f"restart of {workload.name} did not finish: {state.message}",
-                  fields=fields, ok=False)
+    return Result(
+        summary=f"restart of {workload.name} did not finish: {state.message}",
+        fields=fields,
+        ok=False,
+    )

@@ -18,11 +18,17 @@ async def status(*, ctx: HandlerContext, params: NoParams, **_: object) -> Resul
     updated = int(st.updated_replicas or 0) if st else 0
     available = int(getattr(st, "available_replicas", None) or 0) if st else 0
     images = workload.images()
-    fields: list[tuple[str, str]] = [("Workload", f"{workload.kind} {workload.namespace}/{workload.name}")]
+    fields: list[tuple[str, str]] = [
+        ("Workload", f"{workload.kind} {workload.namespace}/{workload.name}")
+    ]
     fields += [(f"Image ({name})", image) for name, image in images]
     fields.append(("Revision", workload.revision or "unknown"))
-    fields.append(("Replicas", f"{desired} desired · {ready} ready · {updated} updated · "
-                               f"{available} available"))
+    fields.append(
+        (
+            "Replicas",
+            f"{desired} desired · {ready} ready · {updated} updated · {available} available",
+        )
+    )
     if workload.obj.spec.__class__.__name__ == "V1DeploymentSpec" and workload.obj.spec.paused:
         fields.append(("Paused", "yes: rollouts are paused"))
     for cond in (st.conditions or []) if st else []:
@@ -37,6 +43,13 @@ async def status(*, ctx: HandlerContext, params: NoParams, **_: object) -> Resul
     summary = f"{workload.name}: {ready}/{desired} ready, {health}; {main}"
     if workload.revision:
         summary += f" (revision {workload.revision})"
-    return Result(summary=summary, fields=tuple(fields),
-                  data={"ready": ready, "desired": desired, "revision": workload.revision,
-                        "images": dict(images)})
+    return Result(
+        summary=summary,
+        fields=tuple(fields),
+        data={
+            "ready": ready,
+            "desired": desired,
+            "revision": workload.revision,
+            "images": dict(images),
+        },
+    )

@@ -1,4 +1,5 @@
-"""Reading and watching the workload behind an app (Deployment or StatefulSet), shared by handlers."""
+"""Reading and following the workload behind an app (Deployment or StatefulSet), shared by
+handlers."""
 
 from __future__ import annotations
 
@@ -83,20 +84,28 @@ def rollout_state(workload: Workload) -> Rollout:
     ready = int(status.ready_replicas or 0) if status else 0
     updated = int(status.updated_replicas or 0) if status else 0
     if status is None or (status.observed_generation or 0) < (obj.metadata.generation or 0):
-        return Rollout(False, "waiting for the controller to see the change", ready, updated,
-                       desired)
+        return Rollout(
+            False, "waiting for the controller to see the change", ready, updated, desired
+        )
     if workload.kind == "Deployment":
         for cond in status.conditions or []:
             if cond.type == "Progressing" and cond.reason == "ProgressDeadlineExceeded":
-                return Rollout(False, "progress deadline exceeded", ready, updated, desired,
-                               deadline_exceeded=True)
+                return Rollout(
+                    False,
+                    "progress deadline exceeded",
+                    ready,
+                    updated,
+                    desired,
+                    deadline_exceeded=True,
+                )
         total = int(status.replicas or 0)
         available = int(status.available_replicas or 0)
         if updated < desired:
             return Rollout(False, f"{updated}/{desired} updated", ready, updated, desired)
         if total > updated:
-            return Rollout(False, f"{total - updated} old replicas terminating", ready, updated,
-                           desired)
+            return Rollout(
+                False, f"{total - updated} old replicas terminating", ready, updated, desired
+            )
         if available < updated:
             return Rollout(False, f"{available}/{updated} available", ready, updated, desired)
         return Rollout(True, f"{ready}/{desired} ready", ready, updated, desired)

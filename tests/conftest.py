@@ -47,8 +47,9 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(kubeconfig: Path, db_url: str) -> Settings:
-    return load_settings(DEMO_CONFIG, environ={"KUBECONFIG": str(kubeconfig),
-                                               "OPSBOT_DATABASE_URL": db_url})
+    return load_settings(
+        DEMO_CONFIG, environ={"KUBECONFIG": str(kubeconfig), "OPSBOT_DATABASE_URL": db_url}
+    )
 
 
 @pytest.fixture

@@ -32,8 +32,10 @@ def demo_world() -> Iterator[Services]:
         kubeconfig = sim.write_kubeconfig(str(workdir / "kubeconfig"))
         settings = load_settings(
             demo_config_path(),
-            environ={"KUBECONFIG": str(kubeconfig),
-                     "OPSBOT_DATABASE_URL": f"sqlite:///{workdir / 'opsbot.db'}"},
+            environ={
+                "KUBECONFIG": str(kubeconfig),
+                "OPSBOT_DATABASE_URL": f"sqlite:///{workdir / 'opsbot.db'}",
+            },
         )
         services = Services.build(settings)
         yield services

@@ -20,7 +20,9 @@ def plain(text: str) -> str:
 
 def execution_start(view: ExecutionView) -> str:
     mode = " (dry run)" if view.dry_run else ""
-    return plain(f"▶ `{view.command}`{mode} in {view.environment} · {messages.execution_context(view)}")
+    return plain(
+        f"▶ `{view.command}`{mode} in {view.environment} · {messages.execution_context(view)}"
+    )
 
 
 def step_text(step: StepView) -> str:

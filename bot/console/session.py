@@ -17,8 +17,12 @@ from bot.trigger import Trigger
 __all__ = ["EXIT_CODES", "exit_code", "run_command", "run_script", "shell"]
 
 EXIT_CODES = {
-    "succeeded": 0, "info": 0, "duplicate": 0,
-    "failed": 1, "refused": 1, "denied": 1,
+    "succeeded": 0,
+    "info": 0,
+    "duplicate": 0,
+    "failed": 1,
+    "refused": 1,
+    "denied": 1,
     "usage": 2,
     "pending_approval": 3,
 }
@@ -29,8 +33,9 @@ def exit_code(outcome: Outcome) -> int:
     return EXIT_CODES[outcome.status]
 
 
-async def run_command(services: Services, text: str, user: str,
-                      write: Callable[[str], None] = print) -> Outcome:
+async def run_command(
+    services: Services, text: str, user: str, write: Callable[[str], None] = print
+) -> Outcome:
     """One console command as `user` (handle or id), printed through the console reporter."""
     try:
         actor = services.settings.user_id(user)
@@ -44,8 +49,9 @@ async def run_command(services: Services, text: str, user: str,
     return outcome
 
 
-async def run_script(services: Services, lines: Iterable[str],
-                     write: Callable[[str], None] = print) -> int:
+async def run_script(
+    services: Services, lines: Iterable[str], write: Callable[[str], None] = print
+) -> int:
     """Run `USER: command` lines, echoing each; returns 1 if a line could not be read."""
     last_request: str | None = None
     status = 0
@@ -73,8 +79,13 @@ async def run_script(services: Services, lines: Iterable[str],
     return status
 
 
-async def shell(services: Services, user: str, *, read: Callable[[str], str] = input,
-                write: Callable[[str], None] = print) -> int:
+async def shell(
+    services: Services,
+    user: str,
+    *,
+    read: Callable[[str], str] = input,
+    write: Callable[[str], None] = print,
+) -> int:
     """Interactive console. `as bob` switches user; `bob: text` runs one line as bob."""
     write(f"opsbot shell as {user}; type `help`, `as USER` to switch user, `quit` to leave.")
     while True:

@@ -129,8 +129,10 @@ def load_file(file: Path, registry: Registry) -> tuple[Runbook | None, list[str]
     for section in ("steps", "on_failure"):
         for index, step in enumerate(getattr(runbook, section)):
             for problem, subpath in check_step(step, registry):
-                problems.append(f"{where((section, index, *subpath))}: {section}[{index}] "
-                                f"`{step.name}`: {problem}")
+                problems.append(
+                    f"{where((section, index, *subpath))}: {section}[{index}] "
+                    f"`{step.name}`: {problem}"
+                )
     return (runbook if not problems else None), problems
 
 
@@ -145,15 +147,20 @@ def check_step(step: Step, registry: Registry) -> list[tuple[str, Path_]]:
     fields = spec.params.model_fields
     for key, value in step.with_.items():
         if key not in fields:
-            problems.append((f"handler `{step.handler}` has no argument `{key}` "
-                             f"(it takes: {', '.join(fields) or 'none'})", ("with", key)))
+            problems.append(
+                (
+                    f"handler `{step.handler}` has no argument `{key}` "
+                    f"(it takes: {', '.join(fields) or 'none'})",
+                    ("with", key),
+                )
+            )
             continue
         if syntax := check_syntax(value):
             problems.append((f"argument `{key}`: template error: {syntax}", ("with", key)))
             continue
         if not _contains_template(value):
             try:
-                TypeAdapter(fields[key].annotation).validate_python(value)
+                TypeAdapter(fields[key].annotation or Any).validate_python(value)
             except ValidationError as exc:
                 msg = exc.errors()[0]["msg"]
                 problems.append((f"argument `{key}`: {msg}", ("with", key)))
@@ -195,8 +202,10 @@ def _verb_clashes(loaded: list[LoadedRunbook]) -> list[str]:
         if verb is None:
             continue
         if verb in owners:
-            problems.append(f"{lr.source}:1: verb `{verb}` is already used by runbook "
-                            f"`{owners[verb].runbook.name}` ({owners[verb].source})")
+            problems.append(
+                f"{lr.source}:1: verb `{verb}` is already used by runbook "
+                f"`{owners[verb].runbook.name}` ({owners[verb].source})"
+            )
         else:
             owners[verb] = lr
     return problems
@@ -217,5 +226,3 @@ def _index_lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _index_lines(item, (*path, index), out)
-
-

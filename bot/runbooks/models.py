@@ -69,7 +69,9 @@ class CommandTrigger(_Model):
     @classmethod
     def _verb_shape(cls, value: str) -> str:
         if not _VERB.match(value):
-            raise ValueError("a verb is one or two lowercase words, e.g. `scale` or `backup create`")
+            raise ValueError(
+                "a verb is one or two lowercase words, e.g. `scale` or `backup create`"
+            )
         return value
 
 

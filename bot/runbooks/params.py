@@ -86,7 +86,8 @@ def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str) 
             if not (_TAG.match(raw) or _IMAGE.match(raw)):
                 raise UsageError(
                     f"`{shown(raw)}` is not an image reference or tag",
-                    hint="give a tag like 1.5.0 or an image like registry.example.com/shop/api:1.5.0",
+                    hint="give a tag like 1.5.0 or an image like "
+                    "registry.example.com/shop/api:1.5.0",
                 )
             value = raw
         case _:

@@ -1,4 +1,5 @@
-"""Jinja2 in a sandbox: step arguments are templates, user values are data, never template source."""
+"""Jinja2 in a sandbox: step arguments are templates; user values are data, never template
+source."""
 
 from __future__ import annotations
 
@@ -31,9 +32,7 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     try:
         if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
             # A single expression: return the native value so ints stay ints.
-            result = _ENV.compile_expression(text[2:-2].strip(), undefined_to_none=False)(
-                **context
-            )
+            result = _ENV.compile_expression(text[2:-2].strip(), undefined_to_none=False)(**context)
             if isinstance(result, Undefined):
                 result._fail_with_undefined_error()
             return result

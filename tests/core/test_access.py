@@ -30,7 +30,10 @@ async def test_viewer_denied_names_missing_role(access: Access, offline_settings
 
 
 async def test_group_membership_grants_role(access: Access, offline_settings: Settings) -> None:
-    assert await access.check(_trigger("U0BOB"), "restart", offline_settings.environment("prod")) == "sre"
+    assert (
+        await access.check(_trigger("U0BOB"), "restart", offline_settings.environment("prod"))
+        == "sre"
+    )
 
 
 async def test_unknown_user_has_no_role(access: Access, offline_settings: Settings) -> None:
@@ -39,11 +42,13 @@ async def test_unknown_user_has_no_role(access: Access, offline_settings: Settin
 
 
 def _restricted() -> Settings:
-    return settings_from_mapping({
-        "default_environment": "prod",
-        "environments": {"prod": {"namespace": "shop-prod", "channels": ["C0PROD"]}},
-        "roles": {"ops": {"users": ["U1"]}},
-    })
+    return settings_from_mapping(
+        {
+            "default_environment": "prod",
+            "environments": {"prod": {"namespace": "shop-prod", "channels": ["C0PROD"]}},
+            "roles": {"ops": {"users": ["U1"]}},
+        }
+    )
 
 
 async def test_channel_restriction_applies_to_slack() -> None:

@@ -11,10 +11,14 @@ ROOT = Path(__file__).parents[2]
 
 
 def test_environment_variables_win(tmp_path: Path) -> None:
-    settings = load_settings(ROOT / "examples/demo.yaml", environ={
-        "SLACK_BOT_TOKEN": "xoxb-secret", "OPSBOT_LISTEN": "127.0.0.1:9999",
-        "SLACK_API_URL": "http://127.0.0.1:1/api/",
-    })
+    settings = load_settings(
+        ROOT / "examples/demo.yaml",
+        environ={
+            "SLACK_BOT_TOKEN": "xoxb-secret",
+            "OPSBOT_LISTEN": "127.0.0.1:9999",
+            "SLACK_API_URL": "http://127.0.0.1:1/api/",
+        },
+    )
     assert settings.listen == "127.0.0.1:9999"
     assert settings.slack.api_url == "http://127.0.0.1:1/api/"
     assert settings.slack.bot_token is not None

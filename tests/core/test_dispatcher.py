@@ -28,8 +28,11 @@ class EchoParams(Params):
 async def echo(*, ctx: HandlerContext, params: EchoParams, **_: object) -> Result:
     """Echo its text."""
     CALLS.append({"text": params.text, "count": params.count, "dry_run": ctx.dry_run})
-    return Result(summary=f"echo {params.text}", fields=(("Count", str(params.count)),),
-                  data={"text": params.text})
+    return Result(
+        summary=f"echo {params.text}",
+        fields=(("Count", str(params.count)),),
+        data={"text": params.text},
+    )
 
 
 FLAKY = {"left": 0}
@@ -127,8 +130,9 @@ def test_services(tmp_path: Path, offline_settings: Settings) -> Iterator[Servic
     built.close()
 
 
-async def _dispatch(services: Services, text: str, user: str = "U0ALICE",
-                    delivery: str | None = None) -> tuple[Any, RecordingReporter]:
+async def _dispatch(
+    services: Services, text: str, user: str = "U0ALICE", delivery: str | None = None
+) -> tuple[Any, RecordingReporter]:
     rep = RecordingReporter()
     trigger = Trigger(source="console", actor=user, text=text, delivery_id=delivery)
     return await services.dispatcher.dispatch(trigger, rep), rep
@@ -208,8 +212,9 @@ async def test_secret_parameters_are_redacted(test_services: Services) -> None:
 
 async def test_audit_records_start_and_outcome(test_services: Services) -> None:
     outcome, _ = await _dispatch(test_services, "echo audit")
-    records = [r for r in test_services.store.export_audit()
-               if r["execution_id"] == outcome.execution_id]
+    records = [
+        r for r in test_services.store.export_audit() if r["execution_id"] == outcome.execution_id
+    ]
     assert [r["outcome"] for r in records] == ["started", "succeeded"]
     assert records[0]["command"] == "echo audit" and records[0]["source"] == "console"
     assert test_services.store.verify_audit() == []
@@ -234,9 +239,16 @@ async def test_crash_mid_run_is_reported_after_restart_not_repeated(
 ) -> None:
     # A process died with an execution running: the record stays 'running' in the store.
     store = test_services.store
-    ex_id = store.create_execution(runbook="hang", source="console", actor="U0ALICE",
-                                   command="hang", environment="staging", target=None,
-                                   params={}, dry_run=False)
+    ex_id = store.create_execution(
+        runbook="hang",
+        source="console",
+        actor="U0ALICE",
+        command="hang",
+        environment="staging",
+        target=None,
+        params={},
+        dry_run=False,
+    )
     store.start_step(ex_id, index=0, name="Hang", handler="test.hang")
     interrupted = await test_services.recover()
     assert interrupted == [ex_id]

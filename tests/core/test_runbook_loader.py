@@ -40,7 +40,9 @@ def test_extra_directory_adds_runbook(tmp_path: Path, registry: Registry) -> Non
 
 
 def test_override_by_name_replaces_builtin(tmp_path: Path, registry: Registry) -> None:
-    text = GOOD.replace("name: web-status", "name: status").replace("verb: webstatus", "verb: status")
+    text = GOOD.replace("name: web-status", "name: status").replace(
+        "verb: webstatus", "verb: status"
+    )
     catalog = load_catalog([_write(tmp_path, "status.yaml", text)], registry)
     assert catalog.by_name("status").description == "Status of the web app."
 
@@ -77,8 +79,10 @@ def test_schema_error_points_at_line(tmp_path: Path, registry: Registry) -> None
 
 
 def test_template_syntax_error(tmp_path: Path, registry: Registry) -> None:
-    bad = GOOD.replace("handler: k8s.status",
-                       "handler: k8s.scale\n    with:\n      replicas: '{{ params.replicas '")
+    bad = GOOD.replace(
+        "handler: k8s.status",
+        "handler: k8s.scale\n    with:\n      replicas: '{{ params.replicas '",
+    )
     with pytest.raises(RunbookError, match="template error"):
         load_catalog([_write(tmp_path, "bad.yaml", bad)], registry)
 
@@ -96,7 +100,9 @@ def test_two_runbooks_one_verb(tmp_path: Path, registry: Registry) -> None:
 
 def test_published_schema_matches_models() -> None:
     published = json.loads((Path(__file__).parents[2] / "docs" / "runbook.schema.json").read_text())
-    assert published == runbook_json_schema(), "run `opsbot runbooks schema > docs/runbook.schema.json`"
+    assert published == runbook_json_schema(), (
+        "run `opsbot runbooks schema > docs/runbook.schema.json`"
+    )
 
 
 def test_schema_validates_builtin_runbooks() -> None:
