@@ -1,0 +1,33 @@
+"""Persistent store of opsbot: executions, delivery dedup and the hash-chained audit log.
+
+SQLite by default, PostgreSQL for several replicas; schema managed by the Alembic
+migrations shipped in ``bot/store/migrations``. See docs/store.md.
+"""
+
+from __future__ import annotations
+
+from bot.store.audit import AuditEntry, AuditProblem
+from bot.store.db import sqlite_url
+from bot.store.errors import (
+    AuditChainBroken,
+    InvalidTransition,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from bot.store.records import ExecutionRecord, StepRecord
+from bot.store.store import Store
+
+__all__ = [
+    "AuditChainBroken",
+    "AuditEntry",
+    "AuditProblem",
+    "ExecutionRecord",
+    "InvalidTransition",
+    "NotFound",
+    "StepRecord",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "sqlite_url",
+]

@@ -1,0 +1,236 @@
+"""Reads and writes of executions and their steps.
+
+An execution is created ``running`` and ends exactly once (succeeded, failed,
+refused or interrupted). After a restart nothing is re-run: whatever was still
+running is marked ``interrupted`` and handed back so the caller can report it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from bot.store.db import read_session, write_session
+from bot.store.errors import InvalidTransition, NotFound
+from bot.store.ids import new_id
+from bot.store.models import Execution, ExecutionStep
+from bot.store.records import EXECUTION_FINAL_STATUSES, ExecutionRecord, StepRecord
+
+__all__ = [
+    "create",
+    "finish",
+    "finish_step",
+    "get",
+    "interrupt_running",
+    "recent",
+    "set_message",
+    "start_step",
+]
+
+RUNNING = "running"
+INTERRUPTED = "interrupted"
+
+
+def create(
+    factory: sessionmaker[Session],
+    now: datetime,
+    *,
+    runbook: str,
+    source: str,
+    actor: str,
+    command: str,
+    environment: str | None,
+    target: str | None,
+    params: dict[str, Any],
+    dry_run: bool,
+    request_id: str | None,
+    channel: str | None,
+) -> str:
+    execution = Execution(
+        id=new_id("ex"),
+        runbook=runbook,
+        source=source,
+        actor=actor,
+        command=command,
+        environment=environment,
+        target=target,
+        params=dict(params),
+        dry_run=dry_run,
+        request_id=request_id,
+        channel=channel,
+        message_ts=None,
+        status=RUNNING,
+        summary=None,
+        started_at=now,
+        finished_at=None,
+    )
+    with write_session(factory) as session:
+        session.add(execution)
+    return execution.id
+
+
+def _load(session: Session, ex_id: str, *, lock: bool = False) -> Execution:
+    query = select(Execution).where(Execution.id == ex_id)
+    if lock:
+        query = query.with_for_update()
+    execution = session.scalars(query).one_or_none()
+    if execution is None:
+        raise NotFound(f"no execution {ex_id!r}")
+    return execution
+
+
+def _load_running(session: Session, ex_id: str, action: str) -> Execution:
+    execution = _load(session, ex_id, lock=True)
+    if execution.status != RUNNING:
+        raise InvalidTransition(f"cannot {action}: execution {ex_id} is already {execution.status}")
+    return execution
+
+
+def set_message(factory: sessionmaker[Session], ex_id: str, *, channel: str, ts: str) -> None:
+    with write_session(factory) as session:
+        execution = _load(session, ex_id)
+        execution.channel, execution.message_ts = channel, ts
+
+
+def start_step(
+    factory: sessionmaker[Session],
+    now: datetime,
+    ex_id: str,
+    *,
+    index: int,
+    name: str,
+    handler: str,
+) -> None:
+    with write_session(factory) as session:
+        _load_running(session, ex_id, f"start step {index}")
+        if session.get(ExecutionStep, (ex_id, index)) is not None:
+            raise InvalidTransition(f"step {index} of execution {ex_id} was already started")
+        session.add(
+            ExecutionStep(
+                execution_id=ex_id,
+                index=index,
+                name=name,
+                handler=handler,
+                status=RUNNING,
+                summary=None,
+                output=None,
+                error=None,
+                started_at=now,
+                finished_at=None,
+            )
+        )
+
+
+def finish_step(
+    factory: sessionmaker[Session],
+    now: datetime,
+    ex_id: str,
+    *,
+    index: int,
+    status: str,
+    summary: str,
+    output: str | None,
+    error: str | None,
+) -> None:
+    if status == RUNNING:
+        raise ValueError("a finished step cannot have status 'running'")
+    with write_session(factory) as session:
+        _load_running(session, ex_id, f"finish step {index}")
+        step = session.get(ExecutionStep, (ex_id, index))
+        if step is None:
+            raise NotFound(f"execution {ex_id} has no step {index}")
+        if step.status != RUNNING:
+            raise InvalidTransition(f"step {index} of execution {ex_id} is already {step.status}")
+        step.status, step.summary, step.output, step.error = status, summary, output, error
+        step.finished_at = now
+
+
+def finish(
+    factory: sessionmaker[Session], now: datetime, ex_id: str, *, status: str, summary: str
+) -> None:
+    if status not in EXECUTION_FINAL_STATUSES:
+        raise ValueError(
+            f"status must be one of {', '.join(sorted(EXECUTION_FINAL_STATUSES))}, not {status!r}"
+        )
+    with write_session(factory) as session:
+        execution = _load_running(session, ex_id, f"finish as {status}")
+        execution.status, execution.summary, execution.finished_at = status, summary, now
+
+
+def get(factory: sessionmaker[Session], ex_id: str) -> ExecutionRecord | None:
+    with read_session(factory) as session:
+        execution = session.scalars(
+            select(Execution).where(Execution.id == ex_id).options(selectinload(Execution.steps))
+        ).one_or_none()
+        return None if execution is None else to_record(execution)
+
+
+def recent(
+    factory: sessionmaker[Session], limit: int, *, environment: str | None, target: str | None
+) -> list[ExecutionRecord]:
+    query = select(Execution).options(selectinload(Execution.steps))
+    if environment is not None:
+        query = query.where(Execution.environment == environment)
+    if target is not None:
+        query = query.where(Execution.target == target)
+    query = query.order_by(Execution.started_at.desc(), Execution.id.desc()).limit(limit)
+    with read_session(factory) as session:
+        return [to_record(execution) for execution in session.scalars(query)]
+
+
+def interrupt_running(
+    factory: sessionmaker[Session], now: datetime, reason: str
+) -> list[ExecutionRecord]:
+    with write_session(factory) as session:
+        running = session.scalars(
+            select(Execution)
+            .where(Execution.status == RUNNING)
+            .order_by(Execution.started_at, Execution.id)
+            .options(selectinload(Execution.steps))
+            .with_for_update()
+        ).all()
+        for execution in running:
+            execution.status, execution.summary, execution.finished_at = INTERRUPTED, reason, now
+            for step in execution.steps:
+                if step.status == RUNNING:
+                    step.status, step.error, step.finished_at = INTERRUPTED, reason, now
+        session.flush()
+        return [to_record(execution) for execution in running]
+
+
+def to_record(execution: Execution) -> ExecutionRecord:
+    return ExecutionRecord(
+        id=execution.id,
+        runbook=execution.runbook,
+        source=execution.source,
+        actor=execution.actor,
+        command=execution.command,
+        environment=execution.environment,
+        target=execution.target,
+        params=dict(execution.params),
+        dry_run=execution.dry_run,
+        request_id=execution.request_id,
+        channel=execution.channel,
+        ts=execution.message_ts,
+        status=execution.status,
+        summary=execution.summary,
+        started_at=execution.started_at,
+        finished_at=execution.finished_at,
+        steps=[
+            StepRecord(
+                index=step.index,
+                name=step.name,
+                handler=step.handler,
+                status=step.status,
+                summary=step.summary,
+                output=step.output,
+                error=step.error,
+                started_at=step.started_at,
+                finished_at=step.finished_at,
+            )
+            for step in execution.steps
+        ],
+    )

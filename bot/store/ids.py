@@ -1,0 +1,50 @@
+"""Short, sortable, unique ids for stored rows (``ex-01J...``).
+
+ULID layout (48-bit millisecond time + 80 random bits, Crockford base32) written
+here so the store needs no extra dependency. Ids from one process are strictly
+increasing even within a millisecond; ids from several replicas sort by time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+__all__ = ["new_id"]
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM_BITS = 80
+_RANDOM_MAX = (1 << _RANDOM_BITS) - 1
+
+_lock = threading.Lock()
+_last_ms = -1
+_last_random = 0
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, digit = divmod(value, 32)
+        chars.append(_ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """Return ``<prefix>-<26 chars>``; later calls in this process sort after earlier ones."""
+    global _last_ms, _last_random
+    with _lock:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms <= _last_ms:
+            # Same (or an earlier, after a clock step back) millisecond: keep the
+            # previous time and count up, as monotonic ULIDs do.
+            now_ms = _last_ms
+            rand = _last_random + 1
+            if rand > _RANDOM_MAX:
+                now_ms += 1
+                rand = int.from_bytes(os.urandom(10), "big") >> 1
+        else:
+            # Top bit cleared to leave room for counting up without overflow.
+            rand = int.from_bytes(os.urandom(10), "big") >> 1
+        _last_ms, _last_random = now_ms, rand
+    return f"{prefix}-{_encode(now_ms, 10)}{_encode(rand, 16)}"

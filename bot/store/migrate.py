@@ -1,0 +1,90 @@
+"""Runs the Alembic migrations shipped inside the package, without an alembic.ini.
+
+The Alembic ``Config`` is built here with ``script_location`` pointing at
+``bot/store/migrations``, so ``Store.open`` works the same from a checkout, an
+editable install or a plain ``pip install .``. Concurrent starters (several
+replicas, or the CLI next to the server) are serialized: PostgreSQL through a
+transaction-scoped advisory lock, SQLite through ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, func, select
+
+from bot.store.db import WRITE_LOCK_OPTION
+
+__all__ = [
+    "FOREIGN_TABLES",
+    "MIGRATIONS_DIR",
+    "alembic_config",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "include_object",
+    "upgrade",
+]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Arbitrary constant naming "opsbot migrations" among PostgreSQL advisory locks.
+_MIGRATION_LOCK_KEY = 0x0B5B07_5704E
+
+
+# Tables in the same database that other libraries own (e.g. APScheduler's job
+# store); autogenerate must neither create nor drop them.
+FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic ``include_object`` hook: leave tables we do not own alone."""
+    return not (type_ == "table" and name in FOREIGN_TABLES)
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config for the packaged migrations (``url`` for offline/CLI use)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # ConfigParser interpolation: a literal % in a password must be doubled.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to ``revision``; a no-op when it is already there."""
+    _run(engine, "upgrade", revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    _run(engine, "downgrade", revision)
+
+
+def _run(engine: Engine, direction: str, revision: str) -> None:
+    config = alembic_config()
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_LOCK_OPTION: True})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
+            config.attributes["connection"] = conn
+            if direction == "upgrade":
+                command.upgrade(config, revision)
+            else:
+                command.downgrade(config, revision)

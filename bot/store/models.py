@@ -1,0 +1,186 @@
+"""Tables of the store, as typed SQLAlchemy declarative models.
+
+The Alembic migrations in ``migrations/versions`` must create exactly these
+(a test runs autogenerate's ``compare_metadata`` to keep the two in step). Later
+features (approval requests, locks, alerts, the APScheduler job store) add their
+tables with new migrations; nothing here assumes it owns the whole database.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditHead",
+    "AuditRecord",
+    "Base",
+    "DeliveryClaim",
+    "Execution",
+    "ExecutionStep",
+    "UTCDateTime",
+    "utcnow",
+]
+
+#: ``prev_hash`` of the first audit record, and the head's hash while the log is empty.
+GENESIS_HASH = "0" * 64
+
+# Fixed constraint names, so migrations (and SQLite batch rebuilds) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend.
+
+    SQLite has no time zones, so UTC is stored naive there and made aware again
+    on the way out; PostgreSQL keeps ``timestamptz``. Naive input is refused
+    rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store wants aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Execution(Base):
+    """One run of a runbook, dry or real, from request to outcome."""
+
+    __tablename__ = "executions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    runbook: Mapped[str] = mapped_column(String)
+    source: Mapped[str] = mapped_column(String)
+    actor: Mapped[str] = mapped_column(String)
+    command: Mapped[str] = mapped_column(Text)
+    environment: Mapped[str | None] = mapped_column(String)
+    target: Mapped[str | None] = mapped_column(String)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    dry_run: Mapped[bool]
+    request_id: Mapped[str | None] = mapped_column(String)
+    # Where the Slack message reporting this execution lives, to update it later.
+    channel: Mapped[str | None] = mapped_column(String)
+    message_ts: Mapped[str | None] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    summary: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    steps: Mapped[list[ExecutionStep]] = relationship(
+        back_populates="execution",
+        order_by="ExecutionStep.index",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    __table_args__ = (Index(None, "environment", "target", "started_at"),)
+
+
+class ExecutionStep(Base):
+    """One runbook step of an execution; ``index`` is its position in the runbook."""
+
+    __tablename__ = "execution_steps"
+
+    execution_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column("step_index", Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    handler: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String(20))
+    summary: Mapped[str | None] = mapped_column(Text)
+    output: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    execution: Mapped[Execution] = relationship(back_populates="steps")
+
+
+class DeliveryClaim(Base):
+    """A Slack delivery (or other event) already acted on; the primary key is the dedup."""
+
+    __tablename__ = "delivery_claims"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class AuditRecord(Base):
+    """One append-only, hash-chained audit record (see ``bot.store.audit``)."""
+
+    __tablename__ = "audit_records"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String)
+    source: Mapped[str] = mapped_column(String)
+    command: Mapped[str] = mapped_column(Text)
+    environment: Mapped[str | None] = mapped_column(String)
+    target: Mapped[str | None] = mapped_column(String)
+    outcome: Mapped[str] = mapped_column(String)
+    execution_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    request_id: Mapped[str | None] = mapped_column(String)
+    # Canonical JSON text, kept verbatim so the hashed bytes survive any backend.
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The single row naming the last audit record; also the lock appenders take."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

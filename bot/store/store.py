@@ -1,0 +1,217 @@
+"""The ``Store`` facade: the one object the rest of the bot talks to for persistence.
+
+Synchronous on purpose (the async dispatcher calls it via ``asyncio.to_thread``);
+every method is one short transaction on its own connection, so one ``Store``
+is safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.store import audit as _audit
+from bot.store import deliveries as _deliveries
+from bot.store import executions as _executions
+from bot.store import migrate as _migrate
+from bot.store.audit import AuditEntry, AuditProblem
+from bot.store.db import DEFAULT_BUSY_TIMEOUT_MS, make_engine
+from bot.store.errors import StoreError, translated
+from bot.store.models import utcnow
+from bot.store.records import ExecutionRecord
+
+__all__ = ["Store"]
+
+# How often one Store prunes old delivery claims (besides once at open).
+_PRUNE_EVERY_S = 600.0
+
+
+class Store:
+    """Executions, delivery dedup and the audit log, in SQLite or PostgreSQL."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        """Wrap an engine whose schema is already current; most callers want ``open``."""
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._clock = clock
+        self._prune_lock = threading.Lock()
+        self._next_prune = 0.0
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        migrate: bool = True,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> Store:
+        """Connect to ``url``, run ``alembic upgrade head`` (unless ``migrate=False``)."""
+        try:
+            engine = make_engine(url, busy_timeout_ms=busy_timeout_ms)
+        except ArgumentError as exc:
+            raise StoreError(f"invalid database URL: {exc}") from exc
+        try:
+            with translated():
+                if migrate:
+                    _migrate.upgrade(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, clock=clock)
+
+    @property
+    def engine(self) -> Engine:
+        """For components sharing the database (e.g. APScheduler's job store)."""
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _now(self) -> datetime:
+        return self._clock()
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Session factory for other ``bot.store`` modules; not for use outside the package."""
+        return self._sessions
+
+    # executions -----------------------------------------------------------------
+
+    def create_execution(
+        self,
+        *,
+        runbook: str,
+        source: str,
+        actor: str,
+        command: str,
+        environment: str | None,
+        target: str | None,
+        params: dict[str, Any],
+        dry_run: bool,
+        request_id: str | None = None,
+        channel: str | None = None,
+    ) -> str:
+        """Record a new ``running`` execution and return its id (``ex-...``)."""
+        with translated():
+            return _executions.create(
+                self._sessions,
+                self._now(),
+                runbook=runbook,
+                source=source,
+                actor=actor,
+                command=command,
+                environment=environment,
+                target=target,
+                params=params,
+                dry_run=dry_run,
+                request_id=request_id,
+                channel=channel,
+            )
+
+    def set_execution_message(self, ex_id: str, *, channel: str, ts: str) -> None:
+        """Remember the Slack message reporting ``ex_id``, to update it later."""
+        with translated():
+            _executions.set_message(self._sessions, ex_id, channel=channel, ts=ts)
+
+    def start_step(self, ex_id: str, *, index: int, name: str, handler: str) -> None:
+        with translated():
+            _executions.start_step(
+                self._sessions, self._now(), ex_id, index=index, name=name, handler=handler
+            )
+
+    def finish_step(
+        self,
+        ex_id: str,
+        *,
+        index: int,
+        status: str,
+        summary: str,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        with translated():
+            _executions.finish_step(
+                self._sessions,
+                self._now(),
+                ex_id,
+                index=index,
+                status=status,
+                summary=summary,
+                output=output,
+                error=error,
+            )
+
+    def finish_execution(self, ex_id: str, *, status: str, summary: str) -> None:
+        """End ``ex_id`` with succeeded, failed, refused or interrupted; only once."""
+        with translated():
+            _executions.finish(self._sessions, self._now(), ex_id, status=status, summary=summary)
+
+    def get_execution(self, ex_id: str) -> ExecutionRecord | None:
+        with translated():
+            return _executions.get(self._sessions, ex_id)
+
+    def recent_executions(
+        self, limit: int = 20, *, environment: str | None = None, target: str | None = None
+    ) -> list[ExecutionRecord]:
+        """Newest first, optionally only those of one environment and/or target."""
+        with translated():
+            return _executions.recent(self._sessions, limit, environment=environment, target=target)
+
+    def interrupt_running(self, reason: str) -> list[ExecutionRecord]:
+        """Mark every ``running`` execution ``interrupted`` (at startup) and return them."""
+        with translated():
+            return _executions.interrupt_running(self._sessions, self._now(), reason)
+
+    # delivery dedup -------------------------------------------------------------
+
+    def claim_delivery(self, key: str) -> bool:
+        """True the first time ``key`` is seen (across replicas), False afterwards."""
+        with translated():
+            return _deliveries.claim(
+                self._sessions, self._now(), key, prune_first=self._prune_due()
+            )
+
+    def _prune_due(self) -> bool:
+        with self._prune_lock:
+            now = time.monotonic()
+            if now < self._next_prune:
+                return False
+            self._next_prune = now + _PRUNE_EVERY_S
+            return True
+
+    # audit log ------------------------------------------------------------------
+
+    def audit(self, entry: AuditEntry) -> int:
+        """Append ``entry`` to the hash chain; returns its sequence number."""
+        with translated():
+            return _audit.append(self._sessions, entry, self._now())
+
+    def verify_audit(self) -> list[AuditProblem]:
+        """Every problem found in the chain; empty when intact."""
+        with translated():
+            return _audit.verify(self._sessions)
+
+    def export_audit(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Audit records (``time`` >= ``since``) as dicts, oldest first."""
+        with translated():
+            yield from _audit.export(self._sessions, since)

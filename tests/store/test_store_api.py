@@ -1,0 +1,97 @@
+"""The public face of ``bot.store``: exported names, immutable records, id format."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+import bot.store
+from bot.store import (
+    AuditEntry,
+    AuditProblem,
+    ExecutionRecord,
+    StepRecord,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    sqlite_url,
+)
+from bot.store.ids import new_id
+
+
+def test_exported_names() -> None:
+    assert sorted(bot.store.__all__) == [
+        "AuditChainBroken",
+        "AuditEntry",
+        "AuditProblem",
+        "ExecutionRecord",
+        "InvalidTransition",
+        "NotFound",
+        "StepRecord",
+        "Store",
+        "StoreError",
+        "StoreUnavailable",
+        "sqlite_url",
+    ]
+    assert issubclass(bot.store.NotFound, LookupError)
+
+
+def test_records_are_frozen() -> None:
+    for cls in (AuditEntry, AuditProblem, ExecutionRecord, StepRecord):
+        assert dataclasses.is_dataclass(cls)
+        assert cls.__dataclass_params__.frozen  # type: ignore[union-attr]
+    entry = AuditEntry("alice", "console", "status shop-api", None, "shop-api", "succeeded")
+    assert entry.details == {} and entry.execution_id is None and entry.request_id is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.actor = "mallory"  # type: ignore[misc]
+    assert str(AuditProblem(3, "missing", "Record 3 is missing.")) == "Record 3 is missing."
+
+
+def test_ids_are_short_sortable_and_unique() -> None:
+    ids = [new_id("ex") for _ in range(2000)]
+    assert all(re.fullmatch(r"ex-[0-9A-HJKMNP-TV-Z]{26}", i) for i in ids)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_ids_unique_across_threads() -> None:
+    found: list[str] = []
+    lock = threading.Lock()
+
+    def make() -> None:
+        batch = [new_id("ex") for _ in range(500)]
+        with lock:
+            found.extend(batch)
+
+    threads = [threading.Thread(target=make) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(found)) == 4000
+
+
+def test_database_errors_become_store_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable):
+        Store.open("postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2")
+    with pytest.raises(StoreError, match="invalid database URL"):
+        Store.open("not a url")
+    store = Store.open(sqlite_url(tmp_path / "opsbot.db"))
+    try:
+        with pytest.raises(StoreError):
+            store.create_execution(
+                runbook="r",
+                source="console",
+                actor="alice",
+                command="run r",
+                environment=None,
+                target=None,
+                params={"unserializable": object()},
+                dry_run=False,
+            )
+        assert store.recent_executions() == []  # the failed write left nothing behind
+    finally:
+        store.close()
