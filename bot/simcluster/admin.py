@@ -1,0 +1,83 @@
+"""The `/_sim/` admin surface (same bearer token): script faults and workload behaviour,
+read a snapshot, wait for convergence or move the clock of an out-of-process simcluster."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .dispatch import Request, Response
+from .errors import ApiError, bad_request
+
+if TYPE_CHECKING:
+    from .cluster import SimCluster
+
+JSON = dict[str, Any]
+
+
+def _body(request: Request) -> JSON:
+    payload = request.json()
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict):
+        raise bad_request("admin requests take a JSON object")
+    return payload
+
+
+def _required(body: JSON, *names: str) -> list[Any]:
+    missing = [n for n in names if n not in body]
+    if missing:
+        raise bad_request(f"missing field(s): {', '.join(missing)}")
+    return [body[n] for n in names]
+
+
+def handle(sim: SimCluster, request: Request) -> Response:
+    route = (request.method, request.path.rstrip("/"))
+    if route == ("GET", "/_sim/snapshot"):
+        return Response.of(sim.snapshot())
+    if route == ("GET", "/_sim/faults"):
+        return Response.of({"faults": [h.describe() for h in sim.faults.list()]})
+    if route == ("POST", "/_sim/faults"):
+        body = _body(request)
+        handle_ = sim.faults.inject(
+            method=body.get("method"), path=body.get("path", ".*"),
+            status=body.get("status", 500), times=body.get("times", 1),
+            delay_seconds=float(body.get("delay_seconds", 0.0)), message=body.get("message"))
+        return Response.of(handle_.describe(), 201)
+    if route == ("DELETE", "/_sim/faults"):
+        sim.faults.clear()
+        return Response.of({"cleared": True})
+    if route == ("POST", "/_sim/crashloop"):
+        body = _body(request)
+        workload = body.get("workload_name", body.get("workload"))
+        namespace, container = _required(body, "namespace", "container")
+        if not workload:
+            raise bad_request("missing field(s): workload_name")
+        options = {k: body[k] for k in ("reason", "exit_code", "restarts", "log", "over_minutes")
+                   if k in body}
+        sim.script_crashloop(namespace, workload, container, **options)
+        return Response.of({"scripted": "crashloop"}, 201)
+    if route == ("POST", "/_sim/image-pull-error"):
+        (substring,) = _required(_body(request), "image_substring")
+        sim.script_image_pull_error(substring)
+        return Response.of({"scripted": "image-pull-error"}, 201)
+    if route == ("POST", "/_sim/never-ready"):
+        body = _body(request)
+        workload = body.get("workload_name", body.get("workload"))
+        (namespace,) = _required(body, "namespace")
+        sim.script_never_ready(namespace, str(workload))
+        return Response.of({"scripted": "never-ready"}, 201)
+    if route == ("DELETE", "/_sim/scripts"):
+        sim.clear_scripts()
+        return Response.of({"cleared": True})
+    if route == ("POST", "/_sim/wait-idle"):
+        timeout = float(_body(request).get("timeout", 5.0))
+        try:
+            sim.wait_idle(timeout)
+        except TimeoutError as exc:
+            raise ApiError(504, str(exc)) from exc
+        return Response.of({"idle": True})
+    if route == ("POST", "/_sim/advance"):
+        (seconds,) = _required(_body(request), "seconds")
+        sim.advance(float(seconds))
+        return Response.of({"offset_seconds": sim.clock.offset_seconds})
+    raise ApiError(404, f"no admin endpoint {request.method} {request.path}", details={})

@@ -1,0 +1,147 @@
+"""`SimCluster`, the one object tests, the demo and `opsbot simcluster` use: it wires store,
+REST layer, controllers, scripts and faults, seeds a world and serves it over HTTP."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import admin, deployments, housekeeping, kubelet, replicasets, statefulsets  # noqa: F401
+from .behaviours import CrashLoop, Scripts
+from .clock import SimClock
+from .controllers import BUILTINS, ControllerManager, ControllerRegistry, Ctx
+from .dispatch import Dispatcher
+from .errors import ApiError
+from .faults import Faults
+from .podlogs import PodLogs
+from .resources import ResourceRegistry
+from .rest import ListQuery, RestApi
+from .routing import Route, parse
+from .seed import Seeder, run_seed
+from .server import ServerThread
+from .store import Store, clone
+
+JSON = dict[str, Any]
+
+
+class SimCluster:
+    """A simulated Kubernetes API server with controllers, seeded with `seed` ("demo" or
+    "empty"). Construct, `start()`, point a kubeconfig at it, `stop()`."""
+
+    def __init__(self, seed: str = "demo", tick_seconds: float = 0.05,
+                 token: str | None = None) -> None:
+        self.seed_name = seed
+        self.token = token or secrets.token_urlsafe(24)
+        self.clock = SimClock()
+        self.store = Store()
+        self.types = ResourceRegistry.builtin()
+        self.scripts = Scripts()
+        self.faults = Faults()
+        self.api = RestApi(self.store, self.types, self.clock, random.Random(f"simcluster:{seed}"))
+        self.api.read_log = PodLogs(self.scripts, self._owner, self.clock)
+        self.controllers: ControllerRegistry = BUILTINS.copy()
+        self.manager = ControllerManager(Ctx(self.api, self.scripts), self.controllers,
+                                         tick_seconds)
+        self._server: ServerThread | None = None
+        run_seed(seed, Seeder(self.api, self.manager, self.scripts, self.clock))
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> SimCluster:
+        dispatcher = Dispatcher(self.api, self.faults, self.token,
+                                lambda request: admin.handle(self, request),
+                                lambda: self._address)
+        self._server = ServerThread(dispatcher, host, port)
+        self._server.start()
+        self.manager.start()
+        return self
+
+    def stop(self) -> None:
+        self.manager.stop()
+        self.store.close()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> SimCluster:
+        return self if self._server else self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def _address(self) -> str:
+        if self._server is None:
+            raise RuntimeError("SimCluster is not started")
+        host, port = self._server.address
+        return f"{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._address}"
+
+    def write_kubeconfig(self, path: str | Path, context: str = "sim") -> str:
+        config = {
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "users": [{"name": f"{context}-user", "user": {"token": self.token}}],
+            "contexts": [{"name": context, "context": {"cluster": context,
+                                                       "user": f"{context}-user",
+                                                       "namespace": "default"}}],
+            "current-context": context,
+        }
+        Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
+        return str(path)
+
+    # -- inspection -------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, JSON]:
+        """Deep copy of every object, keyed "group/version/kind/namespace/name" (the core
+        group is spelled "core"; cluster-scoped objects have an empty namespace)."""
+        return self.store.snapshot()
+
+    def get(self, api_path: str) -> JSON | None:
+        """The stored object a REST path names (a List for a collection path), or None."""
+        try:
+            route = parse(api_path.split("?")[0])
+            if not isinstance(route, Route):
+                return None
+            if route.name is None:
+                return self.api.list(route, ListQuery())
+            return clone(self.api.get(route))
+        except ApiError:
+            return None
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Drive controllers until a pass changes nothing (TimeoutError if they never settle)."""
+        self.manager.wait_idle(timeout)
+
+    def advance(self, seconds: float) -> None:
+        """Move the simulated clock forward (deadlines, event TTL, crash-loop ages)."""
+        self.clock.advance(seconds)
+
+    # -- scripted behaviour -----------------------------------------------------------
+
+    def script_crashloop(self, namespace: str, workload_name: str, container: str,
+                         reason: str = "OOMKilled", exit_code: int = 137, restarts: int = 7,
+                         log: str = "", over_minutes: float = 30) -> None:
+        self.scripts.add_crashloop(CrashLoop(namespace, workload_name, container, reason,
+                                             exit_code, restarts, log, over_minutes))
+
+    def script_image_pull_error(self, image_substring: str) -> None:
+        self.scripts.add_image_pull_error(image_substring)
+
+    def script_never_ready(self, namespace: str, workload_name: str) -> None:
+        self.scripts.add_never_ready(namespace, workload_name)
+
+    def clear_scripts(self) -> None:
+        self.scripts.clear()
+
+    def _owner(self, kind: str, namespace: str, name: str) -> JSON | None:
+        rtype = self.types.by_kind("apps", kind)
+        return self.store.get(rtype, namespace, name) if rtype is not None else None
+
