@@ -1,0 +1,86 @@
+"""The Slack Web API boundary: one client factory and one way to call it, so every failure is
+counted, logged without tokens and raised as our own `SlackCallFailed`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from bot.access import CachedGroups, StaticGroups
+from bot.config import Settings
+from bot.metrics import SLACK_API_ERRORS
+
+__all__ = ["SlackCallFailed", "call", "slack_client", "slack_members"]
+
+log = logging.getLogger("opsbot.slack")
+
+API_TIMEOUT_SECONDS = 15
+
+
+class SlackCallFailed(Exception):
+    """A Web API call failed; `error` is Slack's error code (`not_in_channel`) or the fault."""
+
+    def __init__(self, method: str, error: str) -> None:
+        super().__init__(f"Slack {method} failed: {error}")
+        self.method = method
+        self.error = error
+
+
+def slack_client(settings: Settings) -> AsyncWebClient:
+    """A client for the configured API URL; retries lost connections and rate limits."""
+    token = settings.slack.bot_token.get_secret_value() if settings.slack.bot_token else None
+    base_url = settings.slack.api_url
+    if not base_url.endswith("/"):
+        base_url += "/"
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=API_TIMEOUT_SECONDS,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=1),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+async def call(
+    method: str, fn: Callable[..., Awaitable[AsyncSlackResponse]], /, **kwargs: Any
+) -> AsyncSlackResponse:
+    """Await `fn(**kwargs)` (a client method for `method`); failures become SlackCallFailed."""
+    try:
+        return await fn(**kwargs)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error", "unknown_error"))
+        SLACK_API_ERRORS.labels(method=method).inc()
+        raise SlackCallFailed(method, error) from exc
+    except (TimeoutError, SlackClientError, aiohttp.ClientError, OSError) as exc:
+        SLACK_API_ERRORS.labels(method=method).inc()
+        raise SlackCallFailed(method, type(exc).__name__) from exc
+
+
+def slack_members(client: AsyncWebClient, settings: Settings) -> CachedGroups:
+    """User group members from Slack (cached); the config's static members if Slack fails."""
+    fallback = StaticGroups(settings)
+
+    async def fetch(group_id: str) -> frozenset[str]:
+        try:
+            response = await call("usergroups.users.list", client.usergroups_users_list,
+                                  usergroup=group_id)
+        except SlackCallFailed as exc:
+            log.warning("members of user group %s not read from Slack (%s); using the "
+                        "configured members", group_id, exc.error)
+            return await fallback(group_id)
+        users = response.get("users") or []
+        return frozenset(str(user) for user in users)
+
+    return CachedGroups(fetch, settings.slack.usergroup_cache_seconds)

@@ -1,0 +1,152 @@
+"""The Bolt app: turns slash commands and button clicks into Triggers for the dispatcher.
+
+It acks first, within Slack's 3 seconds, and runs the work in the background; it knows nothing
+of the web server (see server.py) or of Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import messages
+from bot.config import Settings
+from bot.dispatcher import Outcome
+from bot.metrics import TRIGGERS
+from bot.reporting import Notice, Reporter
+from bot.services import Services
+from bot.slack.api import slack_client, slack_members
+from bot.slack.blocks import ACTION_PREFIX
+from bot.slack.reporter import SlackReporter
+from bot.slack.tasks import BackgroundTasks
+from bot.trigger import Trigger
+
+__all__ = ["build_bolt_app", "build_services", "button_trigger", "command_trigger",
+           "run_trigger", "unescape"]
+
+log = logging.getLogger("opsbot.slack")
+
+
+class _SameToken(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN on its own and warns that our client's token wins over it;
+    both come from the same setting, so the warning would only alarm operators."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+_BOLT_LOG = logging.getLogger("slack_bolt.AsyncApp")
+
+
+def build_services(settings: Settings) -> Services:
+    """The product's services, with user group members read from Slack."""
+    return Services.build(settings, members=slack_members(slack_client(settings), settings))
+
+
+def unescape(text: str) -> str:
+    """Slack sends `&`, `<` and `>` escaped; the command language wants what was typed."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def command_trigger(body: dict[str, Any]) -> Trigger:
+    """A slash command, as Slack signed it."""
+    return Trigger(
+        source="slack",
+        actor=body["user_id"],
+        text=unescape(body.get("text") or ""),
+        channel=body["channel_id"],
+        delivery_id="slack:" + body["trigger_id"],
+        via="command",
+    )
+
+
+def button_trigger(body: dict[str, Any], action: dict[str, Any]) -> tuple[Trigger, str | None]:
+    """A follow-up button click, run as the user who clicked; and the thread to answer in."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+    clicked_ts = container.get("message_ts") or message.get("ts")
+    if body.get("trigger_id"):
+        delivery = "slack:" + body["trigger_id"]
+    else:
+        delivery = f"slack:{clicked_ts}:{action.get('action_ts')}"
+    # Ephemeral messages cannot hold a thread; a reply in a thread stays in that thread.
+    thread_ts = None if container.get("is_ephemeral") else message.get("thread_ts") or clicked_ts
+    trigger = Trigger(
+        source="slack",
+        actor=body["user"]["id"],  # from the signed payload, never from the message text
+        text=str(action.get("value") or ""),
+        channel=channel,
+        delivery_id=delivery,
+        via="button",
+    )
+    return trigger, thread_ts
+
+
+async def run_trigger(services: Services, trigger: Trigger, reporter: Reporter) -> Outcome | None:
+    """Dispatch, count the outcome, and tell the asker if something broke inside."""
+    try:
+        outcome = await services.dispatcher.dispatch(trigger, reporter)
+    except asyncio.CancelledError:
+        TRIGGERS.labels(source=trigger.source, outcome="interrupted").inc()
+        raise
+    except Exception:
+        TRIGGERS.labels(source=trigger.source, outcome="error").inc()
+        log.exception("dispatching %s from %s failed", trigger.delivery_id, trigger.actor)
+        try:
+            await reporter.notice(Notice("error", messages.trigger_failed()))
+        except Exception:
+            log.exception("could not tell %s about the failure", trigger.actor)
+        return None
+    TRIGGERS.labels(source=trigger.source, outcome=outcome.status).inc()
+    return outcome
+
+
+def build_bolt_app(
+    services: Services,
+    *,
+    client: AsyncWebClient | None = None,
+    tasks: BackgroundTasks | None = None,
+    socket_mode: bool = False,
+) -> AsyncApp:
+    """Bolt app for `settings.slack.command` and follow-up buttons; work runs in `tasks`."""
+    settings = services.settings
+    web = client or slack_client(settings)
+    background = tasks if tasks is not None else BackgroundTasks()
+    secret = settings.slack.signing_secret
+    if not any(isinstance(f, _SameToken) for f in _BOLT_LOG.filters):
+        _BOLT_LOG.addFilter(_SameToken())
+    app = AsyncApp(
+        client=web,
+        signing_secret=secret.get_secret_value() if secret else "",
+        process_before_response=False,
+        # Socket Mode requests arrive over the app-token socket and carry no signature.
+        request_verification_enabled=not socket_mode,
+    )
+
+    def start(trigger: Trigger, thread_ts: str | None = None) -> None:
+        if trigger.channel is None:
+            log.warning("%s from %s has no channel; ignored", trigger.via, trigger.actor)
+            return
+        reporter = SlackReporter(web, trigger.channel, trigger.actor, services.store,
+                                 thread_ts=thread_ts)
+        background.spawn(run_trigger(services, trigger, reporter),
+                         name=f"opsbot {trigger.delivery_id}")
+
+    @app.command(settings.slack.command)
+    async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()  # first: Slack gives us 3 seconds, the work may take minutes
+        start(command_trigger(body))
+
+    @app.action(re.compile(re.escape(ACTION_PREFIX) + ".*"))
+    async def on_button(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        trigger, thread_ts = button_trigger(body, action)
+        start(trigger, thread_ts)
+
+    return app

@@ -1,0 +1,81 @@
+"""Long step output as thread replies: code blocks cut at line ends, a bounded number of them,
+and a last message saying how much was left out, so nothing disappears without a word."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot import messages
+from bot.slack.blocks import escape
+
+__all__ = ["MAX_MESSAGES", "MESSAGE_LIMIT", "Chunk", "chunk_output", "output_messages"]
+
+MESSAGE_LIMIT = 3500  # characters of one reply, fences and heading included
+MAX_MESSAGES = 10  # code block replies per output; then one "left out" message
+_FENCE = "```"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str  # escaped for mrkdwn
+    lines: int  # output lines that end in this chunk
+
+
+def _escaped(text: str) -> str:
+    # A zero-width space keeps a ``` inside the output from closing our code block.
+    return escape(text).replace(_FENCE, "`\u200b``")
+
+
+def _pieces(line: str, limit: int) -> list[str]:
+    """One line cut so each escaped piece fits; cuts never fall inside an entity."""
+    pieces: list[str] = []
+    current = ""
+    for char in line:
+        if len(current) + len(_escaped(char)) > limit:
+            pieces.append(current)
+            current = ""
+        current += _escaped(char)
+    pieces.append(current)
+    return pieces
+
+
+def chunk_output(output: str, limit: int) -> list[Chunk]:
+    """Escaped pieces of at most `limit` characters, cut at line ends where lines allow."""
+    chunks: list[Chunk] = []
+    current: list[str] = []
+    size = 0
+    for line in output.splitlines():
+        text = _escaped(line)
+        if len(text) > limit:
+            if current:
+                chunks.append(Chunk("\n".join(current), len(current)))
+                current, size = [], 0
+            parts = _pieces(line, limit)
+            chunks += [Chunk(p, 0) for p in parts[:-1]]
+            chunks.append(Chunk(parts[-1], 1))
+            continue
+        added = len(text) + (1 if current else 0)
+        if current and size + added > limit:
+            chunks.append(Chunk("\n".join(current), len(current)))
+            current, size, added = [], 0, len(text)
+        current.append(text)
+        size += added
+    if current:
+        chunks.append(Chunk("\n".join(current), len(current)))
+    return chunks
+
+
+def output_messages(step: str, output: str, execution_id: str) -> list[str]:
+    """The replies for one step's output: up to MAX_MESSAGES code blocks, then what was left."""
+    widest_heading = messages.output_heading(escape(step), 999, 999)
+    limit = MESSAGE_LIMIT - len(widest_heading) - 2 * len(_FENCE) - 3
+    chunks = chunk_output(output, limit)
+    shown = chunks[:MAX_MESSAGES]
+    replies = [
+        f"{messages.output_heading(escape(step), n, len(chunks))}\n{_FENCE}\n{c.text}\n{_FENCE}"
+        for n, c in enumerate(shown, start=1)
+    ]
+    left_out = sum(c.lines for c in chunks[MAX_MESSAGES:])
+    if len(chunks) > MAX_MESSAGES:
+        replies.append(messages.output_left_out(escape(step), left_out, execution_id))
+    return replies

@@ -1,0 +1,89 @@
+"""Fixtures for the Slack scenarios: the real server, the simulated cluster, the Slack stand-in.
+
+Every test gets a fresh demo cluster, SQLite store and opsbot server; the Slack stand-in is
+shared and reset. Requests are signed as Slack signs them and sent over a real socket.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+# The shared helpers live in tests/support; pytest itself only puts this folder on sys.path.
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from bot.config import Settings, load_settings  # noqa: E402
+from bot.services import Services  # noqa: E402
+from bot.simcluster import SimCluster  # noqa: E402
+from bot.slack.app import build_services  # noqa: E402
+from bot.slack.server import create_app  # noqa: E402
+from tests.support.signing import SIGNING_SECRET  # noqa: E402
+from tests.support.slack_standin import (  # noqa: E402
+    BOT_TOKEN,
+    ServerThread,
+    SlackDriver,
+    SlackStandIn,
+)
+
+DEMO_CONFIG = Path(_ROOT) / "examples" / "demo.yaml"
+
+
+@pytest.fixture(scope="session")
+def standin() -> Iterator[SlackStandIn]:
+    server = SlackStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slack(standin: SlackStandIn) -> SlackStandIn:
+    """The stand-in, emptied, with Slack's answer for the sre-approvers group."""
+    standin.reset()
+    standin.usergroups["S0APPROVERS"] = ["U0BOB", "U0CAROL"]
+    return standin
+
+
+@pytest.fixture
+def sim() -> Iterator[SimCluster]:
+    cluster = SimCluster(seed="demo").start(host="127.0.0.1", port=0)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def settings(sim: SimCluster, slack: SlackStandIn, tmp_path: Path) -> Settings:
+    kubeconfig = sim.write_kubeconfig(str(tmp_path / "kubeconfig"))
+    return load_settings(DEMO_CONFIG, environ={
+        "KUBECONFIG": str(kubeconfig),
+        "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+    })
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    built = build_services(settings)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def server(services: Services) -> Iterator[ServerThread]:
+    """opsbot's real ASGI app under uvicorn on 127.0.0.1, lifespan (recovery) included."""
+    running = ServerThread(create_app(services, shutdown_grace=10)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def bot(server: ServerThread, slack: SlackStandIn) -> Iterator[SlackDriver]:
+    with httpx.Client(timeout=30.0) as http:
+        yield SlackDriver(server.url, http, slack, SIGNING_SECRET)

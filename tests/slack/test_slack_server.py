@@ -1,0 +1,83 @@
+"""The server around the Bolt app: probes, metrics, restart recovery, a channel the bot is not
+in, and `serve` refusing to start without its secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.services import Services
+from bot.slack.server import create_app, serve
+from tests.support.slack_standin import CHANNEL, ServerThread, SlackDriver, SlackStandIn
+
+
+def test_probes_and_metrics(bot: SlackDriver, services: Services) -> None:
+    assert bot.http.get(f"{bot.url}/healthz").text == "ok"
+    ready = bot.http.get(f"{bot.url}/readyz")
+    assert (ready.status_code, ready.text) == (200, "ready")
+
+    bot.send_command("alice", "status shop-api")
+    bot.finished("status shop-api")
+    metrics = bot.http.get(f"{bot.url}/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'opsbot_triggers_total{outcome="succeeded",source="slack"}' in metrics.text
+    assert 'opsbot_executions_total{runbook="status",status="succeeded"}' in metrics.text
+    assert "opsbot_slack_api_errors_total" in metrics.text
+
+
+def test_readyz_fails_when_the_store_does_not_answer(bot: SlackDriver,
+                                                     services: Services) -> None:
+    services.store.close()
+    database = services.settings.database_url
+    assert database and database.startswith("sqlite:///")
+    from pathlib import Path
+
+    Path(database.removeprefix("sqlite:///")).unlink()  # a new empty file has no tables
+    ready = bot.http.get(f"{bot.url}/readyz")
+    assert ready.status_code == 503
+    assert bot.http.get(f"{bot.url}/healthz").status_code == 200
+
+
+def test_restart_marks_running_executions_interrupted(services: Services,
+                                                      slack: SlackStandIn) -> None:
+    store = services.store
+    ex_id = store.create_execution(
+        runbook="scale", source="slack", actor="U0ALICE", command="scale shop-api 4",
+        environment="staging", target="shop-api", params={}, dry_run=False, channel=CHANNEL)
+    store.start_step(ex_id, index=0, name="Scale", handler="k8s.scale")
+    posted = slack.add_message(CHANNEL, "⏳ running")  # what the previous process posted
+    store.set_execution_message(ex_id, channel=CHANNEL, ts=posted.ts)
+
+    server = ServerThread(create_app(services)).start()
+    try:
+        update = slack.wait_for(lambda c: c.method == "chat.update")
+        assert update.params["ts"] == posted.ts
+        assert update.text.startswith("⚠️ `scale shop-api 4` in *staging*: interrupted")
+        assert "was not resumed or repeated" in update.text
+        assert "Scale" in str(update.params["blocks"])
+        record = store.get_execution(ex_id)
+        assert record is not None and record.status == "interrupted"
+    finally:
+        server.stop()
+
+
+def test_not_in_channel_answers_privately_and_still_runs(bot: SlackDriver,
+                                                         services: Services) -> None:
+    bot.slack.unpostable["C0PRIVATE"] = "not_in_channel"
+    bot.send_command("alice", "status shop-api", channel="C0PRIVATE")
+    assert "/invite" in bot.ephemeral("alice", lambda t: "/invite" in t)
+    result = bot.ephemeral("alice", lambda t: "status shop-api` in *staging*: done" in t)
+    assert "only to you" in result
+    record = services.store.recent_executions(1)[0]
+    assert (record.status, record.channel, record.ts) == ("succeeded", "C0PRIVATE", None)
+
+
+def test_serve_refuses_to_start_without_slack_secrets(settings: Settings) -> None:
+    bare = settings.model_copy(update={"slack": settings.slack.model_copy(
+        update={"bot_token": None, "signing_secret": None})})
+    with pytest.raises(ConfigError) as caught:
+        serve(bare)
+    assert "SLACK_BOT_TOKEN" in str(caught.value)
+    assert "SLACK_SIGNING_SECRET" in str(caught.value)

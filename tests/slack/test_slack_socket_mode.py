@@ -1,0 +1,51 @@
+"""Socket Mode: with an app token, opsbot dials Slack instead of serving /slack/events, acks
+envelopes over the socket, and still answers through the Web API and the HTTP probes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+
+from bot.services import Services
+from bot.slack.server import create_app
+from tests.support.signing import SIGNING_SECRET, slash_command_body
+from tests.support.slack_standin import (
+    APP_TOKEN,
+    ServerThread,
+    SlackDriver,
+    SlackStandIn,
+    SocketModeStandIn,
+)
+
+
+@pytest.fixture
+def socket_mode(slack: SlackStandIn) -> Iterator[SocketModeStandIn]:
+    link = SocketModeStandIn().start()
+    slack.socket_mode = link
+    yield link
+    link.stop()
+
+
+def test_socket_mode_runs_commands_over_the_socket(
+    services: Services, slack: SlackStandIn, socket_mode: SocketModeStandIn
+) -> None:
+    server = ServerThread(create_app(services, app_token=APP_TOKEN, shutdown_grace=10)).start()
+    try:
+        socket_mode.wait_connected()
+        with httpx.Client(timeout=30) as http:
+            assert http.get(f"{server.url}/healthz").status_code == 200
+            assert http.post(f"{server.url}/slack/events").status_code == 404
+            payload = dict(parse_qsl(slash_command_body("U0ALICE", "status shop-api")))
+            socket_mode.send({"envelope_id": "env-1", "type": "slash_commands",
+                              "accepts_response_payload": True, "payload": payload})
+            assert socket_mode.wait_ack("env-1") == {"envelope_id": "env-1"}
+            message = SlackDriver(server.url, http, slack, SIGNING_SECRET).finished(
+                "status shop-api")
+        assert message.text.split("\n")[0].endswith(": done")
+        opened = slack.calls_to("apps.connections.open")
+        assert [c.auth for c in opened] == [f"Bearer {APP_TOKEN}"]
+    finally:
+        server.stop()

@@ -1,0 +1,422 @@
+"""A local stand-in of the Slack Web API, reached over real HTTP like slack.com.
+
+opsbot's `AsyncWebClient` is pointed at it through `SLACK_API_URL`; it records every call
+(method, parameters, auth header), answers as Slack does, keeps each message's current state,
+and can be told to fail (a channel the bot is not in, a method that errors).
+Also here: `ServerThread`, which serves any ASGI app on 127.0.0.1 in a background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import uvicorn
+from aiohttp import WSMsgType, web
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from tests.support.signing import block_actions_body, signed_headers, slash_command_body
+
+__all__ = [
+    "BOT_TOKEN",
+    "CHANNEL",
+    "USERS",
+    "Call",
+    "Message",
+    "ServerThread",
+    "SlackDriver",
+    "SlackStandIn",
+    "SocketModeStandIn",
+    "button",
+]
+
+BOT_TOKEN = "xoxb-standin-token"
+APP_TOKEN = "xapp-standin-token"
+BOT_USER = "U0OPSBOT"
+CHANNEL = "C0OPS"
+USERS = {"alice": "U0ALICE", "bob": "U0BOB", "carol": "U0CAROL", "mallory": "U0MALLORY"}
+FINAL = (": done", ": failed", ": interrupted")
+DEFAULT_TIMEOUT = 20.0  # generous: a loaded 2-core machine runs this suite
+
+
+class ServerThread:
+    """Serves an ASGI app with uvicorn on 127.0.0.1:<free port> in a daemon thread."""
+
+    def __init__(self, app: ASGIApp, *, lifespan: Literal["on", "off"] = "on") -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True,
+            name=f"uvicorn-{self.port}",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = DEFAULT_TIMEOUT) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"server on port {self.port} did not start")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server on port {self.port} not up after {timeout}s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout)
+        self._socket.close()
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Web API call as the stand-in received it."""
+
+    method: str
+    params: dict[str, Any]
+    auth: str | None
+    http_method: str
+
+    @property
+    def text(self) -> str:
+        return str(self.params.get("text", ""))
+
+
+@dataclass
+class Message:
+    """A channel message and what it shows now; `versions` counts postMessage + updates."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None
+    versions: int = 1
+    history: list[str] = field(default_factory=list)
+
+
+class SlackStandIn:
+    """The Web API methods opsbot uses, answered from state the test controls."""
+
+    def __init__(self, token: str = BOT_TOKEN) -> None:
+        self.token = token
+        self.usergroups: dict[str, list[str]] = {}
+        self.unpostable: dict[str, str] = {}  # channel -> error postMessage answers
+        self.failing: dict[str, str] = {}  # method -> error it answers
+        self.calls: list[Call] = []
+        self.messages: dict[str, Message] = {}
+        self.socket_mode: SocketModeStandIn | None = None
+        self._cond = threading.Condition()
+        self._ts = itertools.count(1)
+        self._thread: ServerThread | None = None
+        self.app = Starlette(routes=[
+            Route("/api/{method}", self._handle, methods=["GET", "POST"]),
+        ])
+
+    # running --------------------------------------------------------------------------------
+
+    def start(self) -> SlackStandIn:
+        self._thread = ServerThread(self.app, lifespan="off").start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+
+    @property
+    def api_url(self) -> str:
+        assert self._thread is not None, "start() the stand-in first"
+        return f"{self._thread.url}/api/"
+
+    def reset(self) -> None:
+        with self._cond:
+            self.usergroups.clear()
+            self.unpostable.clear()
+            self.failing.clear()
+            self.calls.clear()
+            self.messages.clear()
+            self.socket_mode = None
+
+    # looking at what happened ---------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self._cond:
+            return [c for c in self.calls if c.method == method]
+
+    def wait_for(
+        self, predicate: Callable[[Call], bool], timeout: float = DEFAULT_TIMEOUT
+    ) -> Call:
+        """The first call (already made or still to come) matching `predicate`."""
+        with self._cond:
+            found: list[Call] = []
+
+            def ready() -> bool:
+                found[:] = [c for c in self.calls if predicate(c)][:1]
+                return bool(found)
+
+            if not self._cond.wait_for(ready, timeout):
+                seen = ", ".join(f"{c.method}({c.text[:60]!r})" for c in self.calls)
+                raise AssertionError(f"no matching Slack call within {timeout}s; saw: {seen}")
+            return found[0]
+
+    def wait_message(
+        self, predicate: Callable[[Message], bool], timeout: float = DEFAULT_TIMEOUT
+    ) -> Message:
+        """The first message whose current state matches `predicate`."""
+        with self._cond:
+            found: list[Message] = []
+
+            def ready() -> bool:
+                found[:] = [m for m in self.messages.values() if predicate(m)][:1]
+                return bool(found)
+
+            if not self._cond.wait_for(ready, timeout):
+                states = "; ".join(m.text[:80] for m in self.messages.values())
+                raise AssertionError(f"no matching message within {timeout}s; have: {states}")
+            return found[0]
+
+    def add_message(self, channel: str, text: str) -> Message:
+        """A message as if the bot had posted it earlier (say, before a restart)."""
+        with self._cond:
+            answer = self._chat_postMessage({"channel": channel, "text": text})
+            return self.messages[answer["ts"]]
+
+    def replies(self, ts: str) -> list[Message]:
+        with self._cond:
+            return sorted((m for m in self.messages.values() if m.thread_ts == ts),
+                          key=lambda m: float(m.ts))
+
+    # the API ------------------------------------------------------------------------------
+
+    async def _handle(self, request: Request) -> JSONResponse:
+        method = request.path_params["method"]
+        params: dict[str, Any] = dict(request.query_params)
+        body = await request.body()
+        if request.headers.get("content-type", "").startswith("application/json"):
+            params.update(json.loads(body or b"{}"))
+        elif body:
+            params.update((await request.form()).items())
+        if isinstance(params.get("blocks"), str):
+            params["blocks"] = json.loads(params["blocks"])
+        auth = request.headers.get("authorization")
+        with self._cond:
+            self.calls.append(Call(method, params, auth, request.method))
+            answer = self._answer(method, params, auth)
+            self._cond.notify_all()
+        return JSONResponse(answer)
+
+    def _answer(self, method: str, params: dict[str, Any], auth: str | None) -> dict[str, Any]:
+        if method == "apps.connections.open":
+            if auth != f"Bearer {APP_TOKEN}" or self.socket_mode is None:
+                return {"ok": False, "error": "invalid_auth"}
+            return {"ok": True, "url": self.socket_mode.url}
+        if auth != f"Bearer {self.token}":
+            return {"ok": False, "error": "invalid_auth"}
+        if method in self.failing:
+            return {"ok": False, "error": self.failing[method]}
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return {"ok": False, "error": "unknown_method"}
+        result: dict[str, Any] = handler(params)
+        return result
+
+    def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://standin.slack.test/", "team": "Stand-in",
+                "user": "opsbot", "team_id": "T0STANDIN", "user_id": BOT_USER,
+                "bot_id": "B0OPSBOT"}
+
+    def _next_ts(self) -> str:
+        return f"1700000000.{next(self._ts):06d}"
+
+    def _chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        channel = str(p.get("channel", ""))
+        if channel in self.unpostable:
+            return {"ok": False, "error": self.unpostable[channel]}
+        ts = self._next_ts()
+        text = str(p.get("text", ""))
+        self.messages[ts] = Message(channel, ts, text, list(p.get("blocks") or []),
+                                    p.get("thread_ts"), history=[text])
+        return {"ok": True, "channel": channel, "ts": ts,
+                "message": {"text": text, "ts": ts, "user": BOT_USER}}
+
+    def _chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages.get(str(p.get("ts")))
+        if message is None or message.channel != p.get("channel"):
+            return {"ok": False, "error": "message_not_found"}
+        message.text = str(p.get("text", ""))
+        message.blocks = list(p.get("blocks") or [])
+        message.versions += 1
+        message.history.append(message.text)
+        return {"ok": True, "channel": message.channel, "ts": message.ts, "text": message.text}
+
+    def _chat_postEphemeral(self, p: dict[str, Any]) -> dict[str, Any]:
+        channel = str(p.get("channel", ""))
+        if self.unpostable.get(channel) == "channel_not_found":
+            return {"ok": False, "error": "channel_not_found"}
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _usergroups_users_list(self, p: dict[str, Any]) -> dict[str, Any]:
+        group = str(p.get("usergroup", ""))
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.usergroups[group])}
+
+
+def button(message: Message, label: str) -> dict[str, Any]:
+    """The button element labelled `label` under `message`, with its block id."""
+    for block in message.blocks:
+        for element in block.get("elements", []):
+            if element.get("type") == "button" and element["text"]["text"] == label:
+                return dict(element, block_id=block.get("block_id", ""))
+    raise AssertionError(f"no button {label!r} in {message.text!r}")
+
+
+@dataclass
+class SlackDriver:
+    """Plays Slack towards a running opsbot: signed commands and clicks in, the stand-in's
+    record of what opsbot answered out. Users are named by handle (`alice`) or id."""
+
+    url: str
+    http: httpx.Client
+    slack: SlackStandIn
+    secret: str
+
+    def post(self, body: str, headers: dict[str, str]) -> httpx.Response:
+        return self.http.post(f"{self.url}/slack/events", content=body, headers=headers)
+
+    def send_command(self, user: str, text: str, *, channel: str = CHANNEL) -> httpx.Response:
+        """`/ops <text>` typed by `user`, signed and delivered."""
+        body = slash_command_body(USERS.get(user, user), text, channel_id=channel)
+        return self.post(body, signed_headers(body, self.secret))
+
+    def click(self, user: str, message: Message, label: str) -> httpx.Response:
+        """`user` clicks the button labelled `label` under `message`."""
+        raw: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text,
+                               "blocks": message.blocks, "user": BOT_USER}
+        if message.thread_ts:
+            raw["thread_ts"] = message.thread_ts
+        body = block_actions_body(USERS.get(user, user), button(message, label),
+                                  channel_id=message.channel, message=raw)
+        return self.post(body, signed_headers(body, self.secret))
+
+    def finished(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> Message:
+        """The message of `command` once its headline shows a final state."""
+        return self.slack.wait_message(
+            lambda m: f"`{command}`" in m.text and m.text.split("\n")[0].endswith(FINAL),
+            timeout,
+        )
+
+    def ephemeral(self, user: str, predicate: Callable[[str], bool] = lambda _: True) -> str:
+        """The text of the first ephemeral reply to `user` that matches `predicate`."""
+        user_id = USERS.get(user, user)
+        call = self.slack.wait_for(
+            lambda c: c.method == "chat.postEphemeral" and c.params.get("user") == user_id
+            and predicate(c.text)
+        )
+        return call.text
+
+
+class SocketModeStandIn:
+    """Slack's Socket Mode end: `apps.connections.open` hands out this WebSocket; the test
+    sends envelopes through it and waits for opsbot's acks."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._sockets: list[web.WebSocketResponse] = []
+        self.acks: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._stop: asyncio.Event | None = None
+        self.port = 0
+        self._thread = threading.Thread(target=self._run, daemon=True, name="socket-mode")
+        self._up = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/link"
+
+    def start(self) -> SocketModeStandIn:
+        self._thread.start()
+        if not self._up.wait(DEFAULT_TIMEOUT):
+            raise TimeoutError("socket mode stand-in did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self._serve())
+        self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        app = web.Application()
+        app.router.add_get("/link", self._link)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        self._up.set()
+        await self._stop.wait()
+        for ws in list(self._sockets):
+            await ws.close()
+        await runner.cleanup()
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        with self._cond:
+            self._sockets.append(ws)
+            self._cond.notify_all()
+        await ws.send_json({"type": "hello", "num_connections": 1,
+                            "connection_info": {"app_id": "A0OPSBOT"}})
+        async for frame in ws:
+            if frame.type == WSMsgType.TEXT:
+                with self._cond:
+                    self.acks.append(json.loads(frame.data))
+                    self._cond.notify_all()
+        with self._cond:
+            self._sockets.remove(ws)
+        return ws
+
+    def wait_connected(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: bool(self._sockets), timeout):
+                raise AssertionError("opsbot did not open a Socket Mode connection")
+
+    def send(self, envelope: dict[str, Any]) -> None:
+        ws = self._sockets[-1]
+        asyncio.run_coroutine_threadsafe(ws.send_json(envelope), self._loop).result(10)
+
+    def wait_ack(self, envelope_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        with self._cond:
+            found: list[dict[str, Any]] = []
+
+            def acked() -> bool:
+                found[:] = [a for a in self.acks if a.get("envelope_id") == envelope_id]
+                return bool(found)
+
+            if not self._cond.wait_for(acked, timeout):
+                raise AssertionError(f"envelope {envelope_id} was not acked within {timeout}s")
+            return found[0]
