@@ -6,32 +6,26 @@ shared and reset. Requests are signed as Slack signs them and sent over a real s
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-# The shared helpers live in tests/support; pytest itself only puts this folder on sys.path.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from bot.config import Settings, load_settings  # noqa: E402
-from bot.services import Services  # noqa: E402
-from bot.simcluster import SimCluster  # noqa: E402
-from bot.slack.app import build_services  # noqa: E402
-from bot.slack.server import create_app  # noqa: E402
-from tests.support.signing import SIGNING_SECRET  # noqa: E402
-from tests.support.slack_standin import (  # noqa: E402
+from bot.config import Settings, load_settings
+from bot.services import Services
+from bot.simcluster import SimCluster
+from bot.slack.app import build_services
+from bot.slack.server import create_app
+from tests.support.signing import SIGNING_SECRET
+from tests.support.slack_standin import (
     BOT_TOKEN,
     ServerThread,
     SlackDriver,
     SlackStandIn,
 )
 
-DEMO_CONFIG = Path(_ROOT) / "examples" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 
 
 @pytest.fixture(scope="session")

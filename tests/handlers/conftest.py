@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from bot.dispatcher import Outcome
+from bot.services import Services
+from bot.trigger import Trigger
+from tests.conftest import RecordingReporter
+
+Run = Callable[..., Awaitable[tuple[Outcome, RecordingReporter]]]
+
+
+@pytest.fixture
+def run(services: Services) -> Run:
+    """Dispatch one console command as a user; returns the outcome and what was reported."""
+
+    async def _run(text: str, user: str = "alice") -> tuple[Outcome, RecordingReporter]:
+        reporter = RecordingReporter()
+        trigger = Trigger(source="console", actor=services.settings.user_id(user), text=text)
+        outcome = await services.dispatcher.dispatch(trigger, reporter)
+        return outcome, reporter
+
+    return _run
+
+
+def deployment(sim: Any, ns: str, name: str) -> dict[str, Any]:
+    obj = sim.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+    assert obj is not None
+    return obj  # type: ignore[no-any-return]
