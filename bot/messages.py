@@ -119,7 +119,7 @@ def approval_unavailable(runbook: str, environment: str) -> str:
 
 
 def approval_unavailable_hint() -> str:
-    return "Add `--dry-run` to see the plan, or ask an admin to run it from a break-glass path."
+    return "Add `--dry-run` to see the plan; nothing runs in an approval environment without approval."
 
 
 def usage_hint_for_unknown() -> str:
