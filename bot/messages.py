@@ -119,7 +119,10 @@ def approval_unavailable(runbook: str, environment: str) -> str:
 
 
 def approval_unavailable_hint() -> str:
-    return "Add `--dry-run` to see the plan; nothing runs in an approval environment without approval."
+    return (
+        "Add `--dry-run` to see the plan; nothing runs in an approval environment "
+        "without approval."
+    )
 
 
 def usage_hint_for_unknown() -> str:
