@@ -50,10 +50,12 @@ class UnknownName(UsageError):
     """An unknown verb, app, environment or runbook; carries close matches."""
 
     def __init__(self, kind: str, name: str, suggestions: Sequence[str] = ()) -> None:
+        from bot.names import shown  # names imports this module
+
         self.kind = kind
         self.name = name
         self.suggestions = list(suggestions)
-        text = f"unknown {kind} `{name}`"
+        text = f"unknown {kind} `{shown(name)}`"
         if self.suggestions:
             text += ": did you mean " + " or ".join(f"`{s}`" for s in self.suggestions) + "?"
         super().__init__(text)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bot.commands import parse
+from bot.config import Settings
 from bot.errors import UnknownName, UsageError
 from bot.registry import Registry
 from bot.runbooks.loader import Catalog, load_catalog
@@ -71,3 +72,9 @@ def test_hostile_text_is_quoted_back_safely(catalog: Catalog) -> None:
     with pytest.raises(UnknownName) as err:
         parse("<!channel> `rm -rf /`", catalog)
     assert "<!channel>" not in str(err.value)
+
+
+def test_unknown_environment_is_quoted_back_safely(offline_settings: Settings) -> None:
+    with pytest.raises(UnknownName) as err:
+        offline_settings.environment("<!here|here>")
+    assert "<!here" not in str(err.value)
