@@ -20,6 +20,7 @@ from bot.commands import Command, parse
 from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableError, UsageError
 from bot.kube import KubeFactory
+from bot.metrics import EXECUTIONS, TRIGGERS
 from bot.registry import HandlerContext, HandlerSpec, Registry, Result
 from bot.reporting import Button, ExecutionView, Notice, Reporter, StepView
 from bot.runbooks.loader import Catalog, builtin_dir
@@ -93,27 +94,39 @@ class Dispatcher:
             self.store.claim_delivery, trigger.delivery_id
         ):
             log.info("duplicate delivery %s ignored", trigger.delivery_id)
+            TRIGGERS.labels(source=trigger.source, outcome="duplicate").inc()
             return Outcome("duplicate")
         try:
             command = parse(trigger.text, self.catalog)
             if command.meta in ("help", "runbooks"):
-                await reporter.notice(await self._meta(trigger, command))
-                return Outcome("info")
+                return await self._reply(
+                    trigger, reporter, "info", await self._meta(trigger, command)
+                )
             return await self._runbook(trigger, command, reporter)
         except UsageError as exc:
             hint = exc.hint or messages.usage_hint_for_unknown()
-            await reporter.notice(Notice("error", str(exc), hint=hint))
-            return Outcome("usage")
+            return await self._reply(
+                trigger, reporter, "usage", Notice("error", str(exc), hint=hint)
+            )
         except Denied as exc:
             await self._audit_decision(trigger, None, None, "denied", str(exc))
-            await reporter.notice(Notice("denied", str(exc), hint=messages.denied_hint()))
-            return Outcome("denied")
+            return await self._reply(
+                trigger, reporter, "denied", Notice("denied", str(exc), hint=messages.denied_hint())
+            )
         except Refused as exc:
-            await reporter.notice(Notice("refused", str(exc), hint=exc.hint))
-            return Outcome("refused")
+            return await self._reply(
+                trigger, reporter, "refused", Notice("refused", str(exc), hint=exc.hint)
+            )
         except OpsbotError as exc:
-            await reporter.notice(Notice("error", str(exc)))
-            return Outcome("failed")
+            return await self._reply(trigger, reporter, "failed", Notice("error", str(exc)))
+
+    async def _reply(
+        self, trigger: Trigger, reporter: Reporter, status: OutcomeStatus, notice: Notice
+    ) -> Outcome:
+        # Counted before the reply, so whoever saw the reply sees it in /metrics.
+        TRIGGERS.labels(source=trigger.source, outcome=status).inc()
+        await reporter.notice(notice)
+        return Outcome(status)
 
     async def _meta(self, trigger: Trigger, command: Command) -> Notice:
         allowed = [
@@ -164,8 +177,9 @@ class Dispatcher:
             await self._audit_decision(
                 trigger, environment.name, target, "denied", str(exc), runbook=runbook.name
             )
-            await reporter.notice(Notice("denied", str(exc), hint=messages.denied_hint()))
-            return Outcome("denied")
+            return await self._reply(
+                trigger, reporter, "denied", Notice("denied", str(exc), hint=messages.denied_hint())
+            )
         if runbook.mutating and environment.requires_approval and not command.dry_run:
             reason = messages.approval_unavailable(runbook.name, environment.name)
             await self._audit_decision(
@@ -274,6 +288,9 @@ class Dispatcher:
             view.execution_id,
             detail=summary[:500],
         )
+        EXECUTIONS.labels(runbook=run.runbook.name, status=status).inc()
+        trigger_outcome = "succeeded" if status == "succeeded" else "failed"
+        TRIGGERS.labels(source=run.trigger.source, outcome=trigger_outcome).inc()
         try:
             await run.reporter.execution(view)
         except Exception:  # the execution is recorded; a failed report must not hide it

@@ -1,4 +1,5 @@
-"""Prometheus counters shared by the front ends, so `/metrics` tells what opsbot did.
+"""Prometheus counters, so `/metrics` tells what opsbot did; the dispatcher counts outcomes
+before it reports them, so a scrape after a reply always includes that reply.
 
 Counters live in the default registry; `prometheus_client.generate_latest()` renders them.
 """

@@ -14,7 +14,7 @@ from bot.dispatcher import Dispatcher
 from bot.kube import KubeFactory
 from bot.registry import Registry
 from bot.runbooks.loader import Catalog, load_catalog
-from bot.store import Store
+from bot.store import AuditEntry, Store
 
 __all__ = ["Services", "default_database_url"]
 
@@ -69,6 +69,21 @@ class Services:
         )
         for record in interrupted:
             log.warning("execution %s (%s) was interrupted by a restart", record.id, record.command)
+            entry = AuditEntry(
+                actor=record.actor,
+                source=record.source,
+                command=record.command,
+                environment=record.environment,
+                target=record.target,
+                outcome="interrupted",
+                execution_id=record.id,
+                request_id=record.request_id,
+                details={
+                    "runbook": record.runbook,
+                    "detail": "found running at startup; marked interrupted and not resumed",
+                },
+            )
+            await asyncio.to_thread(self.store.audit, entry)
         return [record.id for record in interrupted]
 
     def close(self) -> None:

@@ -6,7 +6,6 @@ of the web server (see server.py) or of Kubernetes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any
@@ -92,9 +91,6 @@ async def run_trigger(services: Services, trigger: Trigger, reporter: Reporter) 
     """Dispatch, count the outcome, and tell the asker if something broke inside."""
     try:
         outcome = await services.dispatcher.dispatch(trigger, reporter)
-    except asyncio.CancelledError:
-        TRIGGERS.labels(source=trigger.source, outcome="interrupted").inc()
-        raise
     except Exception:
         TRIGGERS.labels(source=trigger.source, outcome="error").inc()
         log.exception("dispatching %s from %s failed", trigger.delivery_id, trigger.actor)
@@ -103,7 +99,6 @@ async def run_trigger(services: Services, trigger: Trigger, reporter: Reporter) 
         except Exception:
             log.exception("could not tell %s about the failure", trigger.actor)
         return None
-    TRIGGERS.labels(source=trigger.source, outcome=outcome.status).inc()
     return outcome
 
 

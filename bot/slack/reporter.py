@@ -14,7 +14,6 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
-from bot.metrics import EXECUTIONS
 from bot.reporting import ExecutionView, Notice
 from bot.slack.api import SlackCallFailed, call
 from bot.slack.blocks import (
@@ -68,7 +67,6 @@ class SlackReporter:
                 await self._show(view)
             if view.finished and not self._ended:
                 self._ended = True
-                EXECUTIONS.labels(runbook=view.runbook, status=view.status).inc()
                 await self._end(view)
 
     async def notice(self, notice: Notice) -> None:

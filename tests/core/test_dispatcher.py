@@ -255,6 +255,8 @@ async def test_crash_mid_run_is_reported_after_restart_not_repeated(
     record = store.get_execution(ex_id)
     assert record is not None and record.status == "interrupted"
     assert await test_services.recover() == []  # never re-run, never reported twice
+    audit = [r for r in store.export_audit() if r["execution_id"] == ex_id]
+    assert [r["outcome"] for r in audit] == ["interrupted"]
 
 
 async def test_help_lists_only_what_user_may_run(test_services: Services) -> None:
