@@ -57,6 +57,35 @@ class Bounds(_Model):
         return self
 
 
+class DeployConfig(_Model):
+    """How an app is deployed: straight to the workload, through Argo CD, or an Argo Rollout."""
+
+    strategy: Literal["kubernetes", "argocd", "argo-rollouts"] = "kubernetes"
+    argocd_app: str = "{app}-{env}"  # Argo CD Application name; {app} and {env} are filled in
+    rollout: str | None = None  # Argo Rollouts Rollout name; defaults to the workload name
+    timeout_seconds: int = Field(default=600, ge=1)  # how long a rollout may take
+
+
+class AnalysisMetric(_Model):
+    """One PromQL query and the condition its value must meet, as in an AnalysisTemplate."""
+
+    name: str
+    query: str  # Jinja2 template; app, namespace, env, workload are available
+    success: str  # a Jinja2 expression over `result`, e.g. "result < 0.01"
+    unit: str = ""
+
+
+class AnalysisConfig(_Model):
+    """Post-deploy verification, modelled on Argo Rollouts' AnalysisTemplate."""
+
+    metrics: list[AnalysisMetric] = []
+    interval_seconds: float = Field(default=30, gt=0)
+    count: int = Field(default=5, ge=1)
+    failure_limit: int = Field(default=0, ge=0)  # measurements allowed to fail
+    initial_delay_seconds: float = Field(default=0, ge=0)
+    inconclusive_limit: int = Field(default=1, ge=0)  # empty results or query errors allowed
+
+
 class AppConfig(_Model):
     """An application: one workload per environment, addressed by the app name."""
 
@@ -67,6 +96,8 @@ class AppConfig(_Model):
     image: str | None = None  # repository, so a bare tag can be deployed
     replicas: Bounds = Bounds()
     environments: list[str] | None = None  # None: every environment
+    deploy: DeployConfig = DeployConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
 
     @property
     def workload_name(self) -> str:
@@ -81,6 +112,18 @@ class ApprovalPolicy(_Model):
     ttl_minutes: int = Field(default=30, ge=1)
 
 
+class PrecheckConfig(_Model):
+    no_critical_alerts: bool = True  # refuse while a critical alert fires for the app
+    healthy: bool = True  # refuse while the workload is not fully ready
+    backup: bool = False  # take a backup first (the backup handler arrives with Velero support)
+
+
+class EnvironmentDeployConfig(_Model):
+    auto_rollback: bool = True  # roll back when the rollout or the analysis fails
+    verify: bool = True  # run the app's analysis after a deploy
+    prechecks: PrecheckConfig = PrecheckConfig()
+
+
 class EnvironmentConfig(_Model):
     name: str = ""
     namespace: str
@@ -88,6 +131,7 @@ class EnvironmentConfig(_Model):
     requires_approval: bool = False
     approval: ApprovalPolicy = ApprovalPolicy()
     channels: list[str] = []  # empty: any channel may target this environment
+    deploy: EnvironmentDeployConfig = EnvironmentDeployConfig()
 
 
 class RoleConfig(_Model):

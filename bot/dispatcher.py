@@ -323,6 +323,7 @@ class Dispatcher:
                     result.fields,
                     result.output,
                 )
+                view.attachments = result.attachments
                 run.template["steps"][step.id or str(index)] = {
                     "summary": result.summary,
                     "ok": result.ok,

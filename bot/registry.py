@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bot.kube import KubeClients
 
 __all__ = [
+    "Attachment",
     "HandlerContext",
     "HandlerFn",
     "HandlerSpec",
@@ -40,6 +41,16 @@ class NoParams(Params):
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file a step produced (a PNG graph); Slack uploads it, the console saves it."""
+
+    filename: str
+    content: bytes
+    title: str
+    mimetype: str = "image/png"
+
+
+@dataclass(frozen=True)
 class Result:
     """What a step produced: a one-line summary, ordered fields, optional long output."""
 
@@ -48,6 +59,7 @@ class Result:
     output: str | None = None
     ok: bool = True
     data: dict[str, Any] = field(default_factory=dict)  # for later steps' templates
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)

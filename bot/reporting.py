@@ -7,7 +7,10 @@ renders it as Block Kit (updated in place), the console as text.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from bot.registry import Attachment
 
 __all__ = [
     "Button",
@@ -31,6 +34,7 @@ class StepView:
     output: str | None = None
     progress: str | None = None
     on_failure: bool = False
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Deploy and rollback: plans, strategies (kubernetes, argocd, argo-rollouts), apply, wait, revert."""
