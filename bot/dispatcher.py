@@ -20,8 +20,10 @@ from bot.commands import Command, parse
 from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableError, UsageError
 from bot.kube import KubeFactory
+from bot.locks import Lease, Locked, TargetLocks
+from bot.records import StoreRecords
 from bot.metrics import EXECUTIONS, TRIGGERS
-from bot.registry import HandlerContext, HandlerSpec, Registry, Result
+from bot.registry import HandlerContext, HandlerSpec, Records, Registry, Result
 from bot.reporting import Button, ExecutionView, Notice, Reporter, StepView
 from bot.runbooks.loader import Catalog, builtin_dir
 from bot.runbooks.models import Runbook, Step
@@ -77,6 +79,8 @@ class Dispatcher:
         store: Store,
         access: Access,
         kube: KubeFactory,
+        locks: TargetLocks | None = None,
+        records: Records | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -84,6 +88,8 @@ class Dispatcher:
         self.store = store
         self.access = access
         self.kube = kube
+        self.locks = locks or TargetLocks(store, settings.handle)
+        self.records = records or StoreRecords(store)
 
     async def _db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -215,6 +221,37 @@ class Dispatcher:
             dry_run=command.dry_run,
             channel=trigger.channel,
         )
+        lease: Lease | None = None
+        if runbook.mutating and target and not command.dry_run:
+            try:
+                lease = await self.locks.acquire(environment.name, target,
+                                                 execution_id=execution_id, actor=trigger.actor)
+            except Locked as exc:
+                await self._db(self.store.finish_execution, execution_id, status="refused",
+                               summary=str(exc)[:2000])
+                await self._audit(trigger, command, runbook, environment.name, target,
+                                  "refused", execution_id, detail=str(exc)[:500])
+                return await self._reply(trigger, reporter, "refused",
+                                         Notice("refused", str(exc), hint=exc.hint))
+        try:
+            return await self._execute(trigger, command, runbook, environment, app, params,
+                                       reporter, execution_id)
+        finally:
+            if lease is not None:
+                await lease.release()
+
+    async def _execute(
+        self,
+        trigger: Trigger,
+        command: Command,
+        runbook: Runbook,
+        environment: EnvironmentConfig,
+        app: AppConfig | None,
+        params: dict[str, Any],
+        reporter: Reporter,
+        execution_id: str,
+    ) -> Outcome:
+        target = app.name if app else None
         await self._audit(
             trigger, command, runbook, environment.name, target, "started", execution_id
         )
@@ -240,7 +277,11 @@ class Dispatcher:
             reporter,
             template={
                 "params": dict(params),
-                "env": {"name": environment.name, "namespace": environment.namespace},
+                "env": {
+                    "name": environment.name,
+                    "namespace": environment.namespace,
+                    "deploy": environment.deploy.model_dump(),
+                },
                 "app": app.model_dump() | {"workload": app.workload_name} if app else None,
                 "steps": {},
                 "actor": view.actor,
@@ -252,6 +293,8 @@ class Dispatcher:
         try:
             ok = await self._run_steps(run, runbook.steps, offset=0)
             if not ok and runbook.on_failure:
+                broken = next(s for s in view.steps if s.status == "failed")
+                run.template["failure"] = f"{broken.name}: {broken.summary}"
                 ok_cleanup = await self._run_steps(
                     run, runbook.on_failure, offset=len(runbook.steps), on_failure=True
                 )
@@ -287,6 +330,11 @@ class Dispatcher:
             status,
             view.execution_id,
             detail=summary[:500],
+            revisions={
+                key: str(step["data"]["revision"])
+                for key, step in run.template["steps"].items()
+                if step["data"].get("revision") is not None
+            },
         )
         EXECUTIONS.labels(runbook=run.runbook.name, status=status).inc()
         trigger_outcome = "succeeded" if status == "succeeded" else "failed"
@@ -397,6 +445,7 @@ class Dispatcher:
                 {"execution_id": run.view.execution_id},
             ),
             progress=progress,
+            records=self.records,
         )
 
     async def _report(self, run: _Run) -> None:
@@ -429,6 +478,7 @@ class Dispatcher:
         outcome: str,
         execution_id: str | None,
         detail: str = "",
+        revisions: dict[str, str] | None = None,
     ) -> None:
         entry = AuditEntry(
             actor=trigger.actor,
@@ -444,6 +494,9 @@ class Dispatcher:
                 "reason": command.reason,
                 "via": trigger.via,
                 "detail": detail,
+                # Revisions produced by steps (rollout, automatic rollback): `history` reads
+                # them to say who deployed what.
+                **({"revisions": revisions} if revisions else {}),
             },
         )
         await self._db(self.store.audit, entry)

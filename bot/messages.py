@@ -7,6 +7,7 @@ console prints as is.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from bot.reporting import ExecutionView, Notice, StepView
 from bot.runbooks.models import Runbook
@@ -189,3 +190,182 @@ def slack_settings_missing(variables: Sequence[str]) -> str:
 
 def bad_listen(listen: str) -> str:
     return f"OPSBOT_LISTEN must be HOST:PORT (like 0.0.0.0:3000), not `{listen}`"
+
+
+def target_locked(target: str, environment: str, holder: str, command: str,
+                  execution_id: str, since: datetime) -> str:
+    return (
+        f"{target} in `{environment}` is busy: {holder} is running `{command}` "
+        f"(execution `{execution_id}`) since {since:%H:%M:%S} UTC. Nothing was changed."
+    )
+
+
+def locked_hint() -> str:
+    return ("Wait for it to finish. If it is stuck, an admin can run "
+            "`unlock <app> --env <environment>`.")
+
+
+def unlocked(target: str, environment: str, holder: str | None, execution_id: str | None) -> str:
+    if holder is None:
+        return f"{target} in `{environment}` was not locked; nothing to do"
+    return f"removed the lock {holder} held on {target} in `{environment}` (execution `{execution_id}`)"
+
+
+# Verification against Prometheus (handlers/analysis.py) ---------------------------------------
+
+
+def metric_value(value: float | None, unit: str = "") -> str:
+    """A measured value for people: ratios as percentages, seconds as ms or s."""
+    if value is None or value != value:  # NaN
+        return "no data"
+    if unit == "ratio":
+        return f"{_number(value * 100)}%"
+    if unit in ("percent", "%"):
+        return f"{_number(value)}%"
+    if unit in ("seconds", "s"):
+        return f"{_number(value * 1000)} ms" if abs(value) < 1 else f"{_number(value)} s"
+    return f"{_number(value)} {unit}".rstrip()
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def analysis_skipped(reason: str) -> str:
+    return f"no analysis configured; skipped ({reason})"
+
+
+def analysis_no_prometheus() -> str:
+    return "PROMETHEUS_URL is not set"
+
+
+def analysis_no_metrics(app: str) -> str:
+    return f"no metrics under apps.{app}.analysis"
+
+
+def analysis_dry_run(metrics: int, checks: int, interval: float) -> str:
+    plural = "metric" if metrics == 1 else "metrics"
+    spacing = f", {interval:g} s apart" if checks > 1 else ""
+    return f"would verify {metrics} {plural} over {checks} checks{spacing}"
+
+
+def analysis_waiting(seconds: float) -> str:
+    return f"waiting {seconds:g} s before the first check"
+
+
+def analysis_progress(
+    check: int, checks: int, parts: Sequence[tuple[str, str, bool | None]]
+) -> str:
+    """`check 2/5: error-ratio 0.4% ✓, p99-latency 120 ms ✓` (? when inconclusive)."""
+    marks = {True: "✓", False: "✗", None: "?"}
+    shown = ", ".join(f"{name} {value} {marks[ok]}" for name, value, ok in parts)
+    return f"check {check}/{checks}: {shown}"
+
+
+def analysis_passed(checks: int, planned: int) -> str:
+    return f"analysis passed: {checks}/{planned} checks"
+
+
+def analysis_failed(metric: str, value: str, condition: str, failed: int, checks: int) -> str:
+    return (
+        f"analysis failed: {metric} {value} (needs {condition}) in {failed} of {checks} "
+        f"{'check' if checks == 1 else 'checks'}"
+    )
+
+
+def analysis_inconclusive(metric: str, count: int, checks: int, limit: int) -> str:
+    return (
+        f"analysis inconclusive: {metric} had no value in {count} of {checks} "
+        f"{'check' if checks == 1 else 'checks'} (at most {limit} allowed)"
+    )
+
+
+def analysis_broken(metric: str, error: str) -> str:
+    return f"analysis inconclusive: the {metric} check cannot run: {error}"
+
+
+def analysis_condition(condition: str) -> str:
+    return f"needs {condition}"
+
+
+def analysis_metric_field(
+    last: str, condition: str, passed: int, failed: int, inconclusive: int
+) -> str:
+    return (
+        f"last {last} · {analysis_condition(condition)} · {passed} met, {failed} missed, "
+        f"{inconclusive} inconclusive"
+    )
+
+
+def analysis_graph_title(app: str, environment: str, metrics: Sequence[str]) -> str:
+    return f"{app} in {environment}: {', '.join(metrics)}"
+
+
+# Pre-checks before a deploy (handlers/prechecks.py) -------------------------------------------
+
+
+def precheck_alerts_field_ok() -> str:
+    return "✓ none firing"
+
+
+def precheck_alerts_field_skipped() -> str:
+    return "skipped: ALERTMANAGER_URL not set"
+
+
+def precheck_alerts_not_checked() -> str:
+    return "alerts not checked (ALERTMANAGER_URL not set)"
+
+
+def precheck_off() -> str:
+    return "off for this environment"
+
+
+def precheck_alerts_field_failed(alerts: Sequence[tuple[str, datetime | None]]) -> str:
+    return "✗ " + ", ".join(_alert(name, since) for name, since in alerts)
+
+
+def _alert(name: str, since: datetime | None) -> str:
+    return f"{name} firing since {since:%H:%M} UTC" if since else f"{name} firing"
+
+
+def precheck_health_field(ok: bool, state: str) -> str:
+    return f"{'✓' if ok else '✗'} {state}"
+
+
+def precheck_alerts_failed(app: str, environment: str, names: Sequence[str]) -> str:
+    plural, it = ("alert", "it") if len(names) == 1 else ("alerts", "them")
+    return (
+        f"critical {plural} firing for {app} in {environment}: {', '.join(names)}; "
+        f"resolve {it} or silence {it} first"
+    )
+
+
+def precheck_unhealthy(workload: str, state: str) -> str:
+    return (
+        f"{workload} is not healthy ({state}); let it recover or fix it first, then deploy"
+    )
+
+
+def precheck_no_alerts() -> str:
+    return "no critical alerts"
+
+
+def precheck_healthy(workload: str, state: str) -> str:
+    return f"{workload} {state}"
+
+
+def precheck_passed(app: str, environment: str, checks: Sequence[str]) -> str:
+    if not checks:
+        return f"pre-checks are off for {app} in {environment}"
+    return f"pre-checks passed for {app} in {environment}: {', '.join(checks)}"
+
+
+# Attachments in the console --------------------------------------------------------------------
+
+
+def attachment_saved(title: str, path: str) -> str:
+    return f"📎 {title}: {path}"
+
+
+def attachment_not_saved(title: str, error: str) -> str:
+    return f"📎 {title}: not saved ({error})"

@@ -24,6 +24,7 @@ __all__ = [
     "HandlerFn",
     "HandlerSpec",
     "Params",
+    "Records",
     "Registry",
     "Result",
     "handler",
@@ -75,6 +76,7 @@ class HandlerContext:
     execution_id: str
     log: logging.LoggerAdapter[logging.Logger]
     progress: Callable[[str], Awaitable[None]]
+    records: Records
 
     @property
     def namespace(self) -> str:
@@ -86,6 +88,18 @@ class HandlerContext:
         if self.app is None:
             raise PermanentError("this step needs an app")
         return self.app
+
+
+class Records(Protocol):
+    """opsbot's own records that some handlers read or change (history, locks)."""
+
+    async def audit_records(
+        self, *, environment: str, target: str, outcomes: tuple[str, ...], limit: int
+    ) -> list[dict[str, Any]]:
+        """Audit records of `target` in `environment`, newest first."""
+
+    async def force_unlock(self, *, environment: str, target: str) -> dict[str, Any] | None:
+        """Remove the lock on `target`; returns what held it, or None."""
 
 
 class HandlerFn(Protocol):

@@ -8,4 +8,10 @@ BUILTIN_MODULES = (
     "handlers.diagnostics",
     "handlers.scale",
     "handlers.restart",
+    "handlers.analysis",
+    "handlers.prechecks",
+    "handlers.deploy.steps",
+    "handlers.history",
+    "handlers.locks",
+    "handlers.rollouts",
 )

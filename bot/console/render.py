@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from bot import messages
 from bot.reporting import ExecutionView, Notice, StepView
@@ -25,11 +26,13 @@ def execution_start(view: ExecutionView) -> str:
     )
 
 
-def step_text(step: StepView) -> str:
+def step_text(step: StepView, attachments: Sequence[str] = ()) -> str:
+    """The step, its fields and output; `attachments` are lines saying where its files went."""
     lines = ["  " + plain(messages.step_line(step))]
     lines += [f"      {name}: {value}" for name, value in step.fields]
     if step.output:
         lines += ["      " + line if line else "" for line in step.output.splitlines()]
+    lines += [f"      {line}" for line in attachments]
     return "\n".join(lines)
 
 

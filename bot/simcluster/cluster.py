@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from . import admin, deployments, housekeeping, kubelet, replicasets, statefulsets  # noqa: F401
+from . import admin, deployments, housekeeping, kubelet, replicasets, rollouts, statefulsets  # noqa: F401
 from .behaviours import CrashLoop, Scripts
 from .clock import SimClock
 from .controllers import BUILTINS, ControllerManager, ControllerRegistry, Ctx

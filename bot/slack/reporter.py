@@ -114,6 +114,11 @@ class SlackReporter:
         elif self._ts is None:
             return  # the message never went up; the failure is logged, the output is stored
         root = self._thread_ts or self._ts
+        await self._post_outputs(view, root)
+        if not self._unpostable:
+            await self._upload_attachments(view, root)
+
+    async def _post_outputs(self, view: ExecutionView, root: str | None) -> None:
         for step in view.steps:
             if not step.output or not step.output.strip():
                 continue
@@ -128,6 +133,20 @@ class SlackReporter:
                 except SlackCallFailed as exc:
                     log.warning("output of %s not posted: %s", view.execution_id, exc)
                     return
+
+    async def _upload_attachments(self, view: ExecutionView, root: str | None) -> None:
+        """Files the steps produced (graphs) go into the execution's thread; a failed upload
+        is logged and counted (`opsbot_slack_api_errors`), never fails the execution."""
+        for step in view.steps:
+            for attachment in step.attachments:
+                try:
+                    await call("files.upload_v2", self._client.files_upload_v2,
+                               channel=self._channel, thread_ts=root, file=attachment.content,
+                               filename=attachment.filename, title=attachment.title,
+                               initial_comment=None)
+                except SlackCallFailed as exc:
+                    log.warning("attachment %s of %s not uploaded: %s", attachment.filename,
+                                view.execution_id, exc)
 
     async def _ephemeral(self, text: str, blocks: list[Block] | None = None) -> None:
         extra: dict[str, Any] = {"blocks": blocks} if blocks else {}

@@ -1,4 +1,4 @@
-"""Persistent store of opsbot: executions, delivery dedup and the hash-chained audit log.
+"""Persistent store of opsbot: executions, target locks, delivery dedup and the audit log.
 
 SQLite by default, PostgreSQL for several replicas; schema managed by the Alembic
 migrations shipped in ``bot/store/migrations``. See docs/store.md.
@@ -15,7 +15,7 @@ from bot.store.errors import (
     StoreError,
     StoreUnavailable,
 )
-from bot.store.records import ExecutionRecord, StepRecord
+from bot.store.records import ExecutionRecord, LockInfo, StepRecord
 from bot.store.store import Store
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "AuditProblem",
     "ExecutionRecord",
     "InvalidTransition",
+    "LockInfo",
     "NotFound",
     "StepRecord",
     "Store",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -36,6 +36,7 @@ __all__ = [
     "compute_hash",
     "export",
     "format_time",
+    "query",
     "verify",
 ]
 
@@ -267,6 +268,34 @@ def export(
         if len(batch) < _EXPORT_BATCH:
             return
         after = batch[-1]["seq"]
+
+
+def query(
+    factory: sessionmaker[Session],
+    *,
+    environment: str | None,
+    target: str | None,
+    outcomes: Sequence[str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Newest records first (by ``seq``), as ``export`` shapes them, optionally filtered.
+
+    ``outcomes`` keeps records with any of those outcomes; an empty sequence keeps none.
+    """
+    if isinstance(outcomes, str):
+        raise TypeError("outcomes must be a sequence of outcomes, not one string")
+    if limit < 0:
+        raise ValueError(f"limit must not be negative, not {limit}")
+    statement = select(AuditRecord)
+    if environment is not None:
+        statement = statement.where(AuditRecord.environment == environment)
+    if target is not None:
+        statement = statement.where(AuditRecord.target == target)
+    if outcomes is not None:
+        statement = statement.where(AuditRecord.outcome.in_(list(outcomes)))
+    statement = statement.order_by(AuditRecord.seq.desc()).limit(limit)
+    with read_session(factory) as session:
+        return [_as_dict(record) for record in session.scalars(statement)]
 
 
 def _as_dict(record: AuditRecord) -> dict[str, Any]:

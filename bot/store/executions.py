@@ -2,7 +2,8 @@
 
 An execution is created ``running`` and ends exactly once (succeeded, failed,
 refused or interrupted). After a restart nothing is re-run: whatever was still
-running is marked ``interrupted`` and handed back so the caller can report it.
+running is marked ``interrupted`` and handed back so the caller can report it;
+the target locks those executions held are released in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from bot.store import locks as _locks
 from bot.store.db import read_session, write_session
 from bot.store.errors import InvalidTransition, NotFound
 from bot.store.ids import new_id
@@ -197,6 +199,7 @@ def interrupt_running(
             for step in execution.steps:
                 if step.status == RUNNING:
                     step.status, step.error, step.finished_at = INTERRUPTED, reason, now
+        _locks.release_for(session, [execution.id for execution in running])
         session.flush()
         return [to_record(execution) for execution in running]
 

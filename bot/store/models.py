@@ -2,7 +2,7 @@
 
 The Alembic migrations in ``migrations/versions`` must create exactly these
 (a test runs autogenerate's ``compare_metadata`` to keep the two in step). Later
-features (approval requests, locks, alerts, the APScheduler job store) add their
+features (approval requests, alerts, the APScheduler job store) add their
 tables with new migrations; nothing here assumes it owns the whole database.
 """
 
@@ -35,6 +35,7 @@ __all__ = [
     "DeliveryClaim",
     "Execution",
     "ExecutionStep",
+    "TargetLock",
     "UTCDateTime",
     "utcnow",
 ]
@@ -172,6 +173,9 @@ class AuditRecord(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
+    # History views: one target's records, newest first (``seq`` descending).
+    __table_args__ = (Index(None, "environment", "target", "seq"),)
+
 
 class AuditHead(Base):
     """The single row naming the last audit record; also the lock appenders take."""
@@ -184,3 +188,21 @@ class AuditHead(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class TargetLock(Base):
+    """The lease one execution holds on a target (``environment/app``); see ``bot.store.locks``.
+
+    At most one row per target. A row whose ``expires_at`` has passed is free to take
+    over; it stays until then so that nothing but a new ``acquire`` has to delete it.
+    ``execution_id`` is deliberately not a foreign key: a caller may take the lock
+    before it records the execution.
+    """
+
+    __tablename__ = "target_locks"
+
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(String(40), index=True)
+    actor: Mapped[str] = mapped_column(String)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

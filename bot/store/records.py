@@ -1,4 +1,4 @@
-"""Plain, immutable views of stored executions handed to the rest of the bot.
+"""Plain, immutable views of stored executions and locks handed to the rest of the bot.
 
 Callers never see ORM objects, so nothing they do can lazily hit the database
 from another thread or after the session is gone.
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["EXECUTION_FINAL_STATUSES", "ExecutionRecord", "StepRecord"]
+__all__ = ["EXECUTION_FINAL_STATUSES", "ExecutionRecord", "LockInfo", "StepRecord"]
 
 #: Statuses ``finish_execution`` accepts; ``running`` is the only other one.
 EXECUTION_FINAL_STATUSES = frozenset({"succeeded", "failed", "refused", "interrupted"})
@@ -52,3 +52,14 @@ class ExecutionRecord:
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """The lease on ``target`` held by ``execution_id``; times are aware UTC."""
+
+    target: str
+    execution_id: str
+    actor: str
+    acquired_at: datetime
+    expires_at: datetime

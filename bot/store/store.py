@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -21,12 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.store import audit as _audit
 from bot.store import deliveries as _deliveries
 from bot.store import executions as _executions
+from bot.store import locks as _locks
 from bot.store import migrate as _migrate
 from bot.store.audit import AuditEntry, AuditProblem
 from bot.store.db import DEFAULT_BUSY_TIMEOUT_MS, make_engine
 from bot.store.errors import StoreError, translated
 from bot.store.models import utcnow
-from bot.store.records import ExecutionRecord
+from bot.store.records import ExecutionRecord, LockInfo
 
 __all__ = ["Store"]
 
@@ -35,7 +36,7 @@ _PRUNE_EVERY_S = 600.0
 
 
 class Store:
-    """Executions, delivery dedup and the audit log, in SQLite or PostgreSQL."""
+    """Executions, target locks, delivery dedup and the audit log, in SQLite or PostgreSQL."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         """Wrap an engine whose schema is already current; most callers want ``open``."""
@@ -178,9 +179,59 @@ class Store:
             return _executions.recent(self._sessions, limit, environment=environment, target=target)
 
     def interrupt_running(self, reason: str) -> list[ExecutionRecord]:
-        """Mark every ``running`` execution ``interrupted`` (at startup) and return them."""
+        """Mark every ``running`` execution ``interrupted`` (at startup) and return them.
+
+        The target locks they held are released in the same transaction.
+        """
         with translated():
             return _executions.interrupt_running(self._sessions, self._now(), reason)
+
+    # target locks ---------------------------------------------------------------
+
+    def acquire_lock(
+        self, target: str, *, execution_id: str, actor: str, ttl_seconds: float
+    ) -> LockInfo:
+        """The lock in force on ``target`` afterwards; compare its ``execution_id`` with ours.
+
+        Ours if the target was free or its lease had expired (taken over atomically,
+        exactly one of several racing acquirers wins); otherwise the holder's. Asking
+        again while holding it extends the lease.
+        """
+        with translated():
+            return _locks.acquire(
+                self._sessions,
+                self._now(),
+                target,
+                execution_id=execution_id,
+                actor=actor,
+                ttl_seconds=ttl_seconds,
+            )
+
+    def renew_lock(self, target: str, *, execution_id: str, ttl_seconds: float) -> bool:
+        """Extend our lease to ``ttl_seconds`` from now; False if we no longer hold it."""
+        with translated():
+            return _locks.renew(
+                self._sessions,
+                self._now(),
+                target,
+                execution_id=execution_id,
+                ttl_seconds=ttl_seconds,
+            )
+
+    def release_lock(self, target: str, *, execution_id: str) -> bool:
+        """Free ``target`` if ``execution_id`` holds it; False (and no change) otherwise."""
+        with translated():
+            return _locks.release(self._sessions, self._now(), target, execution_id=execution_id)
+
+    def force_unlock(self, target: str) -> LockInfo | None:
+        """Admin override: free ``target`` whoever holds it; returns that lease, or None."""
+        with translated():
+            return _locks.force_unlock(self._sessions, self._now(), target)
+
+    def get_lock(self, target: str) -> LockInfo | None:
+        """The lease in force on ``target``; None when free or expired."""
+        with translated():
+            return _locks.get(self._sessions, self._now(), target)
 
     # delivery dedup -------------------------------------------------------------
 
@@ -210,6 +261,24 @@ class Store:
         """Every problem found in the chain; empty when intact."""
         with translated():
             return _audit.verify(self._sessions)
+
+    def audit_records(
+        self,
+        *,
+        environment: str | None = None,
+        target: str | None = None,
+        outcomes: Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Audit records for history views, newest first, shaped as ``export_audit`` yields."""
+        with translated():
+            return _audit.query(
+                self._sessions,
+                environment=environment,
+                target=target,
+                outcomes=outcomes,
+                limit=limit,
+            )
 
     def export_audit(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
         """Audit records (``time`` >= ``since``) as dicts, oldest first."""

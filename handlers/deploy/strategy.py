@@ -23,6 +23,7 @@ class Progress:
     done: bool
     failed: bool
     message: str
+    revision: str | None = None  # the revision now running, when the strategy knows it
 
 
 class Strategy(Protocol):
@@ -31,8 +32,11 @@ class Strategy(Protocol):
     async def plan_deploy(self, ctx: HandlerContext, image: str) -> Plan:
         """The plan to run `image` (a bare tag keeps the configured repository)."""
 
-    async def plan_rollback(self, ctx: HandlerContext, to: int | None) -> Plan:
-        """The plan to go back to revision `to`, or the previous one."""
+    async def plan_rollback(
+        self, ctx: HandlerContext, to: int | None, *, disable_auto_sync: bool = False
+    ) -> Plan:
+        """The plan to go back to revision `to`, or the previous one. `disable_auto_sync`
+        lets an Argo CD rollback turn auto-sync off first (it stays off)."""
 
     async def apply(self, ctx: HandlerContext, plan: Plan) -> str:
         """Make the change; returns a one-line summary. Must not be called in a dry run."""

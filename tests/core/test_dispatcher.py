@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
+from bot.config import RoleConfig, Settings
 from bot.errors import PermanentError, RetryableError
 from bot.registry import HandlerContext, Params, Registry, Result, handler
 from bot.services import Services
@@ -123,7 +123,11 @@ def test_services(tmp_path: Path, offline_settings: Settings) -> Iterator[Servic
     for name, text in RUNBOOKS.items():
         (tmp_path / name).write_text(text)
     registry = Registry.builtin().load([__name__])
-    settings = offline_settings.model_copy(update={"runbook_dirs": [str(tmp_path)]})
+    roles = dict(offline_settings.roles)
+    roles["tester"] = RoleConfig(users=["U0ALICE"], runbooks=["echo", "flaky", "fail", "crash",
+                                                              "hang"])
+    settings = offline_settings.model_copy(
+        update={"runbook_dirs": [str(tmp_path)], "roles": roles})
     built = Services.build(settings, registry=registry)
     CALLS.clear()
     yield built

@@ -14,6 +14,7 @@ from bot.store import (
     AuditEntry,
     AuditProblem,
     ExecutionRecord,
+    LockInfo,
     StepRecord,
     Store,
     StoreError,
@@ -30,6 +31,7 @@ def test_exported_names() -> None:
         "AuditProblem",
         "ExecutionRecord",
         "InvalidTransition",
+        "LockInfo",
         "NotFound",
         "StepRecord",
         "Store",
@@ -41,7 +43,7 @@ def test_exported_names() -> None:
 
 
 def test_records_are_frozen() -> None:
-    for cls in (AuditEntry, AuditProblem, ExecutionRecord, StepRecord):
+    for cls in (AuditEntry, AuditProblem, ExecutionRecord, LockInfo, StepRecord):
         assert dataclasses.is_dataclass(cls)
         assert cls.__dataclass_params__.frozen  # type: ignore[union-attr]
     entry = AuditEntry("alice", "console", "status shop-api", None, "shop-api", "succeeded")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 
 import bot.store
-from bot.store import Store, sqlite_url
+from bot.store import AuditEntry, Store, sqlite_url
 from bot.store import migrate as store_migrate
 from bot.store.db import make_engine
 from bot.store.models import GENESIS_HASH, Base
@@ -23,6 +23,7 @@ TABLES = {
     "delivery_claims",
     "execution_steps",
     "executions",
+    "target_locks",
 }
 
 
@@ -33,7 +34,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert location == package / "migrations"
     assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()
     assert config.config_file_name is None  # no alembic.ini is read
-    assert store_migrate.head_revision() == "0001"
+    assert store_migrate.head_revision() == "0002"
 
 
 def test_upgrade_on_an_empty_database_is_idempotent(
@@ -45,13 +46,13 @@ def test_upgrade_on_an_empty_database_is_idempotent(
         assert store_migrate.current_revision(engine) is None
         store_migrate.upgrade(engine)
         store_migrate.upgrade(engine)
-        assert store_migrate.current_revision(engine) == "0001"
+        assert store_migrate.current_revision(engine) == "0002"
         assert set(inspect(engine).get_table_names()) >= TABLES
         with engine.connect() as conn:
             head = conn.execute(text("SELECT id, seq, hash FROM audit_head")).all()
         assert [tuple(row) for row in head] == [(1, 0, GENESIS_HASH)]
         Store.open(db_url).close()
-        assert store_migrate.current_revision(engine) == "0001"
+        assert store_migrate.current_revision(engine) == "0002"
     finally:
         engine.dispose()
 
@@ -82,9 +83,43 @@ def test_downgrade_to_base_and_up_again(db_url: str) -> None:
         store_migrate.downgrade(engine, "base")
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         store_migrate.upgrade(engine)
-        assert store_migrate.current_revision(engine) == "0001"
+        assert store_migrate.current_revision(engine) == "0002"
     finally:
         engine.dispose()
+
+
+def test_downgrade_locks_and_up_again(db_url: str) -> None:
+    """0002 undone leaves 0001's schema and data; redone, models and migrations match again."""
+    store = Store.open(db_url)
+    store.acquire_lock("prod/db", execution_id="ex-A", actor="alice", ttl_seconds=60)
+    store.audit(AuditEntry("alice", "console", "restart db", "prod", "db", "succeeded"))
+    store.close()
+    engine = make_engine(db_url)
+    try:
+        store_migrate.downgrade(engine, "0001")
+        assert store_migrate.current_revision(engine) == "0001"
+        tables = set(inspect(engine).get_table_names())
+        assert "target_locks" not in tables and tables >= TABLES - {"target_locks"}
+        indexes = {ix["name"] for ix in inspect(engine).get_indexes("audit_records")}
+        assert indexes == {"ix_audit_records_execution_id", "ix_audit_records_time"}
+
+        store_migrate.upgrade(engine)
+        assert store_migrate.current_revision(engine) == "0002"
+        _assert_models_match(engine)
+    finally:
+        engine.dispose()
+    with Store.open(db_url) as store:
+        assert store.get_lock("prod/db") is None  # the table was recreated empty
+        assert [r["command"] for r in store.audit_records()] == ["restart db"]
+        assert store.verify_audit() == []
+
+
+def _assert_models_match(engine: Engine) -> None:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": store_migrate.include_object}
+        )
+        assert compare_metadata(context, Base.metadata) == []
 
 
 def test_models_match_migrations(db_url: str) -> None:
@@ -92,11 +127,7 @@ def test_models_match_migrations(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         store_migrate.upgrade(engine)
-        with engine.connect() as conn:
-            context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "include_object": store_migrate.include_object}
-            )
-            assert compare_metadata(context, Base.metadata) == []
+        _assert_models_match(engine)
     finally:
         engine.dispose()
 

@@ -2,7 +2,10 @@
 
 opsbot's `AsyncWebClient` is pointed at it through `SLACK_API_URL`; it records every call
 (method, parameters, auth header), answers as Slack does, keeps each message's current state,
-and can be told to fail (a channel the bot is not in, a method that errors).
+and can be told to fail (a channel the bot is not in, a method that errors). File uploads
+work as `files_upload_v2` does them: `files.getUploadURLExternal` hands out an upload URL on this
+stand-in, the bytes are POSTed there, `files.completeUploadExternal` shares them in a channel or
+thread; `uploads` keeps each file with its bytes.
 Also here: `ServerThread`, which serves any ASGI app on 127.0.0.1 in a background thread.
 """
 
@@ -23,7 +26,7 @@ import uvicorn
 from aiohttp import WSMsgType, web
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -39,6 +42,7 @@ __all__ = [
     "SlackDriver",
     "SlackStandIn",
     "SocketModeStandIn",
+    "Upload",
     "button",
 ]
 
@@ -102,6 +106,24 @@ class Call:
 
 
 @dataclass
+class Upload:
+    """A file uploaded through the external upload flow; `channel` is set once it is shared."""
+
+    file_id: str
+    filename: str
+    length: int
+    content: bytes | None = None
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+    initial_comment: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.channel is not None
+
+
+@dataclass
 class Message:
     """A channel message and what it shows now; `versions` counts postMessage + updates."""
 
@@ -124,12 +146,16 @@ class SlackStandIn:
         self.failing: dict[str, str] = {}  # method -> error it answers
         self.calls: list[Call] = []
         self.messages: dict[str, Message] = {}
+        self.uploads: dict[str, Upload] = {}  # by file id
+        self.upload_status = 200  # what the upload URL answers
         self.socket_mode: SocketModeStandIn | None = None
         self._cond = threading.Condition()
         self._ts = itertools.count(1)
+        self._files = itertools.count(1)
         self._thread: ServerThread | None = None
         self.app = Starlette(routes=[
             Route("/api/{method}", self._handle, methods=["GET", "POST"]),
+            Route("/upload/{file_id}", self._upload, methods=["POST"]),
         ])
 
     # running --------------------------------------------------------------------------------
@@ -154,6 +180,8 @@ class SlackStandIn:
             self.failing.clear()
             self.calls.clear()
             self.messages.clear()
+            self.uploads.clear()
+            self.upload_status = 200
             self.socket_mode = None
 
     # looking at what happened ---------------------------------------------------------------
@@ -200,6 +228,23 @@ class SlackStandIn:
             answer = self._chat_postMessage({"channel": channel, "text": text})
             return self.messages[answer["ts"]]
 
+    def wait_upload(
+        self, predicate: Callable[[Upload], bool] = lambda _: True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Upload:
+        """The first completed (shared) upload matching `predicate`."""
+        with self._cond:
+            found: list[Upload] = []
+
+            def ready() -> bool:
+                found[:] = [u for u in self.uploads.values() if u.completed and predicate(u)][:1]
+                return bool(found)
+
+            if not self._cond.wait_for(ready, timeout):
+                seen = ", ".join(f"{u.filename}({u.completed})" for u in self.uploads.values())
+                raise AssertionError(f"no matching upload within {timeout}s; have: {seen}")
+            return found[0]
+
     def replies(self, ts: str) -> list[Message]:
         with self._cond:
             return sorted((m for m in self.messages.values() if m.thread_ts == ts),
@@ -223,6 +268,23 @@ class SlackStandIn:
             answer = self._answer(method, params, auth)
             self._cond.notify_all()
         return JSONResponse(answer)
+
+    async def _upload(self, request: Request) -> PlainTextResponse:
+        """The upload URL: takes the file's bytes (raw or multipart, as Slack accepts both)."""
+        body = await request.body()
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form()
+            part = next(iter(form.values()), None)
+            body = await part.read() if hasattr(part, "read") else str(part or "").encode()
+        with self._cond:
+            upload = self.uploads.get(request.path_params["file_id"])
+            if upload is None:
+                return PlainTextResponse("unknown upload", status_code=404)
+            if self.upload_status != 200:
+                return PlainTextResponse("upload failed", status_code=self.upload_status)
+            upload.content = body
+            self._cond.notify_all()
+        return PlainTextResponse(f"OK - {len(body)}")
 
     def _answer(self, method: str, params: dict[str, Any], auth: str | None) -> dict[str, Any]:
         if method == "apps.connections.open":
@@ -273,6 +335,34 @@ class SlackStandIn:
         if self.unpostable.get(channel) == "channel_not_found":
             return {"ok": False, "error": "channel_not_found"}
         return {"ok": True, "message_ts": self._next_ts()}
+
+    def _files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("filename") or not str(p.get("length", "")).isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        assert self._thread is not None
+        file_id = f"F0{next(self._files):08d}"
+        self.uploads[file_id] = Upload(file_id, str(p["filename"]), int(p["length"]))
+        return {"ok": True, "file_id": file_id,
+                "upload_url": f"{self._thread.url}/upload/{file_id}"}
+
+    def _files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        files = p.get("files")
+        items = json.loads(files) if isinstance(files, str) else files or []
+        channel = p.get("channel_id")
+        if channel and channel in self.unpostable:
+            return {"ok": False, "error": self.unpostable[channel]}
+        shared = []
+        for item in items:
+            upload = self.uploads.get(str(item.get("id")))
+            if upload is None or upload.content is None:
+                return {"ok": False, "error": "file_not_found"}
+            upload.title = item.get("title")
+            upload.channel = str(channel or "")
+            upload.thread_ts = p.get("thread_ts")
+            upload.initial_comment = p.get("initial_comment")
+            shared.append({"id": upload.file_id, "name": upload.filename,
+                           "title": upload.title, "size": len(upload.content)})
+        return {"ok": True, "files": shared}
 
     def _usergroups_users_list(self, p: dict[str, Any]) -> dict[str, Any]:
         group = str(p.get("usergroup", ""))

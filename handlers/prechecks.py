@@ -1,0 +1,92 @@
+"""`deploy.prechecks`: before a deploy, refuse while a critical alert fires for the app or its
+workload is not healthy, so a release is not piled onto an incident. Read-only."""
+
+from __future__ import annotations
+
+from bot import messages
+from bot.alertmanager import Alert, AlertmanagerClient
+from bot.config import AppConfig
+from bot.registry import HandlerContext, Params, Result, handler
+from handlers.workload import read_workload, rollout_state
+
+__all__ = ["PrecheckParams", "prechecks"]
+
+# Labels that tie an alert to a workload, as kube-state-metrics and most alert rules set them.
+WORKLOAD_LABELS = ("deployment", "statefulset", "app", "service")
+ALERTS_FIELD = "No critical alerts"
+HEALTH_FIELD = "Healthy"
+
+
+class PrecheckParams(Params):
+    """Which checks run; None takes `environments.<env>.deploy.prechecks`."""
+
+    no_critical_alerts: bool | None = None
+    healthy: bool | None = None
+
+
+@handler("deploy.prechecks", params=PrecheckParams)
+async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object) -> Result:
+    """Refuse a deploy while a critical alert fires for the app or its workload is unhealthy."""
+    app = ctx.require_app()
+    configured = ctx.environment.deploy.prechecks
+    want_alerts = configured.no_critical_alerts if params.no_critical_alerts is None \
+        else params.no_critical_alerts
+    want_health = configured.healthy if params.healthy is None else params.healthy
+
+    fields: list[tuple[str, str]] = []
+    problems: list[str] = []
+    passed: list[str] = []
+    firing: list[Alert] = []
+    healthy: bool | None = None
+
+    if not want_alerts:
+        fields.append((ALERTS_FIELD, messages.precheck_off()))
+    elif not ctx.settings.alertmanager_url:
+        fields.append((ALERTS_FIELD, messages.precheck_alerts_field_skipped()))
+        passed.append(messages.precheck_alerts_not_checked())
+    else:
+        firing = await critical_alerts(ctx, app)
+        if firing:
+            fields.append((ALERTS_FIELD, messages.precheck_alerts_field_failed(
+                [(a.name, a.starts_at) for a in firing])))
+            problems.append(messages.precheck_alerts_failed(
+                app.name, ctx.environment.name, sorted({a.name for a in firing})))
+        else:
+            fields.append((ALERTS_FIELD, messages.precheck_alerts_field_ok()))
+            passed.append(messages.precheck_no_alerts())
+
+    if not want_health:
+        fields.append((HEALTH_FIELD, messages.precheck_off()))
+    else:
+        workload = await read_workload(ctx, app)
+        state = rollout_state(workload)
+        healthy = state.done and state.ready >= state.desired
+        fields.append((HEALTH_FIELD, messages.precheck_health_field(healthy, state.message)))
+        if healthy:
+            passed.append(messages.precheck_healthy(workload.name, state.message))
+        else:
+            problems.append(messages.precheck_unhealthy(workload.name, state.message))
+
+    summary = "; ".join(problems) if problems else messages.precheck_passed(
+        app.name, ctx.environment.name, passed)
+    return Result(
+        summary=summary,
+        ok=not problems,
+        fields=tuple(fields),
+        data={
+            "passed": not problems,
+            "alerts": [a.name for a in firing],
+            "healthy": healthy,
+        },
+    )
+
+
+async def critical_alerts(ctx: HandlerContext, app: AppConfig) -> list[Alert]:
+    """Critical alerts firing in the app's namespace that name its workload (or the app)."""
+    url = ctx.settings.alertmanager_url
+    assert url is not None
+    token = ctx.settings.alertmanager_token
+    async with AlertmanagerClient(url, token.get_secret_value() if token else None) as client:
+        alerts = await client.firing({"severity": "critical", "namespace": ctx.namespace})
+    names = {app.workload_name, app.name}
+    return [a for a in alerts if any(a.labels.get(label) in names for label in WORKLOAD_LABELS)]

@@ -1,0 +1,153 @@
+"""`deploy.prechecks` against the real Alertmanager and the simulated cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.config import load_settings
+from bot.registry import Registry
+from bot.services import Services
+from bot.trigger import Trigger
+from tests.conftest import DEMO_CONFIG, RecordingReporter
+from tests.support.prometheus import AlertmanagerServer
+
+pytest_plugins = ["tests.support.fixtures_prometheus"]
+
+RUNBOOK = """
+name: precheck-test
+description: Pre-checks of an app (test).
+parameters:
+  app: {type: app}
+  alerts: {type: string, default: "config", choices: ["config", "on", "off"]}
+command: {verb: precheck-test, args: [app]}
+steps:
+  - name: Pre-checks
+    handler: deploy.prechecks
+    with:
+      no_critical_alerts: "{{ none if params.alerts == 'config' else params.alerts == 'on' }}"
+"""
+CRITICAL = {"alertname": "HighErrorRate", "severity": "critical", "namespace": "shop-staging"}
+
+Build = Callable[..., Services]
+
+
+@pytest.fixture
+def build(kubeconfig: Path, tmp_path: Path) -> Iterator[Build]:
+    built: list[Services] = []
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "precheck-test.yaml").write_text(RUNBOOK)
+
+    def _build(alertmanager_url: str | None, **staging: Any) -> Services:
+        raw = yaml.safe_load(DEMO_CONFIG.read_text())
+        raw["roles"]["tester"] = {"users": ["U0ALICE"], "runbooks": ["*"],
+                                  "environments": ["*"]}
+        raw["runbook_dirs"] = [str(tmp_path / "runbooks")]
+        raw["environments"]["staging"].update(staging)
+        config = tmp_path / f"opsbot{len(built)}.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        environ = {"KUBECONFIG": str(kubeconfig),
+                   "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / f'db{len(built)}.sqlite'}"}
+        if alertmanager_url:
+            environ["ALERTMANAGER_URL"] = alertmanager_url
+        services = Services.build(load_settings(config, environ=environ),
+                                  registry=Registry.builtin())
+        built.append(services)
+        return services
+
+    yield _build
+    for services in built:
+        services.close()
+
+
+async def run(services: Services, text: str) -> RecordingReporter:
+    rep = RecordingReporter()
+    await services.dispatcher.dispatch(Trigger(source="console", actor="U0ALICE", text=text), rep)
+    return rep
+
+
+@pytest.mark.parametrize("label", ["deployment", "service"])
+async def test_critical_alert_for_the_app_refuses(
+    alertmanager: AlertmanagerServer, build: Build, label: str
+) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    alertmanager.push({**CRITICAL, label: "shop-api"}, {"summary": "5xx above 5%"},
+                      starts_at=since)
+    rep = await run(build(alertmanager.url), "precheck-test shop-api")
+    assert rep.final.status == "failed"
+    step = rep.final.steps[0]
+    assert step.summary == (
+        "critical alert firing for shop-api in staging: HighErrorRate; "
+        "resolve it or silence it first"
+    )
+    fields = dict(step.fields)
+    assert fields["No critical alerts"] == f"✗ HighErrorRate firing since {since:%H:%M} UTC"
+    assert fields["Healthy"] == "✓ 3/3 ready"
+
+
+async def test_alerts_elsewhere_or_resolved_do_not_refuse(
+    alertmanager: AlertmanagerServer, build: Build
+) -> None:
+    alertmanager.push({**CRITICAL, "deployment": "shop-web"})  # another app
+    alertmanager.push({**CRITICAL, "namespace": "shop-prod", "deployment": "shop-api"})
+    alertmanager.push({**CRITICAL, "severity": "warning", "app": "shop-api"})
+    resolved = {**CRITICAL, "alertname": "Resolved", "deployment": "shop-api"}
+    alertmanager.push(resolved)
+    alertmanager.resolve(resolved)
+    rep = await run(build(alertmanager.url), "precheck-test shop-api")
+    assert rep.final.status == "succeeded", rep.final.summary
+    step = rep.final.steps[0]
+    assert step.summary == (
+        "pre-checks passed for shop-api in staging: no critical alerts, shop-api 3/3 ready"
+    )
+    assert dict(step.fields) == {"No critical alerts": "✓ none firing", "Healthy": "✓ 3/3 ready"}
+
+
+async def test_unhealthy_workload_refuses(build: Build) -> None:
+    rep = await run(build(None), "precheck-test shop-worker")
+    assert rep.final.status == "failed"
+    step = rep.final.steps[0]
+    assert step.summary.startswith("shop-worker is not healthy (")
+    assert step.summary.endswith("); let it recover or fix it first, then deploy")
+    fields = dict(step.fields)
+    assert fields["No critical alerts"] == "skipped: ALERTMANAGER_URL not set"
+    assert fields["Healthy"].startswith("✗ ")
+
+
+async def test_never_ready_after_restart_refuses(build: Build, sim: Any) -> None:
+    services = build(None)
+    sim.script_never_ready("shop-staging", "shop-web")
+    # Someone restarted shop-web, and its new pods never become ready.
+    body = {"spec": {"template": {"metadata": {"annotations": {
+        "kubectl.kubernetes.io/restartedAt": datetime.now(UTC).isoformat()}}}}}
+    services.kube.for_context(None).apps.patch_namespaced_deployment(
+        "shop-web", "shop-staging", body)
+    sim.wait_idle()
+    rep = await run(services, "precheck-test shop-web")
+    assert rep.final.status == "failed"
+    assert rep.final.steps[0].summary.startswith("shop-web is not healthy (")
+
+
+async def test_checks_follow_environment_config_and_params(
+    alertmanager: AlertmanagerServer, build: Build
+) -> None:
+    alertmanager.push({**CRITICAL, "deployment": "shop-worker"})
+    services = build(alertmanager.url, deploy={"prechecks": {"healthy": False}})
+    rep = await run(services, "precheck-test shop-worker")
+    assert rep.final.status == "failed"
+    assert dict(rep.final.steps[0].fields)["Healthy"] == "off for this environment"
+
+    rep = await run(services, "precheck-test shop-worker --alerts off")
+    assert rep.final.status == "succeeded"
+    assert rep.final.steps[0].summary == "pre-checks are off for shop-worker in staging"
+
+    rep = await run(build(None), "precheck-test shop-api")
+    assert rep.final.steps[0].summary == (
+        "pre-checks passed for shop-api in staging: alerts not checked "
+        "(ALERTMANAGER_URL not set), shop-api 3/3 ready"
+    )

@@ -1,0 +1,145 @@
+"""Rollback with kubectl `rollout undo` semantics, history, and target locks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.services import Services
+from tests.handlers.deploy_support import deploy_services, dispatch
+
+API = "/apis/apps/v1/namespaces/shop-staging/deployments/shop-api"
+
+
+@pytest.fixture
+def svc(tmp_path: Path, kubeconfig: Path, db_url: str) -> Iterator[Services]:
+    with deploy_services(tmp_path, kubeconfig, db_url) as services:
+        yield services
+
+
+def _state(sim: Any) -> tuple[str, str]:
+    dep = sim.get(API)
+    return (dep["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1],
+            dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
+
+
+async def test_rollback_to_previous_revision(svc: Services, sim: Any) -> None:
+    rep = await dispatch(svc, "rollback shop-api")
+    assert rep.final.status == "succeeded", rep.final.summary
+    plan = dict(rep.final.steps[0].fields)
+    assert plan["Revision"] == "3 → 2 (as new revision)"
+    assert plan["Image (api)"].endswith("api:1.4.0 → registry.example.com/shop/api:1.3.0")
+    sim.wait_idle()
+    assert _state(sim) == ("1.3.0", "4")
+    # The JSON patch kept the Deployment's own revision bookkeeping and no pod-template-hash.
+    dep = sim.get(API)
+    assert "pod-template-hash" not in dep["spec"]["template"]["metadata"]["labels"]
+
+
+async def test_rollback_to_named_revision(svc: Services, sim: Any) -> None:
+    rep = await dispatch(svc, "rollback shop-api --to 1")
+    assert rep.final.status == "succeeded", rep.final.summary
+    sim.wait_idle()
+    assert _state(sim) == ("1.2.0", "4")
+
+
+async def test_rollback_unknown_revision(svc: Services, sim: Any) -> None:
+    before = sim.snapshot()
+    rep = await dispatch(svc, "rollback shop-api --to 9")
+    assert rep.final.status == "failed"
+    assert "revision 9 of shop-api is not in its history (known revisions: 1, 2, 3)" in \
+        rep.final.steps[0].summary
+    assert sim.snapshot() == before
+
+
+async def test_rollback_to_current_template_is_skipped(svc: Services, sim: Any) -> None:
+    before = sim.snapshot()
+    rep = await dispatch(svc, "rollback shop-api --to 3")
+    assert "already runs the template of revision 3; skipped rollback" in \
+        rep.final.steps[0].summary
+    assert sim.snapshot() == before
+
+
+async def test_rollback_paused_deployment_refused(svc: Services, sim: Any) -> None:
+    svc.kube.for_context(None).apps.patch_namespaced_deployment(
+        "shop-api", "shop-staging", {"spec": {"paused": True}})
+    sim.wait_idle()
+    before = sim.snapshot()
+    rep = await dispatch(svc, "rollback shop-api")
+    assert rep.final.status == "failed"
+    assert "the Deployment is paused; resume it first" in rep.final.steps[0].summary
+    assert sim.snapshot() == before
+
+
+async def test_rollback_dry_run_changes_nothing(svc: Services, sim: Any) -> None:
+    before = sim.snapshot()
+    rep = await dispatch(svc, "rollback shop-api --dry-run")
+    assert rep.final.status == "succeeded"
+    assert rep.final.steps[0].summary.startswith("would rollback shop-api")
+    sim.wait_idle()
+    assert sim.snapshot() == before
+
+
+async def test_history_names_who_deployed(svc: Services) -> None:
+    assert (await dispatch(svc, "deploy shop-api 1.5.0")).final.status == "succeeded"
+    rep = await dispatch(svc, "history shop-api", user="mallory")
+    step = rep.final.steps[0]
+    assert step.summary == "shop-api in staging: 4 revisions, current 4"
+    lines = (step.output or "").splitlines()
+    assert lines[1].startswith("4 (current)  registry.example.com/shop/api:1.5.0")
+    assert "alice: deploy shop-api 1.5.0" in lines[1]
+    assert lines[2].startswith("3  registry.example.com/shop/api:1.4.0")
+    assert "not deployed through opsbot" in lines[2]
+
+
+async def test_locked_target_refused_naming_holder(svc: Services, sim: Any) -> None:
+    holder = svc.store.create_execution(
+        runbook="deploy", source="slack", actor="U0BOB", command="deploy shop-api 1.5.0",
+        environment="staging", target="shop-api", params={}, dry_run=False)
+    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor="U0BOB",
+                           ttl_seconds=300)
+    before = sim.snapshot()
+    rep = await dispatch(svc, "scale shop-api 4")
+    assert rep.outcome.status == "refused"  # type: ignore[attr-defined]
+    text = rep.notices[0].text
+    assert "shop-api in `staging` is busy: bob is running `deploy shop-api 1.5.0`" in text
+    assert holder in text and "since" in text
+    assert sim.snapshot() == before
+    # Another app is not affected; a dry run is never blocked.
+    assert (await dispatch(svc, "scale shop-web 3")).final.status == "succeeded"
+    assert (await dispatch(svc, "scale shop-api 4 --dry-run")).final.status == "succeeded"
+
+
+async def test_unlock_by_admin_then_command_runs(svc: Services) -> None:
+    holder = svc.store.create_execution(
+        runbook="deploy", source="slack", actor="U0ALICE", command="deploy shop-api 1.5.0",
+        environment="staging", target="shop-api", params={}, dry_run=False)
+    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor="U0ALICE",
+                           ttl_seconds=300)
+    denied = await dispatch(svc, "unlock shop-api", user="alice")
+    assert denied.outcome.status == "denied"  # type: ignore[attr-defined]
+    rep = await dispatch(svc, "unlock shop-api", user="bob")
+    assert rep.final.steps[0].summary.startswith("removed the lock alice held on shop-api")
+    audit = [r for r in svc.store.export_audit() if r["details"].get("runbook") == "unlock"]
+    assert audit and audit[-1]["actor"] == "U0BOB"
+    assert (await dispatch(svc, "scale shop-api 4")).final.status == "succeeded"
+
+
+async def test_lock_released_after_execution(svc: Services) -> None:
+    assert (await dispatch(svc, "scale shop-api 4")).final.status == "succeeded"
+    assert svc.store.get_lock("staging/shop-api") is None
+
+
+async def test_expired_lease_is_taken_over(svc: Services) -> None:
+    holder = svc.store.create_execution(
+        runbook="deploy", source="slack", actor="U0BOB", command="deploy shop-api 1.5.0",
+        environment="staging", target="shop-api", params={}, dry_run=False)
+    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor="U0BOB",
+                           ttl_seconds=0.01)
+    import asyncio
+
+    await asyncio.sleep(0.05)
+    assert (await dispatch(svc, "scale shop-api 4")).final.status == "succeeded"
