@@ -21,8 +21,8 @@ from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableError, UsageError
 from bot.kube import KubeFactory
 from bot.locks import Lease, Locked, TargetLocks
-from bot.records import StoreRecords
 from bot.metrics import EXECUTIONS, TRIGGERS
+from bot.records import StoreRecords
 from bot.registry import HandlerContext, HandlerSpec, Records, Registry, Result
 from bot.reporting import Button, ExecutionView, Notice, Reporter, StepView
 from bot.runbooks.loader import Catalog, builtin_dir

@@ -57,29 +57,45 @@ class TargetLocks:
         self.store = store
         self._handle = handle  # user id -> display name, for "alice is running ..."
 
-    async def acquire(self, environment: str, target: str, *, execution_id: str,
-                      actor: str) -> Lease:
+    async def acquire(
+        self, environment: str, target: str, *, execution_id: str, actor: str
+    ) -> Lease:
         """Take the lease or raise Locked naming the holder, its command and since when."""
         key = lock_key(environment, target)
-        held = await asyncio.to_thread(self.store.acquire_lock, key, execution_id=execution_id,
-                                       actor=actor, ttl_seconds=self.ttl_seconds)
+        held = await asyncio.to_thread(
+            self.store.acquire_lock,
+            key,
+            execution_id=execution_id,
+            actor=actor,
+            ttl_seconds=self.ttl_seconds,
+        )
         if held.execution_id != execution_id:
             record = await asyncio.to_thread(self.store.get_execution, held.execution_id)
             command = record.command if record else "an earlier command"
-            raise Locked(messages.target_locked(target, environment, self._handle(held.actor),
-                                                command,
-                                                held.execution_id, held.acquired_at), held)
-        renewer = asyncio.create_task(self._renew(key, execution_id),
-                                      name=f"opsbot lease {key}")
+            raise Locked(
+                messages.target_locked(
+                    target,
+                    environment,
+                    self._handle(held.actor),
+                    command,
+                    held.execution_id,
+                    held.acquired_at,
+                ),
+                held,
+            )
+        renewer = asyncio.create_task(self._renew(key, execution_id), name=f"opsbot lease {key}")
         return Lease(key, execution_id, renewer, self)
 
     async def _renew(self, key: str, execution_id: str) -> None:
         while True:
             await asyncio.sleep(self.renew_seconds)
             try:
-                still = await asyncio.to_thread(self.store.renew_lock, key,
-                                                execution_id=execution_id,
-                                                ttl_seconds=self.ttl_seconds)
+                still = await asyncio.to_thread(
+                    self.store.renew_lock,
+                    key,
+                    execution_id=execution_id,
+                    ttl_seconds=self.ttl_seconds,
+                )
             except Exception:
                 log.exception("renewing lock %s failed; will retry", key)
                 continue

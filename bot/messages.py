@@ -208,7 +208,10 @@ def locked_hint() -> str:
 def unlocked(target: str, environment: str, holder: str | None, execution_id: str | None) -> str:
     if holder is None:
         return f"{target} in `{environment}` was not locked; nothing to do"
-    return f"removed the lock {holder} held on {target} in `{environment}` (execution `{execution_id}`)"
+    return (
+        f"removed the lock {holder} held on {target} in `{environment}` "
+        f"(execution `{execution_id}`)"
+    )
 
 
 # Verification against Prometheus (handlers/analysis.py) ---------------------------------------

@@ -20,8 +20,11 @@ class StoreRecords:
         self, *, environment: str, target: str, outcomes: tuple[str, ...], limit: int
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(
-            self._store.audit_records, environment=environment, target=target,
-            outcomes=list(outcomes), limit=limit,
+            self._store.audit_records,
+            environment=environment,
+            target=target,
+            outcomes=list(outcomes),
+            limit=limit,
         )
 
     async def force_unlock(self, *, environment: str, target: str) -> dict[str, Any] | None:

@@ -30,8 +30,10 @@ async def history(*, ctx: HandlerContext, params: HistoryParams, **_: object) ->
         raise PermanentError(f"history of a {workload.kind} is not available yet")
     replica_sets = await owned_replica_sets(ctx, workload)
     records = await ctx.records.audit_records(
-        environment=ctx.environment.name, target=app.name,
-        outcomes=("succeeded", "failed"), limit=500,
+        environment=ctx.environment.name,
+        target=app.name,
+        outcomes=("succeeded", "failed"),
+        limit=500,
     )
     who = _deployers(records, ctx.settings.handle)
     rows: list[tuple[int, Any]] = []
@@ -50,9 +52,13 @@ async def history(*, ctx: HandlerContext, params: HistoryParams, **_: object) ->
         by = who.get(str(number), "not deployed through opsbot")
         lines.append(f"{number}{mark}  {images}  {created}  {by}")
     summary = f"{app.name} in {ctx.environment.name}: {len(rows)} revisions, current {current}"
-    return Result(summary=summary, output="REVISION  IMAGE  CREATED  BY\n" + "\n".join(lines),
-                  fields=tuple((f"Revision {line.split()[0]}", " ".join(line.split()[1:]))
-                               for line in lines[:5]))
+    return Result(
+        summary=summary,
+        output="REVISION  IMAGE  CREATED  BY\n" + "\n".join(lines),
+        fields=tuple(
+            (f"Revision {line.split()[0]}", " ".join(line.split()[1:])) for line in lines[:5]
+        ),
+    )
 
 
 def _deployers(records: list[dict[str, Any]], handle: Callable[[str], str]) -> dict[str, str]:

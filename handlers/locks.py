@@ -17,5 +17,8 @@ async def unlock(*, ctx: HandlerContext, params: NoParams, **_: object) -> Resul
     held = await ctx.records.force_unlock(environment=ctx.environment.name, target=app.name)
     holder = ctx.settings.handle(held["actor"]) if held else None
     ctx.log.warning("lock on %s/%s removed by %s", ctx.environment.name, app.name, ctx.actor)
-    return Result(summary=messages.unlocked(app.name, ctx.environment.name, holder,
-                                            held["execution_id"] if held else None))
+    return Result(
+        summary=messages.unlocked(
+            app.name, ctx.environment.name, holder, held["execution_id"] if held else None
+        )
+    )

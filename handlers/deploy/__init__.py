@@ -1,1 +1,2 @@
-"""Deploy and rollback: plans, strategies (kubernetes, argocd, argo-rollouts), apply, wait, revert."""
+"""Deploy and rollback: plans, strategies (kubernetes, argocd, argo-rollouts), apply, wait,
+revert."""

@@ -25,14 +25,16 @@ REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 HASH_LABEL = "pod-template-hash"
 # kubectl's annotationsToSkip: the Deployment keeps its own values of these on rollback.
-ANNOTATIONS_TO_SKIP = frozenset({
-    "kubectl.kubernetes.io/last-applied-configuration",
-    REVISION,
-    "deployment.kubernetes.io/revision-history",
-    "deployment.kubernetes.io/desired-replicas",
-    "deployment.kubernetes.io/max-replicas",
-    "deprecated.deployment.rollback.to",
-})
+ANNOTATIONS_TO_SKIP = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -73,11 +75,20 @@ class KubernetesStrategy:
         new_image = resolve_image(image, repository=app.image, current=container.image)
         changes = (Change(f"image ({container.name})", container.image, new_image),)
         if container.image == new_image:
-            raise Refused(f"{app.name} already runs {new_image} in {ctx.environment.name}; "
-                          "nothing to deploy")
-        return self._plan("deploy", ctx, workload, changes,
-                          details={"container": container.name, "image": new_image,
-                                   "previous_image": container.image})
+            raise Refused(
+                f"{app.name} already runs {new_image} in {ctx.environment.name}; nothing to deploy"
+            )
+        return self._plan(
+            "deploy",
+            ctx,
+            workload,
+            changes,
+            details={
+                "container": container.name,
+                "image": new_image,
+                "previous_image": container.image,
+            },
+        )
 
     async def plan_rollback(
         self, ctx: HandlerContext, to: int | None, *, disable_auto_sync: bool = False
@@ -90,63 +101,102 @@ class KubernetesStrategy:
                 f"instead (`history {app.name}` lists them)"
             )
         if workload.obj.spec.paused:
-            raise Refused(f"you cannot roll back {workload.name}: the Deployment is paused; "
-                          "resume it first and try again")
+            raise Refused(
+                f"you cannot roll back {workload.name}: the Deployment is paused; "
+                "resume it first and try again"
+            )
         history = await self._history(ctx, workload)
         if to is not None:
             target = history.by_revision.get(to)
             if target is None:
                 known = ", ".join(str(r) for r in sorted(history.by_revision)) or "none"
-                raise PermanentError(f"revision {to} of {workload.name} is not in its history "
-                                     f"(known revisions: {known})")
+                raise PermanentError(
+                    f"revision {to} of {workload.name} is not in its history "
+                    f"(known revisions: {known})"
+                )
         else:
             target = history.previous
             if target is None:
-                raise PermanentError(f"no rollout history found for {workload.name}: "
-                                     "there is no previous revision")
+                raise PermanentError(
+                    f"no rollout history found for {workload.name}: there is no previous revision"
+                )
         serialize = ctx.kube.api_client.sanitize_for_serialization
         template = serialize(target.spec.template)
         current = serialize(workload.obj.spec.template)
         revision = target.metadata.annotations.get(REVISION)
         if _without_hash(template) == _without_hash(current):
-            raise Refused(f"{workload.name} already runs the template of revision {revision}; "
-                          "skipped rollback")
+            raise Refused(
+                f"{workload.name} already runs the template of revision {revision}; "
+                "skipped rollback"
+            )
         before = {c.name: c.image for c in workload.obj.spec.template.spec.containers}
         after = {c["name"]: c["image"] for c in template["spec"]["containers"]}
         changes = [Change("revision", workload.revision or "?", f"{revision} (as new revision)")]
-        changes += [Change(f"image ({name})", before.get(name, "none"), image)
-                    for name, image in after.items() if before.get(name) != image]
-        annotations = {k: v for k, v in (workload.obj.metadata.annotations or {}).items()
-                       if k in ANNOTATIONS_TO_SKIP}
-        annotations.update({k: v for k, v in (target.metadata.annotations or {}).items()
-                            if k not in ANNOTATIONS_TO_SKIP})
-        return self._plan("rollback", ctx, workload, tuple(changes), target_revision=revision,
-                          details={"template": _without_hash(template),
-                                   "annotations": annotations})
+        changes += [
+            Change(f"image ({name})", before.get(name, "none"), image)
+            for name, image in after.items()
+            if before.get(name) != image
+        ]
+        annotations = {
+            k: v
+            for k, v in (workload.obj.metadata.annotations or {}).items()
+            if k in ANNOTATIONS_TO_SKIP
+        }
+        annotations.update(
+            {
+                k: v
+                for k, v in (target.metadata.annotations or {}).items()
+                if k not in ANNOTATIONS_TO_SKIP
+            }
+        )
+        return self._plan(
+            "rollback",
+            ctx,
+            workload,
+            tuple(changes),
+            target_revision=revision,
+            details={"template": _without_hash(template), "annotations": annotations},
+        )
 
     async def apply(self, ctx: HandlerContext, plan: Plan) -> str:
         workload = await read_workload(ctx)
         if workload.revision != plan.current_revision:
-            raise Refused(f"{plan.target} changed since the plan was made (revision "
-                          f"{plan.current_revision} → {workload.revision}); plan again")
+            raise Refused(
+                f"{plan.target} changed since the plan was made (revision "
+                f"{plan.current_revision} → {workload.revision}); plan again"
+            )
         apps = ctx.kube.apps
         if plan.action == "rollback":
             patch = [
                 {"op": "replace", "path": "/spec/template", "value": plan.details["template"]},
-                {"op": "replace", "path": "/metadata/annotations",
-                 "value": plan.details["annotations"]},
+                {
+                    "op": "replace",
+                    "path": "/metadata/annotations",
+                    "value": plan.details["annotations"],
+                },
             ]
-            await ctx.kube.call(apps.patch_namespaced_deployment, plan.target, plan.namespace,
-                                patch)
+            await ctx.kube.call(
+                apps.patch_namespaced_deployment, plan.target, plan.namespace, patch
+            )
             return f"rolled {plan.target} back to the template of revision {plan.target_revision}"
         cause = f"opsbot: deploy {plan.details['image']} by {ctx.actor} ({ctx.execution_id})"
         body = {
             "metadata": {"annotations": {CHANGE_CAUSE: cause}},
-            "spec": {"template": {"spec": {"containers": [
-                {"name": plan.details["container"], "image": plan.details["image"]}]}}},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": plan.details["container"], "image": plan.details["image"]}
+                        ]
+                    }
+                }
+            },
         }
-        patch_fn = (apps.patch_namespaced_stateful_set if plan.kind == "StatefulSet"
-                    else apps.patch_namespaced_deployment)
+        patch_fn = (
+            apps.patch_namespaced_stateful_set
+            if plan.kind == "StatefulSet"
+            else apps.patch_namespaced_deployment
+        )
         await ctx.kube.call(patch_fn, plan.target, plan.namespace, body)
         return f"set {plan.details['container']} of {plan.target} to {plan.details['image']}"
 
@@ -154,8 +204,12 @@ class KubernetesStrategy:
         workload = await read_workload(ctx)
         state = rollout_state(workload)
         if state.deadline_exceeded:
-            return Progress(False, True, f"progress deadline exceeded ({state.ready}/"
-                                         f"{state.desired} ready, {state.updated} updated)")
+            return Progress(
+                False,
+                True,
+                f"progress deadline exceeded ({state.ready}/"
+                f"{state.desired} ready, {state.updated} updated)",
+            )
         return Progress(state.done, False, state.message, revision=workload.revision)
 
     async def revert(self, ctx: HandlerContext, plan: Plan, reason: str) -> str:
@@ -173,15 +227,29 @@ class KubernetesStrategy:
         await self.apply(ctx, undo)
         return f"rolled {plan.target} back to revision {plan.current_revision}"
 
-    def _plan(self, action: str, ctx: HandlerContext, workload: Workload,
-              changes: tuple[Change, ...], *, target_revision: str | None = None,
-              details: dict[str, Any]) -> Plan:
+    def _plan(
+        self,
+        action: str,
+        ctx: HandlerContext,
+        workload: Workload,
+        changes: tuple[Change, ...],
+        *,
+        target_revision: str | None = None,
+        details: dict[str, Any],
+    ) -> Plan:
         return Plan(
             action=action,  # type: ignore[arg-type]
-            strategy="kubernetes", app=ctx.require_app().name, environment=ctx.environment.name,
-            namespace=workload.namespace, kind=workload.kind, target=workload.name,
-            current_revision=workload.revision, changes=changes, replicas=workload.desired,
-            target_revision=target_revision, details=details,
+            strategy="kubernetes",
+            app=ctx.require_app().name,
+            environment=ctx.environment.name,
+            namespace=workload.namespace,
+            kind=workload.kind,
+            target=workload.name,
+            current_revision=workload.revision,
+            changes=changes,
+            replicas=workload.desired,
+            target_revision=target_revision,
+            details=details,
         )
 
     async def _history(self, ctx: HandlerContext, workload: Workload) -> _History:
@@ -202,11 +270,17 @@ async def owned_replica_sets(ctx: HandlerContext, workload: Workload) -> list[An
     """ReplicaSets controlled by the Deployment (matched by selector, then by owner uid)."""
     from handlers.workload import selector_string
 
-    listed = await ctx.kube.call(ctx.kube.apps.list_namespaced_replica_set, workload.namespace,
-                                 label_selector=selector_string(workload))
+    listed = await ctx.kube.call(
+        ctx.kube.apps.list_namespaced_replica_set,
+        workload.namespace,
+        label_selector=selector_string(workload),
+    )
     uid = workload.obj.metadata.uid
-    return [rs for rs in listed.items
-            if any(ref.uid == uid and ref.controller for ref in rs.metadata.owner_references or [])]
+    return [
+        rs
+        for rs in listed.items
+        if any(ref.uid == uid and ref.controller for ref in rs.metadata.owner_references or [])
+    ]
 
 
 def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
@@ -220,4 +294,3 @@ def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
 
 
 STRATEGY = KubernetesStrategy()
-

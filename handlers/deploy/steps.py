@@ -51,12 +51,16 @@ async def plan(*, ctx: HandlerContext, params: PlanParams, **_: object) -> Resul
             raise PermanentError("deploy needs an image or tag")
         made = await strategy.plan_deploy(ctx, params.image)
     else:
-        made = await strategy.plan_rollback(ctx, params.to_revision,
-                                            disable_auto_sync=params.disable_autosync)
+        made = await strategy.plan_rollback(
+            ctx, params.to_revision, disable_auto_sync=params.disable_autosync
+        )
     changes = "; ".join(f"{c.what} {c.before} → {c.after}" for c in made.changes)
     verb = "would" if ctx.dry_run else "will"
-    return Result(summary=f"{verb} {made.action} {made.app}: {changes}", fields=made.fields(),
-                  data={"plan": made.to_data(), "digest": made.digest()})
+    return Result(
+        summary=f"{verb} {made.action} {made.app}: {changes}",
+        fields=made.fields(),
+        data={"plan": made.to_data(), "digest": made.digest()},
+    )
 
 
 @handler("deploy.apply", params=PlanRef, mutating=True)
@@ -66,8 +70,9 @@ async def apply(*, ctx: HandlerContext, params: PlanRef, **_: object) -> Result:
     if ctx.dry_run:
         return Result(summary=f"dry run: plan {made.digest()[:12]} not applied")
     summary = await strategy_for(ctx).apply(ctx, made)
-    ctx.log.info("applied %s plan %s to %s/%s", made.action, made.digest()[:12],
-                 made.namespace, made.target)
+    ctx.log.info(
+        "applied %s plan %s to %s/%s", made.action, made.digest()[:12], made.namespace, made.target
+    )
     return Result(summary=summary, data={"applied_at": datetime.now(UTC).isoformat()})
 
 
@@ -80,8 +85,10 @@ async def wait(*, ctx: HandlerContext, params: WaitParams, **_: object) -> Resul
     timeout = params.timeout_seconds or float(ctx.require_app().deploy.timeout_seconds)
     state = await _follow(ctx, strategy_for(ctx), made, timeout, params.poll_seconds)
     if state.done:
-        return Result(summary=f"rolled out: {state.message}",
-                      data={"revision": state.revision, "seconds": state.seconds})
+        return Result(
+            summary=f"rolled out: {state.message}",
+            data={"revision": state.revision, "seconds": state.seconds},
+        )
     why = state.message if state.failed else f"not done after {timeout:.0f}s: {state.message}"
     return Result(summary=f"rollout failed: {why}", ok=False, data={"revision": state.revision})
 
@@ -99,14 +106,21 @@ async def revert(*, ctx: HandlerContext, params: RevertParams, **_: object) -> R
     state = await _follow(ctx, strategy, made, timeout, params.poll_seconds)
     fields = (("Reason", params.reason),)
     if state.done:
-        return Result(summary=f"rolled back automatically: {summary}; {state.message}",
-                      fields=fields, data={"revision": state.revision})
-    return Result(summary=f"automatic rollback did not finish: {summary}; {state.message}",
-                  fields=fields, ok=False)
+        return Result(
+            summary=f"rolled back automatically: {summary}; {state.message}",
+            fields=fields,
+            data={"revision": state.revision},
+        )
+    return Result(
+        summary=f"automatic rollback did not finish: {summary}; {state.message}",
+        fields=fields,
+        ok=False,
+    )
 
 
-async def _follow(ctx: HandlerContext, strategy: Strategy, made: Plan, timeout: float,
-                  poll: float) -> _State:
+async def _follow(
+    ctx: HandlerContext, strategy: Strategy, made: Plan, timeout: float, poll: float
+) -> _State:
     started = time.monotonic()
     while True:
         state = await strategy.progress(ctx, made)
@@ -118,7 +132,8 @@ async def _follow(ctx: HandlerContext, strategy: Strategy, made: Plan, timeout: 
 
 
 class _State:
-    def __init__(self, done: bool, failed: bool, message: str, revision: str | None,
-                 seconds: float) -> None:
+    def __init__(
+        self, done: bool, failed: bool, message: str, revision: str | None, seconds: float
+    ) -> None:
         self.done, self.failed, self.message = done, failed, message
         self.revision, self.seconds = revision, round(seconds, 1)

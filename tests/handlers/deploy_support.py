@@ -17,8 +17,9 @@ from tests.conftest import DEMO_CONFIG, RecordingReporter
 
 
 @contextmanager
-def deploy_services(tmp_path: Path, kubeconfig: Path, db_url: str,
-                    **overrides: Any) -> Iterator[Services]:
+def deploy_services(
+    tmp_path: Path, kubeconfig: Path, db_url: str, **overrides: Any
+) -> Iterator[Services]:
     raw = yaml.safe_load(DEMO_CONFIG.read_text())
     for app in raw["apps"].values():
         app["deploy"] = {"timeout_seconds": overrides.get("timeout_seconds", 20)}
@@ -26,8 +27,9 @@ def deploy_services(tmp_path: Path, kubeconfig: Path, db_url: str,
         env["deploy"] = {"prechecks": {"no_critical_alerts": False}}
     config = tmp_path / "deploy.yaml"
     config.write_text(yaml.safe_dump(raw))
-    settings = load_settings(config, environ={"KUBECONFIG": str(kubeconfig),
-                                              "OPSBOT_DATABASE_URL": db_url})
+    settings = load_settings(
+        config, environ={"KUBECONFIG": str(kubeconfig), "OPSBOT_DATABASE_URL": db_url}
+    )
     services = Services.build(settings, registry=Registry.builtin())
     try:
         yield services

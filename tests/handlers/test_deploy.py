@@ -28,11 +28,16 @@ async def test_deploy_tag_rolls_out(svc: Services, sim: Any) -> None:
     rep = await dispatch(svc, "deploy shop-api 1.5.0")
     assert rep.final.status == "succeeded", rep.final.summary
     names = [(s.name, s.status) for s in rep.final.steps]
-    assert names[:4] == [("Plan", "succeeded"), ("Pre-checks", "succeeded"),
-                         ("Apply", "succeeded"), ("Roll out", "succeeded")]
+    assert names[:4] == [
+        ("Plan", "succeeded"),
+        ("Pre-checks", "succeeded"),
+        ("Apply", "succeeded"),
+        ("Roll out", "succeeded"),
+    ]
     plan = dict(rep.final.steps[0].fields)
-    assert plan["Image (api)"] == ("registry.example.com/shop/api:1.4.0 → "
-                                   "registry.example.com/shop/api:1.5.0")
+    assert plan["Image (api)"] == (
+        "registry.example.com/shop/api:1.4.0 → registry.example.com/shop/api:1.5.0"
+    )
     assert _image(sim) == "registry.example.com/shop/api:1.5.0"
     dep = sim.get(API)
     assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
@@ -52,7 +57,8 @@ async def test_deploy_dry_run_shows_plan_and_changes_nothing(svc: Services, sim:
     assert rep.final.status == "succeeded"
     assert rep.final.steps[0].summary == (
         "would deploy shop-api: image (api) registry.example.com/shop/api:1.4.0 → "
-        "registry.example.com/shop/api:1.5.0")
+        "registry.example.com/shop/api:1.5.0"
+    )
     assert [s.status for s in rep.final.steps][2:4] == ["skipped", "skipped"]
     sim.wait_idle()
     assert sim.snapshot() == before
@@ -95,8 +101,9 @@ async def test_unhealthy_workload_fails_prechecks(svc: Services, sim: Any) -> No
     assert [b.label for b in rep.final.buttons] == ["Diagnose"]
 
 
-async def test_stuck_rollout_rolls_back_automatically(tmp_path: Path, kubeconfig: Path,
-                                                      db_url: str, sim: Any) -> None:
+async def test_stuck_rollout_rolls_back_automatically(
+    tmp_path: Path, kubeconfig: Path, db_url: str, sim: Any
+) -> None:
     sim.script_image_pull_error("api:1.6.0")
     with deploy_services(tmp_path, kubeconfig, db_url, timeout_seconds=3) as services:
         rep = await dispatch(services, "deploy shop-api 1.6.0")
@@ -112,20 +119,23 @@ async def test_stuck_rollout_rolls_back_automatically(tmp_path: Path, kubeconfig
     assert sim.get(API)["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "5"
 
 
-async def test_auto_rollback_is_audited(tmp_path: Path, kubeconfig: Path, db_url: str,
-                                        sim: Any) -> None:
+async def test_auto_rollback_is_audited(
+    tmp_path: Path, kubeconfig: Path, db_url: str, sim: Any
+) -> None:
     sim.script_image_pull_error("api:1.6.0")
     with deploy_services(tmp_path, kubeconfig, db_url, timeout_seconds=2) as services:
         rep = await dispatch(services, "deploy shop-api 1.6.0")
-        records = [r for r in services.store.export_audit()
-                   if r["execution_id"] == rep.final.execution_id]
+        records = [
+            r for r in services.store.export_audit() if r["execution_id"] == rep.final.execution_id
+        ]
     final = records[-1]
     assert final["outcome"] == "failed"
     assert final["details"]["revisions"] == {"rollout": "4", "revert": "5"}
 
 
-async def test_progress_deadline_exceeded_fails_fast(tmp_path: Path, kubeconfig: Path,
-                                                     db_url: str, sim: Any) -> None:
+async def test_progress_deadline_exceeded_fails_fast(
+    tmp_path: Path, kubeconfig: Path, db_url: str, sim: Any
+) -> None:
     sim.script_never_ready("shop-staging", "shop-web")
     with deploy_services(tmp_path, kubeconfig, db_url, timeout_seconds=30) as services:
         import asyncio

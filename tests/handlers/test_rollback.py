@@ -22,8 +22,10 @@ def svc(tmp_path: Path, kubeconfig: Path, db_url: str) -> Iterator[Services]:
 
 def _state(sim: Any) -> tuple[str, str]:
     dep = sim.get(API)
-    return (dep["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1],
-            dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
+    return (
+        dep["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1],
+        dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+    )
 
 
 async def test_rollback_to_previous_revision(svc: Services, sim: Any) -> None:
@@ -50,22 +52,24 @@ async def test_rollback_unknown_revision(svc: Services, sim: Any) -> None:
     before = sim.snapshot()
     rep = await dispatch(svc, "rollback shop-api --to 9")
     assert rep.final.status == "failed"
-    assert "revision 9 of shop-api is not in its history (known revisions: 1, 2, 3)" in \
-        rep.final.steps[0].summary
+    assert (
+        "revision 9 of shop-api is not in its history (known revisions: 1, 2, 3)"
+        in rep.final.steps[0].summary
+    )
     assert sim.snapshot() == before
 
 
 async def test_rollback_to_current_template_is_skipped(svc: Services, sim: Any) -> None:
     before = sim.snapshot()
     rep = await dispatch(svc, "rollback shop-api --to 3")
-    assert "already runs the template of revision 3; skipped rollback" in \
-        rep.final.steps[0].summary
+    assert "already runs the template of revision 3; skipped rollback" in rep.final.steps[0].summary
     assert sim.snapshot() == before
 
 
 async def test_rollback_paused_deployment_refused(svc: Services, sim: Any) -> None:
     svc.kube.for_context(None).apps.patch_namespaced_deployment(
-        "shop-api", "shop-staging", {"spec": {"paused": True}})
+        "shop-api", "shop-staging", {"spec": {"paused": True}}
+    )
     sim.wait_idle()
     before = sim.snapshot()
     rep = await dispatch(svc, "rollback shop-api")
@@ -97,10 +101,16 @@ async def test_history_names_who_deployed(svc: Services) -> None:
 
 async def test_locked_target_refused_naming_holder(svc: Services, sim: Any) -> None:
     holder = svc.store.create_execution(
-        runbook="deploy", source="slack", actor="U0BOB", command="deploy shop-api 1.5.0",
-        environment="staging", target="shop-api", params={}, dry_run=False)
-    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor="U0BOB",
-                           ttl_seconds=300)
+        runbook="deploy",
+        source="slack",
+        actor="U0BOB",
+        command="deploy shop-api 1.5.0",
+        environment="staging",
+        target="shop-api",
+        params={},
+        dry_run=False,
+    )
+    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor="U0BOB", ttl_seconds=300)
     before = sim.snapshot()
     rep = await dispatch(svc, "scale shop-api 4")
     assert rep.outcome.status == "refused"  # type: ignore[attr-defined]
@@ -115,10 +125,18 @@ async def test_locked_target_refused_naming_holder(svc: Services, sim: Any) -> N
 
 async def test_unlock_by_admin_then_command_runs(svc: Services) -> None:
     holder = svc.store.create_execution(
-        runbook="deploy", source="slack", actor="U0ALICE", command="deploy shop-api 1.5.0",
-        environment="staging", target="shop-api", params={}, dry_run=False)
-    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor="U0ALICE",
-                           ttl_seconds=300)
+        runbook="deploy",
+        source="slack",
+        actor="U0ALICE",
+        command="deploy shop-api 1.5.0",
+        environment="staging",
+        target="shop-api",
+        params={},
+        dry_run=False,
+    )
+    svc.store.acquire_lock(
+        "staging/shop-api", execution_id=holder, actor="U0ALICE", ttl_seconds=300
+    )
     denied = await dispatch(svc, "unlock shop-api", user="alice")
     assert denied.outcome.status == "denied"  # type: ignore[attr-defined]
     rep = await dispatch(svc, "unlock shop-api", user="bob")
@@ -135,10 +153,16 @@ async def test_lock_released_after_execution(svc: Services) -> None:
 
 async def test_expired_lease_is_taken_over(svc: Services) -> None:
     holder = svc.store.create_execution(
-        runbook="deploy", source="slack", actor="U0BOB", command="deploy shop-api 1.5.0",
-        environment="staging", target="shop-api", params={}, dry_run=False)
-    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor="U0BOB",
-                           ttl_seconds=0.01)
+        runbook="deploy",
+        source="slack",
+        actor="U0BOB",
+        command="deploy shop-api 1.5.0",
+        environment="staging",
+        target="shop-api",
+        params={},
+        dry_run=False,
+    )
+    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor="U0BOB", ttl_seconds=0.01)
     import asyncio
 
     await asyncio.sleep(0.05)
