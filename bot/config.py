@@ -115,7 +115,6 @@ class ApprovalPolicy(_Model):
 class PrecheckConfig(_Model):
     no_critical_alerts: bool = True  # refuse while a critical alert fires for the app
     healthy: bool = True  # refuse while the workload is not fully ready
-    backup: bool = False  # take a backup first (the backup handler arrives with Velero support)
 
 
 class EnvironmentDeployConfig(_Model):

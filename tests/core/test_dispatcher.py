@@ -228,8 +228,10 @@ async def test_cancelled_execution_is_marked_interrupted(test_services: Services
     rep = RecordingReporter()
     trigger = Trigger(source="console", actor="U0ALICE", text="hang")
     task = asyncio.create_task(test_services.dispatcher.dispatch(trigger, rep))
-    while not rep.views or rep.final.steps[0].status != "running":
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):  # a test that cannot start must fail, not hang
+        while not rep.views or rep.final.steps[0].status != "running":
+            assert not task.done(), task.result()
+            await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -23,13 +23,17 @@ def deploy_services(
     raw = yaml.safe_load(DEMO_CONFIG.read_text())
     for app in raw["apps"].values():
         app["deploy"] = {"timeout_seconds": overrides.get("timeout_seconds", 20)}
+        if "analysis" in overrides:
+            app["analysis"] = overrides["analysis"]
     for env in raw["environments"].values():
-        env["deploy"] = {"prechecks": {"no_critical_alerts": False}}
+        env["deploy"] = {"prechecks": {"no_critical_alerts": "alertmanager_url" in overrides}}
     config = tmp_path / "deploy.yaml"
     config.write_text(yaml.safe_dump(raw))
-    settings = load_settings(
-        config, environ={"KUBECONFIG": str(kubeconfig), "OPSBOT_DATABASE_URL": db_url}
-    )
+    environ = {"KUBECONFIG": str(kubeconfig), "OPSBOT_DATABASE_URL": db_url}
+    for key in ("prometheus_url", "alertmanager_url"):
+        if key in overrides:
+            environ[key.upper()] = overrides[key]
+    settings = load_settings(config, environ=environ)
     services = Services.build(settings, registry=Registry.builtin())
     try:
         yield services

@@ -17,6 +17,7 @@ from matplotlib.image import imread
 
 from bot.config import load_settings
 from bot.dispatcher import Outcome
+from bot.messages import metric_value
 from bot.registry import Registry
 from bot.services import Services
 from bot.trigger import Trigger
@@ -202,3 +203,19 @@ async def test_skipped_without_prometheus_or_metrics(build: Build) -> None:
     assert rep.final.steps[0].summary == (
         "no analysis configured; skipped (no metrics under apps.bare-api.analysis)"
     )
+
+
+@pytest.mark.parametrize(("value", "unit", "shown"), [
+    (0.004, "ratio", "0.4%"),
+    (0.213, "ratio", "21.3%"),
+    (0.0, "ratio", "0%"),
+    (0.12, "seconds", "120 ms"),
+    (2.5, "s", "2.5 s"),
+    (99.5, "percent", "99.5%"),
+    (1234.0, "req/s", "1,234 req/s"),
+    (0.5, "", "0.5"),
+    (None, "ratio", "no data"),
+    (float("nan"), "seconds", "no data"),
+])
+def test_values_are_shown_in_their_unit(value: float | None, unit: str, shown: str) -> None:
+    assert metric_value(value, unit) == shown
