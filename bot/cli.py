@@ -10,9 +10,13 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.errors import ConfigError, OpsbotError, RunbookError
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 __all__ = ["main"]
 
@@ -104,6 +108,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.cmd == "runbooks" and args.runbooks_cmd == "validate":
         return _validate(args)
+    if args.cmd == "runbooks" and not (args.config or _env_config()):
+        return _list_runbooks(None)  # the built-in runbooks need no configuration
     settings = _settings(args)
     if args.cmd == "serve":
         from bot.slack.server import serve
@@ -131,7 +137,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         services.close()
 
 
-def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _settings(args: argparse.Namespace) -> Settings:
     from bot.config import load_settings
 
     return load_settings(args.config)
@@ -175,13 +181,12 @@ def _env_config() -> str | None:
     return os.environ.get("OPSBOT_CONFIG")
 
 
-def _list_runbooks(settings) -> int:  # type: ignore[no-untyped-def]
+def _list_runbooks(settings: Settings | None) -> int:
     from bot.registry import Registry
     from bot.runbooks.loader import load_catalog
 
-    catalog = load_catalog(
-        [settings.resolve_path(d) for d in settings.runbook_dirs], Registry.builtin()
-    )
+    dirs = [settings.resolve_path(d) for d in settings.runbook_dirs] if settings else []
+    catalog = load_catalog(dirs, Registry.builtin())
     width = max((len(rb.usage) for rb in catalog), default=0)
     for rb in catalog:
         flag = "mutating" if rb.mutating else "read-only"
@@ -189,7 +194,7 @@ def _list_runbooks(settings) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def _audit(settings, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from bot.services import default_database_url
     from bot.store import Store
 

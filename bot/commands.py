@@ -18,6 +18,7 @@ __all__ = ["META_VERBS", "Command", "parse"]
 META_VERBS = ("help", "runbooks", "run")
 _COMMON_VALUE_FLAGS = {"--env": "env", "--reason": "reason"}
 _COMMON_BOOL_FLAGS = {"--dry-run": "dry_run"}
+_BOOLS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,11 @@ def _bind(
             if name in _COMMON_BOOL_FLAGS:
                 dry_run = True
             elif name in _COMMON_VALUE_FLAGS or name in flags:
+                is_switch = name in flags and runbook.parameters[flags[name]].type == "bool"
                 if eq:
                     value = inline
+                elif is_switch and (i + 1 >= len(words) or words[i + 1].lower() not in _BOOLS):
+                    value = "true"  # a bool flag alone switches it on: --disable-autosync
                 elif i + 1 < len(words):
                     i += 1
                     value = words[i]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -456,6 +457,12 @@ class Dispatcher:
 
     def _follow_ups(self, run: _Run, ok: bool) -> list[Button]:
         buttons = []
+        if run.command.dry_run:
+            # A plan's natural next step is to run it; outcome buttons would mislead.
+            if ok:
+                real = _DRY_RUN_FLAG.sub("", run.command.text).strip()
+                buttons.append(Button(messages.run_for_real_label(), real, style="primary"))
+            return buttons
         for follow in run.runbook.follow_up:
             if follow.when == "always" or (follow.when == "succeeded") == ok:
                 try:
@@ -521,6 +528,9 @@ class Dispatcher:
             details={"runbook": runbook, "via": trigger.via, "detail": detail},
         )
         await self._db(self.store.audit, entry)
+
+
+_DRY_RUN_FLAG = re.compile(r"(?<!\S)--dry-run(?!\S)")
 
 
 def _redact(text: str, params: dict[str, Any], runbook: Runbook) -> str:

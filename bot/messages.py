@@ -372,3 +372,7 @@ def attachment_saved(title: str, path: str) -> str:
 
 def attachment_not_saved(title: str, error: str) -> str:
     return f"📎 {title}: not saved ({error})"
+
+
+def run_for_real_label() -> str:
+    return "Run it"

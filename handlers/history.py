@@ -52,9 +52,11 @@ async def history(*, ctx: HandlerContext, params: HistoryParams, **_: object) ->
         by = who.get(str(number), "not deployed through opsbot")
         lines.append(f"{number}{mark}  {images}  {created}  {by}")
     summary = f"{app.name} in {ctx.environment.name}: {len(rows)} revisions, current {current}"
+    # The newest five fit in the message; the whole list goes to the thread when longer.
+    output = "REVISION  IMAGE  CREATED  BY\n" + "\n".join(lines) if len(lines) > 5 else None
     return Result(
         summary=summary,
-        output="REVISION  IMAGE  CREATED  BY\n" + "\n".join(lines),
+        output=output,
         fields=tuple(
             (f"Revision {line.split()[0]}", " ".join(line.split()[1:])) for line in lines[:5]
         ),

@@ -150,5 +150,5 @@ class Runbook(_Model):
         for name, spec in self.parameters.items():
             if name not in self.command.args:
                 flag = spec.flag or f"--{name.replace('_', '-')}"
-                parts.append(f"[{flag} {name.upper()}]")
+                parts.append(f"[{flag}]" if spec.type == "bool" else f"[{flag} {name.upper()}]")
         return " ".join(parts)

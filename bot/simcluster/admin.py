@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .dispatch import Request, Response
 from .errors import ApiError, bad_request
+from .traffic import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from .cluster import SimCluster
@@ -28,6 +29,13 @@ def _required(body: JSON, *names: str) -> list[Any]:
     if missing:
         raise bad_request(f"missing field(s): {', '.join(missing)}")
     return [body[n] for n in names]
+
+
+def _number(body: JSON, name: str) -> float:
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad_request(f"{name} must be a number")
+    return float(value)
 
 
 def handle(sim: SimCluster, request: Request) -> Response:
@@ -66,6 +74,17 @@ def handle(sim: SimCluster, request: Request) -> Response:
         (namespace,) = _required(body, "namespace")
         sim.script_never_ready(namespace, str(workload))
         return Response.of({"scripted": "never-ready"}, 201)
+    if route == ("GET", "/_sim/metrics"):
+        return Response(200, sim.metrics_text().encode(), CONTENT_TYPE)
+    if route == ("POST", "/_sim/traffic"):
+        body = _body(request)
+        (substring,) = _required(body, "image_substring")
+        options = {k: _number(body, k) for k in ("error_ratio", "p99_seconds") if k in body}
+        try:
+            sim.script_traffic(str(substring), **options)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from exc
+        return Response.of({"scripted": "traffic"}, 201)
     if route == ("DELETE", "/_sim/scripts"):
         sim.clear_scripts()
         return Response.of({"cleared": True})

@@ -24,6 +24,7 @@ from .routing import Route, parse
 from .seed import Seeder, run_seed
 from .server import ServerThread
 from .store import Store, clone
+from .traffic import DEFAULT_ERROR_RATIO, DEFAULT_P99_SECONDS, Profile, Traffic
 
 JSON = dict[str, Any]
 
@@ -46,8 +47,13 @@ class SimCluster:
         self.controllers: ControllerRegistry = BUILTINS.copy()
         self.manager = ControllerManager(Ctx(self.api, self.scripts), self.controllers,
                                          tick_seconds)
+        self.traffic = Traffic(self.store, self.types)
         self._server: ServerThread | None = None
-        run_seed(seed, Seeder(self.api, self.manager, self.scripts, self.clock))
+        run_seed(seed, Seeder(self.api, self.manager, self.scripts, self.clock,
+                              self.traffic.scripts))
+        # After seeding: the replayed history served no traffic. Advancing on every pass
+        # credits requests to the pods that were ready at the time.
+        self.controllers.every_pass(name="traffic")(lambda _ctx: self.traffic.advance())
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -138,8 +144,19 @@ class SimCluster:
     def script_never_ready(self, namespace: str, workload_name: str) -> None:
         self.scripts.add_never_ready(namespace, workload_name)
 
+    def script_traffic(self, image_substring: str, error_ratio: float = DEFAULT_ERROR_RATIO,
+                       p99_seconds: float = DEFAULT_P99_SECONDS) -> None:
+        """Pods running an image containing `image_substring` answer this share of requests
+        with 500 and have this 99th percentile latency (ValueError when out of range)."""
+        self.traffic.scripts.add(image_substring, Profile(error_ratio, p99_seconds))
+
+    def metrics_text(self) -> str:
+        """What `GET /_sim/metrics` serves: the synthetic traffic in Prometheus text format."""
+        return self.traffic.exposition()
+
     def clear_scripts(self) -> None:
         self.scripts.clear()
+        self.traffic.scripts.clear()
 
     def _owner(self, kind: str, namespace: str, name: str) -> JSON | None:
         rtype = self.types.by_kind("apps", kind)

@@ -20,6 +20,7 @@ from .resources import ResourceType
 from .rest import RestApi
 from .routing import Route
 from .store import Key
+from .traffic import Profile, TrafficScripts
 
 JSON = dict[str, Any]
 HOUR = 3600
@@ -70,8 +71,9 @@ class Seeder:
     """Runs timed steps: set the clock, write through the API, let controllers converge."""
 
     def __init__(self, api: RestApi, manager: ControllerManager, scripts: Scripts,
-                 clock: SimClock) -> None:
+                 clock: SimClock, traffic: TrafficScripts | None = None) -> None:
         self.api, self.manager, self.scripts, self.clock = api, manager, scripts, clock
+        self.traffic = traffic if traffic is not None else TrafficScripts()
         self.steps: list[tuple[float, int, Callable[[], None]]] = []
 
     def at(self, offset_seconds: float, step: Callable[[], None]) -> None:
@@ -131,6 +133,8 @@ def seed_demo(seeder: Seeder) -> None:
     worker["spec"]["template"]["spec"]["containers"][0].pop("readinessProbe")
     seeder.at(-26 * HOUR + 300, partial(seeder.create, worker))
     seeder.at(0, partial(_worker_crashloop, seeder))
+    # The bad release of the demo: `deploy shop-api 1.6.0` fails verification.
+    seeder.traffic.add(":1.6.0", Profile(error_ratio=0.2, p99_seconds=0.45))
     seeder.run()
 
 
@@ -186,6 +190,7 @@ class World:
     crashloops: tuple[CrashLoop, ...]
     image_pull_errors: tuple[str, ...]
     never_ready: tuple[tuple[str, str], ...]
+    traffic: tuple[tuple[str, Profile], ...]
     rng_state: Any
     built_at: float
 
@@ -194,7 +199,7 @@ class World:
         scripts = seeder.scripts
         return cls(seeder.api.store.export(), tuple(scripts.crashloops.values()),
                    tuple(scripts.image_pull_errors), tuple(scripts.never_ready),
-                   seeder.api.rng.getstate(), time.monotonic())
+                   seeder.traffic.items(), seeder.api.rng.getstate(), time.monotonic())
 
     def restore(self, seeder: Seeder) -> None:
         seeder.api.store.load(self.store)
@@ -204,6 +209,8 @@ class World:
             seeder.scripts.add_image_pull_error(substring)
         for namespace, workload in self.never_ready:
             seeder.scripts.add_never_ready(namespace, workload)
+        for substring, profile in self.traffic:
+            seeder.traffic.add(substring, profile)
         seeder.api.rng.setstate(self.rng_state)
 
 

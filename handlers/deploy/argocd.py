@@ -131,6 +131,10 @@ class ArgoCDStrategy:
                     f"Argo CD app `{name}` has no deployment #{to} in its history (ids: {ids})"
                 )
             entry = found
+        if current is not None and entry.id == current.id:
+            raise Refused(
+                f"Argo CD app `{name}` already runs {_shown(entry)}; nothing to roll back"
+            )
         changes = [Change("sync revision", _shown(current), _shown(entry))]
         if app.auto_sync:
             if not disable_auto_sync:

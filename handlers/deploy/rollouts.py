@@ -303,6 +303,11 @@ class RolloutsStrategy:
         container = view.container(app)
         before = str(container.get("image", ""))
         target = sets[to]
+        if rs_hash(target) == view.current_hash:
+            raise Refused(
+                f"Rollout `{view.name}` already runs the template of revision {to}; "
+                "nothing to roll back"
+            )
         return self._plan(
             ctx,
             view,

@@ -78,3 +78,12 @@ def test_unknown_environment_is_quoted_back_safely(offline_settings: Settings) -
     with pytest.raises(UnknownName) as err:
         offline_settings.environment("<!here|here>")
     assert "<!here" not in str(err.value)
+
+
+def test_bool_flag_alone_switches_on(catalog: Catalog) -> None:
+    cmd = parse("rollback shop-api --disable-autosync", catalog)
+    assert cmd.raw_params == {"app": "shop-api", "disable_autosync": "true"}
+    cmd = parse("rollback shop-api --disable-autosync --to 2", catalog)
+    assert cmd.raw_params == {"app": "shop-api", "disable_autosync": "true", "revision": "2"}
+    cmd = parse("rollback shop-api --disable-autosync false", catalog)
+    assert cmd.raw_params["disable_autosync"] == "false"

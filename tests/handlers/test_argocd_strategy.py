@@ -188,6 +188,8 @@ async def test_rollback_to_previous_history_entry(ctx: HandlerContext) -> None:
 async def test_rollback_to_unknown_id_lists_the_history(ctx: HandlerContext) -> None:
     with pytest.raises(PermanentError, match=r"no deployment #7 in its history \(ids: 0, 1, 2\)"):
         await STRATEGY.plan_rollback(ctx, 7)
+    with pytest.raises(Refused, match=re.escape("already runs 1.4.0 (#2); nothing to roll back")):
+        await STRATEGY.plan_rollback(ctx, 2)
 
 
 async def test_rollback_refused_while_auto_sync_is_on(ctx: HandlerContext,

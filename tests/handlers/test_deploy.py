@@ -60,6 +60,9 @@ async def test_deploy_dry_run_shows_plan_and_changes_nothing(svc: Services, sim:
         "registry.example.com/shop/api:1.5.0"
     )
     assert [s.status for s in rep.final.steps][2:4] == ["skipped", "skipped"]
+    assert [(b.label, b.command) for b in rep.final.buttons] == [
+        ("Run it", "deploy shop-api 1.5.0")
+    ]
     sim.wait_idle()
     assert sim.snapshot() == before
 

@@ -85,7 +85,7 @@ async def test_no_auto_rollback_when_disabled(tmp_path: Path, kubeconfig: Path, 
 
 async def test_critical_alert_blocks_deploy(tmp_path: Path, kubeconfig: Path, db_url: str,
                                             sim: Any, alertmanager: Any) -> None:
-    alertmanager.push({"alertname": "HighErrorRate", "severity": "critical",
+    alertmanager.push({"alertname": "ShopApiBurningErrorBudget", "severity": "critical",
                        "namespace": "shop-staging", "deployment": "shop-api"},
                       {"summary": "5xx above 5%"})
     before = sim.snapshot()
@@ -94,5 +94,5 @@ async def test_critical_alert_blocks_deploy(tmp_path: Path, kubeconfig: Path, db
         rep = await dispatch(services, "deploy shop-api 1.5.0")
     assert rep.final.status == "failed"
     checks = rep.final.steps[1]
-    assert checks.name == "Pre-checks" and "HighErrorRate" in checks.summary
+    assert checks.name == "Pre-checks" and "ShopApiBurningErrorBudget" in checks.summary
     assert sim.snapshot() == before

@@ -92,11 +92,12 @@ async def test_history_names_who_deployed(svc: Services) -> None:
     rep = await dispatch(svc, "history shop-api", user="mallory")
     step = rep.final.steps[0]
     assert step.summary == "shop-api in staging: 4 revisions, current 4"
-    lines = (step.output or "").splitlines()
-    assert lines[1].startswith("4 (current)  registry.example.com/shop/api:1.5.0")
-    assert "alice: deploy shop-api 1.5.0" in lines[1]
-    assert lines[2].startswith("3  registry.example.com/shop/api:1.4.0")
-    assert "not deployed through opsbot" in lines[2]
+    fields = dict(step.fields)
+    assert fields["Revision 4"].startswith("(current) registry.example.com/shop/api:1.5.0")
+    assert "alice: deploy shop-api 1.5.0" in fields["Revision 4"]
+    assert fields["Revision 3"].startswith("registry.example.com/shop/api:1.4.0")
+    assert "not deployed through opsbot" in fields["Revision 3"]
+    assert step.output is None  # four revisions fit in the message
 
 
 async def test_locked_target_refused_naming_holder(svc: Services, sim: Any) -> None:

@@ -154,6 +154,8 @@ async def test_rollback_undoes_to_the_previous_revision(
 async def test_rollback_to_unknown_revision(ctx: HandlerContext) -> None:
     with pytest.raises(PermanentError, match=r"has no revision 9 \(revisions: 1\)"):
         await STRATEGY.plan_rollback(ctx, 9)
+    with pytest.raises(Refused, match="already runs the template of revision 1"):
+        await STRATEGY.plan_rollback(ctx, 1)
 
 
 # -- promote and abort, end to end through the dispatcher --------------------------------
