@@ -25,6 +25,8 @@ class HistoryParams(Params):
 async def history(*, ctx: HandlerContext, params: HistoryParams, **_: object) -> Result:
     """Revisions of the app's Deployment, newest first, with who deployed each."""
     app = ctx.require_app()
+    if app.deploy.strategy == "argo-rollouts":
+        raise PermanentError(f"history of {app.name} (an Argo Rollout) is not available yet")
     workload = await read_workload(ctx)
     if workload.kind != "Deployment":
         raise PermanentError(f"history of a {workload.kind} is not available yet")
