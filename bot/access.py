@@ -111,6 +111,15 @@ class Access:
             )
         raise Denied(f"no role may run `{runbook}` in `{environment.name}`")
 
+    async def may_break_glass(self, trigger: Trigger, runbook: str,
+                              environment: EnvironmentConfig) -> bool:
+        """Whether a role the actor holds grants this runbook here with break_glass set."""
+        for name in self.granting_roles(runbook, environment.name):
+            role = self._settings.roles[name]
+            if role.break_glass and await self._holds(trigger.actor, role):
+                return True
+        return False
+
     async def allowed_anywhere(self, trigger: Trigger, runbook: str) -> bool:
         for env in self._settings.environments.values():
             try:

@@ -120,19 +120,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _list_runbooks(settings)
     if args.cmd == "audit":
         return _audit(settings, args)
-    from bot.console.session import exit_code, run_command, shell
+    from bot.console.session import exit_code, run_command, shell, with_background
     from bot.services import Services
 
     services = Services.build(settings)
     try:
         if args.cmd == "run":
-            outcome = asyncio.run(run_command(services, args.command, args.user))
+            outcome = asyncio.run(
+                with_background(services, run_command(services, args.command, args.user)))
             return exit_code(outcome)
         user = args.user or next(iter(settings.directory.users.values()), None)
         if user is None:
             print("opsbot: give --as USER", file=sys.stderr)
             return 2
-        return asyncio.run(shell(services, user))
+        return asyncio.run(with_background(services, shell(services, user)))
     finally:
         services.close()
 
@@ -145,7 +146,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _demo(args: argparse.Namespace) -> int:
     from bot.console.demo import demo_world
-    from bot.console.session import run_script, shell
+    from bot.console.session import run_script, shell, with_background
 
     with demo_world() as services:
         if args.script:
@@ -154,11 +155,11 @@ def _demo(args: argparse.Namespace) -> int:
             except OSError as exc:
                 print(f"opsbot: cannot read {args.script}: {exc.strerror}", file=sys.stderr)
                 return 2
-            return asyncio.run(run_script(services, lines))
+            return asyncio.run(with_background(services, run_script(services, lines)))
         print("opsbot demo: a simulated cluster with the demo world (staging and prod).")
         print("Users: alice (deployer), bob and carol (sre-approvers), mallory (viewer).")
         print("Try: status shop-api · diag shop-worker · scale shop-web 3 · restart shop-api")
-        return asyncio.run(shell(services, args.user))
+        return asyncio.run(with_background(services, shell(services, args.user)))
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ Meta-commands (help, runbooks, run) belong to the dispatcher; every other verb i
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -15,8 +16,9 @@ from bot.runbooks.models import Runbook
 
 __all__ = ["META_VERBS", "Command", "parse"]
 
-META_VERBS = ("help", "runbooks", "run")
-_COMMON_VALUE_FLAGS = {"--env": "env", "--reason": "reason"}
+META_VERBS = ("help", "runbooks", "run", "approve", "deny", "pending", "cancel")
+_REQUEST_VERBS = {"approve": "approve <id>", "deny": "deny <id> [reason]", "cancel": "cancel <id>"}
+_COMMON_VALUE_FLAGS = {"--env": "env", "--reason": "reason", "--emergency": "emergency"}
 _COMMON_BOOL_FLAGS = {"--dry-run": "dry_run"}
 _BOOLS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
 
@@ -33,6 +35,7 @@ class Command:
     reason: str | None = None
     dry_run: bool = False
     topic: str | None = None  # `help <verb>`
+    emergency: str | None = None  # break-glass: the reason to skip approval
 
 
 def parse(text: str, catalog: Catalog) -> Command:
@@ -48,8 +51,16 @@ def parse(text: str, catalog: Catalog) -> Command:
     head = words[0].lower()
     if head == "help":
         return Command(text=text, meta="help", topic=" ".join(words[1:3]) or None)
-    if head == "runbooks":
-        return Command(text=text, meta="runbooks")
+    if head in ("runbooks", "pending"):
+        return Command(text=text, meta=head)
+    if head in _REQUEST_VERBS:
+        if len(words) < 2 or not re.fullmatch(r"rq-[0-9A-Za-z]{4,40}", words[1]):
+            raise UsageError("missing or malformed request id",
+                             hint=f"usage: {_REQUEST_VERBS[head]} (ids look like rq-01J...)")
+        if head != "deny" and len(words) > 2:
+            raise UsageError("too many arguments", hint=f"usage: {_REQUEST_VERBS[head]}")
+        reason = " ".join(words[2:]) or None
+        return Command(text=text, meta=head, topic=words[1], reason=reason)
     if head == "run":
         if len(words) < 2:
             raise UsageError("missing <runbook>", hint="usage: run <runbook> [key=value ...]")
@@ -125,4 +136,5 @@ def _bind(
         env=common.get("env"),
         reason=common.get("reason"),
         dry_run=dry_run,
+        emergency=common.get("emergency"),
     )

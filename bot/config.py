@@ -110,6 +110,8 @@ class ApprovalPolicy(_Model):
     groups: list[str] = []
     allow_self_approval: bool = False
     ttl_minutes: int = Field(default=30, ge=1)
+    runbooks: list[str] | None = None  # patterns; None: every mutating runbook needs approval
+    channels: list[str] = []  # Slack channels where requests may be made; empty: any
 
 
 class PrecheckConfig(_Model):
@@ -140,6 +142,7 @@ class RoleConfig(_Model):
     groups: list[str] = []
     runbooks: list[str] = ["*"]
     environments: list[str] = ["*"]
+    break_glass: bool = False  # may run approval-guarded runbooks at once with --emergency
 
 
 class GroupConfig(_Model):
@@ -171,6 +174,8 @@ class Settings(_Model):
     directory: Directory = Directory()
     slack: SlackConfig = SlackConfig()
     runbook_dirs: list[str] = []
+    break_glass_channel: str | None = None  # Slack channel told loudly of every --emergency
+    break_glass_reminder_minutes: int = Field(default=15, ge=1)
     database_url: str | None = None
     listen: str = "0.0.0.0:3000"
     kubeconfig: str | None = None

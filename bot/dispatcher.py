@@ -6,12 +6,13 @@ Slack, the console, and later alerts and schedules all call `Dispatcher.dispatch
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -23,6 +24,8 @@ from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableErro
 from bot.kube import KubeFactory
 from bot.locks import Lease, Locked, TargetLocks
 from bot.metrics import EXECUTIONS, TRIGGERS
+from bot.preview import SILENT as _SILENT
+from bot.preview import Preview
 from bot.records import StoreRecords
 from bot.registry import HandlerContext, HandlerSpec, Records, Registry, Result
 from bot.reporting import Button, ExecutionView, Notice, Reporter, StepView
@@ -32,6 +35,9 @@ from bot.runbooks.params import coerce_params
 from bot.runbooks.templating import evaluate, render_value
 from bot.store import AuditEntry, Store
 from bot.trigger import Trigger
+
+if TYPE_CHECKING:
+    from bot.approvals.service import Approvals
 
 __all__ = ["Dispatcher", "Outcome"]
 
@@ -65,6 +71,8 @@ class _Run:
     reporter: Reporter
     template: dict[str, Any]
     last_progress: float = 0.0
+    persist: bool = True  # False for a preview: nothing stored, nothing reported
+    results: dict[int, tuple[Step, Result]] = field(default_factory=dict)
 
 
 class Dispatcher:
@@ -90,6 +98,7 @@ class Dispatcher:
         self.access = access
         self.kube = kube
         self.locks = locks or TargetLocks(store, settings.handle)
+        self.approvals: Approvals | None = None  # wired by Services
         self.records = records or StoreRecords(store)
 
     async def _db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -105,6 +114,8 @@ class Dispatcher:
             return Outcome("duplicate")
         try:
             command = parse(trigger.text, self.catalog)
+            if command.meta in ("approve", "deny", "cancel", "pending"):
+                return await self._decide(trigger, command, reporter)
             if command.meta in ("help", "runbooks"):
                 return await self._reply(
                     trigger, reporter, "info", await self._meta(trigger, command)
@@ -134,6 +145,23 @@ class Dispatcher:
         TRIGGERS.labels(source=trigger.source, outcome=status).inc()
         await reporter.notice(notice)
         return Outcome(status)
+
+    async def _decide(self, trigger: Trigger, command: Command, reporter: Reporter) -> Outcome:
+        """approve / deny / cancel / pending: the approval flow's own commands."""
+        if self.approvals is None:
+            raise Refused(messages.approval_unavailable("approvals", "this process"))
+        if command.meta == "pending":
+            return await self._reply(trigger, reporter, "info", await self.approvals.pending())
+        request_id = command.topic or ""
+        if command.meta == "approve":
+            outcome = await self.approvals.approve(trigger, request_id, reporter)
+        elif command.meta == "deny":
+            outcome = await self.approvals.deny(trigger, request_id, command.reason or "",
+                                                reporter)
+        else:
+            outcome = await self.approvals.cancel(trigger, request_id, reporter)
+        TRIGGERS.labels(source=trigger.source, outcome=outcome.status).inc()
+        return outcome
 
     async def _meta(self, trigger: Trigger, command: Command) -> Notice:
         allowed = [
@@ -187,13 +215,37 @@ class Dispatcher:
             return await self._reply(
                 trigger, reporter, "denied", Notice("denied", str(exc), hint=messages.denied_hint())
             )
-        if runbook.mutating and environment.requires_approval and not command.dry_run:
-            reason = messages.approval_unavailable(runbook.name, environment.name)
-            await self._audit_decision(
-                trigger, environment.name, target, "refused", reason, runbook=runbook.name
-            )
-            raise Refused(reason, hint=messages.approval_unavailable_hint())
+        needs_approval = self._needs_approval(trigger, runbook, environment)
+        if command.emergency and not needs_approval:
+            raise UsageError(messages.emergency_not_needed(runbook.name, environment.name))
+        if needs_approval and not command.dry_run:
+            if self.approvals is None:
+                reason = messages.approval_unavailable(runbook.name, environment.name)
+                await self._audit_decision(
+                    trigger, environment.name, target, "refused", reason, runbook=runbook.name
+                )
+                raise Refused(reason, hint=messages.approval_unavailable_hint())
+            if command.emergency:
+                return await self.approvals.break_glass(
+                    trigger, command, runbook, environment, app, params, reporter)
+            outcome = await self.approvals.request(
+                trigger, command, runbook, environment, app, params, reporter)
+            TRIGGERS.labels(source=trigger.source, outcome=outcome.status).inc()
+            return outcome
         return await self.execute(trigger, command, runbook, environment, app, params, reporter)
+
+    def _needs_approval(
+        self, trigger: Trigger, runbook: Runbook, environment: EnvironmentConfig
+    ) -> bool:
+        """Mutating runbooks in an approval environment (or those the policy lists), except
+        alert-triggered runs of a runbook marked auto-approved for that environment."""
+        if not (runbook.mutating and environment.requires_approval):
+            return False
+        patterns = environment.approval.runbooks
+        if patterns is not None and not any(fnmatch.fnmatchcase(runbook.name, p)
+                                            for p in patterns):
+            return False
+        return not (trigger.source == "alert" and environment.name in runbook.auto_approved_in)
 
     async def execute(
         self,
@@ -204,6 +256,8 @@ class Dispatcher:
         app: AppConfig | None,
         params: dict[str, Any],
         reporter: Reporter,
+        *,
+        request_id: str | None = None,
     ) -> Outcome:
         """Persist and run an authorized execution; reports every step through `reporter`."""
         stored_params = {
@@ -221,6 +275,7 @@ class Dispatcher:
             params=stored_params,
             dry_run=command.dry_run,
             channel=trigger.channel,
+            request_id=request_id,
         )
         lease: Lease | None = None
         if runbook.mutating and target and not command.dry_run:
@@ -236,7 +291,7 @@ class Dispatcher:
                                          Notice("refused", str(exc), hint=exc.hint))
         try:
             return await self._execute(trigger, command, runbook, environment, app, params,
-                                       reporter, execution_id)
+                                       reporter, execution_id, request_id)
         finally:
             if lease is not None:
                 await lease.release()
@@ -251,10 +306,12 @@ class Dispatcher:
         params: dict[str, Any],
         reporter: Reporter,
         execution_id: str,
+        request_id: str | None,
     ) -> Outcome:
         target = app.name if app else None
         await self._audit(
-            trigger, command, runbook, environment.name, target, "started", execution_id
+            trigger, command, runbook, environment.name, target, "started", execution_id,
+            request_id=request_id,
         )
         view = ExecutionView(
             execution_id=execution_id,
@@ -266,6 +323,7 @@ class Dispatcher:
             dry_run=command.dry_run,
             reason=command.reason,
             steps=[StepView(step.name) for step in runbook.steps],
+            request_id=request_id,
         )
         run = _Run(
             trigger,
@@ -276,19 +334,7 @@ class Dispatcher:
             params,
             view,
             reporter,
-            template={
-                "params": dict(params),
-                "env": {
-                    "name": environment.name,
-                    "namespace": environment.namespace,
-                    "deploy": environment.deploy.model_dump(),
-                },
-                "app": app.model_dump() | {"workload": app.workload_name} if app else None,
-                "steps": {},
-                "actor": view.actor,
-                "dry_run": command.dry_run,
-                "reason": command.reason,
-            },
+            template=self._template(command, environment, app, params, view.actor),
         )
         await reporter.execution(view)
         try:
@@ -316,6 +362,50 @@ class Dispatcher:
         await self._finish(run, view.status)
         return Outcome("succeeded" if ok else "failed", execution_id=execution_id)
 
+    def _template(self, command: Command, environment: EnvironmentConfig,
+                  app: AppConfig | None, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        """What step templates see (documented in docs/runbooks.md)."""
+        return {
+            "params": dict(params),
+            "env": {
+                "name": environment.name,
+                "namespace": environment.namespace,
+                "deploy": environment.deploy.model_dump(),
+            },
+            "app": app.model_dump() | {"workload": app.workload_name} if app else None,
+            "steps": {},
+            "actor": actor,
+            "dry_run": command.dry_run,
+            "reason": command.reason,
+        }
+
+    async def preview(
+        self,
+        trigger: Trigger,
+        command: Command,
+        runbook: Runbook,
+        environment: EnvironmentConfig,
+        app: AppConfig | None,
+        params: dict[str, Any],
+    ) -> Preview:
+        """Run the runbook as a dry run, recording and reporting nothing: the plan approvers
+        see, and its digest, recomputed when approvals are complete."""
+        dry = replace(command, dry_run=True)
+        view = ExecutionView(
+            execution_id="preview", runbook=runbook.name, command=command.text,
+            actor=self.settings.handle(trigger.actor), environment=environment.name,
+            target=app.name if app else None, dry_run=True, reason=command.reason,
+            steps=[StepView(step.name) for step in runbook.steps],
+        )
+        run = _Run(trigger, dry, runbook, environment, app, params, view, _SILENT,
+                   template=self._template(dry, environment, app, params, view.actor),
+                   persist=False)
+        ok = await self._run_steps(run, runbook.steps, offset=0)
+        return Preview.of(view, ok, [
+            (step, result, self.registry.get(step.handler))
+            for step, result in run.results.values()
+        ])
+
     async def _finish(self, run: _Run, status: str) -> None:
         view = run.view
         summary = view.summary or "; ".join(s.summary for s in view.steps if s.summary)
@@ -331,6 +421,7 @@ class Dispatcher:
             status,
             view.execution_id,
             detail=summary[:500],
+            request_id=view.request_id,
             revisions={
                 key: str(step["data"]["revision"])
                 for key, step in run.template["steps"].items()
@@ -356,7 +447,8 @@ class Dispatcher:
                 view.status = "skipped"
                 continue
             view.status = "running"
-            await self._db(
+            await self._persist(
+                run,
                 self.store.start_step,
                 run.view.execution_id,
                 index=index,
@@ -373,6 +465,7 @@ class Dispatcher:
                     result.output,
                 )
                 view.attachments = result.attachments
+                run.results[index] = (step, result)
                 run.template["steps"][step.id or str(index)] = {
                     "summary": result.summary,
                     "ok": result.ok,
@@ -380,7 +473,8 @@ class Dispatcher:
                 }
             else:
                 view.status, view.summary = "failed", error
-            await self._db(
+            await self._persist(
+                run,
                 self.store.finish_step,
                 run.view.execution_id,
                 index=index,
@@ -449,6 +543,11 @@ class Dispatcher:
             records=self.records,
         )
 
+    async def _persist(self, run: _Run, fn: Callable[..., Any], /, *args: Any,
+                       **kwargs: Any) -> None:
+        if run.persist:
+            await self._db(fn, *args, **kwargs)
+
     async def _report(self, run: _Run) -> None:
         try:
             await run.reporter.execution(run.view)
@@ -486,6 +585,7 @@ class Dispatcher:
         execution_id: str | None,
         detail: str = "",
         revisions: dict[str, str] | None = None,
+        request_id: str | None = None,
     ) -> None:
         entry = AuditEntry(
             actor=trigger.actor,
@@ -495,6 +595,7 @@ class Dispatcher:
             target=target,
             outcome=outcome,
             execution_id=execution_id,
+            request_id=request_id,
             details={
                 "runbook": runbook.name,
                 "dry_run": command.dry_run,

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.reporting import ExecutionView, Notice, StepView
+
+if TYPE_CHECKING:
+    from bot.approvals.view import ApprovalView
 from bot.runbooks.models import Runbook
 
 __all__ = [
@@ -376,3 +380,199 @@ def attachment_not_saved(title: str, error: str) -> str:
 
 def run_for_real_label() -> str:
     return "Run it"
+
+
+# Approvals -------------------------------------------------------------------------------
+
+
+def approval_headline(status: str, command: str, environment: str) -> str:
+    icon = {"pending": "🟡", "approved": "✅", "executed": "✅", "denied": "⛔", "expired": "⌛",
+            "cancelled": "🚫", "void": "♻️"}.get(status, "•")
+    state = {"pending": "awaiting approval", "approved": "approved", "executed": "approved and run",
+             "denied": "denied", "expired": "expired", "cancelled": "cancelled",
+             "void": "void: the target changed"}.get(status, status)
+    return f"{icon} `{command}` in *{environment}*: {state}"
+
+
+def approval_lines(view: ApprovalView) -> list[str]:
+    if view.emergency:
+        state = "awaiting acknowledgement" if view.open else view.status
+        lines = [f"🚨 Break-glass by {view.requester}: {view.reason} ({state}); "
+                 f"it ran without approval"]
+        if view.approvals:
+            who, at = view.approvals[0]
+            lines.append(f"Acknowledged by {who} at {at:%H:%M} UTC")
+        elif view.open:
+            lines.append(f"Must be acknowledged by: {view.approvers}")
+        lines.append(f"Request `{view.request_id}`")
+        return lines
+    lines = [f"Requested by {view.requester}" + (f": {view.reason}" if view.reason else "")]
+    lines.append("*Plan*")
+    lines.extend(f"• {line}" for line in view.plan or ("(no changes listed)",))
+    got = ", ".join(f"{who} at {at:%H:%M} UTC" for who, at in view.approvals) or "none yet"
+    lines.append(f"Approvals: {len(view.approvals)} of {view.required} ({got})")
+    if view.open:
+        lines.append(f"May approve: {view.approvers} · not the requester · "
+                     f"expires {view.expires_at:%H:%M} UTC")
+    if view.denial:
+        who, reason, at = view.denial
+        lines.append(f"Denied by {who} at {at:%H:%M} UTC" + (f": {reason}" if reason else ""))
+    if view.note:
+        lines.append(view.note)
+    if view.execution_id:
+        lines.append(f"Execution `{view.execution_id}`")
+    lines.append(f"Request `{view.request_id}`")
+    return lines
+
+
+def approval_requested(request_id: str, environment: str, required: int, approvers: str) -> str:
+    return (f"`{environment}` requires approval: request `{request_id}` is waiting for "
+            f"{required} approval{'s' if required != 1 else ''} from {approvers}")
+
+
+def approval_hint(request_id: str) -> str:
+    return f"An approver runs `approve {request_id}`; you may `cancel {request_id}`."
+
+
+def approval_recorded(view: ApprovalView) -> str:
+    return (f"approval recorded for `{view.request_id}` "
+            f"({len(view.approvals)} of {view.required})")
+
+
+def approval_not_found(request_id: str) -> str:
+    return f"there is no approval request `{request_id}`"
+
+
+def approval_not_open(request_id: str, status: str) -> str:
+    return f"request `{request_id}` is {status}; nothing to decide"
+
+
+def approval_expired(request_id: str) -> str:
+    return f"request `{request_id}` has expired; ask for it again"
+
+
+def self_approval_refused() -> str:
+    return "you cannot approve your own request; another approver must"
+
+
+def not_an_approver(user: str, view: ApprovalView) -> str:
+    return f"{user} may not approve `{view.request_id}`; approvers: {view.approvers}"
+
+
+def already_approved(request_id: str) -> str:
+    return f"you already approved `{request_id}`"
+
+
+def only_requester_cancels(view: ApprovalView) -> str:
+    return f"only {view.requester}, who asked, can cancel `{view.request_id}`"
+
+
+def plan_changed(view: ApprovalView) -> str:
+    return (f"the target changed since `{view.request_id}` was approved, so the approval is "
+            "void and nothing ran; request it again to approve the new plan")
+
+
+def request_expired_notice(view: ApprovalView) -> str:
+    return f"your request `{view.request_id}` (`{view.command}`) expired without approval"
+
+
+def request_denied_notice(view: ApprovalView) -> str:
+    who, reason, _ = view.denial or ("someone", None, None)
+    return f"{who} denied `{view.command}`" + (f": {reason}" if reason else "")
+
+
+def preview_failed(problem: str | None) -> str:
+    return f"the plan could not be made, so no approval was requested: {problem}"
+
+
+def secret_params_need_no_approval() -> str:
+    return "runbooks with secret parameters cannot wait for approval (the secret is not kept)"
+
+
+def pending_list(views: Sequence[ApprovalView]) -> Notice:
+    lines = tuple(
+        f"`{v.request_id}` `{v.command}` in {v.environment} by {v.requester}: "
+        f"{len(v.approvals)}/{v.required}, expires {v.expires_at:%H:%M} UTC"
+        for v in views
+    )
+    return Notice("info", "*Pending approval requests*", details=lines or ("none",))
+
+
+# Approvals in Slack (bot/slack/board.py, bot/slack/interactions.py) ------------------------
+
+
+def approve_label() -> str:
+    return "Approve"
+
+
+def deny_label() -> str:
+    return "Deny"
+
+
+def cancel_label() -> str:
+    return "Cancel"
+
+
+def approve_confirm_title() -> str:
+    return "Approve this change?"
+
+
+def approve_confirm_text(command: str, environment: str) -> str:
+    return (f"`{command}` runs in *{environment}* as soon as the approvals are complete, "
+            "if its plan is still the one shown.")
+
+
+def deny_modal_title() -> str:
+    return "Deny request"
+
+
+def deny_modal_intro(command: str, request_id: str) -> str:
+    return f"Deny `{command}` (request `{request_id}`). The requester sees your reason."
+
+
+def deny_reason_label() -> str:
+    return "Why deny it?"
+
+
+def deny_reason_placeholder() -> str:
+    return "What should change before it is requested again"
+
+
+def deny_reason_required() -> str:
+    return "Say why, so the requester knows what to change."
+
+
+def deny_form_failed(request_id: str) -> str:
+    return (f"the deny form could not be opened; type `deny {request_id} <reason>` "
+            "to deny it instead")
+
+
+
+def emergency_not_needed(runbook: str, environment: str) -> str:
+    return (f"`--emergency` is only for changes that need approval; `{runbook}` in "
+            f"`{environment}` does not, so run it without the flag")
+
+
+def break_glass_denied(user: str, environment: str) -> str:
+    return (f"{user} may not use --emergency in `{environment}`; ask for approval instead "
+            "(a role with break_glass: true is needed)")
+
+
+def break_glass_announcement(view: ApprovalView) -> str:
+    return (f"🚨 *Break-glass* in *{view.environment}*: {view.requester} ran `{view.command}` "
+            f"without approval. Reason: {view.reason}. An approver must acknowledge it: "
+            f"`approve {view.request_id}`.")
+
+
+def break_glass_reminder(view: ApprovalView) -> str:
+    return (f"⏰ Break-glass `{view.command}` in *{view.environment}* by {view.requester} is "
+            f"still not acknowledged: `approve {view.request_id}` ({view.approvers}).")
+
+
+def break_glass_acknowledged(view: ApprovalView) -> str:
+    return f"acknowledged the break-glass change `{view.request_id}` (`{view.command}`)"
+
+
+def requests_only_in(environment: str, channels: Sequence[str]) -> str:
+    where = ", ".join(f"<#{c}>" for c in channels)
+    return f"approval requests for `{environment}` are only accepted in {where}"

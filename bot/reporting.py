@@ -60,6 +60,7 @@ class ExecutionView:
     steps: list[StepView] = field(default_factory=list)
     summary: str = ""
     buttons: list[Button] = field(default_factory=list)
+    request_id: str | None = None  # the approval request this execution carries out
 
     @property
     def finished(self) -> bool:

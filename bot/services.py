@@ -7,14 +7,21 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.access import Access, GroupMembers, StaticGroups
+from bot.approvals.board import Board
+from bot.approvals.service import Approvals
 from bot.config import Settings
+from bot.console.board import ConsoleBoard
 from bot.dispatcher import Dispatcher
 from bot.kube import KubeFactory
 from bot.registry import Registry
 from bot.runbooks.loader import Catalog, load_catalog
 from bot.store import AuditEntry, Store
+
+if TYPE_CHECKING:
+    from bot.scheduler import Scheduler
 
 __all__ = ["Services", "default_database_url"]
 
@@ -34,6 +41,8 @@ class Services:
     kube: KubeFactory
     access: Access
     dispatcher: Dispatcher
+    approvals: Approvals
+    scheduler: Scheduler | None = None
 
     @classmethod
     def build(
@@ -43,6 +52,7 @@ class Services:
         members: GroupMembers | None = None,
         registry: Registry | None = None,
         store: Store | None = None,
+        board: Board | None = None,
     ) -> Services:
         """Load runbooks first (an invalid one stops startup), then open the store."""
         registry = registry or Registry.builtin()
@@ -60,7 +70,25 @@ class Services:
             access=access,
             kube=kube,
         )
-        return cls(settings, store, registry, catalog, kube, access, dispatcher)
+        approvals = Approvals(settings, store, access, dispatcher, board or ConsoleBoard())
+        dispatcher.approvals = approvals
+        return cls(settings, store, registry, catalog, kube, access, dispatcher, approvals)
+
+    async def start(self) -> None:
+        """Background work of a running process: the scheduler (approval expiry)."""
+        from bot.scheduler import Scheduler
+
+        if self.scheduler is None:
+            self.scheduler = Scheduler(
+                self.store, self.approvals,
+                remind_minutes=self.settings.break_glass_reminder_minutes,
+            )
+            await self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
 
     async def recover(self) -> list[str]:
         """Executions a previous process left running are marked interrupted, never re-run."""

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-__all__ = ["Source", "Trigger"]
+__all__ = ["SOURCES", "Source", "Trigger"]
 
 Source = Literal["slack", "console", "alert", "schedule"]
+SOURCES: tuple[str, ...] = ("slack", "console", "alert", "schedule")
 
 
 @dataclass(frozen=True)
@@ -21,5 +22,5 @@ class Trigger:
     text: str  # the command text after the slash command
     channel: str | None = None
     delivery_id: str | None = None  # dedup key of the delivery (signed request, alert state)
-    via: str = "command"  # "command" | "button" | ...
+    via: str = "command"  # "command" | "button" | "approval" | ...
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))

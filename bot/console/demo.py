@@ -7,15 +7,21 @@ traffic, so deploys are verified (and a bad release rolled back) as they are in 
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
 
 from bot.config import load_settings
-from bot.console.prometheus_process import PrometheusProcess, PrometheusStartError, find_binary
+from bot.console.prometheus_process import (
+    PrometheusProcess,
+    PrometheusStartError,
+    find_binary,
+    free_port,
+)
 from bot.services import Services
 from bot.simcluster import SimCluster
 
@@ -35,46 +41,63 @@ def demo_config_path() -> Path:
 @contextmanager
 def demo_world(notice: Callable[[str], None] = print) -> Iterator[Services]:
     """The demo's services; `notice` gets one line on whether deploys are verified."""
-    workdir = Path(tempfile.mkdtemp(prefix="opsbot-demo-"))
-    sim = SimCluster(seed="demo").start(host="127.0.0.1", port=0)
-    prometheus: PrometheusProcess | None = None
-    services: Services | None = None
-    try:
-        kubeconfig = sim.write_kubeconfig(str(workdir / "kubeconfig"))
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="opsbot-demo-"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        # Prometheus goes first: it scrapes its first target only ~5 s after it starts, and
+        # seeding the world takes some of that time.
+        token, port = secrets.token_urlsafe(24), free_port()
+        prometheus = _start_prometheus(f"127.0.0.1:{port}", token, workdir, notice)
+        sim = SimCluster(seed="demo", token=token)
+        stack.callback(sim.stop)
+        try:
+            sim.start(host="127.0.0.1", port=port)
+        except OSError:  # the port was taken while the world was seeded
+            sim.start(host="127.0.0.1", port=0)
+            if prometheus is not None:
+                prometheus.stop()
+                target = sim.url.removeprefix("http://")
+                prometheus = _start_prometheus(target, token, workdir, notice)
+        if prometheus is not None:
+            stack.callback(prometheus.stop)
         environ = {
-            "KUBECONFIG": str(kubeconfig),
+            "KUBECONFIG": sim.write_kubeconfig(str(workdir / "kubeconfig")),
             "OPSBOT_DATABASE_URL": f"sqlite:///{workdir / 'opsbot.db'}",
         }
-        prometheus = _start_prometheus(sim, workdir / "prometheus", notice)
-        if prometheus is not None:
+        if prometheus is not None and _scraping(prometheus, notice):
             environ["PROMETHEUS_URL"] = prometheus.url
-        settings = load_settings(demo_config_path(), environ=environ)
-        services = Services.build(settings)
+        services = Services.build(load_settings(demo_config_path(), environ=environ))
+        stack.callback(services.close)
         yield services
-    finally:
-        if services is not None:
-            services.close()
-        if prometheus is not None:
-            prometheus.stop()
-        sim.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _start_prometheus(sim: SimCluster, workdir: Path, notice: Callable[[str], None]
+def _start_prometheus(target: str, token: str, workdir: Path, notice: Callable[[str], None]
                       ) -> PrometheusProcess | None:
-    """Prometheus scraping the simulated cluster, or None (said in one line) without one."""
+    """Prometheus scraping the simulated cluster at `target`, or None (said in one line)."""
     binary = find_binary()
     if binary is None:
         notice(NO_PROMETHEUS)
         return None
-    target = sim.url.removeprefix("http://")
-    process = PrometheusProcess(binary, workdir, target=target, metrics_path=METRICS_PATH,
-                                bearer_token=sim.token)
+    process = PrometheusProcess(binary, workdir / "prometheus", target=target,
+                                metrics_path=METRICS_PATH, bearer_token=token)
     try:
-        process.start()
+        return process.start()
     except (PrometheusStartError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        notice(f"Prometheus did not start ({first}): deploys are not verified")
+        _not_verified(notice, exc)
         return None
-    notice(f"Prometheus at {process.url} scrapes the simulated apps: deploys are verified")
-    return process
+
+
+def _scraping(prometheus: PrometheusProcess, notice: Callable[[str], None]) -> bool:
+    try:
+        prometheus.wait_for_samples()
+    except PrometheusStartError as exc:
+        prometheus.stop()
+        _not_verified(notice, exc)
+        return False
+    notice(f"Prometheus at {prometheus.url} scrapes the simulated apps: deploys are verified")
+    return True
+
+
+def _not_verified(notice: Callable[[str], None], exc: Exception) -> None:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    notice(f"Prometheus did not start ({first}): deploys are not verified")

@@ -8,18 +8,27 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 import yaml
 
-__all__ = ["BINARY", "JOB", "PrometheusProcess", "PrometheusStartError", "find_binary"]
+__all__ = [
+    "BINARY",
+    "JOB",
+    "PrometheusProcess",
+    "PrometheusStartError",
+    "find_binary",
+    "free_port",
+]
 
 BINARY = "prometheus"
 JOB = "simcluster"
 SCRAPE_SECONDS = 1
 START_TIMEOUT = 15.0
+SAMPLES_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 PORT_ATTEMPTS = 3
 
@@ -32,14 +41,16 @@ def find_binary() -> str | None:
     return shutil.which(BINARY)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (someone may take it before it is bound)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 class PrometheusProcess:
-    """`start()` returns once Prometheus is ready and has scraped `target` (HOST:PORT) once;
+    """Prometheus scraping `target` (HOST:PORT, which need not be up yet) every second.
+    `start()` returns once it is ready, `wait_for_samples()` once it has scraped the target;
     `stop()` terminates it, and kills it if it lingers."""
 
     def __init__(self, binary: str, workdir: Path, *, target: str, metrics_path: str,
@@ -58,23 +69,29 @@ class PrometheusProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = START_TIMEOUT) -> PrometheusProcess:
+        """Launch it and wait until it answers /-/ready (well under a second)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         for _ in range(PORT_ATTEMPTS):  # another process may take the port we picked
-            self.port = _free_port()
+            self.port = free_port()
             with self.log_path.open("ab") as log:
                 self._proc = subprocess.Popen(
                     [self.binary, *self._args(config)], stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
                 )
             try:
-                self._wait_until_scraped(time.monotonic() + timeout)
+                self._wait(time.monotonic() + timeout, self._ready, "did not become ready")
                 return self
             except PrometheusStartError:
                 self.stop()
                 if "address already in use" not in self.log():
                     raise
         raise PrometheusStartError(f"no free port after {PORT_ATTEMPTS} attempts{self._tail()}")
+
+    def wait_for_samples(self, timeout: float = SAMPLES_TIMEOUT) -> None:
+        """Until the first scrape of the target is stored. Prometheus 2.x hands new targets
+        to its scrape loop only after about five seconds, so start it early."""
+        self._wait(time.monotonic() + timeout, self._scraped, "did not scrape its target")
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         proc, self._proc = self._proc, None
@@ -88,7 +105,10 @@ class PrometheusProcess:
             proc.wait(timeout)
 
     def __enter__(self) -> PrometheusProcess:
-        return self if self._proc is not None else self.start()
+        if self._proc is None:
+            self.start()
+        self.wait_for_samples()
+        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -128,26 +148,25 @@ class PrometheusProcess:
             "--log.level=warn",
         ]
 
-    def _wait_until_scraped(self, deadline: float) -> None:
-        """Ready on /-/ready, then `up` is 1 for the target: the first samples are in."""
-        query = f'up{{job="{JOB}"}} == 1'
+    def _wait(self, deadline: float, done: Callable[[httpx.Client], bool], what: str) -> None:
         with httpx.Client(timeout=2.0) as http:
-            ready = False
             while time.monotonic() < deadline:
                 if self._proc is None or self._proc.poll() is not None:
                     raise PrometheusStartError(f"prometheus exited{self._tail()}")
                 try:
-                    if not ready:
-                        ready = http.get(f"{self.url}/-/ready").status_code == 200
-                    else:
-                        answer = http.get(f"{self.url}/api/v1/query", params={"query": query})
-                        if answer.status_code == 200 and answer.json()["data"]["result"]:
-                            return
+                    if done(http):
+                        return
                 except (httpx.TransportError, ValueError, KeyError):
                     pass
                 time.sleep(0.05)
-        what = "did not scrape its target" if ready else "did not become ready"
         raise PrometheusStartError(f"prometheus {what} in time{self._tail()}")
+
+    def _ready(self, http: httpx.Client) -> bool:
+        return http.get(f"{self.url}/-/ready").status_code == 200
+
+    def _scraped(self, http: httpx.Client) -> bool:
+        answer = http.get(f"{self.url}/api/v1/query", params={"query": f'up{{job="{JOB}"}} == 1'})
+        return answer.status_code == 200 and bool(answer.json()["data"]["result"])
 
     def _tail(self) -> str:
         log = self.log().strip()

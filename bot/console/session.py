@@ -6,7 +6,8 @@ Console input becomes a Trigger like any Slack command and goes through the same
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from bot.console.reporter import ConsoleReporter
 from bot.dispatcher import Outcome
@@ -14,7 +15,9 @@ from bot.errors import UnknownName
 from bot.services import Services
 from bot.trigger import Trigger
 
-__all__ = ["EXIT_CODES", "exit_code", "run_command", "run_script", "shell"]
+__all__ = ["EXIT_CODES", "exit_code", "run_command", "run_script", "shell", "with_background"]
+
+T = TypeVar("T")
 
 EXIT_CODES = {
     "succeeded": 0,
@@ -44,7 +47,7 @@ async def run_command(
         return Outcome("usage")
     trigger = Trigger(source="console", actor=actor, text=text)
     outcome = await services.dispatcher.dispatch(trigger, ConsoleReporter(write))
-    if outcome.request_id:
+    if outcome.status == "pending_approval" and outcome.request_id:
         write(f"request-id: {outcome.request_id}")
     return outcome
 
@@ -74,7 +77,7 @@ async def run_script(
         write("")
         write(f"{user}> {text}")
         outcome = await run_command(services, text, user, write)
-        if outcome.request_id:
+        if outcome.status == "pending_approval" and outcome.request_id:
             last_request = outcome.request_id
     return status
 
@@ -119,3 +122,12 @@ def _known_user(services: Services, name: str) -> bool:
         return True
     except UnknownName:
         return False
+
+
+async def with_background(services: Services, work: Awaitable[T]) -> T:
+    """Run console work with the process's background services (the scheduler) around it."""
+    await services.start()
+    try:
+        return await work
+    finally:
+        await services.stop()

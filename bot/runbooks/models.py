@@ -110,6 +110,10 @@ class Runbook(_Model):
     steps: list[Step] = Field(min_length=1)
     on_failure: list[Step] = []
     follow_up: list[FollowUp] = []
+    auto_approved_in: list[str] = Field(
+        default=[],
+        description="Environments where runs triggered by alerts need no approval.",
+    )
 
     @field_validator("name")
     @classmethod

@@ -79,9 +79,9 @@ def handle(sim: SimCluster, request: Request) -> Response:
     if route == ("POST", "/_sim/traffic"):
         body = _body(request)
         (substring,) = _required(body, "image_substring")
-        options = {k: _number(body, k) for k in ("error_ratio", "p99_seconds") if k in body}
+        shape = {k: _number(body, k) for k in ("error_ratio", "p99_seconds") if k in body}
         try:
-            sim.script_traffic(str(substring), **options)
+            sim.script_traffic(str(substring), **shape)
         except ValueError as exc:
             raise bad_request(str(exc)) from exc
         return Response.of({"scripted": "traffic"}, 201)

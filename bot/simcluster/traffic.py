@@ -21,7 +21,7 @@ from .resources import ResourceRegistry
 from .store import Store
 
 JSON = dict[str, Any]
-RPS_PER_POD = 10.0
+RPS_PER_POD = 50.0
 DEFAULT_ERROR_RATIO = 0.001
 DEFAULT_P99_SECONDS = 0.08
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)

@@ -18,11 +18,14 @@ from bot.config import Settings
 from bot.dispatcher import Outcome
 from bot.metrics import TRIGGERS
 from bot.reporting import Notice, Reporter
-from bot.services import Services
+from bot.services import Services, default_database_url
 from bot.slack.api import slack_client, slack_members
 from bot.slack.blocks import ACTION_PREFIX
+from bot.slack.board import SlackBoard
+from bot.slack.interactions import register_approvals
 from bot.slack.reporter import SlackReporter
 from bot.slack.tasks import BackgroundTasks
+from bot.store import Store
 from bot.trigger import Trigger
 
 __all__ = ["build_bolt_app", "build_services", "button_trigger", "command_trigger",
@@ -43,8 +46,16 @@ _BOLT_LOG = logging.getLogger("slack_bolt.AsyncApp")
 
 
 def build_services(settings: Settings) -> Services:
-    """The product's services, with user group members read from Slack."""
-    return Services.build(settings, members=slack_members(slack_client(settings), settings))
+    """The product's services, with user group members read from Slack and approval
+    requests shown (and decided) in Slack."""
+    client = slack_client(settings)
+    store = Store.open(settings.database_url or default_database_url())
+    try:
+        return Services.build(settings, members=slack_members(client, settings), store=store,
+                              board=SlackBoard(client, store, settings.break_glass_channel))
+    except BaseException:
+        store.close()  # a bad runbook stops startup; leave no connection behind
+        raise
 
 
 def unescape(text: str) -> str:
@@ -109,7 +120,8 @@ def build_bolt_app(
     tasks: BackgroundTasks | None = None,
     socket_mode: bool = False,
 ) -> AsyncApp:
-    """Bolt app for `settings.slack.command` and follow-up buttons; work runs in `tasks`."""
+    """Bolt app for `settings.slack.command`, follow-up buttons and approval buttons; work
+    runs in `tasks`."""
     settings = services.settings
     web = client or slack_client(settings)
     background = tasks if tasks is not None else BackgroundTasks()
@@ -144,4 +156,6 @@ def build_bolt_app(
         trigger, thread_ts = button_trigger(body, action)
         start(trigger, thread_ts)
 
+    # Approve / Deny under approval requests; refusals reach only the clicker (ephemeral).
+    register_approvals(app, services, web, start)
     return app

@@ -11,11 +11,20 @@ from dataclasses import replace
 from typing import Any
 
 from bot import messages
+from bot.approvals.view import ApprovalView
 from bot.reporting import Button, ExecutionView, Notice, StepView
 
 __all__ = [
     "ACTION_PREFIX",
+    "APPROVE_ACTION",
+    "DENY_ACTION",
+    "DENY_MODAL",
+    "DENY_REASON_ACTION",
+    "DENY_REASON_BLOCK",
     "Block",
+    "approval_blocks",
+    "approval_text",
+    "deny_modal",
     "escape",
     "execution_blocks",
     "execution_text",
@@ -29,6 +38,11 @@ log = logging.getLogger("opsbot.slack")
 Block = dict[str, Any]
 
 ACTION_PREFIX = "opsbot_run_"
+APPROVE_ACTION = "opsbot_approve"
+DENY_ACTION = "opsbot_deny"
+DENY_MODAL = "opsbot_deny_modal"
+DENY_REASON_BLOCK = "opsbot_deny_reason"
+DENY_REASON_ACTION = "reason"
 SECTION_LIMIT = 3000  # characters of a section's text
 FIELD_LIMIT = 2000  # characters of one section field
 FIELDS_PER_SECTION = 10
@@ -36,6 +50,10 @@ BUTTON_VALUE_LIMIT = 2000
 BUTTON_TEXT_LIMIT = 75
 BUTTONS_PER_ACTIONS = 25
 BLOCKS_PER_MESSAGE = 50
+CONFIRM_TEXT_LIMIT = 300  # characters of a confirm dialog's text
+MODAL_TITLE_LIMIT = 24
+METADATA_LIMIT = 3000  # characters of a view's private_metadata
+REASON_LIMIT = 2000  # what a deny reason may hold; the command line must stay under 4000
 
 
 def escape(text: str) -> str:
@@ -193,3 +211,110 @@ def notice_text(notice: Notice) -> str:
     if notice.hint:
         lines.append(notice.hint)
     return "\n".join(lines)
+
+
+# Approval requests -----------------------------------------------------------------------
+
+
+def _safe_approval(view: ApprovalView) -> ApprovalView:
+    """A copy whose data (typed command and reasons, plan lines, names) is escaped."""
+    denial = view.denial
+    return replace(
+        view,
+        command=escape(view.command),
+        requester=escape(view.requester),
+        reason=escape(view.reason) if view.reason else view.reason,
+        plan=tuple(escape(line) for line in view.plan),
+        approvals=tuple((escape(who), at) for who, at in view.approvals),
+        approvers=escape(view.approvers),
+        denial=(escape(denial[0]), escape(denial[1]) if denial[1] else denial[1], denial[2])
+        if denial else None,
+        note=escape(view.note) if view.note else view.note,
+    )
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _approval_buttons(view: ApprovalView) -> Block:
+    # The dialog shows the command as typed (clipped); the message above it has the plan.
+    confirm_text = messages.approve_confirm_text(_clip(view.command, 150), view.environment)
+    approve: Block = {
+        "type": "button",
+        "action_id": APPROVE_ACTION,
+        "text": _plain(messages.approve_label()),
+        "value": view.request_id,
+        "style": "primary",
+        "confirm": {
+            "title": _plain(messages.approve_confirm_title()),
+            "text": _mrkdwn(_clip(confirm_text, CONFIRM_TEXT_LIMIT)),
+            "confirm": _plain(messages.approve_label()),
+            "deny": _plain(messages.cancel_label()),
+            "style": "primary",
+        },
+    }
+    deny: Block = {
+        "type": "button",
+        "action_id": DENY_ACTION,
+        "text": _plain(messages.deny_label()),
+        "value": view.request_id,
+        "style": "danger",
+    }
+    return {"type": "actions", "block_id": "opsbot_approval", "elements": [approve, deny]}
+
+
+def approval_blocks(view: ApprovalView) -> list[Block]:
+    """Headline, the request's lines (plan, approvals, who may approve...) and, while it is
+    open, Approve (with a confirm dialog) and Deny."""
+    safe = _safe_approval(view)
+    blocks: list[Block] = [
+        {"type": "section",
+         "text": _mrkdwn(messages.approval_headline(safe.status, safe.command, safe.environment))},
+    ]
+    blocks += _sections("\n".join(messages.approval_lines(safe)))
+    if view.open:
+        blocks.append(_approval_buttons(view))
+    return blocks
+
+
+def approval_text(view: ApprovalView) -> str:
+    """The notification and screen-reader text of a request message."""
+    safe = _safe_approval(view)
+    return "\n".join([messages.approval_headline(safe.status, safe.command, safe.environment),
+                      *messages.approval_lines(safe)])
+
+
+def deny_modal(request_id: str, channel: str | None, command: str) -> Block:
+    """The form asking a denier why; `private_metadata` carries the request and its channel,
+    since a view submission names neither."""
+    return {
+        "type": "modal",
+        "callback_id": DENY_MODAL,
+        "private_metadata": f"{request_id}|{channel or ''}"[:METADATA_LIMIT],
+        "title": _plain(_clip(messages.deny_modal_title(), MODAL_TITLE_LIMIT)),
+        "submit": _plain(messages.deny_label()),
+        "close": _plain(messages.cancel_label()),
+        "blocks": [
+            {"type": "section",
+             "text": _mrkdwn(_clip(messages.deny_modal_intro(escape(command), request_id),
+                                   SECTION_LIMIT))},
+            {
+                "type": "input",
+                "block_id": DENY_REASON_BLOCK,
+                "optional": False,
+                "label": _plain(messages.deny_reason_label()),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": DENY_REASON_ACTION,
+                    "multiline": True,
+                    "max_length": REASON_LIMIT,
+                    "placeholder": _plain(messages.deny_reason_placeholder()),
+                },
+            },
+        ],
+    }

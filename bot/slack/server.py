@@ -79,6 +79,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await recover(services, client)
+        # The scheduler expires what fell due while opsbot was down (messages updated) and
+        # times every open request from now on.
+        await services.start()
         socket = AsyncSocketModeHandler(bolt, app_token) if app_token else None
         if socket is not None:
             await socket.connect_async()  # type: ignore[no-untyped-call]
@@ -89,6 +92,7 @@ def create_app(
             if socket is not None:
                 await socket.close_async()  # type: ignore[no-untyped-call]
             await tasks.drain(shutdown_grace)
+            await services.stop()
 
     all_routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),

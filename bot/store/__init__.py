@@ -1,4 +1,5 @@
-"""Persistent store of opsbot: executions, target locks, delivery dedup and the audit log.
+"""Persistent store of opsbot: executions, target locks, approval requests, delivery dedup
+and the audit log.
 
 SQLite by default, PostgreSQL for several replicas; schema managed by the Alembic
 migrations shipped in ``bot/store/migrations``. See docs/store.md.
@@ -15,13 +16,23 @@ from bot.store.errors import (
     StoreError,
     StoreUnavailable,
 )
-from bot.store.records import ExecutionRecord, LockInfo, StepRecord
+from bot.store.records import (
+    ApprovalOutcome,
+    ApprovalRequest,
+    Decision,
+    ExecutionRecord,
+    LockInfo,
+    StepRecord,
+)
 from bot.store.store import Store
 
 __all__ = [
+    "ApprovalOutcome",
+    "ApprovalRequest",
     "AuditChainBroken",
     "AuditEntry",
     "AuditProblem",
+    "Decision",
     "ExecutionRecord",
     "InvalidTransition",
     "LockInfo",

@@ -3,7 +3,8 @@
 The Alembic migrations in ``migrations/versions`` must create exactly these
 (a test runs autogenerate's ``compare_metadata`` to keep the two in step). Later
 features (approval requests, alerts, the APScheduler job store) add their
-tables with new migrations; nothing here assumes it owns the whole database.
+tables with new migrations (``0003`` added approval requests); nothing here
+assumes it owns the whole database.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -23,12 +25,15 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "GENESIS_HASH",
+    "ApprovalDecisionRow",
+    "ApprovalRequestRow",
     "AuditHead",
     "AuditRecord",
     "Base",
@@ -206,3 +211,79 @@ class TargetLock(Base):
     actor: Mapped[str] = mapped_column(String)
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApprovalRequestRow(Base):
+    """A production change waiting for approval (``bot.store.approvals``).
+
+    ``status`` leaves ``pending`` exactly once, by a conditional UPDATE; ``decided_at``
+    is when it did. ``execution_id`` is not a foreign key, like ``target_locks``.
+    """
+
+    __tablename__ = "approval_requests"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    runbook: Mapped[str] = mapped_column(String)
+    command: Mapped[str] = mapped_column(Text)
+    environment: Mapped[str] = mapped_column(String)
+    target: Mapped[str | None] = mapped_column(String)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    reason: Mapped[str | None] = mapped_column(Text)
+    requester: Mapped[str] = mapped_column(String)
+    source: Mapped[str] = mapped_column(String)
+    channel: Mapped[str | None] = mapped_column(String)
+    message_ts: Mapped[str | None] = mapped_column(String)
+    plan_text: Mapped[str] = mapped_column(Text)
+    plan_digest: Mapped[str] = mapped_column(String)
+    required: Mapped[int] = mapped_column(Integer)
+    eligible_users: Mapped[list[str]] = mapped_column(JSONDocument)
+    eligible_groups: Mapped[list[str]] = mapped_column(JSONDocument)
+    allow_self: Mapped[bool] = mapped_column(Boolean)
+    emergency: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    execution_id: Mapped[str | None] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(Text)
+    cancelled_by: Mapped[str | None] = mapped_column(String)
+
+    decisions: Mapped[list[ApprovalDecisionRow]] = relationship(
+        order_by="ApprovalDecisionRow.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    __table_args__ = (
+        # Pending lists and the expiry sweep: WHERE status = 'pending' [AND expires_at <= now].
+        Index(None, "status", "expires_at"),
+        CheckConstraint("required >= 1", name="required_positive"),
+        CheckConstraint(
+            "status IN ('pending', 'approved', 'denied', 'expired', 'cancelled', 'void',"
+            " 'executed')",
+            name="status_known",
+        ),
+    )
+
+
+class ApprovalDecisionRow(Base):
+    """One approval or the denial of a request, by one user.
+
+    The unique constraint is what makes a user's approval count once, whatever races.
+    """
+
+    __tablename__ = "approval_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("approval_requests.id", ondelete="CASCADE")
+    )
+    actor: Mapped[str] = mapped_column(String)
+    kind: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("request_id", "actor", "kind"),
+        CheckConstraint("kind IN ('approve', 'deny')", name="kind_known"),
+    )

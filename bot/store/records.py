@@ -1,4 +1,4 @@
-"""Plain, immutable views of stored executions and locks handed to the rest of the bot.
+"""Plain, immutable views of stored executions, locks and approval requests.
 
 Callers never see ORM objects, so nothing they do can lazily hit the database
 from another thread or after the session is gone.
@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["EXECUTION_FINAL_STATUSES", "ExecutionRecord", "LockInfo", "StepRecord"]
+__all__ = [
+    "EXECUTION_FINAL_STATUSES",
+    "ApprovalOutcome",
+    "ApprovalRequest",
+    "ApprovalResult",
+    "Decision",
+    "ExecutionRecord",
+    "LockInfo",
+    "StepRecord",
+]
 
 #: Statuses ``finish_execution`` accepts; ``running`` is the only other one.
 EXECUTION_FINAL_STATUSES = frozenset({"succeeded", "failed", "refused", "interrupted"})
@@ -63,3 +72,73 @@ class LockInfo:
     actor: str
     acquired_at: datetime
     expires_at: datetime
+
+
+#: What ``approve``, ``deny`` and ``cancel`` report.
+ApprovalResult = Literal[
+    "recorded",  # approval stored, more are needed
+    "complete",  # this approval made it approved; exactly one caller ever gets it
+    "already_approved",  # this user's approval was stored before: nothing changed
+    "denied",
+    "cancelled",
+    "not_pending",  # no longer pending (decided, cancelled, expired by the scheduler...)
+    "expired",  # still pending but past expires_at: nothing recorded
+]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One approval, or the denial, of a request."""
+
+    user: str
+    at: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A production change waiting for (or past) approval; times are aware UTC.
+
+    The store records who may approve (``eligible_*``, ``allow_self``) but does not
+    judge it: callers check eligibility before ``approve``.
+    """
+
+    id: str
+    runbook: str
+    command: str
+    environment: str
+    target: str | None
+    params: dict[str, Any]
+    reason: str | None
+    requester: str
+    source: str
+    channel: str | None
+    ts: str | None
+    plan_text: str
+    plan_digest: str
+    required: int
+    eligible_users: list[str]
+    eligible_groups: list[str]
+    allow_self: bool
+    emergency: bool
+    status: str  # pending, approved, denied, expired, cancelled, void or executed
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    approvals: list[Decision]
+    denial: Decision | None
+    execution_id: str | None
+    note: str | None
+    cancelled_by: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "pending"
+
+
+@dataclass(frozen=True)
+class ApprovalOutcome:
+    """The request as it stands after an ``approve``/``deny``/``cancel``, and what happened."""
+
+    request: ApprovalRequest
+    result: ApprovalResult

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.store import approvals as _approvals
 from bot.store import audit as _audit
 from bot.store import deliveries as _deliveries
 from bot.store import executions as _executions
@@ -27,7 +28,7 @@ from bot.store.audit import AuditEntry, AuditProblem
 from bot.store.db import DEFAULT_BUSY_TIMEOUT_MS, make_engine
 from bot.store.errors import StoreError, translated
 from bot.store.models import utcnow
-from bot.store.records import ExecutionRecord, LockInfo
+from bot.store.records import ApprovalOutcome, ApprovalRequest, ExecutionRecord, LockInfo
 
 __all__ = ["Store"]
 
@@ -36,7 +37,10 @@ _PRUNE_EVERY_S = 600.0
 
 
 class Store:
-    """Executions, target locks, delivery dedup and the audit log, in SQLite or PostgreSQL."""
+    """Executions, locks, approval requests, delivery dedup and the audit log.
+
+    In SQLite or PostgreSQL.
+    """
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         """Wrap an engine whose schema is already current; most callers want ``open``."""
@@ -232,6 +236,111 @@ class Store:
         """The lease in force on ``target``; None when free or expired."""
         with translated():
             return _locks.get(self._sessions, self._now(), target)
+
+    # approval requests ----------------------------------------------------------
+
+    def create_request(
+        self,
+        *,
+        runbook: str,
+        command: str,
+        environment: str,
+        target: str | None,
+        params: dict[str, Any],
+        reason: str | None,
+        requester: str,
+        source: str,
+        channel: str | None,
+        plan_text: str,
+        plan_digest: str,
+        required: int,
+        eligible_users: Sequence[str],
+        eligible_groups: Sequence[str],
+        allow_self: bool,
+        ttl_seconds: float,
+        emergency: bool = False,
+    ) -> ApprovalRequest:
+        """Record a ``pending`` request (``rq-...``) that expires ``ttl_seconds`` from now."""
+        with translated():
+            return _approvals.create(
+                self._sessions,
+                self._now(),
+                runbook=runbook,
+                command=command,
+                environment=environment,
+                target=target,
+                params=params,
+                reason=reason,
+                requester=requester,
+                source=source,
+                channel=channel,
+                plan_text=plan_text,
+                plan_digest=plan_digest,
+                required=required,
+                eligible_users=eligible_users,
+                eligible_groups=eligible_groups,
+                allow_self=allow_self,
+                ttl_seconds=ttl_seconds,
+                emergency=emergency,
+            )
+
+    def get_request(self, request_id: str) -> ApprovalRequest | None:
+        """The request with exactly this id, or None."""
+        with translated():
+            return _approvals.get(self._sessions, request_id)
+
+    def pending_requests(self, *, environment: str | None = None) -> list[ApprovalRequest]:
+        """Pending requests, oldest first.
+
+        Includes any already past ``expires_at`` that ``expire_due`` has not swept yet.
+        """
+        with translated():
+            return _approvals.pending(self._sessions, environment=environment)
+
+    def set_request_message(self, request_id: str, *, channel: str, ts: str) -> None:
+        """Remember the Slack message that shows the request, to update it later."""
+        with translated():
+            _approvals.set_message(self._sessions, request_id, channel=channel, ts=ts)
+
+    def approve(self, request_id: str, user: str) -> ApprovalOutcome:
+        """Record ``user``'s approval; the one reaching ``required`` gets ``complete``.
+
+        Atomic across threads, processes and replicas: of racing approvers exactly one
+        ever gets ``complete``. Eligibility and self-approval are the caller's to check
+        first. ``expired`` records nothing and leaves the status to ``expire``.
+        """
+        with translated():
+            return _approvals.approve(self._sessions, self._now(), request_id, user)
+
+    def deny(self, request_id: str, user: str, reason: str) -> ApprovalOutcome:
+        """Pending -> denied (``denied``), or ``not_pending`` / ``expired`` and no change."""
+        with translated():
+            return _approvals.deny(self._sessions, self._now(), request_id, user, reason)
+
+    def cancel(self, request_id: str, user: str, note: str | None = None) -> ApprovalOutcome:
+        """Pending -> cancelled (``cancelled``), or ``not_pending`` and no change."""
+        with translated():
+            return _approvals.cancel(self._sessions, self._now(), request_id, user, note)
+
+    def expire(self, request_id: str) -> ApprovalRequest | None:
+        """Pending and past ``expires_at`` -> expired, returned; None otherwise."""
+        with translated():
+            return _approvals.expire(self._sessions, self._now(), request_id)
+
+    def expire_due(self) -> list[ApprovalRequest]:
+        """Expire every pending request past ``expires_at``; each is returned to one caller."""
+        with translated():
+            return _approvals.expire_due(self._sessions, self._now())
+
+    def void(self, request_id: str, note: str) -> ApprovalRequest | None:
+        """Approved -> void (e.g. the plan changed), returned; None if it was not approved."""
+        with translated():
+            return _approvals.void(self._sessions, request_id, note)
+
+    def mark_executed(self, request_id: str, execution_id: str) -> ApprovalRequest | None:
+        """Approved -> executed with ``execution_id``, returned; None if it was not approved."""
+        with translated():
+            return _approvals.mark_executed(self._sessions, request_id, execution_id)
 
     # delivery dedup -------------------------------------------------------------
 

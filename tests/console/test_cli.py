@@ -60,10 +60,32 @@ def test_run_unknown_user_exit_2(world: dict[str, str]) -> None:
     assert opsbot("run", "status shop-api", "--as", "eve", env=world).returncode == 2
 
 
-def test_run_prod_change_refused_exit_1(world: dict[str, str]) -> None:
+def test_run_prod_change_awaits_approval_exit_3(world: dict[str, str]) -> None:
     result = opsbot("run", "restart shop-api --env prod", "--as", "alice", env=world)
-    assert result.returncode == 1
-    assert "requires approval" in result.stdout
+    assert result.returncode == 3, result.stdout + result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("request-id: rq-")
+    request_id = last.removeprefix("request-id: ")
+    approved = opsbot("run", f"approve {request_id}", "--as", "bob", env=world)
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert "restarted shop-api" in approved.stdout
+
+
+def test_demo_script_approval_flow(tmp_path: Path) -> None:
+    script = tmp_path / "demo.txt"
+    script.write_text(
+        "alice: deploy shop-api 1.5.0 --env prod\n"
+        "alice: approve {last_request}\n"
+        "mallory: approve {last_request}\n"
+        "bob: approve {last_request}\n"
+        "alice: status shop-api --env prod\n"
+    )
+    result = opsbot("demo", "--script", str(script))
+    out = result.stdout
+    assert "awaiting approval" in out
+    assert "you cannot approve your own request" in out
+    assert "mallory may not approve" in out
+    assert "registry.example.com/shop/api:1.5.0" in out.split("alice> status shop-api")[-1]
 
 
 def test_demo_script_transcript(tmp_path: Path) -> None:

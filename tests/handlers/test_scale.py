@@ -71,11 +71,11 @@ async def test_viewer_denied_names_role(run: Run, sim: Any) -> None:
     assert sim.snapshot() == before
 
 
-async def test_prod_mutation_refused_until_approvals_exist(run: Run, sim: Any) -> None:
+async def test_prod_mutation_waits_for_approval(run: Run, sim: Any) -> None:
     before = sim.snapshot()
     outcome, rep = await run("scale shop-api 5 --env prod")
-    assert outcome.status == "refused"
-    assert "requires approval" in rep.notices[0].text
+    assert outcome.status == "pending_approval"
+    assert "`prod` requires approval" in rep.notices[0].text
     assert sim.snapshot() == before
 
 

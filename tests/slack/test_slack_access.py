@@ -45,14 +45,13 @@ def test_unknown_names_get_suggestions(bot: SlackDriver) -> None:
     assert bot.slack.calls_to("chat.postMessage") == []
 
 
-def test_prod_change_is_refused_and_the_cluster_unchanged(
+def test_prod_change_waits_for_approval_and_the_cluster_unchanged(
     bot: SlackDriver, sim: SimCluster, services: Services
 ) -> None:
     before = workloads(sim)
     bot.send_command("alice", "scale shop-api 5 --env prod")
-    refusal = bot.ephemeral("alice")
-    assert refusal.startswith("🛑 `scale` changes `prod`, which requires approval")
-    assert "Nothing was changed" in refusal
+    notice = bot.ephemeral("alice")
+    assert "`prod` requires approval: request `rq-" in notice
     assert services.store.recent_executions(5) == []
     assert workloads(sim) == before
 

@@ -11,8 +11,11 @@ import pytest
 
 import bot.store
 from bot.store import (
+    ApprovalOutcome,
+    ApprovalRequest,
     AuditEntry,
     AuditProblem,
+    Decision,
     ExecutionRecord,
     LockInfo,
     StepRecord,
@@ -26,9 +29,12 @@ from bot.store.ids import new_id
 
 def test_exported_names() -> None:
     assert sorted(bot.store.__all__) == [
+        "ApprovalOutcome",
+        "ApprovalRequest",
         "AuditChainBroken",
         "AuditEntry",
         "AuditProblem",
+        "Decision",
         "ExecutionRecord",
         "InvalidTransition",
         "LockInfo",
@@ -43,7 +49,16 @@ def test_exported_names() -> None:
 
 
 def test_records_are_frozen() -> None:
-    for cls in (AuditEntry, AuditProblem, ExecutionRecord, LockInfo, StepRecord):
+    for cls in (
+        ApprovalOutcome,
+        ApprovalRequest,
+        AuditEntry,
+        AuditProblem,
+        Decision,
+        ExecutionRecord,
+        LockInfo,
+        StepRecord,
+    ):
         assert dataclasses.is_dataclass(cls)
         assert cls.__dataclass_params__.frozen  # type: ignore[union-attr]
     entry = AuditEntry("alice", "console", "status shop-api", None, "shop-api", "succeeded")
@@ -57,6 +72,7 @@ def test_ids_are_short_sortable_and_unique() -> None:
     ids = [new_id("ex") for _ in range(2000)]
     assert all(re.fullmatch(r"ex-[0-9A-HJKMNP-TV-Z]{26}", i) for i in ids)
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert re.fullmatch(r"rq-[0-9A-HJKMNP-TV-Z]{26}", new_id("rq"))
 
 
 def test_ids_unique_across_threads() -> None:

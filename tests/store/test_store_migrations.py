@@ -16,8 +16,11 @@ from bot.store import migrate as store_migrate
 from bot.store.db import make_engine
 from bot.store.models import GENESIS_HASH, Base
 
+HEAD = "0003"
 TABLES = {
     "alembic_version",
+    "approval_decisions",
+    "approval_requests",
     "audit_head",
     "audit_records",
     "delivery_claims",
@@ -25,6 +28,7 @@ TABLES = {
     "executions",
     "target_locks",
 }
+TABLES_0001 = TABLES - {"target_locks", "approval_decisions", "approval_requests"}
 
 
 def test_migrations_ship_inside_the_package() -> None:
@@ -34,7 +38,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert location == package / "migrations"
     assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()
     assert config.config_file_name is None  # no alembic.ini is read
-    assert store_migrate.head_revision() == "0002"
+    assert store_migrate.head_revision() == HEAD
 
 
 def test_upgrade_on_an_empty_database_is_idempotent(
@@ -46,13 +50,13 @@ def test_upgrade_on_an_empty_database_is_idempotent(
         assert store_migrate.current_revision(engine) is None
         store_migrate.upgrade(engine)
         store_migrate.upgrade(engine)
-        assert store_migrate.current_revision(engine) == "0002"
+        assert store_migrate.current_revision(engine) == HEAD
         assert set(inspect(engine).get_table_names()) >= TABLES
         with engine.connect() as conn:
             head = conn.execute(text("SELECT id, seq, hash FROM audit_head")).all()
         assert [tuple(row) for row in head] == [(1, 0, GENESIS_HASH)]
         Store.open(db_url).close()
-        assert store_migrate.current_revision(engine) == "0002"
+        assert store_migrate.current_revision(engine) == HEAD
     finally:
         engine.dispose()
 
@@ -83,13 +87,13 @@ def test_downgrade_to_base_and_up_again(db_url: str) -> None:
         store_migrate.downgrade(engine, "base")
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         store_migrate.upgrade(engine)
-        assert store_migrate.current_revision(engine) == "0002"
+        assert store_migrate.current_revision(engine) == HEAD
     finally:
         engine.dispose()
 
 
 def test_downgrade_locks_and_up_again(db_url: str) -> None:
-    """0002 undone leaves 0001's schema and data; redone, models and migrations match again."""
+    """0002 (and 0003) undone leave 0001's schema and data; redone, models match again."""
     store = Store.open(db_url)
     store.acquire_lock("prod/db", execution_id="ex-A", actor="alice", ttl_seconds=60)
     store.audit(AuditEntry("alice", "console", "restart db", "prod", "db", "succeeded"))
@@ -99,12 +103,13 @@ def test_downgrade_locks_and_up_again(db_url: str) -> None:
         store_migrate.downgrade(engine, "0001")
         assert store_migrate.current_revision(engine) == "0001"
         tables = set(inspect(engine).get_table_names())
-        assert "target_locks" not in tables and tables >= TABLES - {"target_locks"}
+        assert not tables & (TABLES - TABLES_0001)
+        assert tables >= TABLES_0001
         indexes = {ix["name"] for ix in inspect(engine).get_indexes("audit_records")}
         assert indexes == {"ix_audit_records_execution_id", "ix_audit_records_time"}
 
         store_migrate.upgrade(engine)
-        assert store_migrate.current_revision(engine) == "0002"
+        assert store_migrate.current_revision(engine) == HEAD
         _assert_models_match(engine)
     finally:
         engine.dispose()
@@ -112,6 +117,53 @@ def test_downgrade_locks_and_up_again(db_url: str) -> None:
         assert store.get_lock("prod/db") is None  # the table was recreated empty
         assert [r["command"] for r in store.audit_records()] == ["restart db"]
         assert store.verify_audit() == []
+
+
+def test_downgrade_approvals_and_up_again(db_url: str) -> None:
+    """0003 undone drops only the approval tables; redone, they are back, empty."""
+    store = Store.open(db_url)
+    request = store.create_request(
+        runbook="scale",
+        command="scale shop-api 5 --env prod",
+        environment="prod",
+        target="shop-api",
+        params={"replicas": 5},
+        reason=None,
+        requester="U0ALICE",
+        source="slack",
+        channel=None,
+        plan_text="scale shop-api 3 -> 5",
+        plan_digest="d" * 64,
+        required=1,
+        eligible_users=[],
+        eligible_groups=["sre-approvers"],
+        allow_self=False,
+        ttl_seconds=600,
+    )
+    store.approve(request.id, "U0BOB")
+    store.acquire_lock("prod/db", execution_id="ex-A", actor="alice", ttl_seconds=60)
+    store.close()
+    engine = make_engine(db_url)
+    try:
+        store_migrate.downgrade(engine, "0002")
+        assert store_migrate.current_revision(engine) == "0002"
+        tables = set(inspect(engine).get_table_names())
+        assert tables == TABLES - {"approval_decisions", "approval_requests"}
+
+        store_migrate.upgrade(engine)
+        assert store_migrate.current_revision(engine) == HEAD
+        _assert_models_match(engine)
+        indexes = {ix["name"] for ix in inspect(engine).get_indexes("approval_requests")}
+        assert "ix_approval_requests_status_expires_at" in indexes
+        uniques = inspect(engine).get_unique_constraints("approval_decisions")
+        assert "uq_approval_decisions_request_id_actor_kind" in {uq["name"] for uq in uniques}
+    finally:
+        engine.dispose()
+    with Store.open(db_url) as store:
+        assert store.get_request(request.id) is None  # recreated empty
+        assert store.pending_requests() == []
+        lock = store.get_lock("prod/db")  # 0002's data untouched
+        assert lock is not None and lock.execution_id == "ex-A"
 
 
 def _assert_models_match(engine: Engine) -> None:

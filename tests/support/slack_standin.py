@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import httpx
 import uvicorn
@@ -30,7 +31,12 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from tests.support.signing import block_actions_body, signed_headers, slash_command_body
+from tests.support.signing import (
+    TEAM_ID,
+    block_actions_body,
+    signed_headers,
+    slash_command_body,
+)
 
 __all__ = [
     "BOT_TOKEN",
@@ -147,6 +153,7 @@ class SlackStandIn:
         self.calls: list[Call] = []
         self.messages: dict[str, Message] = {}
         self.uploads: dict[str, Upload] = {}  # by file id
+        self.views: list[dict[str, Any]] = []  # modals opened with views.open, in order
         self.upload_status = 200  # what the upload URL answers
         self.socket_mode: SocketModeStandIn | None = None
         self._cond = threading.Condition()
@@ -181,6 +188,7 @@ class SlackStandIn:
             self.calls.clear()
             self.messages.clear()
             self.uploads.clear()
+            self.views.clear()
             self.upload_status = 200
             self.socket_mode = None
 
@@ -260,8 +268,9 @@ class SlackStandIn:
             params.update(json.loads(body or b"{}"))
         elif body:
             params.update((await request.form()).items())
-        if isinstance(params.get("blocks"), str):
-            params["blocks"] = json.loads(params["blocks"])
+        for key in ("blocks", "view"):
+            if isinstance(params.get(key), str):
+                params[key] = json.loads(params[key])
         auth = request.headers.get("authorization")
         with self._cond:
             self.calls.append(Call(method, params, auth, request.method))
@@ -364,6 +373,22 @@ class SlackStandIn:
                            "title": upload.title, "size": len(upload.content)})
         return {"ok": True, "files": shared}
 
+    def _views_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Opens a modal; Slack wants a fresh trigger_id and a view with a type."""
+        view = p.get("view")
+        if not p.get("trigger_id") or not isinstance(view, dict) or "type" not in view:
+            return {"ok": False, "error": "invalid_arguments"}
+        opened = dict(view, id=f"V0{len(self.views) + 1:08d}")
+        self.views.append(opened)
+        return {"ok": True, "view": opened}
+
+    def wait_view(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """The newest modal opened, waiting for one if none is open yet."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: bool(self.views), timeout):
+                raise AssertionError(f"no views.open within {timeout}s")
+            return self.views[-1]
+
     def _usergroups_users_list(self, p: dict[str, Any]) -> dict[str, Any]:
         group = str(p.get("usergroup", ""))
         if group not in self.usergroups:
@@ -406,6 +431,25 @@ class SlackDriver:
             raw["thread_ts"] = message.thread_ts
         body = block_actions_body(USERS.get(user, user), button(message, label),
                                   channel_id=message.channel, message=raw)
+        return self.post(body, signed_headers(body, self.secret))
+
+    def submit(self, user: str, view: dict[str, Any],
+               values: dict[str, dict[str, dict[str, Any]]]) -> httpx.Response:
+        """`user` submits the modal `view` (as views.open got it) with `values`
+        (`{block_id: {action_id: {"type": ..., "value": ...}}}`), signed like Slack does."""
+        user_id = USERS.get(user, user)
+        payload = {
+            "type": "view_submission",
+            "team": {"id": TEAM_ID, "domain": "standin"},
+            "user": {"id": user_id, "username": user_id.lower(), "team_id": TEAM_ID},
+            "api_app_id": "A0OPSBOT",
+            "token": "deprecated-verification-token",
+            "trigger_id": f"{time.monotonic_ns()}.standin.view",
+            "view": dict(view, state={"values": values}, team_id=TEAM_ID, app_id="A0OPSBOT",
+                         hash=f"{time.time():.6f}.standin"),
+            "response_urls": [],
+        }
+        body = urlencode({"payload": json.dumps(payload)})
         return self.post(body, signed_headers(body, self.secret))
 
     def finished(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> Message:

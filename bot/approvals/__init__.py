@@ -1,0 +1,1 @@
+"""Approvals: production changes wait for N eligible people, bound to the plan they saw."""

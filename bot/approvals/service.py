@@ -1,0 +1,296 @@
+"""The approval flow: request (with the dry-run plan), approve, deny, cancel, expire, and run
+the approved change only if its plan is still the one approvers saw.
+
+Decisions are taken as the Trigger's actor, which front ends take from Slack's signed
+payload (`user.id`) or the console's `--as`; never from message text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from bot import messages
+from bot.access import Access
+from bot.approvals.board import Board
+from bot.approvals.view import ApprovalView, view_of
+from bot.commands import Command, parse
+from bot.config import AppConfig, EnvironmentConfig, Settings
+from bot.errors import Denied, Refused, UnknownName
+from bot.reporting import Notice, Reporter
+from bot.runbooks.models import Runbook
+from bot.runbooks.params import coerce_params
+from bot.store import ApprovalRequest, AuditEntry, Store
+from bot.trigger import SOURCES, Source, Trigger
+
+if TYPE_CHECKING:
+    from bot.dispatcher import Dispatcher, Outcome
+
+__all__ = ["Approvals"]
+
+log = logging.getLogger("opsbot.approvals")
+BREAK_GLASS_ACK_SECONDS = 7 * 24 * 3600  # reminders stop after a week even if nobody acks
+
+
+class Approvals:
+    def __init__(self, settings: Settings, store: Store, access: Access,
+                 dispatcher: Dispatcher, board: Board) -> None:
+        self.settings = settings
+        self.store = store
+        self.access = access
+        self.dispatcher = dispatcher
+        self.board = board
+        self.schedule_expiry: Any = None  # set by the scheduler: (request_id, when) -> None
+        self.schedule_reminder: Any = None  # set by the scheduler: (request_id) -> None
+
+    # -- requesting --------------------------------------------------------------------------
+
+    async def request(self, trigger: Trigger, command: Command, runbook: Runbook,
+                      environment: EnvironmentConfig, app: AppConfig | None,
+                      params: dict[str, Any], reporter: Reporter) -> Outcome:
+        from bot.dispatcher import Outcome
+
+        if any(spec.secret for spec in runbook.parameters.values()):
+            raise Refused(messages.secret_params_need_no_approval())
+        allowed = environment.approval.channels
+        if allowed and trigger.source == "slack" and trigger.channel not in allowed:
+            raise Denied(messages.requests_only_in(environment.name, allowed))
+        preview = await self.dispatcher.preview(trigger, command, runbook, environment, app,
+                                                params)
+        if not preview.ok:
+            raise Refused(messages.preview_failed(preview.problem))
+        policy = environment.approval
+        request = await self._db(
+            self.store.create_request, runbook=runbook.name, command=command.text,
+            environment=environment.name, target=app.name if app else None, params=params,
+            reason=command.reason, requester=trigger.actor, source=trigger.source,
+            channel=trigger.channel, plan_text="\n".join(preview.lines),
+            plan_digest=preview.digest, required=policy.approvals,
+            eligible_users=list(policy.users), eligible_groups=list(policy.groups),
+            allow_self=policy.allow_self_approval, ttl_seconds=policy.ttl_minutes * 60,
+        )
+        await self._audit(request, trigger.actor, "requested", detail=preview.digest)
+        view = await self._show(request)
+        if self.schedule_expiry is not None:
+            self.schedule_expiry(request.id, request.expires_at)
+        await reporter.notice(Notice(
+            "info", messages.approval_requested(request.id, environment.name, policy.approvals,
+                                                view.approvers),
+            hint=messages.approval_hint(request.id)))
+        return Outcome("pending_approval", request_id=request.id)
+
+    async def break_glass(self, trigger: Trigger, command: Command, runbook: Runbook,
+                          environment: EnvironmentConfig, app: AppConfig | None,
+                          params: dict[str, Any], reporter: Reporter) -> Outcome:
+        """Run now, without approval, for roles allowed to: loudly, flagged in the audit log,
+        and with reminders until an approver acknowledges it after the fact."""
+        if not await self.access.may_break_glass(trigger, runbook.name, environment):
+            raise Denied(messages.break_glass_denied(self.settings.handle(trigger.actor),
+                                                     environment.name))
+        reason = command.emergency or ""
+        policy = environment.approval
+        request = await self._db(
+            self.store.create_request, runbook=runbook.name, command=command.text,
+            environment=environment.name, target=app.name if app else None, params=params,
+            reason=reason, requester=trigger.actor, source=trigger.source,
+            channel=trigger.channel, plan_text="(break-glass: run without a plan review)",
+            plan_digest="", required=1, eligible_users=list(policy.users),
+            eligible_groups=list(policy.groups), allow_self=False,
+            ttl_seconds=BREAK_GLASS_ACK_SECONDS, emergency=True,
+        )
+        await self._audit(request, trigger.actor, "break-glass", detail=reason)
+        view = await self._show(request)
+        await self.board.announce(view, messages.break_glass_announcement(view))
+        if self.schedule_reminder is not None:
+            self.schedule_reminder(request.id)
+        outcome = await self.dispatcher.execute(
+            trigger, replace(command, dry_run=False), runbook, environment, app, params,
+            reporter, request_id=request.id)
+        return replace(outcome, request_id=request.id)
+
+    async def remind(self, request_id: str) -> bool:
+        """Remind approvers of an unacknowledged break-glass change; False once acknowledged."""
+        request = await self._db(self.store.get_request, request_id)
+        if request is None or not request.emergency or request.status != "pending":
+            return False
+        await self.board.announce(self._view(request),
+                                  messages.break_glass_reminder(self._view(request)))
+        return True
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    async def approve(self, trigger: Trigger, request_id: str, reporter: Reporter) -> Outcome:
+        from bot.dispatcher import Outcome
+
+        request = await self._open(request_id)
+        await self._check_approver(trigger.actor, request)
+        outcome = await self._db(self.store.approve, request_id, trigger.actor)
+        match outcome.result:
+            case "already_approved":
+                raise Refused(messages.already_approved(request_id))
+            case "expired":
+                await self.expire(request_id)
+                raise Refused(messages.approval_expired(request_id))
+            case "not_pending":
+                raise Refused(messages.approval_not_open(request_id, outcome.request.status))
+        if outcome.request.emergency:
+            # After the fact: the change already ran; approving it acknowledges it.
+            await self._audit(outcome.request, trigger.actor, "acknowledged")
+            await self._show(outcome.request)
+            await reporter.notice(Notice("info", messages.break_glass_acknowledged(
+                self._view(outcome.request))))
+            return Outcome("info", request_id=request_id)
+        await self._audit(outcome.request, trigger.actor, "approved")
+        view = await self._show(outcome.request)
+        if outcome.result != "complete":
+            await reporter.notice(Notice("info", messages.approval_recorded(view)))
+            return Outcome("info", request_id=request_id)
+        return await self._run_approved(outcome.request)
+
+    async def deny(self, trigger: Trigger, request_id: str, reason: str,
+                   reporter: Reporter) -> Outcome:
+        from bot.dispatcher import Outcome
+
+        request = await self._open(request_id)
+        await self._check_approver(trigger.actor, request, deciding="deny")
+        outcome = await self._db(self.store.deny, request_id, trigger.actor, reason)
+        if outcome.result != "denied":
+            raise Refused(messages.approval_not_open(request_id, outcome.request.status))
+        await self._audit(outcome.request, trigger.actor, "denied", detail=reason)
+        view = await self._show(outcome.request)
+        await self.board.tell(outcome.request.requester, view,
+                              Notice("denied", messages.request_denied_notice(view)))
+        await reporter.notice(Notice("info", messages.approval_headline(
+            "denied", view.command, view.environment)))
+        return Outcome("info", request_id=request_id)
+
+    async def cancel(self, trigger: Trigger, request_id: str, reporter: Reporter) -> Outcome:
+        from bot.dispatcher import Outcome
+
+        request = await self._open(request_id)
+        if trigger.actor != request.requester:
+            raise Denied(messages.only_requester_cancels(self._view(request)))
+        outcome = await self._db(self.store.cancel, request_id, trigger.actor)
+        if outcome.result != "cancelled":
+            raise Refused(messages.approval_not_open(request_id, outcome.request.status))
+        await self._audit(outcome.request, trigger.actor, "cancelled")
+        view = await self._show(outcome.request)
+        await reporter.notice(Notice("info", messages.approval_headline(
+            "cancelled", view.command, view.environment)))
+        return Outcome("info", request_id=request_id)
+
+    async def pending(self) -> Notice:
+        requests = await self._db(self.store.pending_requests)
+        return messages.pending_list([self._view(r) for r in requests])
+
+    async def expire(self, request_id: str) -> None:
+        """Mark a request past its expiry as expired, update it and tell the requester."""
+        request = await self._db(self.store.expire, request_id)
+        if request is None:
+            return
+        await self._audit(request, "opsbot", "expired")
+        view = await self._show(request)
+        await self.board.tell(request.requester, view,
+                              Notice("refused", messages.request_expired_notice(view)))
+
+    async def expire_due(self) -> None:
+        for request in await self._db(self.store.expire_due):
+            await self._audit(request, "opsbot", "expired")
+            view = await self._show(request)
+            await self.board.tell(request.requester, view,
+                                  Notice("refused", messages.request_expired_notice(view)))
+
+    # -- running an approved request --------------------------------------------------------
+
+    async def _run_approved(self, request: ApprovalRequest) -> Outcome:
+        from bot.dispatcher import Outcome
+
+        source: Source = request.source if request.source in SOURCES else "console"  # type: ignore[assignment]
+        trigger = Trigger(source=source, actor=request.requester, text=request.command,
+                          channel=request.channel, via="approval")
+        command = parse(request.command, self.dispatcher.catalog)
+        if command.runbook is None:
+            raise Refused(messages.approval_not_open(request.id, "not runnable"))
+        runbook = command.runbook
+        environment = self.settings.environment(request.environment)
+        params = coerce_params(runbook, command.raw_params, settings=self.settings,
+                               environment=environment.name)
+        app = self.settings.app(params["app"], environment.name) if params.get("app") else None
+        preview = await self.dispatcher.preview(trigger, command, runbook, environment, app,
+                                                params)
+        if not preview.ok or preview.digest != request.plan_digest:
+            voided = await self._db(self.store.void, request.id,
+                                    messages.plan_changed(self._view(request)))
+            current = voided or request
+            await self._audit(current, "opsbot", "void",
+                              detail=f"plan {request.plan_digest[:12]} -> {preview.digest[:12]}")
+            view = await self._show(current)
+            await self.board.tell(request.requester, view,
+                                  Notice("refused", messages.plan_changed(view)))
+            return Outcome("refused", request_id=request.id)
+        view = self._view(request)
+        outcome = await self.dispatcher.execute(
+            trigger, replace(command, dry_run=False), runbook, environment, app, params,
+            self.board.reporter(view), request_id=request.id)
+        if outcome.execution_id:
+            done = await self._db(self.store.mark_executed, request.id, outcome.execution_id)
+            if done is not None:
+                await self._show(done)
+        return replace(outcome, request_id=request.id)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _open(self, request_id: str) -> ApprovalRequest:
+        request: ApprovalRequest | None = await self._db(self.store.get_request, request_id)
+        if request is None:
+            raise UnknownName("approval request", request_id)
+        return request
+
+    async def _check_approver(self, actor: str, request: ApprovalRequest,
+                              deciding: str = "approve") -> None:
+        view = self._view(request)
+        if request.status != "pending":
+            raise Refused(messages.approval_not_open(request.id, request.status))
+        if deciding == "approve" and actor == request.requester and not request.allow_self:
+            raise Denied(messages.self_approval_refused())
+        eligible = actor in request.eligible_users
+        for group in request.eligible_groups:
+            if eligible:
+                break
+            eligible = await self.access.in_group(actor, group)
+        if not eligible:
+            raise Denied(messages.not_an_approver(self.settings.handle(actor), view))
+
+    def _view(self, request: ApprovalRequest) -> ApprovalView:
+        return view_of(request, self.settings.handle)
+
+    async def _show(self, request: ApprovalRequest) -> ApprovalView:
+        view = self._view(request)
+        try:
+            where = await self.board.show(view)
+        except Exception:  # the decision is recorded; a chat hiccup must not undo it
+            log.exception("showing request %s failed", request.id)
+            return view
+        if where and not request.ts:
+            channel, ts = where
+            await self._db(self.store.set_request_message, request.id, channel=channel, ts=ts)
+            request = replace(request, channel=channel, ts=ts)
+            view = self._view(request)
+        return view
+
+    async def _audit(self, request: ApprovalRequest, actor: str, outcome: str,
+                     detail: str = "") -> None:
+        entry = AuditEntry(
+            actor=actor, source="approval", command=request.command,
+            environment=request.environment, target=request.target, outcome=outcome,
+            execution_id=request.execution_id, request_id=request.id,
+            details={"runbook": request.runbook, "requester": request.requester,
+                     "detail": detail, "plan_digest": request.plan_digest},
+        )
+        await self._db(self.store.audit, entry)
+
+    @staticmethod
+    async def _db(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)

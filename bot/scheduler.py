@@ -1,0 +1,97 @@
+"""Timed work that must survive restarts (approval expiry now; backups and verifications later),
+on APScheduler 3 with its job store in opsbot's own database.
+
+Jobs are stored by reference (`bot.scheduler:expire_request_job`) with plain arguments, so a
+restarted process finds them and runs any that fell due while it was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.approvals.service import Approvals
+
+__all__ = ["Scheduler", "expire_request_job", "remind_job"]
+
+log = logging.getLogger("opsbot.scheduler")
+JOBS_TABLE = "opsbot_scheduler_jobs"
+
+# The process's running Approvals, for stored jobs (which can only name module functions).
+_approvals: Approvals | None = None
+_scheduler: Scheduler | None = None
+
+
+async def expire_request_job(request_id: str) -> None:
+    if _approvals is None:
+        log.warning("expiry of %s fell due with no approvals service running", request_id)
+        return
+    await _approvals.expire(request_id)
+
+
+async def remind_job(request_id: str) -> None:
+    if _approvals is None or _scheduler is None:
+        return
+    if not await _approvals.remind(request_id):
+        _scheduler.remove(f"remind-{request_id}")
+
+
+class Scheduler:
+    def __init__(self, store: Store, approvals: Approvals, *, remind_minutes: int = 15) -> None:
+        self._approvals = approvals
+        self._remind_minutes = remind_minutes
+        self._store = store
+        self._scheduler = AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)},
+            # A job missed while opsbot was down runs once when it is back, however late.
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+            timezone=UTC,
+        )
+
+    async def start(self) -> None:
+        """Start in the running event loop; expire what fell due while nobody was watching."""
+        global _approvals, _scheduler
+        _approvals, _scheduler = self._approvals, self
+        self._approvals.schedule_expiry = self.schedule_expiry
+        self._approvals.schedule_reminder = self.schedule_reminder
+        self._scheduler.start()
+        await self._approvals.expire_due()
+        # Every open request has its timer, even one made while no scheduler ran.
+        for request in await asyncio.to_thread(self._store.pending_requests):
+            self.schedule_expiry(request.id, request.expires_at)
+
+    def schedule_expiry(self, request_id: str, when: datetime) -> None:
+        self._scheduler.add_job(
+            "bot.scheduler:expire_request_job", trigger="date", run_date=when,
+            args=[request_id], id=f"expire-{request_id}", replace_existing=True,
+        )
+
+    def schedule_reminder(self, request_id: str) -> None:
+        self._scheduler.add_job(
+            "bot.scheduler:remind_job", trigger="interval", minutes=self._remind_minutes,
+            args=[request_id], id=f"remind-{request_id}", replace_existing=True,
+        )
+
+    def remove(self, job_id: str) -> None:
+        if self._scheduler.get_job(job_id) is not None:
+            self._scheduler.remove_job(job_id)
+
+    def jobs(self) -> list[tuple[str, datetime | None]]:
+        return [(job.id, job.next_run_time) for job in self._scheduler.get_jobs()]
+
+    async def stop(self) -> None:
+        global _approvals, _scheduler
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        if _approvals is self._approvals:
+            _approvals, _scheduler = None, None
+
+

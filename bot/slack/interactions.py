@@ -1,0 +1,154 @@
+"""Approve and Deny under an approval request: a click, or the deny form, becomes one
+`approve <id>` or `deny <id> <reason>` Trigger, run as the person in Slack's signed payload.
+
+The request id comes from the button (or the form's metadata) and must look like one; the
+reason is free text, quoted so that it stays one argument and cannot become a command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import messages
+from bot.services import Services
+from bot.slack.api import SlackCallFailed, call
+from bot.slack.blocks import (
+    APPROVE_ACTION,
+    DENY_ACTION,
+    DENY_MODAL,
+    DENY_REASON_ACTION,
+    DENY_REASON_BLOCK,
+    REASON_LIMIT,
+    deny_modal,
+)
+from bot.trigger import Trigger
+
+__all__ = ["approve_trigger", "deny_trigger", "register_approvals"]
+
+log = logging.getLogger("opsbot.slack")
+
+REQUEST_ID = re.compile(r"rq-[0-9A-Za-z]{4,40}")
+CHANNEL_ID = re.compile(r"[A-Z0-9]{2,40}")  # C..., G..., D...: nothing a command could hide in
+
+Start = Callable[[Trigger], None]
+
+
+def _channel_of(body: dict[str, Any]) -> str | None:
+    container = body.get("container") or {}
+    channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+    return str(channel) if channel and CHANNEL_ID.fullmatch(str(channel)) else None
+
+
+def approve_trigger(body: dict[str, Any], action: dict[str, Any]) -> Trigger | None:
+    """`approve <id>` as the clicker; None when the button's value is not a request id."""
+    request_id = str(action.get("value") or "")
+    if not REQUEST_ID.fullmatch(request_id):
+        log.warning("approve click with a malformed request id ignored")
+        return None
+    return Trigger(
+        source="slack",
+        actor=body["user"]["id"],  # from the signed payload, never from the message text
+        text=f"approve {request_id}",
+        channel=_channel_of(body),
+        delivery_id="slack:" + str(body.get("trigger_id") or action.get("action_ts")),
+        via="button",
+    )
+
+
+def _metadata(view: dict[str, Any]) -> tuple[str, str | None] | None:
+    request_id, _, channel = str(view.get("private_metadata") or "").partition("|")
+    if not REQUEST_ID.fullmatch(request_id):
+        return None
+    return request_id, channel if CHANNEL_ID.fullmatch(channel) else None
+
+
+def deny_reason(view: dict[str, Any]) -> str:
+    values = (view.get("state") or {}).get("values") or {}
+    field = (values.get(DENY_REASON_BLOCK) or {}).get(DENY_REASON_ACTION) or {}
+    return str(field.get("value") or "").strip()[:REASON_LIMIT]
+
+
+def deny_trigger(body: dict[str, Any]) -> Trigger | None:
+    """`deny <id> <reason>` from a submitted deny form, as the submitter; None when the form's
+    metadata is not ours or the reason is empty."""
+    view = body.get("view") or {}
+    meta = _metadata(view)
+    reason = deny_reason(view)
+    if meta is None or not reason:
+        return None
+    request_id, channel = meta
+    return Trigger(
+        source="slack",
+        actor=body["user"]["id"],
+        # One quoted word: `'x; approve rq-...'` or `--env prod` stay the reason's text.
+        text=f"deny {request_id} {shlex.quote(reason)}",
+        channel=channel,
+        delivery_id="slack:" + str(body.get("trigger_id") or view.get("id")),
+        via="button",
+    )
+
+
+async def _ephemeral(web: AsyncWebClient, channel: str, user: str, text: str) -> None:
+    try:
+        await call("chat.postEphemeral", web.chat_postEphemeral, channel=channel, user=user,
+                   text=text)
+    except SlackCallFailed as exc:
+        log.warning("ephemeral reply to %s in %s failed: %s", user, channel, exc)
+
+
+def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
+                       start: Start) -> None:
+    """Listeners for Approve, Deny and the deny form; `start` dispatches in the background."""
+
+    @app.action(APPROVE_ACTION)
+    async def on_approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        trigger = approve_trigger(body, action)
+        if trigger is not None:
+            start(trigger)
+
+    @app.action(DENY_ACTION)
+    async def on_deny(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        request_id = str(action.get("value") or "")
+        if not REQUEST_ID.fullmatch(request_id):
+            log.warning("deny click with a malformed request id ignored")
+            return
+        channel, user = _channel_of(body), str(body["user"]["id"])
+        request = await asyncio.to_thread(services.store.get_request, request_id)
+        if request is not None and not request.pending and channel:
+            # Decided meanwhile: say so instead of asking for a reason that cannot count.
+            await _ephemeral(web, channel, user,
+                             messages.approval_not_open(request_id, request.status))
+            return
+        command = request.command if request is not None else request_id
+        try:
+            # trigger_id is good for 3 seconds: open the form now, decide on submission.
+            await call("views.open", web.views_open, trigger_id=body["trigger_id"],
+                       view=deny_modal(request_id, channel, command))
+        except SlackCallFailed as exc:
+            log.warning("deny form for %s not opened: %s", request_id, exc)
+            if channel:
+                await _ephemeral(web, channel, user, messages.deny_form_failed(request_id))
+
+    @app.view(DENY_MODAL)
+    async def on_deny_submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
+        view = body.get("view") or {}
+        if not deny_reason(view):
+            await ack(response_action="errors",
+                      errors={DENY_REASON_BLOCK: messages.deny_reason_required()})
+            return
+        await ack()  # closes the form
+        trigger = deny_trigger(body)
+        if trigger is None:
+            log.warning("deny form with unknown metadata ignored")
+            return
+        start(trigger)
