@@ -129,7 +129,8 @@ class Dispatcher:
         except Denied as exc:
             await self._audit_decision(trigger, None, None, "denied", str(exc))
             return await self._reply(
-                trigger, reporter, "denied", Notice("denied", str(exc), hint=messages.denied_hint())
+                trigger, reporter, "denied",
+                Notice("denied", str(exc), hint=exc.hint or messages.denied_hint()),
             )
         except Refused as exc:
             return await self._reply(
@@ -213,7 +214,8 @@ class Dispatcher:
                 trigger, environment.name, target, "denied", str(exc), runbook=runbook.name
             )
             return await self._reply(
-                trigger, reporter, "denied", Notice("denied", str(exc), hint=messages.denied_hint())
+                trigger, reporter, "denied",
+                Notice("denied", str(exc), hint=exc.hint or messages.denied_hint()),
             )
         needs_approval = self._needs_approval(trigger, runbook, environment)
         if command.emergency and not needs_approval:

@@ -74,7 +74,12 @@ class RunbookError(OpsbotError):
 
 
 class Denied(OpsbotError):
-    """The actor lacks a role for this runbook, environment or channel."""
+    """The actor lacks a role for this runbook, environment or channel; `hint` says what to do
+    instead (the default hint is about roles)."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class Refused(OpsbotError):

@@ -153,6 +153,10 @@ def retrying(attempt: int, attempts: int, error: str) -> str:
     return f"retrying ({attempt}/{attempts}) after: {error}"
 
 
+def approval_denied_hint() -> str:
+    return "Another approver can decide it; `pending` lists open requests."
+
+
 def denied_hint() -> str:
     return "Ask an admin for the role if you need it; `help` lists what you can run."
 
@@ -385,7 +389,13 @@ def run_for_real_label() -> str:
 # Approvals -------------------------------------------------------------------------------
 
 
-def approval_headline(status: str, command: str, environment: str) -> str:
+def approval_headline(status: str, command: str, environment: str,
+                      emergency: bool = False) -> str:
+    if emergency:
+        state = "ran under break-glass, awaiting acknowledgement" if status == "pending" \
+            else "ran under break-glass, acknowledged" if status == "approved" \
+            else f"ran under break-glass ({status})"
+        return f"🚨 `{command}` in *{environment}*: {state}"
     icon = {"pending": "🟡", "approved": "✅", "executed": "✅", "denied": "⛔", "expired": "⌛",
             "cancelled": "🚫", "void": "♻️"}.get(status, "•")
     state = {"pending": "awaiting approval", "approved": "approved", "executed": "approved and run",

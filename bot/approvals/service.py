@@ -254,14 +254,15 @@ class Approvals:
         if request.status != "pending":
             raise Refused(messages.approval_not_open(request.id, request.status))
         if deciding == "approve" and actor == request.requester and not request.allow_self:
-            raise Denied(messages.self_approval_refused())
+            raise Denied(messages.self_approval_refused(), hint=messages.approval_denied_hint())
         eligible = actor in request.eligible_users
         for group in request.eligible_groups:
             if eligible:
                 break
             eligible = await self.access.in_group(actor, group)
         if not eligible:
-            raise Denied(messages.not_an_approver(self.settings.handle(actor), view))
+            raise Denied(messages.not_an_approver(self.settings.handle(actor), view),
+                         hint=messages.approval_denied_hint())
 
     def _view(self, request: ApprovalRequest) -> ApprovalView:
         return view_of(request, self.settings.handle)

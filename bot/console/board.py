@@ -18,7 +18,8 @@ class ConsoleBoard:
         self.write = write
 
     async def show(self, view: ApprovalView) -> tuple[str, str] | None:
-        lines = [plain(messages.approval_headline(view.status, view.command, view.environment))]
+        lines = [plain(messages.approval_headline(
+            view.status, view.command, view.environment, view.emergency))]
         lines += ["  " + plain(line) for line in messages.approval_lines(view)]
         self.write("\n".join(lines))
         return None

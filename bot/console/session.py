@@ -77,7 +77,7 @@ async def run_script(
         write("")
         write(f"{user}> {text}")
         outcome = await run_command(services, text, user, write)
-        if outcome.status == "pending_approval" and outcome.request_id:
+        if outcome.request_id:  # the newest approval request this script has touched
             last_request = outcome.request_id
     return status
 

@@ -274,7 +274,8 @@ def approval_blocks(view: ApprovalView) -> list[Block]:
     safe = _safe_approval(view)
     blocks: list[Block] = [
         {"type": "section",
-         "text": _mrkdwn(messages.approval_headline(safe.status, safe.command, safe.environment))},
+         "text": _mrkdwn(messages.approval_headline(safe.status, safe.command, safe.environment,
+                                         safe.emergency))},
     ]
     blocks += _sections("\n".join(messages.approval_lines(safe)))
     if view.open:
@@ -285,7 +286,8 @@ def approval_blocks(view: ApprovalView) -> list[Block]:
 def approval_text(view: ApprovalView) -> str:
     """The notification and screen-reader text of a request message."""
     safe = _safe_approval(view)
-    return "\n".join([messages.approval_headline(safe.status, safe.command, safe.environment),
+    return "\n".join([messages.approval_headline(safe.status, safe.command, safe.environment,
+                                         safe.emergency),
                       *messages.approval_lines(safe)])
 
 
