@@ -346,3 +346,51 @@ def test_decisions_take_the_actor_from_the_payload_and_keep_the_reason_one_argum
                   state={"values": {"opsbot_deny_reason": {"reason": {"value": "x"}}}})
     bad_channel = deny_trigger({"user": {"id": "U0BOB"}, "view": hidden})
     assert bad_channel is not None and bad_channel.channel is None
+
+
+def test_a_pending_request_survives_a_restart_of_the_server(
+    settings: Settings, slack: SlackStandIn, sim: SimCluster,
+) -> None:
+    """alice asks; opsbot stops (a deploy of opsbot itself); a new process starts on the same
+    database; bob's click on the old message is honoured there."""
+    from bot.slack.app import build_services
+
+    first = build_services(settings)
+    server = ServerThread(create_app(first, shutdown_grace=10)).start()
+    try:
+        with httpx.Client(timeout=30.0) as http:
+            message, request_id = request(SlackDriver(server.url, http, slack, SIGNING_SECRET))
+    finally:
+        server.stop()
+        first.close()
+    assert replicas(sim) == 3
+    second = build_services(settings)
+    server = ServerThread(create_app(second, shutdown_grace=10)).start()
+    try:
+        jobs = dict(second.scheduler.jobs()) if second.scheduler else {}
+        assert f"expire-{request_id}" in jobs  # its timer came back with it
+        with httpx.Client(timeout=30.0) as http:
+            driver = SlackDriver(server.url, http, slack, SIGNING_SECRET)
+            assert driver.click("bob", message, "Approve").status_code == 200
+            slack.wait_message(lambda m: m.ts == message.ts and "approved and run" in m.text)
+    finally:
+        server.stop()
+        second.close()
+    sim.wait_idle()
+    assert replicas(sim) == 5
+
+
+def test_break_glass_from_slack_runs_at_once_and_is_announced(
+    bot: SlackDriver, services: Services, sim: SimCluster,
+) -> None:
+    assert bot.send_command("bob", f'{COMMAND} --emergency "checkout down"').status_code == 200
+    bot.slack.wait_message(lambda m: "Break-glass" in m.text and "checkout down" in m.text)
+    bot.slack.wait_message(lambda m: "ran under break-glass" in m.text)
+    deadline = time.monotonic() + 30
+    while replicas(sim) != 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert replicas(sim) == 5
+    refused = bot.send_command("alice", f'{COMMAND} --emergency "me too"')
+    assert refused.status_code == 200
+    assert "may not use --emergency" in bot.ephemeral("alice",
+                                                      lambda t: "--emergency" in t)
