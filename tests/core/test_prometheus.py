@@ -66,11 +66,19 @@ async def test_bad_promql_is_permanent_with_prometheus_text(prom: PrometheusServ
 
 
 async def test_range_query_returns_timestamped_points(prom: PrometheusServer) -> None:
-    end = datetime.now(UTC)
+    import asyncio
+
     async with PrometheusClient(prom.url) as client:
-        points = await client.query_range(
-            _query(error_ratio_query()), end - timedelta(seconds=30), end, 1.5
-        )
+        # Scrapes land a moment after they happen; on a busy machine the newest window may
+        # still be empty, so ask again briefly rather than flake.
+        for _ in range(20):
+            end = datetime.now(UTC)
+            points = await client.query_range(
+                _query(error_ratio_query()), end - timedelta(seconds=30), end, 1.5
+            )
+            if points:
+                break
+            await asyncio.sleep(0.5)
         nothing = await client.query_range(
             'sum(http_requests_total{app="nobody"})', end - timedelta(seconds=30), end, 1
         )
