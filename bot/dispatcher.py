@@ -21,6 +21,7 @@ from bot.access import Access
 from bot.commands import Command, parse
 from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableError, UsageError
+from bot.invocation import Invocation
 from bot.kube import KubeFactory
 from bot.locks import Lease, Locked, TargetLocks
 from bot.metrics import EXECUTIONS, TRIGGERS
@@ -207,6 +208,7 @@ class Dispatcher:
         app = self.settings.app(app_name, environment.name) if app_name else None
         target = app.name if app else None
         command = replace(command, text=_redact(command.text, params, runbook))
+        inv = Invocation(trigger, command, runbook, environment, app, params)
         try:
             await self.access.check(trigger, runbook.name, environment)
         except Denied as exc:
@@ -228,13 +230,11 @@ class Dispatcher:
                 )
                 raise Refused(reason, hint=messages.approval_unavailable_hint())
             if command.emergency:
-                return await self.approvals.break_glass(
-                    trigger, command, runbook, environment, app, params, reporter)
-            outcome = await self.approvals.request(
-                trigger, command, runbook, environment, app, params, reporter)
+                return await self.approvals.break_glass(inv, reporter)
+            outcome = await self.approvals.request(inv, reporter)
             TRIGGERS.labels(source=trigger.source, outcome=outcome.status).inc()
             return outcome
-        return await self.execute(trigger, command, runbook, environment, app, params, reporter)
+        return await self.execute(inv, reporter)
 
     def _needs_approval(
         self, trigger: Trigger, runbook: Runbook, environment: EnvironmentConfig
@@ -250,18 +250,10 @@ class Dispatcher:
         return not (trigger.source == "alert" and environment.name in runbook.auto_approved_in)
 
     async def execute(
-        self,
-        trigger: Trigger,
-        command: Command,
-        runbook: Runbook,
-        environment: EnvironmentConfig,
-        app: AppConfig | None,
-        params: dict[str, Any],
-        reporter: Reporter,
-        *,
-        request_id: str | None = None,
+        self, inv: Invocation, reporter: Reporter, *, request_id: str | None = None
     ) -> Outcome:
         """Persist and run an authorized execution; reports every step through `reporter`."""
+        trigger, command, runbook, environment, app, params = inv.parts()
         stored_params = {
             k: (REDACTED if runbook.parameters[k].secret else v) for k, v in params.items()
         }
@@ -292,24 +284,15 @@ class Dispatcher:
                 return await self._reply(trigger, reporter, "refused",
                                          Notice("refused", str(exc), hint=exc.hint))
         try:
-            return await self._execute(trigger, command, runbook, environment, app, params,
-                                       reporter, execution_id, request_id)
+            return await self._execute(inv, reporter, execution_id, request_id)
         finally:
             if lease is not None:
                 await lease.release()
 
     async def _execute(
-        self,
-        trigger: Trigger,
-        command: Command,
-        runbook: Runbook,
-        environment: EnvironmentConfig,
-        app: AppConfig | None,
-        params: dict[str, Any],
-        reporter: Reporter,
-        execution_id: str,
-        request_id: str | None,
+        self, inv: Invocation, reporter: Reporter, execution_id: str, request_id: str | None
     ) -> Outcome:
+        trigger, command, runbook, environment, app, params = inv.parts()
         target = app.name if app else None
         await self._audit(
             trigger, command, runbook, environment.name, target, "started", execution_id,
@@ -381,17 +364,10 @@ class Dispatcher:
             "reason": command.reason,
         }
 
-    async def preview(
-        self,
-        trigger: Trigger,
-        command: Command,
-        runbook: Runbook,
-        environment: EnvironmentConfig,
-        app: AppConfig | None,
-        params: dict[str, Any],
-    ) -> Preview:
+    async def preview(self, inv: Invocation) -> Preview:
         """Run the runbook as a dry run, recording and reporting nothing: the plan approvers
         see, and its digest, recomputed when approvals are complete."""
+        trigger, command, runbook, environment, app, params = inv.parts()
         dry = replace(command, dry_run=True)
         view = ExecutionView(
             execution_id="preview", runbook=runbook.name, command=command.text,

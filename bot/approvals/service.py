@@ -16,11 +16,11 @@ from bot import messages
 from bot.access import Access
 from bot.approvals.board import Board
 from bot.approvals.view import ApprovalView, view_of
-from bot.commands import Command, parse
-from bot.config import AppConfig, EnvironmentConfig, Settings
+from bot.commands import parse
+from bot.config import Settings
 from bot.errors import Denied, Refused, UnknownName
+from bot.invocation import Invocation
 from bot.reporting import Notice, Reporter
-from bot.runbooks.models import Runbook
 from bot.runbooks.params import coerce_params
 from bot.store import ApprovalRequest, AuditEntry, Store
 from bot.trigger import SOURCES, Source, Trigger
@@ -47,18 +47,16 @@ class Approvals:
 
     # -- requesting --------------------------------------------------------------------------
 
-    async def request(self, trigger: Trigger, command: Command, runbook: Runbook,
-                      environment: EnvironmentConfig, app: AppConfig | None,
-                      params: dict[str, Any], reporter: Reporter) -> Outcome:
+    async def request(self, inv: Invocation, reporter: Reporter) -> Outcome:
         from bot.dispatcher import Outcome
 
+        trigger, command, runbook, environment, app, params = inv.parts()
         if any(spec.secret for spec in runbook.parameters.values()):
             raise Refused(messages.secret_params_need_no_approval())
         allowed = environment.approval.channels
         if allowed and trigger.source == "slack" and trigger.channel not in allowed:
             raise Denied(messages.requests_only_in(environment.name, allowed))
-        preview = await self.dispatcher.preview(trigger, command, runbook, environment, app,
-                                                params)
+        preview = await self.dispatcher.preview(inv)
         if not preview.ok:
             raise Refused(messages.preview_failed(preview.problem))
         policy = environment.approval
@@ -81,11 +79,10 @@ class Approvals:
             hint=messages.approval_hint(request.id)))
         return Outcome("pending_approval", request_id=request.id)
 
-    async def break_glass(self, trigger: Trigger, command: Command, runbook: Runbook,
-                          environment: EnvironmentConfig, app: AppConfig | None,
-                          params: dict[str, Any], reporter: Reporter) -> Outcome:
+    async def break_glass(self, inv: Invocation, reporter: Reporter) -> Outcome:
         """Run now, without approval, for roles allowed to: loudly, flagged in the audit log,
         and with reminders until an approver acknowledges it after the fact."""
+        trigger, command, runbook, environment, app, params = inv.parts()
         if not await self.access.may_break_glass(trigger, runbook.name, environment):
             raise Denied(messages.break_glass_denied(self.settings.handle(trigger.actor),
                                                      environment.name))
@@ -106,8 +103,8 @@ class Approvals:
         if self.schedule_reminder is not None:
             self.schedule_reminder(request.id)
         outcome = await self.dispatcher.execute(
-            trigger, replace(command, dry_run=False), runbook, environment, app, params,
-            reporter, request_id=request.id)
+            replace(inv, command=replace(command, dry_run=False)), reporter,
+            request_id=request.id)
         return replace(outcome, request_id=request.id)
 
     async def remind(self, request_id: str) -> bool:
@@ -218,8 +215,9 @@ class Approvals:
         params = coerce_params(runbook, command.raw_params, settings=self.settings,
                                environment=environment.name)
         app = self.settings.app(params["app"], environment.name) if params.get("app") else None
-        preview = await self.dispatcher.preview(trigger, command, runbook, environment, app,
-                                                params)
+        inv = Invocation(trigger, replace(command, dry_run=False), runbook, environment, app,
+                         params)
+        preview = await self.dispatcher.preview(inv)
         if not preview.ok or preview.digest != request.plan_digest:
             voided = await self._db(self.store.void, request.id,
                                     messages.plan_changed(self._view(request)))
@@ -231,9 +229,8 @@ class Approvals:
                                   Notice("refused", messages.plan_changed(view)))
             return Outcome("refused", request_id=request.id)
         view = self._view(request)
-        outcome = await self.dispatcher.execute(
-            trigger, replace(command, dry_run=False), runbook, environment, app, params,
-            self.board.reporter(view), request_id=request.id)
+        outcome = await self.dispatcher.execute(inv, self.board.reporter(view),
+                                                request_id=request.id)
         if outcome.execution_id:
             done = await self._db(self.store.mark_executed, request.id, outcome.execution_id)
             if done is not None:
