@@ -9,17 +9,17 @@ revision bookkeeping).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import PermanentError, Refused
 from bot.registry import HandlerContext
+from handlers.deploy.images import resolve_image
 from handlers.deploy.plan import Change, Plan
 from handlers.deploy.strategy import Progress
 from handlers.workload import Workload, read_workload, rollout_state
 
-__all__ = ["STRATEGY", "KubernetesStrategy", "resolve_image"]
+__all__ = ["STRATEGY", "KubernetesStrategy"]
 
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
@@ -35,27 +35,6 @@ ANNOTATIONS_TO_SKIP = frozenset(
         "deprecated.deployment.rollback.to",
     }
 )
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-
-
-def resolve_image(image: str, *, repository: str | None, current: str) -> str:
-    """A bare tag keeps the configured (or current) repository; a full reference must use it."""
-    base = repository or _repository(current)
-    if _TAG.match(image) and "/" not in image and ":" not in image:
-        return f"{base}:{image}"
-    if repository and _repository(image) != repository:
-        raise Refused(
-            f"`{image}` is not from this app's repository `{repository}`; "
-            "deploy a tag, or change apps.<app>.image in the configuration"
-        )
-    return image
-
-
-def _repository(image: str) -> str:
-    name = image.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    return name[:colon] if colon > slash else name
 
 
 @dataclass(frozen=True)

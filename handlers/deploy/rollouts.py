@@ -11,13 +11,13 @@ lost update.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.config import AppConfig
 from bot.errors import NotFound, PermanentError, Refused
 from bot.registry import HandlerContext
+from handlers.deploy.images import resolve_image
 from handlers.deploy.plan import Change, Plan
 from handlers.deploy.strategy import Progress
 
@@ -30,7 +30,6 @@ __all__ = [
     "merge_diff",
     "read_rollout",
     "replica_sets",
-    "resolve_image",
     "rollout_name",
     "rollout_progress",
 ]
@@ -38,7 +37,6 @@ __all__ = [
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "rollouts"
 HASH_LABEL = "rollouts-pod-template-hash"
 REVISION = "rollout.argoproj.io/revision"
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 JSON = dict[str, Any]
 
 
@@ -220,25 +218,6 @@ def rs_image(rs: JSON, app: AppConfig) -> str:
     return str(match.get("image", ""))
 
 
-def resolve_image(app: AppConfig, current: str, image: str) -> str:
-    """A full reference as given; a bare tag on the app's repository (or the current one)."""
-    image = image.strip()
-    if any(ch in image for ch in "/:@"):
-        return image
-    if not _TAG.match(image):
-        raise PermanentError(f"`{image}` is not a valid image tag")
-    repository = app.image or _repository(current)
-    return f"{repository}:{image}"
-
-
-def _repository(image: str) -> str:
-    name = image.split("@", 1)[0]
-    head, _, last = name.rpartition("/")
-    if ":" in last:
-        last = last.split(":", 1)[0]
-    return f"{head}/{last}" if head else last
-
-
 def merge_diff(current: Any, target: Any) -> Any:
     """The JSON merge patch (RFC 7386) that turns `current` into `target`."""
     if not (isinstance(current, dict) and isinstance(target, dict)):
@@ -268,7 +247,7 @@ class RolloutsStrategy:
             )
         container = view.container(app)
         before = str(container.get("image", ""))
-        after = resolve_image(app, before, image)
+        after = resolve_image(image.strip(), repository=app.image, current=before)
         if after == before:
             raise Refused(
                 f"{app.name} already runs {after} in {ctx.environment.name}; nothing to deploy"

@@ -15,7 +15,7 @@ from bot.registry import HandlerContext
 from bot.services import Services
 from bot.trigger import Trigger
 from handlers.deploy.plan import Plan
-from handlers.deploy.rollouts import STRATEGY, merge_diff, resolve_image
+from handlers.deploy.rollouts import STRATEGY, merge_diff
 from handlers.deploy.strategy import Progress
 from tests.conftest import RecordingReporter
 from tests.handlers.test_argocd_strategy import handler_context, services_with
@@ -85,10 +85,11 @@ def test_merge_diff() -> None:
         "a": None, "b": {"d": None}, "e": [1]}
 
 
-def test_resolve_image(services: Services) -> None:
-    app = services.settings.app("shop-canary", "staging")
-    assert resolve_image(app, f"{REPO}:1.0.0", "1.1.0") == f"{REPO}:1.1.0"
-    assert resolve_image(app, f"{REPO}:1.0.0", "other.example.com/x:2") == "other.example.com/x:2"
+async def test_image_from_another_repository_is_refused(ctx: HandlerContext) -> None:
+    # The same rule as the kubernetes strategy: a chat message cannot pick the registry.
+    assert (await STRATEGY.plan_deploy(ctx, "1.1.0")).changes[0].after == f"{REPO}:1.1.0"
+    with pytest.raises(Refused, match="is not from this app's repository"):
+        await STRATEGY.plan_deploy(ctx, "other.example.com/x:2")
 
 
 async def test_deploy_runs_the_canary_to_its_first_pause(ctx: HandlerContext, sim: Any) -> None:
