@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from bot.config import EnvironmentConfig, RoleConfig, Settings
 from bot.errors import Denied
@@ -83,7 +83,7 @@ class Access:
         return [
             name
             for name, role in self._settings.roles.items()
-            if _matches(runbook, role.runbooks) and _matches(environment, role.environments)
+            if matches(runbook, role.runbooks) and matches(environment, role.environments)
         ]
 
     def check_channel(self, trigger: Trigger, environment: EnvironmentConfig) -> None:
@@ -130,5 +130,6 @@ class Access:
         return False
 
 
-def _matches(value: str, patterns: list[str]) -> bool:
+def matches(value: str, patterns: Sequence[str]) -> bool:
+    """Shell-style patterns, as roles and policies name runbooks and environments."""
     return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)

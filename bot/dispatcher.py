@@ -6,7 +6,6 @@ Slack, the console, and later alerts and schedules all call `Dispatcher.dispatch
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
 import re
 import time
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import ValidationError
 
 from bot import messages
-from bot.access import Access
+from bot.access import Access, matches
 from bot.commands import Command, parse
 from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableError, UsageError
@@ -244,8 +243,7 @@ class Dispatcher:
         if not (runbook.mutating and environment.requires_approval):
             return False
         patterns = environment.approval.runbooks
-        if patterns is not None and not any(fnmatch.fnmatchcase(runbook.name, p)
-                                            for p in patterns):
+        if patterns is not None and not matches(runbook.name, patterns):
             return False
         return not (trigger.source == "alert" and environment.name in runbook.auto_approved_in)
 

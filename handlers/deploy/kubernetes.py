@@ -17,7 +17,7 @@ from bot.registry import HandlerContext
 from handlers.deploy.images import resolve_image
 from handlers.deploy.plan import Change, Plan
 from handlers.deploy.strategy import Progress
-from handlers.workload import Workload, read_workload, rollout_state
+from handlers.workload import Workload, read_workload, rollout_state, selector_string
 
 __all__ = ["STRATEGY", "KubernetesStrategy"]
 
@@ -247,8 +247,6 @@ class KubernetesStrategy:
 
 async def owned_replica_sets(ctx: HandlerContext, workload: Workload) -> list[Any]:
     """ReplicaSets controlled by the Deployment (matched by selector, then by owner uid)."""
-    from handlers.workload import selector_string
-
     listed = await ctx.kube.call(
         ctx.kube.apps.list_namespaced_replica_set,
         workload.namespace,

@@ -100,18 +100,19 @@ async def test_history_names_who_deployed(svc: Services) -> None:
     assert step.output is None  # four revisions fit in the message
 
 
-async def test_locked_target_refused_naming_holder(svc: Services, sim: Any) -> None:
+def hold_lock(svc: Services, actor: str, *, ttl_seconds: float) -> str:
+    """Another execution (a deploy of shop-api by `actor`) holds the staging/shop-api lock."""
     holder = svc.store.create_execution(
-        runbook="deploy",
-        source="slack",
-        actor="U0BOB",
-        command="deploy shop-api 1.5.0",
-        environment="staging",
-        target="shop-api",
-        params={},
-        dry_run=False,
+        runbook="deploy", source="slack", actor=actor, command="deploy shop-api 1.5.0",
+        environment="staging", target="shop-api", params={}, dry_run=False,
     )
-    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor="U0BOB", ttl_seconds=300)
+    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor=actor,
+                           ttl_seconds=ttl_seconds)
+    return holder
+
+
+async def test_locked_target_refused_naming_holder(svc: Services, sim: Any) -> None:
+    holder = hold_lock(svc, "U0BOB", ttl_seconds=300)
     before = sim.snapshot()
     rep = await dispatch(svc, "scale shop-api 4")
     assert rep.outcome.status == "refused"  # type: ignore[attr-defined]
@@ -125,19 +126,7 @@ async def test_locked_target_refused_naming_holder(svc: Services, sim: Any) -> N
 
 
 async def test_unlock_by_admin_then_command_runs(svc: Services) -> None:
-    holder = svc.store.create_execution(
-        runbook="deploy",
-        source="slack",
-        actor="U0ALICE",
-        command="deploy shop-api 1.5.0",
-        environment="staging",
-        target="shop-api",
-        params={},
-        dry_run=False,
-    )
-    svc.store.acquire_lock(
-        "staging/shop-api", execution_id=holder, actor="U0ALICE", ttl_seconds=300
-    )
+    hold_lock(svc, "U0ALICE", ttl_seconds=300)
     denied = await dispatch(svc, "unlock shop-api", user="alice")
     assert denied.outcome.status == "denied"  # type: ignore[attr-defined]
     rep = await dispatch(svc, "unlock shop-api", user="bob")
@@ -153,17 +142,7 @@ async def test_lock_released_after_execution(svc: Services) -> None:
 
 
 async def test_expired_lease_is_taken_over(svc: Services) -> None:
-    holder = svc.store.create_execution(
-        runbook="deploy",
-        source="slack",
-        actor="U0BOB",
-        command="deploy shop-api 1.5.0",
-        environment="staging",
-        target="shop-api",
-        params={},
-        dry_run=False,
-    )
-    svc.store.acquire_lock("staging/shop-api", execution_id=holder, actor="U0BOB", ttl_seconds=0.01)
+    hold_lock(svc, "U0BOB", ttl_seconds=0.01)
     import asyncio
 
     await asyncio.sleep(0.05)
