@@ -11,6 +11,8 @@ needs serialization locks a row (``SELECT ... FOR UPDATE``).
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,8 +74,8 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            _enable_wal(cursor, busy_timeout_ms)
             cursor.execute("PRAGMA foreign_keys=ON")
             # Durable enough with WAL: a power cut may lose the last commits, never corrupt.
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -88,6 +90,29 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def _enable_wal(cursor: Any, busy_timeout_ms: int) -> None:
+    """Switch the database file to WAL, which then sticks to the file.
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at
+    once, without its busy handler, when several connections race to switch a new
+    file. So only switch when the file is not in WAL yet, and retry that race
+    within the busy timeout.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    delay = 0.005
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 @contextmanager
