@@ -1,32 +1,61 @@
-"""The boundary to Alertmanager's API v2 (httpx, async): which alerts fire now, and later the
-silences. Label matchers are built here, validated and quoted, so user text never becomes
-matcher syntax."""
+"""The boundary to Alertmanager's API v2 (httpx, async): which alerts fire now, and the silences
+opsbot creates, lists and expires. Label names are validated here and values are quoted (filters)
+or sent as JSON strings (silences), so user text never becomes matcher syntax."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import httpx
 
-from bot.errors import PermanentError, RetryableError
+from bot.errors import NotFound, PermanentError, RetryableError
 from bot.prometheus import safe_url
 
-__all__ = ["Alert", "AlertmanagerClient", "matcher"]
+__all__ = [
+    "Alert",
+    "AlertmanagerClient",
+    "Silence",
+    "SilenceMatcher",
+    "check_label_name",
+    "check_silence_id",
+    "matcher",
+]
 
 TIMEOUT_SECONDS = 10.0
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Alertmanager's silence ids are UUIDs; only the canonical form may reach a URL path.
+_SILENCE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+SilenceState = Literal["active", "pending", "expired"]
+
+
+def check_label_name(name: str) -> str:
+    """`name` when it is a label name as Prometheus spells it, else a PermanentError."""
+    if not _LABEL_NAME.fullmatch(name):
+        raise PermanentError(f"`{name[:60]}` is not a valid label name")
+    return name
+
+
+def check_silence_id(silence_id: str) -> str:
+    """The id in canonical form when it is a UUID, else a PermanentError (no request is made)."""
+    normal = silence_id.lower()
+    if not _SILENCE_ID.fullmatch(normal):
+        raise PermanentError(f"`{silence_id[:60]}` is not a silence id (a UUID)")
+    return normal
 
 
 def matcher(name: str, value: str) -> str:
     """An equality matcher `name="value"` as Alertmanager parses it, with the value quoted."""
-    if not _LABEL_NAME.fullmatch(name):
-        raise PermanentError(f"`{name[:60]}` is not a valid label name")
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'{name}="{escaped}"'
+    check_label_name(name)
+    return f'{name}="{_quote(value)}"'
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 @dataclass(frozen=True)
@@ -54,6 +83,65 @@ class Alert:
             annotations={str(k): str(v) for k, v in (raw.get("annotations") or {}).items()},
             starts_at=_parse_time(starts) if isinstance(starts, str) else None,
             fingerprint=str(raw.get("fingerprint") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class SilenceMatcher:
+    """One matcher of a silence; opsbot creates only equality matchers (`name="value"`)."""
+
+    name: str
+    value: str
+    is_regex: bool = False
+    is_equal: bool = True
+
+    def __str__(self) -> str:
+        op = {(False, True): "=", (False, False): "!=", (True, True): "=~",
+              (True, False): "!~"}[(self.is_regex, self.is_equal)]
+        return f'{self.name}{op}"{_quote(self.value)}"'
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> SilenceMatcher:
+        return cls(
+            name=str(raw.get("name", "")),
+            value=str(raw.get("value", "")),
+            is_regex=bool(raw.get("isRegex", False)),
+            is_equal=bool(raw.get("isEqual", True)),
+        )
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A silence as Alertmanager reports it."""
+
+    id: str
+    state: str
+    matchers: tuple[SilenceMatcher, ...]
+    starts_at: datetime | None
+    ends_at: datetime | None
+    created_by: str
+    comment: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The equality matchers as a mapping (regex and negative matchers left out)."""
+        return {m.name: m.value for m in self.matchers if m.is_equal and not m.is_regex}
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Silence:
+        status = raw.get("status")
+        starts, ends = raw.get("startsAt"), raw.get("endsAt")
+        return cls(
+            id=str(raw.get("id", "")),
+            state=str(status.get("state", "")) if isinstance(status, dict) else "",
+            matchers=tuple(
+                SilenceMatcher.from_api(m) for m in raw.get("matchers") or []
+                if isinstance(m, dict)
+            ),
+            starts_at=_parse_time(starts) if isinstance(starts, str) else None,
+            ends_at=_parse_time(ends) if isinstance(ends, str) else None,
+            created_by=str(raw.get("createdBy", "")),
+            comment=str(raw.get("comment", "")),
         )
 
 
@@ -97,7 +185,77 @@ class AlertmanagerClient:
             raise PermanentError(f"Alertmanager at {self.shown_url} gave an unexpected answer")
         return [Alert.from_api(item) for item in body if isinstance(item, dict)]
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def create_silence(
+        self,
+        matchers: Mapping[str, str],
+        *,
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+    ) -> str:
+        """Silence alerts whose labels equal all of `matchers` from `starts_at` to `ends_at`;
+        the new silence's id. Values go to Alertmanager as JSON strings, never as matcher text."""
+        if not matchers:
+            raise PermanentError("a silence needs at least one matcher")
+        body_matchers = [
+            {"name": check_label_name(name), "value": value, "isRegex": False, "isEqual": True}
+            for name, value in matchers.items()
+        ]
+        if not any(matchers.values()):
+            raise PermanentError("a silence needs at least one matcher with a non-empty value")
+        starts, ends = _rfc3339(starts_at), _rfc3339(ends_at)
+        if ends_at <= starts_at:
+            raise PermanentError("a silence must end after it starts")
+        if not created_by.strip() or not comment.strip():
+            raise PermanentError("a silence needs its author and a comment")
+        body = await self._request(
+            "POST",
+            "/api/v2/silences",
+            json={
+                "matchers": body_matchers,
+                "startsAt": starts,
+                "endsAt": ends,
+                "createdBy": created_by,
+                "comment": comment,
+            },
+        )
+        silence_id = body.get("silenceID") if isinstance(body, dict) else None
+        if not isinstance(silence_id, str) or not silence_id:
+            raise PermanentError(f"Alertmanager at {self.shown_url} gave an unexpected answer")
+        return silence_id
+
+    async def silences(
+        self,
+        matchers: Mapping[str, str] | None = None,
+        *,
+        states: tuple[SilenceState, ...] = ("active", "pending"),
+    ) -> list[Silence]:
+        """Silences in `states` with, for each of `matchers`, a matcher on that label whose
+        value is exactly the one given; the latest to end first."""
+        params = [("filter", matcher(name, value)) for name, value in (matchers or {}).items()]
+        body = await self._request("GET", "/api/v2/silences", params=params)
+        if not isinstance(body, list):
+            raise PermanentError(f"Alertmanager at {self.shown_url} gave an unexpected answer")
+        found = [Silence.from_api(item) for item in body if isinstance(item, dict)]
+        found = [s for s in found if s.state in states]
+        never = datetime.min.replace(tzinfo=UTC)
+        return sorted(found, key=lambda s: s.ends_at or never, reverse=True)
+
+    async def expire_silence(self, silence_id: str) -> None:
+        """End the silence now; expiring an expired one is not an error."""
+        silence_id = check_silence_id(silence_id)
+        await self._request(
+            "DELETE",
+            f"/api/v2/silence/{silence_id}",
+            missing=f"Alertmanager at {self.shown_url} has no silence {silence_id}",
+        )
+
+    async def _request(
+        self, method: str, path: str, *, missing: str | None = None, **kwargs: Any
+    ) -> Any:
+        """The JSON answer (None when empty); `missing` is the NotFound text for an unknown
+        object."""
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -110,6 +268,11 @@ class AlertmanagerClient:
                 delay=2.0,
             ) from exc
         status = response.status_code
+        # Alertmanager before 0.27 answers an unknown silence id with 500 "silence not found".
+        if missing and (status == 404 or (
+            status == 500 and "not found" in _error_text(response).lower()
+        )):
+            raise NotFound(missing)
         if status in (401, 403):
             raise PermanentError(
                 f"Alertmanager at {self.shown_url} refused access ({status}): "
@@ -123,6 +286,8 @@ class AlertmanagerClient:
             raise PermanentError(
                 f"Alertmanager rejected the request ({status}): {_error_text(response)}"
             )
+        if not response.content.strip():
+            return None  # DELETE answers 200 with no body
         try:
             return response.json()
         except ValueError as exc:
@@ -139,6 +304,12 @@ def _error_text(response: httpx.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("message") or body.get("error") or body)[:300]
     return str(body)[:300]
+
+
+def _rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise PermanentError("silence times must carry a time zone")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _parse_time(text: str) -> datetime | None:

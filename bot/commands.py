@@ -84,6 +84,8 @@ def _bind(
         if spec.flag:
             flags[spec.flag] = name
     positional: list[str] = []
+    rest = runbook.command.rest if runbook.command and not allow_keywords else None
+    labels: list[str] = []
     raw: dict[str, str] = {}
     common: dict[str, str] = {}
     dry_run = False
@@ -115,6 +117,8 @@ def _bind(
         elif allow_keywords and "=" in word and not word.startswith("="):
             key, _, value = word.partition("=")
             raw[key] = value
+        elif rest and "=" in word:
+            labels.append(word)
         else:
             positional.append(word)
         i += 1
@@ -128,6 +132,8 @@ def _bind(
         if name in raw:
             raise UsageError(f"<{name}> is given twice", hint=f"usage: {runbook.usage}")
         raw[name] = value
+    if rest and labels:
+        raw[rest] = "\n".join(labels)
     return Command(
         text=text,
         meta=meta,

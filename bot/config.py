@@ -17,6 +17,7 @@ from bot.errors import ConfigError, UnknownName
 from bot.names import check_dns1123_label, closest, is_dns1123_label
 
 __all__ = [
+    "AlertsConfig",
     "AppConfig",
     "EnvironmentConfig",
     "RoleConfig",
@@ -166,6 +167,21 @@ class SlackConfig(_Model):
     usergroup_cache_seconds: int = Field(default=300, ge=0)
 
 
+class AlertsConfig(_Model):
+    """Alert-driven remediation: where alert groups are posted and the global guardrails."""
+
+    channel: str | None = None  # Slack channel for alert-group messages
+    max_concurrent: int = Field(default=3, ge=1)  # automatic executions at once, all runbooks
+    breaker_failures: int = Field(default=3, ge=1)  # consecutive failed remediations per target
+    modes: dict[str, Literal["active", "shadow"]] = {}  # per runbook, overriding its `mode`
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    basic_auth_username: str = "alertmanager"  # with the token as password, for basic auth
+    silence_durations: list[str] = ["1h", "4h", "1d"]  # buttons on alert messages
+    # Link to a Grafana dashboard; {namespace}, {app}, {pod}, {alertname} are filled in (quoted).
+    grafana_url: str | None = None
+    poll_seconds: float = Field(default=5.0, gt=0)  # how often stored notifications are checked
+
+
 class Settings(_Model):
     default_environment: str
     environments: dict[str, EnvironmentConfig]
@@ -184,6 +200,7 @@ class Settings(_Model):
     alertmanager_token: SecretStr | None = None
     argocd_url: str | None = None
     argocd_token: SecretStr | None = None
+    alerts: AlertsConfig = AlertsConfig()
     base_dir: str = "."  # directory of the config file; relative paths resolve against it
 
     @model_validator(mode="before")

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -218,6 +218,22 @@ class Dispatcher:
                 trigger, reporter, "denied",
                 Notice("denied", str(exc), hint=exc.hint or messages.denied_hint()),
             )
+        return await self._gate(inv, reporter)
+
+    async def run_alert(self, inv: Invocation, reporter: Reporter) -> Outcome:
+        """An automatic run an alert started. The routing built `inv` from the runbook's alert
+        trigger (which is its authorization; no role is checked) and the guardrails allowed it;
+        the approval policy still applies."""
+        try:
+            return await self._gate(inv, reporter)
+        except Refused as exc:
+            return await self._reply(inv.trigger, reporter, "refused",
+                                     Notice("refused", str(exc), hint=exc.hint))
+
+    async def _gate(self, inv: Invocation, reporter: Reporter) -> Outcome:
+        """The approval gate: execute now, or open an approval request, or break glass."""
+        trigger, command, runbook, environment, app, _ = inv.parts()
+        target = app.name if app else None
         needs_approval = self._needs_approval(trigger, runbook, environment)
         if command.emergency and not needs_approval:
             raise UsageError(messages.emergency_not_needed(runbook.name, environment.name))
@@ -317,7 +333,7 @@ class Dispatcher:
             params,
             view,
             reporter,
-            template=self._template(command, environment, app, params, view.actor),
+            template=self._template(command, environment, app, params, view.actor, inv.context),
         )
         await reporter.execution(view)
         try:
@@ -346,12 +362,16 @@ class Dispatcher:
         return Outcome("succeeded" if ok else "failed", execution_id=execution_id)
 
     def _template(self, command: Command, environment: EnvironmentConfig,
-                  app: AppConfig | None, params: dict[str, Any], actor: str) -> dict[str, Any]:
+                  app: AppConfig | None, params: dict[str, Any], actor: str,
+                  context: Mapping[str, Any]) -> dict[str, Any]:
         """What step templates see (documented in docs/runbooks.md)."""
         return {
+            "alert": None,  # the alert that started the run; None for commands
+            **context,
             "params": dict(params),
             "env": {
                 "name": environment.name,
+                "explicit": command.env is not None,  # named with --env, not the default
                 "namespace": environment.namespace,
                 "deploy": environment.deploy.model_dump(),
             },
@@ -374,7 +394,8 @@ class Dispatcher:
             steps=[StepView(step.name) for step in runbook.steps],
         )
         run = _Run(trigger, dry, runbook, environment, app, params, view, _SILENT,
-                   template=self._template(dry, environment, app, params, view.actor),
+                   template=self._template(dry, environment, app, params, view.actor,
+                                           inv.context),
                    persist=False)
         ok = await self._run_steps(run, runbook.steps, offset=0)
         return Preview.of(view, ok, [

@@ -3,7 +3,8 @@ dispatcher and the approval flow pass one value instead of six."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.commands import Command
@@ -22,6 +23,8 @@ class Invocation:
     environment: EnvironmentConfig
     app: AppConfig | None
     params: dict[str, Any]
+    # Extra template values: `alert` for runs an alert started (see docs/alerts.md).
+    context: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def target(self) -> str | None:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-__all__ = ["EXECUTIONS", "SLACK_API_ERRORS", "TRIGGERS"]
+__all__ = [
+    "ALERT_DECISIONS",
+    "ALERT_NOTIFICATIONS",
+    "EXECUTIONS",
+    "SLACK_API_ERRORS",
+    "TRIGGERS",
+]
 
 TRIGGERS = Counter(
     "opsbot_triggers",
@@ -24,4 +30,15 @@ SLACK_API_ERRORS = Counter(
     "opsbot_slack_api_errors",
     "Slack Web API calls that failed, by API method.",
     ["method"],
+)
+ALERT_NOTIFICATIONS = Counter(
+    "opsbot_alert_notifications",
+    "Alertmanager webhook requests, by how the intake answered them.",
+    ["outcome"],
+)
+ALERT_DECISIONS = Counter(
+    "opsbot_alert_decisions",
+    "Guardrail decisions on automatic runs: run, shadow, cooldown, rate_limited, concurrency, "
+    "breaker_open, paused, no_target.",
+    ["decision"],
 )

@@ -8,14 +8,26 @@ from collections.abc import Iterable
 
 from bot.errors import UsageError
 
-__all__ = ["check_dns1123_label", "check_dns1123_subdomain", "closest", "is_dns1123_label", "shown"]
+__all__ = [
+    "check_dns1123_label",
+    "check_dns1123_subdomain",
+    "closest",
+    "is_dns1123_label",
+    "is_dns1123_subdomain",
+    "shown",
+]
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 
 
 def is_dns1123_label(value: str) -> bool:
-    return len(value) <= 63 and bool(_LABEL.match(value))
+    # fullmatch: `$` alone would accept a trailing newline ("shop-api\n").
+    return len(value) <= 63 and bool(_LABEL.fullmatch(value))
+
+
+def is_dns1123_subdomain(value: str) -> bool:
+    return len(value) <= 253 and bool(_SUBDOMAIN.fullmatch(value))
 
 
 def check_dns1123_label(value: str, *, what: str = "name") -> str:
@@ -31,7 +43,7 @@ def check_dns1123_label(value: str, *, what: str = "name") -> str:
 
 def check_dns1123_subdomain(value: str, *, what: str = "name") -> str:
     """Return `value` if it is a valid RFC 1123 subdomain (most object names), else raise."""
-    if len(value) > 253 or not _SUBDOMAIN.match(value):
+    if not is_dns1123_subdomain(value):
         raise UsageError(
             f"`{shown(value)}` is not a valid {what}",
             hint="use lowercase letters, digits, '-' and '.', at most 253 characters",

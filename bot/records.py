@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.locks import lock_key
@@ -30,3 +31,17 @@ class StoreRecords:
     async def force_unlock(self, *, environment: str, target: str) -> dict[str, Any] | None:
         held = await asyncio.to_thread(self._store.force_unlock, lock_key(environment, target))
         return asdict(held) if held else None
+
+    async def pause_automation(self, *, scope: str, duration: timedelta | None, actor: str,
+                               reason: str | None) -> datetime | None:
+        return await asyncio.to_thread(self._store.pause_automation, scope=scope,
+                                       duration=duration, actor=actor, reason=reason)
+
+    async def resume_automation(self, *, scope: str) -> dict[str, Any]:
+        lifted, closed = await asyncio.to_thread(self._store.resume_automation, scope=scope)
+        return {"lifted": lifted, "closed": [asdict(b) for b in closed]}
+
+    async def automation_status(self) -> dict[str, Any]:
+        status = await asyncio.to_thread(self._store.automation_status)
+        return {"pauses": [asdict(p) for p in status.pauses],
+                "breakers": [asdict(b) for b in status.breakers]}

@@ -9,6 +9,7 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -100,6 +101,17 @@ class Records(Protocol):
 
     async def force_unlock(self, *, environment: str, target: str) -> dict[str, Any] | None:
         """Remove the lock on `target`; returns what held it, or None."""
+
+    async def pause_automation(self, *, scope: str, duration: timedelta | None, actor: str,
+                               reason: str | None) -> datetime | None:
+        """Stop automatic runs in `scope` (an environment, or "*" for all) for `duration`
+        (None: until resumed); returns when the pause ends."""
+
+    async def resume_automation(self, *, scope: str) -> dict[str, Any]:
+        """Lift pauses and close open circuit breakers: {"lifted": [...], "closed": [...]}."""
+
+    async def automation_status(self) -> dict[str, Any]:
+        """Pauses in force and open circuit breakers: {"pauses": [...], "breakers": [...]}."""
 
 
 class HandlerFn(Protocol):

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.access import Access, GroupMembers, StaticGroups
+from bot.alerts.console import ConsoleAlertBoard
+from bot.alerts.processor import AlertProcessor
+from bot.alerts.view import AlertBoard
 from bot.approvals.board import Board
 from bot.approvals.service import Approvals
 from bot.config import Settings
@@ -42,6 +45,7 @@ class Services:
     access: Access
     dispatcher: Dispatcher
     approvals: Approvals
+    alerts: AlertProcessor
     scheduler: Scheduler | None = None
 
     @classmethod
@@ -53,6 +57,7 @@ class Services:
         registry: Registry | None = None,
         store: Store | None = None,
         board: Board | None = None,
+        alert_board: AlertBoard | None = None,
     ) -> Services:
         """Load runbooks first (an invalid one stops startup), then open the store."""
         registry = registry or Registry.builtin()
@@ -72,10 +77,14 @@ class Services:
         )
         approvals = Approvals(settings, store, access, dispatcher, board or ConsoleBoard())
         dispatcher.approvals = approvals
-        return cls(settings, store, registry, catalog, kube, access, dispatcher, approvals)
+        alerts = AlertProcessor(settings=settings, store=store, catalog=catalog,
+                                dispatcher=dispatcher, board=alert_board or ConsoleAlertBoard())
+        return cls(settings, store, registry, catalog, kube, access, dispatcher, approvals,
+                   alerts)
 
     async def start(self) -> None:
-        """Background work of a running process: the scheduler (approval expiry)."""
+        """Background work of a running process: the scheduler (approval expiry) and the
+        alert worker (stored notifications, runs left by a previous process)."""
         from bot.scheduler import Scheduler
 
         if self.scheduler is None:
@@ -84,8 +93,10 @@ class Services:
                 remind_minutes=self.settings.break_glass_reminder_minutes,
             )
             await self.scheduler.start()
+        await self.alerts.start()
 
     async def stop(self) -> None:
+        await self.alerts.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
             self.scheduler = None

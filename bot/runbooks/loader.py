@@ -133,6 +133,26 @@ def load_file(file: Path, registry: Registry) -> tuple[Runbook | None, list[str]
                     f"{where((section, index, *subpath))}: {section}[{index}] "
                     f"`{step.name}`: {problem}"
                 )
+    for index, trigger in enumerate(runbook.alerts):
+        for name, template in trigger.params.items():
+            at = where(("alerts", index, "params", name))
+            if name not in runbook.parameters:
+                problems.append(f"{at}: alerts[{index}].params: `{name}` is not a parameter")
+            elif syntax := check_syntax(template):
+                problems.append(f"{at}: alerts[{index}].params.{name}: template error: {syntax}")
+        for number, suggestion in enumerate(trigger.suggest):
+            if syntax := check_syntax(suggestion.command):
+                at = where(("alerts", index, "suggest", number))
+                problems.append(
+                    f"{at}: alerts[{index}].suggest[{number}]: template error: {syntax}"
+                )
+        missing = [
+            name for name, spec in runbook.parameters.items()
+            if spec.is_required and name not in trigger.params
+        ]
+        if missing:
+            problems.append(f"{where(('alerts', index))}: alerts[{index}]: required parameter "
+                            f"`{missing[0]}` gets no value from the alert (add it to params)")
     return (runbook if not problems else None), problems
 
 

@@ -7,14 +7,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["CommandTrigger", "FollowUp", "ParamType", "Parameter", "Runbook", "Step"]
-
-ParamType = Literal[
-    "string", "int", "bool", "duration", "app", "name", "image", "revision", "replicas"
+__all__ = [
+    "AlertTrigger",
+    "CommandTrigger",
+    "FollowUp",
+    "Mode",
+    "ParamType",
+    "Parameter",
+    "Runbook",
+    "Step",
 ]
 
-_VERB = re.compile(r"^[a-z][a-z0-9-]*( [a-z][a-z0-9-]*)?$")
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+ParamType = Literal[
+    "string", "int", "bool", "duration", "app", "name", "image", "revision", "replicas",
+    "labels",
+]
+Mode = Literal["active", "shadow"]
+
+_VERB = re.compile(r"^[a-z][a-z0-9-]*( [a-z][a-z0-9-]*)?\Z")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*\Z")
 
 
 class _Model(BaseModel):
@@ -64,6 +75,10 @@ class CommandTrigger(_Model):
 
     verb: str
     args: list[str] = []
+    rest: str | None = Field(
+        default=None,
+        description="A `labels` parameter that collects the remaining `name=value` words.",
+    )
 
     @field_validator("verb")
     @classmethod
@@ -97,6 +112,49 @@ class FollowUp(_Model):
     when: Literal["always", "succeeded", "failed"] = "always"
 
 
+class AlertTrigger(_Model):
+    """Which Alertmanager alerts start the runbook, how its parameters come from the alert,
+    and the guardrails of its automatic runs (per runbook and target)."""
+
+    matchers: list[str] = Field(
+        min_length=1,
+        description='Alertmanager matchers, all of which must hold: `alertname="X"`, '
+        '`severity=~"warning|critical"`, `namespace!=""`, `team!~"db.*"`.',
+    )
+    params: dict[str, str] = Field(
+        default_factory=dict,
+        description="Parameter values as templates over `alert` (e.g. `{{ alert.app }}`).",
+    )
+    cooldown: str = Field(default="15m", description="Minimum time between two runs.")
+    max_runs: int = Field(default=3, ge=1, description="Runs allowed per `window`.")
+    window: str = Field(default="6h", description="The window `max_runs` counts over.")
+    suggest: list[FollowUp] = Field(
+        default_factory=list,
+        description="Buttons on the alert message: manual runbooks a human may run next.",
+    )
+
+    @field_validator("matchers")
+    @classmethod
+    def _matchers_parse(cls, value: list[str]) -> list[str]:
+        from bot.alerts.matchers import parse_matcher
+
+        for text in value:
+            parse_matcher(text)
+        return value
+
+    @field_validator("cooldown", "window")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from bot.errors import UsageError
+        from bot.runbooks.params import parse_duration
+
+        try:
+            parse_duration(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class Runbook(_Model):
     """A named, typed, ordered list of handler steps, run by commands (and later alerts)."""
 
@@ -113,6 +171,14 @@ class Runbook(_Model):
     auto_approved_in: list[str] = Field(
         default=[],
         description="Environments where runs triggered by alerts need no approval.",
+    )
+    alerts: list[AlertTrigger] = Field(
+        default=[], description="Alerts that run this runbook automatically."
+    )
+    mode: Mode = Field(
+        default="active",
+        description="`shadow`: runs started by alerts are dry runs that post what they would "
+        "do and change nothing. Config `alerts.modes` overrides it per runbook.",
     )
 
     @field_validator("name")
@@ -138,6 +204,14 @@ class Runbook(_Model):
                     raise ValueError(f"command argument `{arg}` is not a declared parameter")
         return self
 
+    @model_validator(mode="after")
+    def _rest_is_labels(self) -> Runbook:
+        if self.command and self.command.rest:
+            spec = self.parameters.get(self.command.rest)
+            if spec is None or spec.type != "labels":
+                raise ValueError(f"command rest `{self.command.rest}` must be a `labels` parameter")
+        return self
+
     @property
     def verb(self) -> str | None:
         return self.command.verb if self.command else None
@@ -152,7 +226,13 @@ class Runbook(_Model):
             spec = self.parameters[arg]
             parts.append(f"<{arg}>" if spec.is_required else f"[{arg}]")
         for name, spec in self.parameters.items():
-            if name not in self.command.args:
+            if name not in self.command.args and name != self.command.rest:
                 flag = spec.flag or f"--{name.replace('_', '-')}"
-                parts.append(f"[{flag}]" if spec.type == "bool" else f"[{flag} {name.upper()}]")
+                if spec.type == "bool":
+                    parts.append(f"[{flag}]")
+                else:
+                    shown = f"{flag} {name.upper()}"
+                    parts.append(shown if spec.is_required else f"[{shown}]")
+        if self.command.rest:
+            parts.append("[label=value ...]")
         return " ".join(parts)

@@ -12,16 +12,17 @@ from bot.errors import UsageError
 from bot.names import check_dns1123_subdomain, shown
 from bot.runbooks.models import Parameter, Runbook
 
-__all__ = ["coerce_params", "parse_duration"]
+__all__ = ["coerce_params", "parse_duration", "parse_labels"]
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 # registry[:port]/path[:tag][@digest], per the distribution reference grammar (simplified).
 _IMAGE = re.compile(
     r"^(?:[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?\Z"
 )
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -33,6 +34,26 @@ def parse_duration(text: str) -> timedelta:
         raise UsageError(f"`{text}` is not a duration", hint="write e.g. 30m, 2h or 1d")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def parse_labels(name: str, raw: str) -> dict[str, str]:
+    """`name=value` words (one per line) as a mapping; label names as Prometheus spells them."""
+    labels: dict[str, str] = {}
+    for word in (line for line in raw.split("\n") if line.strip()):
+        key, eq, value = word.partition("=")
+        if not eq or not _LABEL_NAME.match(key):
+            raise UsageError(
+                f"<{name}>: `{shown(word)}` is not label=value",
+                hint="label names are letters, digits and _, e.g. namespace=shop-prod",
+            )
+        if key in labels:
+            raise UsageError(f"<{name}>: label `{key}` is given twice")
+        if len(value) > 1000:
+            raise UsageError(f"<{name}>: the value of `{key}` is too long")
+        labels[key] = value
+    if len(labels) > 20:
+        raise UsageError(f"<{name}>: at most 20 labels")
+    return labels
 
 
 def coerce_params(
@@ -90,6 +111,8 @@ def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str) 
                     "registry.example.com/shop/api:1.5.0",
                 )
             value = raw
+        case "labels":
+            value = parse_labels(name, raw)
         case _:
             value = raw
             if len(raw) > 1000:

@@ -19,6 +19,7 @@ from bot.dispatcher import Outcome
 from bot.metrics import TRIGGERS
 from bot.reporting import Notice, Reporter
 from bot.services import Services, default_database_url
+from bot.slack.alert_board import SlackAlertBoard
 from bot.slack.api import slack_client, slack_members
 from bot.slack.blocks import ACTION_PREFIX
 from bot.slack.board import SlackBoard
@@ -52,7 +53,8 @@ def build_services(settings: Settings) -> Services:
     store = Store.open(settings.database_url or default_database_url())
     try:
         return Services.build(settings, members=slack_members(client, settings), store=store,
-                              board=SlackBoard(client, store, settings.break_glass_channel))
+                              board=SlackBoard(client, store, settings.break_glass_channel),
+                              alert_board=SlackAlertBoard(client, store, settings.alerts.channel))
     except BaseException:
         store.close()  # a bad runbook stops startup; leave no connection behind
         raise

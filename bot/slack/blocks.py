@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from bot import messages
+from bot.alerts.view import AlertGroupView
 from bot.approvals.view import ApprovalView
 from bot.reporting import Button, ExecutionView, Notice, StepView
 
@@ -22,6 +23,8 @@ __all__ = [
     "DENY_REASON_ACTION",
     "DENY_REASON_BLOCK",
     "Block",
+    "alert_group_blocks",
+    "alert_group_text",
     "approval_blocks",
     "approval_text",
     "deny_modal",
@@ -50,6 +53,7 @@ BUTTON_VALUE_LIMIT = 2000
 BUTTON_TEXT_LIMIT = 75
 BUTTONS_PER_ACTIONS = 25
 BLOCKS_PER_MESSAGE = 50
+ALERT_LINES = 15  # alerts (and automation lines) listed in a group message
 CONFIRM_TEXT_LIMIT = 300  # characters of a confirm dialog's text
 MODAL_TITLE_LIMIT = 24
 METADATA_LIMIT = 3000  # characters of a view's private_metadata
@@ -320,3 +324,40 @@ def deny_modal(request_id: str, channel: str | None, command: str) -> Block:
             },
         ],
     }
+
+
+def alert_group_blocks(view: AlertGroupView) -> list[Block]:
+    """An alert group: headline, one line per alert, the automation decisions, buttons.
+
+    Every label and annotation is escaped: alert text cannot ping, link or format."""
+    firing = sum(1 for a in view.alerts if a.status == "firing")
+    icon = ":rotating_light:" if view.status == "firing" else ":white_check_mark:"
+    head = "FIRING" if view.status == "firing" else "RESOLVED"
+    blocks: list[Block] = [{"type": "section", "text": _mrkdwn(
+        f"{icon} *{head}* {escape(view.title)} — {firing} firing, "
+        f"{len(view.alerts) - firing} resolved")}]
+    lines = []
+    for alert in view.alerts[:ALERT_LINES]:
+        mark = ":red_circle:" if alert.status == "firing" else ":large_green_circle:"
+        when = f"since {alert.starts_at}" if alert.status == "firing" \
+            else f"resolved {alert.ends_at or ''}".strip()
+        summary = f" — {escape(_clip(alert.summary, 200))}" if alert.summary else ""
+        lines.append(f"{mark} *{escape(alert.name)}* {escape(alert.where)}{summary} _({when})_")
+    if len(view.alerts) > ALERT_LINES:
+        lines.append(f"… and {len(view.alerts) - ALERT_LINES} more")
+    blocks += _sections("\n".join(lines))
+    if view.runs:
+        blocks.append({"type": "divider"})
+        blocks += _sections("*Automation*\n" + "\n".join(
+            f"• {escape(run.text)}" for run in view.runs[-ALERT_LINES:]))
+    if view.notes:
+        blocks.append({"type": "context",
+                       "elements": [_mrkdwn(escape(" ".join(view.notes))[:2900])]})
+    blocks += _actions(view.buttons)
+    return blocks[:BLOCKS_PER_MESSAGE]
+
+
+def alert_group_text(view: AlertGroupView) -> str:
+    firing = sum(1 for a in view.alerts if a.status == "firing")
+    head = "FIRING" if view.status == "firing" else "RESOLVED"
+    return _clip(escape(f"{head} {view.title} ({firing} firing)"), 3000)

@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot import messages
+from bot.alerts.intake import alertmanager_route
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.services import Services
@@ -95,6 +96,7 @@ def create_app(
             await services.stop()
 
     all_routes: list[BaseRoute] = [
+        alertmanager_route(services.settings, services.store, services.alerts.wake),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -32,10 +32,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "GENESIS_HASH",
+    "AlertGroupRow",
+    "AlertNotificationRow",
+    "AlertRunRow",
+    "AlertStateClaim",
     "ApprovalDecisionRow",
     "ApprovalRequestRow",
     "AuditHead",
     "AuditRecord",
+    "AutomationBreakerRow",
+    "AutomationPauseRow",
     "Base",
     "DeliveryClaim",
     "Execution",
@@ -287,3 +293,98 @@ class ApprovalDecisionRow(Base):
         UniqueConstraint("request_id", "actor", "kind"),
         CheckConstraint("kind IN ('approve', 'deny')", name="kind_known"),
     )
+
+
+class AlertNotificationRow(Base):
+    """An Alertmanager notification as received; committed before the webhook is answered."""
+
+    __tablename__ = "alert_notifications"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    group_hash: Mapped[str] = mapped_column(String(64), index=True)
+    receiver: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index(None, "processed_at", "received_at"),)
+
+
+class AlertStateClaim(Base):
+    """One alert state (fingerprint, status, startsAt) seen, and the notification that owns it."""
+
+    __tablename__ = "alert_states"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    notification_id: Mapped[str] = mapped_column(String(40))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class AlertGroupRow(Base):
+    """An Alertmanager alert group: its alerts as last notified, and its Slack message."""
+
+    __tablename__ = "alert_groups"
+
+    group_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_key: Mapped[str] = mapped_column(Text)
+    receiver: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String(20))
+    alerts: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    channel: Mapped[str | None] = mapped_column(String)
+    message_ts: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertRunRow(Base):
+    """A guardrail decision on one runbook for one alert state, and the run it allowed."""
+
+    __tablename__ = "alert_runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state_key: Mapped[str] = mapped_column(String(255))
+    group_hash: Mapped[str] = mapped_column(String(64), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    alertname: Mapped[str] = mapped_column(String)
+    runbook: Mapped[str] = mapped_column(String)
+    environment: Mapped[str | None] = mapped_column(String)
+    target: Mapped[str | None] = mapped_column(String)
+    mutating: Mapped[bool] = mapped_column(Boolean)
+    decision: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    execution_id: Mapped[str | None] = mapped_column(String(40))
+    request_id: Mapped[str | None] = mapped_column(String(40))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("state_key", "runbook"),
+        Index(None, "runbook", "environment", "target", "at"),
+        Index(None, "status"),
+    )
+
+
+class AutomationPauseRow(Base):
+    """Automation paused everywhere (scope ``*``) or in one environment, until a time or not."""
+
+    __tablename__ = "automation_pauses"
+
+    scope: Mapped[str] = mapped_column(String, primary_key=True)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String)
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AutomationBreakerRow(Base):
+    """Consecutive failed automatic remediations of one target; open once they reach the limit."""
+
+    __tablename__ = "automation_breakers"
+
+    environment: Mapped[str] = mapped_column(String, primary_key=True)
+    target: Mapped[str] = mapped_column(String, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -18,12 +18,20 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.store import alerts as _alerts
 from bot.store import approvals as _approvals
 from bot.store import audit as _audit
 from bot.store import deliveries as _deliveries
 from bot.store import executions as _executions
 from bot.store import locks as _locks
 from bot.store import migrate as _migrate
+from bot.store.alerts import (
+    AlertGroupRecord,
+    AlertRunRecord,
+    AutomationStatus,
+    Breaker,
+    StoredNotification,
+)
 from bot.store.audit import AuditEntry, AuditProblem
 from bot.store.db import DEFAULT_BUSY_TIMEOUT_MS, make_engine
 from bot.store.errors import StoreError, translated
@@ -341,6 +349,95 @@ class Store:
         """Approved -> executed with ``execution_id``, returned; None if it was not approved."""
         with translated():
             return _approvals.mark_executed(self._sessions, request_id, execution_id)
+
+    # alerts and automation -----------------------------------------------------
+
+    def record_notification(self, *, group_key: str, receiver: str, status: str,
+                            payload: dict[str, Any]) -> str:
+        """Commit an Alertmanager notification as received; returns its id (``an-...``)."""
+        with translated():
+            return _alerts.record_notification(self._sessions, self._now(), group_key=group_key,
+                                               receiver=receiver, status=status, payload=payload)
+
+    def unprocessed_notifications(self, limit: int = 100) -> list[StoredNotification]:
+        with translated():
+            return _alerts.unprocessed(self._sessions, limit)
+
+    def get_notification(self, notification_id: str) -> StoredNotification | None:
+        with translated():
+            return _alerts.get_notification(self._sessions, notification_id)
+
+    def mark_notification_processed(self, notification_id: str) -> None:
+        with translated():
+            _alerts.mark_processed(self._sessions, self._now(), notification_id)
+
+    def claim_alert_state(self, key: str, notification_id: str) -> bool:
+        """True when ``notification_id`` owns this alert state (see bot/store/alerts.py)."""
+        with translated():
+            return _alerts.claim_state(self._sessions, self._now(), key, notification_id)
+
+    def prune_alerts(self, keep: timedelta) -> None:
+        with translated():
+            _alerts.prune(self._sessions, self._now(), keep)
+
+    def update_alert_group(self, *, group_key: str, receiver: str, status: str,
+                           alerts: dict[str, Any]) -> AlertGroupRecord:
+        with translated():
+            return _alerts.update_group(self._sessions, self._now(), group_key=group_key,
+                                        receiver=receiver, status=status, alerts=alerts)
+
+    def get_alert_group(self, group_hash: str) -> AlertGroupRecord | None:
+        with translated():
+            return _alerts.get_group(self._sessions, group_hash)
+
+    def set_alert_group_message(self, group_hash: str, *, channel: str, ts: str) -> None:
+        with translated():
+            _alerts.set_group_message(self._sessions, group_hash, channel, ts)
+
+    def decide_alert_run(self, **kwargs: Any) -> AlertRunRecord:
+        """Take (or find) the guardrail decision on a runbook for an alert state."""
+        with translated():
+            return _alerts.decide(self._sessions, self._now(), **kwargs)
+
+    def start_alert_run(self, run_id: str, execution_id: str) -> None:
+        with translated():
+            _alerts.start_run(self._sessions, run_id, execution_id)
+
+    def alert_run_not_started(self, run_id: str, *, request_id: str | None,
+                              status: str) -> None:
+        with translated():
+            _alerts.await_approval(self._sessions, self._now(), run_id, request_id, status)
+
+    def finish_alert_run(self, run_id: str, outcome: str, *, breaker_limit: int) -> Breaker | None:
+        with translated():
+            return _alerts.finish_run(self._sessions, self._now(), run_id, outcome,
+                                      breaker_limit)
+
+    def interrupt_alert_runs(self) -> list[AlertRunRecord]:
+        with translated():
+            return _alerts.interrupt_active(self._sessions, self._now())
+
+    def alert_runs(self, group_hash: str) -> list[AlertRunRecord]:
+        with translated():
+            return _alerts.runs_for_group(self._sessions, group_hash)
+
+    def pause_automation(self, *, scope: str, duration: timedelta | None, actor: str,
+                         reason: str | None) -> datetime | None:
+        """Pause automatic runs in ``scope`` for ``duration`` (None: until resumed)."""
+        now = self._now()
+        until = now + duration if duration is not None else None
+        with translated():
+            _alerts.pause(self._sessions, now, scope=scope, until=until, actor=actor,
+                          reason=reason)
+        return until
+
+    def resume_automation(self, *, scope: str) -> tuple[list[str], list[Breaker]]:
+        with translated():
+            return _alerts.resume(self._sessions, scope=scope)
+
+    def automation_status(self) -> AutomationStatus:
+        with translated():
+            return _alerts.status(self._sessions, self._now())
 
     # delivery dedup -------------------------------------------------------------
 

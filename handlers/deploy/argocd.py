@@ -27,7 +27,7 @@ from handlers.deploy.strategy import Progress
 __all__ = ["STRATEGY", "ArgoCDStrategy", "app_name", "revision_from"]
 
 # A git ref or commit, or a chart version: no spaces, no "..", nothing that shapes a URL.
-_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,127}$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,127}\Z")
 AUTO_SYNC_FLAG = "--disable-autosync"
 
 

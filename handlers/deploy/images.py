@@ -10,7 +10,7 @@ from bot.errors import Refused
 
 __all__ = ["repository_of", "resolve_image"]
 
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 
 
 def resolve_image(image: str, *, repository: str | None, current: str) -> str:

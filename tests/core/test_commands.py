@@ -87,3 +87,45 @@ def test_bool_flag_alone_switches_on(catalog: Catalog) -> None:
     assert cmd.raw_params == {"app": "shop-api", "disable_autosync": "true", "revision": "2"}
     cmd = parse("rollback shop-api --disable-autosync false", catalog)
     assert cmd.raw_params["disable_autosync"] == "false"
+
+
+def test_rest_collects_label_words(catalog: Catalog, offline_settings: Settings) -> None:
+    from bot.runbooks.params import coerce_params
+
+    cmd = parse("silence KubePodCrashLooping pod=shop-worker-x 'note=two words' url=a=b "
+                "--for 1h", catalog)
+    assert cmd.runbook is not None and cmd.runbook.name == "silence"
+    assert cmd.raw_params == {
+        "alertname": "KubePodCrashLooping",
+        "labels": "pod=shop-worker-x\nnote=two words\nurl=a=b",
+        "duration": "1h",
+    }
+    values = coerce_params(cmd.runbook, cmd.raw_params, settings=offline_settings,
+                           environment="staging")
+    assert values["labels"] == {"pod": "shop-worker-x", "note": "two words", "url": "a=b"}
+    bare = parse("silence KubePodCrashLooping --for 1h", catalog)
+    assert bare.runbook is not None
+    assert coerce_params(bare.runbook, bare.raw_params, settings=offline_settings,
+                         environment="staging")["labels"] == {}
+
+
+@pytest.mark.parametrize(("words", "error"), [
+    ("=shop-worker-x", "is not label=value"),
+    ("bad-label!=x", "is not label=value"),
+    ("pod=a pod=b", "label `pod` is given twice"),
+])
+def test_rest_refuses_bad_label_words(
+    catalog: Catalog, offline_settings: Settings, words: str, error: str
+) -> None:
+    from bot.runbooks.params import coerce_params
+
+    cmd = parse(f"silence KubePodCrashLooping {words} --for 1h", catalog)
+    assert cmd.runbook is not None
+    with pytest.raises(UsageError, match=error):
+        coerce_params(cmd.runbook, cmd.raw_params, settings=offline_settings,
+                      environment="staging")
+
+
+def test_rest_is_only_for_runbooks_that_declare_it(catalog: Catalog) -> None:
+    with pytest.raises(UsageError, match="too many arguments"):
+        parse("status shop-api pod=x", catalog)

@@ -16,8 +16,16 @@ from bot.store import migrate as store_migrate
 from bot.store.db import make_engine
 from bot.store.models import GENESIS_HASH, Base
 
-HEAD = "0003"
-TABLES = {
+HEAD = "0004"
+ALERT_TABLES = {
+    "alert_groups",
+    "alert_notifications",
+    "alert_runs",
+    "alert_states",
+    "automation_breakers",
+    "automation_pauses",
+}
+TABLES = ALERT_TABLES | {
     "alembic_version",
     "approval_decisions",
     "approval_requests",
@@ -28,7 +36,7 @@ TABLES = {
     "executions",
     "target_locks",
 }
-TABLES_0001 = TABLES - {"target_locks", "approval_decisions", "approval_requests"}
+TABLES_0001 = TABLES - ALERT_TABLES - {"target_locks", "approval_decisions", "approval_requests"}
 
 
 def test_migrations_ship_inside_the_package() -> None:
@@ -148,7 +156,7 @@ def test_downgrade_approvals_and_up_again(db_url: str) -> None:
         store_migrate.downgrade(engine, "0002")
         assert store_migrate.current_revision(engine) == "0002"
         tables = set(inspect(engine).get_table_names())
-        assert tables == TABLES - {"approval_decisions", "approval_requests"}
+        assert tables == TABLES - ALERT_TABLES - {"approval_decisions", "approval_requests"}
 
         store_migrate.upgrade(engine)
         assert store_migrate.current_revision(engine) == HEAD

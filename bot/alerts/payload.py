@@ -1,0 +1,86 @@
+"""Alertmanager's webhook payload (version 4), parsed strictly where we depend on it and
+tolerant of fields newer releases add."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["AlertItem", "BadPayload", "Notification", "parse_notification"]
+
+_MAX_ALERTS = 1000
+_MAX_LABELS = 100
+_MAX_VALUE = 10_000
+
+
+class BadPayload(ValueError):
+    """The body is not a version 4 Alertmanager notification; the message says why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > _MAX_LABELS:
+        raise ValueError(f"more than {_MAX_LABELS} labels")
+    for key, item in value.items():
+        if len(key) > 200 or len(item) > _MAX_VALUE:
+            raise ValueError(f"label or annotation `{key[:60]}` is too long")
+    return value
+
+
+class AlertItem(_Model):
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = {}
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    generator_url: str = Field(default="", alias="generatorURL")
+    fingerprint: str = Field(min_length=1, max_length=64)
+
+    _labels = field_validator("labels", "annotations")(_check_labels)
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def state_key(self) -> str:
+        """What makes a notification of this alert new: its fingerprint, status and start."""
+        return f"{self.fingerprint}|{self.status}|{self.starts_at.isoformat()}"
+
+
+class Notification(_Model):
+    version: Literal["4"]
+    group_key: str = Field(alias="groupKey", min_length=1, max_length=10_000)
+    truncated_alerts: int = Field(default=0, ge=0, alias="truncatedAlerts")
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    group_labels: dict[str, str] = Field(default={}, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default={}, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default={}, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL")
+    alerts: list[AlertItem] = Field(max_length=_MAX_ALERTS)
+
+
+def parse_notification(body: bytes) -> Notification:
+    """The notification in `body`, or BadPayload saying what is wrong."""
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadPayload(f"the body is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BadPayload("the body is not a JSON object")
+    if raw.get("version") != "4":
+        raise BadPayload(f"unsupported payload version {str(raw.get('version'))[:20]!r}; "
+                         "opsbot reads version 4")
+    try:
+        return Notification.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise BadPayload(f"{where}: {err['msg']}") from None

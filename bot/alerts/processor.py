@@ -1,0 +1,425 @@
+"""Turns stored Alertmanager notifications into alert-group messages and guarded runs.
+
+The store is the queue: the intake commits a notification and wakes this worker; the worker
+takes unprocessed notifications in arrival order (also after a restart, and on a timer, so
+nothing waits on a lost wake-up). Processing is idempotent: alert states and decisions are
+claimed in the store, so processing a notification twice (a crash between the two) starts
+nothing twice, and a redelivery or repeat of an alert state starts nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from bot.alerts.payload import AlertItem, Notification
+from bot.alerts.routing import Route, alert_context, route
+from bot.alerts.view import AlertBoard, AlertGroupView, AlertLine, RunLine
+from bot.commands import Command
+from bot.config import Settings
+from bot.dispatcher import Dispatcher
+from bot.errors import OpsbotError
+from bot.invocation import Invocation
+from bot.metrics import ALERT_DECISIONS
+from bot.reporting import Button, ExecutionView, Notice, Reporter
+from bot.runbooks.loader import Catalog
+from bot.runbooks.params import parse_duration
+from bot.runbooks.templating import render_value
+from bot.store import AuditEntry, Store, StoreError
+from bot.store.alerts import AlertRunRecord, Guardrails, StoredNotification
+from bot.trigger import Trigger
+
+__all__ = ["ALERT_ACTOR", "AlertProcessor"]
+
+log = logging.getLogger("opsbot.alerts")
+T = TypeVar("T")
+
+#: Who automatic runs are recorded as (executions, audit, messages).
+ALERT_ACTOR = "alertmanager"
+_META = "_meta"
+_MAX_BUTTONS = 10
+
+
+class AlertProcessor:
+    def __init__(self, *, settings: Settings, store: Store, catalog: Catalog,
+                 dispatcher: Dispatcher, board: AlertBoard) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalog = catalog
+        self.dispatcher = dispatcher
+        self.board = board
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._runs: set[asyncio.Task[None]] = set()
+        self._group_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._drain_lock = asyncio.Lock()
+
+    async def _db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Report runs a previous process left unfinished, then work through the backlog."""
+        await self.recover()
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._loop(), name="opsbot-alerts")
+
+    def wake(self) -> None:
+        """A notification was committed: process it soon."""
+        self._wake.set()
+
+    async def stop(self, grace: float = 20.0) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        if self._runs:
+            _, pending = await asyncio.wait(set(self._runs), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Process every stored notification and wait for the runs they started (tests)."""
+        while True:
+            await self.drain()
+            if not self._runs:
+                return
+            await asyncio.gather(*set(self._runs), return_exceptions=True)
+
+    async def recover(self) -> None:
+        """Runs that were deciding or running when opsbot stopped are marked interrupted and
+        shown so; they are never started again."""
+        for run in await self._db(self.store.interrupt_alert_runs):
+            log.warning("automatic run %s of %s was interrupted by a restart", run.id, run.runbook)
+            await self.show(run.group_hash)
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store is down: the notifications wait on disk
+                log.exception("processing alert notifications failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.alerts.poll_seconds)
+
+    async def drain(self) -> int:
+        async with self._drain_lock:
+            done = 0
+            while batch := await self._db(self.store.unprocessed_notifications, 50):
+                for stored in batch:
+                    await self._process_safely(stored)
+                    done += 1
+            return done
+
+    async def _process_safely(self, stored: StoredNotification) -> None:
+        try:
+            await self.process(stored)
+        except StoreError:
+            raise  # transient: stays unprocessed, retried by the loop
+        except Exception:
+            # A notification that breaks processing must not block the ones behind it.
+            log.exception("notification %s could not be processed; skipped", stored.id)
+            await self._db(self.store.mark_notification_processed, stored.id)
+
+    # -- one notification -------------------------------------------------------------------
+
+    async def process(self, stored: StoredNotification) -> None:
+        try:
+            notification = Notification.model_validate(stored.payload)
+        except ValidationError:
+            log.error("stored notification %s is not readable; skipped", stored.id)
+            await self._db(self.store.mark_notification_processed, stored.id)
+            return
+        received = stored.received_at.isoformat()
+        snapshot: dict[str, Any] = {_META: {
+            "group_labels": dict(notification.group_labels),
+            "truncated": notification.truncated_alerts,
+            "notified_at": received,
+        }}
+        new_firing: list[tuple[AlertItem, dict[str, Any], list[Route]]] = []
+        for alert in notification.alerts:
+            context = alert_context(alert, self.settings)
+            routes = route(alert, self.catalog, self.settings) if alert.status == "firing" \
+                else []
+            snapshot[alert.fingerprint] = _alert_state(alert, context, routes, received)
+            if await self._db(self.store.claim_alert_state, alert.state_key, stored.id) \
+                    and alert.status == "firing":
+                new_firing.append((alert, context, routes))
+        group = await self._db(self.store.update_alert_group, group_key=notification.group_key,
+                               receiver=notification.receiver, status=notification.status,
+                               alerts=snapshot)
+        for alert, context, routes in new_firing:
+            for matched in routes:
+                await self._decide(group.group_hash, notification.group_key, alert, context,
+                                   matched)
+        await self.show(group.group_hash)
+        await self._db(self.store.mark_notification_processed, stored.id)
+
+    async def _decide(self, group_hash: str, group_key: str, alert: AlertItem,
+                      context: dict[str, Any], matched: Route) -> None:
+        runbook, trigger = matched.runbook, matched.trigger
+        limits = None
+        if matched.params is not None:
+            limits = Guardrails(
+                cooldown=parse_duration(trigger.cooldown),
+                max_runs=trigger.max_runs,
+                window=parse_duration(trigger.window),
+                max_concurrent=self.settings.alerts.max_concurrent,
+                shadow=matched.mode == "shadow",
+            )
+        run = await self._db(
+            self.store.decide_alert_run, state_key=alert.state_key, group_key=group_key,
+            fingerprint=alert.fingerprint, alertname=alert.name, runbook=runbook.name,
+            environment=matched.environment.name if matched.environment else None,
+            target=matched.target, mutating=runbook.mutating, guardrails=limits,
+            problem=matched.problem,
+        )
+        if not run.created:
+            return  # decided by an earlier processing of this notification
+        ALERT_DECISIONS.labels(decision=run.decision).inc()
+        await self._audit_decision(run, alert, group_hash)
+        if run.decision in ("run", "shadow"):
+            task = asyncio.create_task(self._execute(run, matched, context, group_hash),
+                                       name=f"opsbot-alert-run-{run.id}")
+            self._runs.add(task)
+            task.add_done_callback(self._runs.discard)
+
+    async def _execute(self, run: AlertRunRecord, matched: Route, context: dict[str, Any],
+                       group_hash: str) -> None:
+        assert matched.environment is not None and matched.params is not None
+        runbook, environment = matched.runbook, matched.environment
+        dry_run = run.decision == "shadow"
+        text = _command_text(runbook.name, matched.params, environment.name, dry_run)
+        trigger = Trigger(source="alert", actor=ALERT_ACTOR, text=text,
+                          channel=self.settings.alerts.channel, via="alert")
+        command = Command(text=text, meta="run", runbook=runbook, env=environment.name,
+                          dry_run=dry_run,
+                          reason=f"alert {context['name']} ({run.fingerprint[:12]})")
+        inv = Invocation(trigger, command, runbook, environment, matched.app,
+                         dict(matched.params), context={"alert": context})
+
+        async def started(execution_id: str) -> None:
+            await self._db(self.store.start_alert_run, run.id, execution_id)
+            await self.show(group_hash)
+
+        view = await self._view(group_hash)
+        reporter = _RunReporter(self.board.reporter(view), started) if view else None
+        try:
+            outcome = await self.dispatcher.run_alert(inv, reporter or _NullReporter(started))
+        except Exception:
+            log.exception("automatic run %s of %s failed to run", run.id, runbook.name)
+            outcome = None
+        if outcome is not None and outcome.status == "pending_approval":
+            await self._db(self.store.alert_run_not_started, run.id,
+                           request_id=outcome.request_id, status="awaiting_approval")
+        elif outcome is None or outcome.execution_id is None:
+            await self._db(self.store.alert_run_not_started, run.id, request_id=None,
+                           status="refused")
+        else:
+            opened = await self._db(self.store.finish_alert_run, run.id, outcome.status,
+                                    breaker_limit=self.settings.alerts.breaker_failures)
+            if opened is not None:
+                await self._breaker_opened(group_hash, opened.environment, opened.target,
+                                           opened.failures)
+        await self.show(group_hash)
+
+    async def _breaker_opened(self, group_hash: str, environment: str, target: str,
+                              failures: int) -> None:
+        text = (f"🛑 Automation stopped for {target} in {environment}: {failures} automatic "
+                "remediations failed in a row. A human needs to take over; "
+                f"`automation resume --env {environment}` turns it back on.")
+        log.warning("circuit breaker opened for %s/%s after %d failures", environment, target,
+                    failures)
+        await self._db(self.store.audit, AuditEntry(
+            actor=ALERT_ACTOR, source="alert", command=f"circuit breaker {environment}/{target}",
+            environment=environment, target=target, outcome="breaker_opened",
+            details={"failures": failures, "group": group_hash},
+        ))
+        view = await self._view(group_hash)
+        if view is not None:
+            try:
+                await self.board.announce(view, text)
+            except Exception:
+                log.exception("announcing the open circuit breaker failed")
+
+    async def _audit_decision(self, run: AlertRunRecord, alert: AlertItem,
+                              group_hash: str) -> None:
+        await self._db(self.store.audit, AuditEntry(
+            actor=ALERT_ACTOR, source="alert", command=f"{alert.name} -> {run.runbook}"[:500],
+            environment=run.environment, target=run.target, outcome=f"automation_{run.decision}",
+            details={"runbook": run.runbook, "decision": run.decision, "detail": run.detail,
+                     "fingerprint": alert.fingerprint, "starts_at": alert.starts_at.isoformat(),
+                     "group": group_hash, "run": run.id},
+        ))
+
+    # -- the group message ------------------------------------------------------------------
+
+    async def show(self, group_hash: str) -> None:
+        """Render the group from the store and post or update its message (one at a time per
+        group, so updates never overtake each other)."""
+        async with self._group_locks[group_hash]:
+            view = await self._view(group_hash)
+            if view is None:
+                return
+            try:
+                posted = await self.board.show(view)
+            except Exception:
+                log.exception("showing alert group %s failed", group_hash[:12])
+                return
+            if posted is not None:
+                channel, ts = posted
+                await self._db(self.store.set_alert_group_message, group_hash, channel=channel,
+                               ts=ts)
+
+    async def _view(self, group_hash: str) -> AlertGroupView | None:
+        group = await self._db(self.store.get_alert_group, group_hash)
+        if group is None:
+            return None
+        runs = await self._db(self.store.alert_runs, group_hash)
+        meta = group.alerts.get(_META, {})
+        states = [state for key, state in group.alerts.items() if key != _META]
+        states.sort(key=lambda s: (s["status"] != "firing", s["starts_at"], s["fingerprint"]))
+        names = sorted({s["name"] for s in states}) or ["alerts"]
+        title = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        envs = sorted({s["env"] for s in states if s.get("env")})
+        if envs:
+            title += f" in {', '.join(envs)}"
+        notes = []
+        if meta.get("truncated"):
+            notes.append(f"Alertmanager left {meta['truncated']} more alerts of this group out "
+                         "of the notification (its max_alerts).")
+        return AlertGroupView(
+            group_hash=group.group_hash, title=title, status=group.status,
+            alerts=[AlertLine(s["fingerprint"], s["name"], s["status"], s["severity"],
+                              s["summary"], s["where"], s["starts_at"], s.get("ends_at"))
+                    for s in states],
+            runs=[RunLine(r.runbook, r.alertname, r.target, r.environment, r.decision,
+                          r.detail, r.status, r.execution_id, r.request_id) for r in runs],
+            buttons=self._buttons(states),
+            notes=notes,
+            channel=group.channel, ts=group.message_ts,
+        )
+
+    def _buttons(self, states: list[dict[str, Any]]) -> list[Button]:
+        buttons: list[Button] = []
+        firing = [s for s in states if s["status"] == "firing"]
+        for state in firing:
+            if state.get("app") and state.get("env"):
+                buttons.append(Button(f"Diagnose {state['app']}",
+                                      f"diag {state['app']} --env {state['env']}"))
+        for state in firing:
+            buttons += [Button(label, command) for label, command in state.get("suggest", [])]
+        if firing and firing[0].get("env"):
+            first = firing[0]
+            labels = {k: v for k, v in first["labels"].items() if k in _SILENCE_LABELS}
+            words = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(labels.items()))
+            for duration in self.settings.alerts.silence_durations:
+                buttons.append(Button(
+                    f"Silence {duration}",
+                    f"silence {shlex.quote(first['name'])} {words} --for {duration} "
+                    f"--env {first['env']}".replace("  ", " "),
+                ))
+        unique = list({button.command: button for button in buttons}.values())
+        return unique[:_MAX_BUTTONS]
+
+
+# Labels a Silence button carries over from the alert: enough to silence this incident, not
+# every alert of the same name.
+_SILENCE_LABELS = ("namespace", "deployment", "statefulset", "pod", "container", "job_name",
+                   "persistentvolumeclaim", "ingress", "service", "horizontalpodautoscaler")
+
+
+def _alert_state(alert: AlertItem, context: dict[str, Any], routes: list[Route],
+                 received: str) -> dict[str, Any]:
+    where_parts = []
+    if context["app"]:
+        where_parts.append(context["app"])
+    elif context["pod"]:
+        where_parts.append(f"pod {context['pod']}")
+    if context["env"]:
+        where_parts.append(f"in {context['env']}")
+    elif context["namespace"]:
+        where_parts.append(f"in namespace {context['namespace']}")
+    suggestions = []
+    for matched in routes:
+        for suggestion in matched.trigger.suggest:
+            values = {"alert": context, "params": matched.params or {},
+                      "env": {"name": context["env"]}}
+            try:
+                command = str(render_value(suggestion.command, values)).strip()
+                label = str(render_value(suggestion.label, values)).strip()
+            except OpsbotError:
+                continue
+            if command and label:
+                suggestions.append([label, command])
+    ends = alert.ends_at.isoformat() if alert.ends_at and alert.ends_at.year > 1 else None
+    return {
+        "fingerprint": alert.fingerprint, "name": alert.name or "unnamed alert",
+        "status": alert.status, "severity": context["severity"],
+        "summary": context["summary"][:300], "where": " ".join(where_parts),
+        "starts_at": alert.starts_at.isoformat(), "ends_at": ends,
+        "labels": dict(alert.labels), "env": context["env"], "app": context["app"],
+        "suggest": suggestions, "notified_at": received,
+    }
+
+
+def _command_text(runbook: str, params: dict[str, Any], env: str, dry_run: bool) -> str:
+    """A command a person could type for the same run (also what an approval re-runs)."""
+    words = ["run", runbook]
+    for name, value in params.items():
+        if value is None or value == {}:
+            continue
+        if isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        words.append(shlex.quote(f"{name}={value}"))
+    words += ["--env", env]
+    if dry_run:
+        words.append("--dry-run")
+    return " ".join(words)
+
+
+class _RunReporter:
+    """Forwards to the board's reporter; the first view carries the execution id."""
+
+    def __init__(self, inner: Reporter,
+                 started: Callable[[str], Any]) -> None:
+        self._inner = inner
+        self._started = started
+        self._seen = False
+
+    async def execution(self, view: ExecutionView) -> None:
+        if not self._seen:
+            self._seen = True
+            await self._started(view.execution_id)
+        await self._inner.execution(view)
+
+    async def notice(self, notice: Notice) -> None:
+        await self._inner.notice(notice)
+
+
+class _NullReporter(_RunReporter):
+    def __init__(self, started: Callable[[str], Any]) -> None:
+        super().__init__(_Silent(), started)
+
+
+class _Silent:
+    async def execution(self, view: ExecutionView) -> None:
+        return None
+
+    async def notice(self, notice: Notice) -> None:
+        return None
+

@@ -1,0 +1,121 @@
+"""What front ends show of an alert group, and the board interface they implement.
+
+One message per Alertmanager group: its alerts (firing or resolved), every automation
+decision taken for them (ran, shadow, skipped and why), and buttons for people. Slack renders
+it as Block Kit updated in place; the console prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.reporting import Button, Reporter
+
+__all__ = ["AlertBoard", "AlertGroupView", "AlertLine", "RunLine", "group_lines"]
+
+_DECISION_TEXT = {
+    "run": "ran",
+    "shadow": "shadow run",
+    "paused": "skipped (paused)",
+    "breaker_open": "skipped (circuit breaker open)",
+    "cooldown": "skipped (cooldown)",
+    "rate_limited": "skipped (too many runs)",
+    "concurrency": "skipped (concurrency limit)",
+    "no_target": "not run (no valid target)",
+}
+_STATUS_TEXT = {
+    "pending": "starting",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "refused": "refused",
+    "interrupted": "interrupted by a restart, not repeated",
+    "awaiting_approval": "waiting for approval",
+}
+
+
+@dataclass(frozen=True)
+class AlertLine:
+    fingerprint: str
+    name: str
+    status: str  # firing | resolved
+    severity: str
+    summary: str
+    where: str  # "shop-api in staging", "pod x in ns y"
+    starts_at: str
+    ends_at: str | None
+
+
+@dataclass(frozen=True)
+class RunLine:
+    runbook: str
+    alertname: str
+    target: str | None
+    environment: str | None
+    decision: str
+    detail: str
+    status: str
+    execution_id: str | None
+    request_id: str | None
+
+    @property
+    def text(self) -> str:
+        what = _DECISION_TEXT.get(self.decision, self.decision)
+        where = f" on {self.target} in {self.environment}" if self.target and self.environment \
+            else (f" in {self.environment}" if self.environment else "")
+        line = f"`{self.runbook}`{where}: {what}"
+        if self.decision in ("run", "shadow"):
+            line += f", {_STATUS_TEXT.get(self.status, self.status)}"
+            if self.execution_id:
+                line += f" ({self.execution_id})"
+            if self.request_id:
+                line += f" (request {self.request_id})"
+        else:
+            line += f": {self.detail}"
+        return line
+
+
+@dataclass
+class AlertGroupView:
+    group_hash: str
+    title: str
+    status: str  # firing | resolved
+    alerts: list[AlertLine] = field(default_factory=list)
+    runs: list[RunLine] = field(default_factory=list)
+    buttons: list[Button] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # truncated alerts, breaker opened, ...
+    channel: str | None = None
+    ts: str | None = None
+
+
+def group_lines(view: AlertGroupView, *, max_alerts: int = 15) -> list[str]:
+    """The group as plain lines (markdown-ish), shared by the console and Slack's fallback."""
+    firing = sum(1 for a in view.alerts if a.status == "firing")
+    head = "FIRING" if view.status == "firing" else "RESOLVED"
+    lines = [f"{head} {view.title} ({firing} firing, {len(view.alerts) - firing} resolved)"]
+    for alert in view.alerts[:max_alerts]:
+        mark = "🔴" if alert.status == "firing" else "🟢"
+        when = f"since {alert.starts_at}" if alert.status == "firing" \
+            else f"resolved {alert.ends_at or ''}".strip()
+        summary = f": {alert.summary}" if alert.summary else ""
+        lines.append(f"{mark} {alert.name} {alert.where}{summary} ({when})")
+    if len(view.alerts) > max_alerts:
+        lines.append(f"… and {len(view.alerts) - max_alerts} more")
+    if view.runs:
+        lines.append("Automation:")
+        lines += [f"• {run.text}" for run in view.runs]
+    lines += view.notes
+    return lines
+
+
+class AlertBoard(Protocol):
+    async def show(self, view: AlertGroupView) -> tuple[str, str] | None:
+        """Post the group's message the first time (returning channel and ts), then update it
+        in place."""
+
+    def reporter(self, view: AlertGroupView) -> Reporter:
+        """Where an automatic execution for this group reports (Slack: the group's thread)."""
+
+    async def announce(self, view: AlertGroupView, text: str) -> None:
+        """A loud message asking humans to take over (a circuit breaker opened)."""

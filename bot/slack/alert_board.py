@@ -1,0 +1,97 @@
+"""The Slack alert board: one message per Alertmanager group in the alerts channel, updated in
+place; automatic runs report in its thread, and their notices go to the thread too (there is
+no person to tell privately).
+
+A chat failure never loses an alert: the store holds the group, the failure is logged and
+counted, and the next change of the group tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.alerts.view import AlertGroupView
+from bot.reporting import ExecutionView, Notice, Reporter
+from bot.slack.api import SlackCallFailed, call
+from bot.slack.blocks import alert_group_blocks, alert_group_text, escape, notice_text
+from bot.slack.reporter import SlackReporter
+from bot.store import Store
+
+__all__ = ["SlackAlertBoard"]
+
+log = logging.getLogger("opsbot.slack")
+
+
+class SlackAlertBoard:
+    """Implements `bot.alerts.view.AlertBoard` on the Slack Web API."""
+
+    def __init__(self, client: AsyncWebClient, store: Store, channel: str | None) -> None:
+        self._client = client
+        self._store = store
+        self._channel = channel  # settings.alerts.channel
+        self._warned = False
+
+    async def show(self, view: AlertGroupView) -> tuple[str, str] | None:
+        text, blocks = alert_group_text(view), alert_group_blocks(view)
+        try:
+            if view.channel and view.ts:
+                await call("chat.update", self._client.chat_update, channel=view.channel,
+                           ts=view.ts, text=text, blocks=blocks)
+                return None
+            if not self._channel:
+                if not self._warned:
+                    self._warned = True
+                    log.warning("alerts are recorded but not posted: set alerts.channel")
+                return None
+            response = await call(
+                "chat.postMessage", self._client.chat_postMessage, channel=self._channel,
+                text=text, blocks=blocks, unfurl_links=False, unfurl_media=False,
+            )
+        except SlackCallFailed as exc:
+            log.warning("alert group %s not shown: %s", view.group_hash[:12], exc)
+            return None
+        return str(response.get("channel") or self._channel), str(response["ts"])
+
+    def reporter(self, view: AlertGroupView) -> Reporter:
+        return _AlertRun(self._client, self._store, view.channel or self._channel, view.ts)
+
+    async def announce(self, view: AlertGroupView, text: str) -> None:
+        channel = view.channel or self._channel
+        if not channel:
+            return
+        extra = {"thread_ts": view.ts, "reply_broadcast": True} if view.ts else {}
+        try:
+            await call("chat.postMessage", self._client.chat_postMessage, channel=channel,
+                       text=escape(text), unfurl_links=False, unfurl_media=False, **extra)
+        except SlackCallFailed as exc:
+            log.warning("announcement in %s failed: %s", channel, exc)
+
+
+class _AlertRun:
+    """An automatic run's reporter: the execution message is a reply in the group's thread."""
+
+    def __init__(self, client: AsyncWebClient, store: Store, channel: str | None,
+                 thread_ts: str | None) -> None:
+        self._client = client
+        self._channel = channel
+        self._thread_ts = thread_ts
+        self._inner = SlackReporter(client, channel, "", store, thread_ts=thread_ts) \
+            if channel else None
+
+    async def execution(self, view: ExecutionView) -> None:
+        if self._inner is not None:
+            await self._inner.execution(view)
+
+    async def notice(self, notice: Notice) -> None:
+        if not self._channel:
+            log.info("automatic run notice (no alerts channel): %s", notice.text)
+            return
+        extra = {"thread_ts": self._thread_ts} if self._thread_ts else {}
+        try:
+            await call("chat.postMessage", self._client.chat_postMessage, channel=self._channel,
+                       text=notice_text(notice), unfurl_links=False, unfurl_media=False,
+                       **extra)
+        except SlackCallFailed as exc:
+            log.warning("automatic run notice not posted: %s", exc)

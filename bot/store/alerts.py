@@ -1,0 +1,445 @@
+"""Alert intake and the guardrails of automatic runs.
+
+- A notification is committed before the webhook is answered, and processed afterwards;
+  ``processed_at`` stays empty until it was, so a restart picks up what was left.
+- An alert state (fingerprint, status, startsAt) is claimed by the first notification that
+  carries it; the same notification may claim it again when it is processed a second time
+  after a crash, any other notification may not (that is the dedup).
+- A decision on (alert state, runbook) is taken once: the unique key returns the earlier
+  decision to a second processing. Deciding reads and writes under one lock (SQLite: the
+  write transaction; PostgreSQL: a transaction-scoped advisory lock), so cooldowns, rate
+  limits and the concurrency limit hold across threads and replicas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.store.db import read_session, write_session
+from bot.store.ids import new_id
+from bot.store.models import (
+    AlertGroupRow,
+    AlertNotificationRow,
+    AlertRunRow,
+    AlertStateClaim,
+    AutomationBreakerRow,
+    AutomationPauseRow,
+)
+
+__all__ = [
+    "ACTIVE_RUN_STATUSES",
+    "AlertGroupRecord",
+    "AlertRunRecord",
+    "AutomationStatus",
+    "Breaker",
+    "Guardrails",
+    "Pause",
+    "StoredNotification",
+    "group_hash",
+]
+
+#: Runs that count against the concurrency limit.
+ACTIVE_RUN_STATUSES = ("pending", "running")
+#: Decisions that allowed a run (a shadow run is a dry run, and counts like a real one).
+RAN = ("run", "shadow")
+_DECIDE_LOCK_KEY = 0x0B5B_07A1_E27
+
+
+def group_hash(group_key: str) -> str:
+    return hashlib.sha256(group_key.encode("utf-8")).hexdigest()
+
+
+def _key(key: str) -> str:
+    return key if len(key) <= 255 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredNotification:
+    id: str
+    received_at: datetime
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AlertGroupRecord:
+    group_hash: str
+    group_key: str
+    status: str
+    alerts: dict[str, Any]  # fingerprint -> last notified state (see bot.alerts.processor)
+    channel: str | None
+    message_ts: str | None
+
+
+@dataclass(frozen=True)
+class AlertRunRecord:
+    id: str
+    at: datetime
+    group_hash: str
+    fingerprint: str
+    alertname: str
+    runbook: str
+    environment: str | None
+    target: str | None
+    mutating: bool
+    decision: str
+    detail: str
+    status: str
+    execution_id: str | None
+    request_id: str | None
+    finished_at: datetime | None
+    created: bool = False  # True when this call took the decision, False when it found it
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """Limits a decision checks, from the runbook's alert trigger and the config."""
+
+    cooldown: timedelta
+    max_runs: int
+    window: timedelta
+    max_concurrent: int
+    shadow: bool
+
+
+@dataclass(frozen=True)
+class Pause:
+    scope: str  # "*" or an environment
+    until: datetime | None
+    actor: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Breaker:
+    environment: str
+    target: str
+    failures: int
+    opened_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AutomationStatus:
+    pauses: list[Pause]
+    breakers: list[Breaker]  # only open ones
+
+
+# -- notifications ----------------------------------------------------------------------------
+
+
+def record_notification(factory: sessionmaker[Session], now: datetime, *, group_key: str,
+                        receiver: str, status: str, payload: dict[str, Any]) -> str:
+    nid = new_id("an")
+    with write_session(factory) as session:
+        session.add(AlertNotificationRow(
+            id=nid, received_at=now, group_hash=group_hash(group_key), receiver=receiver[:200],
+            status=status, payload=payload, processed_at=None,
+        ))
+    return nid
+
+
+def unprocessed(factory: sessionmaker[Session], limit: int) -> list[StoredNotification]:
+    with read_session(factory) as session:
+        rows = session.scalars(
+            select(AlertNotificationRow)
+            .where(AlertNotificationRow.processed_at.is_(None))
+            .order_by(AlertNotificationRow.received_at, AlertNotificationRow.id)
+            .limit(limit)
+        ).all()
+        return [StoredNotification(r.id, r.received_at, r.payload) for r in rows]
+
+
+def get_notification(factory: sessionmaker[Session], nid: str) -> StoredNotification | None:
+    with read_session(factory) as session:
+        row = session.get(AlertNotificationRow, nid)
+        return StoredNotification(row.id, row.received_at, row.payload) if row else None
+
+
+def mark_processed(factory: sessionmaker[Session], now: datetime, nid: str) -> None:
+    with write_session(factory) as session:
+        row = session.get(AlertNotificationRow, nid)
+        if row is not None and row.processed_at is None:
+            row.processed_at = now
+
+
+def claim_state(factory: sessionmaker[Session], now: datetime, key: str, nid: str) -> bool:
+    """True when `nid` owns this alert state (first to see it, or seeing it again itself)."""
+    values = {"key": _key(key), "notification_id": nid, "seen_at": now}
+    with write_session(factory) as session:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        session.execute(insert(AlertStateClaim).values(values).on_conflict_do_nothing())
+        owner = session.scalar(select(AlertStateClaim.notification_id)
+                               .where(AlertStateClaim.key == values["key"]))
+        return owner == nid
+
+
+def prune(factory: sessionmaker[Session], now: datetime, keep: timedelta) -> None:
+    """Forget alert states and processed notifications older than `keep`."""
+    with write_session(factory) as session:
+        session.execute(delete(AlertStateClaim).where(AlertStateClaim.seen_at < now - keep))
+        session.execute(delete(AlertNotificationRow).where(
+            AlertNotificationRow.processed_at.is_not(None),
+            AlertNotificationRow.received_at < now - keep,
+        ))
+
+
+# -- groups -----------------------------------------------------------------------------------
+
+
+def update_group(factory: sessionmaker[Session], now: datetime, *, group_key: str, receiver: str,
+                 status: str, alerts: dict[str, Any]) -> AlertGroupRecord:
+    """Merge `alerts` (fingerprint -> state) into the group; a newer state replaces an older."""
+    key = group_hash(group_key)
+    with write_session(factory) as session:
+        row = session.get(AlertGroupRow, key)
+        if row is None:
+            row = AlertGroupRow(group_hash=key, group_key=group_key, receiver=receiver[:200],
+                                status=status, alerts={}, channel=None, message_ts=None,
+                                created_at=now, updated_at=now)
+            session.add(row)
+        merged = dict(row.alerts)
+        for fingerprint, state in alerts.items():
+            old = merged.get(fingerprint)
+            if old is None or str(state.get("notified_at", "")) >= str(old.get("notified_at", "")):
+                merged[fingerprint] = state
+        row.alerts = merged
+        row.status = "firing" if any(a.get("status") == "firing" for a in merged.values()) \
+            else "resolved"
+        row.updated_at = now
+        session.flush()
+        return _group(row)
+
+
+def get_group(factory: sessionmaker[Session], key: str) -> AlertGroupRecord | None:
+    with read_session(factory) as session:
+        row = session.get(AlertGroupRow, key)
+        return _group(row) if row else None
+
+
+def set_group_message(factory: sessionmaker[Session], key: str, channel: str, ts: str) -> None:
+    with write_session(factory) as session:
+        row = session.get(AlertGroupRow, key)
+        if row is not None:
+            row.channel, row.message_ts = channel, ts
+
+
+def _group(row: AlertGroupRow) -> AlertGroupRecord:
+    return AlertGroupRecord(row.group_hash, row.group_key, row.status, dict(row.alerts),
+                            row.channel, row.message_ts)
+
+
+# -- decisions and runs -----------------------------------------------------------------------
+
+
+def decide(factory: sessionmaker[Session], now: datetime, *, state_key: str, group_key: str,
+           fingerprint: str, alertname: str, runbook: str, environment: str | None,
+           target: str | None, mutating: bool, guardrails: Guardrails | None,
+           problem: str | None = None) -> AlertRunRecord:
+    """The decision on running `runbook` for this alert state, taken once.
+
+    Checks, in order: automation paused (everywhere or in the environment), the target's
+    circuit breaker (mutating runbooks only), cooldown and runs per window (per runbook and
+    target, counting shadow runs), then the global limit on concurrent automatic runs.
+    Without `guardrails` (a route that cannot run), `problem` is recorded as `no_target`.
+    """
+    with write_session(factory) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(_DECIDE_LOCK_KEY)))
+        found = session.scalar(select(AlertRunRow).where(
+            AlertRunRow.state_key == _key(state_key), AlertRunRow.runbook == runbook))
+        if found is not None:
+            return _run(found)
+        if guardrails is None:
+            decision, detail = "no_target", problem or "no target"
+        else:
+            decision, detail = _check(session, now, runbook, environment, target, mutating,
+                                      guardrails)
+        row = AlertRunRow(
+            id=new_id("ar"), at=now, state_key=_key(state_key), group_hash=group_hash(group_key),
+            fingerprint=fingerprint, alertname=alertname[:200], runbook=runbook,
+            environment=environment, target=target, mutating=mutating, decision=decision,
+            detail=detail[:1000], status="pending" if decision in RAN else "skipped",
+            execution_id=None, request_id=None, finished_at=None if decision in RAN else now,
+        )
+        session.add(row)
+        session.flush()
+        return _run(row, created=True)
+
+
+def _check(session: Session, now: datetime, runbook: str, environment: str | None,
+           target: str | None, mutating: bool, limits: Guardrails) -> tuple[str, str]:
+    pause = _active_pause(session, now, environment)
+    if pause is not None:
+        until = f" until {pause.until:%Y-%m-%d %H:%M} UTC" if pause.until else ""
+        where = "everywhere" if pause.scope == "*" else f"in {pause.scope}"
+        return "paused", f"automation is paused {where}{until} (by {pause.actor})"
+    if mutating and environment and target:
+        breaker = session.get(AutomationBreakerRow, (environment, target))
+        if breaker is not None and breaker.opened_at is not None:
+            return "breaker_open", (
+                f"{breaker.failures} automatic remediations of {target} in {environment} "
+                "failed in a row; automation stays off for it until someone runs "
+                f"`automation resume --env {environment}`")
+    same = (AlertRunRow.runbook == runbook, AlertRunRow.environment == environment,
+            AlertRunRow.target == target, AlertRunRow.decision.in_(RAN))
+    last = session.scalar(select(func.max(AlertRunRow.at)).where(*same))
+    if last is not None and now - last < limits.cooldown:
+        return "cooldown", (f"ran {_span(now - last)} ago; cooldown {_span(limits.cooldown)}")
+    runs = session.scalar(select(func.count()).select_from(AlertRunRow).where(
+        *same, AlertRunRow.at > now - limits.window)) or 0
+    if runs >= limits.max_runs:
+        return "rate_limited", (f"{runs} runs in the last {_span(limits.window)} "
+                                f"(limit {limits.max_runs})")
+    active = session.scalar(select(func.count()).select_from(AlertRunRow).where(
+        AlertRunRow.status.in_(ACTIVE_RUN_STATUSES))) or 0
+    if active >= limits.max_concurrent:
+        return "concurrency", (f"{active} automatic runs in progress "
+                               f"(limit {limits.max_concurrent})")
+    if limits.shadow:
+        return "shadow", "shadow mode: a dry run that changes nothing"
+    return "run", "within every guardrail"
+
+
+def _active_pause(session: Session, now: datetime, environment: str | None) -> Pause | None:
+    scopes = ["*", environment] if environment else ["*"]
+    for row in session.scalars(select(AutomationPauseRow)
+                               .where(AutomationPauseRow.scope.in_(scopes))):
+        if row.until is None or row.until > now:
+            return Pause(row.scope, row.until, row.actor, row.reason)
+    return None
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def start_run(factory: sessionmaker[Session], run_id: str, execution_id: str) -> None:
+    with write_session(factory) as session:
+        row = session.get(AlertRunRow, run_id)
+        if row is not None and row.status == "pending":
+            row.status, row.execution_id = "running", execution_id
+
+
+def await_approval(factory: sessionmaker[Session], now: datetime, run_id: str,
+                   request_id: str | None, status: str) -> None:
+    """The run became an approval request (or was refused before it started)."""
+    with write_session(factory) as session:
+        row = session.get(AlertRunRow, run_id)
+        if row is not None and row.status in ACTIVE_RUN_STATUSES:
+            row.status, row.request_id, row.finished_at = status, request_id, now
+
+
+def finish_run(factory: sessionmaker[Session], now: datetime, run_id: str, outcome: str,
+               breaker_limit: int) -> Breaker | None:
+    """End the run; for a real (not shadow) mutating run, count it in the target's breaker.
+
+    Returns the breaker when this run opened it, so the caller tells humans once.
+    """
+    with write_session(factory) as session:
+        row = session.get(AlertRunRow, run_id)
+        if row is None or row.status not in ACTIVE_RUN_STATUSES:
+            return None
+        row.status, row.finished_at = outcome, now
+        if not (row.mutating and row.decision == "run" and row.environment and row.target):
+            return None
+        breaker = session.get(AutomationBreakerRow, (row.environment, row.target))
+        if breaker is None:
+            breaker = AutomationBreakerRow(environment=row.environment, target=row.target,
+                                           failures=0, opened_at=None, updated_at=now)
+            session.add(breaker)
+        breaker.updated_at = now
+        if outcome == "succeeded":
+            breaker.failures, breaker.opened_at = 0, None
+            return None
+        breaker.failures += 1
+        if breaker.opened_at is None and breaker.failures >= breaker_limit:
+            breaker.opened_at = now
+            return Breaker(breaker.environment, breaker.target, breaker.failures, now)
+        return None
+
+
+def interrupt_active(factory: sessionmaker[Session], now: datetime) -> list[AlertRunRecord]:
+    """After a restart: runs decided or running here end `interrupted`, never re-run."""
+    with write_session(factory) as session:
+        rows = session.scalars(select(AlertRunRow)
+                               .where(AlertRunRow.status.in_(ACTIVE_RUN_STATUSES))).all()
+        for row in rows:
+            row.status, row.finished_at = "interrupted", now
+        return [_run(row) for row in rows]
+
+
+def runs_for_group(factory: sessionmaker[Session], key: str) -> list[AlertRunRecord]:
+    with read_session(factory) as session:
+        rows = session.scalars(select(AlertRunRow).where(AlertRunRow.group_hash == key)
+                               .order_by(AlertRunRow.at, AlertRunRow.id)).all()
+        return [_run(row) for row in rows]
+
+
+def _run(row: AlertRunRow, *, created: bool = False) -> AlertRunRecord:
+    return AlertRunRecord(
+        row.id, row.at, row.group_hash, row.fingerprint, row.alertname, row.runbook,
+        row.environment, row.target, row.mutating, row.decision, row.detail, row.status,
+        row.execution_id, row.request_id, row.finished_at, created,
+    )
+
+
+# -- pause, resume, breakers ------------------------------------------------------------------
+
+
+def pause(factory: sessionmaker[Session], now: datetime, *, scope: str, until: datetime | None,
+          actor: str, reason: str | None) -> None:
+    with write_session(factory) as session:
+        row = session.get(AutomationPauseRow, scope)
+        if row is None:
+            session.add(AutomationPauseRow(scope=scope, until=until, actor=actor, reason=reason,
+                                           at=now))
+        else:
+            row.until, row.actor, row.reason, row.at = until, actor, reason, now
+
+
+def resume(factory: sessionmaker[Session], *, scope: str) -> tuple[list[str], list[Breaker]]:
+    """Lift the pause of `scope` ("*": every pause) and close its open breakers.
+
+    Returns the scopes un-paused and the breakers closed.
+    """
+    with write_session(factory) as session:
+        pauses = select(AutomationPauseRow)
+        breakers = select(AutomationBreakerRow).where(AutomationBreakerRow.opened_at.is_not(None))
+        if scope != "*":
+            pauses = pauses.where(AutomationPauseRow.scope == scope)
+            breakers = breakers.where(AutomationBreakerRow.environment == scope)
+        lifted = [row.scope for row in session.scalars(pauses).all()]
+        closed = []
+        for row in session.scalars(breakers).all():
+            closed.append(Breaker(row.environment, row.target, row.failures, row.opened_at))
+            row.failures, row.opened_at = 0, None
+        session.execute(delete(AutomationPauseRow).where(AutomationPauseRow.scope.in_(lifted)))
+        return lifted, closed
+
+
+def status(factory: sessionmaker[Session], now: datetime) -> AutomationStatus:
+    with read_session(factory) as session:
+        pauses = [Pause(r.scope, r.until, r.actor, r.reason)
+                  for r in session.scalars(select(AutomationPauseRow)
+                                           .order_by(AutomationPauseRow.scope)).all()
+                  if r.until is None or r.until > now]
+        breakers = [Breaker(r.environment, r.target, r.failures, r.opened_at)
+                    for r in session.scalars(select(AutomationBreakerRow)
+                                             .where(AutomationBreakerRow.opened_at.is_not(None))
+                                             .order_by(AutomationBreakerRow.environment,
+                                                       AutomationBreakerRow.target)).all()]
+        return AutomationStatus(pauses, breakers)

@@ -1,0 +1,383 @@
+"""Alert processing: dedup, routing, guardrails, shadow mode, pause/resume, recovery, bursts.
+
+Notifications are committed to the store as the intake commits them, then processed by the
+services' alert worker; runs go through the real dispatcher against the simulated cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.alerts.payload import parse_notification
+from bot.config import Settings
+from bot.reporting import ExecutionView, Notice
+from bot.services import Services
+from bot.simcluster import SimCluster
+from bot.store import Store
+from bot.store.alerts import group_hash
+from bot.trigger import Trigger
+from tests.alerts.conftest import Clock, RecordingAlertBoard, alert_settings_for
+from tests.support.alert_payloads import alert, notification, to_bytes
+
+WORKER_POD = "shop-worker-5d8f7c9b6-x2x4q"
+API_POD = "shop-api-7c9d8f6b5-abcde"
+
+
+def crashloop(pod: str = WORKER_POD, *, starts_at: str = "2026-11-26T11:00:00Z",
+              status: str = "firing", **labels: str) -> dict[str, Any]:
+    return alert({"alertname": "TestCrashLoop", "severity": "warning",
+                  "namespace": "shop-staging", "pod": pod, **labels},
+                 starts_at=starts_at, status=status)
+
+
+def stuck(deployment: str = "shop-api", starts_at: str = "2026-11-26T11:00:00Z",
+          namespace: str = "shop-staging") -> dict[str, Any]:
+    return alert({"alertname": "TestStuck", "namespace": namespace, "deployment": deployment},
+                 starts_at=starts_at)
+
+
+async def deliver(services: Services, payload: dict[str, Any]) -> str:
+    """What the intake does (validate, commit), then let the worker process everything."""
+    parsed = parse_notification(to_bytes(payload))
+    nid = await asyncio.to_thread(
+        services.store.record_notification, group_key=parsed.group_key,
+        receiver=parsed.receiver, status=parsed.status, payload=payload)
+    await services.alerts.wait_idle()
+    return nid
+
+
+def runs(services: Services, payload: dict[str, Any]) -> list[Any]:
+    return services.store.alert_runs(group_hash(payload["groupKey"]))
+
+
+class Replies:
+    def __init__(self) -> None:
+        self.views: list[ExecutionView] = []
+        self.notices: list[Notice] = []
+
+    async def execution(self, view: ExecutionView) -> None:
+        self.views.append(view)
+
+    async def notice(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+
+async def command(services: Services, user: str, text: str) -> Replies:
+    replies = Replies()
+    await services.dispatcher.dispatch(
+        Trigger(source="console", actor=user, text=text), replies)
+    return replies
+
+
+def build(sim: SimCluster, tmp_path: Path, clock: Clock, board: RecordingAlertBoard,
+          **alerts: Any) -> Services:
+    settings: Settings = alert_settings_for(sim, tmp_path, **alerts)
+    store = Store.open(settings.database_url or "", clock=clock)
+    return Services.build(settings, store=store, alert_board=board)
+
+
+async def test_a_firing_alert_runs_its_runbook_once_and_shows_the_group(
+        alert_services: Services, board: RecordingAlertBoard) -> None:
+    payload = notification([crashloop()])
+    await deliver(alert_services, payload)
+    [run] = runs(alert_services, payload)
+    assert (run.runbook, run.target, run.environment, run.decision, run.status) == (
+        "test-diag", "shop-worker", "staging", "run", "succeeded")
+    execution = board.executions[run.execution_id]
+    assert execution.status == "succeeded" and execution.actor == "alertmanager"
+    assert "OOMKilled" in " ".join(s.summary for s in execution.steps)
+    view = board.last()
+    assert view.status == "firing" and [a.where for a in view.alerts] == ["shop-worker in staging"]
+    assert "ran, succeeded" in view.runs[0].text
+    labels = {b.label: b.command for b in view.buttons}
+    assert labels["Diagnose shop-worker"] == "diag shop-worker --env staging"
+    assert labels["Roll back shop-worker"] == "rollback shop-worker --env staging"
+    assert labels["Silence 1h"] == (f"silence TestCrashLoop namespace=shop-staging pod={WORKER_POD}"
+                                    " --for 1h --env staging")
+    audit = alert_services.store.audit_records(limit=50)
+    decided = [r for r in audit if r["outcome"] == "automation_run"]
+    assert decided and decided[0]["source"] == "alert" and decided[0]["target"] == "shop-worker"
+
+
+async def test_redeliveries_and_repeats_of_one_alert_state_start_nothing_new(
+        alert_services: Services, board: RecordingAlertBoard) -> None:
+    payload = notification([crashloop()])
+    await deliver(alert_services, payload)
+    await deliver(alert_services, payload)  # Alertmanager retried a delivery
+    repeat = notification([crashloop()])  # repeat_interval: same alert state, new notification
+    await deliver(alert_services, repeat)
+    assert len(runs(alert_services, payload)) == 1
+    assert len(board.executions) == 1
+
+
+async def test_resolved_updates_the_group_and_runs_nothing(
+        alert_services: Services, board: RecordingAlertBoard) -> None:
+    await deliver(alert_services, notification([crashloop()]))
+    resolved = notification([crashloop(status="resolved")])
+    await deliver(alert_services, resolved)
+    view = board.last()
+    assert view.status == "resolved" and view.alerts[0].status == "resolved"
+    assert len(view.runs) == 1 and "succeeded" in view.runs[0].text  # what the firing started
+    assert len(board.executions) == 1
+    assert not [b for b in view.buttons if b.label.startswith("Silence")]
+
+
+async def test_cooldown_then_rate_limit_per_runbook_and_target(
+        alert_services: Services, clock: Clock) -> None:
+    decisions = []
+    for minute, gap in enumerate([0, 5, 11, 11, 11]):
+        clock.advance(minutes=gap)
+        payload = notification([crashloop(starts_at=f"2026-11-26T11:{minute:02d}:00Z")])
+        await deliver(alert_services, payload)
+        decisions.append(runs(alert_services, payload)[-1].decision)
+    # cooldown 10m, at most 2 runs per hour (test-diag's trigger)
+    assert decisions == ["run", "cooldown", "run", "rate_limited", "rate_limited"]
+    clock.advance(minutes=61)
+    payload = notification([crashloop(starts_at="2026-11-26T12:30:00Z")])
+    await deliver(alert_services, payload)
+    assert runs(alert_services, payload)[-1].decision == "run"
+    # another target is counted on its own
+    other = notification([crashloop(API_POD, starts_at="2026-11-26T12:31:00Z")])
+    await deliver(alert_services, other)
+    assert [r.decision for r in runs(alert_services, other) if r.target == "shop-api"] == ["run"]
+
+
+async def test_global_concurrency_limit(alert_sim: SimCluster, tmp_path: Path, clock: Clock,
+                                        board: RecordingAlertBoard) -> None:
+    alert_sim.faults.inject("PATCH", r"/deployments/", status=None, times=None,
+                            delay_seconds=1.5)
+    services = build(alert_sim, tmp_path, clock, board, max_concurrent=1)
+    try:
+        payload = notification([stuck("shop-api"), stuck("shop-web")],
+                               group_labels={"alertname": "TestStuck"})
+        await deliver(services, payload)
+        decisions = sorted((r.target, r.decision) for r in runs(services, payload))
+        assert decisions == [("shop-api", "run"), ("shop-web", "concurrency")]
+        skipped = next(r for r in runs(services, payload) if r.decision == "concurrency")
+        assert "limit 1" in skipped.detail
+    finally:
+        services.close()
+
+
+async def test_circuit_breaker_opens_after_failed_remediations_and_resume_closes_it(
+        alert_sim: SimCluster, tmp_path: Path, clock: Clock, board: RecordingAlertBoard) -> None:
+    services = build(alert_sim, tmp_path, clock, board, breaker_failures=2)
+    forbidden = alert_sim.faults.inject("PATCH", r"/deployments/shop-api", status=403,
+                                        times=None)
+    try:
+        decisions = []
+        for minute in range(3):
+            clock.advance(seconds=5)
+            payload = notification([stuck(starts_at=f"2026-11-26T11:0{minute}:00Z")])
+            await deliver(services, payload)
+            run = runs(services, payload)[-1]
+            decisions.append((run.decision, run.status))
+        assert decisions == [("run", "failed"), ("run", "failed"),
+                             ("breaker_open", "skipped")]
+        assert len(board.announcements) == 1
+        assert "shop-api in staging" in board.announcements[0]
+        assert "automation resume --env staging" in board.announcements[0]
+        status = await command(services, "U0BOB", "automation status")
+        assert "Breaker open: shop-api in staging" in str(status.views[-1].steps[0].fields)
+        # another target is not affected
+        web = notification([stuck("shop-web", starts_at="2026-11-26T11:05:00Z")])
+        await deliver(services, web)
+        assert runs(services, web)[-1].decision == "run"
+
+        forbidden.active = False
+        replies = await command(services, "U0BOB", "automation resume --env staging")
+        assert "circuit breakers closed for shop-api in staging" in replies.views[-1].summary \
+            or "circuit breakers closed for shop-api in staging" in \
+            replies.views[-1].steps[0].summary
+        clock.advance(seconds=5)
+        again = notification([stuck(starts_at="2026-11-26T11:09:00Z")])
+        await deliver(services, again)
+        assert (runs(services, again)[-1].decision, runs(services, again)[-1].status) == (
+            "run", "succeeded")
+        outcomes = [r["outcome"] for r in services.store.audit_records(limit=100)]
+        assert "breaker_opened" in outcomes and "automation_breaker_open" in outcomes
+    finally:
+        services.close()
+
+
+async def test_shadow_mode_posts_a_dry_run_and_changes_nothing(
+        alert_services: Services, board: RecordingAlertBoard, alert_sim: SimCluster) -> None:
+    payload = notification([alert({"alertname": "TestThrottled", "namespace": "shop-staging",
+                                   "deployment": "shop-api"})])
+    await deliver(alert_services, payload)
+    [run] = runs(alert_services, payload)
+    assert (run.decision, run.status) == ("shadow", "succeeded")
+    execution = board.executions[run.execution_id]
+    assert execution.dry_run and "--dry-run" in execution.command
+    deployment = alert_sim.get("/apis/apps/v1/namespaces/shop-staging/deployments/shop-api")
+    assert deployment["spec"]["replicas"] == 3
+    assert [b.label for b in execution.buttons] == ["Run it"]  # a human may run it for real
+
+
+async def test_modes_in_config_override_the_runbook(alert_sim: SimCluster, tmp_path: Path,
+                                                    clock: Clock,
+                                                    board: RecordingAlertBoard) -> None:
+    services = build(alert_sim, tmp_path, clock, board, modes={"test-restart": "shadow"})
+    try:
+        payload = notification([stuck()])
+        await deliver(services, payload)
+        assert runs(services, payload)[-1].decision == "shadow"
+    finally:
+        services.close()
+
+
+async def test_pause_and_resume(alert_services: Services, clock: Clock) -> None:
+    paused = await command(alert_services, "U0BOB", "automation pause --for 1h")
+    assert "paused in every environment" in paused.views[-1].steps[0].summary
+    first = notification([stuck(starts_at="2026-11-26T11:00:00Z")])
+    await deliver(alert_services, first)
+    [run] = runs(alert_services, first)
+    assert run.decision == "paused" and "everywhere" in run.detail and "bob" in run.detail
+    await command(alert_services, "U0BOB", "automation resume")
+    second = notification([stuck(starts_at="2026-11-26T11:01:00Z")])
+    await deliver(alert_services, second)
+    assert runs(alert_services, second)[-1].decision == "run"
+    # a pause of prod leaves staging alone; an expired pause no longer holds
+    await command(alert_services, "U0BOB", "automation pause --env prod --for 10m")
+    clock.advance(seconds=5)
+    third = notification([stuck(starts_at="2026-11-26T11:02:00Z")])
+    await deliver(alert_services, third)
+    assert runs(alert_services, third)[-1].decision == "run"
+    await command(alert_services, "U0BOB", "automation pause --env staging --for 10m")
+    clock.advance(minutes=11)
+    fourth = notification([stuck(starts_at="2026-11-26T11:03:00Z")])
+    await deliver(alert_services, fourth)
+    assert runs(alert_services, fourth)[-1].decision == "run"
+
+
+async def test_only_allowed_people_pause_automation(alert_services: Services) -> None:
+    replies = await command(alert_services, "U0MALLORY", "automation pause")
+    assert replies.notices and replies.notices[0].kind == "denied"
+    assert alert_services.store.automation_status().pauses == []
+
+
+@pytest.mark.parametrize("labels", [
+    {"namespace": "shop-qa"},  # not a configured environment
+    {"namespace": "shop-staging; rm -rf /"},
+    {"namespace": "shop-staging", "deployment": "{{ 7*7 }}"},
+    {"namespace": "shop-staging", "deployment": "shop-api\n"},
+    {"namespace": "shop-staging", "pod": "../../etc/passwd"},
+    {"namespace": "shop-staging", "deployment": "payments"},  # not a configured app
+    {},
+])
+async def test_hostile_or_unknown_targets_run_nothing(
+        alert_services: Services, board: RecordingAlertBoard, labels: dict[str, str]) -> None:
+    payload = notification([alert({"alertname": "TestStuck", **labels})],
+                           group_labels={"alertname": "TestStuck"})
+    await deliver(alert_services, payload)
+    [run] = runs(alert_services, payload)
+    assert run.decision == "no_target" and run.target is None and run.status == "skipped"
+    assert board.executions == {}
+    assert "{{" not in board.last().title or "49" not in board.last().title
+
+
+async def test_template_syntax_in_alert_text_stays_text(
+        alert_services: Services, board: RecordingAlertBoard) -> None:
+    hostile = alert({"alertname": "TestCrashLoop", "severity": "warning",
+                     "namespace": "shop-staging", "pod": WORKER_POD},
+                    annotations={"summary": "{{ 7*7 }} {% for x in [1] %}x{% endfor %} <!here>"})
+    await deliver(alert_services, notification([hostile]))
+    view = board.last()
+    assert view.alerts[0].summary == "{{ 7*7 }} {% for x in [1] %}x{% endfor %} <!here>"
+
+
+async def test_truncated_alerts_are_noted(alert_services: Services,
+                                          board: RecordingAlertBoard) -> None:
+    await deliver(alert_services, notification([crashloop()], truncated=12))
+    assert any("12 more alerts" in note for note in board.last().notes)
+
+
+async def test_a_burst_of_groups_decides_once_per_alert(
+        alert_sim: SimCluster, tmp_path: Path, clock: Clock, board: RecordingAlertBoard) -> None:
+    services = build(alert_sim, tmp_path, clock, board, max_concurrent=2)
+    try:
+        payloads = []
+        for i in range(30):
+            payload = notification(
+                [crashloop(f"shop-worker-5d8f7c9b6-b{i:04d}", starts_at="2026-11-26T11:00:00Z"),
+                 stuck("shop-web" if i % 2 else "shop-api",
+                       starts_at=f"2026-11-26T11:{i:02d}:00Z")],
+                group_labels={"alertname": f"Burst{i}"})
+            payloads.append(payload)
+        for payload in payloads:  # committed as fast as the intake would, then processed
+            parsed = parse_notification(to_bytes(payload))
+            services.store.record_notification(group_key=parsed.group_key, receiver="opsbot",
+                                               status="firing", payload=payload)
+            services.store.record_notification(group_key=parsed.group_key, receiver="opsbot",
+                                               status="firing", payload=payload)  # retried
+        await services.alerts.wait_idle()
+        decided = [r for p in payloads for r in runs(services, p)]
+        assert len(decided) == 60  # one decision per alert and runbook, despite redeliveries
+        per_target = Counter((r.runbook, r.target) for r in decided if r.decision == "run")
+        assert per_target[("test-diag", "shop-worker")] == 1  # then cooldown
+        assert Counter(r.decision for r in decided)["cooldown"] >= 29
+        assert len(board.executions) == sum(per_target.values())
+        assert services.store.unprocessed_notifications() == []
+        assert {v.group_hash for v in board.shown} == {group_hash(p["groupKey"])
+                                                       for p in payloads}
+    finally:
+        services.close()
+
+
+async def test_a_restart_reports_unfinished_runs_and_never_repeats_them(
+        alert_sim: SimCluster, tmp_path: Path, clock: Clock) -> None:
+    first_board = RecordingAlertBoard()
+    services = build(alert_sim, tmp_path, clock, first_board)
+    payload = notification([stuck()])
+    parsed = parse_notification(to_bytes(payload))
+    # A process decided to run, then died before the run started.
+    services.store.decide_alert_run(
+        state_key=parsed.alerts[0].state_key, group_key=parsed.group_key,
+        fingerprint=parsed.alerts[0].fingerprint, alertname="TestStuck", runbook="test-restart",
+        environment="staging", target="shop-api", mutating=True, guardrails=None,
+        problem=None)
+    services.store.update_alert_group(group_key=parsed.group_key, receiver="opsbot",
+                                      status="firing", alerts={})
+    with services.store.sessions() as session, session.begin():
+        from bot.store.models import AlertRunRow
+        row = session.query(AlertRunRow).one()
+        row.decision, row.status, row.finished_at = "run", "pending", None
+    # ... and its notification was stored but never marked processed.
+    services.store.record_notification(group_key=parsed.group_key, receiver="opsbot",
+                                       status="firing", payload=payload)
+    services.close()
+
+    board = RecordingAlertBoard()
+    restarted = build(alert_sim, tmp_path, clock, board)
+    try:
+        await restarted.start()
+        await restarted.alerts.wait_idle()
+        [run] = runs(restarted, payload)
+        assert (run.decision, run.status) == ("run", "interrupted")
+        assert board.executions == {}  # not started again
+        assert "interrupted by a restart, not repeated" in board.last().runs[0].text
+        assert restarted.store.unprocessed_notifications() == []
+        deployment = alert_sim.get("/apis/apps/v1/namespaces/shop-staging/deployments/shop-api")
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+        assert "kubectl.kubernetes.io/restartedAt" not in annotations
+    finally:
+        await restarted.stop()
+        restarted.close()
+
+
+async def test_an_alert_run_in_prod_waits_for_approval(
+        alert_services: Services, board: RecordingAlertBoard) -> None:
+    payload = notification([stuck(namespace="shop-prod")])
+    await deliver(alert_services, payload)
+    [run] = runs(alert_services, payload)
+    assert (run.decision, run.status) == ("run", "awaiting_approval") and run.request_id
+    request = alert_services.store.get_request(run.request_id)
+    assert request is not None and request.source == "alert"
+    assert request.command == "run test-restart app=shop-api --env prod"
+    assert board.executions == {}
+
