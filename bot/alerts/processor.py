@@ -160,15 +160,25 @@ class AlertProcessor:
         group = await self._db(self.store.update_alert_group, group_key=notification.group_key,
                                receiver=notification.receiver, status=notification.status,
                                alerts=snapshot)
+        allowed: list[tuple[AlertRunRecord, Route, dict[str, Any]]] = []
         for alert, context, routes in new_firing:
             for matched in routes:
-                await self._decide(group.group_hash, notification.group_key, alert, context,
-                                   matched)
+                run = await self._decide(group.group_hash, notification.group_key, alert,
+                                         matched)
+                if run is not None:
+                    allowed.append((run, matched, context))
+        # The group's message first, so the runs report in its thread.
         await self.show(group.group_hash)
+        for run, matched, context in allowed:
+            task = asyncio.create_task(self._execute(run, matched, context, group.group_hash),
+                                       name=f"opsbot-alert-run-{run.id}")
+            self._runs.add(task)
+            task.add_done_callback(self._runs.discard)
         await self._db(self.store.mark_notification_processed, stored.id)
 
     async def _decide(self, group_hash: str, group_key: str, alert: AlertItem,
-                      context: dict[str, Any], matched: Route) -> None:
+                      matched: Route) -> AlertRunRecord | None:
+        """Take the guardrail decision; the run to start when it allows one."""
         runbook, trigger = matched.runbook, matched.trigger
         limits = None
         if matched.params is not None:
@@ -187,14 +197,10 @@ class AlertProcessor:
             problem=matched.problem,
         )
         if not run.created:
-            return  # decided by an earlier processing of this notification
+            return None  # decided by an earlier processing of this notification
         ALERT_DECISIONS.labels(decision=run.decision).inc()
         await self._audit_decision(run, alert, group_hash)
-        if run.decision in ("run", "shadow"):
-            task = asyncio.create_task(self._execute(run, matched, context, group_hash),
-                                       name=f"opsbot-alert-run-{run.id}")
-            self._runs.add(task)
-            task.add_done_callback(self._runs.discard)
+        return run if run.decision in ("run", "shadow") else None
 
     async def _execute(self, run: AlertRunRecord, matched: Route, context: dict[str, Any],
                        group_hash: str) -> None:

@@ -78,12 +78,14 @@ def alert_sim() -> Iterator[SimCluster]:
     cluster.stop()
 
 
-def alert_settings_for(sim: SimCluster, tmp_path: Path, **alerts: Any) -> Settings:
+def alert_settings_for(sim: SimCluster, tmp_path: Path, *, environ: dict[str, str] | None = None,
+                       **alerts: Any) -> Settings:
     kubeconfig = sim.write_kubeconfig(str(tmp_path / "kubeconfig"))
     settings = load_settings(DEMO_CONFIG, environ={
         "KUBECONFIG": str(kubeconfig),
         "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}",
         "OPSBOT_ALERTMANAGER_TOKEN": TOKEN,
+        **(environ or {}),
     })
     return settings.model_copy(update={
         "runbook_dirs": [str(TEST_RUNBOOKS)],

@@ -1,0 +1,235 @@
+"""`POST /alertmanager` on the running server, over a real socket: authentication, limits,
+strict parsing, 2xx only after the commit, and the alert-group message in the Slack stand-in
+(posted, updated in place, remediation in its thread, buttons that work)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.config import Settings
+from bot.services import Services
+from bot.simcluster import SimCluster
+from bot.slack.app import build_services
+from bot.slack.server import create_app
+from bot.store import Store
+from tests.alerts.conftest import TOKEN, alert_settings_for
+from tests.support.alert_payloads import alert, notification, to_bytes
+from tests.support.signing import SIGNING_SECRET
+from tests.support.slack_standin import BOT_TOKEN, ServerThread, SlackDriver, SlackStandIn
+
+WORKER_POD = "shop-worker-5d8f7c9b6-x2x4q"
+ALERTS = "C0ALERTS"
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[SlackStandIn]:
+    server = SlackStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slack(standin: SlackStandIn) -> SlackStandIn:
+    standin.reset()
+    standin.usergroups["S0APPROVERS"] = ["U0BOB", "U0CAROL"]
+    return standin
+
+
+def slack_settings(sim: SimCluster, tmp_path: Path, slack: SlackStandIn, **alerts: Any) -> Settings:
+    return alert_settings_for(sim, tmp_path, environ={
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url}, **alerts)
+
+
+@pytest.fixture
+def services(alert_sim: SimCluster, tmp_path: Path, slack: SlackStandIn) -> Iterator[Services]:
+    built = build_services(slack_settings(alert_sim, tmp_path, slack))
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def server(services: Services) -> Iterator[ServerThread]:
+    running = ServerThread(create_app(services, shutdown_grace=10)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30.0) as client:
+        yield client
+
+
+def post(http: httpx.Client, server: ServerThread, body: bytes,
+         auth: str | None = f"Bearer {TOKEN}", **headers: str) -> httpx.Response:
+    sent = {"content-type": "application/json", **headers}
+    if auth is not None:
+        sent["authorization"] = auth
+    return http.post(f"{server.url}/alertmanager", content=body, headers=sent)
+
+
+def crashloop(status: str = "firing") -> dict[str, Any]:
+    return alert({"alertname": "TestCrashLoop", "severity": "warning",
+                  "namespace": "shop-staging", "pod": WORKER_POD}, status=status)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_a_notification_is_stored_then_answered(http: httpx.Client, server: ServerThread,
+                                                services: Services) -> None:
+    response = post(http, server, to_bytes(notification([crashloop()])))
+    assert response.status_code == 200
+    stored = services.store.get_notification(response.json()["id"])
+    assert stored is not None and stored.payload["alerts"][0]["labels"]["pod"] == WORKER_POD
+
+
+@pytest.mark.parametrize("auth", [
+    None, "Bearer wrong-token", f"Bearer {TOKEN}x", f"Token {TOKEN}", basic("alertmanager", "x"),
+    basic("someone", TOKEN), "Basic !!!not-base64", "Bearer",
+])
+def test_bad_credentials_are_refused_and_nothing_is_stored(
+        http: httpx.Client, server: ServerThread, services: Services, auth: str | None) -> None:
+    response = post(http, server, to_bytes(notification([crashloop()])), auth=auth)
+    assert response.status_code == 401
+    assert "Bearer" in response.headers["www-authenticate"]
+    assert services.store.unprocessed_notifications() == []
+    assert services.store.audit_records(limit=10) == []
+
+
+def test_basic_auth_with_the_token_as_password(http: httpx.Client, server: ServerThread) -> None:
+    response = post(http, server, to_bytes(notification([crashloop()])),
+                    auth=basic("alertmanager", TOKEN))
+    assert response.status_code == 200
+
+
+def test_without_a_configured_token_every_notification_is_refused(
+        alert_sim: SimCluster, tmp_path: Path, slack: SlackStandIn, http: httpx.Client) -> None:
+    settings = slack_settings(alert_sim, tmp_path, slack).model_copy(
+        update={"alertmanager_token": None})
+    built = build_services(settings)
+    running = ServerThread(create_app(built, shutdown_grace=5)).start()
+    try:
+        response = post(http, running, to_bytes(notification([crashloop()])))
+        assert response.status_code == 401
+        assert built.store.unprocessed_notifications() == []
+    finally:
+        running.stop()
+        built.close()
+
+
+def test_bodies_over_the_limit_get_413(http: httpx.Client, server: ServerThread,
+                                       services: Services) -> None:
+    big = notification([crashloop()], padding="x" * 1_100_000)
+    assert post(http, server, to_bytes(big)).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the stream is cut at the limit
+        yield b'{"version": "4", "padding": "'
+        for _ in range(300):
+            yield b"y" * 4096
+        yield b'"}'
+
+    response = http.post(f"{server.url}/alertmanager", content=chunks(),
+                         headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 413
+    assert services.store.unprocessed_notifications() == []
+
+
+@pytest.mark.parametrize("body, why", [
+    (b"{not json", "not JSON"),
+    (b"[]", "not a JSON object"),
+    (to_bytes({**notification([crashloop()]), "version": "3"}), "version"),
+    (to_bytes({k: v for k, v in notification([crashloop()]).items() if k != "groupKey"}),
+     "groupKey"),
+    (to_bytes(notification([{k: v for k, v in crashloop().items() if k != "fingerprint"}])),
+     "fingerprint"),
+    (to_bytes(notification([{**crashloop(), "status": "exploded"}])), "status"),
+    (to_bytes(notification([{**crashloop(), "startsAt": "yesterday"}])), "startsAt"),
+    (to_bytes(notification([{**crashloop(), "labels": {"a": 1}}])), "abels.a"),
+    (to_bytes(notification([alert({"alertname": "X\u0000"})])), "NUL"),
+])
+def test_malformed_payloads_get_400_and_nothing_is_stored(
+        http: httpx.Client, server: ServerThread, services: Services, body: bytes,
+        why: str) -> None:
+    response = post(http, server, body)
+    assert response.status_code == 400
+    assert why in response.json()["message"]
+    assert services.store.unprocessed_notifications() == []
+
+
+def test_unknown_fields_from_newer_alertmanagers_are_tolerated(
+        http: httpx.Client, server: ServerThread) -> None:
+    payload = notification([{**crashloop(), "silencedBy": [], "someFutureField": {"x": 1}}],
+                           anotherNewField=True)
+    assert post(http, server, to_bytes(payload)).status_code == 200
+
+
+def test_a_store_that_cannot_commit_gets_503(alert_sim: SimCluster, tmp_path: Path,
+                                             slack: SlackStandIn, http: httpx.Client) -> None:
+    settings = slack_settings(alert_sim, tmp_path, slack)
+    store = Store.open(settings.database_url or "", busy_timeout_ms=100)
+    built = Services.build(settings, store=store)
+    running = ServerThread(create_app(built, shutdown_grace=5)).start()
+    blocker = sqlite3.connect(str(tmp_path / "opsbot.db"), isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        response = post(http, running, to_bytes(notification([crashloop()])))
+        assert response.status_code == 503
+        blocker.execute("ROLLBACK")
+        assert built.store.unprocessed_notifications() == []
+        assert post(http, running, to_bytes(notification([crashloop()]))).status_code == 200
+    finally:
+        blocker.close()
+        running.stop()
+        built.close()
+
+
+def test_one_message_per_group_updated_in_place_with_the_run_in_its_thread(
+        http: httpx.Client, server: ServerThread, slack: SlackStandIn) -> None:
+    assert post(http, server, to_bytes(notification([crashloop()]))).status_code == 200
+    message = slack.wait_message(
+        lambda m: m.channel == ALERTS and "ran, succeeded" in json.dumps(m.blocks))
+    assert message.text.startswith("FIRING TestCrashLoop in staging")
+    run = slack.wait_message(lambda m: m.thread_ts == message.ts and "done" in m.text)
+    assert "k8s.diag" in json.dumps(run.blocks) or "Diagnose" in json.dumps(run.blocks)
+
+    assert post(http, server, to_bytes(notification([crashloop("resolved")]))).status_code == 200
+    resolved = slack.wait_message(lambda m: m.ts == message.ts and m.text.startswith("RESOLVED"))
+    assert resolved.versions > 1
+    posted = [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == ALERTS
+              and not c.params.get("thread_ts")]
+    assert len(posted) == 1  # one message for the group, updated since
+
+
+def test_the_diagnose_button_runs_as_whoever_clicks(
+        http: httpx.Client, server: ServerThread, slack: SlackStandIn) -> None:
+    assert post(http, server, to_bytes(notification([crashloop()]))).status_code == 200
+    message = slack.wait_message(
+        lambda m: m.channel == ALERTS and "Diagnose shop-worker" in json.dumps(m.blocks))
+    bot = SlackDriver(server.url, http, slack, SIGNING_SECRET)
+    assert bot.click("alice", message, "Diagnose shop-worker").status_code == 200
+    done = bot.finished("diag shop-worker --env staging")
+    assert "alice" in json.dumps(done.blocks)
+    assert bot.click("mallory", message, "Silence 1h").status_code == 200
+    assert "may not run `silence`" in bot.ephemeral("mallory")
+
+
+def test_label_text_cannot_ping_or_link(http: httpx.Client, server: ServerThread,
+                                        slack: SlackStandIn) -> None:
+    hostile = alert({"alertname": "TestCrashLoop", "severity": "warning",
+                     "namespace": "shop-staging", "pod": WORKER_POD},
+                    annotations={"summary": "<!channel> see <https://evil.example|here>"})
+    assert post(http, server, to_bytes(notification([hostile]))).status_code == 200
+    message = slack.wait_message(lambda m: m.channel == ALERTS)
+    text = json.dumps(message.blocks)
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
