@@ -82,9 +82,9 @@ class Services:
         return cls(settings, store, registry, catalog, kube, access, dispatcher, approvals,
                    alerts)
 
-    async def start(self) -> None:
-        """Background work of a running process: the scheduler (approval expiry) and the
-        alert worker (stored notifications, runs left by a previous process)."""
+    async def start(self, *, alerts: bool = False) -> None:
+        """Background work of a running process: the scheduler (approval expiry) and, for
+        `serve`, the alert worker (stored notifications)."""
         from bot.scheduler import Scheduler
 
         if self.scheduler is None:
@@ -93,7 +93,8 @@ class Services:
                 remind_minutes=self.settings.break_glass_reminder_minutes,
             )
             await self.scheduler.start()
-        await self.alerts.start()
+        if alerts:
+            await self.alerts.start()
 
     async def stop(self) -> None:
         await self.alerts.stop()
@@ -102,7 +103,10 @@ class Services:
             self.scheduler = None
 
     async def recover(self) -> list[str]:
-        """Executions a previous process left running are marked interrupted, never re-run."""
+        """Executions (and automatic runs) a previous process left running are marked
+        interrupted, never re-run. Only `serve` recovers: a console sharing the database must
+        not interrupt what a running server does."""
+        await self.alerts.recover()
         interrupted = await asyncio.to_thread(
             self.store.interrupt_running, "opsbot restarted while this was running"
         )

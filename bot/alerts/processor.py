@@ -67,8 +67,7 @@ class AlertProcessor:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Report runs a previous process left unfinished, then work through the backlog."""
-        await self.recover()
+        """Work through the stored backlog, then whatever arrives."""
         if self._worker is None:
             self._worker = asyncio.create_task(self._loop(), name="opsbot-alerts")
 

@@ -82,7 +82,7 @@ def create_app(
         await recover(services, client)
         # The scheduler expires what fell due while opsbot was down (messages updated) and
         # times every open request from now on.
-        await services.start()
+        await services.start(alerts=True)
         socket = AsyncSocketModeHandler(bolt, app_token) if app_token else None
         if socket is not None:
             await socket.connect_async()  # type: ignore[no-untyped-call]

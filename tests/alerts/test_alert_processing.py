@@ -355,7 +355,8 @@ async def test_a_restart_reports_unfinished_runs_and_never_repeats_them(
     board = RecordingAlertBoard()
     restarted = build(alert_sim, tmp_path, clock, board)
     try:
-        await restarted.start()
+        await restarted.recover()
+        await restarted.start(alerts=True)
         await restarted.alerts.wait_idle()
         [run] = runs(restarted, payload)
         assert (run.decision, run.status) == ("run", "interrupted")
