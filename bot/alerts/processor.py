@@ -148,17 +148,22 @@ class AlertProcessor:
             "notified_at": received,
         }}
         new_firing: list[tuple[AlertItem, dict[str, Any], list[Route]]] = []
+        new_resolved: set[str] = set()
         for alert in notification.alerts:
             context = alert_context(alert, self.settings)
             routes = route(alert, self.catalog, self.settings) if alert.status == "firing" \
                 else []
             snapshot[alert.fingerprint] = _alert_state(alert, context, routes, received)
-            if await self._db(self.store.claim_alert_state, alert.state_key, stored.id) \
-                    and alert.status == "firing":
-                new_firing.append((alert, context, routes))
+            if await self._db(self.store.claim_alert_state, alert.state_key, stored.id):
+                if alert.status == "firing":
+                    new_firing.append((alert, context, routes))
+                else:
+                    new_resolved.add(alert.fingerprint)
         group = await self._db(self.store.update_alert_group, group_key=notification.group_key,
                                receiver=notification.receiver, status=notification.status,
                                alerts=snapshot)
+        if new_resolved:
+            await self._withdraw_requests(group.group_hash, new_resolved)
         allowed: list[tuple[AlertRunRecord, Route, dict[str, Any]]] = []
         for alert, context, routes in new_firing:
             for matched in routes:
@@ -174,6 +179,26 @@ class AlertProcessor:
             self._runs.add(task)
             task.add_done_callback(self._runs.discard)
         await self._db(self.store.mark_notification_processed, stored.id)
+
+    async def _withdraw_requests(self, group_hash: str, fingerprints: set[str]) -> None:
+        """An alert resolved: the approval requests its runs still wait on are cancelled
+        (nobody should approve a remedy for a problem that went away)."""
+        approvals = self.dispatcher.approvals
+        if approvals is None:
+            return
+        for run in await self._db(self.store.alert_runs, group_hash):
+            if run.fingerprint not in fingerprints or run.status != "awaiting_approval" \
+                    or not run.request_id:
+                continue
+            trigger = Trigger(source="alert", actor=ALERT_ACTOR, text=f"cancel {run.request_id}",
+                              via="alert")
+            try:
+                await approvals.cancel(trigger, run.request_id, _Silent())
+            except OpsbotError as exc:  # decided meanwhile: it stays as it is
+                log.info("request %s not withdrawn: %s", run.request_id, exc)
+                continue
+            await self._db(self.store.alert_run_not_started, run.id, request_id=run.request_id,
+                           status="cancelled")
 
     async def _decide(self, group_hash: str, group_key: str, alert: AlertItem,
                       matched: Route) -> AlertRunRecord | None:

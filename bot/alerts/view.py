@@ -32,6 +32,7 @@ _STATUS_TEXT = {
     "refused": "refused",
     "interrupted": "interrupted by a restart, not repeated",
     "awaiting_approval": "waiting for approval",
+    "cancelled": "approval request cancelled: the alert resolved",
 }
 
 

@@ -336,10 +336,11 @@ def start_run(factory: sessionmaker[Session], run_id: str, execution_id: str) ->
 
 def await_approval(factory: sessionmaker[Session], now: datetime, run_id: str,
                    request_id: str | None, status: str) -> None:
-    """The run became an approval request (or was refused before it started)."""
+    """The run became an approval request, was refused before it started, or its request
+    was cancelled."""
     with write_session(factory) as session:
         row = session.get(AlertRunRow, run_id)
-        if row is not None and row.status in ACTIVE_RUN_STATUSES:
+        if row is not None and row.status in (*ACTIVE_RUN_STATUSES, "awaiting_approval"):
             row.status, row.request_id, row.finished_at = status, request_id, now
 
 

@@ -382,3 +382,20 @@ async def test_an_alert_run_in_prod_waits_for_approval(
     assert request.command == "run test-restart app=shop-api --env prod"
     assert board.executions == {}
 
+
+
+async def test_a_resolved_alert_withdraws_the_approval_request_it_opened(
+        alert_services: Services, board: RecordingAlertBoard) -> None:
+    firing = notification([stuck(namespace="shop-prod")])
+    await deliver(alert_services, firing)
+    [run] = runs(alert_services, firing)
+    assert run.request_id is not None
+    resolved = dict(stuck(namespace="shop-prod"), status="resolved",
+                    endsAt="2026-11-26T11:30:00Z")
+    await deliver(alert_services, notification([resolved]))
+    [run] = runs(alert_services, firing)
+    assert run.status == "cancelled"
+    request = alert_services.store.get_request(run.request_id or "")
+    assert request is not None and request.status == "cancelled"
+    assert "approval request cancelled: the alert resolved" in board.last().runs[0].text
+    assert board.executions == {}
