@@ -44,4 +44,5 @@ class StoreRecords:
     async def automation_status(self) -> dict[str, Any]:
         status = await asyncio.to_thread(self._store.automation_status)
         return {"pauses": [asdict(p) for p in status.pauses],
-                "breakers": [asdict(b) for b in status.breakers]}
+                "breakers": [asdict(b) for b in status.breakers],
+                "recent": [asdict(r) for r in status.recent]}

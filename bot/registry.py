@@ -111,7 +111,8 @@ class Records(Protocol):
         """Lift pauses and close open circuit breakers: {"lifted": [...], "closed": [...]}."""
 
     async def automation_status(self) -> dict[str, Any]:
-        """Pauses in force and open circuit breakers: {"pauses": [...], "breakers": [...]}."""
+        """Pauses in force, open circuit breakers and the latest decisions:
+        {"pauses": [...], "breakers": [...], "recent": [...]}."""
 
 
 class HandlerFn(Protocol):

@@ -87,7 +87,7 @@ async def resume(*, ctx: HandlerContext, params: ScopeParams, **_: object) -> Re
 
 @handler("automation.status")
 async def status(*, ctx: HandlerContext, **_: object) -> Result:
-    """Pauses in force and open circuit breakers."""
+    """Pauses in force, open circuit breakers, and the latest automation decisions."""
     now = await ctx.records.automation_status()
     fields = []
     for item in now["pauses"]:
@@ -99,4 +99,13 @@ async def status(*, ctx: HandlerContext, **_: object) -> Result:
                        f"{item['failures']} failed remediations in a row"))
     summary = "Automation is on everywhere; no circuit breaker is open." if not fields \
         else f"{len(now['pauses'])} pause(s), {len(now['breakers'])} open circuit breaker(s)"
-    return Result(summary=summary, fields=tuple(fields), data={})
+    lines = [
+        f"{r['at']:%Y-%m-%d %H:%M} UTC  {r['alertname'][:40]} -> {r['runbook']}"
+        f"{' on ' + r['target'] if r['target'] else ''}"
+        f"{' in ' + r['environment'] if r['environment'] else ''}: {r['decision']}"
+        f"{' (' + r['status'] + ')' if r['decision'] in ('run', 'shadow') else ''}"
+        for r in now["recent"]
+    ]
+    return Result(summary=summary, fields=tuple(fields),
+                  output="Latest automation decisions:\n" + "\n".join(lines) if lines else None,
+                  data={})

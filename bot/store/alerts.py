@@ -128,6 +128,7 @@ class Breaker:
 class AutomationStatus:
     pauses: list[Pause]
     breakers: list[Breaker]  # only open ones
+    recent: list[AlertRunRecord]  # the latest decisions, newest first
 
 
 # -- notifications ----------------------------------------------------------------------------
@@ -443,4 +444,7 @@ def status(factory: sessionmaker[Session], now: datetime) -> AutomationStatus:
                                              .where(AutomationBreakerRow.opened_at.is_not(None))
                                              .order_by(AutomationBreakerRow.environment,
                                                        AutomationBreakerRow.target)).all()]
-        return AutomationStatus(pauses, breakers)
+        recent = [_run(r) for r in session.scalars(
+            select(AlertRunRow).order_by(AlertRunRow.at.desc(), AlertRunRow.id.desc()).limit(10)
+        ).all()]
+        return AutomationStatus(pauses, breakers, recent)

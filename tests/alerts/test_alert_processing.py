@@ -184,6 +184,9 @@ async def test_circuit_breaker_opens_after_failed_remediations_and_resume_closes
         assert "automation resume --env staging" in board.announcements[0]
         status = await command(services, "U0BOB", "automation status")
         assert "Breaker open: shop-api in staging" in str(status.views[-1].steps[0].fields)
+        output = status.views[-1].steps[0].output or ""
+        assert "TestStuck -> test-restart on shop-api in staging: breaker_open" in output
+        assert "TestStuck -> test-restart on shop-api in staging: run (failed)" in output
         # another target is not affected
         web = notification([stuck("shop-web", starts_at="2026-11-26T11:05:00Z")])
         await deliver(services, web)
