@@ -568,7 +568,8 @@ class Dispatcher:
                         "follow-up `%s` of %s did not render", follow.label, run.runbook.name
                     )
                     continue
-                buttons.append(Button(follow.label, text))
+                if text.strip():  # a template may leave the button out by rendering empty
+                    buttons.append(Button(follow.label, text.strip()))
         return buttons
 
     async def _audit(

@@ -35,6 +35,10 @@ def test_wheel_holds_data_files(wheel: Path) -> None:
     assert any(n.startswith("bot/store/migrations/versions/0001") for n in names)
     assert "bot/simcluster/seed.py" in names
     assert any(n.endswith("entry_points.txt") for n in names)
+    # Every package of the source tree ships (the package list in pyproject.toml is by hand).
+    for init in [*(ROOT / "bot").rglob("__init__.py"), *(ROOT / "handlers").rglob("__init__.py")]:
+        relative = init.relative_to(ROOT).as_posix()
+        assert relative in names, f"{relative} is not in the wheel: add its package"
 
 
 def test_installed_wheel_runs_the_demo(wheel: Path, tmp_path: Path) -> None:

@@ -217,7 +217,8 @@ class AlertProcessor:
             self.store.decide_alert_run, state_key=alert.state_key, group_key=group_key,
             fingerprint=alert.fingerprint, alertname=alert.name, runbook=runbook.name,
             environment=matched.environment.name if matched.environment else None,
-            target=matched.target, mutating=runbook.mutating, guardrails=limits,
+            target=matched.subject if matched.params is not None else None,
+            mutating=runbook.mutating, guardrails=limits,
             problem=matched.problem,
         )
         if not run.created:

@@ -26,7 +26,7 @@ from bot.runbooks.models import AlertTrigger, Mode, Runbook
 from bot.runbooks.params import coerce_params
 from bot.runbooks.templating import render_value
 
-__all__ = ["Route", "alert_context", "environment_for", "route"]
+__all__ = ["Route", "alert_context", "environment_for", "route", "subject_of"]
 
 # Labels that name a workload directly (kube-state-metrics, cAdvisor, common conventions).
 _WORKLOAD_LABELS = (
@@ -47,9 +47,31 @@ class Route:
     problem: str | None
     mode: Mode
 
+    subject: str  # what guardrails count per: the app, else the object the labels name
+
     @property
     def target(self) -> str | None:
         return self.app.name if self.app else None
+
+
+# Labels naming the object of an alert without an app (a PVC, a Job, a certificate, ...), so
+# cooldowns and limits count per object rather than per environment.
+_SUBJECT_LABELS = ("persistentvolumeclaim", "job_name", "cronjob", "ingress", "service", "name",
+                   "schedule", "pod", "horizontalpodautoscaler", "deployment", "statefulset",
+                   "job", "instance")
+_SUBJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,190}")
+
+
+def subject_of(alert: AlertItem, app: AppConfig | None) -> str:
+    """The app's name, else `<label>/<value>` of the first object label, else the alert's
+    fingerprint; only ever compared and shown, never sent anywhere."""
+    if app is not None:
+        return app.name
+    for key in _SUBJECT_LABELS:
+        value = alert.labels.get(key, "")
+        if _SUBJECT.fullmatch(value):
+            return f"{key}/{value}"
+    return f"alert/{alert.fingerprint[:32]}"
 
 
 def environment_for(labels: Mapping[str, str], settings: Settings) -> EnvironmentConfig | None:
@@ -148,7 +170,8 @@ def route(alert: AlertItem, catalog: Catalog, settings: Settings) -> list[Route]
             route_app = app
             if params is not None and params.get("app"):
                 route_app = settings.app(params["app"], environment.name) if environment else None
-            routes.append(Route(runbook, trigger, environment, route_app, params, problem, mode))
+            routes.append(Route(runbook, trigger, environment, route_app, params, problem, mode,
+                                subject_of(alert, route_app)))
             break  # one trigger per runbook is enough
     return routes
 

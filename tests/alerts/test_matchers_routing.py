@@ -176,3 +176,19 @@ def test_the_loader_checks_alert_params(tmp_path: Path) -> None:
     assert "required parameter `app` gets no value" in text
     assert "template error" in text
     assert all(p.startswith(f"{path}:") for p in problems)
+
+
+@pytest.mark.parametrize("labels, subject", [
+    ({"deployment": "shop-api"}, "shop-api"),
+    ({"persistentvolumeclaim": "data-db-0"}, "persistentvolumeclaim/data-db-0"),
+    ({"job_name": "nightly-report-29"}, "job_name/nightly-report-29"),
+    ({"instance": "10.0.0.7:9100"}, "instance/10.0.0.7:9100"),
+    ({"persistentvolumeclaim": "bad value; rm"}, None),  # falls back to the fingerprint
+])
+def test_guardrails_count_per_app_or_per_object(settings: Settings, labels: dict[str, str],
+                                                subject: str | None) -> None:
+    catalog = Catalog([LoadedRunbook(runbook(['alertname="X"']), "rb.yaml")])
+    alert_item = item({"alertname": "X", "namespace": "shop-staging", **labels})
+    [found] = route(alert_item, catalog, settings)
+    expected = subject or f"alert/{alert_item.fingerprint[:32]}"
+    assert found.subject == expected
