@@ -564,8 +564,10 @@ class Dispatcher:
                 try:
                     text = str(render_value(follow.command, run.template))
                 except HandlerError:
-                    log.warning(
-                        "follow-up `%s` of %s did not render", follow.label, run.runbook.name
+                    # Usually data a step did not produce this time (no app behind a PVC).
+                    log.info(
+                        "follow-up `%s` of %s left out: it did not render", follow.label,
+                        run.runbook.name,
                     )
                     continue
                 if text.strip():  # a template may leave the button out by rendering empty
