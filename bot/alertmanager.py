@@ -212,6 +212,7 @@ class AlertmanagerClient:
         body = await self._request(
             "POST",
             "/api/v2/silences",
+            creates=True,
             json={
                 "matchers": body_matchers,
                 "startsAt": starts,
@@ -252,13 +253,19 @@ class AlertmanagerClient:
         )
 
     async def _request(
-        self, method: str, path: str, *, missing: str | None = None, **kwargs: Any
+        self, method: str, path: str, *, missing: str | None = None, creates: bool = False,
+        **kwargs: Any,
     ) -> Any:
         """The JSON answer (None when empty); `missing` is the NotFound text for an unknown
-        object."""
+        object. With `creates`, a timeout is not retried: the object may exist already."""
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
+            if creates and not isinstance(exc, httpx.ConnectTimeout):
+                raise PermanentError(
+                    f"Alertmanager at {self.shown_url} did not answer in time; the silence may "
+                    "have been created: check its silences before trying again"
+                ) from exc
             raise RetryableError(
                 f"Alertmanager at {self.shown_url} did not answer in time", delay=2.0
             ) from exc

@@ -200,3 +200,18 @@ async def wait_silenced(client: AlertmanagerClient, labels: dict[str, str]) -> N
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{labels} still firing, not silenced")
+
+
+async def test_a_silence_post_that_times_out_is_not_retried() -> None:
+    """The silence may exist already: a retry would make a second one."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            raise httpx.ReadTimeout("slow", request=request)
+        raise httpx.ConnectTimeout("down", request=request)
+
+    async with AlertmanagerClient("http://am.test", transport=httpx.MockTransport(answer)) as c:
+        with pytest.raises(PermanentError, match="may have been created"):
+            await c.create_silence({"alertname": "X"}, created_by="t", comment="c", **window())
+        with pytest.raises(RetryableError, match="did not answer in time"):
+            await c.silences()  # reading is safe to retry
