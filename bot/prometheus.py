@@ -73,6 +73,26 @@ class PrometheusClient:
             )
         return _number(series[0]["value"][1])
 
+    async def vector(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        """Every series of an instant query, with its labels (diagnoses want which ones)."""
+        result: Any = await self._call(self._connect.custom_query, query=promql)
+        out: list[tuple[dict[str, str], float]] = []
+        for series in result or []:
+            try:
+                out.append(({str(k): str(v) for k, v in (series.get("metric") or {}).items()},
+                            _number(series["value"][1])))
+            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+                raise PermanentError(
+                    f"Prometheus at {self.shown_url} gave an answer opsbot cannot read"
+                ) from exc
+        return out
+
+    async def targets(self) -> list[dict[str, Any]]:
+        """The active scrape targets (labels, health, lastError, lastScrape)."""
+        data: Any = await self._call(self._connect.get_targets, state="active")
+        found = data.get("activeTargets") if isinstance(data, dict) else None
+        return [t for t in found or [] if isinstance(t, dict)]
+
     async def query_range(
         self, promql: str, start: datetime, end: datetime, step: float
     ) -> list[tuple[datetime, float]]:

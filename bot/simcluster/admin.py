@@ -74,6 +74,14 @@ def handle(sim: SimCluster, request: Request) -> Response:
         (namespace,) = _required(body, "namespace")
         sim.script_never_ready(namespace, str(workload))
         return Response.of({"scripted": "never-ready"}, 201)
+    if route == ("POST", "/_sim/cpu-utilization"):
+        body = _body(request)
+        namespace, workload, percent = _required(body, "namespace", "workload_name", "percent")
+        try:
+            sim.script_cpu_utilization(str(namespace), str(workload), percent)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from exc
+        return Response.of({"scripted": "cpu-utilization"}, 201)
     if route == ("GET", "/_sim/metrics"):
         return Response(200, sim.metrics_text().encode(), CONTENT_TYPE)
     if route == ("POST", "/_sim/traffic"):

@@ -41,6 +41,9 @@ class Scripts:
     crashloops: dict[tuple[str, str, str], CrashLoop] = field(default_factory=dict)
     image_pull_errors: list[str] = field(default_factory=list)
     never_ready: set[tuple[str, str]] = field(default_factory=set)
+    # (namespace, workload) -> the average CPU utilization (% of requests) the resource
+    # metrics API reports for its pods; what the HPA controller scales on.
+    cpu_utilization: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_crashloop(self, loop: CrashLoop) -> None:
@@ -61,6 +64,7 @@ class Scripts:
             self.crashloops.clear()
             self.image_pull_errors.clear()
             self.never_ready.clear()
+            self.cpu_utilization.clear()
 
     def crashloop_for(self, namespace: str, workloads: list[str], container: str
                       ) -> CrashLoop | None:
@@ -78,6 +82,19 @@ class Scripts:
     def is_never_ready(self, namespace: str, workloads: list[str]) -> bool:
         with self._lock:
             return any((namespace, name) in self.never_ready for name in workloads)
+
+    def set_cpu_utilization(self, namespace: str, workload: str, percent: int) -> None:
+        if isinstance(percent, bool) or not isinstance(percent, int) or percent < 0:
+            raise ValueError("CPU utilization is a whole percentage, 0 or more")
+        with self._lock:
+            self.cpu_utilization[(namespace, workload)] = percent
+
+    def cpu_utilization_for(self, namespace: str, workloads: list[str]) -> int | None:
+        with self._lock:
+            for name in workloads:
+                if (namespace, name) in self.cpu_utilization:
+                    return self.cpu_utilization[(namespace, name)]
+        return None
 
 
 def workloads_of(pod: JSON, lookup: OwnerLookup) -> list[str]:

@@ -10,7 +10,19 @@ from typing import Any
 
 import yaml
 
-from . import admin, deployments, housekeeping, kubelet, replicasets, rollouts, statefulsets  # noqa: F401
+from . import (  # noqa: F401  (the controller modules register themselves)
+    admin,
+    autoscaling,
+    deployments,
+    endpoints,
+    housekeeping,
+    jobs,
+    kubelet,
+    replicasets,
+    rollouts,
+    statefulsets,
+    volumes,
+)
 from .behaviours import CrashLoop, Scripts
 from .clock import SimClock
 from .controllers import BUILTINS, ControllerManager, ControllerRegistry, Ctx
@@ -143,6 +155,11 @@ class SimCluster:
 
     def script_never_ready(self, namespace: str, workload_name: str) -> None:
         self.scripts.add_never_ready(namespace, workload_name)
+
+    def script_cpu_utilization(self, namespace: str, workload_name: str, percent: int) -> None:
+        """The resource metrics API reports this average CPU utilization (% of requests) for
+        the workload's pods, whatever their number; HPAs targeting it scale on it."""
+        self.scripts.set_cpu_utilization(namespace, workload_name, percent)
 
     def script_traffic(self, image_substring: str, error_ratio: float = DEFAULT_ERROR_RATIO,
                        p99_seconds: float = DEFAULT_P99_SECONDS) -> None:

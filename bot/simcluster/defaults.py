@@ -7,13 +7,13 @@ import hashlib
 import re
 from typing import Any
 
-from . import selectors
+from . import hpa, platform_kinds, selectors
 from .errors import invalid
 from .resources import ResourceType
 
 JSON = dict[str, Any]
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 WORKLOADS = {"Deployment", "ReplicaSet", "StatefulSet"}
 
 
@@ -73,6 +73,10 @@ def apply_defaults(rtype: ResourceType, obj: JSON) -> None:
         for port in spec.get("ports") or []:
             port.setdefault("protocol", "TCP")
             port.setdefault("targetPort", port.get("port"))
+    elif kind in platform_kinds.KINDS and not rtype.custom:
+        platform_kinds.apply_defaults(rtype, obj)
+    elif kind == hpa.KIND and rtype.group == hpa.GROUP:
+        hpa.apply_defaults(obj)
 
 
 def default_pod_spec(spec: JSON) -> None:
@@ -129,6 +133,10 @@ def validate(rtype: ResourceType, obj: JSON, old: JSON | None) -> None:
         if not isinstance(spec, dict):
             raise invalid(rtype.kind, group, name, "spec", None, "spec is required")
         _validate_pod_spec(rtype, name, spec, "spec")
+    elif rtype.kind in platform_kinds.KINDS and not rtype.custom:
+        platform_kinds.validate(rtype, obj, old)
+    elif rtype.kind == hpa.KIND and rtype.group == hpa.GROUP:
+        hpa.validate(obj)
 
 
 def _validate_workload(rtype: ResourceType, name: str, spec: JSON, old: JSON | None) -> None:

@@ -150,10 +150,11 @@ class Dispatcher:
         labels = selectors.parse_labels(query.get("labelSelector"))
         fields = selectors.parse_fields(query.get("fieldSelector"), rtype.fields, rtype.kind)
         timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
-        events = watch.stream(self.api.store, rtype, route.namespace, labels, fields,
-                              query.get("resourceVersion"), timeout)
+        events = watch.stream(self.api.store, self.api.types.storage_of(rtype), route.namespace,
+                              labels, fields, query.get("resourceVersion"), timeout)
         return Response(200, content_type="application/json",
-                        stream=(json.dumps(e).encode() + b"\n" for e in events))
+                        stream=(json.dumps(self.api.served_event(rtype, e)).encode() + b"\n"
+                                for e in events))
 
 
 def _int(query: dict[str, str], key: str) -> int | None:

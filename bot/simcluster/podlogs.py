@@ -43,6 +43,11 @@ class PodLogs:
             text, stamp = loop.log_text(), terminated.get("finishedAt") or self.clock.stamp()
         elif loop is not None and terminated:
             text, stamp = loop.log_text(), terminated.get("finishedAt") or self.clock.stamp()
+        elif (status.get("state") or {}).get("terminated"):
+            # A container that ran to its end (a Job's): the script's log, or a short run.
+            ended = status["state"]["terminated"]
+            stamp = ended.get("finishedAt") or self.clock.stamp()
+            text = loop.log_text() if loop is not None else _finished(container, ended)
         else:
             running = (status.get("state") or {}).get("running")
             if running is None:
@@ -73,6 +78,13 @@ class PodLogs:
             probe += timedelta(minutes=5)
         lines += checks[-6:]
         return "".join(f"{fmt_time(t)} {line}\n" for t, line in lines)
+
+
+def _finished(container: str, terminated: JSON) -> str:
+    start = terminated.get("startedAt", "")
+    end = terminated.get("finishedAt", start)
+    return (f"{start} INFO {container}: starting\n"
+            f"{end} INFO {container}: done (exit code {terminated.get('exitCode', 0)})\n")
 
 
 def _shape(text: str, query: LogQuery, fallback: str) -> str:

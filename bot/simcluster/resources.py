@@ -23,6 +23,9 @@ class ResourceType:
     scale_subresource: bool = False
     fields: frozenset[str] = COMMON_FIELDS
     custom: bool = False
+    # Another version of the same kind that objects are stored as; this one is served by
+    # conversion (autoscaling/v1 HorizontalPodAutoscalers are stored as v2).
+    storage_version: str | None = None
 
     @property
     def api_version(self) -> str:
@@ -39,7 +42,8 @@ class ResourceType:
     @property
     def bumps_generation(self) -> bool:
         """Spec changes bump metadata.generation for these (as the real registries do)."""
-        return self.kind in {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"} or self.custom
+        return self.kind in {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job",
+                             "CronJob", "Ingress"} or self.custom
 
     def store_group(self) -> str:
         return self.group or "core"
@@ -95,8 +99,21 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ),
     ResourceType("apps", "v1", "controllerrevisions", "ControllerRevision", True, (), False),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, (), False),
-    ResourceType("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
+    # Stored as v2 (the preferred version, listed first), served as v1 by conversion.
+    ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
                  True, ("hpa",)),
+    ResourceType("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
+                 True, ("hpa",), storage_version="v2"),
+    # Platform kinds: controllers in jobs.py, endpoints.py and volumes.py; defaults and
+    # validation in platform_kinds.py. CronJobs, StorageClasses and Ingresses are stored only.
+    ResourceType("", "v1", "endpoints", "Endpoints", True, ("ep",), False),
+    ResourceType("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",)),
+    ResourceType("batch", "v1", "jobs", "Job", True, (), fields=_fields("status.successful")),
+    ResourceType("batch", "v1", "cronjobs", "CronJob", True, ("cj",)),
+    ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",),
+                 False),
+    ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",)),
+    ResourceType("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False, (), False),
     # Well-known CRDs the bot talks to; served like any custom resource.
     ResourceType("velero.io", "v1", "backups", "Backup", status_subresource=False, custom=True),
     ResourceType("velero.io", "v1", "restores", "Restore", status_subresource=False, custom=True),
@@ -105,6 +122,15 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
                  short_names=("bsl",), status_subresource=False, custom=True),
     ResourceType("velero.io", "v1", "volumesnapshotlocations", "VolumeSnapshotLocation",
                  short_names=("vsl",), status_subresource=False, custom=True),
+    ResourceType("cert-manager.io", "v1", "certificates", "Certificate",
+                 short_names=("cert", "certs"), custom=True),
+    ResourceType("cert-manager.io", "v1", "certificaterequests", "CertificateRequest",
+                 short_names=("cr", "crs"), custom=True),
+    ResourceType("cert-manager.io", "v1", "issuers", "Issuer", custom=True),
+    ResourceType("cert-manager.io", "v1", "clusterissuers", "ClusterIssuer", False,
+                 custom=True),
+    ResourceType("acme.cert-manager.io", "v1", "orders", "Order", custom=True),
+    ResourceType("acme.cert-manager.io", "v1", "challenges", "Challenge", custom=True),
     ResourceType("argoproj.io", "v1alpha1", "rollouts", "Rollout", short_names=("ro",),
                  scale_subresource=True, custom=True),
     ResourceType("argoproj.io", "v1alpha1", "analysisruns", "AnalysisRun", custom=True),
@@ -150,11 +176,21 @@ class ResourceRegistry:
             return self._by_plural.get((group, version, plural))
 
     def by_kind(self, group: str, kind: str) -> ResourceType | None:
+        """The type objects of (group, kind) are stored as."""
         with self._lock:
             for rtype in self._by_plural.values():
-                if rtype.group == group and rtype.kind == kind:
+                if rtype.group == group and rtype.kind == kind and not rtype.storage_version:
                     return rtype
         return None
+
+    def storage_of(self, rtype: ResourceType) -> ResourceType:
+        """The type `rtype`'s objects are stored as: itself, unless it is served by conversion."""
+        if not rtype.storage_version:
+            return rtype
+        stored = self.lookup(rtype.group, rtype.storage_version, rtype.plural)
+        if stored is None:
+            raise KeyError(f"no storage version {rtype.storage_version} of {rtype.plural}")
+        return stored
 
     def ensure_custom(
         self, group: str, version: str, plural: str, namespaced: bool, kind: str | None = None
@@ -190,4 +226,5 @@ def _with_kind(rtype: ResourceType, kind: str) -> ResourceType:
     return ResourceType(
         rtype.group, rtype.version, rtype.plural, kind, rtype.namespaced, rtype.short_names,
         rtype.status_subresource, rtype.scale_subresource, rtype.fields, rtype.custom,
+        rtype.storage_version,
     )

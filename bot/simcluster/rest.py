@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import defaults, patches, selectors
+from . import defaults, hpa, patches, selectors
 from .clock import SimClock
 from .errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
 from .resources import ResourceRegistry, ResourceType, guess_kind
@@ -20,9 +20,14 @@ from .store import Store, clone
 
 JSON = dict[str, Any]
 NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-BUILTIN_GROUPS = {"", "apps", "coordination.k8s.io", "autoscaling"}
+BUILTIN_GROUPS = {"", "apps", "coordination.k8s.io", "autoscaling", "batch", "storage.k8s.io",
+                  "networking.k8s.io"}
 LogReader = Callable[[JSON, "LogQuery"], str]
 Objects = list[JSON]
+# Kinds served in more than one version: (group, kind) -> convert(obj, version).
+CONVERTERS: dict[tuple[str, str], Callable[[JSON, str], JSON]] = {
+    (hpa.GROUP, hpa.KIND): hpa.convert,
+}
 
 
 @dataclass(frozen=True)
@@ -95,11 +100,11 @@ class RestApi:
 
     def get(self, route: Route) -> JSON:
         rtype = self.resolve(route)
-        obj = self._existing(rtype, route)
+        obj = self._existing(self.types.storage_of(rtype), route)
         if route.subresource == "scale":
             return self._scale_view(rtype, obj)
         self._check_status_path(rtype, route)
-        return obj
+        return self.served(rtype, obj)
 
     def list(self, route: Route, query: ListQuery) -> JSON:
         if self.unknown_custom(route):
@@ -129,7 +134,8 @@ class RestApi:
         labels = selectors.parse_labels(query.label_selector)
         fields = selectors.parse_fields(query.field_selector, rtype.fields, rtype.kind)
         return [
-            obj for obj in self.store.list(rtype, namespace)
+            self.served(rtype, obj) for obj in self.store.list(self.types.storage_of(rtype),
+                                                               namespace)
             if selectors.matches_labels(labels, obj["metadata"].get("labels"))
             and selectors.matches_fields(fields, obj)
         ]
@@ -148,19 +154,21 @@ class RestApi:
         rtype = self.resolve(route, for_write=True, kind=body.get("kind"))
         if route.name is not None or route.subresource is not None:
             raise ApiError(405, "the server does not allow this method on the requested resource")
+        stored, body = self._incoming(rtype, body)
         with self.store.lock:
-            obj = self._prepare_new(rtype, route, clone(body))
+            obj = self._prepare_new(stored, route, clone(body))
             if dry_run:
-                return obj
-            return self.store.put(rtype, obj)
+                return self.served(rtype, obj)
+            return self.served(rtype, self.store.put(stored, obj))
 
     def replace(self, route: Route, body: Any, dry_run: bool = False) -> JSON:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
         rtype = self.resolve(route, for_write=True, kind=body.get("kind"))
+        stored, body = self._incoming(rtype, body)
         with self.store.lock:
-            current = self._existing(rtype, route)
-            return self._replace(rtype, route, current, body, dry_run)
+            current = self._existing(stored, route)
+            return self.served(rtype, self._replace(stored, route, current, body, dry_run))
 
     def patch(self, route: Route, body: Any, content_type: str, dry_run: bool = False) -> JSON:
         rtype = self.resolve(route, for_write=True)
@@ -169,20 +177,25 @@ class RestApi:
             raise ApiError(415, "the body of the request was in an unknown format - accepted "
                                 f"media types include: {patches.JSON_PATCH}, {patches.MERGE}, "
                                 f"{patches.APPLY}", reason="UnsupportedMediaType")
+        stored = self.types.storage_of(rtype)
         with self.store.lock:
-            current = self._existing(rtype, route)
-            base = self._scale_view(rtype, current) if route.subresource == "scale" else current
+            current = self._existing(stored, route)
+            scale = route.subresource == "scale"
+            base = self._scale_view(rtype, current) if scale else self.served(rtype, current)
             patched = patches.apply_patch(base, body, content_type)
             if not isinstance(patched, dict):
                 raise bad_request("the patch did not produce an object")
-            return self._replace(rtype, route, current, patched, dry_run)
+            if not scale:
+                _, patched = self._incoming(rtype, patched)
+            return self.served(rtype, self._replace(stored, route, current, patched, dry_run))
 
     def delete(self, route: Route, options: DeleteOptions) -> JSON:
         rtype = self.resolve(route)
         if route.name is None or route.subresource is not None:
             raise ApiError(405, "the server does not allow this method on the requested resource")
+        stored = self.types.storage_of(rtype)
         with self.store.lock:
-            current = self._existing(rtype, route)
+            current = self._existing(stored, route)
             meta = current["metadata"]
             if options.precondition_uid and options.precondition_uid != meta["uid"]:
                 raise conflict(rtype.plural, rtype.group, meta["name"],
@@ -194,18 +207,20 @@ class RestApi:
                                f"{options.precondition_rv}, ResourceVersion in object meta: "
                                f"{meta['resourceVersion']}")
             if not options.dry_run:
-                self.remove(rtype, current, options.propagation)
-            return self._deleted_reply(rtype, current)
+                self.remove(stored, current, options.propagation)
+            return self._deleted_reply(rtype, self.served(rtype, current))
 
     def delete_collection(self, route: Route, query: ListQuery, options: DeleteOptions) -> JSON:
         rtype = self.resolve(route)
         with self.store.lock:
             doomed = self.select(rtype, route.namespace, query)
+            stored = self.types.storage_of(rtype)
             if not options.dry_run:
                 for obj in doomed:
-                    if self.store.get(rtype, obj["metadata"].get("namespace", ""),
-                                      obj["metadata"]["name"]) is not None:
-                        self.remove(rtype, obj, options.propagation)
+                    found = self.store.get(stored, obj["metadata"].get("namespace", ""),
+                                           obj["metadata"]["name"])
+                    if found is not None:
+                        self.remove(stored, found, options.propagation)
             return {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version,
                     "metadata": {"resourceVersion": str(self.store.rv)}, "items": doomed}
 
@@ -244,6 +259,35 @@ class RestApi:
             if new == current:
                 return current
             return self.store.put(rtype, new)
+
+    # -- versions ---------------------------------------------------------------------
+
+    def served(self, rtype: ResourceType, obj: JSON) -> JSON:
+        """A stored object as the version `rtype` serves (itself for most kinds)."""
+        if not rtype.storage_version or obj.get("kind") != rtype.kind:
+            return obj
+        return CONVERTERS[(rtype.group, rtype.kind)](obj, rtype.version)
+
+    def served_event(self, rtype: ResourceType, event: JSON) -> JSON:
+        if event.get("type") == "ERROR":
+            return event
+        return {**event, "object": self.served(rtype, event["object"])}
+
+    def _incoming(self, rtype: ResourceType, body: JSON) -> tuple[ResourceType, JSON]:
+        """The type to store as and the body converted to it; kind and apiVersion are checked
+        against the served version first, as the API server decodes before converting."""
+        stored = self.types.storage_of(rtype)
+        if stored is rtype:
+            return rtype, body
+        kind, api_version = body.get("kind"), body.get("apiVersion")
+        if kind and kind != rtype.kind:
+            raise bad_request(f"the kind in the data ({kind}) does not match the expected kind "
+                              f"({rtype.kind})")
+        if api_version and api_version != rtype.api_version:
+            raise bad_request(f"the API version in the data ({api_version}) does not match the "
+                              f"expected API version ({rtype.api_version})")
+        body = {**body, "kind": rtype.kind, "apiVersion": rtype.api_version}
+        return stored, CONVERTERS[(rtype.group, rtype.kind)](body, stored.version)
 
     # -- internals --------------------------------------------------------------------
 

@@ -62,6 +62,16 @@ def _service(namespace: str, app: str) -> JSON:
                      "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
 
 
+def _hpa(namespace: str, app: str, low: int, high: int, cpu_percent: int) -> JSON:
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": app, "namespace": namespace, "labels": {"app": app}},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": app},
+                     "minReplicas": low, "maxReplicas": high,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                         "type": "Utilization", "averageUtilization": cpu_percent}}}]}}
+
+
 def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> JSON:
     return {"requests": {"cpu": cpu, "memory": memory},
             "limits": {"cpu": cpu_limit, "memory": memory_limit}}
@@ -120,6 +130,10 @@ def seed_demo(seeder: Seeder) -> None:
                           _resources("50m", "64Mi", "200m", "128Mi"), {"SHOP_ENV": env})
         seeder.at(-9 * DAY + lag, partial(seeder.create, api))
         seeder.at(-9 * DAY + lag + 60, partial(seeder.create, _service(namespace, "shop-api")))
+        # Within the app's configured bounds; no CPU utilization is scripted, so it reports
+        # FailedGetResourceMetric and leaves the replicas alone (as without a metrics server).
+        seeder.at(-9 * DAY + lag + 120, partial(seeder.create,
+                                                _hpa(namespace, "shop-api", 1, 10, 70)))
         seeder.at(-4 * DAY + lag, partial(seeder.set_image, namespace, "shop-api", "api",
                                           f"{REGISTRY}/api:1.3.0"))
         seeder.at(-26 * HOUR + lag, partial(seeder.set_image, namespace, "shop-api", "api",
@@ -193,13 +207,15 @@ class World:
     traffic: tuple[tuple[str, Profile], ...]
     rng_state: Any
     built_at: float
+    cpu_utilization: tuple[tuple[tuple[str, str], int], ...] = ()
 
     @classmethod
     def capture(cls, seeder: Seeder) -> World:
         scripts = seeder.scripts
         return cls(seeder.api.store.export(), tuple(scripts.crashloops.values()),
                    tuple(scripts.image_pull_errors), tuple(scripts.never_ready),
-                   seeder.traffic.items(), seeder.api.rng.getstate(), time.monotonic())
+                   seeder.traffic.items(), seeder.api.rng.getstate(), time.monotonic(),
+                   tuple(scripts.cpu_utilization.items()))
 
     def restore(self, seeder: Seeder) -> None:
         seeder.api.store.load(self.store)
@@ -211,6 +227,8 @@ class World:
             seeder.scripts.add_never_ready(namespace, workload)
         for substring, profile in self.traffic:
             seeder.traffic.add(substring, profile)
+        for (namespace, workload), percent in self.cpu_utilization:
+            seeder.scripts.set_cpu_utilization(namespace, workload, percent)
         seeder.api.rng.setstate(self.rng_state)
 
 

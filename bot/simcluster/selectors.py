@@ -153,6 +153,8 @@ FieldSelector = tuple[tuple[str, bool, str], ...]  # (field, equal?, value)
 _SPECIAL: dict[str, Callable[[JSON], Any]] = {
     "metadata.namespace": lambda o: o.get("metadata", {}).get("namespace", ""),
     "source": lambda o: (o.get("source") or {}).get("component", ""),
+    # Jobs: the count of succeeded pods, "0" when none (batch/v1 field label conversion).
+    "status.successful": lambda o: int((o.get("status") or {}).get("succeeded", 0)),
 }
 
 

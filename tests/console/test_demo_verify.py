@@ -52,7 +52,9 @@ def test_good_release_verified_bad_one_rolled_back(tmp_path: Path) -> None:
     assert Path(graph).read_bytes().startswith(PNG_MAGIC)
 
     bad = parts["deploy shop-api 1.6.0"]
-    assert "❌ Verify: analysis failed: error-ratio 20% (needs result < 0.05)" in bad, bad
+    # The bad release serves 20% errors; the measured share moves a little around that.
+    assert re.search(r"❌ Verify: analysis failed: error-ratio (19\.\d|20(\.\d)?)% "
+                     r"\(needs result < 0\.05\)", bad), bad
     assert "📎 shop-api in staging" in bad
     assert "✅ Roll back automatically: rolled back automatically" in bad
     assert "❌ `deploy shop-api 1.6.0` in staging: failed" in bad

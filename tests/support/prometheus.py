@@ -34,6 +34,7 @@ __all__ = [
     "SCRAPE_SECONDS",
     "WINDOW",
     "AlertmanagerServer",
+    "ContainerSeries",
     "PrometheusServer",
     "Traffic",
     "TrafficExporter",
@@ -179,6 +180,27 @@ class TrafficExporter:
         with self._lock:
             return self._traffic[(app, namespace)]
 
+    def set_container(
+        self,
+        *,
+        namespace: str,
+        pod: str,
+        container: str,
+        working_set_bytes: float | None = None,
+        throttled_ratio: float | None = None,
+        periods_per_second: float | None = None,
+    ) -> ContainerSeries:
+        """Serve cAdvisor's series for one container, or change them (unnamed values keep
+        their setting): `container_memory_working_set_bytes` and the CFS counters
+        `container_cpu_cfs_periods_total` / `container_cpu_cfs_throttled_periods_total`, of
+        which `throttled_ratio` are throttled. Counters are computed when scraped."""
+        collector = self.__dict__.get("_container_collector")
+        if collector is None:
+            collector = self.__dict__["_container_collector"] = _ContainerCollector()
+            self.registry.register(collector)
+        return collector.set(namespace, pod, container, working_set_bytes, throttled_ratio,
+                             periods_per_second)
+
     def _run(self) -> None:
         while not self._stop.wait(self.tick):
             with self._lock:
@@ -189,6 +211,69 @@ class TrafficExporter:
                     histogram = self.latency.labels(app, namespace)
                     for _ in range(max(1, round(n))):
                         histogram.observe(t.p99_seconds)
+
+
+@dataclass
+class ContainerSeries:
+    """One container's cAdvisor numbers; counters grow with time at `periods_per_second`."""
+
+    working_set_bytes: float = 0.0
+    throttled_ratio: float = 0.0
+    periods_per_second: float = 10.0  # a 100 ms CFS period
+    periods: float = 0.0  # counted up to `since`
+    throttled: float = 0.0
+    since: float = 0.0
+
+    def fold(self, now: float) -> None:
+        elapsed = max(0.0, now - self.since)
+        self.periods += elapsed * self.periods_per_second
+        self.throttled += elapsed * self.periods_per_second * self.throttled_ratio
+        self.since = now
+
+
+class _ContainerCollector:
+    """A prometheus_client collector for the container series `set_container` defines."""
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str, str], ContainerSeries] = {}
+        self._lock = threading.Lock()
+
+    def set(self, namespace: str, pod: str, container: str, working_set_bytes: float | None,
+            throttled_ratio: float | None, periods_per_second: float | None) -> ContainerSeries:
+        now = time.monotonic()
+        with self._lock:
+            series = self._series.get((namespace, pod, container))
+            if series is None:
+                series = self._series[(namespace, pod, container)] = ContainerSeries(since=now)
+            series.fold(now)
+            if working_set_bytes is not None:
+                series.working_set_bytes = working_set_bytes
+            if throttled_ratio is not None:
+                series.throttled_ratio = throttled_ratio
+            if periods_per_second is not None:
+                series.periods_per_second = periods_per_second
+            return series
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        labels = ["namespace", "pod", "container"]
+        memory = GaugeMetricFamily("container_memory_working_set_bytes",
+                                   "Current working set of the container in bytes.",
+                                   labels=labels)
+        periods = CounterMetricFamily("container_cpu_cfs_periods",
+                                      "Number of elapsed enforcement period intervals.",
+                                      labels=labels)
+        throttled = CounterMetricFamily("container_cpu_cfs_throttled_periods",
+                                        "Number of throttled period intervals.", labels=labels)
+        now = time.monotonic()
+        with self._lock:
+            for key, series in sorted(self._series.items()):
+                series.fold(now)
+                memory.add_metric(list(key), series.working_set_bytes)
+                periods.add_metric(list(key), series.periods)
+                throttled.add_metric(list(key), series.throttled)
+        yield from (memory, periods, throttled)
 
 
 # Processes ------------------------------------------------------------------------------------
