@@ -7,7 +7,7 @@ console prints as is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.reporting import ExecutionView, Notice, StepView
@@ -29,6 +29,7 @@ __all__ = [
     "not_in_channel",
     "output_heading",
     "output_left_out",
+    "rough_span",
     "runbook_list",
     "slack_settings_missing",
     "trigger_failed",
@@ -586,3 +587,15 @@ def break_glass_acknowledged(view: ApprovalView) -> str:
 def requests_only_in(environment: str, channels: Sequence[str]) -> str:
     where = ", ".join(f"<#{c}>" for c in channels)
     return f"approval requests for `{environment}` are only accepted in {where}"
+
+
+def rough_span(length: timedelta | float) -> str:
+    """`45 s`, `12 min`, `7 h`, `3 d`: a length of time (a timedelta or seconds), roughly."""
+    seconds = int(abs(length.total_seconds() if isinstance(length, timedelta) else length))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"

@@ -8,9 +8,10 @@ built-in alert runbook reads the same at 3 a.m.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.messages import rough_span
 from bot.registry import Params, Result
 
 __all__ = ["AlertParams", "ago", "diagnosis", "parse_time"]
@@ -37,15 +38,7 @@ def ago(moment: datetime | None, now: datetime | None = None) -> str:
     if moment is None:
         return "unknown"
     now = now or datetime.now(UTC)
-    seconds = max(0, int((now - moment).total_seconds()))
-    if seconds < 120:
-        span = f"{seconds} s"
-    elif seconds < 7200:
-        span = f"{seconds // 60} min"
-    elif seconds < 172800:
-        span = f"{seconds // 3600} h"
-    else:
-        span = f"{seconds // 86400} d"
+    span = rough_span(max(timedelta(0), now - moment))
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({span} ago)"
 
 

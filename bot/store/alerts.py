@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.messages import rough_span
 from bot.store.db import read_session, write_session
 from bot.store.ids import new_id
 from bot.store.models import (
@@ -292,11 +293,12 @@ def _check(session: Session, now: datetime, runbook: str, environment: str | Non
             AlertRunRow.target == target, AlertRunRow.decision.in_(RAN))
     last = session.scalar(select(func.max(AlertRunRow.at)).where(*same))
     if last is not None and now - last < limits.cooldown:
-        return "cooldown", (f"ran {_span(now - last)} ago; cooldown {_span(limits.cooldown)}")
+        return "cooldown", (f"ran {rough_span(now - last)} ago; "
+                            f"cooldown {rough_span(limits.cooldown)}")
     runs = session.scalar(select(func.count()).select_from(AlertRunRow).where(
         *same, AlertRunRow.at > now - limits.window)) or 0
     if runs >= limits.max_runs:
-        return "rate_limited", (f"{runs} runs in the last {_span(limits.window)} "
+        return "rate_limited", (f"{runs} runs in the last {rough_span(limits.window)} "
                                 f"(limit {limits.max_runs})")
     active = session.scalar(select(func.count()).select_from(AlertRunRow).where(
         AlertRunRow.status.in_(ACTIVE_RUN_STATUSES))) or 0
@@ -315,17 +317,6 @@ def _active_pause(session: Session, now: datetime, environment: str | None) -> P
         if row.until is None or row.until > now:
             return Pause(row.scope, row.until, row.actor, row.reason)
     return None
-
-
-def _span(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
 
 
 def start_run(factory: sessionmaker[Session], run_id: str, execution_id: str) -> None:

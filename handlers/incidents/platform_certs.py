@@ -10,9 +10,10 @@ from typing import Any
 from pydantic import field_validator
 
 from bot.errors import NotFound
+from bot.messages import rough_span
 from bot.registry import HandlerContext, Result, handler
 from handlers.incident import AlertParams, diagnosis, parse_time
-from handlers.incidents.platform_common import check_name, fmt_span, stamp
+from handlers.incidents.platform_common import check_name, stamp
 
 __all__ = ["CertificateParams", "certificate"]
 
@@ -78,8 +79,8 @@ async def certificate(*, ctx: HandlerContext, params: CertificateParams, **_: ob
             what += f" ({ready['reason']})"
     elif not_after is not None:
         left = (not_after - now).total_seconds()
-        what = (f"Certificate {name} in {namespace} expired {fmt_span(-left)} ago" if left < 0
-                else f"Certificate {name} in {namespace} expires in {fmt_span(left)}")
+        what = (f"Certificate {name} in {namespace} expired {rough_span(-left)} ago" if left < 0
+                else f"Certificate {name} in {namespace} expires in {rough_span(left)}")
     else:
         what = f"Certificate {name} in {namespace} is Ready"
     cause = _cause(ready, issuing, not_after, renewal, request, issuer, challenges, now)

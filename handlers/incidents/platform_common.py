@@ -25,7 +25,6 @@ __all__ = [
     "check_name",
     "check_window",
     "fmt_bytes",
-    "fmt_span",
     "labels_selector",
     "networking_api",
     "optional",
@@ -154,18 +153,6 @@ def fmt_bytes(value: float | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"  # pragma: no cover - the loop returns
-
-
-def fmt_span(seconds: float) -> str:
-    """`45 s`, `12 min`, `7 h`, `3 d`: a rough length of time."""
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} d"
 
 
 def utc(moment: datetime | None) -> datetime | None:

@@ -12,12 +12,12 @@ from pydantic import Field, field_validator
 
 from bot.config import AppConfig
 from bot.errors import NotFound
+from bot.messages import rough_span
 from bot.registry import HandlerContext, Result, handler
 from handlers.incident import AlertParams, diagnosis, parse_time
 from handlers.incidents.platform_common import (
     check_name,
     check_window,
-    fmt_span,
     labels_selector,
     networking_api,
     optional,
@@ -275,7 +275,7 @@ def _cause(traffic: dict[str, Any], worst: str | None, found: dict[str, dict[str
     if recent and change is not None:
         return (f"{target} started failing after a recent change: {change['text']}, "
                 f"{stamp(change['time'])}; {how}")
-    since = (f"; no change to {app.name} in the last {fmt_span(params.recent_minutes * 60)}"
+    since = (f"; no change to {app.name} in the last {rough_span(params.recent_minutes * 60)}"
              if app else "")
     return f"{target} answers the errors: {how}{since}"
 

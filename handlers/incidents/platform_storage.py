@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import field_validator
 
 from bot.errors import NotFound
+from bot.messages import rough_span
 from bot.registry import HandlerContext, Result, handler
 from handlers.incident import AlertParams, diagnosis
 from handlers.incidents.platform_common import (
@@ -18,7 +19,6 @@ from handlers.incidents.platform_common import (
     check_name,
     check_window,
     fmt_bytes,
-    fmt_span,
     labels_selector,
     optional,
     prometheus_for,
@@ -151,10 +151,10 @@ def _cause(ratio: float, used: float, capacity: float, growth: float | None,
     if ratio >= FULL:
         if hours is None:
             return "the volume is full: writes will fail (or already do)"
-        return f"the volume is full and still growing; out of space in {fmt_span(hours * 3600)}"
+        return f"the volume is full and still growing; out of space in {rough_span(hours * 3600)}"
     if hours is not None:
         return (f"steady growth of {fmt_bytes((growth or 0) * 3600)}/h over the last {window}: "
-                f"full in about {fmt_span(hours * 3600)}")
+                f"full in about {rough_span(hours * 3600)}")
     return (f"usage is not growing over the last {window}; the volume filled earlier and "
             "stays high")
 
@@ -165,7 +165,7 @@ def _growth_text(used: float | None, capacity: float | None, growth: float | Non
         return f"unknown (no usage samples over {window})"
     hours = _hours_to_full(used, capacity, growth)
     text = f"{'+' if growth >= 0 else '-'}{fmt_bytes(abs(growth) * 3600)}/h over {window}"
-    return text + (f"; full in about {fmt_span(hours * 3600)}" if hours is not None else "")
+    return text + (f"; full in about {rough_span(hours * 3600)}" if hours is not None else "")
 
 
 def _class_text(class_name: str | None, expandable: bool | None) -> str:

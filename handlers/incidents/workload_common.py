@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from kubernetes.utils import parse_quantity
@@ -35,7 +34,6 @@ __all__ = [
     "resource",
     "revision_of",
     "selector",
-    "span",
     "to_bytes",
 ]
 
@@ -86,17 +84,6 @@ async def prometheus_value(ctx: HandlerContext, promql: str) -> tuple[float | No
     if value is None or math.isnan(value):
         return None, "Prometheus has no data for it"
     return value, None
-
-
-def span(delta: timedelta) -> str:
-    seconds = int(abs(delta.total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
 
 
 def to_bytes(quantity: Any) -> float | None:

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from bot.errors import HandlerError
+from bot.messages import rough_span
 from bot.registry import HandlerContext, Result, handler
 from handlers.incident import ago, diagnosis
 from handlers.incidents.workload_common import (
@@ -24,7 +25,6 @@ from handlers.incidents.workload_common import (
     resource,
     revision_of,
     selector,
-    span,
     to_bytes,
 )
 from handlers.pods import (
@@ -150,10 +150,10 @@ async def _revision_facts(ctx: HandlerContext, workload: Workload, pods: list[An
     when = ago(facts.rollout_at)
     if delay <= timedelta(minutes=window_minutes):
         facts.began_with_latest = True
-        facts.revision_note = (f"the crash loop began {span(delay)} after revision "
+        facts.revision_note = (f"the crash loop began {rough_span(delay)} after revision "
                                f"{facts.revision} ({facts.image}) rolled out at {when}")
     else:
-        facts.revision_note = (f"the crash loop began {span(delay)} after revision "
+        facts.revision_note = (f"the crash loop began {rough_span(delay)} after revision "
                                f"{facts.revision} rolled out at {when}, so not with it")
 
 

@@ -1,7 +1,7 @@
 """The alert-chain harness itself: what the real Prometheus and Alertmanager deliver to a webhook.
 
-Three tests share one chain (it takes ~6s to start), each in its own namespace and so its own
-Alertmanager group; the refused-token test starts its own chain with the per-test fixture.
+The tests share one chain (it takes ~6s to start), each in its own namespace and so its own
+Alertmanager group. A refused token is tested against the real bot in test_alert_chain.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.alert_chain import AlertChain, StartChain, chain_starter
+from tests.support.alert_chain import AlertChain, chain_starter
 from tests.support.webhook_recorder import Delivery, WebhookRecorder
 
 pytest_plugins = ["tests.support.fixtures_alert_chain"]
@@ -146,29 +146,3 @@ def test_alertmanager_retries_a_delivery_answered_500(
 
     shared_chain.resolve(**labels)
     shared_chain.wait_until(lambda: notifications(recorder, "chain-retry", "resolved"))
-
-
-def test_a_refused_token_keeps_the_notification_failing(
-    alert_chain: StartChain, webhook_recorder: WebhookRecorder
-) -> None:
-    webhook_recorder.require_token("the-bots-real-token")
-    chain = alert_chain(webhook_recorder.url, "a-stale-token")
-
-    def failed() -> float:
-        return chain.alertmanager_metric(
-            "alertmanager_notifications_failed_total", integration="webhook"
-        )
-
-    assert failed() == 0
-
-    chain.fire("KubePodCrashLooping", namespace="chain-refused", pod="shop-api-1")
-
-    chain.wait_until(lambda: failed() >= 1)
-    # Not given up on: the next flush (every group_interval) tries and fails again.
-    chain.wait_until(lambda: failed() >= 2)
-    refused = webhook_recorder.deliveries
-    assert len(refused) >= 2
-    assert {d.status for d in refused} == {401}
-    assert {d.authorization for d in refused} == {"Bearer a-stale-token"}
-    assert all(d.json["status"] == "firing" for d in refused)
-    assert webhook_recorder.notifications() == []
