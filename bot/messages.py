@@ -591,11 +591,11 @@ def requests_only_in(environment: str, channels: Sequence[str]) -> str:
 
 def rough_span(length: timedelta | float) -> str:
     """`45 s`, `12 min`, `7 h`, `3 d`: a length of time (a timedelta or seconds), roughly."""
-    seconds = int(abs(length.total_seconds() if isinstance(length, timedelta) else length))
+    seconds = abs(length.total_seconds() if isinstance(length, timedelta) else length)
     if seconds < 120:
-        return f"{seconds} s"
+        return f"{seconds:.0f} s"
     if seconds < 7200:
-        return f"{seconds // 60} min"
+        return f"{seconds / 60:.0f} min"
     if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"

@@ -50,7 +50,7 @@ def platform_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pl
 
 @pytest.fixture
 def exporter(platform_prometheus: PlatformPrometheus) -> PlatformExporter:
-    return platform_prometheus.exporter
+    return platform_prometheus.platform
 
 
 @pytest.fixture

@@ -12,28 +12,26 @@ counters, and scrape targets that are up or down.
 
 `PlatformPrometheus` runs the Debian `prometheus` scraping it every second: job `platform`
 (with `honor_labels`, so the series keep their `namespace`) and, through file-based service
-discovery that the exporter rewrites, one target per `add_target()`. It cannot share
-`tests/support/prometheus.py`'s PrometheusServer, whose one scrape job is the traffic exporter.
+discovery that the exporter rewrites, one target per `add_target()`. It is
+`tests/support/prometheus.py`'s PrometheusServer with these scrape jobs instead of the
+traffic exporter's.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from tests.support.prometheus import SCRAPE_SECONDS, STARTUP_TIMEOUT, _Process
+from tests.support.prometheus import PrometheusServer, _Process
 
 __all__ = ["Ingress", "PlatformExporter", "PlatformPrometheus", "Target", "Volume"]
 
@@ -227,55 +225,23 @@ class PlatformExporter:
                         n * traffic.error_ratio)
 
 
-class PlatformPrometheus(_Process):
-    """The real Prometheus scraping a PlatformExporter every second."""
+class PlatformPrometheus(PrometheusServer):
+    """The real Prometheus scraping a PlatformExporter every second, and the probe targets it
+    writes for file-based discovery (so a target can really be down)."""
 
     name = "prometheus-platform"
+    ready_query = 'up{job="platform"}'
 
     def __init__(self, binary: str, workdir: Path, exporter: PlatformExporter) -> None:
-        super().__init__(binary, workdir)
-        self.exporter = exporter
+        _Process.__init__(self, binary, workdir)
+        self.platform = exporter
+        self.started = 0.0
 
-    def args(self) -> list[str]:
-        config = {
-            "global": {"scrape_interval": f"{SCRAPE_SECONDS:g}s", "scrape_timeout": "1s",
-                       "evaluation_interval": "1s"},
-            "scrape_configs": [
-                {"job_name": "platform", "honor_labels": True,
-                 "static_configs": [{"targets": [self.exporter.target]}]},
-                {"job_name": "probes",
-                 "file_sd_configs": [{"files": [str(self.exporter.targets_dir / "*.json")],
-                                      "refresh_interval": "1s"}]},
-            ],
-        }
-        path = self.workdir / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config))
+    def scrape_configs(self) -> list[dict[str, Any]]:
         return [
-            f"--config.file={path}",
-            f"--storage.tsdb.path={self.workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--storage.tsdb.retention.time=1h",
-            "--log.level=warn",
+            {"job_name": "platform", "honor_labels": True,
+             "static_configs": [{"targets": [self.platform.target]}]},
+            {"job_name": "probes",
+             "file_sd_configs": [{"files": [str(self.platform.targets_dir / "*.json")],
+                                  "refresh_interval": "1s"}]},
         ]
-
-    def start(self) -> None:
-        super().start()
-        self.wait_for('up{job="platform"}', lambda v: v == 1.0, timeout=STARTUP_TIMEOUT)
-
-    def value(self, promql: str) -> float | None:
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
-        response.raise_for_status()
-        result = response.json()["data"]["result"]
-        return float(result[0]["value"][1]) if result else None
-
-    def wait_for(self, promql: str, predicate: Callable[[float], bool],
-                 timeout: float = 30.0) -> float:
-        """Poll `promql` until its value satisfies `predicate`; the value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            last = self.value(promql)
-            if last is not None and predicate(last):
-                return last
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{promql} is {last}, not as expected, after {timeout}s")
-            time.sleep(0.2)

@@ -358,14 +358,17 @@ class PrometheusServer(_Process):
         self.exporter = exporter
         self.started = 0.0
 
+    #: What must answer 1 before the server counts as started.
+    ready_query = 'up{job="shop"}'
+
+    def scrape_configs(self) -> list[dict[str, Any]]:
+        return [{"job_name": "shop", "static_configs": [{"targets": [self.exporter.target]}]}]
+
     def args(self) -> list[str]:
         config = {
             "global": {"scrape_interval": f"{SCRAPE_SECONDS:g}s", "scrape_timeout": "1s",
                        "evaluation_interval": "1s"},
-            "scrape_configs": [{
-                "job_name": "shop",
-                "static_configs": [{"targets": [self.exporter.target]}],
-            }],
+            "scrape_configs": self.scrape_configs(),
         }
         path = self.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))
@@ -380,7 +383,7 @@ class PrometheusServer(_Process):
     def start(self) -> None:
         super().start()
         self.started = time.monotonic()
-        self.wait_for('up{job="shop"}', lambda v: v == 1.0, timeout=STARTUP_TIMEOUT)
+        self.wait_for(self.ready_query, lambda v: v == 1.0, timeout=STARTUP_TIMEOUT)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """The instant vector of `promql`, as Prometheus returns it."""
