@@ -11,11 +11,12 @@ lost update.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.config import AppConfig
-from bot.errors import NotFound, PermanentError, Refused
+from bot.errors import NotFound, PermanentError, Refused, RetryableError
 from bot.registry import HandlerContext
 from handlers.deploy.images import resolve_image
 from handlers.deploy.plan import Change, Plan
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "rollouts"
+_CONFLICT_ATTEMPTS = 5  # a revert re-reads and retries while the controller acts on the abort
 HASH_LABEL = "rollouts-pod-template-hash"
 REVISION = "rollout.argoproj.io/revision"
 JSON = dict[str, Any]
@@ -421,8 +423,18 @@ class RolloutsStrategy:
         if not view.fully_promoted and not view.aborted:
             await abort_rollout(ctx, view)
             view = await read_rollout(ctx, app)
-        if rs_hash(before) != view.current_hash:
-            await self._restore(ctx, view, before)
+        for attempt in range(_CONFLICT_ATTEMPTS):
+            if rs_hash(before) == view.current_hash:
+                break
+            try:
+                await self._restore(ctx, view, before)
+                break
+            except RetryableError as exc:
+                # The controller is still acting on the abort: read again, restore again.
+                if not str(exc).startswith("conflict") or attempt == _CONFLICT_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(exc.delay)
+                view = await read_rollout(ctx, app)
         if view.fully_promoted and rs_hash(before) != view.current_hash:
             await _status_patch(ctx, view, {"promoteFull": True})
         how = f"{view.name} back to revision {_number(sets, before)} ({rs_image(before, app)})"
