@@ -6,6 +6,7 @@ Secrets are `SecretStr` so they never reach logs, reprs or chat.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from bot.names import check_dns1123_label, closest, is_dns1123_label
 __all__ = [
     "AlertsConfig",
     "AppConfig",
+    "BackupConfig",
     "EnvironmentConfig",
     "RoleConfig",
     "Settings",
@@ -118,6 +120,7 @@ class ApprovalPolicy(_Model):
 class PrecheckConfig(_Model):
     no_critical_alerts: bool = True  # refuse while a critical alert fires for the app
     healthy: bool = True  # refuse while the workload is not fully ready
+    backup: bool = False  # a Velero backup of the app before a deploy changes anything
 
 
 class EnvironmentDeployConfig(_Model):
@@ -182,6 +185,23 @@ class AlertsConfig(_Model):
     poll_seconds: float = Field(default=5.0, gt=0)  # how often stored notifications are checked
 
 
+class BackupConfig(_Model):
+    """Velero backups (`backup ...` commands): where Velero runs and the defaults it is given."""
+
+    namespace: str = "velero"  # where Velero runs: Backups, Restores and Schedules are made there
+    storage_location: str = "default"  # the BackupStorageLocation backups are written to
+    default_ttl: str = "720h"  # how long a backup is kept, when `--ttl` is not given
+    verify_cron: str | None = None  # the scheduled test-restore of the latest backups; None: off
+
+    @model_validator(mode="after")
+    def _valid(self) -> BackupConfig:
+        if not is_dns1123_label(self.namespace):
+            raise ValueError(f"backup.namespace `{self.namespace}` is not a valid namespace")
+        if not re.fullmatch(r"(?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?", self.default_ttl):
+            raise ValueError(f"backup.default_ttl `{self.default_ttl}` is not a duration (720h)")
+        return self
+
+
 class Settings(_Model):
     default_environment: str
     environments: dict[str, EnvironmentConfig]
@@ -201,6 +221,7 @@ class Settings(_Model):
     argocd_url: str | None = None
     argocd_token: SecretStr | None = None
     alerts: AlertsConfig = AlertsConfig()
+    backup: BackupConfig = BackupConfig()
     base_dir: str = "."  # directory of the config file; relative paths resolve against it
 
     @model_validator(mode="before")

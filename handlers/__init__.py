@@ -16,6 +16,7 @@ BUILTIN_MODULES = (
     "handlers.rollouts",
     "handlers.automation",
     "handlers.silence",
+    "handlers.backup",
     "handlers.incidents.platform_storage",
     "handlers.incidents.platform_jobs",
     "handlers.incidents.platform_targets",

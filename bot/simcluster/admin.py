@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from .dispatch import Request, Response
 from .errors import ApiError, bad_request
 from .traffic import CONTENT_TYPE
+from .velero import DEFAULT_FAILURE, parse_outcome
+from .velero import NAMESPACE as VELERO_NAMESPACE
 
 if TYPE_CHECKING:
     from .cluster import SimCluster
@@ -36,6 +38,20 @@ def _number(body: JSON, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad_request(f"{name} must be a number")
     return float(value)
+
+
+def _script_outcome(sim: SimCluster, request: Request) -> Response:
+    body = _body(request)
+    prefix, outcome = _required(body, "name_prefix", "outcome")
+    options = {k: body[k] for k in ("errors", "warnings") if k in body}
+    kind = "backup" if request.path.rstrip("/").endswith("backup-outcome") else "restore"
+    script = sim.script_backup if kind == "backup" else sim.script_restore
+    try:
+        script(str(prefix), parse_outcome(outcome), **options,
+               failure_reason=str(body.get("failure_reason", DEFAULT_FAILURE)))
+    except ValueError as exc:
+        raise bad_request(str(exc)) from exc
+    return Response.of({"scripted": f"{kind}-outcome"}, 201)
 
 
 def handle(sim: SimCluster, request: Request) -> Response:
@@ -93,6 +109,21 @@ def handle(sim: SimCluster, request: Request) -> Response:
         except ValueError as exc:
             raise bad_request(str(exc)) from exc
         return Response.of({"scripted": "traffic"}, 201)
+    if route in (("POST", "/_sim/backup-outcome"), ("POST", "/_sim/restore-outcome")):
+        return _script_outcome(sim, request)
+    if route == ("POST", "/_sim/run-schedule"):
+        body = _body(request)
+        (name,) = _required(body, "name")
+        try:
+            backup = sim.run_schedule(str(body.get("namespace", VELERO_NAMESPACE)), str(name))
+        except LookupError as exc:
+            raise ApiError(404, str(exc.args[0])) from exc
+        except ValueError as exc:
+            raise bad_request(str(exc)) from exc
+        if backup is None:
+            return Response.of({"backup": None, "skipped": "a backup of the schedule is still "
+                                                           "New or InProgress"})
+        return Response.of({"backup": backup}, 201)
     if route == ("DELETE", "/_sim/scripts"):
         sim.clear_scripts()
         return Response.of({"cleared": True})

@@ -37,6 +37,7 @@ from .seed import Seeder, run_seed
 from .server import ServerThread
 from .store import Store, clone
 from .traffic import DEFAULT_ERROR_RATIO, DEFAULT_P99_SECONDS, Profile, Traffic
+from .velero import DEFAULT_FAILURE, Outcome, OutcomeScript, Velero
 
 JSON = dict[str, Any]
 
@@ -60,6 +61,8 @@ class SimCluster:
         self.manager = ControllerManager(Ctx(self.api, self.scripts), self.controllers,
                                          tick_seconds)
         self.traffic = Traffic(self.store, self.types)
+        self.velero = Velero()
+        self.velero.install(self.controllers)
         self._server: ServerThread | None = None
         run_seed(seed, Seeder(self.api, self.manager, self.scripts, self.clock,
                               self.traffic.scripts))
@@ -72,7 +75,8 @@ class SimCluster:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> SimCluster:
         dispatcher = Dispatcher(self.api, self.faults, self.token,
                                 lambda request: admin.handle(self, request),
-                                lambda: self._address)
+                                lambda: self._address, self.velero.download)
+        self.velero.base_url = lambda: f"http://{self._address}"
         self._server = ServerThread(dispatcher, host, port)
         self._server.start()
         self.manager.start()
@@ -171,9 +175,41 @@ class SimCluster:
         """What `GET /_sim/metrics` serves: the synthetic traffic in Prometheus text format."""
         return self.traffic.exposition()
 
+    def script_backup(self, name_prefix: str, outcome: Outcome, *, errors: int = 1,
+                      warnings: int = 0, failure_reason: str = DEFAULT_FAILURE) -> None:
+        """Velero backups whose name starts with `name_prefix` end PartiallyFailed (`errors`
+        > 0, contents still recorded), Failed (`failureReason`), or "hang" InProgress."""
+        self.velero.script_backup(OutcomeScript(name_prefix, outcome, errors, warnings,
+                                                failure_reason))
+
+    def script_restore(self, name_prefix: str, outcome: Outcome, *, errors: int = 1,
+                       warnings: int = 0, failure_reason: str = DEFAULT_FAILURE) -> None:
+        """Velero restores whose name starts with `name_prefix` end PartiallyFailed (objects
+        restored, `errors` added), Failed after restoring some, or "hang" InProgress."""
+        self.velero.script_restore(OutcomeScript(name_prefix, outcome, errors, warnings,
+                                                 failure_reason))
+
+    def run_schedule(self, namespace: str, name: str) -> JSON | None:
+        """Fire a Velero Schedule now, as its cron would (the simulation runs no cron): the
+        Backup created, or None when one of its backups is still New or InProgress.
+        LookupError for a missing Schedule, ValueError for a paused or invalid one."""
+        with self.store.lock:
+            return self.velero.run_schedule(self.manager.ctx, namespace, name)
+
+    def backup_contents(self, name: str) -> list[JSON] | None:
+        """Copies of the objects a completed Velero backup recorded (what the simulated object
+        storage holds for it), or None."""
+        return self.velero.contents(name)
+
+    def restore_results(self, name: str) -> JSON | None:
+        """A finished Velero restore's `{"warnings": ..., "errors": ...}`, each
+        `{"velero": [...], "cluster": [...], "namespaces": {ns: [...]}}`, or None."""
+        return self.velero.results(name)
+
     def clear_scripts(self) -> None:
         self.scripts.clear()
         self.traffic.scripts.clear()
+        self.velero.clear_scripts()
 
     def _owner(self, kind: str, namespace: str, name: str) -> JSON | None:
         rtype = self.types.by_kind("apps", kind)

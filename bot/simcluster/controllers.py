@@ -3,8 +3,8 @@ the `Ctx` they act through, and the manager that ticks them in a background thre
 
 Add a controller for a new kind with a decorator::
 
-    @BUILTINS.for_kind("velero.io", "Backup")
-    def reconcile_backup(ctx: Ctx, backup: JSON) -> None: ...
+    @BUILTINS.for_kind("example.com", "Widget")
+    def reconcile_widget(ctx: Ctx, widget: JSON) -> None: ...
 """
 
 from __future__ import annotations

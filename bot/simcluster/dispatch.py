@@ -63,6 +63,9 @@ class Response:
         return response
 
 
+DOWNLOADS = "/_velero/downloads/"
+
+
 @dataclass
 class Dispatcher:
     api: RestApi
@@ -70,6 +73,7 @@ class Dispatcher:
     token: str
     admin: Callable[[Request], Response]
     server_address: Callable[[], str]
+    downloads: Callable[[str], bytes | None] | None = None  # Velero's signed URLs
 
     def handle(self, request: Request) -> Response:
         try:
@@ -85,6 +89,12 @@ class Dispatcher:
         if request.method == "GET" and path in PUBLIC:
             return Response.of(discovery.VERSION) if path == "/version" else Response(
                 200, b"ok", "text/plain")
+        if request.method == "GET" and path.startswith(DOWNLOADS) and self.downloads:
+            # Velero's signed download URLs: the token in the path is the credential.
+            found = self.downloads(path[len(DOWNLOADS):])
+            if found is None:
+                raise ApiError(404, "no such download")
+            return Response(200, found, "application/gzip")
         if not self._authorized(request):
             raise ApiError(401, "Unauthorized")
         if path.startswith("/_sim/") or path == "/_sim":

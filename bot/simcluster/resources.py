@@ -120,6 +120,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType("velero.io", "v1", "schedules", "Schedule", status_subresource=False, custom=True),
     ResourceType("velero.io", "v1", "backupstoragelocations", "BackupStorageLocation",
                  short_names=("bsl",), status_subresource=False, custom=True),
+    ResourceType("velero.io", "v1", "downloadrequests", "DownloadRequest",
+                 status_subresource=False, custom=True),
     ResourceType("velero.io", "v1", "volumesnapshotlocations", "VolumeSnapshotLocation",
                  short_names=("vsl",), status_subresource=False, custom=True),
     ResourceType("cert-manager.io", "v1", "certificates", "Certificate",

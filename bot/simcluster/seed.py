@@ -72,6 +72,22 @@ def _hpa(namespace: str, app: str, low: int, high: int, cpu_percent: int) -> JSO
                          "type": "Utilization", "averageUtilization": cpu_percent}}}]}}
 
 
+def _backup_location() -> JSON:
+    return {"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
+            "metadata": {"name": "default", "namespace": "velero"},
+            "spec": {"provider": "aws", "default": True, "accessMode": "ReadWrite",
+                     "objectStorage": {"bucket": "shop-backups"},
+                     "config": {"region": "eu-west-1"}}}
+
+
+def _revalidate_location(seeder: Seeder) -> None:
+    """Velero validates its locations every minute; the seeded one was validated lately."""
+    route = Route("velero.io", "v1", "backupstoragelocations", "velero", "default")
+    location = seeder.api.get(route)
+    location["status"]["lastValidationTime"] = seeder.clock.stamp()
+    seeder.api.replace(route, location)
+
+
 def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> JSON:
     return {"requests": {"cpu": cpu, "memory": memory},
             "limits": {"cpu": cpu_limit, "memory": memory_limit}}
@@ -140,6 +156,9 @@ def seed_demo(seeder: Seeder) -> None:
                                             f"{REGISTRY}/api:1.4.0"))
         seeder.at(-6 * DAY + lag, partial(seeder.create, web))
         seeder.at(-6 * DAY + lag + 60, partial(seeder.create, _service(namespace, "shop-web")))
+    # Velero's default storage location; its controller finds it Available.
+    seeder.at(-14 * DAY + 60, partial(seeder.create, _backup_location()))
+    seeder.at(-30, partial(_revalidate_location, seeder))
     worker = _deployment("shop-staging", "shop-worker", "worker", f"{REGISTRY}/worker:1.4.0", 1,
                          _resources("50m", "128Mi", "500m", "256Mi"),
                          {"QUEUE": "orders", "SHOP_ENV": "staging"})

@@ -1,7 +1,7 @@
 """`incident.velero_backup` for VeleroBackupFailed / VeleroBackupPartialFailure: the latest
 `velero.io/v1` Backups of the schedule (phase, errors and warnings, failure reason, times), the
 Schedule itself and the storage location the backups go to, condensed into the likely cause.
-A retry is suggested in words until opsbot has a `backup create` runbook (issue 6)."""
+A "Retry backup" button runs `backup create` when the backups' app or namespace is known."""
 
 from __future__ import annotations
 
@@ -102,8 +102,32 @@ async def velero_backup(*, ctx: HandlerContext, params: VeleroParams, **_: objec
               "phase": ((latest or {}).get("status") or {}).get("phase"),
               "failed_recent": len(failed), "checked": len(backups),
               "storage_location": location["name"],
-              "storage_available": location["available"], "retry": retry},
+              "storage_available": location["available"], "retry": retry,
+              **_retry_target(ctx, schedule, latest)},
     )
+
+
+def _retry_target(ctx: HandlerContext, schedule: Obj | None, latest: Obj | None
+                  ) -> dict[str, str | None]:
+    """What `backup create` would retry: the app (opsbot's labels) or the one namespace the
+    backups hold, in the configured environment owning that namespace; None when unknown."""
+    for obj in (schedule, latest):
+        if obj is None:
+            continue
+        labels = obj["metadata"].get("labels") or {}
+        spec = obj.get("spec") or {}
+        spec = spec.get("template") or spec
+        namespaces = spec.get("includedNamespaces") or []
+        envs = [e for e in ctx.settings.environments.values() if e.namespace in namespaces]
+        if len(namespaces) != 1 or len(envs) != 1:
+            continue
+        env = envs[0]
+        app = labels.get("opsbot.io/app")
+        if app and app in ctx.settings.apps_in(env.name):
+            return {"retry_target": str(app), "retry_environment": env.name}
+        if not spec.get("labelSelector"):
+            return {"retry_target": env.namespace, "retry_environment": env.name}
+    return {"retry_target": None, "retry_environment": None}
 
 
 async def _location(ctx: HandlerContext, namespace: str, backup: Obj | None) -> dict[str, Any]:

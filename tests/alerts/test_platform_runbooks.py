@@ -637,6 +637,8 @@ def _velero(custom: client.CustomObjectsApi, location: dict[str, Any],
         "apiVersion": f"{g}/{v}", "kind": "Schedule", "metadata": {"name": "shop-daily"},
         "spec": {"schedule": "0 2 * * *", "template": {"includedNamespaces": [NS]}},
         "status": {"phase": "Enabled", "lastBackup": _stamp(timedelta(hours=-3))}})
+    # The demo seed has a healthy `default` location; this test's replaces it.
+    custom.delete_namespaced_custom_object(g, v, ns, "backupstoragelocations", "default")
     custom.create_namespaced_custom_object(g, v, ns, "backupstoragelocations", {
         "apiVersion": f"{g}/{v}", "kind": "BackupStorageLocation",
         "metadata": {"name": "default"},
@@ -673,7 +675,9 @@ async def test_velero_backup_failed_on_unavailable_storage(
     assert fields["Recent backups"] == "1 of the last 2 failed or partly failed"
     assert fields["Retry"].startswith("retry after fixing the cause: velero backup create "
                                       "--from-schedule shop-daily -n velero")
-    assert reporter.final.buttons == []  # no `backup create` runbook yet: the retry is words
+    # The schedule backs up shop-staging, the staging environment's namespace.
+    assert [(b.label, b.command) for b in reporter.final.buttons] == [
+        ("Retry backup", "backup create shop-staging --env staging")]
 
 
 async def test_velero_partial_failure_through_a_platform_environment(

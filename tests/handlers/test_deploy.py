@@ -28,9 +28,10 @@ async def test_deploy_tag_rolls_out(svc: Services, sim: Any) -> None:
     rep = await dispatch(svc, "deploy shop-api 1.5.0")
     assert rep.final.status == "succeeded", rep.final.summary
     names = [(s.name, s.status) for s in rep.final.steps]
-    assert names[:4] == [
+    assert names[:5] == [
         ("Plan", "succeeded"),
         ("Pre-checks", "succeeded"),
+        ("Back up", "skipped"),  # deploy.prechecks.backup is off in staging
         ("Apply", "succeeded"),
         ("Roll out", "succeeded"),
     ]

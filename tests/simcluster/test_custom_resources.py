@@ -88,16 +88,18 @@ def test_unregistered_group_and_cluster_scope(custom: client.CustomObjectsApi,
 
 
 def test_custom_resource_conflict(custom: client.CustomObjectsApi) -> None:
-    created = custom.create_namespaced_custom_object("velero.io", "v1", "velero", "backups",
+    # In `default`: the simulated Velero only acts on its own namespace, so nothing writes
+    # between these calls.
+    created = custom.create_namespaced_custom_object("velero.io", "v1", "default", "backups",
                                                      BACKUP)
-    unchanged = custom.replace_namespaced_custom_object("velero.io", "v1", "velero", "backups",
+    unchanged = custom.replace_namespaced_custom_object("velero.io", "v1", "default", "backups",
                                                         "shop-api-20240501", created)
     # a no-op update keeps the resourceVersion, as the real API server does
     assert unchanged["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
     created["spec"]["ttl"] = "24h0m0s"
-    custom.replace_namespaced_custom_object("velero.io", "v1", "velero", "backups",
+    custom.replace_namespaced_custom_object("velero.io", "v1", "default", "backups",
                                             "shop-api-20240501", created)
     with pytest.raises(client.ApiException) as err:
-        custom.replace_namespaced_custom_object("velero.io", "v1", "velero", "backups",
+        custom.replace_namespaced_custom_object("velero.io", "v1", "default", "backups",
                                                 "shop-api-20240501", created)
     assert err.value.status == 409
