@@ -192,11 +192,19 @@ class BackupConfig(_Model):
     storage_location: str = "default"  # the BackupStorageLocation backups are written to
     default_ttl: str = "720h"  # how long a backup is kept, when `--ttl` is not given
     verify_cron: str | None = None  # the scheduled test-restore of the latest backups; None: off
+    report_channel: str | None = None  # where failed scheduled verifications are posted
 
     @model_validator(mode="after")
     def _valid(self) -> BackupConfig:
         if not is_dns1123_label(self.namespace):
             raise ValueError(f"backup.namespace `{self.namespace}` is not a valid namespace")
+        if self.verify_cron is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.verify_cron)
+            except ValueError as exc:
+                raise ValueError(f"backup.verify_cron `{self.verify_cron}`: {exc}") from None
         if not re.fullmatch(r"(?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?", self.default_ttl):
             raise ValueError(f"backup.default_ttl `{self.default_ttl}` is not a duration (720h)")
         return self

@@ -220,10 +220,10 @@ class Dispatcher:
             )
         return await self._gate(inv, reporter)
 
-    async def run_alert(self, inv: Invocation, reporter: Reporter) -> Outcome:
-        """An automatic run an alert started. The routing built `inv` from the runbook's alert
-        trigger (which is its authorization; no role is checked) and the guardrails allowed it;
-        the approval policy still applies."""
+    async def run_automatic(self, inv: Invocation, reporter: Reporter) -> Outcome:
+        """A run nobody typed: an alert's (the routing built `inv` from the runbook's alert
+        trigger, and the guardrails allowed it) or a schedule's (the configuration names it).
+        That is its authorization, so no role is checked; the approval policy still applies."""
         try:
             return await self._gate(inv, reporter)
         except Refused as exc:
@@ -255,13 +255,14 @@ class Dispatcher:
         self, trigger: Trigger, runbook: Runbook, environment: EnvironmentConfig
     ) -> bool:
         """Mutating runbooks in an approval environment (or those the policy lists), except
-        alert-triggered runs of a runbook marked auto-approved for that environment."""
+        alert- or schedule-started runs of a runbook auto-approved for that environment."""
         if not (runbook.mutating and environment.requires_approval):
             return False
         patterns = environment.approval.runbooks
         if patterns is not None and not matches(runbook.name, patterns):
             return False
-        return not (trigger.source == "alert" and environment.name in runbook.auto_approved_in)
+        automatic = trigger.source in ("alert", "schedule")
+        return not (automatic and matches(environment.name, runbook.auto_approved_in))
 
     async def execute(
         self, inv: Invocation, reporter: Reporter, *, request_id: str | None = None

@@ -1,5 +1,5 @@
-"""Timed work that must survive restarts (approval expiry now; backups and verifications later),
-on APScheduler 3 with its job store in opsbot's own database.
+"""Timed work that must survive restarts (approval expiry, break-glass reminders, the scheduled
+backup verification), on APScheduler 3 with its job store in opsbot's own database.
 
 Jobs are stored by reference (`bot.scheduler:expire_request_job`) with plain arguments, so a
 restarted process finds them and runs any that fell due while it was down.
@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from bot.store import Store
 
 if TYPE_CHECKING:
     from bot.approvals.service import Approvals
 
-__all__ = ["Scheduler", "expire_request_job", "remind_job"]
+__all__ = ["Scheduler", "expire_request_job", "remind_job", "verify_backups_job"]
 
 log = logging.getLogger("opsbot.scheduler")
 JOBS_TABLE = "opsbot_scheduler_jobs"
@@ -28,6 +30,8 @@ JOBS_TABLE = "opsbot_scheduler_jobs"
 # The process's running Approvals, for stored jobs (which can only name module functions).
 _approvals: Approvals | None = None
 _scheduler: Scheduler | None = None
+_verify_backups: Callable[[], Awaitable[object]] | None = None
+VERIFY_JOB = "verify-backups"
 
 
 async def expire_request_job(request_id: str) -> None:
@@ -44,8 +48,19 @@ async def remind_job(request_id: str) -> None:
         _scheduler.remove(f"remind-{request_id}")
 
 
+async def verify_backups_job() -> None:
+    if _verify_backups is None:
+        log.warning("the backup verification fell due with no services running")
+        return
+    await _verify_backups()
+
+
 class Scheduler:
-    def __init__(self, store: Store, approvals: Approvals, *, remind_minutes: int = 15) -> None:
+    def __init__(self, store: Store, approvals: Approvals, *, remind_minutes: int = 15,
+                 verify_cron: str | None = None,
+                 verify_backups: Callable[[], Awaitable[object]] | None = None) -> None:
+        self._verify_cron = verify_cron
+        self._verify_backups = verify_backups
         self._approvals = approvals
         self._remind_minutes = remind_minutes
         self._store = store
@@ -58,11 +73,22 @@ class Scheduler:
 
     async def start(self) -> None:
         """Start in the running event loop; expire what fell due while nobody was watching."""
-        global _approvals, _scheduler
+        global _approvals, _scheduler, _verify_backups
         _approvals, _scheduler = self._approvals, self
+        _verify_backups = self._verify_backups
         self._approvals.schedule_expiry = self.schedule_expiry
         self._approvals.schedule_reminder = self.schedule_reminder
         self._scheduler.start()
+        if self._verify_cron and self._verify_backups is not None:
+            # The cron in the config is the truth: a changed one replaces the stored job.
+            self._scheduler.add_job(
+                "bot.scheduler:verify_backups_job",
+                trigger=CronTrigger.from_crontab(self._verify_cron, timezone=UTC),
+                id=VERIFY_JOB, replace_existing=True,
+                misfire_grace_time=3600,  # missed by more than an hour: wait for the next one
+            )
+        else:
+            self.remove(VERIFY_JOB)
         await self._approvals.expire_due()
         # Every open request has its timer, even one made while no scheduler ran.
         for request in await asyncio.to_thread(self._store.pending_requests):
@@ -88,10 +114,10 @@ class Scheduler:
         return [(job.id, job.next_run_time) for job in self._scheduler.get_jobs()]
 
     async def stop(self) -> None:
-        global _approvals, _scheduler
+        global _approvals, _scheduler, _verify_backups
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         if _approvals is self._approvals:
-            _approvals, _scheduler = None, None
+            _approvals, _scheduler, _verify_backups = None, None, None
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,18 +16,27 @@ from bot.alerts.processor import AlertProcessor
 from bot.alerts.view import AlertBoard
 from bot.approvals.board import Board
 from bot.approvals.service import Approvals
+from bot.commands import Command
 from bot.config import Settings
 from bot.console.board import ConsoleBoard
-from bot.dispatcher import Dispatcher
+from bot.console.reporter import ConsoleReporter
+from bot.dispatcher import Dispatcher, Outcome
+from bot.invocation import Invocation
 from bot.kube import KubeFactory
 from bot.registry import Registry
+from bot.reporting import ExecutionView, Notice, Reporter
 from bot.runbooks.loader import Catalog, load_catalog
+from bot.runbooks.params import coerce_params
 from bot.store import AuditEntry, Store
+from bot.trigger import Trigger
 
 if TYPE_CHECKING:
     from bot.scheduler import Scheduler
 
-__all__ = ["Services", "default_database_url"]
+__all__ = ["SCHEDULE_ACTOR", "FailuresOnly", "Services", "default_database_url"]
+
+#: Who scheduled runs are recorded as.
+SCHEDULE_ACTOR = "opsbot"
 
 log = logging.getLogger("opsbot")
 
@@ -46,6 +56,9 @@ class Services:
     dispatcher: Dispatcher
     approvals: Approvals
     alerts: AlertProcessor
+    # Where runs nobody typed report (the scheduled verification): a reporter for a channel.
+    report_to: Callable[[str | None], Reporter] = field(
+        default=lambda _channel: ConsoleReporter())
     scheduler: Scheduler | None = None
 
     @classmethod
@@ -58,6 +71,7 @@ class Services:
         store: Store | None = None,
         board: Board | None = None,
         alert_board: AlertBoard | None = None,
+        report_to: Callable[[str | None], Reporter] | None = None,
     ) -> Services:
         """Load runbooks first (an invalid one stops startup), then open the store."""
         registry = registry or Registry.builtin()
@@ -80,7 +94,7 @@ class Services:
         alerts = AlertProcessor(settings=settings, store=store, catalog=catalog,
                                 dispatcher=dispatcher, board=alert_board or ConsoleAlertBoard())
         return cls(settings, store, registry, catalog, kube, access, dispatcher, approvals,
-                   alerts)
+                   alerts, report_to=report_to or (lambda _channel: ConsoleReporter()))
 
     async def start(self, *, alerts: bool = False) -> None:
         """Background work of a running process: the scheduler (approval expiry) and, for
@@ -91,6 +105,8 @@ class Services:
             self.scheduler = Scheduler(
                 self.store, self.approvals,
                 remind_minutes=self.settings.break_glass_reminder_minutes,
+                verify_cron=self.settings.backup.verify_cron,
+                verify_backups=self.verify_backups,
             )
             await self.scheduler.start()
         if alerts:
@@ -101,6 +117,27 @@ class Services:
         if self.scheduler is not None:
             await self.scheduler.stop()
             self.scheduler = None
+
+    async def verify_backups(self) -> list[Outcome]:
+        """The scheduled verification: a test restore of the newest backup of every configured
+        app in every environment (`backup-verify-latest`). Failures are posted to
+        `backup.report_channel` (default: the alerts channel); successes only recorded."""
+        runbook = self.catalog.by_name("backup-verify-latest")
+        channel = self.settings.backup.report_channel or self.settings.alerts.channel
+        outcomes = []
+        for environment in self.settings.environments.values():
+            for app in self.settings.apps_in(environment.name).values():
+                text = f"run {runbook.name} app={app.name} --env {environment.name}"
+                trigger = Trigger(source="schedule", actor=SCHEDULE_ACTOR, text=text,
+                                  channel=channel, via="schedule")
+                command = Command(text=text, meta="run", runbook=runbook, env=environment.name,
+                                  reason="scheduled backup verification")
+                params = coerce_params(runbook, {"app": app.name}, settings=self.settings,
+                                       environment=environment.name)
+                inv = Invocation(trigger, command, runbook, environment, app, params)
+                outcomes.append(await self.dispatcher.run_automatic(
+                    inv, FailuresOnly(self.report_to(channel))))
+        return outcomes
 
     async def recover(self) -> list[str]:
         """Executions (and automatic runs) a previous process left running are marked
@@ -132,3 +169,18 @@ class Services:
     def close(self) -> None:
         self.kube.close()
         self.store.close()
+
+
+class FailuresOnly:
+    """Reports an execution only when it ends other than succeeded (and every notice): a
+    scheduled check that passes is recorded, not posted."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self._inner = inner
+
+    async def execution(self, view: ExecutionView) -> None:
+        if view.finished and view.status != "succeeded":
+            await self._inner.execution(view)
+
+    async def notice(self, notice: Notice) -> None:
+        await self._inner.notice(notice)

@@ -824,7 +824,35 @@ async def backup_verify(*, ctx: HandlerContext, params: BackupVerifyParams, **_:
     if phase not in RESTORABLE:
         raise Refused(f"backup {params.name} is {phase}; only a Completed or PartiallyFailed "
                       "backup can be verified")
-    timeout = _timeout(params.timeout)
+    return await _verify(ctx, params.name, _timeout(params.timeout))
+
+
+class VerifyLatestParams(Params):
+    timeout: str = Field(default="30m", description="How long the test restore may take.")
+
+
+@handler("backup.verify_latest", params=VerifyLatestParams, mutating=True)
+async def backup_verify_latest(*, ctx: HandlerContext, params: VerifyLatestParams,
+                               **_: object) -> Result:
+    """Verify the newest finished backup opsbot made of the app in this environment (the
+    scheduled verification runs this for every configured app)."""
+    app = ctx.require_app()
+    finished = [
+        b for b in await _list(ctx, "backups")
+        if (b["metadata"].get("labels") or {}).get("opsbot.io/app") == app.name
+        and (b["metadata"].get("labels") or {}).get("opsbot.io/environment") == ctx.environment.name
+        and _status(b).get("phase") in RESTORABLE and _includes(b, ctx.namespace)
+    ]
+    if not finished:
+        return Result(summary=f"no finished backup of {app.name} in {ctx.environment.name} to "
+                      "verify", data={"skipped": True})
+    latest = max(finished, key=lambda b: (_status(b).get("completionTimestamp") or "", _name(b)))
+    return await _verify(ctx, _name(latest), _timeout(params.timeout))
+
+
+async def _verify(ctx: HandlerContext, backup_name: str, timeout: float) -> Result:
+    """The test restore of `backup_name` into a scratch namespace, compared and cleaned up."""
+    params = BackupNameParams(name=backup_name)
     stamp = _timestamp(ctx)
     scratch = f"opsbot-verify-{_now().strftime('%m%d%H%M%S')}" if not ctx.dry_run \
         else "opsbot-verify-<mmddhhmmss>"

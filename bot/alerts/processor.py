@@ -248,7 +248,7 @@ class AlertProcessor:
         view = await self._view(group_hash)
         reporter = _RunReporter(self.board.reporter(view), started) if view else None
         try:
-            outcome = await self.dispatcher.run_alert(inv, reporter or _NullReporter(started))
+            outcome = await self.dispatcher.run_automatic(inv, reporter or _NullReporter(started))
         except Exception:
             log.exception("automatic run %s of %s failed to run", run.id, runbook.name)
             outcome = None

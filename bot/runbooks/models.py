@@ -170,7 +170,8 @@ class Runbook(_Model):
     follow_up: list[FollowUp] = []
     auto_approved_in: list[str] = Field(
         default=[],
-        description="Environments where runs triggered by alerts need no approval.",
+        description="Environments (names or shell patterns) where runs started by alerts or "
+        "schedules need no approval.",
     )
     alerts: list[AlertTrigger] = Field(
         default=[], description="Alerts that run this runbook automatically."

@@ -19,7 +19,7 @@ from bot.slack.blocks import alert_group_blocks, alert_group_text, escape, notic
 from bot.slack.reporter import SlackReporter
 from bot.store import Store
 
-__all__ = ["SlackAlertBoard"]
+__all__ = ["SlackAlertBoard", "channel_reporter"]
 
 log = logging.getLogger("opsbot.slack")
 
@@ -95,3 +95,9 @@ class _AlertRun:
                        **extra)
         except SlackCallFailed as exc:
             log.warning("automatic run notice not posted: %s", exc)
+
+
+def channel_reporter(client: AsyncWebClient, store: Store, channel: str | None) -> Reporter:
+    """Reports a run nobody typed (a scheduled check) as a message in `channel`; without a
+    channel it is only recorded and logged."""
+    return _AlertRun(client, store, channel, None)

@@ -19,7 +19,7 @@ from bot.dispatcher import Outcome
 from bot.metrics import TRIGGERS
 from bot.reporting import Notice, Reporter
 from bot.services import Services, default_database_url
-from bot.slack.alert_board import SlackAlertBoard
+from bot.slack.alert_board import SlackAlertBoard, channel_reporter
 from bot.slack.api import slack_client, slack_members
 from bot.slack.blocks import ACTION_PREFIX
 from bot.slack.board import SlackBoard
@@ -54,7 +54,8 @@ def build_services(settings: Settings) -> Services:
     try:
         return Services.build(settings, members=slack_members(client, settings), store=store,
                               board=SlackBoard(client, store, settings.break_glass_channel),
-                              alert_board=SlackAlertBoard(client, store, settings.alerts.channel))
+                              alert_board=SlackAlertBoard(client, store, settings.alerts.channel),
+                              report_to=lambda channel: channel_reporter(client, store, channel))
     except BaseException:
         store.close()  # a bad runbook stops startup; leave no connection behind
         raise

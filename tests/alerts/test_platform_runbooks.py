@@ -116,7 +116,7 @@ async def run_alert(services: Services, item: AlertItem, runbook: str,
         params=params, context={"alert": alert_context(item, services.settings)},
     )
     reporter = RecordingReporter()
-    outcome = await services.dispatcher.run_alert(inv, reporter)
+    outcome = await services.dispatcher.run_automatic(inv, reporter)
     assert outcome.execution_id, outcome
     return reporter
 

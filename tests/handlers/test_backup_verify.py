@@ -4,11 +4,17 @@ DownloadRequest and a signed URL); the scratch namespace is always deleted."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import handlers.backup as backup_module
+from bot.config import Settings, settings_from_mapping
+from bot.errors import ConfigError
+from bot.services import Services
+from tests.conftest import DEMO_CONFIG, RecordingReporter
 from tests.handlers.conftest import Run
 
 
@@ -106,3 +112,77 @@ async def test_bad_names_are_usage_errors(run: Run) -> None:
     outcome, rep = await run("backup verify Not_A_Name", user="bob")
     assert outcome.status == "usage"
     assert "Not_A_Name" in rep.notices[0].text
+
+
+# -- the scheduled verification -----------------------------------------------------------
+
+
+def with_verify_cron(kubeconfig: Path, tmp_path: Path, cron: str | None) -> Settings:
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["backup"] = {"verify_cron": cron, "report_channel": "C0BACKUPS"} if cron else {}
+    return settings_from_mapping(raw, environ={
+        "KUBECONFIG": str(kubeconfig),
+        "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'scheduled.db'}"})
+
+
+async def test_the_verification_is_scheduled_from_the_config(kubeconfig: Path,
+                                                             tmp_path: Path) -> None:
+    services = Services.build(with_verify_cron(kubeconfig, tmp_path, "30 6 * * *"))
+    try:
+        await services.start()
+        assert services.scheduler is not None
+        [(_, next_run)] = [j for j in services.scheduler.jobs() if j[0] == "verify-backups"]
+        assert next_run is not None and (next_run.hour, next_run.minute) == (6, 30)
+    finally:
+        await services.stop()
+        services.close()
+    # Taken out of the config, the stored job goes at the next start.
+    services = Services.build(with_verify_cron(kubeconfig, tmp_path, None))
+    try:
+        await services.start()
+        assert services.scheduler is not None
+        assert "verify-backups" not in [j[0] for j in services.scheduler.jobs()]
+    finally:
+        await services.stop()
+        services.close()
+
+
+def test_a_bad_cron_is_a_config_error(kubeconfig: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="verify_cron"):
+        with_verify_cron(kubeconfig, tmp_path, "every morning")
+
+
+async def test_scheduled_verification_posts_only_failures(
+        run: Run, sim: Any, kubeconfig: Path, tmp_path: Path) -> None:
+    good = await backed_up(run, "shop-api")
+    bad = await backed_up(run, "shop-web")
+    sim.script_restore(f"{bad}-verify", "Failed")
+    posted: list[tuple[str | None, Any]] = []
+
+    def report_to(channel: str | None) -> Any:
+        recorder = RecordingReporter()
+        posted.append((channel, recorder))
+        return recorder
+
+    settings = with_verify_cron(kubeconfig, tmp_path, "0 6 * * *")
+    services = Services.build(settings, report_to=report_to)
+    try:
+        outcomes = await services.verify_backups()
+    finally:
+        services.close()
+    # Every app of every environment was checked, prod too, without an approval request.
+    assert len(outcomes) == 5 and not [o for o in outcomes if o.status == "pending_approval"]
+    assert sorted(o.status for o in outcomes) == ["failed", "succeeded", "succeeded",
+                                                  "succeeded", "succeeded"]
+    shown = [(channel, rec.final) for channel, rec in posted if rec.views]
+    assert len(shown) == 1
+    channel, final = shown[0]
+    assert channel == "C0BACKUPS" and final.status == "failed"
+    assert f"backup {bad} did NOT verify" in final.steps[0].summary
+    executions = {e.command: e for e in services.store.recent_executions(20)
+                  if e.source == "schedule"}
+    assert executions["run backup-verify-latest app=shop-api --env staging"].status == \
+        "succeeded"
+    assert good in (executions["run backup-verify-latest app=shop-api --env staging"].summary
+                    or "")
+    assert not any(ns.startswith("opsbot-verify-") for ns in namespaces(sim))
