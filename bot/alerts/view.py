@@ -47,6 +47,12 @@ class AlertLine:
     starts_at: str
     ends_at: str | None
 
+    @property
+    def when(self) -> str:
+        if self.status == "firing":
+            return f"since {self.starts_at}"
+        return f"resolved {self.ends_at or ''}".strip()
+
 
 @dataclass(frozen=True)
 class RunLine:
@@ -97,10 +103,8 @@ def group_lines(view: AlertGroupView, *, max_alerts: int = 15) -> list[str]:
     lines = [f"{head} {view.title} ({firing} firing, {len(view.alerts) - firing} resolved)"]
     for alert in view.alerts[:max_alerts]:
         mark = "🔴" if alert.status == "firing" else "🟢"
-        when = f"since {alert.starts_at}" if alert.status == "firing" \
-            else f"resolved {alert.ends_at or ''}".strip()
         summary = f": {alert.summary}" if alert.summary else ""
-        lines.append(f"{mark} {alert.name} {alert.where}{summary} ({when})")
+        lines.append(f"{mark} {alert.name} {alert.where}{summary} ({alert.when})")
     if len(view.alerts) > max_alerts:
         lines.append(f"… and {len(view.alerts) - max_alerts} more")
     if view.runs:

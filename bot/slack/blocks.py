@@ -339,10 +339,9 @@ def alert_group_blocks(view: AlertGroupView) -> list[Block]:
     lines = []
     for alert in view.alerts[:ALERT_LINES]:
         mark = ":red_circle:" if alert.status == "firing" else ":large_green_circle:"
-        when = f"since {alert.starts_at}" if alert.status == "firing" \
-            else f"resolved {alert.ends_at or ''}".strip()
         summary = f" — {escape(_clip(alert.summary, 200))}" if alert.summary else ""
-        lines.append(f"{mark} *{escape(alert.name)}* {escape(alert.where)}{summary} _({when})_")
+        lines.append(f"{mark} *{escape(alert.name)}* {escape(alert.where)}{summary} "
+                     f"_({escape(alert.when)})_")
     if len(view.alerts) > ALERT_LINES:
         lines.append(f"… and {len(view.alerts) - ALERT_LINES} more")
     blocks += _sections("\n".join(lines))

@@ -17,6 +17,7 @@ from bot.reporting import ExecutionView, Notice, Reporter
 from bot.services import Services
 from bot.simcluster import SimCluster
 from bot.store import Store
+from tests.slack.conftest import slack, standin  # noqa: F401 - the Slack stand-in fixtures
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 TEST_RUNBOOKS = Path(__file__).resolve().parent / "runbooks"

@@ -21,7 +21,7 @@ from bot.simcluster import SimCluster
 from bot.slack.server import create_app
 from bot.store import Store
 from tests.alerts.conftest import TOKEN
-from tests.alerts.test_alert_intake import ALERTS, slack_settings, standin  # noqa: F401
+from tests.alerts.test_alert_intake import ALERTS, slack_settings
 from tests.support.alert_chain import AlertRule, StartChain
 from tests.support.slack_standin import ServerThread, SlackStandIn
 
@@ -30,12 +30,6 @@ pytestmark = pytest.mark.slow
 
 RULES = (AlertRule("TestCrashLoop", annotations={"summary": "{{ $labels.pod }} crash-loops"}),)
 WORKER_POD = "shop-worker-5d8f7c9b6-x2x4q"
-
-
-@pytest.fixture
-def slack(standin: SlackStandIn) -> SlackStandIn:  # noqa: F811
-    standin.reset()
-    return standin
 
 
 def start_bot(sim: SimCluster, tmp_path: Path, slack: SlackStandIn,

@@ -29,20 +29,6 @@ WORKER_POD = "shop-worker-5d8f7c9b6-x2x4q"
 ALERTS = "C0ALERTS"
 
 
-@pytest.fixture(scope="module")
-def standin() -> Iterator[SlackStandIn]:
-    server = SlackStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def slack(standin: SlackStandIn) -> SlackStandIn:
-    standin.reset()
-    standin.usergroups["S0APPROVERS"] = ["U0BOB", "U0CAROL"]
-    return standin
-
-
 def slack_settings(sim: SimCluster, tmp_path: Path, slack: SlackStandIn, **alerts: Any) -> Settings:
     return alert_settings_for(sim, tmp_path, environ={
         "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
