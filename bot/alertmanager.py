@@ -13,7 +13,7 @@ from typing import Any, Literal
 import httpx
 
 from bot.errors import NotFound, PermanentError, RetryableError
-from bot.prometheus import safe_url
+from bot.prometheus import check_label_name, promql_string, safe_url
 
 __all__ = [
     "Alert",
@@ -26,18 +26,10 @@ __all__ = [
 ]
 
 TIMEOUT_SECONDS = 10.0
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Alertmanager's silence ids are UUIDs; only the canonical form may reach a URL path.
 _SILENCE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 SilenceState = Literal["active", "pending", "expired"]
-
-
-def check_label_name(name: str) -> str:
-    """`name` when it is a label name as Prometheus spells it, else a PermanentError."""
-    if not _LABEL_NAME.fullmatch(name):
-        raise PermanentError(f"`{name[:60]}` is not a valid label name")
-    return name
 
 
 def check_silence_id(silence_id: str) -> str:
@@ -50,12 +42,7 @@ def check_silence_id(silence_id: str) -> str:
 
 def matcher(name: str, value: str) -> str:
     """An equality matcher `name="value"` as Alertmanager parses it, with the value quoted."""
-    check_label_name(name)
-    return f'{name}="{_quote(value)}"'
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f"{check_label_name(name)}={promql_string(value)}"
 
 
 @dataclass(frozen=True)
@@ -98,7 +85,7 @@ class SilenceMatcher:
     def __str__(self) -> str:
         op = {(False, True): "=", (False, False): "!=", (True, True): "=~",
               (True, False): "!~"}[(self.is_regex, self.is_equal)]
-        return f'{self.name}{op}"{_quote(self.value)}"'
+        return f"{self.name}{op}{promql_string(self.value)}"
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> SilenceMatcher:

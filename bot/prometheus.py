@@ -7,7 +7,7 @@ import ast
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -19,11 +19,42 @@ from urllib3.util.retry import Retry
 
 from bot.errors import PermanentError, RetryableError
 
-__all__ = ["PrometheusClient", "safe_url"]
+__all__ = [
+    "PrometheusClient",
+    "check_label_name",
+    "labels_selector",
+    "promql_string",
+    "safe_url",
+]
 
 T = TypeVar("T")
 TIMEOUT_SECONDS = 10
 _STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)\s*$", re.DOTALL)
+
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def check_label_name(name: str) -> str:
+    """`name` when it is a label name as Prometheus spells it, else a PermanentError."""
+    if not _LABEL_NAME.fullmatch(name):
+        raise PermanentError(f"`{name[:60]}` is not a valid label name")
+    return name
+
+
+def promql_string(value: str) -> str:
+    """A double-quoted PromQL (and Alertmanager matcher) string holding `value` exactly:
+    label values are data, never query syntax."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def labels_selector(labels: Mapping[str, str], extra: str = "") -> str:
+    """`{a="x",b="y"<extra>}`; names are checked, values quoted."""
+    parts = [f"{check_label_name(name)}={promql_string(value)}" for name, value in labels.items()]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}"
 
 
 def safe_url(url: str) -> str:

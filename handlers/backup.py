@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 
 from bot.config import AppConfig
 from bot.errors import NotFound, PermanentError, Refused, RetryableError, UsageError
+from bot.messages import rough_span
 from bot.names import is_dns1123_label, is_dns1123_subdomain, shown
 from bot.registry import HandlerContext, Params, Result, handler
 from bot.runbooks.params import parse_duration
@@ -346,7 +347,7 @@ def _backup_result(name: str, what: str, final: Obj | None, timeout: float,
                    "warnings": status.get("warnings", 0)}
     if phase not in DONE:
         return Result(
-            summary=(f"backup {name} did not finish within {_span(timeout)} (still {phase}, "
+            summary=(f"backup {name} did not finish within {rough_span(timeout)} (still {phase}, "
                      f"{_items(status)} items); it is left in place: Velero may still finish "
                      f"it, see `backup describe {name}`"),
             fields=all_fields, ok=False, data=data | {"timed_out": True})
@@ -366,12 +367,6 @@ def _backup_result(name: str, what: str, final: Obj | None, timeout: float,
             summary = (f"backup {name} failed: "
                        f"{status.get('failureReason') or 'no reason given'}{warnings}")
     return Result(summary=summary, fields=all_fields, ok=False, data=data)
-
-
-def _span(seconds: float) -> str:
-    from bot.messages import rough_span
-
-    return rough_span(seconds)
 
 
 # -- backup list / describe ---------------------------------------------------------------
@@ -587,7 +582,7 @@ async def backup_restore(*, ctx: HandlerContext, params: BackupRestoreParams, **
     data |= {"phase": rphase, "errors": status.get("errors", 0),
              "warnings": status.get("warnings", 0)}
     if rphase not in DONE:
-        return Result(summary=(f"restore {name} did not finish within {_span(timeout)} (still "
+        return Result(summary=(f"restore {name} did not finish within {rough_span(timeout)} (still "
                                f"{rphase}); it is left in place: Velero may still finish it"),
                       fields=all_fields, ok=False, data=data | {"timed_out": True})
     if rphase == "Completed":
@@ -881,7 +876,7 @@ async def _verify(ctx: HandlerContext, backup_name: str, timeout: float) -> Resu
                                  ctx.namespace)
         fields += rows
         if rphase not in DONE:
-            problems.insert(0, f"the test restore did not finish within {_span(timeout)} "
+            problems.insert(0, f"the test restore did not finish within {rough_span(timeout)} "
                                f"(still {rphase})")
         elif rphase not in ("Completed", "PartiallyFailed"):
             problems.insert(0, f"the test restore {_phase_words(rphase)}: "

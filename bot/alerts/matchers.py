@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.prometheus import promql_string
+
 __all__ = ["Matcher", "MatcherError", "matches_all", "parse_matcher"]
 
 Op = Literal["=", "!=", "=~", "!~"]
@@ -47,8 +49,7 @@ class Matcher:
         return found if self.op == "=~" else not found
 
     def __str__(self) -> str:
-        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'{self.name}{self.op}"{escaped}"'
+        return f"{self.name}{self.op}{promql_string(self.value)}"
 
 
 def parse_matcher(text: str) -> Matcher:

@@ -28,6 +28,7 @@ from bot.dispatcher import Dispatcher
 from bot.errors import OpsbotError
 from bot.invocation import Invocation
 from bot.metrics import ALERT_DECISIONS
+from bot.preview import SILENT
 from bot.reporting import Button, ExecutionView, Notice, Reporter
 from bot.runbooks.loader import Catalog
 from bot.runbooks.params import parse_duration
@@ -193,7 +194,7 @@ class AlertProcessor:
             trigger = Trigger(source="alert", actor=ALERT_ACTOR, text=f"cancel {run.request_id}",
                               via="alert")
             try:
-                await approvals.cancel(trigger, run.request_id, _Silent())
+                await approvals.cancel(trigger, run.request_id, SILENT)
             except OpsbotError as exc:  # decided meanwhile: it stays as it is
                 log.info("request %s not withdrawn: %s", run.request_id, exc)
                 continue
@@ -246,9 +247,9 @@ class AlertProcessor:
             await self.show(group_hash)
 
         view = await self._view(group_hash)
-        reporter = _RunReporter(self.board.reporter(view), started) if view else None
+        reporter = _RunReporter(self.board.reporter(view) if view else SILENT, started)
         try:
-            outcome = await self.dispatcher.run_automatic(inv, reporter or _NullReporter(started))
+            outcome = await self.dispatcher.run_automatic(inv, reporter)
         except Exception:
             log.exception("automatic run %s of %s failed to run", run.id, runbook.name)
             outcome = None
@@ -442,15 +443,4 @@ class _RunReporter:
         await self._inner.notice(notice)
 
 
-class _NullReporter(_RunReporter):
-    def __init__(self, started: Callable[[str], Any]) -> None:
-        super().__init__(_Silent(), started)
-
-
-class _Silent:
-    async def execution(self, view: ExecutionView) -> None:
-        return None
-
-    async def notice(self, notice: Notice) -> None:
-        return None
 

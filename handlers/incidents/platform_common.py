@@ -5,7 +5,6 @@ carry, owner walks from a pod to the configured app, and human units."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ from kubernetes import client
 from bot.config import AppConfig
 from bot.errors import NotFound, PermanentError, RetryableError
 from bot.names import is_dns1123_subdomain
-from bot.prometheus import PrometheusClient
+from bot.prometheus import PrometheusClient, labels_selector, promql_string
 from bot.registry import HandlerContext
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
 
 Sample = tuple[dict[str, str], float]
 _WINDOW = re.compile(r"(?:[0-9]+[smhdwy])+\Z")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 
 
 def check_name(value: str, what: str) -> str:
@@ -54,24 +52,6 @@ def check_window(value: str) -> str:
     if not _WINDOW.fullmatch(value) or len(value) > 12:
         raise ValueError("a range window looks like 5m, 6h or 1d12h")
     return value
-
-
-def promql_string(value: str) -> str:
-    """A PromQL double-quoted string literal holding `value` exactly (label values are data)."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
-def labels_selector(labels: Mapping[str, str], extra: str = "") -> str:
-    """`{a="x",b="y"<extra>}`; names are checked, values quoted."""
-    parts = []
-    for name, value in labels.items():
-        if not _LABEL_NAME.fullmatch(name):
-            raise PermanentError(f"`{name[:40]}` is not a label name")
-        parts.append(f"{name}={promql_string(value)}")
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}"
 
 
 def prometheus_for(ctx: HandlerContext) -> PrometheusClient | None:

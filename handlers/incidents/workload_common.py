@@ -14,7 +14,7 @@ from pydantic import field_validator
 
 from bot.errors import PermanentError, RetryableError
 from bot.names import is_dns1123_subdomain
-from bot.prometheus import PrometheusClient
+from bot.prometheus import PrometheusClient, labels_selector, promql_string
 from bot.registry import HandlerContext
 from handlers.deploy.kubernetes import REVISION, owned_replica_sets
 from handlers.incident import AlertParams
@@ -55,14 +55,8 @@ class WorkloadAlertParams(AlertParams):
         return value
 
 
-def promql_string(value: str) -> str:
-    """`value` as a PromQL double-quoted string literal."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
 def selector(**labels: str) -> str:
-    return "{" + ",".join(f"{k}={promql_string(v)}" for k, v in labels.items()) + "}"
+    return labels_selector(labels)
 
 
 def check_window(value: str) -> str:
