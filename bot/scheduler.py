@@ -3,29 +3,45 @@ backup verification), on APScheduler 3 with its job store in opsbot's own databa
 
 Jobs are stored by reference (`bot.scheduler:expire_request_job`) with plain arguments, so a
 restarted process finds them and runs any that fell due while it was down.
+
+APScheduler 3 does not share a job store between running schedulers: with several replicas,
+each may run the same due job. The jobs are written for that: expiring an expired request
+changes nothing and says nothing, a reminder is claimed once per interval, and settling a
+settled request is a no-op. See docs/approvals.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.store import Store
+from bot.store.migrate import SCHEDULER_JOBS_TABLE
 
 if TYPE_CHECKING:
     from bot.approvals.service import Approvals
 
-__all__ = ["Scheduler", "expire_request_job", "remind_job", "verify_backups_job"]
+__all__ = [
+    "JOBS_TABLE",
+    "Scheduler",
+    "expire_request_job",
+    "remind_job",
+    "settle_request_job",
+    "verify_backups_job",
+]
 
 log = logging.getLogger("opsbot.scheduler")
-JOBS_TABLE = "opsbot_scheduler_jobs"
+# One name for the table, shared with the migrations, which must leave it alone.
+JOBS_TABLE = SCHEDULER_JOBS_TABLE
 
 # The process's running Approvals, for stored jobs (which can only name module functions).
 _approvals: Approvals | None = None
@@ -39,13 +55,23 @@ async def expire_request_job(request_id: str) -> None:
         log.warning("expiry of %s fell due with no approvals service running", request_id)
         return
     await _approvals.expire(request_id)
+    if _scheduler is not None:
+        # An expired break-glass request is reminded of no more.
+        _scheduler.remove(f"remind-{request_id}")
 
 
-async def remind_job(request_id: str) -> None:
+async def remind_job(request_id: str, every_seconds: float | None = None) -> None:
     if _approvals is None or _scheduler is None:
         return
-    if not await _approvals.remind(request_id):
+    if not await _approvals.remind(request_id, every_seconds):
         _scheduler.remove(f"remind-{request_id}")
+
+
+async def settle_request_job(request_id: str) -> None:
+    if _approvals is None:
+        log.warning("the check of approved %s fell due with no approvals service", request_id)
+        return
+    await _approvals.settle(request_id)
 
 
 async def verify_backups_job() -> None:
@@ -56,7 +82,7 @@ async def verify_backups_job() -> None:
 
 
 class Scheduler:
-    def __init__(self, store: Store, approvals: Approvals, *, remind_minutes: int = 15,
+    def __init__(self, store: Store, approvals: Approvals, *, remind_minutes: float = 15,
                  verify_cron: str | None = None,
                  verify_backups: Callable[[], Awaitable[object]] | None = None) -> None:
         self._verify_cron = verify_cron
@@ -78,6 +104,7 @@ class Scheduler:
         _verify_backups = self._verify_backups
         self._approvals.schedule_expiry = self.schedule_expiry
         self._approvals.schedule_reminder = self.schedule_reminder
+        self._approvals.schedule_settle = self.schedule_settle
         self._scheduler.start()
         if self._verify_cron and self._verify_backups is not None:
             # The cron in the config is the truth: a changed one replaces the stored job.
@@ -90,9 +117,14 @@ class Scheduler:
         else:
             self.remove(VERIFY_JOB)
         await self._approvals.expire_due()
-        # Every open request has its timer, even one made while no scheduler ran.
+        await self._approvals.recover_approved()
+        # Every open request has its timer, even one made while no scheduler ran (`opsbot
+        # run`). Timers already in the job store are kept as they are, not made again.
         for request in await asyncio.to_thread(self._store.pending_requests):
-            self.schedule_expiry(request.id, request.expires_at)
+            if self._scheduler.get_job(f"expire-{request.id}") is None:
+                self.schedule_expiry(request.id, request.expires_at)
+            if request.emergency and self._scheduler.get_job(f"remind-{request.id}") is None:
+                self.schedule_reminder(request.id)
 
     def schedule_expiry(self, request_id: str, when: datetime) -> None:
         self._scheduler.add_job(
@@ -101,13 +133,21 @@ class Scheduler:
         )
 
     def schedule_reminder(self, request_id: str) -> None:
+        every = self._remind_minutes * 60.0
         self._scheduler.add_job(
-            "bot.scheduler:remind_job", trigger="interval", minutes=self._remind_minutes,
-            args=[request_id], id=f"remind-{request_id}", replace_existing=True,
+            "bot.scheduler:remind_job", trigger="interval", seconds=every,
+            args=[request_id, every], id=f"remind-{request_id}", replace_existing=True,
+        )
+
+    def schedule_settle(self, request_id: str, when: datetime) -> None:
+        self._scheduler.add_job(
+            "bot.scheduler:settle_request_job", trigger="date", run_date=when,
+            args=[request_id], id=f"settle-{request_id}", replace_existing=True,
         )
 
     def remove(self, job_id: str) -> None:
-        if self._scheduler.get_job(job_id) is not None:
+        # Never made, or removed meanwhile (by another replica sharing the store): fine.
+        with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(job_id)
 
     def jobs(self) -> list[tuple[str, datetime | None]]:

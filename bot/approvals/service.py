@@ -3,14 +3,20 @@ the approved change only if its plan is still the one approvers saw.
 
 Decisions are taken as the Trigger's actor, which front ends take from Slack's signed
 payload (`user.id`) or the console's `--as`; never from message text.
+
+Timed work (expiry, break-glass reminders, settling requests a stopped process left
+`approved`) runs from stored scheduler jobs; every one of them is safe to run twice, since
+each replica runs its own scheduler against the shared job store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from bot import messages
 from bot.access import Access
@@ -23,6 +29,7 @@ from bot.invocation import Invocation
 from bot.reporting import Notice, Reporter
 from bot.runbooks.params import coerce_params
 from bot.store import ApprovalRequest, AuditEntry, Store
+from bot.store import approvals as approvals_db
 from bot.trigger import SOURCES, Source, Trigger
 
 if TYPE_CHECKING:
@@ -31,7 +38,13 @@ if TYPE_CHECKING:
 __all__ = ["Approvals"]
 
 log = logging.getLogger("opsbot.approvals")
+P = ParamSpec("P")
+T = TypeVar("T")
 BREAK_GLASS_ACK_SECONDS = 7 * 24 * 3600  # reminders stop after a week even if nobody acks
+# How long an approved request may take to start its run (the plan is made again first)
+# before a starting opsbot calls it stuck. Generous, so that a process starting next to a
+# busy one never voids a request the other is about to run.
+START_GRACE = timedelta(minutes=10)
 
 
 class Approvals:
@@ -42,8 +55,11 @@ class Approvals:
         self.access = access
         self.dispatcher = dispatcher
         self.board = board
-        self.schedule_expiry: Any = None  # set by the scheduler: (request_id, when) -> None
-        self.schedule_reminder: Any = None  # set by the scheduler: (request_id) -> None
+        # Set by the scheduler when one runs (not in `opsbot run`, whose requests get their
+        # timers when a scheduler next starts).
+        self.schedule_expiry: Callable[[str, datetime], None] | None = None
+        self.schedule_reminder: Callable[[str], None] | None = None
+        self.schedule_settle: Callable[[str, datetime], None] | None = None
 
     # -- requesting --------------------------------------------------------------------------
 
@@ -102,18 +118,27 @@ class Approvals:
         await self.board.announce(view, messages.break_glass_announcement(view))
         if self.schedule_reminder is not None:
             self.schedule_reminder(request.id)
+        if self.schedule_expiry is not None:
+            # Reminders stop when nobody acknowledged it within a week: the request expires.
+            self.schedule_expiry(request.id, request.expires_at)
         outcome = await self.dispatcher.execute(
             replace(inv, command=replace(command, dry_run=False)), reporter,
             request_id=request.id)
         return replace(outcome, request_id=request.id)
 
-    async def remind(self, request_id: str) -> bool:
-        """Remind approvers of an unacknowledged break-glass change; False once acknowledged."""
-        request = await self._db(self.store.get_request, request_id)
-        if request is None or not request.emergency or request.status != "pending":
+    async def remind(self, request_id: str, every_seconds: float | None = None) -> bool:
+        """Remind approvers of an unacknowledged break-glass change, at most once per interval
+        whoever calls; False once it is acknowledged or past its week (the job then stops)."""
+        every = every_seconds or self.settings.break_glass_reminder_minutes * 60.0
+        verdict, request = await self._db(approvals_db.claim_reminder, self.store, request_id,
+                                          every)
+        if verdict == "expired":
+            await self.expire(request_id)
+        if verdict in ("expired", "stop") or request is None:
             return False
-        await self.board.announce(self._view(request),
-                                  messages.break_glass_reminder(self._view(request)))
+        if verdict == "remind":
+            view = self._view(request)
+            await self.board.announce(view, messages.break_glass_reminder(view))
         return True
 
     # -- deciding ----------------------------------------------------------------------------
@@ -155,7 +180,7 @@ class Approvals:
         outcome = await self._db(self.store.deny, request_id, trigger.actor, reason)
         if outcome.result != "denied":
             raise Refused(messages.approval_not_open(request_id, outcome.request.status))
-        await self._audit(outcome.request, trigger.actor, "denied", detail=reason)
+        await self._audit(outcome.request, trigger.actor, "denied", detail=reason, reason=reason)
         view = await self._show(outcome.request)
         await self.board.tell(outcome.request.requester, view,
                               Notice("denied", messages.request_denied_notice(view)))
@@ -183,25 +208,94 @@ class Approvals:
         return messages.pending_list([self._view(r) for r in requests])
 
     async def expire(self, request_id: str) -> None:
-        """Mark a request past its expiry as expired, update it and tell the requester."""
+        """Mark a request past its expiry as expired, update it and tell the requester.
+
+        A no-op (no message, no audit record) unless this call made the change: the store's
+        conditional update lets exactly one of several callers (replicas) expire it."""
         request = await self._db(self.store.expire, request_id)
-        if request is None:
-            return
-        await self._audit(request, "opsbot", "expired")
-        view = await self._show(request)
-        await self.board.tell(request.requester, view,
-                              Notice("refused", messages.request_expired_notice(view)))
+        if request is not None:
+            await self._expired(request)
 
     async def expire_due(self) -> None:
         for request in await self._db(self.store.expire_due):
-            await self._audit(request, "opsbot", "expired")
-            view = await self._show(request)
-            await self.board.tell(request.requester, view,
-                                  Notice("refused", messages.request_expired_notice(view)))
+            await self._expired(request)
+
+    async def _expired(self, request: ApprovalRequest) -> None:
+        await self._audit(request, "opsbot", "expired")
+        view = await self._show(request)
+        text = messages.break_glass_unacknowledged(view) if request.emergency \
+            else messages.request_expired_notice(view)
+        await self.board.tell(request.requester, view, Notice("refused", text))
+
+    # -- requests a stopped process left approved -----------------------------------------
+
+    async def recover_approved(self) -> None:
+        """Settle requests left `approved` without their run recorded (the process stopped
+        after the approval, before or while the change ran): reported, never run again.
+
+        One with an execution that is still running is left alone (a process is running it;
+        if that process died, `serve`'s recovery marks the run interrupted first). One with no
+        run yet gets `START_GRACE` from its approval before it is called stuck: until then
+        another process may be about to start it, so a check is scheduled instead."""
+        for found in await self._db(approvals_db.unfinished, self.store, START_GRACE):
+            await self._settle_unfinished(found)
+
+    async def settle(self, request_id: str) -> None:
+        """The scheduled check of one approved request (see `recover_approved`)."""
+        for found in await self._db(approvals_db.unfinished, self.store, START_GRACE,
+                                    request_id):
+            await self._settle_unfinished(found)
+
+    async def _settle_unfinished(self, found: approvals_db.Unfinished) -> None:
+        if found.run is not None and found.run.status == "running":
+            return
+        if found.run is None and not found.overdue:
+            if self.schedule_settle is not None:
+                self.schedule_settle(found.request.id, found.start_by)
+            return
+        await self._close_unfinished(found.request, messages.approval_never_started())
+
+    async def _close_unfinished(self, request: ApprovalRequest, problem: str | None) -> None:
+        """Approved, but no run recorded on it: void if nothing ran, else executed with the run
+        it got; the message updated, the requester told, an audit record written."""
+        run = await self._db(approvals_db.latest_run, self.store, request.id)
+        view = self._view(request)
+        outcome = ""
+        if run is None or run.status == "refused":
+            # Refused before any step (e.g. the target was locked): nothing ran.
+            note = messages.approval_not_started(view, run.summary if run else problem)
+            closed = await self._db(approvals_db.settle_void, self.store, request.id, note,
+                                    run.id if run else None)
+            outcome = "not-started"
+        elif run.status in ("interrupted", "running"):
+            note = messages.approval_run_interrupted(view)
+            closed = await self._db(approvals_db.settle_executed, self.store, request.id,
+                                    run.id, note)
+            outcome = "interrupted"
+        else:  # it ran to its end; only recording it on the request was lost
+            closed = await self._db(approvals_db.settle_executed, self.store, request.id,
+                                    run.id)
+        if closed is None:
+            return  # settled meanwhile by whoever ran it, or by another replica
+        view = await self._show(closed)
+        if outcome:
+            log.warning("approved request %s: %s", request.id, outcome)
+            await self._audit(closed, "opsbot", outcome, detail=problem or "")
+            await self.board.tell(closed.requester, view, Notice("refused", closed.note or ""))
 
     # -- running an approved request --------------------------------------------------------
 
     async def _run_approved(self, request: ApprovalRequest) -> Outcome:
+        """Run an approved request once. Whatever stops it from running leaves the request
+        closed and its requester told, never `approved` for ever."""
+        try:
+            outcome = await self._start_approved(request)
+        except Exception as exc:
+            await self._close_unfinished(request, str(exc) or type(exc).__name__)
+            raise
+        return outcome
+
+    async def _start_approved(self, request: ApprovalRequest) -> Outcome:
         from bot.dispatcher import Outcome
 
         source: Source = request.source if request.source in SOURCES else "console"  # type: ignore[assignment]
@@ -228,6 +322,10 @@ class Approvals:
             await self.board.tell(request.requester, view,
                                   Notice("refused", messages.plan_changed(view)))
             return Outcome("refused", request_id=request.id)
+        now = await self._db(self.store.get_request, request.id)
+        if now is None or now.status != "approved":
+            # Settled meanwhile (a starting process found it overdue): it must not run now.
+            raise Refused(messages.approval_not_open(request.id, now.status if now else "gone"))
         view = self._view(request)
         outcome = await self.dispatcher.execute(inv, self.board.reporter(view),
                                                 request_id=request.id)
@@ -235,6 +333,9 @@ class Approvals:
             done = await self._db(self.store.mark_executed, request.id, outcome.execution_id)
             if done is not None:
                 await self._show(done)
+        else:
+            # Refused before it started (the target was locked): nothing ran.
+            await self._close_unfinished(request, None)
         return replace(outcome, request_id=request.id)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -258,7 +359,7 @@ class Approvals:
                 break
             eligible = await self.access.in_group(actor, group)
         if not eligible:
-            raise Denied(messages.not_an_approver(self.settings.handle(actor), view),
+            raise Denied(messages.not_an_approver(self.settings.handle(actor), view, deciding),
                          hint=messages.approval_denied_hint())
 
     def _view(self, request: ApprovalRequest) -> ApprovalView:
@@ -279,16 +380,16 @@ class Approvals:
         return view
 
     async def _audit(self, request: ApprovalRequest, actor: str, outcome: str,
-                     detail: str = "") -> None:
+                     detail: str = "", **more: str) -> None:
         entry = AuditEntry(
             actor=actor, source="approval", command=request.command,
             environment=request.environment, target=request.target, outcome=outcome,
             execution_id=request.execution_id, request_id=request.id,
             details={"runbook": request.runbook, "requester": request.requester,
-                     "detail": detail, "plan_digest": request.plan_digest},
+                     "detail": detail, "plan_digest": request.plan_digest, **more},
         )
         await self._db(self.store.audit, entry)
 
     @staticmethod
-    async def _db(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    async def _db(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)

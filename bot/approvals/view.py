@@ -30,6 +30,7 @@ class ApprovalView:
     ts: str | None
     execution_id: str | None
     emergency: bool = False
+    allow_self: bool = False  # the requester may approve too (if otherwise eligible)
 
     @property
     def open(self) -> bool:
@@ -57,4 +58,5 @@ def view_of(request: ApprovalRequest, handle: Callable[[str], str]) -> ApprovalV
         ts=request.ts,
         execution_id=request.execution_id,
         emergency=request.emergency,
+        allow_self=request.allow_self,
     )

@@ -15,37 +15,54 @@ constraint makes a user's approval count once even so.
 
 "Now" is the store's clock; a request is open while ``now < expires_at``. Nothing here
 judges who may approve: callers check eligibility and self-approval first.
+
+The functions at the end take the ``Store`` itself (its clock and sessions): the approval
+service uses them to settle requests a stopped process left ``approved`` and to claim
+break-glass reminders once across replicas.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import ColumnElement, Insert, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot.store.db import read_session, write_session
-from bot.store.errors import NotFound
+from bot.store.errors import NotFound, translated
 from bot.store.ids import new_id
-from bot.store.models import ApprovalDecisionRow, ApprovalRequestRow
+from bot.store.models import ApprovalDecisionRow, ApprovalRequestRow, Execution
 from bot.store.records import ApprovalOutcome, ApprovalRequest, ApprovalResult, Decision
 
+if TYPE_CHECKING:
+    from bot.store.store import Store
+
 __all__ = [
+    "ReminderVerdict",
+    "RunOfRequest",
+    "Unfinished",
     "approve",
     "cancel",
+    "claim_reminder",
     "create",
     "deny",
     "expire",
     "expire_due",
     "get",
+    "latest_run",
     "mark_executed",
     "pending",
+    "run_of",
     "set_message",
+    "settle_executed",
+    "settle_void",
     "to_record",
+    "unfinished",
     "void",
 ]
 
@@ -260,14 +277,59 @@ def expire_due(factory: sessionmaker[Session], now: datetime) -> list[ApprovalRe
         return [to_record(row) for row in rows]
 
 
-def void(factory: sessionmaker[Session], request_id: str, note: str) -> ApprovalRequest | None:
-    return _close_approved(factory, request_id, VOID, note=note)
+def void(
+    factory: sessionmaker[Session], request_id: str, note: str, *, execution_id: str | None = None
+) -> ApprovalRequest | None:
+    values: dict[str, Any] = {"note": note}
+    if execution_id is not None:
+        values["execution_id"] = execution_id
+    return _close_approved(factory, request_id, VOID, **values)
 
 
 def mark_executed(
-    factory: sessionmaker[Session], request_id: str, execution_id: str
+    factory: sessionmaker[Session], request_id: str, execution_id: str, *,
+    note: str | None = None,
 ) -> ApprovalRequest | None:
-    return _close_approved(factory, request_id, EXECUTED, execution_id=execution_id)
+    values: dict[str, Any] = {"execution_id": execution_id}
+    if note is not None:
+        values["note"] = note
+    return _close_approved(factory, request_id, EXECUTED, **values)
+
+
+@dataclass(frozen=True)
+class RunOfRequest:
+    """The newest execution started for a request: enough to say how it ended."""
+
+    id: str
+    status: str
+    summary: str | None
+
+
+def run_of(factory: sessionmaker[Session], request_id: str) -> RunOfRequest | None:
+    query = (
+        select(Execution.id, Execution.status, Execution.summary)
+        .where(Execution.request_id == request_id)
+        .order_by(Execution.started_at.desc(), Execution.id.desc())
+        .limit(1)
+    )
+    with read_session(factory) as session:
+        row = session.execute(query).first()
+        return None if row is None else RunOfRequest(row.id, row.status, row.summary)
+
+
+def approved(factory: sessionmaker[Session]) -> list[ApprovalRequest]:
+    """Requests approved for a normal run whose run has not been recorded on them.
+
+    Break-glass requests are left out: for them ``approved`` means acknowledged, and final.
+    """
+    query = (
+        select(ApprovalRequestRow)
+        .where(ApprovalRequestRow.status == APPROVED, ApprovalRequestRow.emergency.is_(False))
+        .order_by(ApprovalRequestRow.decided_at, ApprovalRequestRow.id)
+        .options(selectinload(ApprovalRequestRow.decisions))
+    )
+    with read_session(factory) as session:
+        return [to_record(row) for row in session.scalars(query)]
 
 
 def _close_approved(
@@ -278,6 +340,85 @@ def _close_approved(
             _existing(session, request_id)
             return None
         return _reloaded(session, request_id)
+
+
+# The Store's own entry points for the approval service -------------------------------------
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A request still ``approved``: the run it has (if any), when a run should have started
+    by (``decided_at`` plus the grace the caller gave), and whether that time has passed."""
+
+    request: ApprovalRequest
+    run: RunOfRequest | None
+    start_by: datetime
+    overdue: bool
+
+
+def unfinished(store: Store, grace: timedelta,
+               request_id: str | None = None) -> list[Unfinished]:
+    """Requests left ``approved`` (all, or the one ``request_id``), oldest decision first."""
+    with translated():
+        now = store._now()  # the Store's clock, as its own methods use it
+        if request_id is None:
+            requests = approved(store.sessions)
+        else:
+            one = get(store.sessions, request_id)
+            ours = one is not None and one.status == APPROVED and not one.emergency
+            requests = [one] if one is not None and ours else []
+        found = []
+        for request in requests:
+            start_by = (request.decided_at or request.created_at) + grace
+            found.append(Unfinished(request, run_of(store.sessions, request.id), start_by,
+                                    overdue=now >= start_by))
+        return found
+
+
+def latest_run(store: Store, request_id: str) -> RunOfRequest | None:
+    """The newest execution started for the request, if any."""
+    with translated():
+        return run_of(store.sessions, request_id)
+
+
+def settle_void(store: Store, request_id: str, note: str,
+                execution_id: str | None = None) -> ApprovalRequest | None:
+    """Approved -> void: the approved change did not run (and will not)."""
+    with translated():
+        return void(store.sessions, request_id, note, execution_id=execution_id)
+
+
+def settle_executed(store: Store, request_id: str, execution_id: str,
+                    note: str | None = None) -> ApprovalRequest | None:
+    """Approved -> executed with the run it got, and what to say about that run."""
+    with translated():
+        return mark_executed(store.sessions, request_id, execution_id, note=note)
+
+
+ReminderVerdict = Literal["remind", "duplicate", "expired", "stop"]
+
+
+def claim_reminder(store: Store, request_id: str,
+                   every_seconds: float) -> tuple[ReminderVerdict, ApprovalRequest | None]:
+    """Whether this caller posts the break-glass reminder due now.
+
+    ``stop``: not an unacknowledged break-glass request (any more). ``expired``: past its
+    ``expires_at`` (reminders stop). ``duplicate``: someone (another replica's scheduler
+    running the same stored job) claimed this interval's reminder already. ``remind``: post it.
+    The claim is a delivery key per request and interval since the request, so replicas
+    whose jobs fire at the same moment agree on who posts.
+    """
+    with translated():
+        now = store._now()
+        request = get(store.sessions, request_id)
+        if request is None or not request.emergency or request.status != PENDING:
+            return "stop", request
+        if now >= request.expires_at:
+            return "expired", request
+        interval = int((now - request.created_at).total_seconds() // max(every_seconds, 1.0))
+        if not store.claim_delivery(f"remind:{request_id}:{interval}"):
+            return "duplicate", request
+        return "remind", request
 
 
 def _check_user(user: str) -> None:

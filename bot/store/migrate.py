@@ -22,6 +22,7 @@ from bot.store.db import WRITE_LOCK_OPTION
 __all__ = [
     "FOREIGN_TABLES",
     "MIGRATIONS_DIR",
+    "SCHEDULER_JOBS_TABLE",
     "alembic_config",
     "current_revision",
     "downgrade",
@@ -36,9 +37,13 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x0B5B07_5704E
 
 
-# Tables in the same database that other libraries own (e.g. APScheduler's job
-# store); autogenerate must neither create nor drop them.
-FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
+# APScheduler's job store lives in opsbot's database under this name (bot/scheduler.py
+# uses it); APScheduler creates and owns the table, so no migration does.
+SCHEDULER_JOBS_TABLE = "opsbot_scheduler_jobs"
+
+# Tables in the same database that other libraries own; autogenerate must neither create
+# nor drop them.
+FOREIGN_TABLES = frozenset({SCHEDULER_JOBS_TABLE})
 
 
 def include_object(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.access import CachedGroups
 from bot.config import Settings
 from bot.registry import Registry
 from bot.services import Services
@@ -138,8 +139,10 @@ async def test_deny_with_reason(svc: Services, sim: Any, board: Board) -> None:
     assert board.told[-1][0] == "U0ALICE" and "carol denied" in board.told[-1][1].text
     late, rep = await run(svc, f"approve {rid}", "bob")
     assert late.status == "refused" and "denied" in rep.notices[0].text
-    audit = [r["outcome"] for r in svc.store.export_audit() if r["request_id"] == rid]
-    assert audit == ["requested", "denied"]
+    audit = [r for r in svc.store.export_audit() if r["request_id"] == rid]
+    assert [r["outcome"] for r in audit] == ["requested", "denied"]
+    assert audit[1]["actor"] == "U0CAROL"
+    assert audit[1]["details"]["reason"] == "not during the sale"
 
 
 async def test_cancel_only_by_requester(svc: Services) -> None:
@@ -151,6 +154,9 @@ async def test_cancel_only_by_requester(svc: Services) -> None:
     assert mine.status == "info"
     request = svc.store.get_request(rid)
     assert request is not None and request.status == "cancelled"
+    audit = [(r["outcome"], r["actor"]) for r in svc.store.export_audit()
+             if r["request_id"] == rid]
+    assert audit == [("requested", "U0ALICE"), ("cancelled", "U0ALICE")]
 
 
 async def test_pending_lists_open_requests(svc: Services) -> None:
@@ -173,6 +179,9 @@ async def test_plan_drift_voids_the_approval(svc: Services, sim: Any, board: Boa
     assert request is not None and request.status == "void"
     assert replicas(sim) == 4  # nothing ran
     assert "request it again" in board.told[-1][1].text
+    audit = [(r["outcome"], r["actor"]) for r in svc.store.export_audit()
+             if r["request_id"] == outcome.request_id]
+    assert audit == [("requested", "U0ALICE"), ("approved", "U0BOB"), ("void", "opsbot")]
 
 
 async def test_expiry(svc: Services, sim: Any, clock: Clock, board: Board) -> None:
@@ -194,6 +203,30 @@ async def test_expiry(svc: Services, sim: Any, clock: Clock, board: Board) -> No
     late, _ = await run(svc, f"approve {outcome.request_id}", "bob")
     assert late.status == "refused"
     assert replicas(sim) == 3
+    audit = [(r["outcome"], r["actor"]) for r in svc.store.export_audit()
+             if r["request_id"] == outcome.request_id]
+    assert audit == [("requested", "U0ALICE"), ("expired", "opsbot")]
+
+
+async def test_expiring_twice_is_said_once(settings: Settings, db_url: str, svc: Services,
+                                           clock: Clock, board: Board) -> None:
+    """Two replicas' schedulers both run the stored expiry job: one expires it, the other
+    changes and says nothing."""
+    outcome, _ = await run(svc, "scale shop-api 5 --env prod", "alice")
+    other = Services.build(settings, registry=Registry.builtin(),
+                           store=Store.open(db_url, clock=clock), board=board)
+    try:
+        clock.now += timedelta(minutes=31)
+        await svc.approvals.expire(outcome.request_id)
+        await other.approvals.expire(outcome.request_id)
+        await other.approvals.expire_due()
+    finally:
+        other.close()
+    assert len([n for _, n in board.told if "expired" in n.text]) == 1
+    assert [v.status for v in board.shown].count("expired") == 1
+    audit = [r["outcome"] for r in svc.store.export_audit()
+             if r["request_id"] == outcome.request_id]
+    assert audit.count("expired") == 1
 
 
 async def test_pending_request_and_timer_survive_restart(settings: Settings, db_url: str,
@@ -244,3 +277,36 @@ async def test_malformed_request_id(svc: Services) -> None:
     assert outcome.status == "usage" and "request id" in rep.notices[0].text
     outcome, rep = await run(svc, "approve rq-NOSUCHREQUEST0000", "bob")
     assert outcome.status == "usage" and "unknown approval request" in rep.notices[0].text
+
+
+async def test_group_membership_is_asked_again_once_the_cache_time_is_over(
+    settings: Settings, db_url: str, clock: Clock, board: Board, sim: Any,
+) -> None:
+    """Removing someone from the approvers' user group takes effect within the cache time."""
+    seconds = [1000.0]
+    in_slack = {"S0APPROVERS": frozenset({"U0BOB", "U0CAROL"})}
+    asked: list[str] = []
+
+    async def usergroups_users_list(group_id: str) -> frozenset[str]:
+        asked.append(group_id)
+        return in_slack.get(group_id, frozenset())
+
+    members = CachedGroups(usergroups_users_list, ttl_seconds=300, clock=lambda: seconds[0])
+    services = Services.build(settings, registry=Registry.builtin(), members=members,
+                              store=Store.open(db_url, clock=clock), board=board)
+    try:
+        outcome, _ = await run(services, "scale shop-api 5 --env prod", "alice")
+        assert await services.access.in_group("U0BOB", "sre-approvers")
+        in_slack["S0APPROVERS"] = frozenset({"U0CAROL"})  # bob leaves the group in Slack
+        seconds[0] += 299
+        assert await services.access.in_group("U0BOB", "sre-approvers")  # still cached
+        calls = len(asked)
+        seconds[0] += 1
+        result, rep = await run(services, f"approve {outcome.request_id}", "bob")
+        assert result.status == "denied" and "bob may not approve" in rep.notices[0].text
+        assert len(asked) > calls  # asked Slack again
+        request = services.store.get_request(outcome.request_id)
+        assert request is not None and request.status == "pending" and not request.approvals
+        assert replicas(sim) == 3
+    finally:
+        services.close()

@@ -9,11 +9,13 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -23,14 +25,17 @@ from bot.commands import parse
 from bot.config import Settings, settings_from_mapping
 from bot.registry import Registry
 from bot.runbooks.loader import builtin_dir, load_catalog
+from bot.scheduler import JOBS_TABLE, Scheduler
 from bot.services import Services
 from bot.simcluster import SimCluster
 from bot.slack.blocks import approval_blocks, deny_modal
 from bot.slack.interactions import approve_trigger, deny_trigger
 from bot.slack.server import create_app
-from tests.support.signing import SIGNING_SECRET
+from bot.store import Store
+from tests.support.signing import SIGNING_SECRET, block_actions_body, signed_headers
 from tests.support.slack_standin import (
     BOT_TOKEN,
+    BOT_USER,
     CHANNEL,
     Message,
     ServerThread,
@@ -45,11 +50,19 @@ DEPLOYMENT = "/apis/apps/v1/namespaces/shop-prod/deployments/shop-api"
 
 
 @pytest.fixture
-def settings(sim: SimCluster, slack: SlackStandIn, tmp_path: Path) -> Settings:
+def policy() -> dict[str, Any]:
+    """Changes to prod's approval policy; a test parametrizes `policy` to make some."""
+    return {}
+
+
+@pytest.fixture
+def settings(sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
+             policy: dict[str, Any]) -> Settings:
     """The demo settings with no user group cache: a membership change counts at once."""
     raw = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
     raw["base_dir"] = str(DEMO_CONFIG.parent)
     raw.setdefault("slack", {})["usergroup_cache_seconds"] = 0
+    raw["environments"]["prod"]["approval"].update(policy)
     return settings_from_mapping(raw, environ={
         "KUBECONFIG": sim.write_kubeconfig(str(tmp_path / "kubeconfig")),
         "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}",
@@ -348,11 +361,50 @@ def test_decisions_take_the_actor_from_the_payload_and_keep_the_reason_one_argum
     assert bad_channel is not None and bad_channel.channel is None
 
 
+def short_lived(store: Store, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Requests made through `store` live `seconds` (a policy's shortest is a minute)."""
+    create = store.create_request
+
+    def create_short(**kwargs: Any) -> Any:
+        return create(**{**kwargs, "ttl_seconds": seconds})
+
+    monkeypatch.setattr(store, "create_request", create_short)
+
+
+def stored_job(settings: Settings, job_id: str) -> float | None:
+    """The next run time (epoch seconds) of a job as the job store holds it in the database,
+    read directly, with no opsbot running."""
+    assert settings.database_url is not None
+    engine = sa.create_engine(settings.database_url)
+    jobs = sa.table(JOBS_TABLE, sa.column("id"), sa.column("next_run_time"))
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(jobs.c.next_run_time).where(jobs.c.id == job_id)).first()
+    finally:
+        engine.dispose()
+    return None if row is None else float(row.next_run_time)
+
+
+def timers_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Request ids whose expiry timer is made from now on (rather than found in the store)."""
+    made: list[str] = []
+    original = Scheduler.schedule_expiry
+
+    def spy(self: Scheduler, request_id: str, when: datetime) -> None:
+        made.append(request_id)
+        original(self, request_id, when)
+
+    monkeypatch.setattr(Scheduler, "schedule_expiry", spy)
+    return made
+
+
 def test_a_pending_request_survives_a_restart_of_the_server(
-    settings: Settings, slack: SlackStandIn, sim: SimCluster,
+    settings: Settings, slack: SlackStandIn, sim: SimCluster, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """alice asks; opsbot stops (a deploy of opsbot itself); a new process starts on the same
-    database; bob's click on the old message is honoured there."""
+    database, finds the request's timer in the job store, and honours bob's click on the old
+    message."""
     from bot.slack.app import build_services
 
     first = build_services(settings)
@@ -362,13 +414,20 @@ def test_a_pending_request_survives_a_restart_of_the_server(
             message, request_id = request(SlackDriver(server.url, http, slack, SIGNING_SECRET))
     finally:
         server.stop()
-        first.close()
-    assert replicas(sim) == 3
+    asked = first.store.get_request(request_id)
+    first.close()
+    assert asked is not None and replicas(sim) == 3
+    # Between the two processes the timer is a row of opsbot's own database.
+    when = stored_job(settings, f"expire-{request_id}")
+    assert when == pytest.approx(asked.expires_at.timestamp(), abs=1.0)
+
+    made = timers_made(monkeypatch)
     second = build_services(settings)
     server = ServerThread(create_app(second, shutdown_grace=10)).start()
     try:
         jobs = dict(second.scheduler.jobs()) if second.scheduler else {}
-        assert f"expire-{request_id}" in jobs  # its timer came back with it
+        assert f"expire-{request_id}" in jobs
+        assert request_id not in made  # found in the job store, not made again at startup
         with httpx.Client(timeout=30.0) as http:
             driver = SlackDriver(server.url, http, slack, SIGNING_SECRET)
             assert driver.click("bob", message, "Approve").status_code == 200
@@ -378,6 +437,214 @@ def test_a_pending_request_survives_a_restart_of_the_server(
         second.close()
     sim.wait_idle()
     assert replicas(sim) == 5
+
+
+def test_an_expiry_timer_stored_before_a_restart_fires_after_it(
+    settings: Settings, slack: SlackStandIn, sim: SimCluster, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.slack.app import build_services
+
+    first = build_services(settings)
+    short_lived(first.store, monkeypatch, 6.0)
+    server = ServerThread(create_app(first, shutdown_grace=10)).start()
+    try:
+        with httpx.Client(timeout=30.0) as http:
+            message, request_id = request(SlackDriver(server.url, http, slack, SIGNING_SECRET))
+    finally:
+        server.stop()
+    asked = first.store.get_request(request_id)
+    first.close()
+    assert asked is not None
+    assert stored_job(settings, f"expire-{request_id}") is not None
+
+    made = timers_made(monkeypatch)
+    second = build_services(settings)
+    server = ServerThread(create_app(second, shutdown_grace=10)).start()
+    try:
+        # Started before the expiry, so the startup sweep had nothing to expire: what expires
+        # it is the stored job, which this process did not make.
+        assert datetime.now(UTC) < asked.expires_at, "restarted too slowly to tell"
+        assert request_id not in made
+        updated = slack.wait_message(lambda m: m.ts == message.ts and ": expired" in m.text,
+                                     timeout=30)
+        assert datetime.now(UTC) >= asked.expires_at
+        assert not [b for b in updated.blocks if b["type"] == "actions"]
+        slack.wait_for(lambda c: c.method == "chat.postEphemeral"
+                       and c.params.get("user") == "U0ALICE" and "expired" in c.text)
+        stored = second.store.get_request(request_id)
+        assert stored is not None and stored.status == "expired"
+    finally:
+        server.stop()
+        second.close()
+    assert replicas(sim) == 3
+
+
+def test_a_request_expires_on_time_and_a_later_click_changes_nothing(
+    bot: SlackDriver, services: Services, sim: SimCluster, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """APScheduler, running in the server, expires a 2-second request; bob's click on the
+    buttons he still sees is refused privately and changes nothing."""
+    short_lived(services.store, monkeypatch, 2.0)
+    message, request_id = request(bot)
+    updated = bot.slack.wait_message(lambda m: m.ts == message.ts and ": expired" in m.text)
+    assert not [b for b in updated.blocks if b["type"] == "actions"]
+    assert "expired without approval" in refusal(bot, "alice", "expired")
+    versions = updated.versions
+
+    assert bot.click("bob", message, "Approve").status_code == 200
+    assert "is expired; nothing to decide" in refusal(bot, "bob", request_id)
+    stored = services.store.get_request(request_id)
+    assert stored is not None and stored.status == "expired" and stored.approvals == []
+    assert bot.slack.messages[message.ts].versions == versions
+    assert replicas(sim) == 3 and executions(services) == []
+    audit = [r["outcome"] for r in services.store.export_audit()
+             if r["request_id"] == request_id]
+    assert audit == ["requested", "expired"]
+
+
+@pytest.mark.parametrize("policy", [{"approvals": 2}])
+def test_two_approvals_need_two_distinct_approvers(
+    bot: SlackDriver, services: Services, sim: SimCluster,
+) -> None:
+    message, request_id = request(bot)
+    assert "Approvals: 0 of 2" in message.text
+    assert bot.click("bob", message, "Approve").status_code == 200
+    once = bot.slack.wait_message(
+        lambda m: m.ts == message.ts and "Approvals: 1 of 2 (bob at " in m.text)
+    assert "awaiting approval" in once.text
+    assert [b for b in once.blocks if b["type"] == "actions"]  # still open: buttons stay
+    assert "(1 of 2)" in refusal(bot, "bob", "approval recorded")
+
+    assert bot.click("bob", message, "Approve").status_code == 200  # the same person again
+    assert "already approved" in refusal(bot, "bob", "already approved")
+    stored = services.store.get_request(request_id)
+    assert stored is not None and stored.status == "pending"
+    assert [d.user for d in stored.approvals] == ["U0BOB"]
+    assert replicas(sim) == 3 and executions(services) == []
+
+    assert bot.click("carol", message, "Approve").status_code == 200
+    ran = bot.finished(COMMAND)
+    assert ran.thread_ts == message.ts
+    updated = bot.slack.wait_message(
+        lambda m: m.ts == message.ts and "approved and run" in m.text)
+    assert "Approvals: 2 of 2 (bob at " in updated.text and "carol at " in updated.text
+    stored = services.store.get_request(request_id)
+    assert stored is not None and [d.user for d in stored.approvals] == ["U0BOB", "U0CAROL"]
+    assert executions(services) == [COMMAND]
+    sim.wait_idle()
+    assert replicas(sim) == 5
+
+
+@pytest.mark.parametrize("policy", [{"allow_self_approval": True}])
+def test_self_approval_where_the_policy_allows_it(
+    bot: SlackDriver, services: Services, sim: SimCluster,
+) -> None:
+    assert bot.send_command("bob", COMMAND).status_code == 200
+    message = bot.slack.wait_message(
+        lambda m: f"`{COMMAND}`" in m.text and "awaiting approval" in m.text)
+    assert "May approve: @sre-approvers · expires " in message.text
+    assert "not the requester" not in message.text
+    assert "not the requester" not in str(message.blocks)
+    assert bot.click("bob", message, "Approve").status_code == 200
+    bot.slack.wait_message(lambda m: m.ts == message.ts and "approved and run" in m.text)
+    [stored] = services.store.recent_executions(5)
+    request_ = services.store.get_request(stored.request_id or "")
+    assert request_ is not None and request_.requester == "U0BOB"
+    assert [d.user for d in request_.approvals] == ["U0BOB"]
+    sim.wait_idle()
+    assert replicas(sim) == 5
+
+
+@pytest.mark.parametrize("policy", [{"users": ["U0MALLORY"], "groups": []}])
+def test_approvers_named_by_user_id_in_the_policy(
+    bot: SlackDriver, services: Services, sim: SimCluster,
+) -> None:
+    message, request_id = request(bot)
+    assert "May approve: mallory · not the requester" in message.text
+    assert bot.click("bob", message, "Approve").status_code == 200  # in the group: not enough
+    assert "bob may not approve" in refusal(bot, "bob", "may not approve")
+    assert bot.click("mallory", message, "Approve").status_code == 200
+    bot.slack.wait_message(lambda m: m.ts == message.ts and "approved and run" in m.text)
+    stored = services.store.get_request(request_id)
+    assert stored is not None and stored.status == "executed"
+    assert [d.user for d in stored.approvals] == ["U0MALLORY"]
+    sim.wait_idle()
+    assert replicas(sim) == 5
+
+
+def test_an_ineligible_user_cannot_deny_through_the_form(
+    bot: SlackDriver, services: Services, sim: SimCluster,
+) -> None:
+    message, request_id = request(bot)
+    assert bot.click("mallory", message, "Deny").status_code == 200
+    form = bot.slack.wait_view()
+    [field] = [b for b in form["blocks"] if b["type"] == "input"]
+    answer = bot.submit("mallory", form, {field["block_id"]: {field["element"]["action_id"]: {
+        "type": "plain_text_input", "value": "I do not like it"}}})
+    assert answer.status_code == 200
+    assert "mallory may not deny" in refusal(bot, "mallory", "may not deny")
+    stored = services.store.get_request(request_id)
+    assert stored is not None and stored.status == "pending" and stored.denial is None
+    assert bot.slack.messages[message.ts].versions == 1
+    assert not [c for c in bot.slack.calls_to("chat.postEphemeral")
+                if c.params.get("user") == "U0ALICE" and "denied" in c.text]
+    assert replicas(sim) == 3 and executions(services) == []
+
+
+def test_an_unsigned_or_forged_click_is_rejected_and_changes_nothing(
+    bot: SlackDriver, services: Services, sim: SimCluster,
+) -> None:
+    message, request_id = request(bot)
+    raw = {"type": "message", "ts": message.ts, "text": message.text,
+           "blocks": message.blocks, "user": BOT_USER}
+    body = block_actions_body("U0BOB", button(message, "Approve"), channel_id=message.channel,
+                              message=raw)
+    unsigned = bot.post(body, {"Content-Type": "application/x-www-form-urlencoded"})
+    forged = bot.post(body, signed_headers(body, "not-the-signing-secret"))
+    replayed = bot.post(body, signed_headers(body, bot.secret,
+                                             timestamp=int(time.time()) - 600))
+    assert [r.status_code for r in (unsigned, forged, replayed)] == [401, 401, 401]
+    time.sleep(0.5)  # room for anything wrongly started to show
+    stored = services.store.get_request(request_id)
+    assert stored is not None and stored.status == "pending" and stored.approvals == []
+    assert bot.slack.messages[message.ts].versions == 1
+    assert not [c for c in bot.slack.calls_to("chat.postEphemeral")
+                if c.params.get("user") == "U0BOB"]
+    assert replicas(sim) == 3 and executions(services) == []
+
+
+def test_a_deploy_whose_target_moved_is_voided(
+    bot: SlackDriver, services: Services, sim: SimCluster, settings: Settings,
+) -> None:
+    command = "deploy shop-api 1.5.0 --env prod"
+    assert bot.send_command("alice", command).status_code == 200
+    message = bot.slack.wait_message(
+        lambda m: f"`{command}`" in m.text and "awaiting approval" in m.text)
+    assert "api:1.4.0 → registry.example.com/shop/api:1.5.0" in message.text
+    request_id = str(button(message, "Approve")["value"])
+    assert settings.kubeconfig is not None
+    api = k8s.AppsV1Api(k8s_config.new_client_from_config(config_file=str(settings.kubeconfig)))
+    try:
+        # Someone ships 1.4.1 by hand after the request: the plan approvers saw is stale.
+        deployment = api.read_namespaced_deployment("shop-api", "shop-prod")
+        deployment.spec.template.spec.containers[0].image = "registry.example.com/shop/api:1.4.1"
+        api.replace_namespaced_deployment("shop-api", "shop-prod", deployment)
+    finally:
+        api.api_client.close()
+    sim.wait_idle()
+
+    assert bot.click("bob", message, "Approve").status_code == 200
+    assert "nothing ran" in refusal(bot, "alice", "request it again")
+    bot.slack.wait_message(lambda m: m.ts == message.ts and "void" in m.text)
+    stored = services.store.get_request(request_id)
+    assert stored is not None and stored.status == "void"
+    assert executions(services) == []
+    deployed = sim.get(DEPLOYMENT)
+    assert deployed is not None
+    assert deployed["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.4.1")
+    audit = [r["outcome"] for r in services.store.export_audit()
+             if r["request_id"] == request_id]
+    assert audit == ["requested", "approved", "void"]
 
 
 def test_break_glass_from_slack_runs_at_once_and_is_announced(

@@ -415,3 +415,90 @@ def test_a_lost_flip_records_nothing(store: Store, monkeypatch: pytest.MonkeyPat
     )
     monkeypatch.undo()
     assert store.approve(request.id, "U0BOB").result == "complete"
+
+
+# Settling requests left approved, reminders claimed once, the scheduler's table ------------
+
+
+def test_unfinished_requests_and_their_runs(clocked_store: Store, clock: FakeClock) -> None:
+    from bot.store import approvals as approvals_db
+
+    store = clocked_store
+    grace = timedelta(minutes=10)
+    request = _request(store)
+    assert store.approve(request.id, "U0CAROL").result == "complete"
+    emergency = _request(store, emergency=True)
+    assert store.approve(emergency.id, "U0CAROL").result == "complete"  # acknowledged: final
+    [found] = approvals_db.unfinished(store, grace)
+    assert found.request.id == request.id and found.run is None and not found.overdue
+    clock.advance(grace)
+    [found] = approvals_db.unfinished(store, grace, request.id)
+    assert found.overdue and found.start_by == found.request.decided_at + grace  # type: ignore[operator]
+    assert approvals_db.unfinished(store, grace, emergency.id) == []
+
+    execution_id = store.create_execution(
+        runbook="scale", source="slack", actor="U0ALICE", command=request.command,
+        environment="prod", target="shop-api", params={}, dry_run=False, request_id=request.id)
+    [found] = approvals_db.unfinished(store, grace)
+    assert found.run == approvals_db.RunOfRequest(execution_id, "running", None)
+
+    settled = approvals_db.settle_executed(store, request.id, execution_id, "interrupted")
+    assert settled is not None and settled.status == "executed"
+    assert (settled.execution_id, settled.note) == (execution_id, "interrupted")
+    assert approvals_db.settle_executed(store, request.id, execution_id) is None  # once only
+    assert approvals_db.settle_void(store, request.id, "late") is None
+    assert approvals_db.unfinished(store, grace) == []
+
+
+def test_settle_void_only_from_approved(store: Store) -> None:
+    from bot.store import approvals as approvals_db
+
+    pending = _request(store)
+    assert approvals_db.settle_void(store, pending.id, "x") is None
+    assert store.approve(pending.id, "U0CAROL").result == "complete"
+    voided = approvals_db.settle_void(store, pending.id, "never started")
+    assert voided is not None and (voided.status, voided.note) == ("void", "never started")
+    assert approvals_db.settle_void(store, pending.id, "again") is None
+
+
+def test_a_reminder_is_claimed_once_per_interval_across_replicas(
+    open_store: Callable[..., Store], clock: FakeClock,
+) -> None:
+    from bot.store import approvals as approvals_db
+
+    first, second = open_store(clock=clock), open_store(clock=clock)
+    request = _request(first, emergency=True, ttl_seconds=3600.0)
+    every = 900.0
+    clock.advance(timedelta(seconds=every + 1))
+    verdicts = [approvals_db.claim_reminder(s, request.id, every)[0] for s in (first, second)]
+    assert sorted(verdicts) == ["duplicate", "remind"]
+    clock.advance(timedelta(seconds=every))
+    assert approvals_db.claim_reminder(second, request.id, every)[0] == "remind"
+    clock.advance(timedelta(hours=1))
+    assert approvals_db.claim_reminder(first, request.id, every)[0] == "expired"
+    ordinary = _request(first)
+    assert approvals_db.claim_reminder(first, ordinary.id, every)[0] == "stop"
+
+
+def test_autogenerate_leaves_the_scheduler_jobs_table_alone(store: Store) -> None:
+    """APScheduler's table lives in opsbot's database; `alembic revision --autogenerate` must
+    neither drop it nor try to create it."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from sqlalchemy import inspect
+
+    from bot.scheduler import JOBS_TABLE
+    from bot.store import migrate as store_migrate
+    from bot.store.models import Base
+
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)})
+    scheduler.start(paused=True)  # creates the table, as `opsbot serve` does
+    scheduler.shutdown(wait=False)
+    assert JOBS_TABLE in inspect(store.engine).get_table_names()
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": store_migrate.include_object})
+        assert compare_metadata(context, Base.metadata) == []
