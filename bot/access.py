@@ -10,11 +10,12 @@ import fnmatch
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from bot import messages
 from bot.config import EnvironmentConfig, RoleConfig, Settings
 from bot.errors import Denied
 from bot.trigger import Trigger
 
-__all__ = ["Access", "CachedGroups", "GroupMembers", "StaticGroups"]
+__all__ = ["Access", "CachedGroups", "GroupMembers", "StandIn", "StaticGroups"]
 
 GroupMembers = Callable[[str], Awaitable[frozenset[str]]]
 
@@ -32,20 +33,34 @@ class StaticGroups:
         return frozenset()
 
 
+class StandIn(Exception):  # not an error: an answer that must not be cached
+    """Raised by a member lookup that could not ask its source: `members` stand in for this
+    one question and are not cached, so the source is asked again next time."""
+
+    def __init__(self, members: frozenset[str]) -> None:
+        super().__init__("group members from a stand-in")
+        self.members = members
+
+
 class CachedGroups:
     """Wraps a member lookup (Slack's usergroups.users.list) with a TTL cache."""
 
-    def __init__(self, fetch: GroupMembers, ttl_seconds: float) -> None:
+    def __init__(self, fetch: GroupMembers, ttl_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._fetch = fetch
         self._ttl = ttl_seconds
+        self._clock = clock  # seconds, monotonic; a test passes its own to age the cache
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
 
     async def __call__(self, group_id: str) -> frozenset[str]:
-        now = time.monotonic()
+        now = self._clock()
         hit = self._cache.get(group_id)
         if hit and now - hit[0] < self._ttl:
             return hit[1]
-        members = await self._fetch(group_id)
+        try:
+            members = await self._fetch(group_id)
+        except StandIn as stand_in:
+            return stand_in.members
         self._cache[group_id] = (now, members)
         return members
 
@@ -86,15 +101,21 @@ class Access:
             if matches(runbook, role.runbooks) and matches(environment, role.environments)
         ]
 
-    def check_channel(self, trigger: Trigger, environment: EnvironmentConfig) -> None:
+    @staticmethod
+    def channel_accepts(trigger: Trigger, environment: EnvironmentConfig) -> bool:
         # Channels restrict chat; the console is an operator's own terminal.
-        if (
-            trigger.source == "slack"
-            and environment.channels
-            and trigger.channel not in environment.channels
-        ):
-            allowed = ", ".join(f"<#{c}>" for c in environment.channels)
-            raise Denied(f"commands for `{environment.name}` are only accepted in {allowed}")
+        return (
+            trigger.source != "slack"
+            or not environment.channels
+            or trigger.channel in environment.channels
+        )
+
+    def check_channel(self, trigger: Trigger, environment: EnvironmentConfig) -> None:
+        if not self.channel_accepts(trigger, environment):
+            raise Denied(
+                messages.channel_only(environment.name, environment.channels),
+                hint=messages.channel_only_hint(),
+            )
 
     async def check(self, trigger: Trigger, runbook: str, environment: EnvironmentConfig) -> str:
         """The role that lets `trigger.actor` run `runbook` in `environment`, or Denied."""

@@ -254,6 +254,12 @@ class Settings(_Model):
                 raise ValueError(f"`{env.namespace}` is not a valid namespace")
         if self.default_environment not in self.environments:
             raise ValueError(f"default_environment `{self.default_environment}` is not defined")
+        if self.environments[self.default_environment].requires_approval:
+            # A command without --env must never land in production by accident.
+            raise ValueError(
+                f"default_environment `{self.default_environment}` requires approval; "
+                "production is never implied: make a non-production environment the default"
+            )
         for app in self.apps.values():
             if not is_dns1123_label(app.name):
                 raise ValueError(f"`{app.name}` is not a valid app name")

@@ -150,7 +150,7 @@ class Dispatcher:
     async def _decide(self, trigger: Trigger, command: Command, reporter: Reporter) -> Outcome:
         """approve / deny / cancel / pending: the approval flow's own commands."""
         if self.approvals is None:
-            raise Refused(messages.approval_unavailable("approvals", "this process"))
+            raise Refused(messages.approvals_unavailable())
         if command.meta == "pending":
             return await self._reply(trigger, reporter, "info", await self.approvals.pending())
         request_id = command.topic or ""
@@ -194,7 +194,12 @@ class Dispatcher:
                 raise UnknownName(
                     "command", command.topic, closest(command.topic, self.catalog.verbs())
                 )
-        return messages.help_overview(allowed, prefix)
+        default = self.settings.environment(None)
+        if self.access.channel_accepts(trigger, default):
+            return messages.help_overview(allowed, prefix)
+        here = [e.name for e in self.settings.environments.values()
+                if self.access.channel_accepts(trigger, e)]
+        return messages.help_overview(allowed, prefix, here)
 
     async def _runbook(self, trigger: Trigger, command: Command, reporter: Reporter) -> Outcome:
         assert command.runbook is not None
@@ -357,7 +362,10 @@ class Dispatcher:
         if ok:
             view.summary = messages.dry_run_summary() if command.dry_run else ""
         else:
-            view.summary = f"{failed.name} failed: {failed.summary}" if failed else "failed"
+            # The failure, then what the on_failure steps did about it ("rolled back").
+            cleanup = [s for s in view.steps
+                       if s.on_failure and s.status in ("succeeded", "failed")]
+            view.summary = messages.failure_summary(failed, cleanup)
         view.buttons = self._follow_ups(run, ok)
         await self._finish(run, view.status)
         return Outcome("succeeded" if ok else "failed", execution_id=execution_id)

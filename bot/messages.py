@@ -20,8 +20,12 @@ __all__ = [
     "NOTICE_ICON",
     "STATUS_ICON",
     "approval_unavailable",
+    "approvals_unavailable",
     "bad_listen",
+    "channel_only",
+    "channel_only_hint",
     "execution_headline",
+    "failure_summary",
     "help_overview",
     "help_topic",
     "internal_error",
@@ -89,11 +93,17 @@ def step_line(step: StepView) -> str:
     return text
 
 
-def help_overview(runbooks: Sequence[Runbook], command: str) -> Notice:
+def help_overview(
+    runbooks: Sequence[Runbook], command: str, environments: Sequence[str] | None = None
+) -> Notice:
+    """`environments`: the ones this channel accepts, when the default is not among them."""
     lines = [f"{_cmd(command, rb.usage)}: {rb.description}" for rb in runbooks if rb.command]
     lines += [f"{_cmd(command, usage)}: {text}" for usage, text in META_HELP]
     if not any(rb.command for rb in runbooks):
         lines.insert(0, "You may not run any command here; ask an admin for a role.")
+    elif environments is not None:
+        flags = " or ".join(f"`--env {name}`" for name in environments)
+        lines.insert(0, f"This channel does not take the default environment: add {flags}.")
     return Notice("info", "*What you can run here*", hint=COMMON_FLAGS, details=tuple(lines))
 
 
@@ -119,9 +129,13 @@ def runbook_list(entries: Sequence[tuple[Runbook, str]]) -> Notice:
 
 def approval_unavailable(runbook: str, environment: str) -> str:
     return (
-        f"`{runbook}` changes `{environment}`, which requires approval, and approval requests "
-        "are not available in this version of opsbot. Nothing was changed."
+        f"`{runbook}` changes `{environment}`, which requires approval, and this opsbot process "
+        "has no approval service to open a request with. Nothing was changed."
     )
+
+
+def approvals_unavailable() -> str:
+    return "This opsbot process has no approval service: approval commands are unavailable."
 
 
 def approval_unavailable_hint() -> str:
@@ -156,6 +170,27 @@ def retrying(attempt: int, attempts: int, error: str) -> str:
 
 def approval_denied_hint() -> str:
     return "Another approver can decide it; `pending` lists open requests."
+
+
+def channel_only(environment: str, channels: Sequence[str]) -> str:
+    allowed = ", ".join(f"<#{c}>" for c in channels)
+    return f"commands for `{environment}` are only accepted in {allowed}"
+
+
+def channel_only_hint() -> str:
+    return "Run it from one of those channels; `help` in this channel lists what it accepts."
+
+
+def failure_summary(failed: StepView | None, cleanup: Sequence[StepView]) -> str:
+    """Why an execution failed, and how each on_failure step that ran ended."""
+    parts = [f"{failed.name} failed: {failed.summary}" if failed and not failed.on_failure
+             else "failed"]
+    for step in cleanup:
+        if step.status == "succeeded":
+            parts.append(f"{step.name}: {step.summary}" if step.summary else f"{step.name}: done")
+        else:
+            parts.append(f"{step.name} failed too: {step.summary}")
+    return "; then ".join(parts)
 
 
 def denied_hint() -> str:
@@ -401,7 +436,7 @@ def approval_headline(status: str, command: str, environment: str,
             "cancelled": "🚫", "void": "♻️"}.get(status, "•")
     state = {"pending": "awaiting approval", "approved": "approved", "executed": "approved and run",
              "denied": "denied", "expired": "expired", "cancelled": "cancelled",
-             "void": "void: the target changed"}.get(status, status)
+             "void": "void: nothing ran"}.get(status, status)
     return f"{icon} `{command}` in *{environment}*: {state}"
 
 
@@ -423,7 +458,8 @@ def approval_lines(view: ApprovalView) -> list[str]:
     got = ", ".join(f"{who} at {at:%H:%M} UTC" for who, at in view.approvals) or "none yet"
     lines.append(f"Approvals: {len(view.approvals)} of {view.required} ({got})")
     if view.open:
-        lines.append(f"May approve: {view.approvers} · not the requester · "
+        not_self = "" if view.allow_self else " · not the requester"
+        lines.append(f"May approve: {view.approvers}{not_self} · "
                      f"expires {view.expires_at:%H:%M} UTC")
     if view.denial:
         who, reason, at = view.denial
@@ -466,8 +502,8 @@ def self_approval_refused() -> str:
     return "you cannot approve your own request; another approver must"
 
 
-def not_an_approver(user: str, view: ApprovalView) -> str:
-    return f"{user} may not approve `{view.request_id}`; approvers: {view.approvers}"
+def not_an_approver(user: str, view: ApprovalView, decision: str = "approve") -> str:
+    return f"{user} may not {decision} `{view.request_id}`; approvers: {view.approvers}"
 
 
 def already_approved(request_id: str) -> str:
@@ -485,6 +521,27 @@ def plan_changed(view: ApprovalView) -> str:
 
 def request_expired_notice(view: ApprovalView) -> str:
     return f"your request `{view.request_id}` (`{view.command}`) expired without approval"
+
+
+def break_glass_unacknowledged(view: ApprovalView) -> str:
+    return (f"nobody acknowledged your break-glass change `{view.request_id}` "
+            f"(`{view.command}`) in time; reminders have stopped")
+
+
+def approval_not_started(view: ApprovalView, problem: str | None) -> str:
+    why = f" ({problem})" if problem else ""
+    return (f"`{view.request_id}` was approved but its run never started{why}, so nothing "
+            "ran and it will not run later; request it again if it is still needed")
+
+
+def approval_run_interrupted(view: ApprovalView) -> str:
+    return (f"the run of `{view.request_id}` was interrupted (opsbot stopped or failed while "
+            "it ran) and is not resumed or repeated; check the target and request it again "
+            "if needed")
+
+
+def approval_never_started() -> str:
+    return "opsbot stopped before it started"
 
 
 def request_denied_notice(view: ApprovalView) -> str:

@@ -15,7 +15,9 @@ from bot.errors import UnknownName
 from bot.services import Services
 from bot.trigger import Trigger
 
-__all__ = ["EXIT_CODES", "exit_code", "run_command", "run_script", "shell", "with_background"]
+__all__ = [
+    "EXIT_CODES", "as_suffix", "exit_code", "run_command", "run_script", "shell", "with_background",
+]
 
 T = TypeVar("T")
 
@@ -30,6 +32,8 @@ EXIT_CODES = {
     "pending_approval": 3,
 }
 _SCRIPT_LINE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*:\s*(.*)$")
+# `approve rq-1 --as bob` in the shell or a script: the same flag `opsbot run` takes.
+_AS_SUFFIX = re.compile(r"^(.*?)\s+--as(?:\s+|=)([A-Za-z0-9_.-]+)\s*$")
 
 
 def exit_code(outcome: Outcome) -> int:
@@ -39,7 +43,9 @@ def exit_code(outcome: Outcome) -> int:
 async def run_command(
     services: Services, text: str, user: str, write: Callable[[str], None] = print
 ) -> Outcome:
-    """One console command as `user` (handle or id), printed through the console reporter."""
+    """One console command as `user` (handle or id), printed through the console reporter;
+    a trailing `--as OTHER` in `text` runs it as OTHER instead."""
+    text, user = as_suffix(text, user)
     try:
         actor = services.settings.user_id(user)
     except UnknownName as exc:
@@ -90,7 +96,8 @@ async def shell(
     write: Callable[[str], None] = print,
 ) -> int:
     """Interactive console. `as bob` switches user; `bob: text` runs one line as bob."""
-    write(f"opsbot shell as {user}; type `help`, `as USER` to switch user, `quit` to leave.")
+    write(f"opsbot shell as {user}; type `help`, `as USER` to switch user, `USER: command` or "
+          "`command --as USER` for one line, `quit` to leave.")
     while True:
         try:
             line = read(f"{user}> ").strip()
@@ -114,6 +121,12 @@ async def shell(
             await run_command(services, match.group(2), match.group(1), write)
         else:
             await run_command(services, line, user, write)
+
+
+def as_suffix(text: str, user: str) -> tuple[str, str]:
+    """Split a trailing `--as USER` off `text`: (command text, who runs it)."""
+    match = _AS_SUFFIX.match(text)
+    return (match.group(1), match.group(2)) if match else (text, user)
 
 
 def _known_user(services: Services, name: str) -> bool:

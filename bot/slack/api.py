@@ -16,7 +16,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.access import CachedGroups, StaticGroups
+from bot.access import CachedGroups, StandIn, StaticGroups
 from bot.config import Settings
 from bot.metrics import SLACK_API_ERRORS
 
@@ -69,7 +69,8 @@ async def call(
 
 
 def slack_members(client: AsyncWebClient, settings: Settings) -> CachedGroups:
-    """User group members from Slack (cached); the config's static members if Slack fails."""
+    """User group members from Slack (cached); the config's static members if Slack fails
+    (not cached: Slack is asked again at the next check)."""
     fallback = StaticGroups(settings)
 
     async def fetch(group_id: str) -> frozenset[str]:
@@ -78,8 +79,8 @@ def slack_members(client: AsyncWebClient, settings: Settings) -> CachedGroups:
                                   usergroup=group_id)
         except SlackCallFailed as exc:
             log.warning("members of user group %s not read from Slack (%s); using the "
-                        "configured members", group_id, exc.error)
-            return await fallback(group_id)
+                        "configured members this once", group_id, exc.error)
+            raise StandIn(await fallback(group_id)) from exc
         users = response.get("users") or []
         return frozenset(str(user) for user in users)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,8 @@ ROOT = Path(__file__).parents[2]
 
 
 def opsbot(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120,
+    input_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSBOT_"))}
     full_env.update(env or {})
@@ -22,6 +26,7 @@ def opsbot(
         [sys.executable, "-m", "bot.cli", *args],
         capture_output=True,
         text=True,
+        input=input_text,
         env=full_env,
         timeout=timeout,
         cwd=ROOT,
@@ -69,6 +74,23 @@ def test_run_prod_change_awaits_approval_exit_3(world: dict[str, str]) -> None:
     approved = opsbot("run", f"approve {request_id}", "--as", "bob", env=world)
     assert approved.returncode == 0, approved.stdout + approved.stderr
     assert "restarted shop-api" in approved.stdout
+
+
+def test_run_pending_deny_and_cancel(world: dict[str, str]) -> None:
+    ids = []
+    for text in ("restart shop-api --env prod", "scale shop-web 4 --env prod"):
+        asked = opsbot("run", text, "--as", "alice", env=world)
+        assert asked.returncode == 3
+        ids.append(asked.stdout.strip().splitlines()[-1].removeprefix("request-id: "))
+    listed = opsbot("run", "pending", "--as", "mallory", env=world)
+    assert listed.returncode == 0 and all(i in listed.stdout for i in ids)
+    denied = opsbot("run", f"deny {ids[0]} wait for the freeze to end", "--as", "carol", env=world)
+    assert denied.returncode == 0, denied.stdout
+    assert "Denied by carol" in denied.stdout and "wait for the freeze to end" in denied.stdout
+    assert opsbot("run", f"cancel {ids[1]}", "--as", "bob", env=world).returncode == 1
+    assert opsbot("run", f"cancel {ids[1]}", "--as", "alice", env=world).returncode == 0
+    after = opsbot("run", "pending", "--as", "alice", env=world).stdout
+    assert not any(i in after for i in ids)
 
 
 def test_demo_script_approval_flow(tmp_path: Path) -> None:
@@ -132,6 +154,42 @@ def test_runbooks_validate_ok() -> None:
     assert "runbooks valid" in result.stdout
 
 
+def test_runbooks_list_and_schema() -> None:
+    listed = opsbot("runbooks", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+    assert {"status", "diag", "scale", "restart", "deploy", "rollback"} <= rows
+    schema = opsbot("runbooks", "schema")
+    assert schema.returncode == 0
+    published = (ROOT / "docs" / "runbook.schema.json").read_text()
+    assert json.loads(schema.stdout) == json.loads(published)
+
+
+def test_simcluster_command_serves_the_demo_world(tmp_path: Path) -> None:
+    """`opsbot simcluster --seed demo` plus the demo config is the demo world for `run`."""
+    kubeconfig = tmp_path / "sim.kubeconfig"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "simcluster", "--listen", "127.0.0.1:0",
+         "--kubeconfig", str(kubeconfig), "--seed", "demo"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # printed once the kubeconfig is written
+        assert first.startswith("simcluster listening on http://127.0.0.1:"), first
+        env = {"OPSBOT_CONFIG": str(ROOT / "examples/demo.yaml"), "KUBECONFIG": str(kubeconfig),
+               "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}"}
+        result = opsbot("run", "diag shop-worker", "--as", "alice", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "shop-worker: OOMKilled 7 times in 30 min; memory limit 256Mi" in result.stdout
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_serve_refuses_invalid_runbook(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "broken.yaml").write_text("name: broken\ndescription: x\nsteps: []\n")
     config = tmp_path / "opsbot.yaml"
@@ -151,22 +209,75 @@ def test_serve_refuses_invalid_runbook(tmp_path: Path, db_url: str) -> None:
     assert f"{tmp_path / 'broken.yaml'}:3:" in result.stderr
 
 
-def test_audit_verify_and_detect_tampering(world: dict[str, str], db_url: str) -> None:
+EXPORT_FIELDS = {"time", "actor", "source", "command", "environment", "target", "outcome",
+                 "execution_id", "request_id"}
+
+
+def test_audit_export_and_verify(world: dict[str, str]) -> None:
     assert opsbot("run", "scale shop-web 3", "--as", "alice", env=world).returncode == 0
     assert opsbot("run", "scale shop-api 4", "--as", "mallory", env=world).returncode == 1
+    assert opsbot("run", "restart shop-api --env prod", "--as", "alice", env=world).returncode == 3
     ok = opsbot("audit", "verify", env=world)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    export = opsbot("audit", "export", env=world)
-    lines = export.stdout.splitlines()
-    assert any('"outcome": "denied"' in line and '"actor": "U0MALLORY"' in line for line in lines)
-    assert any('"outcome": "succeeded"' in line for line in lines)
-    path = db_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        table = _audit_table(conn)
-        conn.execute(f"UPDATE {table} SET actor = 'U0BOB' WHERE actor = 'U0MALLORY'")
+    exported = opsbot("audit", "export", env=world).stdout
+    records = [json.loads(line) for line in exported.splitlines()]
+    assert all(set(r) >= EXPORT_FIELDS for r in records)
+    by_outcome = {r["outcome"]: r for r in records}
+    scaled = by_outcome["succeeded"]
+    assert (scaled["actor"], scaled["source"], scaled["command"], scaled["environment"],
+            scaled["target"]) == ("U0ALICE", "console", "scale shop-web 3", "staging", "shop-web")
+    assert scaled["execution_id"].startswith("ex-") and scaled["request_id"] is None
+    assert datetime.fromisoformat(scaled["time"]).tzinfo is not None
+    denied = by_outcome["denied"]
+    assert (denied["actor"], denied["execution_id"]) == ("U0MALLORY", None)
+    requested = next(r for r in records if r["request_id"])
+    assert requested["environment"] == "prod" and requested["request_id"].startswith("rq-")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "finding"),
+    [
+        ("UPDATE audit_records SET actor = 'U0BOB' WHERE actor = 'U0MALLORY'", "edited"),
+        ("DELETE FROM audit_records WHERE seq = 2", "missing"),
+        ("DELETE FROM audit_records WHERE seq = (SELECT MAX(seq) FROM audit_records)", "deleted"),
+        (
+            "INSERT INTO audit_records SELECT seq + 1000, time, actor, source, command, "
+            "environment, target, outcome, execution_id, request_id, details, prev_hash, hash "
+            "FROM audit_records WHERE seq = 1",
+            "Record 1001",
+        ),
+        (
+            # An inserted record renumbered into the middle of the chain.
+            "UPDATE audit_records SET seq = seq + 1 WHERE seq >= 2",
+            "Record 2 was edited",
+        ),
+    ],
+    ids=["edited", "deleted", "tail-truncated", "appended-copy", "inserted"],
+)
+def test_audit_verify_detects_tampering(
+    world: dict[str, str], db_url: str, tamper: str, finding: str
+) -> None:
+    for user, text in [("alice", "scale shop-web 3"), ("mallory", "scale shop-api 4"),
+                       ("alice", "status shop-api")]:
+        opsbot("run", text, "--as", user, env=world)
+    assert opsbot("audit", "verify", env=world).returncode == 0
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+        if "seq + 1 WHERE" in tamper:  # shift from the top down so seq stays unique
+            for (seq,) in conn.execute(
+                "SELECT seq FROM audit_records WHERE seq >= 2 ORDER BY seq DESC"
+            ).fetchall():
+                conn.execute("UPDATE audit_records SET seq = ? WHERE seq = ?", (seq + 1, seq))
+            conn.execute(
+                "INSERT INTO audit_records SELECT 2, time, 'U0EVE', source, command, "
+                "environment, target, outcome, execution_id, request_id, details, prev_hash, "
+                "hash FROM audit_records WHERE seq = 1"
+            )
+        else:
+            conn.execute(tamper)
     bad = opsbot("audit", "verify", env=world)
-    assert bad.returncode == 1
+    assert bad.returncode == 1, bad.stdout
     assert "TAMPERED" in bad.stdout
+    assert finding in bad.stdout, bad.stdout
 
 
 def test_audit_export_since_filters(world: dict[str, str]) -> None:
@@ -178,8 +289,3 @@ def test_audit_export_since_filters(world: dict[str, str]) -> None:
 def test_version_and_help() -> None:
     assert opsbot("--version").stdout.startswith("opsbot ")
     assert "--as" in opsbot("run", "--help").stdout
-
-
-def _audit_table(conn: sqlite3.Connection) -> str:
-    names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    return next(n for n in names if "audit" in n and "head" not in n)

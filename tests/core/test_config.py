@@ -43,6 +43,18 @@ def test_invalid_config_names_the_field(tmp_path: Path) -> None:
         load_settings(file, environ={})
 
 
+def test_default_environment_may_not_require_approval(tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text(
+        "default_environment: prod\n"
+        "environments:\n"
+        "  staging: {namespace: s}\n"
+        "  prod: {namespace: p, requires_approval: true}\n"
+    )
+    with pytest.raises(ConfigError, match="`prod` requires approval; production is never implied"):
+        load_settings(file, environ={})
+
+
 def test_invalid_namespace(tmp_path: Path) -> None:
     file = tmp_path / "c.yaml"
     file.write_text("default_environment: a\nenvironments:\n  a: {namespace: Bad_NS}\n")

@@ -102,6 +102,13 @@ follow_up:
   - {label: Retry, command: "fail", when: failed}
   - {label: Celebrate, command: "echo yay", when: succeeded}
 """,
+    "failtwice.yaml": """
+name: failtwice
+description: Fails, and so does its cleanup.
+command: {verb: failtwice}
+steps: [{name: Break, handler: test.fail}]
+on_failure: [{name: Undo, handler: test.fail}]
+""",
     "crash.yaml": """
 name: crash
 description: A handler bug.
@@ -125,7 +132,7 @@ def test_services(tmp_path: Path, offline_settings: Settings) -> Iterator[Servic
     registry = Registry.builtin().load([__name__])
     roles = dict(offline_settings.roles)
     roles["tester"] = RoleConfig(users=["U0ALICE"], runbooks=["echo", "flaky", "fail", "crash",
-                                                              "hang"])
+                                                              "hang", "failtwice"])
     settings = offline_settings.model_copy(
         update={"runbook_dirs": [str(tmp_path)], "roles": roles})
     built = Services.build(settings, registry=registry)
@@ -193,8 +200,17 @@ async def test_failure_stops_steps_and_runs_on_failure(test_services: Services) 
     assert outcome.status == "failed"
     statuses = [(s.name, s.status) for s in rep.final.steps]
     assert statuses == [("Break", "failed"), ("Never", "pending"), ("Cleanup", "succeeded")]
-    assert rep.final.summary == "Break failed: it broke"
+    # The summary (and the audit record) says what failed and what the cleanup did.
+    assert rep.final.summary == "Break failed: it broke; then Cleanup: echo cleanup"
     assert [b.label for b in rep.final.buttons] == ["Retry"]
+    final = list(test_services.store.export_audit())[-1]
+    assert (final["outcome"], final["details"]["detail"]) == ("failed", rep.final.summary)
+
+
+async def test_a_failed_cleanup_is_named_in_the_summary(test_services: Services) -> None:
+    outcome, rep = await _dispatch(test_services, "failtwice")
+    assert outcome.status == "failed"
+    assert rep.final.summary == "Break failed: it broke; then Undo failed too: it broke"
 
 
 async def test_handler_bug_reports_without_leaking(test_services: Services) -> None:
@@ -222,6 +238,21 @@ async def test_audit_records_start_and_outcome(test_services: Services) -> None:
     assert [r["outcome"] for r in records] == ["started", "succeeded"]
     assert records[0]["command"] == "echo audit" and records[0]["source"] == "console"
     assert test_services.store.verify_audit() == []
+
+
+async def test_without_an_approval_service_prod_changes_are_refused(
+    test_services: Services,
+) -> None:
+    test_services.dispatcher.approvals = None  # a dispatcher built without Services
+    outcome, rep = await _dispatch(test_services, "fail --env prod")
+    assert outcome.status == "refused" and outcome.execution_id is None
+    assert "no approval service" in rep.notices[0].text
+    assert CALLS == []
+    audit = test_services.store.export_audit()
+    assert [(r["outcome"], r["environment"]) for r in audit] == [("refused", "prod")]
+    outcome, rep = await _dispatch(test_services, "pending")
+    assert outcome.status == "refused"
+    assert "approval commands are unavailable" in rep.notices[0].text
 
 
 async def test_cancelled_execution_is_marked_interrupted(test_services: Services) -> None:

@@ -1,5 +1,5 @@
 """Who may do what, answered privately: denials name the role, typos get suggestions, prod
-changes are refused while approvals do not exist, and Slack user groups grant roles."""
+changes wait for approval, channel restrictions hold, and Slack user groups grant roles."""
 
 from __future__ import annotations
 
@@ -77,8 +77,11 @@ def test_slack_user_groups_grant_roles(bot: SlackDriver, sim: SimCluster) -> Non
     assert "by bob" in str(message.blocks)
     obj = sim.get("/apis/apps/v1/namespaces/shop-staging/deployments/shop-web")
     assert obj is not None and obj["spec"]["replicas"] == 3
+    bot.send_command("bob", "scale shop-web 2")
+    assert bot.finished("scale shop-web 2").text.split("\n")[0].endswith(": done")
     lookups = bot.slack.calls_to("usergroups.users.list")
-    assert lookups and {c.params["usergroup"] for c in lookups} == {"S0APPROVERS"}
+    # Three role checks, one question to Slack: members are cached (slack.usergroup_cache_seconds).
+    assert [c.params["usergroup"] for c in lookups] == ["S0APPROVERS"]
 
 
 def test_config_members_stand_in_when_slack_cannot_say(bot: SlackDriver) -> None:
@@ -86,3 +89,11 @@ def test_config_members_stand_in_when_slack_cannot_say(bot: SlackDriver) -> None
     bot.send_command("carol", "restart shop-web")  # carol is a static member of the group
     message = bot.finished("restart shop-web")
     assert message.text.split("\n")[0].endswith(": done")
+    # Slack answers again: its answer (carol left the group) counts at once, not after the
+    # cache's TTL, because the configured stand-in was never cached.
+    del bot.slack.failing["usergroups.users.list"]
+    bot.slack.usergroups["S0APPROVERS"] = ["U0BOB"]
+    bot.send_command("carol", "restart shop-web")
+    assert "needs the role" in bot.ephemeral("carol", lambda t: "needs the role" in t)
+    assert len(bot.slack.calls_to("usergroups.users.list")) >= 2
+

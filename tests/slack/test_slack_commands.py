@@ -79,6 +79,29 @@ def test_scale_changes_the_deployment(bot: SlackDriver, sim: SimCluster) -> None
     assert deployment(sim, "shop-prod", "shop-api")["spec"]["replicas"] == 3
 
 
+def test_bad_input_is_answered_privately_and_changes_nothing(
+    bot: SlackDriver, sim: SimCluster, services: Services
+) -> None:
+    before = workloads(sim)
+    cases = {
+        "scale shop-api 11": "shop-api may run 1 to 10 replicas in staging; 11 is outside",
+        "scale shop-api 0": "0 is outside",
+        "scale shop-api -3": "cannot be negative",
+        "status Shop_API": "`Shop_API` is not a valid app name",
+        "restart shop-api;rm": "is not a valid app name",
+        "diag shop-api --env ../prod": "unknown environment `../prod`: did you mean `prod`?",
+    }
+    for text, expected in cases.items():
+        bot.slack.reset()
+        assert bot.send_command("alice", text).status_code == 200
+        reply = bot.ephemeral("alice")
+        assert reply.startswith("❌"), (text, reply)
+        assert expected in reply, (text, reply)
+    assert bot.slack.calls_to("chat.postMessage") == []
+    assert services.store.recent_executions(5) == []
+    assert workloads(sim) == before
+
+
 def test_restart_rolls_the_deployment(bot: SlackDriver, sim: SimCluster) -> None:
     before = deployment(sim, "shop-staging", "shop-web")
     assert bot.send_command("alice", "restart shop-web").status_code == 200
