@@ -43,14 +43,18 @@ class HistoryEntry:
     revision: str
     deployed_at: str
     source: JSON
+    initiated_by: str = ""  # Argo CD's account name, "automated sync", or "" (older servers)
 
     @classmethod
     def from_json(cls, data: JSON) -> HistoryEntry:
+        initiator = data.get("initiatedBy") or {}
+        by = "automated sync" if initiator.get("automated") else initiator.get("username")
         return cls(
             id=int(data.get("id", 0)),
             revision=str(data.get("revision") or ""),
             deployed_at=str(data.get("deployedAt") or ""),
             source=dict(data.get("source") or {}),
+            initiated_by=str(by or ""),
         )
 
 
@@ -127,6 +131,11 @@ class Application:
         """The latest deployment (history is oldest first)."""
         history = self.history
         return history[-1] if history else None
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """The images Argo CD saw in the live resources (`status.summary.images`)."""
+        return tuple(str(i) for i in (self.status.get("summary") or {}).get("images") or [])
 
     def history_entry(self, history_id: int) -> HistoryEntry | None:
         return next((h for h in self.history if h.id == history_id), None)

@@ -21,7 +21,7 @@ from bot.messages import rough_span
 from bot.names import is_dns1123_label, is_dns1123_subdomain, shown
 from bot.registry import HandlerContext, Params, Result, handler
 from bot.runbooks.params import parse_duration
-from handlers.workload import read_workload
+from handlers.deploy.strategy import pod_labels
 
 __all__ = [
     "BackupCreateParams",
@@ -246,10 +246,10 @@ async def _scope(ctx: HandlerContext, target: str | None) -> tuple[str, AppConfi
         raise Refused(f"`{target}` is neither an app of {env.name} nor its namespace "
                       f"{env.namespace}",
                       hint=f"apps: {', '.join(sorted(apps)) or 'none'}; or {env.namespace}")
-    workload = await read_workload(ctx, app)
-    labels = dict(workload.obj.spec.selector.match_labels or {})
+    # The pods of whatever the app's strategy deploys: a Deployment, StatefulSet or Rollout.
+    labels = await pod_labels(ctx, app)
     if not labels:
-        raise PermanentError(f"{workload.kind} `{workload.name}` has no matchLabels selector; "
+        raise PermanentError(f"{app.name} has no matchLabels selector; "
                              f"back up the namespace {env.namespace} instead")
     return app.name, app, {"includedNamespaces": [env.namespace],
                            "labelSelector": {"matchLabels": labels}}

@@ -1,5 +1,8 @@
 """`deploy.prechecks`: before a deploy, refuse while a critical alert fires for the app or its
-workload is not healthy, so a release is not piled onto an incident. Read-only."""
+workload is not healthy, so a release is not piled onto an incident. Read-only.
+
+What "the workload" is depends on the app's deploy strategy (a Deployment or StatefulSet, or an
+Argo Rollout), so health is asked of the strategy rather than read here."""
 
 from __future__ import annotations
 
@@ -7,12 +10,14 @@ from bot import messages
 from bot.alertmanager import Alert, AlertmanagerClient
 from bot.config import AppConfig
 from bot.registry import HandlerContext, Params, Result, handler
-from handlers.workload import read_workload, rollout_state
+from handlers.deploy.rollouts import rollout_name
+from handlers.deploy.strategy import health
 
 __all__ = ["PrecheckParams", "prechecks"]
 
-# Labels that tie an alert to a workload, as kube-state-metrics and most alert rules set them.
-WORKLOAD_LABELS = ("deployment", "statefulset", "app", "service")
+# Labels that tie an alert to a workload, as kube-state-metrics and most alert rules set them
+# (`rollout` as rules about Argo Rollouts name theirs; alert routing reads the same labels).
+WORKLOAD_LABELS = ("deployment", "statefulset", "rollout", "app", "service")
 ALERTS_FIELD = "No critical alerts"
 HEALTH_FIELD = "Healthy"
 
@@ -58,14 +63,13 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
     if not want_health:
         fields.append((HEALTH_FIELD, messages.precheck_off()))
     else:
-        workload = await read_workload(ctx, app)
-        state = rollout_state(workload)
-        healthy = state.done and state.ready >= state.desired
+        state = await health(ctx, app)
+        healthy = state.healthy
         fields.append((HEALTH_FIELD, messages.precheck_health_field(healthy, state.message)))
         if healthy:
-            passed.append(messages.precheck_healthy(workload.name, state.message))
+            passed.append(messages.precheck_healthy(state.target, state.message))
         else:
-            problems.append(messages.precheck_unhealthy(workload.name, state.message))
+            problems.append(messages.precheck_unhealthy(state.target, state.message))
 
     summary = "; ".join(problems) if problems else messages.precheck_passed(
         app.name, ctx.environment.name, passed)
@@ -82,11 +86,12 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
 
 
 async def critical_alerts(ctx: HandlerContext, app: AppConfig) -> list[Alert]:
-    """Critical alerts firing in the app's namespace that name its workload (or the app)."""
+    """Critical alerts firing in the app's namespace that name its workload, its Rollout, or
+    the app."""
     url = ctx.settings.alertmanager_url
     assert url is not None
     token = ctx.settings.alertmanager_token
     async with AlertmanagerClient(url, token.get_secret_value() if token else None) as client:
         alerts = await client.firing({"severity": "critical", "namespace": ctx.namespace})
-    names = {app.workload_name, app.name}
+    names = {app.workload_name, app.name, rollout_name(app)}
     return [a for a in alerts if any(a.labels.get(label) in names for label in WORKLOAD_LABELS)]

@@ -1,5 +1,6 @@
-"""`restart`: a rolling restart, as `kubectl rollout restart` does it (the restartedAt
-annotation)."""
+"""`restart`: a rolling restart, as kubectl does it: `kubectl rollout restart` (the restartedAt
+template annotation, a new revision) for a Deployment or StatefulSet, `kubectl argo rollouts
+restart` (`spec.restartAt`, pods evicted and recreated in place) for an Argo Rollout."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ from pydantic import Field
 
 from bot.errors import Refused
 from bot.registry import HandlerContext, Params, Result, handler
-from handlers.workload import read_workload, wait_for_rollout
+from handlers.workload import read_workload, restart_workload, wait_for_rollout
 
 __all__ = ["RestartParams", "restart"]
-
-ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 
 
 class RestartParams(Params):
@@ -25,23 +24,19 @@ async def restart(*, ctx: HandlerContext, params: RestartParams, **_: object) ->
     """Replace the app's pods with a rolling restart and follow it to the end."""
     app = ctx.require_app()
     workload = await read_workload(ctx)
+    # A paused Deployment would not roll the new template out; a Rollout's restart does not
+    # go through its template, so its pause does not hold it.
     if workload.kind == "Deployment" and workload.obj.spec.paused:
         raise Refused(f"{workload.name} is paused; a restart would not roll out. Resume it first.")
     pods = workload.desired
+    next_revision = workload.revision if workload.restarts_in_place else "next"
     if ctx.dry_run:
         return Result(
             summary=f"would restart {workload.name}: {pods} pods replaced one by one",
-            fields=(("Revision", f"{workload.revision} → next"),),
+            fields=(("Revision", f"{workload.revision} → {next_revision}"),),
         )
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = {"spec": {"template": {"metadata": {"annotations": {ANNOTATION: now}}}}}
-    apps = ctx.kube.apps
-    patch = (
-        apps.patch_namespaced_stateful_set
-        if workload.kind == "StatefulSet"
-        else apps.patch_namespaced_deployment
-    )
-    await ctx.kube.call(patch, workload.name, workload.namespace, body)
+    await restart_workload(ctx, workload, now)
     ctx.log.info("restarted %s/%s at %s", workload.namespace, workload.name, now)
     state = await wait_for_rollout(ctx, app, timeout=params.wait_seconds)
     after = await read_workload(ctx)

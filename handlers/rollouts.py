@@ -14,6 +14,7 @@ from bot.registry import HandlerContext, Params, Result, handler
 from handlers.deploy.rollouts import (
     GROUP,
     PLURAL,
+    STRATEGY,
     VERSION,
     RolloutView,
     abort_rollout,
@@ -23,10 +24,9 @@ from handlers.deploy.rollouts import (
     rs_hash,
     rs_image,
 )
+from handlers.deploy.strategy import strategy_for
 
 __all__ = ["AbortParams", "PromoteParams", "abort", "promote"]
-
-STRATEGY = "argo-rollouts"
 
 
 class PromoteParams(Params):
@@ -40,7 +40,7 @@ class AbortParams(Params):
 
 async def _rollout(ctx: HandlerContext, verb: str) -> RolloutView:
     app = ctx.require_app()
-    if app.deploy.strategy != STRATEGY:
+    if strategy_for(ctx, app) is not STRATEGY:
         raise Refused(
             f"{app.name} is deployed with the `{app.deploy.strategy}` strategy in "
             f"{ctx.environment.name}, not Argo Rollouts: there is no canary to {verb}"

@@ -1,4 +1,5 @@
-"""`scale`: set replicas through the scale subresource, inside the app's configured bounds."""
+"""`scale`: set replicas through the scale subresource (a Deployment's, StatefulSet's or Argo
+Rollout's), inside the app's configured bounds."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pydantic import Field
 
 from bot.errors import Refused
 from bot.registry import HandlerContext, Params, Result, handler
-from handlers.workload import read_workload, wait_for_rollout
+from handlers.workload import read_scale, read_workload, wait_for_rollout, write_scale
 
 __all__ = ["ScaleParams", "scale"]
 
@@ -27,20 +28,9 @@ async def scale(*, ctx: HandlerContext, params: ScaleParams, **_: object) -> Res
             f"{ctx.environment.name}; {params.replicas} is outside that"
         )
     workload = await read_workload(ctx)
-    name, ns = workload.name, workload.namespace
-    apps = ctx.kube.apps
-    if workload.kind == "StatefulSet":
-        read, replace = (
-            apps.read_namespaced_stateful_set_scale,
-            apps.replace_namespaced_stateful_set_scale,
-        )
-    else:
-        read, replace = (
-            apps.read_namespaced_deployment_scale,
-            apps.replace_namespaced_deployment_scale,
-        )
-    current = await ctx.kube.call(read, name, ns)
-    before = int(current.spec.replicas or 0)
+    name = workload.name
+    current = await read_scale(ctx, workload)
+    before = current.replicas
     change = (("Replicas", f"{before} → {params.replicas}"),)
     if before == params.replicas:
         return Result(
@@ -54,10 +44,8 @@ async def scale(*, ctx: HandlerContext, params: ScaleParams, **_: object) -> Res
             fields=change,
             data={"before": before, "after": params.replicas},
         )
-    # The scale object carries its resourceVersion: a concurrent change gets a 409 and a retry.
-    current.spec.replicas = params.replicas
-    await ctx.kube.call(replace, name, ns, current)
-    ctx.log.info("scaled %s/%s from %d to %d", ns, name, before, params.replicas)
+    await write_scale(ctx, workload, current, params.replicas)
+    ctx.log.info("scaled %s/%s from %d to %d", workload.namespace, name, before, params.replicas)
     state = await wait_for_rollout(ctx, app, timeout=params.wait_seconds)
     summary = f"scaled {name} from {before} to {params.replicas} replicas"
     summary += f"; {state.message}" if state.done else f"; not ready yet: {state.message}"

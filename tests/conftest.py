@@ -35,6 +35,18 @@ def sim() -> Iterator[Any]:
         cluster.stop()
 
 
+@pytest.fixture(scope="module")
+def argocd_server() -> Iterator[Any]:
+    """The Argo CD API stand-in, one per test module; tests reset it and add their apps."""
+    from tests.support.argocd_standin import ArgoCDStandIn
+
+    standin = ArgoCDStandIn().start()
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
 @pytest.fixture
 def kubeconfig(sim: Any, tmp_path: Path) -> Path:
     return Path(sim.write_kubeconfig(str(tmp_path / "kubeconfig")))

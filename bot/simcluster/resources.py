@@ -3,12 +3,24 @@ Custom resources not registered here are still served, free-form, and registered
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+
+
+@dataclass(frozen=True)
+class ScalePaths:
+    """Where a custom resource's `/scale` reads and writes, as its CRD's `subresources.scale`
+    declares it (`.spec.replicas`-style paths). Built-in kinds need none: their registries
+    map spec.replicas, status.replicas and spec.selector."""
+
+    spec_replicas: str = ".spec.replicas"
+    status_replicas: str = ".status.replicas"
+    label_selector: str | None = None  # a path to the selector *string*; None serves ""
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,7 @@ class ResourceType:
     # Another version of the same kind that objects are stored as; this one is served by
     # conversion (autoscaling/v1 HorizontalPodAutoscalers are stored as v2).
     storage_version: str | None = None
+    scale_paths: ScalePaths | None = None  # custom kinds with a scale subresource
 
     @property
     def api_version(self) -> str:
@@ -133,8 +146,12 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
                  custom=True),
     ResourceType("acme.cert-manager.io", "v1", "orders", "Order", custom=True),
     ResourceType("acme.cert-manager.io", "v1", "challenges", "Challenge", custom=True),
+    # The argo-rollouts CRD's scale subresource: the HPA count and selector string the
+    # Rollouts controller keeps in status.
     ResourceType("argoproj.io", "v1alpha1", "rollouts", "Rollout", short_names=("ro",),
-                 scale_subresource=True, custom=True),
+                 scale_subresource=True, custom=True,
+                 scale_paths=ScalePaths(".spec.replicas", ".status.HPAReplicas",
+                                        ".status.selector")),
     ResourceType("argoproj.io", "v1alpha1", "analysisruns", "AnalysisRun", custom=True),
     ResourceType("argoproj.io", "v1alpha1", "analysistemplates", "AnalysisTemplate", custom=True),
     ResourceType("argoproj.io", "v1alpha1", "experiments", "Experiment", custom=True),
@@ -225,8 +242,4 @@ class ResourceRegistry:
 
 
 def _with_kind(rtype: ResourceType, kind: str) -> ResourceType:
-    return ResourceType(
-        rtype.group, rtype.version, rtype.plural, kind, rtype.namespaced, rtype.short_names,
-        rtype.status_subresource, rtype.scale_subresource, rtype.fields, rtype.custom,
-        rtype.storage_version,
-    )
+    return dataclasses.replace(rtype, kind=kind)

@@ -164,7 +164,9 @@ class RestApi:
     def replace(self, route: Route, body: Any, dry_run: bool = False) -> JSON:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
-        rtype = self.resolve(route, for_write=True, kind=body.get("kind"))
+        # A subresource body is another kind (Scale): it must not rename a custom kind.
+        kind = None if route.subresource else body.get("kind")
+        rtype = self.resolve(route, for_write=True, kind=kind)
         stored, body = self._incoming(rtype, body)
         with self.store.lock:
             current = self._existing(stored, route)
@@ -414,15 +416,22 @@ class RestApi:
             raise not_found_path()
         meta = obj["metadata"]
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        if rtype.scale_paths is None:
+            replicas, current = spec.get("replicas", 0), status.get("replicas", 0)
+            selector = selectors.to_string(spec.get("selector"))
+        else:  # a CRD's scale: its declared paths; missing values read as 0 and ""
+            paths = rtype.scale_paths
+            replicas = _at_path(obj, paths.spec_replicas) or 0
+            current = _at_path(obj, paths.status_replicas) or 0
+            selector = (_at_path(obj, paths.label_selector) if paths.label_selector else "") or ""
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
             "metadata": {k: meta[k] for k in
                          ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
                          if k in meta},
-            "spec": {"replicas": spec.get("replicas", 0)},
-            "status": {"replicas": status.get("replicas", 0),
-                       "selector": selectors.to_string(spec.get("selector"))},
+            "spec": {"replicas": replicas},
+            "status": {"replicas": current, "selector": selector},
         }
 
     def _apply_scale(self, rtype: ResourceType, current: JSON, scale: JSON) -> JSON:
@@ -431,7 +440,12 @@ class RestApi:
             raise invalid("Scale", "autoscaling", current["metadata"]["name"], "spec.replicas",
                           replicas, "must be greater than or equal to 0")
         new = clone(current)
-        new.setdefault("spec", {})["replicas"] = replicas
+        path = rtype.scale_paths.spec_replicas if rtype.scale_paths else ".spec.replicas"
+        *parents, leaf = path.strip(".").split(".")
+        target = new
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = replicas
         return new
 
     def _deleted_reply(self, rtype: ResourceType, obj: JSON) -> JSON:
@@ -449,6 +463,16 @@ class RestApi:
             details["group"] = rtype.group
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "details": details}
+
+
+def _at_path(obj: JSON, path: str) -> Any:
+    """The value at a CRD JSON path like `.status.selector`, or None."""
+    value: Any = obj
+    for key in path.strip(".").split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
 
 
 def _encode_continue(offset: int) -> str:

@@ -10,7 +10,12 @@ set down to the rest; `pause: {}` waits for a promote (`status.pauseConditions` 
 replicas and becomes `status.stableRS`. `status.abort: true` scales the canary to zero and
 the stable set back up (phase Degraded); `status.promoteFull: true` skips the remaining steps;
 `spec.paused` holds the rollout; `progressDeadlineSeconds` (600) without progress outside a
-pause is Degraded (ProgressDeadlineExceeded), and aborts with `progressDeadlineAbort`.
+pause is Degraded (ProgressDeadlineExceeded), also for a fully promoted Rollout whose pods
+lost availability, and aborts a canary with `progressDeadlineAbort`. `spec.restartAt` (what
+`kubectl argo rollouts restart` sets) evicts the pods created before it once that time has
+come, stable set first, as few at a time as maxUnavailable allows (at least one), and then
+records it in `status.restartedAt`. Status carries `HPAReplicas` and the `selector` string the
+CRD's scale subresource serves.
 Analysis, experiment and traffic-routing steps pass at once; blue-green and workloadRef are
 not modelled, and Rollouts without a selector and pod template are left untouched.
 """
@@ -23,10 +28,12 @@ import math
 import re
 from typing import Any
 
+from . import selectors
 from .clock import parse_time
 from .controllers import BUILTINS, Ctx, owner_ref
 from .defaults import default_pod_spec
-from .deployments import template_hash
+from .deployments import surge_and_unavailable, template_hash
+from .replicasets import pod_available
 from .store import clone
 
 JSON = dict[str, Any]
@@ -120,6 +127,9 @@ def reconcile_rollout(ctx: Ctx, ro: JSON) -> None:
         _canary(ctx, ro, status, canary, stable, steps, replicas)
     for rs in others:  # a basic canary keeps only the stable and the newest set
         _scale(ctx, ro, rs, 0)
+    order = [stable] + [r for r in (canary, *others)  # the restarter's order: stable first
+                        if r["metadata"]["name"] != stable["metadata"]["name"]]
+    _restart_pods(ctx, ro, status, order, replicas)
     _cleanup(ctx, ro, others, int(spec.get("revisionHistoryLimit", 10)))
     _update_status(ctx, ro, status, old_status, desired, steps, replicas)
 
@@ -244,6 +254,35 @@ def _run_steps(ctx: Ctx, ro: JSON, status: JSON, steps: list[JSON], index: int, 
     return index
 
 
+def _restart_pods(ctx: Ctx, ro: JSON, status: JSON, sets: list[JSON], replicas: int) -> None:
+    """The controller's pod restarter: once `spec.restartAt` has come and is newer than
+    `status.restartedAt`, evict (here: delete) pods created before it, in the order of `sets`,
+    only as many as keep max(replicas, pods wanted) - max(maxUnavailable, 1) available. The
+    ReplicaSets recreate them; when no old pod is left unevicted, restartedAt is recorded."""
+    restart_at = ro["spec"].get("restartAt")
+    if not restart_at or parse_time(restart_at) > ctx.now():
+        return
+    done = status.get("restartedAt")
+    if done and parse_time(done) >= parse_time(restart_at):
+        return
+    min_ready = int(ro["spec"].get("minReadySeconds", 0))
+    pods = [pod for rs in sets for pod in sorted(ctx.owned(rs, "", "Pod"),
+                                                 key=lambda p: p["metadata"]["name"])]
+    wanted = sum(int(rs["spec"].get("replicas", 0)) for rs in sets)
+    canary = ((ro["spec"].get("strategy") or {}).get("canary") or {})
+    limits = {k: canary[k] for k in ("maxSurge", "maxUnavailable") if k in canary}
+    _, unavailable = surge_and_unavailable(
+        {"spec": {"replicas": replicas, "strategy": {"rollingUpdate": limits}}})
+    budget = sum(1 for p in pods if pod_available(ctx, p, min_ready)) \
+        - (max(replicas, wanted) - max(unavailable, 1))
+    stale = [p for p in pods
+             if parse_time(p["metadata"]["creationTimestamp"]) < parse_time(restart_at)]
+    for pod in stale[: max(budget, 0)]:
+        ctx.delete(pod)
+    if len(stale) <= max(budget, 0):
+        status["restartedAt"] = restart_at
+
+
 def _describe(step: JSON) -> str:
     if "setWeight" in step:
         return f"setWeight: {step['setWeight']}"
@@ -292,8 +331,8 @@ def _update_status(ctx: Ctx, ro: JSON, status: JSON, old: JSON, desired: str,
         "readyReplicas": total("readyReplicas", owned),
         "availableReplicas": total("availableReplicas", owned),
         "currentPodHash": desired,
-        "selector": ",".join(f"{k}={v}" for k, v in sorted(
-            (ro["spec"]["selector"].get("matchLabels") or {}).items())),
+        "HPAReplicas": total("replicas", owned),
+        "selector": selectors.to_string(ro["spec"]["selector"]),
         "canary": status.get("canary") or {},
     })
     if steps:
@@ -325,14 +364,13 @@ def _conditions(ctx: Ctx, ro: JSON, status: JSON, old: JSON, conditions: dict[st
     if status.get("abort"):
         _set(conditions, "Progressing", "False", ABORTED, _abort_message(ctx, ro, status), now)
         return
-    if status.get("stableRS") == status["currentPodHash"]:
-        if status["availableReplicas"] >= replicas and status["replicas"] == replicas:
-            _set(conditions, "Progressing", "True", "NewReplicaSetAvailable",
-                 "Rollout is healthy", now)
-        else:
-            _set(conditions, "Progressing", "True", "ReplicaSetUpdated",
-                 f'ReplicaSet "{name}" is progressing.', now)
+    promoted = status.get("stableRS") == status["currentPodHash"]
+    if promoted and status["availableReplicas"] >= replicas and status["replicas"] == replicas:
+        _set(conditions, "Progressing", "True", "NewReplicaSetAvailable",
+             "Rollout is healthy", now)
         return
+    # Not complete, even when fully promoted (its pods lost availability): as the real
+    # controller does, progress is tracked and a stall past the deadline is Degraded.
     if ro["spec"].get("paused") or status.get("pauseConditions"):
         _set(conditions, "Progressing", "Unknown", "RolloutPaused", "Rollout is paused", now)
         return
@@ -357,7 +395,7 @@ def _conditions(ctx: Ctx, ro: JSON, status: JSON, old: JSON, conditions: dict[st
              f'ReplicaSet "{name}" has timed out progressing.', now)
         ctx.event(ro, "Warning", TIMED_OUT, f'ReplicaSet "{name}" has timed out progressing.',
                   component=COMPONENT)
-        if ro["spec"].get("progressDeadlineAbort"):
+        if ro["spec"].get("progressDeadlineAbort") and not promoted:
             status["abort"] = True
 
 

@@ -20,21 +20,35 @@ def _ordinal(pod: JSON, name: str) -> int:
     return int(suffix) if suffix.isdigit() else -1
 
 
+def revision_data(sts: JSON) -> JSON:
+    """What the real controller stores in a ControllerRevision (getPatch): a strategic merge
+    patch that puts the whole template back, `$patch: replace` inside the template."""
+    return {"spec": {"template": {**clone(sts["spec"]["template"]), "$patch": "replace"}}}
+
+
 def _ensure_revision(ctx: Ctx, sts: JSON, revision_name: str) -> None:
+    """The update revision as the real controller finds it: a revision equal to the template
+    is re-used, and when it is not the newest its `.revision` moves to the next number (that
+    is how a rollback shows in history); otherwise a new one is created."""
     namespace = sts["metadata"]["namespace"]
+    existing = ctx.owned(sts, "apps", "ControllerRevision")
+    top = max((int(r.get("revision", 0)) for r in existing), default=0)
+    equal = next((r for r in existing if r["metadata"]["name"] == revision_name), None)
+    if equal is not None:
+        if int(equal.get("revision", 0)) < top:
+            equal["revision"] = top + 1
+            ctx.write(equal)
+        return
     if ctx.get("apps", "ControllerRevision", namespace, revision_name) is not None:
         return
-    existing = ctx.owned(sts, "apps", "ControllerRevision")
-    number = max((int(r.get("revision", 0)) for r in existing), default=0) + 1
     labels = dict((sts["spec"]["template"].get("metadata") or {}).get("labels") or {})
     labels[REVISION_LABEL] = revision_name
     ctx.create({
         "apiVersion": "apps/v1", "kind": "ControllerRevision",
         "metadata": {"name": revision_name, "namespace": namespace, "labels": labels,
                      "ownerReferences": [owner_ref(sts)]},
-        "data": {"spec": {"template": clone(sts["spec"]["template"]),
-                          "$patch": "replace"}},
-        "revision": number,
+        "data": revision_data(sts),
+        "revision": top + 1,
     })
 
 

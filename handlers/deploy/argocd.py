@@ -8,9 +8,13 @@ Conventions (docs/deploy-strategies.md, "Argo CD"):
   reference contributes only its tag. Argo CD syncs that revision once, without changing
   `spec.source.targetRevision`.
 - `rollback --to N` takes an Argo CD history id (`argocd app history`), default the entry
-  before the current one. Argo CD refuses rollbacks while auto-sync is on; opsbot refuses
-  first unless asked to turn auto-sync off (and then leaves it off: turning it back on is a
-  deliberate act, since Argo CD would then sync straight back to git).
+  before the current one (`history <app>` lists the ids). Argo CD refuses rollbacks while
+  auto-sync is on; opsbot refuses first unless asked to turn auto-sync off (and then leaves it
+  off: turning it back on is a deliberate act, since Argo CD would then sync straight back to
+  git).
+- The revision a deploy or rollback reports (and the audit log keeps) is `history_key`: the
+  Application, the history id and its deployedAt, never the bare id, which a Deployment's
+  ReplicaSet revision or a re-created Application's ids could equal.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from bot.registry import HandlerContext
 from handlers.deploy.plan import Change, Plan
 from handlers.deploy.strategy import Progress
 
-__all__ = ["STRATEGY", "ArgoCDStrategy", "app_name", "revision_from"]
+__all__ = ["STRATEGY", "ArgoCDStrategy", "app_name", "history_key", "read_app", "revision_from"]
 
 # A git ref or commit, or a chart version: no spaces, no "..", nothing that shapes a URL.
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,127}\Z")
@@ -66,6 +70,18 @@ def _client(ctx: HandlerContext) -> ArgoCDClient:
     if not settings.argocd_url or settings.argocd_token is None:
         raise ConfigError("Argo CD is not configured: set ARGOCD_URL and ARGOCD_TOKEN")
     return ArgoCDClient(settings.argocd_url, settings.argocd_token.get_secret_value())
+
+
+async def read_app(ctx: HandlerContext) -> Application:
+    """The app's Argo CD Application as Argo CD has it now."""
+    async with _client(ctx) as argocd:
+        return await argocd.get_app(app_name(ctx))
+
+
+def history_key(application: str, entry: HistoryEntry) -> str:
+    """How the audit log names one Argo CD deployment, so `history` credits exactly it: ids
+    start again at 0 when an Application is re-created, and deployedAt tells those apart."""
+    return f"argocd:{application}:{entry.id}:{entry.deployed_at}"
 
 
 def _shown(entry: HistoryEntry | None) -> str:
@@ -261,20 +277,20 @@ def _progress(app: Application, since: int | None) -> Progress:
     if app.operation_running or current is None or (since is not None and current.id <= since):
         phase = app.operation_phase or "waiting"
         return Progress(False, False, f"{name}: sync {phase}, health {health}")
-    revision, number = current.revision, str(current.id)
+    revision, key = current.revision, history_key(name, current)
     if health == "Degraded":
         detail = f": {app.health_message}" if app.health_message else ""
-        return Progress(False, True, f"{name} is Degraded on {revision}{detail}", number)
+        return Progress(False, True, f"{name} is Degraded on {revision}{detail}", key)
     if health != "Healthy":
-        return Progress(False, False, f"{name}: synced to {revision}, health {health}", number)
+        return Progress(False, False, f"{name}: synced to {revision}, health {health}", key)
     if app.sync_status == "Synced":
-        return Progress(True, False, f"{name} runs {revision}: Synced, Healthy", number)
+        return Progress(True, False, f"{name} runs {revision}: Synced, Healthy", key)
     return Progress(
         True,
         False,
         f"{name} runs {revision}: Healthy, {app.sync_status} (the app tracks "
         f"`{app.target_revision}` in git)",
-        number,
+        key,
     )
 
 

@@ -7,6 +7,9 @@ All writes go through the real client's CustomObjectsApi, whose patch methods se
 patch replace the whole list, so image patches send every container, and each patch carries
 `metadata.resourceVersion` so a concurrent change is a 409 (a retry re-reads) rather than a
 lost update.
+
+The pre-deploy health check (`health`, through `handlers/deploy/strategy.py`) reads the same
+Rollout, so an argo-rollouts app needs no Deployment of its name.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from bot.errors import NotFound, PermanentError, Refused, RetryableError
 from bot.registry import HandlerContext
 from handlers.deploy.images import resolve_image
 from handlers.deploy.plan import Change, Plan
-from handlers.deploy.strategy import Progress
+from handlers.deploy.strategy import Health, Progress
 
 __all__ = [
     "STRATEGY",
@@ -31,6 +34,7 @@ __all__ = [
     "merge_diff",
     "read_rollout",
     "replica_sets",
+    "rollout_health",
     "rollout_name",
     "rollout_progress",
 ]
@@ -409,6 +413,16 @@ class RolloutsStrategy:
         """Where the Rollout stands now: after a deploy, a rollback, or the revert of one."""
         return rollout_progress(await read_rollout(ctx))
 
+    async def health(self, ctx: HandlerContext, app: AppConfig) -> Health:
+        return rollout_health(await read_rollout(ctx, app))
+
+    async def pod_labels(self, ctx: HandlerContext, app: AppConfig) -> dict[str, str]:
+        view = await read_rollout(ctx, app)
+        labels = (view.spec.get("selector") or {}).get("matchLabels") or {}
+        if not labels:
+            raise PermanentError(f"Rollout `{view.name}` has no matchLabels selector")
+        return {str(k): str(v) for k, v in labels.items()}
+
     async def revert(self, ctx: HandlerContext, plan: Plan, reason: str) -> str:
         """Abort the canary, then restore the template the Rollout ran before `plan` (the
         stable one while a canary runs), so it ends Healthy on the old version rather than
@@ -491,6 +505,33 @@ def rollout_progress(view: RolloutView) -> Progress:
     if view.phase == "Healthy" and view.fully_promoted:
         return Progress(True, False, describe(view), revision)
     return Progress(False, False, describe(view), revision)
+
+
+def rollout_health(view: RolloutView) -> Health:
+    """Healthy and fully promoted with every replica available. An aborted canary whose stable
+    set serves every replica passes too: deploying a fix is one of the two ways out of it (the
+    other is a rollback). A canary paused at a step is a decision still open, not a health."""
+    target, counts = f"Rollout {view.name}", f"{view.available}/{view.replicas} available"
+    if not view.observed:
+        return Health(False, target, "the Rollouts controller has not seen its latest change")
+    if view.aborted:
+        return Health(view.available >= view.replicas, target,
+                      f"aborted, its stable version serves: {counts}")
+    if view.phase == "Degraded":
+        return Health(False, target, f"Degraded, {counts}: {view.message}")
+    detail = f": {view.message}" if view.message else ""
+    if not view.fully_promoted:
+        if view.pause_reasons:
+            return Health(False, target,
+                          f"a canary is paused at {view.where()}: promote or abort it")
+        if view.paused:
+            return Health(False, target, "a canary is manually paused: promote or abort it")
+        at = f"a canary is in progress at {view.where()}" if view.steps \
+            else "a new version is rolling out"
+        return Health(False, target, f"{at}, {view.phase}{detail}")
+    if view.phase != "Healthy" or view.available < view.replicas:
+        return Health(False, target, f"{view.phase}, {counts}{detail}")
+    return Health(True, target, f"Healthy, {counts}")
 
 
 STRATEGY = RolloutsStrategy()

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
-
-import pytest
 
 from bot.access import CachedGroups
 from bot.config import Settings
@@ -14,54 +11,10 @@ from bot.registry import Registry
 from bot.services import Services
 from bot.store import Store
 from bot.trigger import Trigger
+from tests.approvals.conftest import Board, Clock
 from tests.conftest import RecordingReporter
 
 PROD_API = "/apis/apps/v1/namespaces/shop-prod/deployments/shop-api"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class Board:
-    """Records what the approval board showed and told."""
-
-    def __init__(self) -> None:
-        self.shown: list[Any] = []
-        self.told: list[tuple[str, Any]] = []
-
-    async def show(self, view: Any) -> tuple[str, str] | None:
-        self.shown.append(view)
-        return None
-
-    async def tell(self, user: str, view: Any, notice: Any) -> None:
-        self.told.append((user, notice))
-
-    def reporter(self, view: Any) -> RecordingReporter:
-        self.execution = RecordingReporter()
-        return self.execution
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def board() -> Board:
-    return Board()
-
-
-@pytest.fixture
-def svc(settings: Settings, db_url: str, clock: Clock, board: Board) -> Iterator[Services]:
-    store = Store.open(db_url, clock=clock)
-    services = Services.build(settings, registry=Registry.builtin(), store=store, board=board)
-    yield services
-    services.close()
 
 
 async def run(services: Services, text: str, user: str) -> tuple[Any, RecordingReporter]:

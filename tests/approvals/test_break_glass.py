@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +16,8 @@ from bot.registry import Registry
 from bot.scheduler import Scheduler
 from bot.services import Services
 from bot.store import Store
-from tests.approvals.test_approvals import Board, Clock, replicas, run
+from tests.approvals.conftest import Board, Clock
+from tests.approvals.test_approvals import replicas, run
 
 
 class LoudBoard(Board):
@@ -29,21 +30,13 @@ class LoudBoard(Board):
 
 
 @pytest.fixture
-def loud() -> LoudBoard:
+def board() -> LoudBoard:
     return LoudBoard()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def svc(settings: Settings, db_url: str, loud: LoudBoard, clock: Clock) -> Iterator[Services]:
-    services = Services.build(settings, registry=Registry.builtin(),
-                              store=Store.open(db_url, clock=clock), board=loud)
-    yield services
-    services.close()
+def loud(board: LoudBoard) -> LoudBoard:
+    return board
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -3,35 +3,14 @@ run could not start) are closed and reported, never left hanging and never run a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.registry import Registry
 from bot.services import Services
-from bot.store import Store
-from tests.approvals.test_approvals import Board, Clock, replicas, run
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def board() -> Board:
-    return Board()
-
-
-@pytest.fixture
-def svc(settings: Settings, db_url: str, clock: Clock, board: Board) -> Iterator[Services]:
-    services = Services.build(settings, registry=Registry.builtin(),
-                              store=Store.open(db_url, clock=clock), board=board)
-    yield services
-    services.close()
+from tests.approvals.conftest import Board, Clock
+from tests.approvals.test_approvals import replicas, run
 
 
 async def approved_then_crashed(svc: Services) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,15 +13,6 @@ from bot.errors import NotFound, PermanentError, RetryableError
 from tests.support.argocd_standin import TOKEN, ArgoCDStandIn
 
 APP = "shop-api-staging"
-
-
-@pytest.fixture(scope="module")
-def argocd_server() -> Iterator[ArgoCDStandIn]:
-    standin = ArgoCDStandIn().start()
-    try:
-        yield standin
-    finally:
-        standin.stop()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from bot.dispatcher import Outcome
 from bot.services import Services
@@ -24,6 +25,13 @@ def run(services: Services) -> Run:
         return outcome, reporter
 
     return _run
+
+
+@pytest.fixture
+def custom(services: Services) -> client.CustomObjectsApi:
+    """Custom resources (Rollouts, Velero objects) through the real client."""
+    api: client.CustomObjectsApi = services.kube.for_context(None).custom
+    return api
 
 
 def deployment(sim: Any, ns: str, name: str) -> dict[str, Any]:

@@ -62,15 +62,6 @@ def services_with(tmp_path: Path, db_url: str, apps: dict[str, Any],
     return Services.build(settings, registry=Registry.builtin())
 
 
-@pytest.fixture(scope="module")
-def argocd_server() -> Iterator[ArgoCDStandIn]:
-    standin = ArgoCDStandIn().start()
-    try:
-        yield standin
-    finally:
-        standin.stop()
-
-
 @pytest.fixture
 def argocd(argocd_server: ArgoCDStandIn) -> ArgoCDStandIn:
     argocd_server.reset()
@@ -132,7 +123,11 @@ async def test_deploy_applies_and_follows_to_healthy(ctx: HandlerContext,
     first = await STRATEGY.progress(ctx, plan)
     assert not first.done and not first.failed
     state = await follow(ctx, plan)
-    assert state.done and not state.failed and state.revision == "3"
+    assert state.done and not state.failed
+    # The revision reported (and audited) names the Argo CD deployment exactly, not a bare id.
+    entry = argocd.app(APP)["status"]["history"][-1]
+    assert entry["id"] == 3
+    assert state.revision == f"argocd:{APP}:3:{entry['deployedAt']}"
     assert state.message == (f"{APP} runs 1.5.0: Healthy, OutOfSync (the app tracks `1.4.0` "
                              "in git)")
     assert argocd.app(APP)["status"]["summary"]["images"] == [

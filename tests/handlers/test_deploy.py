@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,9 +11,12 @@ from typing import Any
 import pytest
 
 from bot.services import Services
+from bot.trigger import Trigger
+from tests.conftest import RecordingReporter
 from tests.handlers.deploy_support import deploy_services, dispatch
 
 API = "/apis/apps/v1/namespaces/shop-staging/deployments/shop-api"
+WEB = "/apis/apps/v1/namespaces/shop-staging/deployments/shop-web"
 
 
 @pytest.fixture
@@ -60,13 +65,57 @@ async def test_deploy_dry_run_shows_plan_and_changes_nothing(svc: Services, sim:
         "would deploy shop-api: image (api) registry.example.com/shop/api:1.4.0 → "
         "registry.example.com/shop/api:1.5.0"
     )
-    assert [s.status for s in rep.final.steps][2:4] == ["skipped", "skipped"]
+    assert [(s.name, s.status) for s in rep.final.steps] == [
+        ("Plan", "succeeded"),
+        ("Pre-checks", "succeeded"),
+        ("Back up", "skipped"),
+        ("Apply", "skipped"),
+        ("Roll out", "skipped"),
+        ("Verify", "succeeded"),
+    ]
+    assert rep.final.steps[5].summary == (
+        "no analysis configured; skipped (PROMETHEUS_URL is not set)"
+    )
     assert [(b.label, b.command) for b in rep.final.buttons] == [
         ("Run it", "deploy shop-api 1.5.0")
     ]
     sim.wait_idle()
     assert sim.snapshot() == before
 
+
+
+async def test_deploy_dry_run_shows_what_will_be_verified(
+    tmp_path: Path, kubeconfig: Path, db_url: str, sim: Any
+) -> None:
+    """The dry run renders the analysis queries without asking Prometheus (nothing listens
+    at this URL): the plan shows what the deploy will be judged by."""
+    analysis = {
+        "interval_seconds": 1,
+        "count": 3,
+        "metrics": [
+            {"name": "error-ratio", "success": "result < 0.01", "unit": "ratio",
+             "query": 'sum(rate(errors{namespace="{{ namespace }}",app="{{ app }}"}[2m]))'},
+            {"name": "p99-latency", "success": "result < 0.3", "unit": "s",
+             "query": 'max(latency{app="{{ app }}"})'},
+        ],
+    }
+    before = sim.snapshot()
+    with deploy_services(tmp_path, kubeconfig, db_url, analysis=analysis,
+                         prometheus_url="http://127.0.0.1:9") as services:
+        rep = await dispatch(services, "deploy shop-api 1.5.0 --dry-run")
+    assert rep.final.status == "succeeded", rep.final.summary
+    verify = next(s for s in rep.final.steps if s.name == "Verify")
+    assert verify.status == "succeeded"
+    assert verify.summary == "would verify 2 metrics over 3 checks, 1 s apart"
+    assert dict(verify.fields) == {"error-ratio": "needs result < 0.01",
+                                   "p99-latency": "needs result < 0.3"}
+    assert verify.output == (
+        'error-ratio: sum(rate(errors{namespace="shop-staging",app="shop-api"}[2m]))\n'
+        'p99-latency: max(latency{app="shop-api"})'
+    )
+    assert not verify.attachments
+    sim.wait_idle()
+    assert sim.snapshot() == before
 
 async def test_noop_deploy_refused(svc: Services, sim: Any) -> None:
     before = sim.snapshot()
@@ -102,7 +151,7 @@ async def test_unhealthy_workload_fails_prechecks(svc: Services, sim: Any) -> No
     assert rep.final.status == "failed"
     assert rep.final.steps[1].name == "Pre-checks" and rep.final.steps[1].status == "failed"
     assert sim.snapshot() == before  # nothing applied, nothing rolled back
-    assert [b.label for b in rep.final.buttons] == ["Diagnose"]
+    assert [b.label for b in rep.final.buttons] == ["Diagnose", "Re-run"]
 
 
 async def test_stuck_rollout_rolls_back_automatically(
@@ -132,21 +181,110 @@ async def test_auto_rollback_is_audited(
         records = [
             r for r in services.store.export_audit() if r["execution_id"] == rep.final.execution_id
         ]
+    assert [r["outcome"] for r in records] == ["started", "failed"]
     final = records[-1]
-    assert final["outcome"] == "failed"
+    # The audit record states why (the failed rollout) and the revision the deploy went
+    # back to; the Reason shown on the rollback step is the same failure.
+    rollout = next(s for s in rep.final.steps if s.name == "Roll out")
+    assert rollout.summary.startswith("rollout failed: not done after 2s")
+    revert = rep.final.steps[-1]
+    assert revert.status == "succeeded"
+    # ... and that it was rolled back, in words.
+    assert final["details"]["detail"] == (
+        f"Roll out failed: {rollout.summary}; then Roll back automatically: {revert.summary}")
+    assert revert.summary.startswith(
+        "rolled back automatically: rolled shop-api back to revision 3")
+    assert rep.final.summary == final["details"]["detail"]
     assert final["details"]["revisions"] == {"rollout": "4", "revert": "5"}
+    assert dict(revert.fields)["Reason"] == f"Roll out: {rollout.summary}"
 
 
-async def test_progress_deadline_exceeded_fails_fast(
+async def test_progress_deadline_exceeded_rolls_back(
     tmp_path: Path, kubeconfig: Path, db_url: str, sim: Any
 ) -> None:
     sim.script_never_ready("shop-staging", "shop-web")
     with deploy_services(tmp_path, kubeconfig, db_url, timeout_seconds=30) as services:
-        import asyncio
-
+        started = time.monotonic()
         task = asyncio.create_task(dispatch(services, "deploy shop-web 2.2.0"))
         await asyncio.sleep(2)
         sim.advance(700)  # past progressDeadlineSeconds (600)
         rep = await asyncio.wait_for(task, 60)
+        records = [
+            r for r in services.store.export_audit() if r["execution_id"] == rep.final.execution_id
+        ]
+    assert time.monotonic() - started < 25, "waited for the timeout, not the deadline"
+    assert rep.final.status == "failed"
     rollout = next(s for s in rep.final.steps if s.name == "Roll out")
-    assert "progress deadline exceeded" in rollout.summary
+    assert rollout.status == "failed"
+    assert rollout.summary.startswith("rollout failed: progress deadline exceeded (")
+    revert = rep.final.steps[-1]
+    assert revert.name == "Roll back automatically" and revert.status == "succeeded", revert
+    assert dict(revert.fields)["Reason"].startswith("Roll out: rollout failed: progress deadline")
+    assert "rolled shop-web back to revision 1" in revert.summary
+    web = sim.get(WEB)
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"].endswith("web:2.1.0")
+    assert records[-1]["details"]["detail"].startswith(
+        "Roll out failed: rollout failed: progress deadline exceeded"
+    )
+    assert records[-1]["details"]["revisions"]["revert"] == "3"
+
+
+async def test_lock_released_after_failed_deploy(
+    tmp_path: Path, kubeconfig: Path, db_url: str, sim: Any
+) -> None:
+    sim.script_image_pull_error("api:1.6.0")
+    with deploy_services(tmp_path, kubeconfig, db_url, timeout_seconds=2) as services:
+        failed = await dispatch(services, "deploy shop-api 1.6.0")
+        assert failed.final.status == "failed"
+        assert services.store.get_lock("staging/shop-api") is None
+        again = await dispatch(services, "deploy shop-api 1.5.0")
+    assert again.final.status == "succeeded", again.final.summary
+    assert _image(sim) == "registry.example.com/shop/api:1.5.0"
+
+
+async def test_lock_released_when_a_step_raises(svc: Services, sim: Any) -> None:
+    fault = sim.faults.inject("PATCH", "/deployments/shop-api$", status=403, times=None,
+                              message="patch forbidden by the test")
+    failed = await dispatch(svc, "deploy shop-api 1.5.0")
+    assert failed.final.status == "failed"
+    apply = next(s for s in failed.final.steps if s.name == "Apply")
+    assert apply.status == "failed" and "forbidden" in apply.summary
+    assert svc.store.get_lock("staging/shop-api") is None
+    fault.cancel()
+    again = await dispatch(svc, "deploy shop-api 1.5.0")
+    assert again.final.status == "succeeded", again.final.summary
+
+
+async def test_concurrent_mutating_command_refused_naming_holder(
+    tmp_path: Path, kubeconfig: Path, db_url: str, sim: Any
+) -> None:
+    sim.script_image_pull_error("web:2.9.0")  # the first deploy stays in Roll out
+    with deploy_services(tmp_path, kubeconfig, db_url, timeout_seconds=6) as services:
+        first = RecordingReporter()
+        trigger = Trigger(source="console", actor="U0ALICE", text="deploy shop-web 2.9.0")
+        task = asyncio.create_task(services.dispatcher.dispatch(trigger, first))
+        for _ in range(200):
+            if first.views and first.views[-1].steps[4].status == "running":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the first deploy never reached Roll out")
+        holder = first.views[-1].execution_id
+        before = sim.get(WEB)["spec"]
+        second = await asyncio.wait_for(dispatch(services, "deploy shop-web 2.2.0", user="bob"), 10)
+        assert not task.done(), "the first deploy should still hold the lock"
+        outcome = await asyncio.wait_for(task, 60)
+        after = await dispatch(services, "deploy shop-web 2.2.0", user="bob")
+    assert second.outcome.status == "refused"  # type: ignore[attr-defined]
+    assert not second.views  # refused before it ran: no execution message
+    text = second.notices[0].text
+    assert (
+        f"shop-web in `staging` is busy: alice is running `deploy shop-web 2.9.0` "
+        f"(execution `{holder}`) since "
+    ) in text
+    assert before["template"]["spec"]["containers"][0]["image"].endswith("web:2.9.0")
+    assert outcome.status == "failed"  # its rollout never finished; rolled back
+    assert first.final.steps[-1].status == "succeeded"
+    # Once the holder ended, the same command runs.
+    assert after.final.status == "succeeded", after.final.summary
+    assert sim.get(WEB)["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.2.0")

@@ -60,7 +60,11 @@ async def test_failing_analysis_rolls_back(tmp_path: Path, kubeconfig: Path, db_
     assert revert.name == "Roll back automatically" and revert.status == "succeeded"
     assert dict(revert.fields)["Reason"].startswith("Verify: analysis failed")
     assert _image(sim) == "registry.example.com/shop/api:1.4.0"
+    # The audit record states the reason (the failed analysis) and the revision it went back to.
     assert audit[-1]["outcome"] == "failed"
+    assert audit[-1]["details"]["detail"] == (
+        f"Verify failed: {verify.summary}; then Roll back automatically: {revert.summary}")
+    assert verify.summary.startswith("analysis failed: error-ratio ")
     assert audit[-1]["details"]["revisions"]["revert"] == "5"
 
 

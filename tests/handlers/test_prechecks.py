@@ -15,6 +15,7 @@ from bot.registry import Registry
 from bot.services import Services
 from bot.trigger import Trigger
 from tests.conftest import DEMO_CONFIG, RecordingReporter
+from tests.handlers.test_rollouts_strategy import ARGS, CANARY_APP, ROLLOUT
 from tests.support.prometheus import AlertmanagerServer
 
 pytest_plugins = ["tests.support.fixtures_prometheus"]
@@ -43,8 +44,10 @@ def build(kubeconfig: Path, tmp_path: Path) -> Iterator[Build]:
     (tmp_path / "runbooks").mkdir()
     (tmp_path / "runbooks" / "precheck-test.yaml").write_text(RUNBOOK)
 
-    def _build(alertmanager_url: str | None, **staging: Any) -> Services:
+    def _build(alertmanager_url: str | None, apps: dict[str, Any] | None = None,
+               **staging: Any) -> Services:
         raw = yaml.safe_load(DEMO_CONFIG.read_text())
+        raw["apps"].update(apps or {})
         raw["roles"]["tester"] = {"users": ["U0ALICE"], "runbooks": ["*"],
                                   "environments": ["*"]}
         raw["runbook_dirs"] = [str(tmp_path / "runbooks")]
@@ -150,4 +153,67 @@ async def test_checks_follow_environment_config_and_params(
     assert rep.final.steps[0].summary == (
         "pre-checks passed for shop-api in staging: alerts not checked "
         "(ALERTMANAGER_URL not set), shop-api 3/3 ready"
+    )
+
+
+# -- Argo Rollouts apps: the Rollout is the workload; there is no Deployment of that name ------
+
+
+def canary(build: Build, sim: Any) -> Services:
+    services = build(None, apps={"shop-canary": CANARY_APP})
+    services.kube.for_context(None).custom.create_namespaced_custom_object(*ARGS, ROLLOUT)
+    sim.wait_idle()
+    return services
+
+
+async def test_healthy_rollout_passes(build: Build, sim: Any) -> None:
+    rep = await run(canary(build, sim), "precheck-test shop-canary")
+    assert rep.final.status == "succeeded", rep.final.summary
+    assert rep.final.steps[0].summary == (
+        "pre-checks passed for shop-canary in staging: alerts not checked "
+        "(ALERTMANAGER_URL not set), Rollout shop-canary Healthy, 4/4 available"
+    )
+    assert dict(rep.final.steps[0].fields)["Healthy"] == "✓ Healthy, 4/4 available"
+
+
+async def test_canary_paused_mid_rollout_refuses(build: Build, sim: Any) -> None:
+    services = canary(build, sim)
+    body = {"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "image": "registry.example.com/shop/canary:1.1.0"}]}}}}
+    services.kube.for_context(None).custom.patch_namespaced_custom_object(
+        *ARGS, "shop-canary", body)
+    sim.wait_idle()
+    rep = await run(services, "precheck-test shop-canary")
+    assert rep.final.status == "failed"
+    assert rep.final.steps[0].summary == (
+        "Rollout shop-canary is not healthy (a canary is paused at step 2/4 (canary weight "
+        "25%): promote or abort it); let it recover or fix it first, then deploy"
+    )
+
+
+async def test_critical_alert_naming_the_rollout_refuses(
+    alertmanager: AlertmanagerServer, build: Build, sim: Any
+) -> None:
+    # The Rollout's name differs from the app's; rules about Rollouts label it `rollout`.
+    alertmanager.push({**CRITICAL, "rollout": "checkout-ro"})
+    body = {**ROLLOUT, "metadata": {**ROLLOUT["metadata"], "name": "checkout-ro"}}
+    services = build(alertmanager.url, apps={"shop-canary": {
+        **CANARY_APP, "deploy": {**CANARY_APP["deploy"], "rollout": "checkout-ro"}}})
+    services.kube.for_context(None).custom.create_namespaced_custom_object(*ARGS, body)
+    sim.wait_idle()
+    rep = await run(services, "precheck-test shop-canary")
+    assert rep.final.status == "failed"
+    assert rep.final.steps[0].summary == (
+        "critical alert firing for shop-canary in staging: HighErrorRate; "
+        "resolve it or silence it first"
+    )
+    assert dict(rep.final.steps[0].fields)["Healthy"] == "✓ Healthy, 4/4 available"
+
+
+async def test_missing_rollout_is_named(build: Build) -> None:
+    services = build(None, apps={"shop-canary": CANARY_APP})
+    rep = await run(services, "precheck-test shop-canary")
+    assert rep.final.status == "failed"
+    assert rep.final.steps[0].summary == (
+        "Rollout `shop-canary` does not exist in namespace `shop-staging` (staging)"
     )

@@ -41,6 +41,69 @@ async def test_rollback_to_previous_revision(svc: Services, sim: Any) -> None:
     assert "pod-template-hash" not in dep["spec"]["template"]["metadata"]["labels"]
 
 
+
+async def test_rollback_patch_follows_kubectl_annotation_rules(
+    svc: Services, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One JSON patch replaces the template (without pod-template-hash) and the annotations:
+    the target ReplicaSet's, except kubectl's annotationsToSkip, which keep the Deployment's."""
+    apps = svc.kube.for_context(None).apps
+    [rs2] = [
+        rs for rs in apps.list_namespaced_replica_set("shop-staging", label_selector="app=shop-api")
+        .items if rs.metadata.annotations["deployment.kubernetes.io/revision"] == "2"
+    ]
+    apps.patch_namespaced_replica_set(rs2.metadata.name, "shop-staging", {"metadata": {
+        "annotations": {
+            "example.com/team": "payments",
+            "kubernetes.io/change-cause": "deploy 1.3.0 by bob",
+            "kubectl.kubernetes.io/last-applied-configuration": '{"from": "replicaset"}',
+            "deployment.kubernetes.io/revision-history": "7",
+        }}})
+    apps.patch_namespaced_deployment("shop-api", "shop-staging", {"metadata": {"annotations": {
+        "kubectl.kubernetes.io/last-applied-configuration": '{"from": "deployment"}',
+        "example.com/only-on-the-deployment": "dropped",
+    }}})
+    sim.wait_idle()
+    patches: list[Any] = []
+    real_patch = apps.patch_namespaced_deployment
+
+    def spy(name: str, namespace: str, body: Any, **kwargs: Any) -> Any:
+        patches.append(body)
+        return real_patch(name, namespace, body, **kwargs)
+
+    monkeypatch.setattr(apps, "patch_namespaced_deployment", spy)
+
+    rep = await dispatch(svc, "rollback shop-api")
+    assert rep.final.status == "succeeded", rep.final.summary
+
+    [patch] = patches
+    assert [(op["op"], op["path"]) for op in patch] == [
+        ("replace", "/spec/template"), ("replace", "/metadata/annotations")
+    ]
+    template, annotations = patch[0]["value"], patch[1]["value"]
+    assert "pod-template-hash" not in template["metadata"]["labels"]
+    assert template["metadata"]["labels"]["app"] == "shop-api"
+    assert template["spec"]["containers"][0]["image"] == "registry.example.com/shop/api:1.3.0"
+    assert annotations == {
+        # The Deployment's own bookkeeping, not revision 2's ...
+        "deployment.kubernetes.io/revision": "3",
+        "kubectl.kubernetes.io/last-applied-configuration": '{"from": "deployment"}',
+        # ... and everything else from the ReplicaSet; desired/max-replicas and
+        # revision-history are skipped, the Deployment-only annotation is replaced away.
+        "example.com/team": "payments",
+        "kubernetes.io/change-cause": "deploy 1.3.0 by bob",
+    }
+    sim.wait_idle()
+    dep = sim.get(API)
+    assert dep["metadata"]["annotations"]["example.com/team"] == "payments"
+    assert dep["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] == (
+        '{"from": "deployment"}'
+    )
+    assert "example.com/only-on-the-deployment" not in dep["metadata"]["annotations"]
+    assert "deployment.kubernetes.io/revision-history" not in dep["metadata"]["annotations"]
+    assert "pod-template-hash" not in dep["spec"]["template"]["metadata"]["labels"]
+    assert _state(sim) == ("1.3.0", "4")
+
 async def test_rollback_to_named_revision(svc: Services, sim: Any) -> None:
     rep = await dispatch(svc, "rollback shop-api --to 1")
     assert rep.final.status == "succeeded", rep.final.summary

@@ -15,15 +15,15 @@ from bot.registry import HandlerContext
 from bot.services import Services
 from bot.trigger import Trigger
 from handlers.deploy.plan import Plan
-from handlers.deploy.rollouts import STRATEGY, merge_diff
-from handlers.deploy.strategy import Progress
+from handlers.deploy.rollouts import STRATEGY, RolloutView, merge_diff, rollout_health
+from handlers.deploy.strategy import Health, Progress, health, pod_labels
 from tests.conftest import RecordingReporter
 from tests.handlers.test_argocd_strategy import handler_context, services_with
 
 NS, NAME = "shop-staging", "shop-canary"
 REPO = "registry.example.com/shop/canary"
 ARGS = ("argoproj.io", "v1alpha1", NS, "rollouts")
-ROLLOUT = {
+ROLLOUT: dict[str, Any] = {
     "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
     "metadata": {"name": NAME, "labels": {"app": NAME}},
     "spec": {
@@ -35,7 +35,7 @@ ROLLOUT = {
                                           {"setWeight": 50}, {"pause": {}}]}},
     },
 }
-CANARY_APP = {"kind": "Deployment", "container": "app", "image": REPO,
+CANARY_APP: dict[str, Any] = {"kind": "Deployment", "container": "app", "image": REPO,
               "replicas": {"min": 1, "max": 10}, "environments": ["staging"],
               "deploy": {"strategy": "argo-rollouts", "timeout_seconds": 20}}
 
@@ -57,14 +57,8 @@ def ctx(services: Services) -> HandlerContext:
     return handler_context(services, "shop-canary")
 
 
-@pytest.fixture
-def custom(services: Services) -> client.CustomObjectsApi:
-    api: client.CustomObjectsApi = services.kube.for_context(None).custom
-    return api
-
-
-def rollout(custom: client.CustomObjectsApi) -> dict[str, Any]:
-    obj: dict[str, Any] = custom.get_namespaced_custom_object(*ARGS, NAME)
+def rollout(custom: client.CustomObjectsApi, name: str = NAME) -> dict[str, Any]:
+    obj: dict[str, Any] = custom.get_namespaced_custom_object(*ARGS, name)
     return obj
 
 
@@ -157,6 +151,43 @@ async def test_rollback_to_unknown_revision(ctx: HandlerContext) -> None:
         await STRATEGY.plan_rollback(ctx, 9)
     with pytest.raises(Refused, match="already runs the template of revision 1"):
         await STRATEGY.plan_rollback(ctx, 1)
+
+
+# -- health before a deploy, and where the pods are ---------------------------------------
+
+
+async def test_health_and_pod_labels_follow_the_strategy(services: Services,
+                                                        ctx: HandlerContext) -> None:
+    assert await health(ctx) == Health(True, f"Rollout {NAME}", "Healthy, 4/4 available")
+    assert await pod_labels(ctx) == {"app": NAME}
+    api = handler_context(services, "shop-api")  # the kubernetes strategy: its Deployment
+    assert await health(api) == Health(True, "shop-api", "3/3 ready")
+    assert await pod_labels(api) == {"app": "shop-api"}
+
+
+def view(status: dict[str, Any], **spec: Any) -> RolloutView:
+    obj = {**ROLLOUT, "metadata": {**ROLLOUT["metadata"], "generation": 2}}
+    return RolloutView({**obj, "spec": {**ROLLOUT["spec"], **spec},
+                        "status": {"observedGeneration": "2", "replicas": 4, **status}})
+
+
+def test_rollout_health_cases() -> None:
+    done = {"stableRS": "a", "currentPodHash": "a", "availableReplicas": 4}
+    assert rollout_health(view({**done, "phase": "Healthy"})).healthy
+    assert rollout_health(view({**done, "observedGeneration": "1"})).message == (
+        "the Rollouts controller has not seen its latest change")
+    assert rollout_health(view({**done, "phase": "Healthy", "availableReplicas": 3})) == Health(
+        False, f"Rollout {NAME}", "Healthy, 3/4 available")
+    canary = {"stableRS": "a", "currentPodHash": "b", "availableReplicas": 4}
+    assert rollout_health(view({**canary, "phase": "Paused"}, paused=True)).message == (
+        "a canary is manually paused: promote or abort it")
+    assert rollout_health(view({**canary, "phase": "Progressing", "currentStepIndex": 0,
+                                "message": "more replicas need to be updated"})).message == (
+        "a canary is in progress at step 1/4 (canary weight 25%), Progressing: more replicas "
+        "need to be updated")
+    aborted = {**canary, "abort": True, "phase": "Degraded", "availableReplicas": 2}
+    assert rollout_health(view(aborted)) == Health(
+        False, f"Rollout {NAME}", "aborted, its stable version serves: 2/4 available")
 
 
 # -- promote and abort, end to end through the dispatcher --------------------------------

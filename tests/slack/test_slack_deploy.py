@@ -1,5 +1,5 @@
 """A deploy from Slack: the plan and each step in one message updated in place, then the
-Rollback button run by whoever clicks it."""
+Rollback and Re-run buttons run by whoever clicks them."""
 
 from __future__ import annotations
 
@@ -30,3 +30,23 @@ def test_deploy_progresses_in_place_and_rollback_button(bot: SlackDriver,
     assert "by bob" in str(rollback.blocks)
     sim.wait_idle()
     assert _image(sim).endswith(":2.1.0")
+
+
+def test_rerun_button_runs_the_same_deploy_as_the_clicker(bot: SlackDriver,
+                                                          sim: SimCluster) -> None:
+    assert bot.send_command("alice", "deploy shop-web 2.2.0").status_code == 200
+    message = bot.finished("deploy shop-web 2.2.0")
+    sim.wait_idle()
+    before = sim.snapshot()
+
+    assert bot.click("bob", message, "Re-run").status_code == 200
+    # The same deploy, run again by the clicker, as its own message. The image already runs,
+    # so its plan is refused as a no-op and nothing changes.
+    rerun = bot.finished("deploy shop-web 2.2.0 --env staging")
+    assert rerun.ts != message.ts
+    assert rerun.text.startswith("❌ `deploy shop-web 2.2.0 --env staging` in *staging*: failed")
+    assert ("Plan failed: shop-web already runs registry.example.com/shop/web:2.2.0 in staging; "
+            "nothing to deploy") in rerun.text
+    assert "by bob" in str(rerun.blocks)
+    sim.wait_idle()
+    assert sim.snapshot() == before
