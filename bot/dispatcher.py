@@ -152,6 +152,9 @@ class Dispatcher:
         if self.approvals is None:
             raise Refused(messages.approvals_unavailable())
         if command.meta == "pending":
+            # Open requests show commands, people and plans: for those who hold some role.
+            if not await self.access.roles_of(trigger.actor):
+                raise Denied(messages.pending_needs_role(self.settings.handle(trigger.actor)))
             return await self._reply(trigger, reporter, "info", await self.approvals.pending())
         request_id = command.topic or ""
         if command.meta == "approve":

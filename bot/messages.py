@@ -33,6 +33,7 @@ __all__ = [
     "not_in_channel",
     "output_heading",
     "output_left_out",
+    "pending_needs_role",
     "rough_span",
     "runbook_list",
     "slack_settings_missing",
@@ -191,6 +192,10 @@ def failure_summary(failed: StepView | None, cleanup: Sequence[StepView]) -> str
         else:
             parts.append(f"{step.name} failed too: {step.summary}")
     return "; then ".join(parts)
+
+
+def pending_needs_role(user: str) -> str:
+    return f"{user} holds no role, so the list of open approval requests is not shown"
 
 
 def denied_hint() -> str:

@@ -246,10 +246,14 @@ class RolloutsStrategy:
         app = ctx.require_app()
         view = await read_rollout(ctx, app)
         if not view.fully_promoted and not view.aborted:
+            # promote only moves a paused canary on; a stuck or Degraded one can only be aborted.
+            paused = view.phase == "Paused"
+            way = "promote or abort it" if paused else "abort it"
             raise Refused(
                 f"Rollout `{view.name}` is in the middle of a canary ({view.where()}, "
-                f"{view.phase}): promote or abort it before deploying again",
-                hint=f"`promote {app.name}` or `abort {app.name}`",
+                f"{view.phase}): {way} before deploying again",
+                hint=(f"`promote {app.name}` or `abort {app.name}`" if paused
+                      else f"`abort {app.name}`"),
             )
         container = view.container(app)
         before = str(container.get("image", ""))

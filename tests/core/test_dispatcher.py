@@ -255,6 +255,14 @@ async def test_without_an_approval_service_prod_changes_are_refused(
     assert "approval commands are unavailable" in rep.notices[0].text
 
 
+async def test_pending_needs_a_role(test_services: Services) -> None:
+    outcome, rep = await _dispatch(test_services, "pending", user="U0NOBODY")
+    assert outcome.status == "denied"
+    assert "holds no role" in rep.notices[0].text
+    outcome, rep = await _dispatch(test_services, "pending", user="U0MALLORY")  # a viewer
+    assert outcome.status == "info" and rep.notices[0].text == "*Pending approval requests*"
+
+
 async def test_cancelled_execution_is_marked_interrupted(test_services: Services) -> None:
     rep = RecordingReporter()
     trigger = Trigger(source="console", actor="U0ALICE", text="hang")

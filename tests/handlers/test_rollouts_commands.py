@@ -190,6 +190,22 @@ async def test_a_failed_rollout_is_rolled_back_automatically(
     assert replicas_by_revision(sim, NAME) == {"3": 4, "2": 0}  # revision 1's set, renumbered
 
 
+async def test_a_degraded_canary_is_to_be_aborted_not_promoted(
+        services: Services, sim: Any, custom: client.CustomObjectsApi) -> None:
+    sim.script_image_pull_error("canary:1.9.9")
+    custom.patch_namespaced_custom_object(*ARGS, NAME, {"spec": {"template": {"spec": {
+        "containers": [{"name": "app", "image": f"{REPO}:1.9.9"}]}}}})
+    await stalled_canary(custom, sim)
+    sim.advance(601)
+    sim.wait_idle()
+    assert rollout(custom)["status"]["phase"] == "Degraded"
+    rep = await run(services, f"deploy {NAME} 1.1.1")
+    plan = step(rep, "Plan")
+    assert plan.status == "failed"
+    assert plan.summary.endswith("Degraded): abort it before deploying again"), plan.summary
+    assert image(rollout(custom)) == f"{REPO}:1.9.9"
+
+
 async def stalled_canary(custom: client.CustomObjectsApi, sim: Any) -> None:
     """Until the new canary exists and its pods are stuck (nothing moves any more)."""
     deadline = time.monotonic() + 15

@@ -84,6 +84,16 @@ async def test_statefulset_diag(sts_services: Services) -> None:
     assert rep.final.steps[0].summary == "shop-db: healthy, 2/2 pods ready, no warning events"
 
 
+async def test_statefulset_diag_of_a_crash_loop(sts_services: Services, sim: Any) -> None:
+    sim.script_crashloop("shop-staging", "shop-db", "db", reason="Error", exit_code=1,
+                         restarts=5, log="FATAL: could not open data directory")
+    sim.wait_idle()
+    rep = await _run(sts_services, "diag shop-db")
+    diagnosis = rep.final.steps[0]
+    assert diagnosis.summary == "shop-db: Error 10 times; last exit code 1; now in CrashLoopBackOff"
+    assert "FATAL: could not open data directory" in (diagnosis.output or "")
+
+
 STS = "/apis/apps/v1/namespaces/shop-staging/statefulsets/shop-db"
 
 
