@@ -84,6 +84,7 @@ class Approvals:
             plan_digest=preview.digest, required=policy.approvals,
             eligible_users=list(policy.users), eligible_groups=list(policy.groups),
             allow_self=policy.allow_self_approval, ttl_seconds=policy.ttl_minutes * 60,
+            context=dict(inv.context),
         )
         await self._audit(request, trigger.actor, "requested", detail=preview.digest)
         view = await self._show(request)
@@ -310,7 +311,7 @@ class Approvals:
                                environment=environment.name)
         app = self.settings.app(params["app"], environment.name) if params.get("app") else None
         inv = Invocation(trigger, replace(command, dry_run=False), runbook, environment, app,
-                         params)
+                         params, context=request.context)
         preview = await self.dispatcher.preview(inv)
         if not preview.ok or preview.digest != request.plan_digest:
             voided = await self._db(self.store.void, request.id,

@@ -103,6 +103,7 @@ def create(
     allow_self: bool,
     ttl_seconds: float,
     emergency: bool,
+    context: dict[str, Any] | None = None,
 ) -> ApprovalRequest:
     if isinstance(required, bool) or required < 1:
         raise ValueError(f"required must be at least 1, not {required!r}")
@@ -134,6 +135,7 @@ def create(
         execution_id=None,
         note=None,
         cancelled_by=None,
+        context=dict(context) if context else None,
         decisions=[],
     )
     with write_session(factory) as session:
@@ -532,4 +534,5 @@ def to_record(row: ApprovalRequestRow) -> ApprovalRequest:
         execution_id=row.execution_id,
         note=row.note,
         cancelled_by=row.cancelled_by,
+        context=dict(row.context or {}),
     )

@@ -253,6 +253,9 @@ class ApprovalRequestRow(Base):
     execution_id: Mapped[str | None] = mapped_column(String(40))
     note: Mapped[str | None] = mapped_column(Text)
     cancelled_by: Mapped[str | None] = mapped_column(String)
+    # Template values the run sees besides its parameters (`alert` for a run an alert
+    # started), so the approved run renders the plan its approvers saw.
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
 
     decisions: Mapped[list[ApprovalDecisionRow]] = relationship(
         order_by="ApprovalDecisionRow.id",

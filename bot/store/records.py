@@ -6,7 +6,7 @@ from another thread or after the session is gone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -130,6 +130,7 @@ class ApprovalRequest:
     execution_id: str | None
     note: str | None
     cancelled_by: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)  # e.g. {"alert": {...}}
 
     @property
     def pending(self) -> bool:

@@ -267,8 +267,10 @@ class Store:
         allow_self: bool,
         ttl_seconds: float,
         emergency: bool = False,
+        context: dict[str, Any] | None = None,
     ) -> ApprovalRequest:
-        """Record a ``pending`` request (``rq-...``) that expires ``ttl_seconds`` from now."""
+        """Record a ``pending`` request (``rq-...``) that expires ``ttl_seconds`` from now;
+        ``context`` holds the run's extra template values (JSON)."""
         with translated():
             return _approvals.create(
                 self._sessions,
@@ -290,6 +292,7 @@ class Store:
                 allow_self=allow_self,
                 ttl_seconds=ttl_seconds,
                 emergency=emergency,
+                context=context,
             )
 
     def get_request(self, request_id: str) -> ApprovalRequest | None:

@@ -387,6 +387,29 @@ async def test_an_alert_run_in_prod_waits_for_approval(
 
 
 
+async def test_an_approved_alert_run_runs_the_plan_its_approvers_saw(
+        alert_services: Services) -> None:
+    """The approval request keeps the alert the run was started for: once approved, the run
+    renders the same steps (here one that only alert-started runs take), not a plan without
+    the alert that would void the approval as drifted."""
+    payload = notification([alert({"alertname": "TestNoted", "namespace": "shop-prod",
+                                   "deployment": "shop-api"})])
+    await deliver(alert_services, payload)
+    [run] = runs(alert_services, payload)
+    request = alert_services.store.get_request(run.request_id or "")
+    assert request is not None and request.context["alert"]["name"] == "TestNoted"
+    replies = Replies()
+    outcome = await alert_services.dispatcher.dispatch(
+        Trigger(source="console", actor="U0BOB", text=f"approve {request.id}"), replies)
+    assert outcome.status == "succeeded", replies.notices
+    done = alert_services.store.get_request(request.id)
+    assert done is not None and done.status == "executed" and done.execution_id
+    execution = alert_services.store.get_execution(done.execution_id)
+    assert execution is not None
+    assert [(s.name, s.status) for s in execution.steps] == [
+        ("Look first", "succeeded"), ("Restart", "succeeded")]
+
+
 async def test_a_resolved_alert_withdraws_the_approval_request_it_opened(
         alert_services: Services, board: RecordingAlertBoard) -> None:
     firing = notification([stuck(namespace="shop-prod")])

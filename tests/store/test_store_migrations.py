@@ -16,7 +16,7 @@ from bot.store import migrate as store_migrate
 from bot.store.db import make_engine
 from bot.store.models import GENESIS_HASH, Base
 
-HEAD = "0004"
+HEAD = "0005"
 ALERT_TABLES = {
     "alert_groups",
     "alert_notifications",
@@ -172,6 +172,36 @@ def test_downgrade_approvals_and_up_again(db_url: str) -> None:
         assert store.pending_requests() == []
         lock = store.get_lock("prod/db")  # 0002's data untouched
         assert lock is not None and lock.execution_id == "ex-A"
+
+
+def test_downgrade_request_context_keeps_requests(db_url: str) -> None:
+    """0005 undone drops only the context column: requests and their decisions stay."""
+    store = Store.open(db_url)
+    request = store.create_request(
+        runbook="test-restart", command="run test-restart app=shop-api --env prod",
+        environment="prod", target="shop-api", params={"app": "shop-api"}, reason=None,
+        requester="alertmanager", source="alert", channel=None, plan_text="restart",
+        plan_digest="e" * 64, required=2, eligible_users=[], eligible_groups=["sre"],
+        allow_self=False, ttl_seconds=600, context={"alert": {"name": "TestStuck"}},
+    )
+    store.approve(request.id, "U0BOB")
+    assert store.get_request(request.id).context == {"alert": {"name": "TestStuck"}}  # type: ignore[union-attr]
+    store.close()
+    engine = make_engine(db_url)
+    try:
+        store_migrate.downgrade(engine, "0004")
+        columns = {c["name"] for c in inspect(engine).get_columns("approval_requests")}
+        assert "context" not in columns
+        with engine.connect() as conn:
+            decisions = conn.execute(text("SELECT actor FROM approval_decisions")).all()
+        assert [tuple(row) for row in decisions] == [("U0BOB",)]
+        store_migrate.upgrade(engine)
+        _assert_models_match(engine)
+    finally:
+        engine.dispose()
+    with Store.open(db_url) as store:
+        kept = store.get_request(request.id)
+        assert kept is not None and kept.context == {} and len(kept.approvals) == 1
 
 
 def _assert_models_match(engine: Engine) -> None:
