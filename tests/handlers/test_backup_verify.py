@@ -20,7 +20,7 @@ from tests.handlers.conftest import Run
 
 @pytest.fixture(autouse=True)
 def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backup_module, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(backup_module.common, "POLL_SECONDS", 0.05)
 
 
 def namespaces(sim: Any) -> set[str]:

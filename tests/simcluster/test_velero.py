@@ -1,9 +1,11 @@
 """The simulated Velero server through the real client: backups with progress, validation,
 recorded contents and scripted outcomes; restores into mapped namespaces with the existing-
-resource policies; schedules validated and fired on request; namespace deletion."""
+resource policies; schedules validated and fired on request; a backup's resource list handed
+out through a DownloadRequest; namespace deletion."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import urllib.error
 import urllib.request
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from bot.simcluster import SimCluster
+from bot.simcluster import SimCluster, velero
 from bot.simcluster.clock import parse_time
 
 G, V, NS = "velero.io", "v1", "velero"
@@ -359,3 +361,39 @@ def test_namespace_deletion_leaves_nothing(sim: SimCluster, custom: client.Custo
     with pytest.raises(client.ApiException) as err:
         core.read_namespace("scratch")
     assert err.value.status == 404
+
+
+def test_download_request_hands_out_the_resource_list(
+        sim: SimCluster, custom: client.CustomObjectsApi) -> None:
+    target = {"kind": "BackupResourceList", "name": "api-1"}
+    create(custom, "downloadrequests", "DownloadRequest", "early", target=target)
+    create(custom, "downloadrequests", "DownloadRequest", "logs",
+           target={"kind": "BackupLog", "name": "api-1"})
+    sim.wait_idle()
+    assert "phase" not in read(custom, "downloadrequests", "early").get("status", {})  # no backup
+    backup(sim, custom, "api-1", includedNamespaces=["shop-staging"],
+           labelSelector={"matchLabels": {"app": "shop-api"}})
+    sim.wait_idle()
+    status = read(custom, "downloadrequests", "early")["status"]
+    assert status["phase"] == "Processed"
+    assert status["downloadURL"].startswith(f"{sim.url}/_velero/downloads/")
+    expires_in = parse_time(status["expiration"]) - sim.clock.now()
+    assert timedelta(minutes=9) < expires_in <= timedelta(minutes=10)
+    # The URL is signed: the token in it is the credential, no bearer token is sent.
+    with urllib.request.urlopen(status["downloadURL"], timeout=5) as response:
+        assert response.headers["Content-Type"] == "application/gzip"
+        listed = json.loads(gzip.decompress(response.read()))
+    assert listed == {"v1/Namespace": ["shop-staging"],
+                      "apps/v1/Deployment": ["shop-staging/shop-api"],
+                      "autoscaling/v2/HorizontalPodAutoscaler": ["shop-staging/shop-api"],
+                      "v1/Service": ["shop-staging/shop-api"]}
+    assert "phase" not in read(custom, "downloadrequests", "logs").get("status", {})  # not modelled
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{sim.url}/_velero/downloads/guessed", timeout=5)
+    assert err.value.code == 404
+
+
+def test_exports() -> None:
+    """What the rest of the simulated cluster (SimCluster, the admin API) imports; pin it."""
+    assert velero.__all__ == ["DEFAULT_FAILURE", "NAMESPACE", "OUTCOMES", "Outcome",
+                              "OutcomeScript", "Velero", "parse_outcome"]
