@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.view import AlertGroupView
 from bot.reporting import ExecutionView, Notice, Reporter
-from bot.slack.api import SlackCallFailed, call
+from bot.slack.api import SlackCallFailed, call, show_message
 from bot.slack.blocks import alert_group_blocks, alert_group_text, escape, notice_text
 from bot.slack.reporter import SlackReporter
 from bot.store import Store
@@ -34,25 +34,18 @@ class SlackAlertBoard:
         self._warned = False
 
     async def show(self, view: AlertGroupView) -> tuple[str, str] | None:
-        text, blocks = alert_group_text(view), alert_group_blocks(view)
+        if not (view.channel and view.ts) and not self._channel:
+            if not self._warned:
+                self._warned = True
+                log.warning("alerts are recorded but not posted: set alerts.channel")
+            return None
         try:
-            if view.channel and view.ts:
-                await call("chat.update", self._client.chat_update, channel=view.channel,
-                           ts=view.ts, text=text, blocks=blocks)
-                return None
-            if not self._channel:
-                if not self._warned:
-                    self._warned = True
-                    log.warning("alerts are recorded but not posted: set alerts.channel")
-                return None
-            response = await call(
-                "chat.postMessage", self._client.chat_postMessage, channel=self._channel,
-                text=text, blocks=blocks, unfurl_links=False, unfurl_media=False,
-            )
+            return await show_message(self._client, alert_group_text(view),
+                                      alert_group_blocks(view), at=(view.channel, view.ts),
+                                      post_to=self._channel)
         except SlackCallFailed as exc:
             log.warning("alert group %s not shown: %s", view.group_hash[:12], exc)
             return None
-        return str(response.get("channel") or self._channel), str(response["ts"])
 
     def reporter(self, view: AlertGroupView) -> Reporter:
         return _AlertRun(self._client, self._store, view.channel or self._channel, view.ts)

@@ -20,7 +20,7 @@ from bot.access import CachedGroups, StandIn, StaticGroups
 from bot.config import Settings
 from bot.metrics import SLACK_API_ERRORS
 
-__all__ = ["SlackCallFailed", "call", "slack_client", "slack_members"]
+__all__ = ["SlackCallFailed", "call", "show_message", "slack_client", "slack_members"]
 
 log = logging.getLogger("opsbot.slack")
 
@@ -66,6 +66,24 @@ async def call(
     except (TimeoutError, SlackClientError, aiohttp.ClientError, OSError) as exc:
         SLACK_API_ERRORS.labels(method=method).inc()
         raise SlackCallFailed(method, type(exc).__name__) from exc
+
+
+async def show_message(
+    client: AsyncWebClient, text: str, blocks: list[dict[str, Any]], *,
+    at: tuple[str | None, str | None], post_to: str | None,
+) -> tuple[str, str] | None:
+    """One message shown in place: updated where it stands (`at`, its channel and ts), else
+    posted to `post_to` (nowhere if None). Returns where a newly posted message went."""
+    channel, ts = at
+    if channel and ts:
+        await call("chat.update", client.chat_update, channel=channel, ts=ts, text=text,
+                   blocks=blocks)
+        return None
+    if not post_to:
+        return None
+    response = await call("chat.postMessage", client.chat_postMessage, channel=post_to,
+                          text=text, blocks=blocks, unfurl_links=False, unfurl_media=False)
+    return str(response.get("channel") or post_to), str(response["ts"])
 
 
 def slack_members(client: AsyncWebClient, settings: Settings) -> CachedGroups:

@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals.view import ApprovalView
 from bot.reporting import ExecutionView, Notice, Reporter
-from bot.slack.api import SlackCallFailed, call
+from bot.slack.api import SlackCallFailed, call, show_message
 from bot.slack.blocks import (
     approval_blocks,
     approval_text,
@@ -42,22 +42,13 @@ class SlackBoard:
         self._loud_channel = loud_channel  # settings.break_glass_channel
 
     async def show(self, view: ApprovalView) -> tuple[str, str] | None:
-        text, blocks = approval_text(view), approval_blocks(view)
         try:
-            if view.channel and view.ts:
-                await call("chat.update", self._client.chat_update, channel=view.channel,
-                           ts=view.ts, text=text, blocks=blocks)
-                return None
-            if not view.channel:
-                return None  # asked outside Slack: approvers use `/ops approve <id>`
-            response = await call(
-                "chat.postMessage", self._client.chat_postMessage, channel=view.channel,
-                text=text, blocks=blocks, unfurl_links=False, unfurl_media=False,
-            )
+            # Without a channel it was asked outside Slack: approvers use `/ops approve <id>`.
+            return await show_message(self._client, approval_text(view), approval_blocks(view),
+                                      at=(view.channel, view.ts), post_to=view.channel)
         except SlackCallFailed as exc:
             log.warning("request %s not shown in %s: %s", view.request_id, view.channel, exc)
             return None
-        return str(response.get("channel") or view.channel), str(response["ts"])
 
     async def tell(self, user: str, view: ApprovalView, notice: Notice) -> None:
         """Ephemeral in the request's channel; a direct message when there is none, or when
