@@ -11,7 +11,7 @@ from typing import Any
 from .behaviours import CrashLoop, workloads_of
 from .clock import fmt_time, parse_time
 from .controllers import BUILTINS, Ctx
-from .kubelet import image_id
+from .kubelet import image_id, started_events
 from .replicasets import pod_from_template, pod_ready
 
 JSON = dict[str, Any]
@@ -172,15 +172,8 @@ def _exit(ctx: Ctx, pod: JSON, failing: dict[str, CrashLoop], starting: bool) ->
     statuses: list[JSON] = []
     for container in pod["spec"]["containers"]:
         name, image = container["name"], container["image"]
-        field_path = f"spec.containers{{{name}}}"
         if starting:
-            for reason, message in (
-                ("Pulled", f'Container image "{image}" already present on machine'),
-                ("Created", f"Created container: {name}"),
-                ("Started", f"Started container {name}"),
-            ):
-                ctx.event(pod, "Normal", reason, message, component="kubelet",
-                          field_path=field_path)
+            started_events(ctx, pod, name, image)
         loop = failing.get(name)
         container_id = f"containerd://{meta['uid'].replace('-', '')}{len(statuses)}"
         terminated: JSON = {

@@ -180,15 +180,8 @@ def _run(ctx: Ctx, pod: JSON, target: str, loop: CrashLoop | None, starting: boo
             "containerID": f"containerd://{_digest(meta['uid'], name, '0')}",
             "lastState": {}, "restartCount": 0,
         }
-        field_path = f"spec.containers{{{name}}}"
         if starting:
-            for reason, message in (
-                ("Pulled", f'Container image "{image}" already present on machine'),
-                ("Created", f"Created container: {name}"),
-                ("Started", f"Started container {name}"),
-            ):
-                ctx.event(pod, "Normal", reason, message, component="kubelet",
-                          field_path=field_path)
+            started_events(ctx, pod, name, image)
         if loop is not None and loop.container == name:
             cstatus.update(_crashloop_status(ctx, pod, loop))
             statuses.append(cstatus)
@@ -201,7 +194,7 @@ def _run(ctx: Ctx, pod: JSON, target: str, loop: CrashLoop | None, starting: boo
         elif target == "notready":
             ctx.event(pod, "Warning", "Unhealthy",
                       "Readiness probe failed: HTTP probe failed with statuscode: 503",
-                      component="kubelet", field_path=field_path)
+                      component="kubelet", field_path=f"spec.containers{{{name}}}")
         statuses.append(cstatus)
     all_ready = len(ready_names) == len(statuses)
     status["phase"] = "Running"
@@ -219,6 +212,17 @@ def _run(ctx: Ctx, pod: JSON, target: str, loop: CrashLoop | None, starting: boo
         _keep(status, _cond("PodScheduled", "True", stamp)),
     ]
     ctx.write(pod)
+
+
+def started_events(ctx: Ctx, pod: JSON, name: str, image: str) -> None:
+    """The kubelet's events for a container it starts: Pulled, Created, Started."""
+    field_path = f"spec.containers{{{name}}}"
+    for reason, message in (
+        ("Pulled", f'Container image "{image}" already present on machine'),
+        ("Created", f"Created container: {name}"),
+        ("Started", f"Started container {name}"),
+    ):
+        ctx.event(pod, "Normal", reason, message, component="kubelet", field_path=field_path)
 
 
 def _keep(status: JSON, cond: JSON) -> JSON:
