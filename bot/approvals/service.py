@@ -29,7 +29,7 @@ from bot.invocation import Invocation
 from bot.reporting import Notice, Reporter
 from bot.runbooks.params import coerce_params
 from bot.store import ApprovalRequest, AuditEntry, Store
-from bot.store import approvals as approvals_db
+from bot.store.approvals import Unfinished
 from bot.trigger import SOURCES, Source, Trigger
 
 if TYPE_CHECKING:
@@ -131,8 +131,7 @@ class Approvals:
         """Remind approvers of an unacknowledged break-glass change, at most once per interval
         whoever calls; False once it is acknowledged or past its week (the job then stops)."""
         every = every_seconds or self.settings.break_glass_reminder_minutes * 60.0
-        verdict, request = await self._db(approvals_db.claim_reminder, self.store, request_id,
-                                          every)
+        verdict, request = await self._db(self.store.claim_reminder, request_id, every)
         if verdict == "expired":
             await self.expire(request_id)
         if verdict in ("expired", "stop") or request is None:
@@ -238,16 +237,15 @@ class Approvals:
         if that process died, `serve`'s recovery marks the run interrupted first). One with no
         run yet gets `START_GRACE` from its approval before it is called stuck: until then
         another process may be about to start it, so a check is scheduled instead."""
-        for found in await self._db(approvals_db.unfinished, self.store, START_GRACE):
+        for found in await self._db(self.store.unfinished_requests, START_GRACE):
             await self._settle_unfinished(found)
 
     async def settle(self, request_id: str) -> None:
         """The scheduled check of one approved request (see `recover_approved`)."""
-        for found in await self._db(approvals_db.unfinished, self.store, START_GRACE,
-                                    request_id):
+        for found in await self._db(self.store.unfinished_requests, START_GRACE, request_id):
             await self._settle_unfinished(found)
 
-    async def _settle_unfinished(self, found: approvals_db.Unfinished) -> None:
+    async def _settle_unfinished(self, found: Unfinished) -> None:
         if found.run is not None and found.run.status == "running":
             return
         if found.run is None and not found.overdue:
@@ -259,23 +257,21 @@ class Approvals:
     async def _close_unfinished(self, request: ApprovalRequest, problem: str | None) -> None:
         """Approved, but no run recorded on it: void if nothing ran, else executed with the run
         it got; the message updated, the requester told, an audit record written."""
-        run = await self._db(approvals_db.latest_run, self.store, request.id)
+        run = await self._db(self.store.latest_request_run, request.id)
         view = self._view(request)
         outcome = ""
         if run is None or run.status == "refused":
             # Refused before any step (e.g. the target was locked): nothing ran.
             note = messages.approval_not_started(view, run.summary if run else problem)
-            closed = await self._db(approvals_db.settle_void, self.store, request.id, note,
+            closed = await self._db(self.store.void, request.id, note,
                                     run.id if run else None)
             outcome = "not-started"
         elif run.status in ("interrupted", "running"):
             note = messages.approval_run_interrupted(view)
-            closed = await self._db(approvals_db.settle_executed, self.store, request.id,
-                                    run.id, note)
+            closed = await self._db(self.store.mark_executed, request.id, run.id, note)
             outcome = "interrupted"
         else:  # it ran to its end; only recording it on the request was lost
-            closed = await self._db(approvals_db.settle_executed, self.store, request.id,
-                                    run.id)
+            closed = await self._db(self.store.mark_executed, request.id, run.id)
         if closed is None:
             return  # settled meanwhile by whoever ran it, or by another replica
         view = await self._show(closed)

@@ -27,20 +27,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Insert, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot.store.db import read_session, write_session
-from bot.store.errors import NotFound, translated
+from bot.store.errors import NotFound
 from bot.store.ids import new_id
 from bot.store.models import ApprovalDecisionRow, ApprovalRequestRow, Execution
 from bot.store.records import ApprovalOutcome, ApprovalRequest, ApprovalResult, Decision
-
-if TYPE_CHECKING:
-    from bot.store.store import Store
 
 __all__ = [
     "ReminderVerdict",
@@ -48,19 +45,16 @@ __all__ = [
     "Unfinished",
     "approve",
     "cancel",
-    "claim_reminder",
     "create",
     "deny",
     "expire",
     "expire_due",
     "get",
-    "latest_run",
     "mark_executed",
     "pending",
+    "reminder_due",
     "run_of",
     "set_message",
-    "settle_executed",
-    "settle_void",
     "to_record",
     "unfinished",
     "void",
@@ -344,9 +338,6 @@ def _close_approved(
         return _reloaded(session, request_id)
 
 
-# The Store's own entry points for the approval service -------------------------------------
-
-
 @dataclass(frozen=True)
 class Unfinished:
     """A request still ``approved``: the run it has (if any), when a run should have started
@@ -358,69 +349,42 @@ class Unfinished:
     overdue: bool
 
 
-def unfinished(store: Store, grace: timedelta,
+def unfinished(factory: sessionmaker[Session], now: datetime, grace: timedelta,
                request_id: str | None = None) -> list[Unfinished]:
     """Requests left ``approved`` (all, or the one ``request_id``), oldest decision first."""
-    with translated():
-        now = store._now()  # the Store's clock, as its own methods use it
-        if request_id is None:
-            requests = approved(store.sessions)
-        else:
-            one = get(store.sessions, request_id)
-            ours = one is not None and one.status == APPROVED and not one.emergency
-            requests = [one] if one is not None and ours else []
-        found = []
-        for request in requests:
-            start_by = (request.decided_at or request.created_at) + grace
-            found.append(Unfinished(request, run_of(store.sessions, request.id), start_by,
-                                    overdue=now >= start_by))
-        return found
-
-
-def latest_run(store: Store, request_id: str) -> RunOfRequest | None:
-    """The newest execution started for the request, if any."""
-    with translated():
-        return run_of(store.sessions, request_id)
-
-
-def settle_void(store: Store, request_id: str, note: str,
-                execution_id: str | None = None) -> ApprovalRequest | None:
-    """Approved -> void: the approved change did not run (and will not)."""
-    with translated():
-        return void(store.sessions, request_id, note, execution_id=execution_id)
-
-
-def settle_executed(store: Store, request_id: str, execution_id: str,
-                    note: str | None = None) -> ApprovalRequest | None:
-    """Approved -> executed with the run it got, and what to say about that run."""
-    with translated():
-        return mark_executed(store.sessions, request_id, execution_id, note=note)
+    if request_id is None:
+        requests = approved(factory)
+    else:
+        one = get(factory, request_id)
+        ours = one is not None and one.status == APPROVED and not one.emergency
+        requests = [one] if one is not None and ours else []
+    found = []
+    for request in requests:
+        start_by = (request.decided_at or request.created_at) + grace
+        found.append(Unfinished(request, run_of(factory, request.id), start_by,
+                                overdue=now >= start_by))
+    return found
 
 
 ReminderVerdict = Literal["remind", "duplicate", "expired", "stop"]
 
 
-def claim_reminder(store: Store, request_id: str,
-                   every_seconds: float) -> tuple[ReminderVerdict, ApprovalRequest | None]:
-    """Whether this caller posts the break-glass reminder due now.
+def reminder_due(factory: sessionmaker[Session], now: datetime, request_id: str,
+                 every_seconds: float) -> tuple[ReminderVerdict, ApprovalRequest | None, str]:
+    """Whether a break-glass reminder is due now, and the delivery key that claims it.
 
     ``stop``: not an unacknowledged break-glass request (any more). ``expired``: past its
-    ``expires_at`` (reminders stop). ``duplicate``: someone (another replica's scheduler
-    running the same stored job) claimed this interval's reminder already. ``remind``: post it.
-    The claim is a delivery key per request and interval since the request, so replicas
-    whose jobs fire at the same moment agree on who posts.
+    ``expires_at`` (reminders stop). ``remind``: due, once the caller claims the key: one key
+    per request and interval since the request, so replicas whose jobs fire at the same
+    moment agree on who posts.
     """
-    with translated():
-        now = store._now()
-        request = get(store.sessions, request_id)
-        if request is None or not request.emergency or request.status != PENDING:
-            return "stop", request
-        if now >= request.expires_at:
-            return "expired", request
-        interval = int((now - request.created_at).total_seconds() // max(every_seconds, 1.0))
-        if not store.claim_delivery(f"remind:{request_id}:{interval}"):
-            return "duplicate", request
-        return "remind", request
+    request = get(factory, request_id)
+    if request is None or not request.emergency or request.status != PENDING:
+        return "stop", request, ""
+    if now >= request.expires_at:
+        return "expired", request, ""
+    interval = int((now - request.created_at).total_seconds() // max(every_seconds, 1.0))
+    return "remind", request, f"remind:{request_id}:{interval}"
 
 
 def _check_user(user: str) -> None:

@@ -32,6 +32,7 @@ from bot.store.alerts import (
     Breaker,
     StoredNotification,
 )
+from bot.store.approvals import ReminderVerdict, RunOfRequest, Unfinished
 from bot.store.audit import AuditEntry, AuditProblem
 from bot.store.db import DEFAULT_BUSY_TIMEOUT_MS, make_engine
 from bot.store.errors import StoreError, translated
@@ -343,15 +344,44 @@ class Store:
         with translated():
             return _approvals.expire_due(self._sessions, self._now())
 
-    def void(self, request_id: str, note: str) -> ApprovalRequest | None:
-        """Approved -> void (e.g. the plan changed), returned; None if it was not approved."""
+    def void(self, request_id: str, note: str,
+             execution_id: str | None = None) -> ApprovalRequest | None:
+        """Approved -> void (the plan changed, or the approved run never started; the run
+        refused, if any, is ``execution_id``), returned; None if it was not approved."""
         with translated():
-            return _approvals.void(self._sessions, request_id, note)
+            return _approvals.void(self._sessions, request_id, note, execution_id=execution_id)
 
-    def mark_executed(self, request_id: str, execution_id: str) -> ApprovalRequest | None:
-        """Approved -> executed with ``execution_id``, returned; None if it was not approved."""
+    def mark_executed(self, request_id: str, execution_id: str,
+                      note: str | None = None) -> ApprovalRequest | None:
+        """Approved -> executed with ``execution_id`` (and what to say about that run),
+        returned; None if it was not approved."""
         with translated():
-            return _approvals.mark_executed(self._sessions, request_id, execution_id)
+            return _approvals.mark_executed(self._sessions, request_id, execution_id,
+                                            note=note)
+
+    def unfinished_requests(self, grace: timedelta,
+                            request_id: str | None = None) -> list[Unfinished]:
+        """Requests left ``approved`` with no run recorded on them (all, or ``request_id``);
+        overdue once ``grace`` has passed since their approval."""
+        with translated():
+            return _approvals.unfinished(self._sessions, self._now(), grace, request_id)
+
+    def latest_request_run(self, request_id: str) -> RunOfRequest | None:
+        """The newest execution started for the request, if any."""
+        with translated():
+            return _approvals.run_of(self._sessions, request_id)
+
+    def claim_reminder(self, request_id: str,
+                       every_seconds: float) -> tuple[ReminderVerdict, ApprovalRequest | None]:
+        """Whether this caller posts the break-glass reminder due now (``remind``); or
+        ``duplicate`` (another replica claimed this interval's), ``expired`` (past its week:
+        reminders stop) or ``stop`` (acknowledged, or not break-glass)."""
+        with translated():
+            verdict, request, key = _approvals.reminder_due(self._sessions, self._now(),
+                                                            request_id, every_seconds)
+        if verdict == "remind" and not self.claim_delivery(key):
+            return "duplicate", request
+        return verdict, request
 
     # alerts and automation -----------------------------------------------------
 

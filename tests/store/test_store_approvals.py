@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bot.store import ApprovalOutcome, ApprovalRequest, Decision, NotFound, Store
+from bot.store.approvals import RunOfRequest
 
 from .conftest import FakeClock
 
@@ -421,63 +422,57 @@ def test_a_lost_flip_records_nothing(store: Store, monkeypatch: pytest.MonkeyPat
 
 
 def test_unfinished_requests_and_their_runs(clocked_store: Store, clock: FakeClock) -> None:
-    from bot.store import approvals as approvals_db
-
     store = clocked_store
     grace = timedelta(minutes=10)
     request = _request(store)
     assert store.approve(request.id, "U0CAROL").result == "complete"
     emergency = _request(store, emergency=True)
     assert store.approve(emergency.id, "U0CAROL").result == "complete"  # acknowledged: final
-    [found] = approvals_db.unfinished(store, grace)
+    [found] = store.unfinished_requests(grace)
     assert found.request.id == request.id and found.run is None and not found.overdue
     clock.advance(grace)
-    [found] = approvals_db.unfinished(store, grace, request.id)
+    [found] = store.unfinished_requests(grace, request.id)
     assert found.overdue and found.start_by == found.request.decided_at + grace  # type: ignore[operator]
-    assert approvals_db.unfinished(store, grace, emergency.id) == []
+    assert store.unfinished_requests(grace, emergency.id) == []
 
     execution_id = store.create_execution(
         runbook="scale", source="slack", actor="U0ALICE", command=request.command,
         environment="prod", target="shop-api", params={}, dry_run=False, request_id=request.id)
-    [found] = approvals_db.unfinished(store, grace)
-    assert found.run == approvals_db.RunOfRequest(execution_id, "running", None)
+    [found] = store.unfinished_requests(grace)
+    assert found.run == RunOfRequest(execution_id, "running", None)
 
-    settled = approvals_db.settle_executed(store, request.id, execution_id, "interrupted")
+    settled = store.mark_executed(request.id, execution_id, "interrupted")
     assert settled is not None and settled.status == "executed"
     assert (settled.execution_id, settled.note) == (execution_id, "interrupted")
-    assert approvals_db.settle_executed(store, request.id, execution_id) is None  # once only
-    assert approvals_db.settle_void(store, request.id, "late") is None
-    assert approvals_db.unfinished(store, grace) == []
+    assert store.mark_executed(request.id, execution_id) is None  # once only
+    assert store.void(request.id, "late") is None
+    assert store.unfinished_requests(grace) == []
 
 
 def test_settle_void_only_from_approved(store: Store) -> None:
-    from bot.store import approvals as approvals_db
-
     pending = _request(store)
-    assert approvals_db.settle_void(store, pending.id, "x") is None
+    assert store.void(pending.id, "x") is None
     assert store.approve(pending.id, "U0CAROL").result == "complete"
-    voided = approvals_db.settle_void(store, pending.id, "never started")
+    voided = store.void(pending.id, "never started")
     assert voided is not None and (voided.status, voided.note) == ("void", "never started")
-    assert approvals_db.settle_void(store, pending.id, "again") is None
+    assert store.void(pending.id, "again") is None
 
 
 def test_a_reminder_is_claimed_once_per_interval_across_replicas(
     open_store: Callable[..., Store], clock: FakeClock,
 ) -> None:
-    from bot.store import approvals as approvals_db
-
     first, second = open_store(clock=clock), open_store(clock=clock)
     request = _request(first, emergency=True, ttl_seconds=3600.0)
     every = 900.0
     clock.advance(timedelta(seconds=every + 1))
-    verdicts = [approvals_db.claim_reminder(s, request.id, every)[0] for s in (first, second)]
+    verdicts = [s.claim_reminder(request.id, every)[0] for s in (first, second)]
     assert sorted(verdicts) == ["duplicate", "remind"]
     clock.advance(timedelta(seconds=every))
-    assert approvals_db.claim_reminder(second, request.id, every)[0] == "remind"
+    assert second.claim_reminder(request.id, every)[0] == "remind"
     clock.advance(timedelta(hours=1))
-    assert approvals_db.claim_reminder(first, request.id, every)[0] == "expired"
+    assert first.claim_reminder(request.id, every)[0] == "expired"
     ordinary = _request(first)
-    assert approvals_db.claim_reminder(first, ordinary.id, every)[0] == "stop"
+    assert first.claim_reminder(ordinary.id, every)[0] == "stop"
 
 
 def test_autogenerate_leaves_the_scheduler_jobs_table_alone(store: Store) -> None:
