@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["Dispatcher", "Outcome"]
 
 log = logging.getLogger("opsbot.dispatcher")
-T = TypeVar("T")
 
 OutcomeStatus = Literal[
     "succeeded", "failed", "refused", "denied", "usage", "duplicate", "info", "pending_approval"
@@ -101,12 +100,10 @@ class Dispatcher:
         self.approvals: Approvals | None = None  # wired by Services
         self.records = records or StoreRecords(store)
 
-    async def _db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def dispatch(self, trigger: Trigger, reporter: Reporter) -> Outcome:
         """Handle one trigger end to end; never raises for anything the user did."""
-        if trigger.delivery_id and not await self._db(
+        if trigger.delivery_id and not await asyncio.to_thread(
             self.store.claim_delivery, trigger.delivery_id
         ):
             log.info("duplicate delivery %s ignored", trigger.delivery_id)
@@ -281,7 +278,7 @@ class Dispatcher:
             k: (REDACTED if runbook.parameters[k].secret else v) for k, v in params.items()
         }
         target = app.name if app else None
-        execution_id = await self._db(
+        execution_id = await asyncio.to_thread(
             self.store.create_execution,
             runbook=runbook.name,
             source=trigger.source,
@@ -300,8 +297,8 @@ class Dispatcher:
                 lease = await self.locks.acquire(environment.name, target,
                                                  execution_id=execution_id, actor=trigger.actor)
             except Locked as exc:
-                await self._db(self.store.finish_execution, execution_id, status="refused",
-                               summary=str(exc)[:2000])
+                await asyncio.to_thread(self.store.finish_execution, execution_id, status="refused",
+                                        summary=str(exc)[:2000])
                 await self._audit(trigger, command, runbook, environment.name, target,
                                   "refused", execution_id, detail=str(exc)[:500])
                 return await self._reply(trigger, reporter, "refused",
@@ -418,7 +415,7 @@ class Dispatcher:
     async def _finish(self, run: _Run, status: str) -> None:
         view = run.view
         summary = view.summary or "; ".join(s.summary for s in view.steps if s.summary)
-        await self._db(
+        await asyncio.to_thread(
             self.store.finish_execution, view.execution_id, status=status, summary=summary[:2000]
         )
         await self._audit(
@@ -555,7 +552,7 @@ class Dispatcher:
     async def _persist(self, run: _Run, fn: Callable[..., Any], /, *args: Any,
                        **kwargs: Any) -> None:
         if run.persist:
-            await self._db(fn, *args, **kwargs)
+            await asyncio.to_thread(fn, *args, **kwargs)
 
     async def _report(self, run: _Run) -> None:
         try:
@@ -619,7 +616,7 @@ class Dispatcher:
                 **({"revisions": revisions} if revisions else {}),
             },
         )
-        await self._db(self.store.audit, entry)
+        await asyncio.to_thread(self.store.audit, entry)
 
     async def _audit_decision(
         self,
@@ -640,7 +637,7 @@ class Dispatcher:
             outcome=outcome,
             details={"runbook": runbook, "via": trigger.via, "detail": detail},
         )
-        await self._db(self.store.audit, entry)
+        await asyncio.to_thread(self.store.audit, entry)
 
 
 _DRY_RUN_FLAG = re.compile(r"(?<!\S)--dry-run(?!\S)")

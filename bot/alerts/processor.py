@@ -15,7 +15,7 @@ import logging
 import shlex
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -40,7 +40,6 @@ from bot.trigger import Trigger
 __all__ = ["ALERT_ACTOR", "AlertProcessor"]
 
 log = logging.getLogger("opsbot.alerts")
-T = TypeVar("T")
 
 #: Who automatic runs are recorded as (executions, audit, messages).
 ALERT_ACTOR = "alertmanager"
@@ -62,8 +61,6 @@ class AlertProcessor:
         self._group_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._drain_lock = asyncio.Lock()
 
-    async def _db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -98,7 +95,7 @@ class AlertProcessor:
     async def recover(self) -> None:
         """Runs that were deciding or running when opsbot stopped are marked interrupted and
         shown so; they are never started again."""
-        for run in await self._db(self.store.interrupt_alert_runs):
+        for run in await asyncio.to_thread(self.store.interrupt_alert_runs):
             log.warning("automatic run %s of %s was interrupted by a restart", run.id, run.runbook)
             await self.show(run.group_hash)
 
@@ -117,7 +114,7 @@ class AlertProcessor:
     async def drain(self) -> int:
         async with self._drain_lock:
             done = 0
-            while batch := await self._db(self.store.unprocessed_notifications, 50):
+            while batch := await asyncio.to_thread(self.store.unprocessed_notifications, 50):
                 for stored in batch:
                     await self._process_safely(stored)
                     done += 1
@@ -131,7 +128,7 @@ class AlertProcessor:
         except Exception:
             # A notification that breaks processing must not block the ones behind it.
             log.exception("notification %s could not be processed; skipped", stored.id)
-            await self._db(self.store.mark_notification_processed, stored.id)
+            await asyncio.to_thread(self.store.mark_notification_processed, stored.id)
 
     # -- one notification -------------------------------------------------------------------
 
@@ -140,7 +137,7 @@ class AlertProcessor:
             notification = Notification.model_validate(stored.payload)
         except ValidationError:
             log.error("stored notification %s is not readable; skipped", stored.id)
-            await self._db(self.store.mark_notification_processed, stored.id)
+            await asyncio.to_thread(self.store.mark_notification_processed, stored.id)
             return
         received = stored.received_at.isoformat()
         snapshot: dict[str, Any] = {_META: {
@@ -155,14 +152,14 @@ class AlertProcessor:
             routes = route(alert, self.catalog, self.settings) if alert.status == "firing" \
                 else []
             snapshot[alert.fingerprint] = _alert_state(alert, context, routes, received)
-            if await self._db(self.store.claim_alert_state, alert.state_key, stored.id):
+            if await asyncio.to_thread(self.store.claim_alert_state, alert.state_key, stored.id):
                 if alert.status == "firing":
                     new_firing.append((alert, context, routes))
                 else:
                     new_resolved.add(alert.fingerprint)
-        group = await self._db(self.store.update_alert_group, group_key=notification.group_key,
-                               receiver=notification.receiver, status=notification.status,
-                               alerts=snapshot)
+        group = await asyncio.to_thread(
+            self.store.update_alert_group, group_key=notification.group_key,
+            receiver=notification.receiver, status=notification.status, alerts=snapshot)
         if new_resolved:
             await self._withdraw_requests(group.group_hash, new_resolved)
         allowed: list[tuple[AlertRunRecord, Route, dict[str, Any]]] = []
@@ -179,7 +176,7 @@ class AlertProcessor:
                                        name=f"opsbot-alert-run-{run.id}")
             self._runs.add(task)
             task.add_done_callback(self._runs.discard)
-        await self._db(self.store.mark_notification_processed, stored.id)
+        await asyncio.to_thread(self.store.mark_notification_processed, stored.id)
 
     async def _withdraw_requests(self, group_hash: str, fingerprints: set[str]) -> None:
         """An alert resolved: the approval requests its runs still wait on are cancelled
@@ -187,7 +184,7 @@ class AlertProcessor:
         approvals = self.dispatcher.approvals
         if approvals is None:
             return
-        for run in await self._db(self.store.alert_runs, group_hash):
+        for run in await asyncio.to_thread(self.store.alert_runs, group_hash):
             if run.fingerprint not in fingerprints or run.status != "awaiting_approval" \
                     or not run.request_id:
                 continue
@@ -198,8 +195,8 @@ class AlertProcessor:
             except OpsbotError as exc:  # decided meanwhile: it stays as it is
                 log.info("request %s not withdrawn: %s", run.request_id, exc)
                 continue
-            await self._db(self.store.alert_run_not_started, run.id, request_id=run.request_id,
-                           status="cancelled")
+            await asyncio.to_thread(self.store.alert_run_not_started, run.id,
+                                    request_id=run.request_id, status="cancelled")
 
     async def _decide(self, group_hash: str, group_key: str, alert: AlertItem,
                       matched: Route) -> AlertRunRecord | None:
@@ -214,7 +211,7 @@ class AlertProcessor:
                 max_concurrent=self.settings.alerts.max_concurrent,
                 shadow=matched.mode == "shadow",
             )
-        run = await self._db(
+        run = await asyncio.to_thread(
             self.store.decide_alert_run, state_key=alert.state_key, group_key=group_key,
             fingerprint=alert.fingerprint, alertname=alert.name, runbook=runbook.name,
             environment=matched.environment.name if matched.environment else None,
@@ -243,7 +240,7 @@ class AlertProcessor:
                          dict(matched.params), context={"alert": context})
 
         async def started(execution_id: str) -> None:
-            await self._db(self.store.start_alert_run, run.id, execution_id)
+            await asyncio.to_thread(self.store.start_alert_run, run.id, execution_id)
             await self.show(group_hash)
 
         view = await self._view(group_hash)
@@ -254,14 +251,14 @@ class AlertProcessor:
             log.exception("automatic run %s of %s failed to run", run.id, runbook.name)
             outcome = None
         if outcome is not None and outcome.status == "pending_approval":
-            await self._db(self.store.alert_run_not_started, run.id,
-                           request_id=outcome.request_id, status="awaiting_approval")
+            await asyncio.to_thread(self.store.alert_run_not_started, run.id,
+                                    request_id=outcome.request_id, status="awaiting_approval")
         elif outcome is None or outcome.execution_id is None:
-            await self._db(self.store.alert_run_not_started, run.id, request_id=None,
-                           status="refused")
+            await asyncio.to_thread(self.store.alert_run_not_started, run.id, request_id=None,
+                                    status="refused")
         else:
-            opened = await self._db(self.store.finish_alert_run, run.id, outcome.status,
-                                    breaker_limit=self.settings.alerts.breaker_failures)
+            opened = await asyncio.to_thread(self.store.finish_alert_run, run.id, outcome.status,
+                                             breaker_limit=self.settings.alerts.breaker_failures)
             if opened is not None:
                 await self._breaker_opened(group_hash, opened.environment, opened.target,
                                            opened.failures)
@@ -274,7 +271,7 @@ class AlertProcessor:
                 f"`automation resume --env {environment}` turns it back on.")
         log.warning("circuit breaker opened for %s/%s after %d failures", environment, target,
                     failures)
-        await self._db(self.store.audit, AuditEntry(
+        await asyncio.to_thread(self.store.audit, AuditEntry(
             actor=ALERT_ACTOR, source="alert", command=f"circuit breaker {environment}/{target}",
             environment=environment, target=target, outcome="breaker_opened",
             details={"failures": failures, "group": group_hash},
@@ -288,7 +285,7 @@ class AlertProcessor:
 
     async def _audit_decision(self, run: AlertRunRecord, alert: AlertItem,
                               group_hash: str) -> None:
-        await self._db(self.store.audit, AuditEntry(
+        await asyncio.to_thread(self.store.audit, AuditEntry(
             actor=ALERT_ACTOR, source="alert", command=f"{alert.name} -> {run.runbook}"[:500],
             environment=run.environment, target=run.target, outcome=f"automation_{run.decision}",
             details={"runbook": run.runbook, "decision": run.decision, "detail": run.detail,
@@ -312,14 +309,14 @@ class AlertProcessor:
                 return
             if posted is not None:
                 channel, ts = posted
-                await self._db(self.store.set_alert_group_message, group_hash, channel=channel,
-                               ts=ts)
+                await asyncio.to_thread(self.store.set_alert_group_message, group_hash,
+                                        channel=channel, ts=ts)
 
     async def _view(self, group_hash: str) -> AlertGroupView | None:
-        group = await self._db(self.store.get_alert_group, group_hash)
+        group = await asyncio.to_thread(self.store.get_alert_group, group_hash)
         if group is None:
             return None
-        runs = await self._db(self.store.alert_runs, group_hash)
+        runs = await asyncio.to_thread(self.store.alert_runs, group_hash)
         meta = group.alerts.get(_META, {})
         states = [state for key, state in group.alerts.items() if key != _META]
         states.sort(key=lambda s: (s["status"] != "firing", s["starts_at"], s["fingerprint"]))

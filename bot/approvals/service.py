@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
 from bot import messages
 from bot.access import Access
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["Approvals"]
 
 log = logging.getLogger("opsbot.approvals")
-P = ParamSpec("P")
-T = TypeVar("T")
 BREAK_GLASS_ACK_SECONDS = 7 * 24 * 3600  # reminders stop after a week even if nobody acks
 # How long an approved request may take to start its run (the plan is made again first)
 # before a starting opsbot calls it stuck. Generous, so that a process starting next to a
@@ -76,7 +74,7 @@ class Approvals:
         if not preview.ok:
             raise Refused(messages.preview_failed(preview.problem))
         policy = environment.approval
-        request = await self._db(
+        request = await asyncio.to_thread(
             self.store.create_request, runbook=runbook.name, command=command.text,
             environment=environment.name, target=app.name if app else None, params=params,
             reason=command.reason, requester=trigger.actor, source=trigger.source,
@@ -105,7 +103,7 @@ class Approvals:
                                                      environment.name))
         reason = command.emergency or ""
         policy = environment.approval
-        request = await self._db(
+        request = await asyncio.to_thread(
             self.store.create_request, runbook=runbook.name, command=command.text,
             environment=environment.name, target=app.name if app else None, params=params,
             reason=reason, requester=trigger.actor, source=trigger.source,
@@ -131,7 +129,7 @@ class Approvals:
         """Remind approvers of an unacknowledged break-glass change, at most once per interval
         whoever calls; False once it is acknowledged or past its week (the job then stops)."""
         every = every_seconds or self.settings.break_glass_reminder_minutes * 60.0
-        verdict, request = await self._db(self.store.claim_reminder, request_id, every)
+        verdict, request = await asyncio.to_thread(self.store.claim_reminder, request_id, every)
         if verdict == "expired":
             await self.expire(request_id)
         if verdict in ("expired", "stop") or request is None:
@@ -148,7 +146,7 @@ class Approvals:
 
         request = await self._open(request_id)
         await self._check_approver(trigger.actor, request)
-        outcome = await self._db(self.store.approve, request_id, trigger.actor)
+        outcome = await asyncio.to_thread(self.store.approve, request_id, trigger.actor)
         match outcome.result:
             case "already_approved":
                 raise Refused(messages.already_approved(request_id))
@@ -177,7 +175,7 @@ class Approvals:
 
         request = await self._open(request_id)
         await self._check_approver(trigger.actor, request, deciding="deny")
-        outcome = await self._db(self.store.deny, request_id, trigger.actor, reason)
+        outcome = await asyncio.to_thread(self.store.deny, request_id, trigger.actor, reason)
         if outcome.result != "denied":
             raise Refused(messages.approval_not_open(request_id, outcome.request.status))
         await self._audit(outcome.request, trigger.actor, "denied", detail=reason, reason=reason)
@@ -194,7 +192,7 @@ class Approvals:
         request = await self._open(request_id)
         if trigger.actor != request.requester:
             raise Denied(messages.only_requester_cancels(self._view(request)))
-        outcome = await self._db(self.store.cancel, request_id, trigger.actor)
+        outcome = await asyncio.to_thread(self.store.cancel, request_id, trigger.actor)
         if outcome.result != "cancelled":
             raise Refused(messages.approval_not_open(request_id, outcome.request.status))
         await self._audit(outcome.request, trigger.actor, "cancelled")
@@ -204,7 +202,7 @@ class Approvals:
         return Outcome("info", request_id=request_id)
 
     async def pending(self) -> Notice:
-        requests = await self._db(self.store.pending_requests)
+        requests = await asyncio.to_thread(self.store.pending_requests)
         return messages.pending_list([self._view(r) for r in requests])
 
     async def expire(self, request_id: str) -> None:
@@ -212,12 +210,12 @@ class Approvals:
 
         A no-op (no message, no audit record) unless this call made the change: the store's
         conditional update lets exactly one of several callers (replicas) expire it."""
-        request = await self._db(self.store.expire, request_id)
+        request = await asyncio.to_thread(self.store.expire, request_id)
         if request is not None:
             await self._expired(request)
 
     async def expire_due(self) -> None:
-        for request in await self._db(self.store.expire_due):
+        for request in await asyncio.to_thread(self.store.expire_due):
             await self._expired(request)
 
     async def _expired(self, request: ApprovalRequest) -> None:
@@ -237,12 +235,13 @@ class Approvals:
         if that process died, `serve`'s recovery marks the run interrupted first). One with no
         run yet gets `START_GRACE` from its approval before it is called stuck: until then
         another process may be about to start it, so a check is scheduled instead."""
-        for found in await self._db(self.store.unfinished_requests, START_GRACE):
+        for found in await asyncio.to_thread(self.store.unfinished_requests, START_GRACE):
             await self._settle_unfinished(found)
 
     async def settle(self, request_id: str) -> None:
         """The scheduled check of one approved request (see `recover_approved`)."""
-        for found in await self._db(self.store.unfinished_requests, START_GRACE, request_id):
+        for found in await asyncio.to_thread(self.store.unfinished_requests, START_GRACE,
+                                             request_id):
             await self._settle_unfinished(found)
 
     async def _settle_unfinished(self, found: Unfinished) -> None:
@@ -257,21 +256,21 @@ class Approvals:
     async def _close_unfinished(self, request: ApprovalRequest, problem: str | None) -> None:
         """Approved, but no run recorded on it: void if nothing ran, else executed with the run
         it got; the message updated, the requester told, an audit record written."""
-        run = await self._db(self.store.latest_request_run, request.id)
+        run = await asyncio.to_thread(self.store.latest_request_run, request.id)
         view = self._view(request)
         outcome = ""
         if run is None or run.status == "refused":
             # Refused before any step (e.g. the target was locked): nothing ran.
             note = messages.approval_not_started(view, run.summary if run else problem)
-            closed = await self._db(self.store.void, request.id, note,
-                                    run.id if run else None)
+            closed = await asyncio.to_thread(self.store.void, request.id, note,
+                                             run.id if run else None)
             outcome = "not-started"
         elif run.status in ("interrupted", "running"):
             note = messages.approval_run_interrupted(view)
-            closed = await self._db(self.store.mark_executed, request.id, run.id, note)
+            closed = await asyncio.to_thread(self.store.mark_executed, request.id, run.id, note)
             outcome = "interrupted"
         else:  # it ran to its end; only recording it on the request was lost
-            closed = await self._db(self.store.mark_executed, request.id, run.id)
+            closed = await asyncio.to_thread(self.store.mark_executed, request.id, run.id)
         if closed is None:
             return  # settled meanwhile by whoever ran it, or by another replica
         view = await self._show(closed)
@@ -310,8 +309,8 @@ class Approvals:
                          params, context=request.context)
         preview = await self.dispatcher.preview(inv)
         if not preview.ok or preview.digest != request.plan_digest:
-            voided = await self._db(self.store.void, request.id,
-                                    messages.plan_changed(self._view(request)))
+            voided = await asyncio.to_thread(self.store.void, request.id,
+                                             messages.plan_changed(self._view(request)))
             current = voided or request
             await self._audit(current, "opsbot", "void",
                               detail=f"plan {request.plan_digest[:12]} -> {preview.digest[:12]}")
@@ -319,7 +318,7 @@ class Approvals:
             await self.board.tell(request.requester, view,
                                   Notice("refused", messages.plan_changed(view)))
             return Outcome("refused", request_id=request.id)
-        now = await self._db(self.store.get_request, request.id)
+        now = await asyncio.to_thread(self.store.get_request, request.id)
         if now is None or now.status != "approved":
             # Settled meanwhile (a starting process found it overdue): it must not run now.
             raise Refused(messages.approval_not_open(request.id, now.status if now else "gone"))
@@ -327,7 +326,8 @@ class Approvals:
         outcome = await self.dispatcher.execute(inv, self.board.reporter(view),
                                                 request_id=request.id)
         if outcome.execution_id:
-            done = await self._db(self.store.mark_executed, request.id, outcome.execution_id)
+            done = await asyncio.to_thread(self.store.mark_executed, request.id,
+                                           outcome.execution_id)
             if done is not None:
                 await self._show(done)
         else:
@@ -338,7 +338,7 @@ class Approvals:
     # -- helpers -----------------------------------------------------------------------------
 
     async def _open(self, request_id: str) -> ApprovalRequest:
-        request: ApprovalRequest | None = await self._db(self.store.get_request, request_id)
+        request = await asyncio.to_thread(self.store.get_request, request_id)
         if request is None:
             raise UnknownName("approval request", request_id)
         return request
@@ -371,7 +371,8 @@ class Approvals:
             return view
         if where and not request.ts:
             channel, ts = where
-            await self._db(self.store.set_request_message, request.id, channel=channel, ts=ts)
+            await asyncio.to_thread(self.store.set_request_message, request.id,
+                                    channel=channel, ts=ts)
             request = replace(request, channel=channel, ts=ts)
             view = self._view(request)
         return view
@@ -385,8 +386,5 @@ class Approvals:
             details={"runbook": request.runbook, "requester": request.requester,
                      "detail": detail, "plan_digest": request.plan_digest, **more},
         )
-        await self._db(self.store.audit, entry)
+        await asyncio.to_thread(self.store.audit, entry)
 
-    @staticmethod
-    async def _db(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
