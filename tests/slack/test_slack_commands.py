@@ -7,16 +7,8 @@ from typing import Any
 
 from bot.services import Services
 from bot.simcluster import SimCluster
+from tests.slack.test_slack_access import workloads
 from tests.support.slack_standin import BOT_TOKEN, CHANNEL, SlackDriver
-
-
-def workloads(sim: SimCluster) -> dict[str, Any]:
-    """What a command could change: every workload's spec and generation."""
-    return {
-        key: (obj["metadata"].get("generation"), obj["spec"])
-        for key, obj in sim.snapshot().items()
-        if key.startswith(("apps/v1/Deployment/", "apps/v1/StatefulSet/"))
-    }
 
 
 def deployment(sim: SimCluster, namespace: str, name: str) -> dict[str, Any]:
