@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -15,6 +16,8 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_bolt.request.async_request import AsyncBoltRequest
 from starlette.requests import ClientDisconnect, Request
+
+from bot.metrics import SLACK_REQUESTS_REFUSED
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -25,8 +28,11 @@ __all__ = [
     "is_ssl_check",
     "parse_body",
     "read_body",
+    "refused",
     "verify_signature",
 ]
+
+log = logging.getLogger("opsbot.slack")
 
 # A click carries the whole clicked message (up to 50 blocks) and a modal its state, form- and
 # JSON-escaped: far below 1 MiB, which also bounds what one unsigned request can make us hold.
@@ -42,6 +48,12 @@ class Rejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+def refused(rejected: Rejected, via: str) -> None:
+    """The one log line (and count) of a refused request."""
+    SLACK_REQUESTS_REFUSED.labels(status=str(rejected.status)).inc()
+    log.warning("Slack %s refused with %d: %s", via, rejected.status, rejected.reason)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:

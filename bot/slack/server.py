@@ -13,13 +13,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.socket_mode.async_internals import send_async_response
-from slack_bolt.adapter.socket_mode.internals import build_headers
 from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,13 +26,13 @@ from bot import messages
 from bot.alerts.intake import alertmanager_route
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.metrics import SLACK_REQUESTS_REFUSED
 from bot.services import Services
 from bot.slack import inbound
 from bot.slack.api import slack_client
-from bot.slack.app import BOLT_LOG, build_bolt_app, build_services
+from bot.slack.app import build_bolt_app, build_services
 from bot.slack.identity import RETRY_SECONDS, SlackIdentity
 from bot.slack.recovery import recover
+from bot.slack.socket_mode import CheckedSocketModeHandler
 from bot.slack.tasks import BackgroundTasks
 
 __all__ = ["create_app", "parse_listen", "readiness", "serve"]
@@ -58,28 +54,6 @@ async def readiness(services: Services) -> str | None:
         log.warning("readiness: the store does not answer: %s", type(exc).__name__)
         return "the store does not answer"
     return None
-
-
-def _refused(status: int, reason: str, via: str) -> None:
-    SLACK_REQUESTS_REFUSED.labels(status=str(status)).inc()
-    log.warning("Slack %s refused with %d: %s", via, status, reason)
-
-
-class CheckedSocketModeHandler(AsyncSocketModeHandler):
-    """Bolt's Socket Mode handler, refusing (unacked, one log line) an envelope whose payload
-    is not one opsbot acts on instead of handing it to Bolt."""
-
-    async def handle(self, client: Any, req: Any) -> None:
-        started = time.time()
-        try:
-            inbound.check(req.payload)
-            request = inbound.bolt_request(req.payload, mode="socket_mode",
-                                           headers=build_headers(req))
-        except inbound.Rejected as exc:
-            _refused(exc.status, exc.reason, "Socket Mode envelope")
-            return
-        response = await self.app.async_dispatch(request)
-        await send_async_response(client, req, response, started)
 
 
 def create_app(
@@ -110,7 +84,7 @@ def create_app(
             inbound.check(body)
             bolt_request = inbound.bolt_request(body)
         except inbound.Rejected as exc:
-            _refused(exc.status, exc.reason, "request")
+            inbound.refused(exc, "request")
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
         return to_starlette_response(await bolt.async_dispatch(bolt_request))
 
@@ -132,7 +106,7 @@ def create_app(
         # The scheduler expires what fell due while opsbot was down (messages updated) and
         # times every open request from now on.
         await services.start(alerts=True)
-        socket = CheckedSocketModeHandler(bolt, app_token, logger=BOLT_LOG) if app_token else None
+        socket = CheckedSocketModeHandler(bolt, app_token) if app_token else None
         if socket is not None:
             await socket.connect_async()  # type: ignore[no-untyped-call]
             log.info("connected to Slack over Socket Mode")
