@@ -253,19 +253,25 @@ def _printable(text: str, limit: int = 40) -> str:
     return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
-def _has_nul(value: Any) -> bool:
+def _unstorable(value: Any) -> str | None:
+    """Why some text in `value` could not be stored (the command text, a reason), or None:
+    JSON can carry NUL and lone UTF-16 surrogates, which no database takes."""
     stack = [value]  # iterative: a deeply nested body must not exhaust the stack
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return True
+                return "NUL characters are not accepted"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "lone UTF-16 surrogates are not accepted"
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return False
+    return None
 
 
 def check(body: Any) -> str:
@@ -281,8 +287,9 @@ def check(body: Any) -> str:
         error = exc.errors()[0]
         where = ".".join(_printable(str(part)) for part in error["loc"]) or "the body"
         raise Rejected(400, f"malformed {kind}: {where}: {error['msg']}") from None
-    if _has_nul(body):
-        raise Rejected(400, f"malformed {kind}: NUL characters are not accepted")
+    unstorable = _unstorable(body)
+    if unstorable is not None:
+        raise Rejected(400, f"malformed {kind}: {unstorable}")
     return kind
 
 
