@@ -10,7 +10,7 @@ import hmac
 import json
 import logging
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -211,7 +211,7 @@ class _State(_Shape):
 
 
 class _View(_Shape):
-    type: Text
+    type: Literal["modal"]  # Bolt reads a submitted "workflow_step" view as a legacy step
     callback_id: Text
     id: str | None = None
     private_metadata: str = ""

@@ -145,6 +145,9 @@ def test_signed_but_malformed_requests_get_400_at_once(
         signed("view_submission without view", payload(deny_form(None))),
         signed("view_submission view without type",
                payload(deny_form({"callback_id": "opsbot_deny_modal"}) | {"view": {"id": "V"}})),
+        signed("view_submission of a legacy workflow step", payload(deny_form(
+            {"callback_id": "opsbot_deny_modal"}) | {"view": {"type": "workflow_step",
+                                                             "callback_id": MARK}})),
         signed("view_submission view without callback_id",
                payload(deny_form({"id": "V1", "private_metadata": MARK}))),
         signed("view_submission state of the wrong shape",
