@@ -57,11 +57,11 @@ def refused(rejected: Rejected, via: str) -> None:
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The body, refused (413) from Content-Length before reading, and while reading for a
-    chunked or under-declared one."""
+    """The body, refused (413) from Content-Length before reading, and while reading a
+    chunked one."""
     too_large = Rejected(413, f"the body is over {limit} bytes")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
     try:
