@@ -30,7 +30,7 @@ from bot.slack.api import slack_client, slack_members
 from bot.slack.blocks import ACTION_PREFIX
 from bot.slack.board import SlackBoard
 from bot.slack.identity import SlackIdentity
-from bot.slack.inbound import kind_of
+from bot.slack.inbound import Rejected, kind_of, refused
 from bot.slack.interactions import register_approvals
 from bot.slack.reporter import SlackReporter
 from bot.slack.tasks import BackgroundTasks
@@ -173,8 +173,9 @@ def build_bolt_app(
     async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse | None:
         kind = kind_of(body) or "request"
         if isinstance(error, BoltUnhandledRequestError):
-            log.warning("Slack request refused with 404: no listener handles this %s", kind)
-            return BoltResponse(status=404, body={"error": f"no listener handles this {kind}"})
+            unhandled = Rejected(404, f"no listener handles this {kind}")
+            refused(unhandled, "request")
+            return BoltResponse(status=404, body={"error": unhandled.reason})
         log.error("handling a Slack %s failed", kind, exc_info=error)
         return None
 

@@ -100,8 +100,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        # Not awaited: commands are served while Slack's API is still unreachable.
-        learning = asyncio.create_task(identity.learn(auth_retry), name="opsbot auth.test")
         await recover(services, client)
         # The scheduler expires what fell due while opsbot was down (messages updated) and
         # times every open request from now on.
@@ -110,6 +108,8 @@ def create_app(
         if socket is not None:
             await socket.connect_async()  # type: ignore[no-untyped-call]
             log.info("connected to Slack over Socket Mode")
+        # Not awaited: commands are served while Slack's API is still unreachable.
+        learning = asyncio.create_task(identity.learn(auth_retry), name="opsbot auth.test")
         try:
             yield
         finally:
