@@ -13,6 +13,7 @@ __all__ = [
     "ALERT_NOTIFICATIONS",
     "EXECUTIONS",
     "SLACK_API_ERRORS",
+    "SLACK_REQUESTS_REFUSED",
     "TRIGGERS",
 ]
 
@@ -30,6 +31,11 @@ SLACK_API_ERRORS = Counter(
     "opsbot_slack_api_errors",
     "Slack Web API calls that failed, by API method.",
     ["method"],
+)
+SLACK_REQUESTS_REFUSED = Counter(
+    "opsbot_slack_requests_refused",
+    "Requests to /slack/events and Socket Mode envelopes refused before Bolt, by HTTP status.",
+    ["status"],
 )
 ALERT_NOTIFICATIONS = Counter(
     "opsbot_alert_notifications",

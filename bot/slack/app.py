@@ -10,7 +10,13 @@ import logging
 import re
 from typing import Any
 
+from slack_bolt import BoltResponse
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.logger.messages import (
+    warning_client_prioritized_and_token_skipped,
+    warning_token_skipped,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
@@ -23,27 +29,46 @@ from bot.slack.alert_board import SlackAlertBoard, channel_reporter
 from bot.slack.api import slack_client, slack_members
 from bot.slack.blocks import ACTION_PREFIX
 from bot.slack.board import SlackBoard
+from bot.slack.identity import SlackIdentity
+from bot.slack.inbound import Rejected, kind_of, refused
 from bot.slack.interactions import register_approvals
 from bot.slack.reporter import SlackReporter
 from bot.slack.tasks import BackgroundTasks
 from bot.store import Store
 from bot.trigger import Trigger
 
-__all__ = ["build_bolt_app", "build_services", "button_trigger", "command_trigger",
+__all__ = ["BOLT_LOG", "build_bolt_app", "build_services", "button_trigger", "command_trigger",
            "run_trigger", "unescape"]
 
 log = logging.getLogger("opsbot.slack")
 
 
-class _SameToken(logging.Filter):
-    """Bolt reads SLACK_BOT_TOKEN on its own and warns that our client's token wins over it;
-    both come from the same setting, so the warning would only alarm operators."""
+# Bolt and the Socket Mode client log through this logger (Bolt copies its filters to every
+# logger it makes), so what they would write about a request is stopped here, whatever the level.
+BOLT_LOG = logging.getLogger("opsbot.slack.bolt")
 
+# Messages of Bolt and slack_sdk that carry a request's body (or echo part of it).
+_CARRY_BODIES = (
+    "Invalid request signature detected",  # Bolt's verification (we verify before Bolt)
+    "Unhandled request (",  # Bolt's hint for an unhandled request
+    "A global middleware (",
+    "Received message (",  # Socket Mode, at DEBUG: every envelope as received
+    "Unsuccessful Bolt execution result",
+    "Responding with",  # the response, which may echo the request (a challenge)
+)
+# Bolt reads SLACK_BOT_TOKEN on its own and warns that our client's token and authorize win
+# over it; both come from the same setting, so the warnings would only alarm operators.
+_TOKEN_WARNINGS = (warning_client_prioritized_and_token_skipped(), warning_token_skipped())
+
+
+class _NoRequestBodies(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "`token` will be unused" not in record.getMessage()
+        message = record.getMessage()
+        return not message.startswith(_CARRY_BODIES) and message not in _TOKEN_WARNINGS
 
 
-_BOLT_LOG = logging.getLogger("slack_bolt.AsyncApp")
+if not BOLT_LOG.filters:
+    BOLT_LOG.addFilter(_NoRequestBodies())
 
 
 def build_services(settings: Settings) -> Services:
@@ -121,23 +146,38 @@ def build_bolt_app(
     *,
     client: AsyncWebClient | None = None,
     tasks: BackgroundTasks | None = None,
-    socket_mode: bool = False,
+    identity: SlackIdentity | None = None,
 ) -> AsyncApp:
     """Bolt app for `settings.slack.command`, follow-up buttons and approval buttons; work
-    runs in `tasks`."""
+    runs in `tasks`.
+
+    Requests reach it checked (bot/slack/inbound.py): over HTTP the server verifies the
+    signature and the shape first, over Socket Mode the socket handler checks the shape. Who
+    the bot is comes from `identity`, learned once at startup, never per request."""
     settings = services.settings
     web = client or slack_client(settings)
     background = tasks if tasks is not None else BackgroundTasks()
-    secret = settings.slack.signing_secret
-    if not any(isinstance(f, _SameToken) for f in _BOLT_LOG.filters):
-        _BOLT_LOG.addFilter(_SameToken())
     app = AsyncApp(
         client=web,
-        signing_secret=secret.get_secret_value() if secret else "",
+        logger=BOLT_LOG,
+        authorize=identity or SlackIdentity(web),
         process_before_response=False,
-        # Socket Mode requests arrive over the app-token socket and carry no signature.
-        request_verification_enabled=not socket_mode,
+        # The server verified the signature before Bolt saw the request (and Socket Mode
+        # requests carry none); Bolt's own check would log the body of a failing one.
+        request_verification_enabled=False,
+        # A request no listener takes goes to on_error below, not to Bolt's warning with its body.
+        raise_error_for_unhandled_request=True,
     )
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse | None:
+        kind = kind_of(body) or "request"
+        if isinstance(error, BoltUnhandledRequestError):
+            unhandled = Rejected(404, f"no listener handles this {kind}")
+            refused(unhandled, "request")
+            return BoltResponse(status=404, body={"error": unhandled.reason})
+        log.error("handling a Slack %s failed", kind, exc_info=error)
+        return None
 
     def start(trigger: Trigger, thread_ts: str | None = None) -> None:
         if trigger.channel is None:

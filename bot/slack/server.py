@@ -1,23 +1,25 @@
 """`opsbot serve`: the web server around the Bolt app, with health, readiness and metrics.
 
 Slack reaches us over HTTP (`POST /slack/events`, signed) or, when an app token is set, over
-Socket Mode; either way the probes and `/metrics` are served over HTTP.
+Socket Mode; either way the probes and `/metrics` are served over HTTP. What arrives is checked
+(bot/slack/inbound.py) before Bolt sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot import messages
@@ -25,9 +27,12 @@ from bot.alerts.intake import alertmanager_route
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.services import Services
+from bot.slack import inbound
 from bot.slack.api import slack_client
 from bot.slack.app import build_bolt_app, build_services
+from bot.slack.identity import RETRY_SECONDS, SlackIdentity
 from bot.slack.recovery import recover
+from bot.slack.socket_mode import CheckedSocketModeHandler
 from bot.slack.tasks import BackgroundTasks
 
 __all__ = ["create_app", "parse_listen", "readiness", "serve"]
@@ -57,15 +62,31 @@ def create_app(
     app_token: str | None = None,
     routes: Sequence[BaseRoute] = (),
     shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
+    auth_retry: tuple[float, float] = RETRY_SECONDS,
 ) -> Starlette:
-    """The ASGI app; with `app_token`, Slack arrives over Socket Mode instead of /slack/events."""
+    """The ASGI app; with `app_token`, Slack arrives over Socket Mode instead of /slack/events.
+    `auth_retry` is how often Slack's `auth.test` is retried at startup (first, longest)."""
     client = slack_client(services.settings)
     tasks = BackgroundTasks()
-    bolt = build_bolt_app(services, client=client, tasks=tasks, socket_mode=app_token is not None)
-    handler = AsyncSlackRequestHandler(bolt)
+    identity = SlackIdentity(client)
+    bolt = build_bolt_app(services, client=client, tasks=tasks, identity=identity)
+    secret = services.settings.slack.signing_secret
+    signing_secret = secret.get_secret_value() if secret else ""
 
     async def events(request: Request) -> Response:
-        return await handler.handle(request)
+        try:
+            raw = await inbound.read_body(request)
+            content_type = request.headers.get("content-type", "")
+            if inbound.is_ssl_check(raw, content_type):
+                return Response(status_code=200)
+            inbound.verify_signature(signing_secret, request.headers, raw, time.time())
+            body = inbound.parse_body(raw, content_type)
+            inbound.check(body)
+            bolt_request = inbound.bolt_request(body)
+        except inbound.Rejected as exc:
+            inbound.refused(exc, "request")
+            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        return to_starlette_response(await bolt.async_dispatch(bolt_request))
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -83,13 +104,18 @@ def create_app(
         # The scheduler expires what fell due while opsbot was down (messages updated) and
         # times every open request from now on.
         await services.start(alerts=True)
-        socket = AsyncSocketModeHandler(bolt, app_token) if app_token else None
+        socket = CheckedSocketModeHandler(bolt, app_token) if app_token else None
         if socket is not None:
             await socket.connect_async()  # type: ignore[no-untyped-call]
             log.info("connected to Slack over Socket Mode")
+        # Not awaited: commands are served while Slack's API is still unreachable.
+        learning = asyncio.create_task(identity.learn(auth_retry), name="opsbot auth.test")
         try:
             yield
         finally:
+            learning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await learning
             if socket is not None:
                 await socket.close_async()  # type: ignore[no-untyped-call]
             await tasks.drain(shutdown_grace)

@@ -21,6 +21,7 @@ SCOPES = {
     "usergroups.users.list": "usergroups:read",
     "files.upload_v2": "files:write",
     "views.open": None,
+    "auth.test": None,
 }
 
 

@@ -3,6 +3,7 @@ its port, answering a signed command, stopping cleanly on SIGTERM, and never log
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,11 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
 from bot.simcluster import SimCluster
-from tests.support.signing import SIGNING_SECRET
+from tests.support.signing import SIGNING_SECRET, signed_headers, slash_command_body
 from tests.support.slack_standin import BOT_TOKEN, SlackDriver, SlackStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,3 +109,45 @@ def test_serve_process_answers_and_stops_cleanly(
     assert "Application startup complete" in output
     assert "Application shutdown complete" in output
     assert BOT_TOKEN not in output and SIGNING_SECRET not in output
+
+
+MARK = "zq-logged-body-5be1"
+
+
+def test_no_request_body_reaches_the_log_at_debug(
+    sim: SimCluster, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """Unsigned, oversized, malformed, unhandled and good requests, each carrying MARK, against
+    `serve` logging everything at DEBUG: MARK, the signing secret and the token never appear,
+    and each refused request is one line."""
+    form = "application/x-www-form-urlencoded"
+    command = dict(parse_qsl(slash_command_body("U0ALICE", "status shop-api")))
+    marked = urlencode({**command, "user_name": MARK})
+    refused = [
+        (marked.encode(), signed_headers(marked, "not-the-signing-secret")),
+        (marked.encode(), {"Content-Type": form, "X-Slack-Request-Timestamp": "abc",
+                           "X-Slack-Signature": "v0=" + MARK}),
+        (marked.encode() + b"x" * 2_000_000, {"Content-Type": form}),
+        (urlencode({"payload": "[" + json.dumps(MARK)}).encode(), {}),
+        (urlencode({**command, "command": "/other", "text": MARK}).encode(), {}),
+    ]
+    with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
+                       SLACK_SIGNING_SECRET=SIGNING_SECRET) as served:
+        with httpx.Client(timeout=30) as http:
+            for raw, headers in refused:
+                sent = headers or signed_headers(raw, SIGNING_SECRET)
+                answer = http.post(f"{served.url}/slack/events", content=raw, headers=sent)
+                assert 400 <= answer.status_code < 500
+            bot = SlackDriver(served.url, http, slack, SIGNING_SECRET)
+            assert bot.post(marked, signed_headers(marked, SIGNING_SECRET)).status_code == 200
+            message = bot.finished("status shop-api")
+            message.text += MARK  # as if the clicked message said it: the click carries it
+            assert bot.click("bob", message, "Diagnose").status_code == 200
+            bot.finished("diag shop-api --env staging")
+        served.stop()
+    output = served.log.read_text(errors="replace")
+    assert "signed in to Slack as opsbot" in output  # auth.test asked once, at startup
+    assert MARK not in output
+    assert SIGNING_SECRET not in output and BOT_TOKEN not in output
+    lines = [line for line in output.splitlines() if "Slack request refused with" in line]
+    assert len(lines) == len(refused)

@@ -3,8 +3,11 @@ envelopes over the socket, and still answers through the Web API and the HTTP pr
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -76,3 +79,59 @@ def test_opsbot_serve_picks_socket_mode_from_slack_app_token(
         served.stop()
     output = served.log.read_text(errors="replace")
     assert APP_TOKEN not in output and BOT_TOKEN not in output
+
+
+MARK = "zq-envelope-marker-91c2"
+
+
+def test_malformed_envelopes_are_refused_and_the_socket_keeps_working(
+    services: Services, slack: SlackStandIn, socket_mode: SocketModeStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The checks of /slack/events apply to envelopes too: each bad one is left unacked with
+    one log line, no traceback and not its payload, at any level; the next good one runs."""
+    caplog.set_level(logging.DEBUG)
+    command = dict(parse_qsl(slash_command_body("U0ALICE", f"scale shop-web 5 --reason {MARK}")))
+    bad: list[tuple[str, Any]] = [
+        ("interactive", MARK),
+        ("interactive", [MARK]),
+        ("interactive", {"type": "block_actions", "user": {"id": "U0ALICE"}, "actions": [],
+                         "trigger_id": MARK}),
+        ("interactive", {"type": "view_submission", "user": {"id": "U0ALICE"}, "m": MARK}),
+        ("interactive", {"type": "shortcut", "callback_id": MARK}),
+        ("slash_commands", {k: v for k, v in command.items() if k != "user_id"}),
+        ("slash_commands", {**command, "authorizations": MARK}),
+        ("slash_commands", {**command, "channel_id": 7}),
+        ("events_api", {"type": "event_callback", "event": MARK}),
+    ]
+    server = ServerThread(create_app(services, app_token=APP_TOKEN, shutdown_grace=10)).start()
+    try:
+        socket_mode.wait_connected()
+        for number, (kind, payload) in enumerate(bad):
+            socket_mode.send({"envelope_id": f"bad-{number}", "type": kind,
+                              "accepts_response_payload": False, "payload": payload})
+
+        def refusals() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if "envelope refused" in r.getMessage()]
+
+        deadline = time.monotonic() + 20
+        while len(refusals()) < len(bad) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(refusals()) == len(bad)
+
+        good = dict(parse_qsl(slash_command_body("U0ALICE", "status shop-api")))
+        socket_mode.send({"envelope_id": "good", "type": "slash_commands",
+                          "accepts_response_payload": True, "payload": good})
+        assert socket_mode.wait_ack("good") == {"envelope_id": "good"}
+        with httpx.Client(timeout=30) as http:
+            SlackDriver(server.url, http, slack, SIGNING_SECRET).finished("status shop-api")
+    finally:
+        server.stop()
+    assert not [a for a in socket_mode.acks if str(a.get("envelope_id")).startswith("bad-")]
+    assert [r.getMessage() for r in refusals()] == [r.getMessage().split("\n")[0]
+                                                    for r in refusals()]
+    for record in caplog.records:
+        text = record.getMessage() + (record.exc_text or "")
+        assert MARK not in text, f"an envelope reached the log: {text[:200]}"
+        assert record.exc_info is None, text[:200]
+    assert [r.actor for r in services.store.recent_executions(5)] == ["U0ALICE"]

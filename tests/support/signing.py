@@ -31,11 +31,12 @@ def _trigger_id() -> str:
 
 
 def signed_headers(
-    body: str, secret: str = SIGNING_SECRET, *, timestamp: int | None = None,
+    body: str | bytes, secret: str = SIGNING_SECRET, *, timestamp: int | None = None,
     content_type: str = "application/x-www-form-urlencoded",
 ) -> dict[str, str]:
+    """Slack's headers for `body` (text, or bytes that need not be UTF-8)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    base = f"v0:{ts}:{body}".encode()
+    base = f"v0:{ts}:".encode() + (body if isinstance(body, bytes) else body.encode())
     digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
     return {
         "Content-Type": content_type,

@@ -93,7 +93,8 @@ class ServerThread:
 
     def stop(self, timeout: float = 30.0) -> None:
         self.server.should_exit = True
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
         self._socket.close()
 
 
@@ -167,8 +168,17 @@ class SlackStandIn:
 
     # running --------------------------------------------------------------------------------
 
+    def bind(self) -> SlackStandIn:
+        """Take a port without serving on it: calls to `api_url` are refused, as when Slack is
+        unreachable, until `start()`."""
+        self._thread = ServerThread(self.app, lifespan="off")
+        return self
+
     def start(self) -> SlackStandIn:
-        self._thread = ServerThread(self.app, lifespan="off").start()
+        if self._thread is None:
+            self.bind()
+        assert self._thread is not None
+        self._thread.start()
         return self
 
     def stop(self) -> None:
