@@ -145,21 +145,29 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from bot import messages
     from bot.console.demo import demo_world
-    from bot.console.session import run_script, shell, with_background
+    from bot.console.live import StdinLines
+    from bot.console.session import run_script, shell
 
-    with demo_world() as services:
-        if args.script:
-            try:
-                lines = args.script.read_text(encoding="utf-8").splitlines()
-            except OSError as exc:
-                print(f"opsbot: cannot read {args.script}: {exc.strerror}", file=sys.stderr)
-                return 2
-            return asyncio.run(with_background(services, run_script(services, lines)))
+    lines = None
+    if args.script:
+        try:
+            lines = args.script.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            print(f"opsbot: cannot read {args.script}: {exc.strerror}", file=sys.stderr)
+            return 2
+    with demo_world() as demo:
+        if lines is not None:
+            return asyncio.run(demo.run(run_script(demo.services, lines, live=demo.live,
+                                                   alerts=demo.alerts)))
         print("opsbot demo: a simulated cluster with the demo world (staging and prod).")
         print("Users: alice (deployer), bob and carol (sre-approvers), mallory (viewer).")
         print("Try: status shop-api · diag shop-worker · scale shop-web 3 · restart shop-api")
-        return asyncio.run(with_background(services, shell(services, args.user)))
+        if demo.alerts is not None:
+            print(messages.demo_alerts_howto())
+        return asyncio.run(demo.run(shell(demo.services, args.user, read=StdinLines(),
+                                          live=demo.live)))
 
 
 def _validate(args: argparse.Namespace) -> int:
