@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from bot.console.processes import ServerProcess
 
 __all__ = ["BINARIES", "AlertmanagerProcess"]
@@ -29,13 +27,10 @@ class AlertmanagerProcess(ServerProcess):
         self.bearer_token = bearer_token
         self.route = {"group_wait": group_wait, "group_interval": group_interval,
                       "repeat_interval": repeat_interval}
-        self.config_path = workdir / "alertmanager.yml"
 
-    def write_config(self) -> None:
-        token = self.workdir / "webhook-token"
-        token.write_text(self.bearer_token)
-        token.chmod(0o600)
-        config = {
+    def config(self) -> dict[str, object]:
+        token = self.secret_file("webhook-token", self.bearer_token)
+        return {
             "route": {"receiver": RECEIVER, "group_by": ["alertname", "namespace"],
                       **self.route},
             "receivers": [{"name": RECEIVER, "webhook_configs": [{
@@ -45,14 +40,9 @@ class AlertmanagerProcess(ServerProcess):
                                                   "credentials_file": str(token)}},
             }]}],
         }
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    def args(self) -> list[str]:
+    def flags(self) -> list[str]:
         return [
-            f"--config.file={self.config_path}",
             f"--storage.path={self.workdir / 'data'}",
-            f"--web.listen-address={self.address}",
-            f"--web.external-url={self.url}",
             "--cluster.listen-address=",  # no gossip port: one instance, loopback only
-            "--log.level=warn",
         ]

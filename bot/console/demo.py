@@ -91,22 +91,14 @@ def demo_world(notice: Callable[[str], None] = print,
         workdir = Path(tempfile.mkdtemp(prefix="opsbot-demo-"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         prometheus_binary = find_binary(PROMETHEUS_BINARY)
-        alertmanager_binary = find_binary(*ALERTMANAGER_BINARIES)
-        token, port = secrets.token_urlsafe(24), free_port()
+        token, port = secrets.token_urlsafe(24), free_port()  # the cluster's (scrapes too)
+        intake_token = secrets.token_urlsafe(24)  # Alertmanager's, to post to the intake
         # Alertmanager first, as Prometheus is told its address; then Prometheus before the
         # world: it scrapes its first target (and finds the Alertmanager) only ~5 s after it
         # starts, and seeding the world takes some of that time.
-        intake: socket.socket | None = None
-        alertmanager: AlertmanagerProcess | None = None
-        alerts_off: str | None = None
-        if alertmanager_binary is None:
-            alerts_off = messages.demo_no_alertmanager()
-        elif prometheus_binary is None:
-            alerts_off = messages.demo_alerts_need_prometheus()
-        else:
-            intake = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
-            alertmanager, alerts_off = _start_alertmanager(
-                stack, alertmanager_binary, workdir, intake.getsockname()[1], token)
+        intake = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
+        alertmanager, alerts_off = _start_alertmanager(
+            stack, workdir, intake.getsockname()[1], intake_token, prometheus_binary)
         sim = SimCluster(seed="demo", token=token)
 
         def start_prometheus(target: str) -> PrometheusProcess | None:
@@ -129,32 +121,42 @@ def demo_world(notice: Callable[[str], None] = print,
             "KUBECONFIG": sim.write_kubeconfig(str(workdir / "kubeconfig")),
             "OPSBOT_DATABASE_URL": f"sqlite:///{workdir / 'opsbot.db'}",
         }
-        if prometheus is not None and _scraping(prometheus, notice):
+        if prometheus is not None and not _scraping(prometheus, notice):
+            prometheus = None
+        if prometheus is not None:
             environ["PROMETHEUS_URL"] = prometheus.url
-        elif alerts_off is None:
-            alerts_off = messages.demo_alerts_need_prometheus()
-        if alertmanager is not None and prometheus is not None and alerts_off is None:
-            alerts_off = _alerting(prometheus)
-        if alertmanager is not None and alerts_off is None:
+        if alertmanager is not None:
+            alerts_off = _alerting(prometheus) if prometheus is not None \
+                else messages.demo_alerts_need_prometheus()
+        if alerts_off is None:
+            assert alertmanager is not None
             environ["ALERTMANAGER_URL"] = alertmanager.url
-            environ["OPSBOT_ALERTMANAGER_TOKEN"] = token
+            environ["OPSBOT_ALERTMANAGER_TOKEN"] = intake_token
             notice(messages.demo_alerts_on(alertmanager.url))
         else:
             if alertmanager is not None:
                 alertmanager.stop()
-            notice(alerts_off or messages.demo_alerts_need_prometheus())
-            intake = None
+            notice(alerts_off)
         live = LiveOutput(write)
         board = ConsoleAlertBoard(live.write)
         services = Services.build(load_settings(demo_config_path(), environ=environ),
                                   alert_board=board)
         stack.callback(services.close)
-        yield Demo(services, live, board if intake is not None else None, intake)
+        if alerts_off is None:
+            yield Demo(services, live, board, intake)
+        else:
+            yield Demo(services, live)
 
 
-def _start_alertmanager(stack: ExitStack, binary: str, workdir: Path, intake_port: int,
-                        token: str) -> tuple[AlertmanagerProcess | None, str | None]:
+def _start_alertmanager(stack: ExitStack, workdir: Path, intake_port: int, token: str,
+                        prometheus_binary: str | None
+                        ) -> tuple[AlertmanagerProcess | None, str | None]:
     """Alertmanager posting to the intake on `intake_port`, or None and why alerts are off."""
+    binary = find_binary(*ALERTMANAGER_BINARIES)
+    if binary is None:
+        return None, messages.demo_no_alertmanager()
+    if prometheus_binary is None:
+        return None, messages.demo_alerts_need_prometheus()
     process = AlertmanagerProcess(
         binary, workdir / "alertmanager", bearer_token=token,
         webhook_url=f"http://127.0.0.1:{intake_port}/alertmanager")
@@ -162,7 +164,7 @@ def _start_alertmanager(stack: ExitStack, binary: str, workdir: Path, intake_por
     try:
         return process.start(), None
     except (ServerStartError, OSError) as exc:
-        return None, messages.demo_alertmanager_failed(_first_line(exc))
+        return None, messages.demo_alertmanager_failed(_problem(exc))
 
 
 def _start_prometheus(stack: ExitStack, binary: str, workdir: Path, target: str, token: str,
@@ -182,7 +184,7 @@ def _start_prometheus(stack: ExitStack, binary: str, workdir: Path, target: str,
     try:
         return process.start()
     except (ServerStartError, OSError) as exc:
-        notice(messages.demo_prometheus_failed(_first_line(exc)))
+        notice(messages.demo_prometheus_failed(_problem(exc)))
         return None
 
 
@@ -191,7 +193,7 @@ def _scraping(prometheus: PrometheusProcess, notice: Callable[[str], None]) -> b
         prometheus.wait_for_samples()
     except ServerStartError as exc:
         prometheus.stop()
-        notice(messages.demo_prometheus_failed(_first_line(exc)))
+        notice(messages.demo_prometheus_failed(_problem(exc)))
         return False
     notice(messages.demo_prometheus_on(prometheus.url))
     return True
@@ -202,12 +204,14 @@ def _alerting(prometheus: PrometheusProcess) -> str | None:
     try:
         prometheus.wait_for_alertmanager()
     except ServerStartError as exc:
-        return messages.demo_alertmanager_failed(_first_line(exc))
+        return messages.demo_alertmanager_failed(_problem(exc))
     return None
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def _problem(exc: ServerStartError | OSError) -> str:
+    if isinstance(exc, ServerStartError):
+        return exc.summary
+    return exc.strerror or type(exc).__name__
 
 
 class _IntakeServer(uvicorn.Server):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar, Self
 
 import httpx
+import yaml
 
 __all__ = ["ServerProcess", "ServerStartError", "find_binary", "free_port"]
 
@@ -28,7 +29,18 @@ _PR_SET_PDEATHSIG = 1
 
 class ServerStartError(Exception):
     """A server did not start or never got where it was waited for; the message ends with its
-    log."""
+    log, `summary` is one line for people."""
+
+    def __init__(self, reason: str, log: str = "") -> None:
+        self.reason = reason
+        self.log = log.strip()[-2000:]
+        super().__init__(f"{reason}; its log ends:\n{self.log}" if self.log else reason)
+
+    @property
+    def summary(self) -> str:
+        """The reason, with the log's last line (usually what went wrong)."""
+        last = self.log.splitlines()[-1][:200] if self.log else ""
+        return f"{self.reason}: {last}" if last else self.reason
 
 
 def find_binary(*names: str) -> str | None:
@@ -44,8 +56,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """One server binary. Subclasses give `name`, `write_config()` (files in `workdir`, once)
-    and `args()` (run with `self.port` set); `start()` returns once it is ready."""
+    """One server binary of the Prometheus family, which share their web and config flags.
+    Subclasses give `name`, `config()` (written once, before the first launch) and `flags()`
+    beyond the shared ones; `start()` returns once it is ready."""
 
     name: ClassVar[str] = "server"
 
@@ -54,6 +67,7 @@ class ServerProcess:
         self.workdir = workdir
         self.port = 0
         self.log_path = workdir / f"{self.name}.log"
+        self.config_path = workdir / f"{self.name}.yml"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,16 +78,33 @@ class ServerProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def write_config(self) -> None:
-        """Write the configuration the arguments name."""
+    def config(self) -> dict[str, object]:
+        raise NotImplementedError
+
+    def flags(self) -> list[str]:
+        """Command line flags beyond the config file, the listen address and the log level."""
+        return []
+
+    def secret_file(self, name: str, value: str) -> Path:
+        """A file in `workdir` only we may read, for a credential the config names."""
+        path = self.workdir / name
+        path.touch(mode=0o600)
+        path.write_text(value)
+        return path
 
     def args(self) -> list[str]:
-        raise NotImplementedError
+        return [
+            f"--config.file={self.config_path}",
+            f"--web.listen-address={self.address}",
+            f"--web.external-url={self.url}",
+            "--log.level=warn",
+            *self.flags(),
+        ]
 
     def start(self, timeout: float = START_TIMEOUT) -> Self:
         """Launch it and wait until it answers /-/ready (well under a second)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.write_config()
+        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         for _ in range(PORT_ATTEMPTS):  # another process may take the port we picked
             self.port = free_port()
             with self.log_path.open("ab") as log:
@@ -88,8 +119,8 @@ class ServerProcess:
                 self.stop()
                 if "address already in use" not in self.log():
                     raise
-        raise ServerStartError(
-            f"{self.name}: no free port after {PORT_ATTEMPTS} attempts{self._tail()}")
+        raise ServerStartError(f"{self.name}: no free port after {PORT_ATTEMPTS} attempts",
+                               self.log())
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Terminate it, and kill it if it lingers; nothing when it is not running."""
@@ -117,21 +148,17 @@ class ServerProcess:
         with httpx.Client(timeout=2.0) as http:
             while time.monotonic() < deadline:
                 if self._proc is None or self._proc.poll() is not None:
-                    raise ServerStartError(f"{self.name} exited{self._tail()}")
+                    raise ServerStartError(f"{self.name} exited", self.log())
                 try:
                     if done(http):
                         return
                 except (httpx.TransportError, ValueError, KeyError):
                     pass
                 time.sleep(0.05)
-        raise ServerStartError(f"{self.name} {what} in time{self._tail()}")
+        raise ServerStartError(f"{self.name} {what} in time", self.log())
 
     def _ready(self, http: httpx.Client) -> bool:
         return http.get(f"{self.url}/-/ready").status_code == 200
-
-    def _tail(self) -> str:
-        log = self.log().strip()
-        return f"; its log ends:\n{log[-2000:]}" if log else ""
 
 
 def _libc_prctl() -> Callable[..., int] | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import yaml
 
 from bot.console.processes import ServerProcess
 
@@ -39,7 +38,6 @@ class PrometheusProcess(ServerProcess):
         self.bearer_token = bearer_token
         self.rules = rules
         self.alertmanager = alertmanager
-        self.config_path = workdir / "prometheus.yml"
 
     def wait_for_samples(self, timeout: float = SAMPLES_TIMEOUT) -> None:
         """Until the first scrape of the target is stored. Prometheus 2.x hands new targets
@@ -51,10 +49,8 @@ class PrometheusProcess(ServerProcess):
         the scrape target's, comes about five seconds after its start)."""
         self.wait(self._alerting, "did not find the Alertmanager", timeout)
 
-    def write_config(self) -> None:
-        token = self.workdir / "scrape-token"
-        token.write_text(self.bearer_token)
-        token.chmod(0o600)
+    def config(self) -> dict[str, object]:
+        token = self.secret_file("scrape-token", self.bearer_token)
         config: dict[str, object] = {
             "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "scrape_timeout": "1s",
                        "evaluation_interval": f"{SCRAPE_SECONDS}s"},
@@ -72,17 +68,13 @@ class PrometheusProcess(ServerProcess):
             "authorization": {"type": "Bearer", "credentials_file": str(token)},
             "static_configs": [{"targets": [self.target]}],
         }]
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return config
 
-    def args(self) -> list[str]:
+    def flags(self) -> list[str]:
         return [
-            f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
-            f"--web.listen-address={self.address}",
-            f"--web.external-url={self.url}",
-            f"--rules.alert.resend-delay={RESEND_DELAY}",
             "--storage.tsdb.retention.time=1d",
-            "--log.level=warn",
+            f"--rules.alert.resend-delay={RESEND_DELAY}",
         ]
 
     def _scraped(self, http: httpx.Client) -> bool:
