@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="user", required=True, help="act as this user (handle or id)")
 
     p = sub.add_parser("demo", help="the whole product on a simulated cluster, no Slack needed")
-    p.add_argument("--script", type=Path, help="run `USER: command` lines from FILE and exit")
+    p.add_argument("--script", type=Path, help="run `USER: command` lines (and `wait alert "
+                   "NAME [firing|resolved] [--within D]` lines) from FILE and exit")
     p.add_argument("--as", dest="user", default="alice", help="shell user (default: alice)")
 
     p = sub.add_parser("simcluster", help="run the simulated Kubernetes API on its own")
