@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="user", required=True, help="act as this user (handle or id)")
 
     p = sub.add_parser("demo", help="the whole product on a simulated cluster, no Slack needed")
-    p.add_argument("--script", type=Path, help="run `USER: command` lines from FILE and exit")
+    p.add_argument("--script", type=Path, help="run `USER: command` lines (and `wait alert "
+                   "NAME [firing|resolved] [--within D]` lines) from FILE and exit")
     p.add_argument("--as", dest="user", default="alice", help="shell user (default: alice)")
 
     p = sub.add_parser("simcluster", help="run the simulated Kubernetes API on its own")
@@ -145,21 +146,29 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from bot import messages
     from bot.console.demo import demo_world
-    from bot.console.session import run_script, shell, with_background
+    from bot.console.live import StdinLines
+    from bot.console.session import run_script, shell
 
-    with demo_world() as services:
-        if args.script:
-            try:
-                lines = args.script.read_text(encoding="utf-8").splitlines()
-            except OSError as exc:
-                print(f"opsbot: cannot read {args.script}: {exc.strerror}", file=sys.stderr)
-                return 2
-            return asyncio.run(with_background(services, run_script(services, lines)))
+    lines = None
+    if args.script:
+        try:
+            lines = args.script.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            print(f"opsbot: cannot read {args.script}: {exc.strerror}", file=sys.stderr)
+            return 2
+    with demo_world() as demo:
+        if lines is not None:
+            return asyncio.run(demo.run(run_script(demo.services, lines, live=demo.live,
+                                                   alerts=demo.alerts)))
         print("opsbot demo: a simulated cluster with the demo world (staging and prod).")
         print("Users: alice (deployer), bob and carol (sre-approvers), mallory (viewer).")
         print("Try: status shop-api · diag shop-worker · scale shop-web 3 · restart shop-api")
-        return asyncio.run(with_background(services, shell(services, args.user)))
+        if demo.alerts is not None:
+            print(messages.demo_alerts_howto())
+        return asyncio.run(demo.run(shell(demo.services, args.user, read=StdinLines(),
+                                          live=demo.live)))
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -571,6 +571,66 @@ def pending_list(views: Sequence[ApprovalView]) -> Notice:
     return Notice("info", "*Pending approval requests*", details=lines or ("none",))
 
 
+# The demo (bot/console/demo.py) and demo scripts (bot/console/session.py) ------------------
+
+
+def demo_no_prometheus() -> str:
+    return ("Prometheus is not installed: deploys are not verified "
+            "(apt-get install prometheus to see verification)")
+
+
+def demo_prometheus_failed(problem: str) -> str:
+    return f"Prometheus did not start ({problem}): deploys are not verified"
+
+
+def demo_prometheus_on(url: str) -> str:
+    return f"Prometheus at {url} scrapes the simulated apps: deploys are verified"
+
+
+def demo_no_alertmanager() -> str:
+    return ("Alertmanager is not installed: alerts are off and `silence` cannot work "
+            "(apt-get install prometheus-alertmanager to see alerts)")
+
+
+def demo_alerts_need_prometheus() -> str:
+    return "Alerts are off: the demo's alert rules need Prometheus to evaluate them"
+
+
+def demo_alertmanager_failed(problem: str) -> str:
+    return f"Alertmanager did not start ({problem}): alerts are off"
+
+
+def demo_alerts_on(url: str) -> str:
+    return (f"Alertmanager at {url} posts the demo's alerts to this console: alerts are on "
+            "and `silence` works")
+
+
+def demo_alerts_howto() -> str:
+    return ("Alert messages (🚨) appear between commands; while you type, under the prompt, "
+            "which is shown again (what you typed stays typed; Ctrl-R shows it).")
+
+
+def script_waiting(alertname: str, status: str, seconds: float) -> str:
+    return f"⏳ waiting up to {seconds:g}s for alert {alertname} to be shown {status}"
+
+
+def script_already_shown(alertname: str, status: str) -> str:
+    return f"⏳ alert {alertname} is shown {status} above: no need to wait"
+
+
+def script_wait_timed_out(number: int, alertname: str, status: str, seconds: float) -> str:
+    return f"❌ line {number}: alert {alertname} was not shown {status} within {seconds:g}s"
+
+
+def script_wait_skipped(number: int, alertname: str) -> str:
+    return f"⏭ line {number}: alerts are off in this demo; not waiting for {alertname}"
+
+
+def script_bad_wait(number: int, line: str) -> str:
+    return (f"❌ line {number}: expected `wait alert NAME [firing|resolved] "
+            f"[--within DURATION]`, got `{line}`")
+
+
 # Approvals in Slack (bot/slack/board.py, bot/slack/interactions.py) ------------------------
 
 

@@ -30,6 +30,7 @@ def test_wheel_holds_data_files(wheel: Path) -> None:
     for runbook in (ROOT / "runbooks").glob("*.yaml"):
         assert f"runbooks/{runbook.name}" in names
     assert "bot/examples/demo.yaml" in names
+    assert "bot/examples/demo-alert-rules.yaml" in names  # the demo's Prometheus loads it
     assert "bot/store/migrations/env.py" in names
     assert "bot/store/migrations/script.py.mako" in names
     assert any(n.startswith("bot/store/migrations/versions/0001") for n in names)

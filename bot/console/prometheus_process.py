@@ -1,173 +1,87 @@
-"""A real Prometheus for `opsbot demo`: the installed binary on 127.0.0.1:<free port> with a
-temporary TSDB, scraping one target every second, so demo deploys are verified the way
-production ones are. Started and stopped by the demo; nothing here outlives it."""
+"""A real Prometheus for `opsbot demo`: the installed binary with a temporary TSDB, scraping one
+target every second, so demo deploys are verified the way production ones are; with alert rules
+and an Alertmanager, it also evaluates the rules every second and sends what fires."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 import httpx
-import yaml
 
-__all__ = [
-    "BINARY",
-    "JOB",
-    "PrometheusProcess",
-    "PrometheusStartError",
-    "find_binary",
-    "free_port",
-]
+from bot.console.processes import ServerProcess
+
+__all__ = ["BINARY", "JOB", "PrometheusProcess"]
 
 BINARY = "prometheus"
 JOB = "simcluster"
 SCRAPE_SECONDS = 1
-START_TIMEOUT = 15.0
 SAMPLES_TIMEOUT = 15.0
-STOP_TIMEOUT = 5.0
-PORT_ATTEMPTS = 3
+# Prometheus sends a firing alert again after this (default 1m): one fired before it found the
+# Alertmanager, a few seconds after its start, reaches it this soon.
+RESEND_DELAY = "2s"
 
 
-class PrometheusStartError(Exception):
-    """Prometheus did not start or never scraped its target; the message ends with its log."""
+class PrometheusProcess(ServerProcess):
+    """Prometheus scraping `target` (HOST:PORT, which need not be up yet) every second, and with
+    `rules` (a rule file) and `alertmanager` (HOST:PORT) evaluating and sending alerts.
+    `wait_for_samples()` returns once it has scraped the target, `wait_for_alertmanager()` once
+    it knows the Alertmanager."""
 
-
-def find_binary() -> str | None:
-    return shutil.which(BINARY)
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (someone may take it before it is bound)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrometheusProcess:
-    """Prometheus scraping `target` (HOST:PORT, which need not be up yet) every second.
-    `start()` returns once it is ready, `wait_for_samples()` once it has scraped the target;
-    `stop()` terminates it, and kills it if it lingers."""
+    name = "prometheus"
 
     def __init__(self, binary: str, workdir: Path, *, target: str, metrics_path: str,
-                 bearer_token: str) -> None:
-        self.binary = binary
-        self.workdir = workdir
+                 bearer_token: str, rules: Path | None = None,
+                 alertmanager: str | None = None) -> None:
+        super().__init__(binary, workdir)
         self.target = target
         self.metrics_path = metrics_path
         self.bearer_token = bearer_token
-        self.port = 0
-        self.log_path = workdir / "prometheus.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = START_TIMEOUT) -> PrometheusProcess:
-        """Launch it and wait until it answers /-/ready (well under a second)."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self._write_config()
-        for _ in range(PORT_ATTEMPTS):  # another process may take the port we picked
-            self.port = free_port()
-            with self.log_path.open("ab") as log:
-                self._proc = subprocess.Popen(
-                    [self.binary, *self._args(config)], stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                )
-            try:
-                self._wait(time.monotonic() + timeout, self._ready, "did not become ready")
-                return self
-            except PrometheusStartError:
-                self.stop()
-                if "address already in use" not in self.log():
-                    raise
-        raise PrometheusStartError(f"no free port after {PORT_ATTEMPTS} attempts{self._tail()}")
+        self.rules = rules
+        self.alertmanager = alertmanager
 
     def wait_for_samples(self, timeout: float = SAMPLES_TIMEOUT) -> None:
         """Until the first scrape of the target is stored. Prometheus 2.x hands new targets
         to its scrape loop only after about five seconds, so start it early."""
-        self._wait(time.monotonic() + timeout, self._scraped, "did not scrape its target")
+        self.wait(self._scraped, "did not scrape its target", timeout)
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+    def wait_for_alertmanager(self, timeout: float = SAMPLES_TIMEOUT) -> None:
+        """Until it has loaded the rules and found the Alertmanager (its first discovery, like
+        the scrape target's, comes about five seconds after its start)."""
+        self.wait(self._alerting, "did not find the Alertmanager", timeout)
 
-    def __enter__(self) -> PrometheusProcess:
-        if self._proc is None:
-            self.start()
-        self.wait_for_samples()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def _write_config(self) -> Path:
-        token = self.workdir / "scrape-token"
-        token.write_text(self.bearer_token)
-        token.chmod(0o600)
-        config = {
+    def config(self) -> dict[str, object]:
+        token = self.secret_file("scrape-token", self.bearer_token)
+        config: dict[str, object] = {
             "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "scrape_timeout": "1s",
                        "evaluation_interval": f"{SCRAPE_SECONDS}s"},
-            "scrape_configs": [{
-                "job_name": JOB,
-                "scheme": "http",
-                "metrics_path": self.metrics_path,
-                "authorization": {"type": "Bearer", "credentials_file": str(token)},
-                "static_configs": [{"targets": [self.target]}],
-            }],
         }
-        path = self.workdir / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return path
+        if self.rules is not None:
+            config["rule_files"] = [str(self.rules)]
+        if self.alertmanager is not None:
+            config["alerting"] = {"alertmanagers": [{
+                "api_version": "v2", "static_configs": [{"targets": [self.alertmanager]}],
+            }]}
+        config["scrape_configs"] = [{
+            "job_name": JOB,
+            "scheme": "http",
+            "metrics_path": self.metrics_path,
+            "authorization": {"type": "Bearer", "credentials_file": str(token)},
+            "static_configs": [{"targets": [self.target]}],
+        }]
+        return config
 
-    def _args(self, config: Path) -> list[str]:
+    def flags(self) -> list[str]:
         return [
-            f"--config.file={config}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
             "--storage.tsdb.retention.time=1d",
-            "--log.level=warn",
+            f"--rules.alert.resend-delay={RESEND_DELAY}",
         ]
-
-    def _wait(self, deadline: float, done: Callable[[httpx.Client], bool], what: str) -> None:
-        with httpx.Client(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                if self._proc is None or self._proc.poll() is not None:
-                    raise PrometheusStartError(f"prometheus exited{self._tail()}")
-                try:
-                    if done(http):
-                        return
-                except (httpx.TransportError, ValueError, KeyError):
-                    pass
-                time.sleep(0.05)
-        raise PrometheusStartError(f"prometheus {what} in time{self._tail()}")
-
-    def _ready(self, http: httpx.Client) -> bool:
-        return http.get(f"{self.url}/-/ready").status_code == 200
 
     def _scraped(self, http: httpx.Client) -> bool:
         answer = http.get(f"{self.url}/api/v1/query", params={"query": f'up{{job="{JOB}"}} == 1'})
         return answer.status_code == 200 and bool(answer.json()["data"]["result"])
 
-    def _tail(self) -> str:
-        log = self.log().strip()
-        return f"; its log ends:\n{log[-2000:]}" if log else ""
+    def _alerting(self, http: httpx.Client) -> bool:
+        found = http.get(f"{self.url}/api/v1/alertmanagers").json()["data"]
+        rules = http.get(f"{self.url}/api/v1/rules", params={"type": "alert"}).json()["data"]
+        return bool(found["activeAlertmanagers"]) and any(g["rules"] for g in rules["groups"])

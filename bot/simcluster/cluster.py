@@ -30,6 +30,7 @@ from .dispatch import Dispatcher
 from .errors import ApiError
 from .faults import Faults
 from .podlogs import PodLogs
+from .podstate import exposition as pod_state_exposition
 from .resources import ResourceRegistry
 from .rest import ListQuery, RestApi
 from .routing import Route, parse
@@ -172,8 +173,9 @@ class SimCluster:
         self.traffic.scripts.add(image_substring, Profile(error_ratio, p99_seconds))
 
     def metrics_text(self) -> str:
-        """What `GET /_sim/metrics` serves: the synthetic traffic in Prometheus text format."""
-        return self.traffic.exposition()
+        """What `GET /_sim/metrics` serves, in Prometheus text format: the synthetic traffic and
+        kube-state-metrics' container series (restarts, waiting reasons)."""
+        return self.traffic.exposition() + pod_state_exposition(self.store, self.types)
 
     def script_backup(self, name_prefix: str, outcome: Outcome, *, errors: int = 1,
                       warnings: int = 0, failure_reason: str = DEFAULT_FAILURE) -> None:

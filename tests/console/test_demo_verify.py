@@ -71,5 +71,7 @@ def test_without_prometheus_the_demo_runs_unverified(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == ("Prometheus is not installed: deploys are not verified "
                         "(apt-get install prometheus to see verification)")
+    assert lines[1] == ("Alertmanager is not installed: alerts are off and `silence` cannot "
+                        "work (apt-get install prometheus-alertmanager to see alerts)")
     assert re.search(r"Verify: .*skipped.*PROMETHEUS_URL is not set", result.stdout)
     assert "✅ `deploy shop-web 2.2.0` in staging: done" in result.stdout
