@@ -17,7 +17,7 @@ import bot
 from bot import metrics
 from bot.cli import main as opsbot
 from bot.config import ENV_VARS, settings_from_mapping
-from tests.packaging.conftest import NAMESPACE, RELEASE, VALUES, Render
+from tests.packaging.chart import NAMESPACE, RELEASE, VALUES, Render
 from tests.packaging.tools import CHART, ROOT, run
 
 SECRET_VARIABLES = {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN",
@@ -358,3 +358,23 @@ def test_the_schema_refuses(helm: str, tmp_path: Path, values: dict[str, Any], w
                 "--values", str(file)])
     assert done.returncode != 0
     assert why in done.stderr, done.stderr
+
+
+def _value_paths(node: Any, path: str = "") -> list[str]:
+    """Dotted paths of values.yaml's settings (maps of settings are walked; lists, free-form
+    maps and empty maps are one setting each)."""
+    free_form = {"config", "runbooks", "resources", "podSecurityContext", "securityContext"}
+    if isinstance(node, dict) and node and path not in free_form \
+            and not path.startswith("networkPolicy.egress."):
+        return [p for key, child in node.items()
+                for p in _value_paths(child, f"{path}.{key}" if path else key)]
+    return [path]
+
+
+def test_the_chart_readme_describes_every_value() -> None:
+    readme = (CHART / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
+    paths = _value_paths(CHART_VALUES)
+    assert len(paths) > 80
+    assert set(paths) <= documented, sorted(set(paths) - documented)
+    assert "`opsbot_leader`" in readme or "**`opsbot_leader`**" in readme
