@@ -18,25 +18,13 @@ from bot import metrics
 from bot.cli import main as opsbot
 from bot.config import ENV_VARS, settings_from_mapping
 from tests.packaging.chart import NAMESPACE, RELEASE, VALUES, Render
+from tests.packaging.image import dockerfile_settings
 from tests.packaging.tools import CHART, ROOT, run
 
 SECRET_VARIABLES = {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN",
                     "OPSBOT_DATABASE_URL", "OPSBOT_ALERTMANAGER_TOKEN", "ARGOCD_TOKEN"}
 FULLNAME = RELEASE  # the release is named like the chart, so objects carry its name alone
 CHART_VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
-
-
-def dockerfile_paths() -> tuple[set[str], dict[str, str]]:
-    """The Dockerfile's VOLUME paths and ENV settings."""
-    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-    volumes: set[str] = set()
-    env: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.startswith("VOLUME "):
-            volumes |= set(json.loads(line.removeprefix("VOLUME ")))
-        if line.startswith("ENV "):
-            env |= dict(re.findall(r"(\w+)=(\S+)", line))
-    return volumes, env
 
 
 def mounts(render: Render) -> dict[str, dict[str, Any]]:
@@ -112,7 +100,7 @@ def test_the_pod_is_hardened(renders: dict[str, Render]) -> None:
 def test_writable_paths_are_the_images_volumes(renders: dict[str, Render]) -> None:
     """Every path the image declares writable is a volume in the pod, and the image's temp,
     home and matplotlib directories lie in one: nothing else is written on a read-only root."""
-    volumes, image_env = dockerfile_paths()
+    volumes, image_env = dockerfile_settings()
     assert volumes == {"/var/lib/opsbot", "/tmp/opsbot"}
     for key in ("TMPDIR", "HOME", "MPLCONFIGDIR"):
         assert any(image_env[key].startswith(v) for v in volumes), key

@@ -1,7 +1,8 @@
 """The image's install steps without a container engine (none can run here): the Dockerfile's
 own script, `scripts/image-install`, run as a non-root user on a read-only copy of the build
 context (.dockerignore applied), then `opsbot --version` and `opsbot runbooks validate` from the
-read-only result, as the container runs them."""
+read-only result, as the container runs them, and `opsbot serve` writing only to the image's
+volumes."""
 
 from __future__ import annotations
 
@@ -9,15 +10,21 @@ import fnmatch
 import os
 import re
 import shutil
+import signal
+import socket
 import stat
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import bot
+from tests.packaging.image import dockerfile_settings
 from tests.packaging.tools import ROOT, run
 
 NOBODY = 65534
@@ -55,6 +62,25 @@ def build_context(target: Path) -> list[str]:
                 shutil.copy2(ROOT / (here + name), target / here / name)
                 copied.append(here + name)
     return copied
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> bool:
+    """Whether `url`/readyz answered 200 before the process ended or `timeout` passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def read_only(tree: Path) -> None:
@@ -148,6 +174,35 @@ def test_the_image_install_runs_as_non_root_from_a_read_only_source(workdir: Pat
     shipped = len(list((ROOT / "runbooks").glob("*.yaml")))
     assert f"{shipped} runbooks valid" in validate.stdout
 
+    # `opsbot serve` with the image's environment, its two volumes the only writable places.
+    volumes, image_env = dockerfile_settings()
+    places = {volume: home / volume.strip("/").replace("/", "-") for volume in volumes}
+    for place in places.values():
+        place.mkdir()
+        if os.geteuid() == 0:
+            os.chown(place, NOBODY, NOBODY)
+    config = workdir / "opsbot.yaml"
+    config.write_text("default_environment: default\n"
+                      "environments: {default: {namespace: opsbot}}\n")
+    served = {key: next((value.replace(v, str(p), 1) for v, p in places.items()
+                         if v in value), value) for key, value in image_env.items()}
+    port = free_port()
+    served |= {"PATH": f"{prefix}/bin:/usr/bin:/bin", "OPSBOT_CONFIG": str(config),
+               "OPSBOT_LISTEN": f"127.0.0.1:{port}", "SLACK_BOT_TOKEN": "xoxb-0",
+               "SLACK_SIGNING_SECRET": "0" * 32, "SLACK_API_URL": "http://127.0.0.1:9/api/"}
+    workdir_of_image = places[image_env["OPSBOT_DATABASE_URL"].split("sqlite:///")[1]
+                              .rsplit("/", 1)[0]]
+    log = workdir / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(as_non_root([str(prefix / "bin" / "opsbot"), "serve"]),
+                                   env=served, cwd=workdir_of_image, stdout=out, stderr=out)
+    try:
+        assert wait_ready(f"http://127.0.0.1:{port}", process), log.read_text()[-3000:]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert (workdir_of_image / "opsbot.db").is_file()
+
 
 def test_the_dockerfile_runs_the_shared_install_script() -> None:
     text = (ROOT / "Dockerfile").read_text()
@@ -158,3 +213,4 @@ def test_the_dockerfile_runs_the_shared_install_script() -> None:
     assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+@sha256:[0-9a-f]{64}", froms[0])
     labels = set(re.findall(r"org\.opencontainers\.image\.(\w+)=", text))
     assert {"title", "version", "revision", "licenses", "description"} <= labels
+    assert f"ARG VERSION={bot.__version__}\n" in text
