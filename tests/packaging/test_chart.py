@@ -138,6 +138,9 @@ def test_sqlite_is_one_replica_on_a_volume_and_postgresql_rolls(
     assert ha.one("PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     assert not ha.all("PersistentVolumeClaim")
     assert "secretKeyRef" in env_of(ha)["OPSBOT_DATABASE_URL"]["valueFrom"]
+    assert ha.container["image"] == f"registry.example.com/platform/opsbot:{bot.__version__}" \
+        "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    assert default.container["image"] == f"opsbot:{bot.__version__}"
     keys = {c["topologyKey"] for c in ha.pod["topologySpreadConstraints"]}
     assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
 
@@ -338,6 +341,8 @@ def test_the_dashboard_is_labelled_for_the_grafana_sidecar(renders: dict[str, Re
      "verbs"),
     ({"extraEnv": [{"name": "SLACK_BOT_TOKEN", "value": "xoxb-1"}]}, "extraEnv"),
     ({"replicas": 2}, "replicas"),
+    ({"config": {"default_environment": "prod"}}, "dependency"),
+    ({"image": {"digest": "latest"}}, "image.digest"),
 ])
 def test_the_schema_refuses(helm: str, tmp_path: Path, values: dict[str, Any], why: str) -> None:
     file = tmp_path / "values.yaml"
