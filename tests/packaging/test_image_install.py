@@ -11,12 +11,10 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import pytest
 import bot
 from tests.packaging.image import dockerfile_settings
 from tests.packaging.tools import ROOT, run
+from tests.slack.test_slack_serve import free_port, wait_healthy
 
 NOBODY = 65534
 # What the non-root user keeps of the environment: the package index settings (PIP_*) and proxies.
@@ -62,25 +61,6 @@ def build_context(target: Path) -> list[str]:
                 shutil.copy2(ROOT / (here + name), target / here / name)
                 copied.append(here + name)
     return copied
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> bool:
-    """Whether `url`/readyz answered 200 before the process ended or `timeout` passed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return True
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    return False
 
 
 def read_only(tree: Path) -> None:
@@ -197,7 +177,12 @@ def test_the_image_install_runs_as_non_root_from_a_read_only_source(workdir: Pat
         process = subprocess.Popen(as_non_root([str(prefix / "bin" / "opsbot"), "serve"]),
                                    env=served, cwd=workdir_of_image, stdout=out, stderr=out)
     try:
-        assert wait_ready(f"http://127.0.0.1:{port}", process), log.read_text()[-3000:]
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, process, timeout=90)
+        except (AssertionError, TimeoutError) as exc:
+            raise AssertionError(log.read_text()[-3000:]) from exc
+        assert httpx.get(f"{url}/readyz", timeout=10).text == "ready"
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
