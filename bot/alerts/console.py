@@ -17,12 +17,11 @@ class ConsoleAlertBoard:
         self.write = write
         self._last: dict[str, str] = {}
 
-    async def show(self, view: AlertGroupView) -> tuple[str, str] | None:
+    async def show(self, view: AlertGroupView) -> None:
         text = "\n".join(plain(line) for line in group_lines(view))
         if self._last.get(view.group_hash) != text:  # print changes only
             self._last[view.group_hash] = text
             self.write("🚨 " + text)
-        return None
 
     def reporter(self, view: AlertGroupView) -> Reporter:
         return ConsoleReporter(self.write)
