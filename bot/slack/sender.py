@@ -150,8 +150,12 @@ class SlackSender:
         streams); returns how many were claimed."""
         rows = await asyncio.to_thread(self._store.claim_outgoing, self.owner,
                                        limit=self._batch, lease_seconds=self._lease)
-        if rows:
-            await asyncio.gather(*(self._deliver(row) for row in rows))
+        results = await asyncio.gather(*(self._deliver(row) for row in rows),
+                                       return_exceptions=True)
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, Exception):  # its lease runs out, then it is tried again
+                log.error("Slack outbox row %d (%s) could not be handled", row.id, row.kind,
+                          exc_info=result)
         return len(rows)
 
     # -- one row ------------------------------------------------------------------------------
