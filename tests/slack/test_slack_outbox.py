@@ -25,11 +25,12 @@ from bot.services import Services
 from bot.simcluster import SimCluster
 from bot.slack.api import slack_client
 from bot.slack.app import build_services
-from bot.slack.outbox import post
+from bot.slack.outbox import post, show
 from bot.slack.reporter import SlackReporter
 from bot.slack.sender import SlackSender
 from bot.slack.server import create_app
 from bot.store import ExecutionRecord, Store, sqlite_url
+from bot.store.outbox import execution_key
 from tests.slack.test_slack_serve import SCRIPT, serve_process
 from tests.store.conftest import pg_schemas  # noqa: F401 - the PostgreSQL schemas fixture
 from tests.support.alert_chain import wait_until
@@ -179,6 +180,30 @@ def test_undelivered_messages_survive_kill_9_and_go_once(
             served.stop()
     finally:
         store.close()
+
+
+def test_restart_updates_a_message_still_waiting_in_the_outbox(services: Services,
+                                                               slack: SlackStandIn) -> None:
+    """The process died with Slack down: its running message was never posted. Recovery's
+    update joins that message's stream, so one message arrives, saying it was interrupted."""
+    store = services.store
+    ex_id = store.create_execution(
+        runbook="scale", source="slack", actor="U0ALICE", command=SCALE,
+        environment="staging", target="shop-api", params={}, dry_run=False, channel=CHANNEL)
+    store.start_step(ex_id, index=0, name="Scale", handler="k8s.scale")
+    store.enqueue(show(execution_key(ex_id), channel=CHANNEL, text=f"⏳ `{SCALE}`: running",
+                       blocks=[]), stream="report:previous-process")
+
+    server = ServerThread(create_app(services)).start()
+    try:
+        message = slack.wait_message(lambda m: f"`{SCALE}`" in m.text)
+        wait_until(lambda: store.outbox_stats().waiting == 0, timeout=DEFAULT_TIMEOUT)
+        assert message.text.startswith(f"⚠️ `{SCALE}` in *staging*: interrupted")
+        assert len(posts_of(slack, SCALE)) == 1 and slack.calls_to("chat.update") == []
+        record = store.get_execution(ex_id)
+        assert record is not None and record.ts == message.ts  # recorded on delivery
+    finally:
+        server.stop()
 
 
 async def test_updates_held_by_a_rate_limit_coalesce_last_state_wins(
