@@ -39,6 +39,7 @@ log = logging.getLogger("opsbot.slack")
 
 BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # then 60 s until the budget runs out
 PRUNE_EVERY_SECONDS = 600.0
+STATS_EVERY_SECONDS = 2.0
 _NO_UNFURL = {"unfurl_links": False, "unfurl_media": False}
 
 
@@ -70,14 +71,16 @@ class SlackSender:
         self._batch = batch
         self._poll = poll_seconds
         self._lease = lease_seconds
-        self.budget = budget_seconds
+        self._budget = budget_seconds
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
         self._paused: dict[str, float] = {}  # API method -> monotonic time it may go again
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()  # deliveries, one per stream at most
         self._stopping = False
         self._unsubscribe: Callable[[], None] | None = None
         self._next_prune = 0.0
+        self._next_stats = 0.0
 
     # -- running ------------------------------------------------------------------------------
 
@@ -94,9 +97,6 @@ class SlackSender:
         self._stopping = False
         self._task = loop.create_task(self._loop(), name="opsbot-slack-sender")
 
-    def wake(self) -> None:
-        self._wake.set()
-
     async def stop(self, grace: float = 10.0) -> None:
         """Deliver what can go within `grace` seconds; the rest waits in the store."""
         if self._task is None:
@@ -105,8 +105,9 @@ class SlackSender:
         self._wake.set()
         _, pending = await asyncio.wait({self._task}, timeout=grace)
         if pending:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            for task in {self._task, *self._inflight}:
+                task.cancel()  # a row cut off mid-call is tried again when its lease ends
+            await asyncio.gather(self._task, *self._inflight, return_exceptions=True)
         self._task = None
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -115,22 +116,55 @@ class SlackSender:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
-            try:
-                sent = await self.run_once()
-            except Exception:  # the store is down: the rows wait on disk
-                log.exception("delivering the Slack outbox failed; retrying")
-                sent = 0
-            if self._stopping and sent == 0:
+            claimed = await self._claim()
+            if self._stopping and not claimed and not self._inflight:
                 return
-            if sent:
-                continue
+            room = len(self._inflight) < self._batch
+            if claimed and room and time.monotonic() < self._next_stats:
+                continue  # busy: more may be due at once
             wait = await self._until_due()
+            if claimed and room:
+                continue
+            # Until a row falls due, a delivery ends (its stream's next row may go) or this
+            # process enqueues.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
+    async def _claim(self) -> int:
+        """Claim due stream heads for the free delivery slots and start delivering them:
+        rows of different streams go concurrently, so one slow call holds up only its own
+        stream."""
+        free = self._batch - len(self._inflight)
+        if free <= 0:
+            return 0
+        try:
+            rows = await asyncio.to_thread(self._store.claim_outgoing, self.owner, limit=free,
+                                           lease_seconds=self._lease)
+        except Exception:  # the store is down: the rows wait on disk
+            log.exception("claiming Slack outbox rows failed; retrying")
+            return 0
+        loop = asyncio.get_running_loop()
+        for row in rows:
+            task = loop.create_task(self._deliver_safely(row), name=f"opsbot-slack-{row.id}")
+            self._inflight.add(task)
+            task.add_done_callback(self._delivered)
+        return len(rows)
+
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()
+
+    async def _deliver_safely(self, row: Claimed) -> None:
+        try:
+            await self._deliver(row)
+        except Exception:  # its lease runs out, then it is tried again
+            log.exception("Slack outbox row %d (%s) could not be handled", row.id, row.kind)
+
     async def _until_due(self) -> float:
         """Seconds until the next row falls due (at most the poll interval); refreshes the
-        gauges and now and then prunes what was delivered long ago."""
+        gauges (every second or two, also while busy) and now and then prunes what was
+        delivered long ago."""
+        self._next_stats = time.monotonic() + STATS_EVERY_SECONDS
         try:
             stats = await asyncio.to_thread(self._store.outbox_stats)
             if time.monotonic() >= self._next_prune:
@@ -145,19 +179,6 @@ class SlackSender:
             return self._poll
         return min(self._poll, max(0.05, stats.next_due_seconds))
 
-    async def run_once(self) -> int:
-        """Claim the due stream heads and deliver them (concurrently: they are different
-        streams); returns how many were claimed."""
-        rows = await asyncio.to_thread(self._store.claim_outgoing, self.owner,
-                                       limit=self._batch, lease_seconds=self._lease)
-        results = await asyncio.gather(*(self._deliver(row) for row in rows),
-                                       return_exceptions=True)
-        for row, result in zip(rows, results, strict=True):
-            if isinstance(result, Exception):  # its lease runs out, then it is tried again
-                log.error("Slack outbox row %d (%s) could not be handled", row.id, row.kind,
-                          exc_info=result)
-        return len(rows)
-
     # -- one row ------------------------------------------------------------------------------
 
     async def _deliver(self, row: Claimed) -> None:
@@ -166,9 +187,9 @@ class SlackSender:
         except _Unaddressable as exc:
             await self._replace(row, exc.method, str(exc))
             return
-        if row.age_seconds > self.budget:
+        if row.age_seconds > self._budget:
             log.warning("Slack %s for %s dropped: not delivered within %.0f s (last error: %s)",
-                        plan.method, row.stream, self.budget, row.last_error)
+                        plan.method, row.stream, self._budget, row.last_error)
             await self._finish(row, plan.method, "dropped", error=row.last_error)
             return
         paused = self._paused.get(plan.method, 0.0) - time.monotonic()
