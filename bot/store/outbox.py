@@ -154,7 +154,7 @@ def enqueue(factory: sessionmaker[Session], now: datetime, outgoing: Outgoing,
             session.execute(select(func.pg_advisory_xact_lock(_STREAM_LOCK_CLASS,
                                                               func.hashtext(stream))))
         if outgoing.kind == "show":
-            merged = _coalesce(session, stream, outgoing)
+            merged = _coalesce(session, now, stream, outgoing)
             if merged is not None:
                 return merged
         row = OutboxRow(
@@ -172,7 +172,7 @@ def _place(payload: dict[str, Any]) -> tuple[Any, ...]:
     return payload.get("channel"), payload.get("ts"), payload.get("thread_ts")
 
 
-def _coalesce(session: Session, stream: str, outgoing: Outgoing) -> int | None:
+def _coalesce(session: Session, now: datetime, stream: str, outgoing: Outgoing) -> int | None:
     tail = session.scalars(
         select(OutboxRow).where(OutboxRow.stream == stream).order_by(OutboxRow.id.desc())
         .limit(1)
@@ -182,10 +182,12 @@ def _coalesce(session: Session, stream: str, outgoing: Outgoing) -> int | None:
             or _place(tail.payload) != _place(outgoing.payload)):
         return None
     instead = list(tail.instead) + [i for i in outgoing.instead if i not in tail.instead]
-    # Conditional: a sender may have claimed the row since it was read.
+    # Conditional: a sender may have claimed the row since it was read. The new content gets
+    # a whole retry budget of its own (`created_at`), its place in the stream stays.
     done = session.execute(
         update(OutboxRow).where(OutboxRow.id == tail.id, OutboxRow.status == PENDING)
-        .values(payload=dict(outgoing.payload), instead=instead, orphan=outgoing.orphan)
+        .values(payload=dict(outgoing.payload), instead=instead, orphan=outgoing.orphan,
+                created_at=now)
         .returning(OutboxRow.id)
         .execution_options(synchronize_session=False)
     ).first()

@@ -54,8 +54,6 @@ def test_a_stream_is_delivered_in_order_one_row_at_a_time(store: Store) -> None:
 
     assert claim(store) == [("A", "a1"), ("B", "b1")]  # only the heads
     assert claim(store, "other") == []  # heads are out; what follows waits for them
-    rows = store.claim_outgoing("A", limit=10, lease_seconds=LEASE)
-    assert rows == []
     assert store.outbox_stats().waiting == 5
 
 
@@ -79,6 +77,16 @@ def test_updates_waiting_at_the_end_of_a_stream_coalesce(store: Store) -> None:
     (row,) = store.claim_outgoing("A", limit=10, lease_seconds=LEASE)
     assert row.id == first and row.payload["text"] == "done"
     assert list(row.instead) == [hint, result]  # both replacements kept, in order
+
+
+def test_a_coalesced_update_gets_a_whole_retry_budget(clocked_store: Store,
+                                                     clock: FakeClock) -> None:
+    key = execution_key("ex-1")
+    clocked_store.enqueue(show(key, "running"), stream="ex")
+    clock.advance(timedelta(minutes=50))
+    clocked_store.enqueue(show(key, "done"), stream="ex")
+    (row,) = clocked_store.claim_outgoing("A", limit=10, lease_seconds=LEASE)
+    assert row.payload["text"] == "done" and row.age_seconds < 60
 
 
 def test_updates_never_coalesce_across_other_rows(store: Store) -> None:
@@ -153,7 +161,7 @@ def test_a_row_is_replaced_in_place_by_what_it_carries_instead(store: Store) -> 
     assert list(row.instead) == [result] and row.key is None and row.attempts == 1
     assert store.substitute_outgoing(row.id, "A", error=None)
     assert deliver_all(store) == ["result", "after"]
-    (row_id,) = [store.enqueue(post("plain"), stream="ex")]
+    row_id = store.enqueue(post("plain"), stream="ex")
     (row,) = store.claim_outgoing("A", limit=10, lease_seconds=LEASE)
     assert row.id == row_id and not store.substitute_outgoing(row.id, "A", error="x")
 
