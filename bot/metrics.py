@@ -1,17 +1,22 @@
 """Prometheus counters, so `/metrics` tells what opsbot did; the dispatcher counts outcomes
-before it reports them, so a scrape after a reply always includes that reply.
+before it reports them, so a scrape after a reply always includes that reply. The outbox's
+gauges are refreshed by its sender whenever it waits (at least every few seconds).
 
-Counters live in the default registry; `prometheus_client.generate_latest()` renders them.
+Counters and gauges live in the default registry; `prometheus_client.generate_latest()`
+renders them.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 __all__ = [
     "ALERT_DECISIONS",
     "ALERT_NOTIFICATIONS",
     "EXECUTIONS",
+    "OUTBOX_DELIVERIES",
+    "OUTBOX_DEPTH",
+    "OUTBOX_OLDEST",
     "SLACK_API_ERRORS",
     "SLACK_REQUESTS_REFUSED",
     "TRIGGERS",
@@ -47,4 +52,19 @@ ALERT_DECISIONS = Counter(
     "Guardrail decisions on automatic runs: run, shadow, cooldown, rate_limited, concurrency, "
     "breaker_open, paused, no_target.",
     ["decision"],
+)
+OUTBOX_DELIVERIES = Counter(
+    "opsbot_outbox_deliveries",
+    "Slack outbox rows handled by this process's sender, by API method and outcome: delivered, "
+    "rate_limited, retried, substituted (its replacement is sent), skipped (its message was "
+    "never posted), failed (refused for good), dropped (retry budget exhausted).",
+    ["method", "outcome"],
+)
+OUTBOX_DEPTH = Gauge(
+    "opsbot_outbox_depth",
+    "Slack outbox rows not delivered yet (every process sharing the database).",
+)
+OUTBOX_OLDEST = Gauge(
+    "opsbot_outbox_oldest_pending_seconds",
+    "Age of the oldest Slack outbox row not delivered yet; 0 when there is none.",
 )

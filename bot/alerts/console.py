@@ -25,7 +25,7 @@ class ConsoleAlertBoard:
         self._shown: dict[str, set[tuple[str, str]]] = {}  # (alert name, firing|resolved)
         self._changed = asyncio.Event()
 
-    async def show(self, view: AlertGroupView) -> tuple[str, str] | None:
+    async def show(self, view: AlertGroupView) -> None:
         key = (view.status, tuple((a.fingerprint, a.status) for a in view.alerts),
                tuple((r.runbook, r.alertname, r.target, r.decision) for r in view.runs))
         if self._last.get(view.group_hash) != key:
@@ -36,7 +36,6 @@ class ConsoleAlertBoard:
             self._shown[view.group_hash] = {(a.name, a.status) for a in view.alerts}
             self._changed.set()
             self._changed = asyncio.Event()
-        return None
 
     def reporter(self, view: AlertGroupView) -> Reporter:
         return _WholeRun(self.write)

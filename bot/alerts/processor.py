@@ -303,14 +303,9 @@ class AlertProcessor:
             if view is None:
                 return
             try:
-                posted = await self.board.show(view)
+                await self.board.show(view)
             except Exception:
                 log.exception("showing alert group %s failed", group_hash[:12])
-                return
-            if posted is not None:
-                channel, ts = posted
-                await asyncio.to_thread(self.store.set_alert_group_message, group_hash,
-                                        channel=channel, ts=ts)
 
     async def _view(self, group_hash: str) -> AlertGroupView | None:
         group = await asyncio.to_thread(self.store.get_alert_group, group_hash)

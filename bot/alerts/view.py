@@ -115,9 +115,9 @@ def group_lines(view: AlertGroupView, *, max_alerts: int = 15) -> list[str]:
 
 
 class AlertBoard(Protocol):
-    async def show(self, view: AlertGroupView) -> tuple[str, str] | None:
-        """Post the group's message the first time (returning channel and ts), then update it
-        in place."""
+    async def show(self, view: AlertGroupView) -> None:
+        """Post the group's message the first time, then update it in place (Slack records
+        where it went on the group once it is posted)."""
 
     def reporter(self, view: AlertGroupView) -> Reporter:
         """Where an automatic execution for this group reports (Slack: the group's thread)."""

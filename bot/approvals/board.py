@@ -14,8 +14,9 @@ __all__ = ["Board"]
 
 
 class Board(Protocol):
-    async def show(self, view: ApprovalView) -> tuple[str, str] | None:
-        """Post the request the first time (returns its channel and ts), update it after."""
+    async def show(self, view: ApprovalView) -> None:
+        """Post the request the first time, update it after (Slack records where it went on
+        the request once it is posted)."""
 
     async def tell(self, user: str, view: ApprovalView, notice: Notice) -> None:
         """Tell one person (the requester) about their request."""

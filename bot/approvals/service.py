@@ -365,16 +365,9 @@ class Approvals:
     async def _show(self, request: ApprovalRequest) -> ApprovalView:
         view = self._view(request)
         try:
-            where = await self.board.show(view)
+            await self.board.show(view)
         except Exception:  # the decision is recorded; a chat hiccup must not undo it
             log.exception("showing request %s failed", request.id)
-            return view
-        if where and not request.ts:
-            channel, ts = where
-            await asyncio.to_thread(self.store.set_request_message, request.id,
-                                    channel=channel, ts=ts)
-            request = replace(request, channel=channel, ts=ts)
-            view = self._view(request)
         return view
 
     async def _audit(self, request: ApprovalRequest, actor: str, outcome: str,

@@ -17,12 +17,11 @@ class ConsoleBoard:
     def __init__(self, write: Callable[[str], None] = print) -> None:
         self.write = write
 
-    async def show(self, view: ApprovalView) -> tuple[str, str] | None:
+    async def show(self, view: ApprovalView) -> None:
         lines = [plain(messages.approval_headline(
             view.status, view.command, view.environment, view.emergency))]
         lines += ["  " + plain(line) for line in messages.approval_lines(view)]
         self.write("\n".join(lines))
-        return None
 
     async def tell(self, user: str, view: ApprovalView, notice: Notice) -> None:
         self.write(f"(to {view.requester}) " + notice_text(notice))

@@ -2,22 +2,23 @@
 place; automatic runs report in its thread, and their notices go to the thread too (there is
 no person to tell privately).
 
-A chat failure never loses an alert: the store holds the group, the failure is logged and
-counted, and the next change of the group tries again.
+Everything goes through the outbox, in one stream per group (its message, its updates, its
+runs' messages, in order), so an alert or an automatic remediation never waits on Slack; the
+sender records the message's ts on the group when it is posted.
 """
 
 from __future__ import annotations
 
 import logging
-
-from slack_sdk.web.async_client import AsyncWebClient
+import secrets
 
 from bot.alerts.view import AlertGroupView
 from bot.reporting import ExecutionView, Notice, Reporter
-from bot.slack.api import SlackCallFailed, call, show_message
 from bot.slack.blocks import alert_group_blocks, alert_group_text, escape, notice_text
+from bot.slack.outbox import post, send, show
 from bot.slack.reporter import SlackReporter
 from bot.store import Store
+from bot.store.outbox import alert_group_key
 
 __all__ = ["SlackAlertBoard", "channel_reporter"]
 
@@ -25,53 +26,56 @@ log = logging.getLogger("opsbot.slack")
 
 
 class SlackAlertBoard:
-    """Implements `bot.alerts.view.AlertBoard` on the Slack Web API."""
+    """Implements `bot.alerts.view.AlertBoard` on the Slack Web API, through the outbox."""
 
-    def __init__(self, client: AsyncWebClient, store: Store, channel: str | None) -> None:
-        self._client = client
+    def __init__(self, store: Store, channel: str | None) -> None:
         self._store = store
         self._channel = channel  # settings.alerts.channel
         self._warned = False
 
-    async def show(self, view: AlertGroupView) -> tuple[str, str] | None:
-        if not (view.channel and view.ts) and not self._channel:
+    async def show(self, view: AlertGroupView) -> None:
+        key = alert_group_key(view.group_hash)
+        text, blocks = alert_group_text(view), alert_group_blocks(view)
+        if view.channel and view.ts:
+            outgoing = show(key, channel=view.channel, ts=view.ts, text=text, blocks=blocks)
+        elif self._channel:
+            outgoing = show(key, channel=self._channel, text=text, blocks=blocks)
+        else:
             if not self._warned:
                 self._warned = True
                 log.warning("alerts are recorded but not posted: set alerts.channel")
-            return None
-        try:
-            return await show_message(self._client, alert_group_text(view),
-                                      alert_group_blocks(view), at=(view.channel, view.ts),
-                                      post_to=self._channel)
-        except SlackCallFailed as exc:
-            log.warning("alert group %s not shown: %s", view.group_hash[:12], exc)
-            return None
+            return
+        await send(self._store, outgoing, stream=key)
 
     def reporter(self, view: AlertGroupView) -> Reporter:
-        return _AlertRun(self._client, self._store, view.channel or self._channel, view.ts)
+        key = alert_group_key(view.group_hash)
+        return _ThreadRun(self._store, view.channel or self._channel, thread_ts=view.ts,
+                          parent=None if view.ts else key, stream=key)
 
     async def announce(self, view: AlertGroupView, text: str) -> None:
         channel = view.channel or self._channel
         if not channel:
             return
-        extra = {"thread_ts": view.ts, "reply_broadcast": True} if view.ts else {}
-        try:
-            await call("chat.postMessage", self._client.chat_postMessage, channel=channel,
-                       text=escape(text), unfurl_links=False, unfurl_media=False, **extra)
-        except SlackCallFailed as exc:
-            log.warning("announcement in %s failed: %s", channel, exc)
+        key = alert_group_key(view.group_hash)
+        await send(self._store, post(channel=channel, text=escape(text), thread_ts=view.ts,
+                                     parent=None if view.ts else key, orphan="top",
+                                     broadcast=True), stream=key)
 
 
-class _AlertRun:
-    """An automatic run's reporter: the execution message is a reply in the group's thread."""
+class _ThreadRun:
+    """A run nobody typed: the execution message is a reply in the thread `thread_ts` (or of
+    the message `parent`, once posted; in the channel if it never is), and so are its
+    notices."""
 
-    def __init__(self, client: AsyncWebClient, store: Store, channel: str | None,
-                 thread_ts: str | None) -> None:
-        self._client = client
+    def __init__(self, store: Store, channel: str | None, *, thread_ts: str | None,
+                 parent: str | None, stream: str | None) -> None:
+        self._store = store
         self._channel = channel
         self._thread_ts = thread_ts
-        self._inner = SlackReporter(client, channel, "", store, thread_ts=thread_ts) \
-            if channel else None
+        self._parent = parent
+        self._stream = stream or f"report:{secrets.token_hex(8)}"  # notices with the run
+        self._inner = SlackReporter(store, channel, "", thread_ts=thread_ts, parent=parent,
+                                    orphan="top", stream=self._stream) if channel else None
 
     async def execution(self, view: ExecutionView) -> None:
         if self._inner is not None:
@@ -81,16 +85,12 @@ class _AlertRun:
         if not self._channel:
             log.info("automatic run notice (no alerts channel): %s", notice.text)
             return
-        extra = {"thread_ts": self._thread_ts} if self._thread_ts else {}
-        try:
-            await call("chat.postMessage", self._client.chat_postMessage, channel=self._channel,
-                       text=notice_text(notice), unfurl_links=False, unfurl_media=False,
-                       **extra)
-        except SlackCallFailed as exc:
-            log.warning("automatic run notice not posted: %s", exc)
+        await send(self._store, post(channel=self._channel, text=notice_text(notice),
+                                     thread_ts=self._thread_ts, parent=self._parent,
+                                     orphan="top"), stream=self._stream)
 
 
-def channel_reporter(client: AsyncWebClient, store: Store, channel: str | None) -> Reporter:
+def channel_reporter(store: Store, channel: str | None) -> Reporter:
     """Reports a run nobody typed (a scheduled check) as a message in `channel`; without a
     channel it is only recorded and logged."""
-    return _AlertRun(client, store, channel, None)
+    return _ThreadRun(store, channel, thread_ts=None, parent=None, stream=None)

@@ -1,5 +1,10 @@
 """The Slack Web API boundary: one client factory and one way to call it, so every failure is
-counted, logged without tokens and raised as our own `SlackCallFailed`."""
+counted, logged without tokens and raised as our own `SlackCallFailed`, saying whether it is
+worth retrying and when.
+
+The client never retries or sleeps inside a call: a call answers or fails within
+`API_TIMEOUT_SECONDS`, and whoever called decides what to do next (the outbox's sender keeps
+its own schedule, see sender.py), so nothing waits on Slack in passing."""
 
 from __future__ import annotations
 
@@ -9,10 +14,6 @@ from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
@@ -20,24 +21,35 @@ from bot.access import CachedGroups, StandIn, StaticGroups
 from bot.config import Settings
 from bot.metrics import SLACK_API_ERRORS
 
-__all__ = ["SlackCallFailed", "call", "show_message", "slack_client", "slack_members"]
+__all__ = ["SlackCallFailed", "call", "slack_client", "slack_members"]
 
 log = logging.getLogger("opsbot.slack")
 
-API_TIMEOUT_SECONDS = 15
+API_TIMEOUT_SECONDS = 5
+MAX_RETRY_AFTER_SECONDS = 900.0  # a Retry-After longer than this is taken as this
+
+# Error codes Slack answers (HTTP 200, ok: false) for its own passing trouble.
+TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable",
+                              "request_timeout", "ratelimited"})
 
 
 class SlackCallFailed(Exception):
-    """A Web API call failed; `error` is Slack's error code (`not_in_channel`) or the fault."""
+    """A Web API call failed; `error` is Slack's error code (`not_in_channel`) or the fault.
 
-    def __init__(self, method: str, error: str) -> None:
+    `transient`: trying again later may work (5xx, a timeout, a lost connection, a rate limit);
+    otherwise Slack refused the call itself. `retry_after`: the seconds a 429 asked to wait."""
+
+    def __init__(self, method: str, error: str, *, transient: bool = False,
+                 retry_after: float | None = None) -> None:
         super().__init__(f"Slack {method} failed: {error}")
         self.method = method
         self.error = error
+        self.transient = transient or retry_after is not None
+        self.retry_after = retry_after
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:
-    """A client for the configured API URL; retries lost connections and rate limits."""
+    """A client for the configured API URL: a short timeout, and no retries inside a call."""
     token = settings.slack.bot_token.get_secret_value() if settings.slack.bot_token else None
     base_url = settings.slack.api_url
     if not base_url.endswith("/"):
@@ -46,10 +58,7 @@ def slack_client(settings: Settings) -> AsyncWebClient:
         token=token,
         base_url=base_url,
         timeout=API_TIMEOUT_SECONDS,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=1),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
-        ],
+        retry_handlers=[],  # the default handlers sleep inside the call
     )
 
 
@@ -60,30 +69,29 @@ async def call(
     try:
         return await fn(**kwargs)
     except SlackApiError as exc:
-        error = str(exc.response.get("error", "unknown_error"))
         SLACK_API_ERRORS.labels(method=method).inc()
-        raise SlackCallFailed(method, error) from exc
+        raise _refused(method, exc.response) from exc
     except (TimeoutError, SlackClientError, aiohttp.ClientError, OSError) as exc:
+        # No answer (or a failed upload to the file URL): the call may work later.
         SLACK_API_ERRORS.labels(method=method).inc()
-        raise SlackCallFailed(method, type(exc).__name__) from exc
+        raise SlackCallFailed(method, type(exc).__name__, transient=True) from exc
 
 
-async def show_message(
-    client: AsyncWebClient, text: str, blocks: list[dict[str, Any]], *,
-    at: tuple[str | None, str | None], post_to: str | None,
-) -> tuple[str, str] | None:
-    """One message shown in place: updated where it stands (`at`, its channel and ts), else
-    posted to `post_to` (nowhere if None). Returns where a newly posted message went."""
-    channel, ts = at
-    if channel and ts:
-        await call("chat.update", client.chat_update, channel=channel, ts=ts, text=text,
-                   blocks=blocks)
-        return None
-    if not post_to:
-        return None
-    response = await call("chat.postMessage", client.chat_postMessage, channel=post_to,
-                          text=text, blocks=blocks, unfurl_links=False, unfurl_media=False)
-    return str(response.get("channel") or post_to), str(response["ts"])
+def _refused(method: str, response: AsyncSlackResponse) -> SlackCallFailed:
+    status = int(response.status_code or 0)
+    data = response.data
+    # A 5xx from a proxy or Slack's edge may carry HTML, not Slack's JSON.
+    error = str(data.get("error") or "unknown_error") if isinstance(data, dict) \
+        else f"http_{status}"
+    retry_after = None
+    if status == 429:
+        try:
+            retry_after = float(response.headers.get("Retry-After", "1"))
+        except ValueError:
+            retry_after = 1.0
+        retry_after = min(max(retry_after, 0.0), MAX_RETRY_AFTER_SECONDS)
+    transient = status >= 500 or error in TRANSIENT_ERRORS
+    return SlackCallFailed(method, error, transient=transient, retry_after=retry_after)
 
 
 def slack_members(client: AsyncWebClient, settings: Settings) -> CachedGroups:

@@ -78,9 +78,9 @@ def build_services(settings: Settings) -> Services:
     store = Store.open(settings.database_url or default_database_url())
     try:
         return Services.build(settings, members=slack_members(client, settings), store=store,
-                              board=SlackBoard(client, store, settings.break_glass_channel),
-                              alert_board=SlackAlertBoard(client, store, settings.alerts.channel),
-                              report_to=lambda channel: channel_reporter(client, store, channel))
+                              board=SlackBoard(store, settings.break_glass_channel),
+                              alert_board=SlackAlertBoard(store, settings.alerts.channel),
+                              report_to=lambda channel: channel_reporter(store, channel))
     except BaseException:
         store.close()  # a bad runbook stops startup; leave no connection behind
         raise
@@ -183,7 +183,7 @@ def build_bolt_app(
         if trigger.channel is None:
             log.warning("%s from %s has no channel; ignored", trigger.via, trigger.actor)
             return
-        reporter = SlackReporter(web, trigger.channel, trigger.actor, services.store,
+        reporter = SlackReporter(services.store, trigger.channel, trigger.actor,
                                  thread_ts=thread_ts)
         background.spawn(run_trigger(services, trigger, reporter),
                          name=f"opsbot {trigger.delivery_id}")

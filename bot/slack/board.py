@@ -2,21 +2,18 @@
 decided; the requester hears about their request privately; an approved change runs in the
 request's thread.
 
-A chat failure never undoes a decision: the store holds it, the failure is logged and counted.
+Everything goes through the outbox, in one stream per request (its message first, then its
+updates, notices and the approved run's messages, in order), so a decision never waits on
+Slack; the sender records the message's ts on the request when it is posted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import replace
-from typing import Any
-
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals.view import ApprovalView
 from bot.reporting import ExecutionView, Notice, Reporter
-from bot.slack.api import SlackCallFailed, call, show_message
 from bot.slack.blocks import (
     approval_blocks,
     approval_text,
@@ -24,31 +21,27 @@ from bot.slack.blocks import (
     notice_blocks,
     notice_text,
 )
+from bot.slack.outbox import ephemeral, post, send, show
 from bot.slack.reporter import SlackReporter
 from bot.store import Store
+from bot.store.outbox import request_key
 
 __all__ = ["SlackBoard"]
 
-log = logging.getLogger("opsbot.slack")
-
 
 class SlackBoard:
-    """Implements `bot.approvals.board.Board` on the Slack Web API."""
+    """Implements `bot.approvals.board.Board` on the Slack Web API, through the outbox."""
 
-    def __init__(self, client: AsyncWebClient, store: Store,
-                 loud_channel: str | None = None) -> None:
-        self._client = client
+    def __init__(self, store: Store, loud_channel: str | None = None) -> None:
         self._store = store
         self._loud_channel = loud_channel  # settings.break_glass_channel
 
-    async def show(self, view: ApprovalView) -> tuple[str, str] | None:
-        try:
-            # Without a channel it was asked outside Slack: approvers use `/ops approve <id>`.
-            return await show_message(self._client, approval_text(view), approval_blocks(view),
-                                      at=(view.channel, view.ts), post_to=view.channel)
-        except SlackCallFailed as exc:
-            log.warning("request %s not shown in %s: %s", view.request_id, view.channel, exc)
-            return None
+    async def show(self, view: ApprovalView) -> None:
+        # Without a channel it was asked outside Slack: approvers use `/ops approve <id>`.
+        if view.channel:
+            key = request_key(view.request_id)
+            await send(self._store, show(key, channel=view.channel, text=approval_text(view),
+                                         blocks=approval_blocks(view), ts=view.ts), stream=key)
 
     async def tell(self, user: str, view: ApprovalView, notice: Notice) -> None:
         """Ephemeral in the request's channel; a direct message when there is none, or when
@@ -59,42 +52,29 @@ class SlackBoard:
                        hint=escape(notice.hint) if notice.hint else notice.hint,
                        details=tuple(escape(line) for line in notice.details))
         text, blocks = notice_text(safe), notice_blocks(safe)
-        if view.channel:
-            try:
-                await call("chat.postEphemeral", self._client.chat_postEphemeral,
-                           channel=view.channel, user=user, text=text, blocks=blocks)
-                return
-            except SlackCallFailed as exc:
-                log.info("ephemeral to %s in %s failed (%s); sending a direct message",
-                         user, view.channel, exc.error)
-        try:
-            # A user id as the channel posts in the app's direct conversation with them.
-            await call("chat.postMessage", self._client.chat_postMessage, channel=user,
-                       text=text, blocks=blocks, unfurl_links=False, unfurl_media=False)
-        except SlackCallFailed as exc:
-            log.warning("could not tell %s about request %s: %s", user, view.request_id, exc)
+        # A user id as the channel posts in the app's direct conversation with them.
+        direct = post(channel=user, text=text, blocks=blocks)
+        outgoing = ephemeral(channel=view.channel, user=user, text=text, blocks=blocks,
+                             instead=[direct]) if view.channel else direct
+        await send(self._store, outgoing, stream=request_key(view.request_id))
 
     def reporter(self, view: ApprovalView) -> Reporter:
-        return _ApprovedRun(self._client, self._store, view)
+        return _ApprovedRun(self._store, view)
 
     async def announce(self, view: ApprovalView, text: str) -> None:
         """Break-glass: a loud message in the configured channel, and in the request's own."""
         channels = [c for c in (self._loud_channel, view.channel) if c]
         for channel in dict.fromkeys(channels):
-            try:
-                await call("chat.postMessage", self._client.chat_postMessage, channel=channel,
-                           text=text, unfurl_links=False, unfurl_media=False)
-            except SlackCallFailed as exc:
-                log.warning("break-glass announcement to %s failed: %s", channel, exc)
+            await send(self._store, post(channel=channel, text=text),
+                       stream=request_key(view.request_id))
 
 
 class _ApprovedRun:
     """The approved execution's reporter: its message is a reply under the request message
     (or a direct message to the requester when the request has no channel); its notices go
-    to the requester, whose change it is."""
+    to the requester, whose change it is. Its rows follow the request's in one stream."""
 
-    def __init__(self, client: AsyncWebClient, store: Store, view: ApprovalView) -> None:
-        self._client = client
+    def __init__(self, store: Store, view: ApprovalView) -> None:
         self._store = store
         self._view = view
         self._inner: SlackReporter | None = None
@@ -106,12 +86,13 @@ class _ApprovedRun:
                 # The view names people for display; the store has the requester's id.
                 request = await asyncio.to_thread(self._store.get_request, self._view.request_id)
                 requester = request.requester if request is not None else ""
-                extra: dict[str, Any] = {}
-                channel = self._view.channel
-                if channel and self._view.ts:
-                    extra["thread_ts"] = self._view.ts
-                self._inner = SlackReporter(self._client, channel or requester, requester,
-                                            self._store, **extra)
+                channel, key = self._view.channel, request_key(self._view.request_id)
+                self._inner = SlackReporter(
+                    self._store, channel or requester, requester,
+                    thread_ts=self._view.ts if channel else None,
+                    # The request message may still be on its way: reply once it is posted.
+                    parent=key if channel and not self._view.ts else None,
+                    orphan="top", stream=key)
             return self._inner
 
     async def execution(self, view: ExecutionView) -> None:

@@ -29,6 +29,8 @@ from bot.slack.blocks import (
     REASON_LIMIT,
     deny_modal,
 )
+from bot.slack.outbox import ephemeral, send
+from bot.store import Store
 from bot.trigger import Trigger
 
 __all__ = ["approve_trigger", "deny_trigger", "register_approvals"]
@@ -96,12 +98,8 @@ def deny_trigger(body: dict[str, Any]) -> Trigger | None:
     )
 
 
-async def _ephemeral(web: AsyncWebClient, channel: str, user: str, text: str) -> None:
-    try:
-        await call("chat.postEphemeral", web.chat_postEphemeral, channel=channel, user=user,
-                   text=text)
-    except SlackCallFailed as exc:
-        log.warning("ephemeral reply to %s in %s failed: %s", user, channel, exc)
+async def _ephemeral(store: Store, channel: str, user: str, text: str) -> None:
+    await send(store, ephemeral(channel=channel, user=user, text=text))
 
 
 def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
@@ -126,18 +124,20 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
         request = await asyncio.to_thread(services.store.get_request, request_id)
         if request is not None and not request.pending and channel:
             # Decided meanwhile: say so instead of asking for a reason that cannot count.
-            await _ephemeral(web, channel, user,
+            await _ephemeral(services.store, channel, user,
                              messages.approval_not_open(request_id, request.status))
             return
         command = request.command if request is not None else request_id
         try:
-            # trigger_id is good for 3 seconds: open the form now, decide on submission.
+            # trigger_id is good for 3 seconds: open the form now (not through the outbox,
+            # which would be too late), decide on submission.
             await call("views.open", web.views_open, trigger_id=body["trigger_id"],
                        view=deny_modal(request_id, channel, command))
         except SlackCallFailed as exc:
             log.warning("deny form for %s not opened: %s", request_id, exc)
             if channel:
-                await _ephemeral(web, channel, user, messages.deny_form_failed(request_id))
+                await _ephemeral(services.store, channel, user,
+                                 messages.deny_form_failed(request_id))
 
     @app.view(DENY_MODAL)
     async def on_deny_submitted(ack: AsyncAck, body: dict[str, Any]) -> None:

@@ -1,5 +1,8 @@
 """After a restart, executions the last process left running are marked interrupted (never
-re-run); their Slack messages are updated to say so, so no one waits on a dead "running"."""
+re-run); their Slack messages are updated to say so, so no one waits on a dead "running".
+
+The updates go through the outbox like every other message: one whose first post is still
+waiting there (Slack was down) joins that message's stream and is delivered after it."""
 
 from __future__ import annotations
 
@@ -7,14 +10,13 @@ import asyncio
 import logging
 from typing import cast
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot import messages
 from bot.reporting import ExecutionView, StepStatus, StepView
 from bot.services import Services
-from bot.slack.api import SlackCallFailed, call
 from bot.slack.blocks import execution_blocks, execution_text
+from bot.slack.outbox import send, show
 from bot.store import ExecutionRecord
+from bot.store.outbox import execution_key
 
 __all__ = ["interrupted_view", "recover"]
 
@@ -47,17 +49,22 @@ def interrupted_view(record: ExecutionRecord, actor: str) -> ExecutionView:
     )
 
 
-async def recover(services: Services, client: AsyncWebClient) -> list[str]:
-    """Mark interrupted executions and update the messages of those that had one."""
+async def recover(services: Services) -> list[str]:
+    """Mark interrupted executions and update the messages of those that had one (posted, or
+    still waiting in the outbox)."""
+    store = services.store
     interrupted = await services.recover()
     for execution_id in interrupted:
-        record = await asyncio.to_thread(services.store.get_execution, execution_id)
-        if record is None or not record.channel or not record.ts:
+        record = await asyncio.to_thread(store.get_execution, execution_id)
+        if record is None or not record.channel:
             continue
+        key = execution_key(execution_id)
+        stream = await asyncio.to_thread(store.message_stream, key)
+        if not record.ts and stream is None:
+            continue  # nothing was ever said about it in Slack
         view = interrupted_view(record, services.settings.handle(record.actor))
-        try:
-            await call("chat.update", client.chat_update, channel=record.channel, ts=record.ts,
-                       text=execution_text(view), blocks=execution_blocks(view))
-        except SlackCallFailed as exc:
-            log.warning("message of interrupted execution %s not updated: %s", execution_id, exc)
+        await send(store, show(key, channel=record.channel, ts=record.ts,
+                               text=execution_text(view), blocks=execution_blocks(view)),
+                   stream=stream)
+        log.info("message of interrupted execution %s queued for update", execution_id)
     return interrupted

@@ -32,6 +32,7 @@ from bot.slack.api import slack_client
 from bot.slack.app import build_bolt_app, build_services
 from bot.slack.identity import RETRY_SECONDS, SlackIdentity
 from bot.slack.recovery import recover
+from bot.slack.sender import SlackSender
 from bot.slack.socket_mode import CheckedSocketModeHandler
 from bot.slack.tasks import BackgroundTasks
 
@@ -98,12 +99,17 @@ def create_app(
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    sender = SlackSender(client, services.store)
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await recover(services, client)
+        await recover(services)
         # The scheduler expires what fell due while opsbot was down (messages updated) and
         # times every open request from now on.
         await services.start(alerts=True)
+        # Then the sender: what a previous process left in the outbox goes first (and the
+        # scheduler has made its table, which SQLite cannot do next to a busy writer).
+        await sender.start()
         socket = CheckedSocketModeHandler(bolt, app_token) if app_token else None
         if socket is not None:
             await socket.connect_async()  # type: ignore[no-untyped-call]
@@ -120,6 +126,7 @@ def create_app(
                 await socket.close_async()  # type: ignore[no-untyped-call]
             await tasks.drain(shutdown_grace)
             await services.stop()
+            await sender.stop()  # what is not delivered by then waits in the store
 
     all_routes: list[BaseRoute] = [
         alertmanager_route(services.settings, services.store, services.alerts.wake),

@@ -1,5 +1,5 @@
-"""Persistent store of opsbot: executions, target locks, approval requests, delivery dedup
-and the audit log.
+"""Persistent store of opsbot: executions, target locks, approval requests, delivery dedup,
+the chat outbox and the audit log.
 
 SQLite by default, PostgreSQL for several replicas; schema managed by the Alembic
 migrations shipped in ``bot/store/migrations``. See docs/store.md.

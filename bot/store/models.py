@@ -3,7 +3,7 @@
 The Alembic migrations in ``migrations/versions`` must create exactly these
 (a test runs autogenerate's ``compare_metadata`` to keep the two in step). Later
 features (approval requests, alerts, the APScheduler job store) add their
-tables with new migrations (``0003`` added approval requests); nothing here
+tables with new migrations (``0003`` added approval requests, ``0006`` the outbox); nothing here
 assumes it owns the whole database.
 """
 
@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -46,6 +47,8 @@ __all__ = [
     "DeliveryClaim",
     "Execution",
     "ExecutionStep",
+    "OutboxMessage",
+    "OutboxRow",
     "TargetLock",
     "UTCDateTime",
     "utcnow",
@@ -391,3 +394,58 @@ class AutomationBreakerRow(Base):
     failures: Mapped[int] = mapped_column(Integer)
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OutboxRow(Base):
+    """One outbound chat effect (a message, its update, an ephemeral reply, an upload), stored
+    before it is sent and delivered in ``id`` order within its ``stream``; see
+    ``bot.store.outbox``."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stream: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20))
+    # The message a `show` puts its content in (posted the first time, updated after).
+    message_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    # The message this one is a reply to, or needs to exist first.
+    parent_key: Mapped[str | None] = mapped_column(String(255))
+    orphan: Mapped[str] = mapped_column(String(10))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # What to send in its place when its channel or message cannot take it.
+    instead: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument)
+    substituted: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    owner: Mapped[str | None] = mapped_column(String(80))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        # The head of each stream: WHERE stream = ? AND id < ? AND status IN (...).
+        Index(None, "stream", "id"),
+        # What is due: WHERE status = 'pending' AND not_before <= now.
+        Index(None, "status", "not_before"),
+        CheckConstraint(
+            "status IN ('pending', 'sending', 'delivered', 'coalesced', 'failed', 'dropped')",
+            name="status_known",
+        ),
+    )
+
+
+class OutboxMessage(Base):
+    """Where a message the outbox posted lives, by its logical key (``execution:ex-...``), or
+    why it could not be posted; later updates and thread replies are addressed through it."""
+
+    __tablename__ = "outbox_messages"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    channel: Mapped[str | None] = mapped_column(String)
+    ts: Mapped[str | None] = mapped_column(String)
+    thread_ts: Mapped[str | None] = mapped_column(String)
+    error: Mapped[str | None] = mapped_column(String)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -25,6 +25,7 @@ from bot.store import deliveries as _deliveries
 from bot.store import executions as _executions
 from bot.store import locks as _locks
 from bot.store import migrate as _migrate
+from bot.store import outbox as _outbox
 from bot.store.alerts import (
     AlertGroupRecord,
     AlertRunRecord,
@@ -37,6 +38,7 @@ from bot.store.audit import AuditEntry, AuditProblem
 from bot.store.db import DEFAULT_BUSY_TIMEOUT_MS, make_engine
 from bot.store.errors import StoreError, translated
 from bot.store.models import utcnow
+from bot.store.outbox import Claimed, MessageAddress, OutboxStats, Outgoing
 from bot.store.records import ApprovalOutcome, ApprovalRequest, ExecutionRecord, LockInfo
 
 __all__ = ["Store"]
@@ -46,7 +48,7 @@ _PRUNE_EVERY_S = 600.0
 
 
 class Store:
-    """Executions, locks, approval requests, delivery dedup and the audit log.
+    """Executions, locks, approval requests, delivery dedup, the outbox and the audit log.
 
     In SQLite or PostgreSQL.
     """
@@ -58,6 +60,7 @@ class Store:
         self._clock = clock
         self._prune_lock = threading.Lock()
         self._next_prune = 0.0
+        self._outbox_listeners: list[Callable[[], None]] = []
 
     @classmethod
     def open(
@@ -488,6 +491,67 @@ class Store:
                 return False
             self._next_prune = now + _PRUNE_EVERY_S
             return True
+
+    # outbox -----------------------------------------------------------------------
+
+    def enqueue(self, outgoing: Outgoing, *, stream: str | None = None) -> int:
+        """Commit one outbound chat effect at the end of ``stream`` (see ``bot.store.outbox``),
+        then tell this process's senders; returns its row id."""
+        with translated():
+            row_id = _outbox.enqueue(self._sessions, self._now(), outgoing, stream)
+        for listener in list(self._outbox_listeners):
+            listener()
+        return row_id
+
+    def on_enqueue(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` (from any thread) after each enqueue; returns the unsubscriber."""
+        self._outbox_listeners.append(listener)
+        return lambda: self._outbox_listeners.remove(listener)
+
+    def claim_outgoing(self, owner: str, *, limit: int, lease_seconds: float) -> list[Claimed]:
+        """Claim up to ``limit`` due stream heads for ``owner``, leased for ``lease_seconds``."""
+        with translated():
+            return _outbox.claim(self._sessions, self._now(), owner, limit=limit,
+                                 lease=timedelta(seconds=lease_seconds))
+
+    def finish_outgoing(self, row_id: int, owner: str, status: str, *, error: str | None = None,
+                        message: MessageAddress | None = None) -> bool:
+        """End a claimed row: delivered, failed or dropped; ``message`` records where the
+        message it posted went (also on its execution, request or alert group), or why not."""
+        with translated():
+            return _outbox.finish(self._sessions, self._now(), row_id, owner, status,
+                                  error=error, message=message)
+
+    def retry_outgoing(self, row_id: int, owner: str, *, delay: float, error: str | None,
+                       counted: bool = True) -> bool:
+        with translated():
+            return _outbox.retry(self._sessions, self._now(), row_id, owner, delay=delay,
+                                 error=error, counted=counted)
+
+    def substitute_outgoing(self, row_id: int, owner: str, *, error: str | None,
+                            message: MessageAddress | None = None) -> bool:
+        """Replace a claimed row by what it carries ``instead``; False when it carries none."""
+        with translated():
+            return _outbox.substitute(self._sessions, self._now(), row_id, owner, error=error,
+                                      message=message)
+
+    def message_address(self, key: str) -> MessageAddress | None:
+        """Where the outbox posted message ``key``, or why it could not; None if it did not."""
+        with translated():
+            return _outbox.address(self._sessions, key)
+
+    def message_stream(self, key: str) -> str | None:
+        """The stream of message ``key``'s rows still kept in the outbox, if any."""
+        with translated():
+            return _outbox.stream_of(self._sessions, key)
+
+    def outbox_stats(self) -> OutboxStats:
+        with translated():
+            return _outbox.stats(self._sessions, self._now())
+
+    def prune_outbox(self) -> int:
+        with translated():
+            return _outbox.prune(self._sessions, self._now())
 
     # audit log ------------------------------------------------------------------
 

@@ -46,9 +46,8 @@ class RecordingAlertBoard:
     notices: list[Notice] = field(default_factory=list)
     announcements: list[str] = field(default_factory=list)
 
-    async def show(self, view: AlertGroupView) -> tuple[str, str] | None:
+    async def show(self, view: AlertGroupView) -> None:
         self.shown.append(view)
-        return None
 
     def reporter(self, view: AlertGroupView) -> Reporter:
         return _Recorder(self)

@@ -37,10 +37,8 @@ def start_bot(sim: SimCluster, tmp_path: Path, slack: SlackStandIn,
     settings = slack_settings(sim, tmp_path, slack)
     store = Store.open(settings.database_url or "", busy_timeout_ms=busy_timeout_ms)
     from bot.slack.alert_board import SlackAlertBoard
-    from bot.slack.api import slack_client
-    client = slack_client(settings)
     services = Services.build(settings, store=store,
-                              alert_board=SlackAlertBoard(client, store, ALERTS))
+                              alert_board=SlackAlertBoard(store, ALERTS))
     return services, ServerThread(create_app(services, shutdown_grace=5)).start()
 
 

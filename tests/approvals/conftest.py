@@ -31,9 +31,8 @@ class Board:
         self.shown: list[Any] = []
         self.told: list[tuple[str, Any]] = []
 
-    async def show(self, view: Any) -> tuple[str, str] | None:
+    async def show(self, view: Any) -> None:
         self.shown.append(view)
-        return None
 
     async def tell(self, user: str, view: Any, notice: Any) -> None:
         self.told.append((user, notice))

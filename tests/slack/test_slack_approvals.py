@@ -32,11 +32,13 @@ from bot.slack.blocks import approval_blocks, deny_modal
 from bot.slack.interactions import approve_trigger, deny_trigger
 from bot.slack.server import create_app
 from bot.store import Store
+from tests.support.alert_chain import wait_until
 from tests.support.signing import SIGNING_SECRET, block_actions_body, signed_headers
 from tests.support.slack_standin import (
     BOT_TOKEN,
     BOT_USER,
     CHANNEL,
+    DEFAULT_TIMEOUT,
     Message,
     ServerThread,
     SlackDriver,
@@ -113,8 +115,10 @@ def test_a_prod_change_posts_a_request_with_approve_and_deny(
     refusal(bot, "alice", request_id)  # alice is told it waits, and for whom
     assert replicas(sim) == 3
     assert executions(services) == []
-    stored = services.store.get_request(request_id)
-    assert stored is not None and (stored.channel, stored.ts) == (CHANNEL, message.ts)
+    # Recorded on the request once the sender has Slack's answer.
+    stored = wait_until(lambda: (r := services.store.get_request(request_id)) and r.ts and r,
+                        timeout=DEFAULT_TIMEOUT)
+    assert (stored.channel, stored.ts) == (CHANNEL, message.ts)
 
 
 def test_requester_and_non_approvers_are_refused_privately(

@@ -26,10 +26,11 @@ SCOPES = {
 
 
 def methods_called() -> set[str]:
-    """Every Web API method named at a call site in the Slack front end."""
+    """Every Web API method named at a call site in the Slack front end (`call(...)`, or the
+    outbox sender's planned `_Call(...)`)."""
     called: set[str] = set()
     for path in (ROOT / "bot" / "slack").glob("*.py"):
-        called |= set(re.findall(r'call\(\s*"([A-Za-z_.0-9]+)"', path.read_text()))
+        called |= set(re.findall(r'[Cc]all\(\s*"([A-Za-z_.0-9]+)"', path.read_text()))
     return called
 
 

@@ -15,8 +15,9 @@ from bot.store import AuditEntry, Store, sqlite_url
 from bot.store import migrate as store_migrate
 from bot.store.db import make_engine
 from bot.store.models import GENESIS_HASH, Base
+from bot.store.outbox import Outgoing, execution_key
 
-HEAD = "0005"
+HEAD = "0006"
 ALERT_TABLES = {
     "alert_groups",
     "alert_notifications",
@@ -25,7 +26,8 @@ ALERT_TABLES = {
     "automation_breakers",
     "automation_pauses",
 }
-TABLES = ALERT_TABLES | {
+OUTBOX_TABLES = {"outbox", "outbox_messages"}
+TABLES = ALERT_TABLES | OUTBOX_TABLES | {
     "alembic_version",
     "approval_decisions",
     "approval_requests",
@@ -36,7 +38,8 @@ TABLES = ALERT_TABLES | {
     "executions",
     "target_locks",
 }
-TABLES_0001 = TABLES - ALERT_TABLES - {"target_locks", "approval_decisions", "approval_requests"}
+TABLES_0001 = TABLES - ALERT_TABLES - OUTBOX_TABLES - {
+    "target_locks", "approval_decisions", "approval_requests"}
 
 
 def test_migrations_ship_inside_the_package() -> None:
@@ -156,7 +159,8 @@ def test_downgrade_approvals_and_up_again(db_url: str) -> None:
         store_migrate.downgrade(engine, "0002")
         assert store_migrate.current_revision(engine) == "0002"
         tables = set(inspect(engine).get_table_names())
-        assert tables == TABLES - ALERT_TABLES - {"approval_decisions", "approval_requests"}
+        assert tables == TABLES - ALERT_TABLES - OUTBOX_TABLES - {
+            "approval_decisions", "approval_requests"}
 
         store_migrate.upgrade(engine)
         assert store_migrate.current_revision(engine) == HEAD
@@ -202,6 +206,34 @@ def test_downgrade_request_context_keeps_requests(db_url: str) -> None:
     with Store.open(db_url) as store:
         kept = store.get_request(request.id)
         assert kept is not None and kept.context == {} and len(kept.approvals) == 1
+
+
+def test_downgrade_outbox_and_up_again(db_url: str) -> None:
+    """0006 undone drops only the outbox tables; redone, they are back, empty, and the
+    executions and their message addresses stayed."""
+    store = Store.open(db_url)
+    ex_id = store.create_execution(
+        runbook="scale", source="slack", actor="U0ALICE", command="scale shop-api 4",
+        environment="staging", target="shop-api", params={}, dry_run=False, channel="C0OPS")
+    store.set_execution_message(ex_id, channel="C0OPS", ts="1700000000.000001")
+    store.enqueue(Outgoing("show", {"channel": "C0OPS", "text": "done"},
+                           key=execution_key(ex_id)))
+    store.close()
+    engine = make_engine(db_url)
+    try:
+        store_migrate.downgrade(engine, "0005")
+        assert store_migrate.current_revision(engine) == "0005"
+        assert set(inspect(engine).get_table_names()) == TABLES - OUTBOX_TABLES
+        store_migrate.upgrade(engine)
+        _assert_models_match(engine)
+        indexes = {ix["name"] for ix in inspect(engine).get_indexes("outbox")}
+        assert {"ix_outbox_stream_id", "ix_outbox_status_not_before"} <= indexes
+    finally:
+        engine.dispose()
+    with Store.open(db_url) as store:
+        assert store.outbox_stats().waiting == 0  # recreated empty
+        record = store.get_execution(ex_id)
+        assert record is not None and record.ts == "1700000000.000001"
 
 
 def _assert_models_match(engine: Engine) -> None:

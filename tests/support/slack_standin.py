@@ -2,7 +2,9 @@
 
 opsbot's `AsyncWebClient` is pointed at it through `SLACK_API_URL`; it records every call
 (method, parameters, auth header), answers as Slack does, keeps each message's current state,
-and can be told to fail (a channel the bot is not in, a method that errors). File uploads
+and can be told to fail (a channel the bot is not in, a method that errors) or to be unwell
+for a while (`fault`: per method, answer 429 with `Retry-After`, answer 5xx, or hang; `Gate`:
+refuse connections altogether). File uploads
 work as `files_upload_v2` does them: `files.getUploadURLExternal` hands out an upload URL on this
 stand-in, the bytes are POSTed there, `files.completeUploadExternal` shares them in a channel or
 thread; `uploads` keeps each file with its bytes.
@@ -27,7 +29,7 @@ import uvicorn
 from aiohttp import WSMsgType, web
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -43,6 +45,8 @@ __all__ = [
     "CHANNEL",
     "USERS",
     "Call",
+    "Fault",
+    "Gate",
     "Message",
     "ServerThread",
     "SlackDriver",
@@ -100,16 +104,42 @@ class ServerThread:
 
 @dataclass(frozen=True)
 class Call:
-    """One Web API call as the stand-in received it."""
+    """One Web API call as the stand-in received it; `fault` names the trouble it was answered
+    with (None: answered as Slack does), `at` when it arrived (time.monotonic)."""
 
     method: str
     params: dict[str, Any]
     auth: str | None
     http_method: str
+    fault: str | None = None
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def text(self) -> str:
         return str(self.params.get("text", ""))
+
+    @property
+    def served(self) -> bool:
+        return self.fault is None
+
+
+FaultKind = Literal["ratelimited", "error", "hang"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Trouble a method answers with until `until` (time.monotonic; None: until healed):
+    `ratelimited` is HTTP 429 with `Retry-After: retry_after`; `error` is HTTP `status` with
+    an HTML body, as Slack's edge answers; `hang` never answers (the request is then answered
+    503 once the fault is over). Nothing a faulted call asked for is done."""
+
+    kind: FaultKind
+    retry_after: float = 3.0
+    status: int = 500
+    until: float | None = None
+
+    def active(self) -> bool:
+        return self.until is None or time.monotonic() < self.until
 
 
 @dataclass
@@ -151,6 +181,7 @@ class SlackStandIn:
         self.usergroups: dict[str, list[str]] = {}
         self.unpostable: dict[str, str] = {}  # channel -> error postMessage answers
         self.failing: dict[str, str] = {}  # method -> error it answers
+        self.faults: dict[str, Fault] = {}  # method (or "*": every method) -> its trouble
         self.calls: list[Call] = []
         self.messages: dict[str, Message] = {}
         self.uploads: dict[str, Upload] = {}  # by file id
@@ -195,12 +226,45 @@ class SlackStandIn:
             self.usergroups.clear()
             self.unpostable.clear()
             self.failing.clear()
+            self.faults.clear()
             self.calls.clear()
             self.messages.clear()
             self.uploads.clear()
             self.views.clear()
             self.upload_status = 200
             self.socket_mode = None
+
+    # being unwell -----------------------------------------------------------------------------
+
+    def fault(self, kind: FaultKind, *methods: str, retry_after: float = 3.0, status: int = 500,
+              seconds: float | None = None) -> None:
+        """From now on (for `seconds`, or until `heal`), `methods` (default: all) answer with
+        `kind` of trouble (see `Fault`)."""
+        until = time.monotonic() + seconds if seconds is not None else None
+        with self._cond:
+            for method in methods or ("*",):
+                self.faults[method] = Fault(kind, retry_after, status, until)
+
+    def heal(self) -> None:
+        """Every method answers normally again; hung calls are answered 503."""
+        with self._cond:
+            self.faults.clear()
+            self._cond.notify_all()
+
+    def _fault(self, method: str) -> Fault | None:
+        fault = self.faults.get(method) or self.faults.get("*")
+        return fault if fault is not None and fault.active() else None
+
+    def gate(self) -> Gate:
+        """A front door to this API that can be told to refuse connections; point opsbot at
+        its `api_url`."""
+        assert self._thread is not None, "start() the stand-in first"
+        return Gate(self._thread.port).start()
+
+    def served(self, method: str, predicate: Callable[[Call], bool] = lambda _: True,
+               ) -> list[Call]:
+        """The calls of `method` answered as Slack does (not with a fault), in order."""
+        return [c for c in self.calls_to(method) if c.served and predicate(c)]
 
     # looking at what happened ---------------------------------------------------------------
 
@@ -283,10 +347,25 @@ class SlackStandIn:
                 params[key] = json.loads(params[key])
         auth = request.headers.get("authorization")
         with self._cond:
-            self.calls.append(Call(method, params, auth, request.method))
-            answer = self._answer(method, params, auth)
+            fault = self._fault(method)
+            self.calls.append(Call(method, params, auth, request.method,
+                                   fault=fault.kind if fault else None))
+            answer = self._answer(method, params, auth) if fault is None else {}
             self._cond.notify_all()
-        return JSONResponse(answer)
+        if fault is None:
+            return JSONResponse(answer)
+        if fault.kind == "ratelimited":
+            return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429,
+                                headers={"Retry-After": f"{fault.retry_after:g}"})
+        if fault.kind == "error":
+            return HTMLResponse("<html><body>Slack is having trouble</body></html>",
+                                status_code=fault.status)
+        while True:  # hang: no answer while the fault lasts
+            with self._cond:
+                if self._fault(method) is None:
+                    break
+            await asyncio.sleep(0.05)
+        return HTMLResponse("<html><body>gave up</body></html>", status_code=503)
 
     async def _upload(self, request: Request) -> PlainTextResponse:
         """The upload URL: takes the file's bytes (raw or multipart, as Slack accepts both)."""
@@ -477,6 +556,79 @@ class SlackDriver:
             and predicate(c.text)
         )
         return call.text
+
+
+class Gate:
+    """A TCP front door to a local server that can refuse connections (as an unreachable API
+    does: connection refused, open connections cut) and accept them again on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="slack-gate")
+        self.port = 0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def start(self) -> Gate:
+        self._thread.start()
+        self.accept()
+        return self
+
+    def stop(self) -> None:
+        self.refuse()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def accept(self) -> None:
+        """Take connections (again, on the same port)."""
+        async def listen() -> None:
+            if self._server is None:
+                self._server = await asyncio.start_server(
+                    self._forward, "127.0.0.1", self.port, reuse_address=True)
+                self.port = self._server.sockets[0].getsockname()[1]
+        self._run(listen())
+
+    def refuse(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+                self._server = None
+            for writer in list(self._open):
+                writer.transport.abort()
+            self._open.clear()
+        self._run(close())
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+                self._open.discard(sink)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 class SocketModeStandIn:

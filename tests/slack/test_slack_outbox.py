@@ -1,0 +1,353 @@
+"""Slack never holds up a runbook: with the Web API rate limited, hung, failing or refusing
+connections, commands run and are recorded in their own time, and their messages follow, in
+order and complete, once Slack answers again (also after a kill -9 and a restart).
+
+Bolt checks its token once (`auth.test`) at the first request it sees, so each test sends one
+command while Slack is well before making it unwell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+
+from bot.config import Settings, load_settings
+from bot.reporting import ExecutionView, StepView
+from bot.services import Services
+from bot.simcluster import SimCluster
+from bot.slack.api import slack_client
+from bot.slack.app import build_services
+from bot.slack.outbox import post, show
+from bot.slack.reporter import SlackReporter
+from bot.slack.sender import SlackSender
+from bot.slack.server import create_app
+from bot.store import ExecutionRecord, Store, sqlite_url
+from bot.store.outbox import execution_key
+from tests.slack.test_slack_serve import SCRIPT, serve_process
+from tests.store.conftest import pg_schemas  # noqa: F401 - the PostgreSQL schemas fixture
+from tests.support.alert_chain import wait_until
+from tests.support.signing import SIGNING_SECRET
+from tests.support.slack_standin import (
+    BOT_TOKEN,
+    CHANNEL,
+    DEFAULT_TIMEOUT,
+    FINAL,
+    Call,
+    Gate,
+    Message,
+    ServerThread,
+    SlackDriver,
+    SlackStandIn,
+)
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+SCALE = "scale shop-api 4"
+
+
+def warm_up(bot: SlackDriver) -> None:
+    """One command while Slack is well: Bolt's `auth.test`, and the sender shown working."""
+    assert bot.send_command("alice", "status shop-web").status_code == 200
+    bot.finished("status shop-web")
+
+
+def finished_record(store: Store, command: str) -> ExecutionRecord:
+    """The execution of `command` once it has ended, with its audit record written."""
+    def ended() -> ExecutionRecord | None:
+        for record in store.recent_executions(20):
+            if record.command == command and record.status != "running":
+                audited = [r for r in store.audit_records(limit=50)
+                           if r["execution_id"] == record.id and r["outcome"] == record.status]
+                return record if audited else None
+        return None
+
+    return wait_until(ended, timeout=DEFAULT_TIMEOUT, message=f"{command} did not finish")
+
+
+def posts_of(slack: SlackStandIn, command: str) -> list[Call]:
+    return slack.served("chat.postMessage", lambda c: f"`{command}`" in c.text)
+
+
+def is_final(text: str) -> bool:
+    return text.split("\n")[0].endswith(FINAL)
+
+
+def assert_in_order(message: Message) -> None:
+    """Posted once, then updated: the final state last, and only last."""
+    assert is_final(message.history[-1]) and message.history[-1] == message.text
+    assert not any(is_final(version) for version in message.history[:-1])
+
+
+def test_a_rate_limited_slack_does_not_hold_up_the_run(bot: SlackDriver,
+                                                       services: Services) -> None:
+    warm_up(bot)
+    bot.slack.fault("ratelimited", retry_after=3)
+    assert bot.send_command("alice", SCALE).status_code == 200
+
+    record = finished_record(services.store, SCALE)
+    assert record.status == "succeeded"
+    assert posts_of(bot.slack, SCALE) == []  # the run ended while Slack still said 429
+    # The sender kept to Retry-After: a rate-limited method is not called again within 3 s.
+    def limited() -> list[float]:
+        return [c.at for c in bot.slack.calls_to("chat.postMessage") if c.fault]
+
+    wait_until(lambda: len(limited()) >= 3, timeout=DEFAULT_TIMEOUT)
+    assert all(later - earlier >= 2.9 for earlier, later in itertools.pairwise(limited()))
+
+    bot.slack.heal()
+    message = bot.finished(SCALE)
+    assert message.text.startswith(f"✅ `{SCALE}` in *staging*: done")
+    assert_in_order(message)
+    assert len(posts_of(bot.slack, SCALE)) == 1
+
+
+def test_a_hung_slack_does_not_hold_up_the_run(bot: SlackDriver, services: Services) -> None:
+    warm_up(bot)
+    bot.slack.fault("hang")
+    assert bot.send_command("alice", SCALE).status_code == 200
+
+    record = finished_record(services.store, SCALE)
+    assert record.status == "succeeded"
+    assert posts_of(bot.slack, SCALE) == []
+    assert any(c.fault == "hang" for c in bot.slack.calls_to("chat.postMessage"))
+
+    bot.slack.heal()
+    message = bot.finished(SCALE)
+    assert message.text.startswith(f"✅ `{SCALE}` in *staging*: done")
+    assert_in_order(message)
+    assert len(posts_of(bot.slack, SCALE)) == 1
+
+
+def test_messages_failing_with_5xx_arrive_once_slack_recovers(bot: SlackDriver,
+                                                              services: Services) -> None:
+    warm_up(bot)
+    bot.slack.fault("error", status=500)
+    assert bot.send_command("alice", SCALE).status_code == 200
+
+    assert finished_record(services.store, SCALE).status == "succeeded"
+    wait_until(lambda: len([c for c in bot.slack.calls if c.fault == "error"]) >= 2,
+               timeout=DEFAULT_TIMEOUT)  # tried, failed, tried again
+    assert posts_of(bot.slack, SCALE) == []
+
+    bot.slack.heal()
+    message = bot.finished(SCALE, timeout=DEFAULT_TIMEOUT + 10)  # the backoff may be at 10 s
+    assert_in_order(message)
+    metrics = bot.http.get(f"{bot.url}/metrics").text
+    assert 'opsbot_outbox_deliveries_total{method="chat.postMessage",outcome="retried"}' \
+        in metrics
+    assert 'opsbot_outbox_deliveries_total{method="chat.postMessage",outcome="delivered"}' \
+        in metrics
+    assert "opsbot_outbox_depth" in metrics and "opsbot_outbox_oldest_pending_seconds" in metrics
+
+
+def test_undelivered_messages_survive_kill_9_and_go_once(
+    sim: SimCluster, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    command = "scale shop-web 3"
+    store = Store.open(sqlite_url(tmp_path / "opsbot.db"))
+    try:
+        with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
+                           SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
+                httpx.Client(timeout=30) as http:
+            warm_up(SlackDriver(served.url, http, slack, SIGNING_SECRET))
+            slack.fault("error", status=503)
+            assert SlackDriver(served.url, http, slack, SIGNING_SECRET).send_command(
+                "alice", command).status_code == 200
+            assert finished_record(store, command).status == "succeeded"
+            wait_until(lambda: [c for c in slack.calls_to("chat.postMessage") if c.fault])
+            # Between two tries (none in flight), the messages wait in the store: kill -9.
+            wait_until(lambda: store.outbox_stats().by_status.get("sending", 0) == 0)
+            served.process.kill()
+            served.process.wait()
+        assert store.outbox_stats().waiting >= 1
+        slack.heal()
+
+        with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
+                           SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
+                httpx.Client(timeout=30) as http:
+            bot = SlackDriver(served.url, http, slack, SIGNING_SECRET)
+            message = bot.finished(command)
+            assert_in_order(message)
+            wait_until(lambda: store.outbox_stats().waiting == 0)
+            assert len(posts_of(slack, command)) == 1  # delivered once
+            served.stop()
+    finally:
+        store.close()
+
+
+def test_restart_updates_a_message_still_waiting_in_the_outbox(services: Services,
+                                                               slack: SlackStandIn) -> None:
+    """The process died with Slack down: its running message was never posted. Recovery's
+    update joins that message's stream, so one message arrives, saying it was interrupted."""
+    store = services.store
+    ex_id = store.create_execution(
+        runbook="scale", source="slack", actor="U0ALICE", command=SCALE,
+        environment="staging", target="shop-api", params={}, dry_run=False, channel=CHANNEL)
+    store.start_step(ex_id, index=0, name="Scale", handler="k8s.scale")
+    store.enqueue(show(execution_key(ex_id), channel=CHANNEL, text=f"⏳ `{SCALE}`: running",
+                       blocks=[]), stream="report:previous-process")
+
+    server = ServerThread(create_app(services)).start()
+    try:
+        message = slack.wait_message(lambda m: f"`{SCALE}`" in m.text)
+        wait_until(lambda: store.outbox_stats().waiting == 0, timeout=DEFAULT_TIMEOUT)
+        assert message.text.startswith(f"⚠️ `{SCALE}` in *staging*: interrupted")
+        assert len(posts_of(slack, SCALE)) == 1 and slack.calls_to("chat.update") == []
+        record = store.get_execution(ex_id)
+        assert record is not None and record.ts == message.ts  # recorded on delivery
+    finally:
+        server.stop()
+
+
+async def test_updates_held_by_a_rate_limit_coalesce_last_state_wins(
+    slack: SlackStandIn, settings: Settings, tmp_path: Path
+) -> None:
+    store = Store.open(sqlite_url(tmp_path / "outbox.db"))
+    sender = SlackSender(slack_client(settings), store)
+    await sender.start()
+    try:
+        reporter = SlackReporter(store, CHANNEL, "U0ALICE")
+        view = ExecutionView(execution_id="ex-COALESCE", runbook="scale",
+                             command="scale shop-api 9", actor="alice", environment="staging",
+                             target="shop-api", dry_run=False,
+                             steps=[StepView("Scale", status="running")])
+        await reporter.execution(view)
+        posted = await asyncio.to_thread(slack.wait_message,
+                                         lambda m: "`scale shop-api 9`" in m.text)
+        slack.fault("ratelimited", "chat.update", retry_after=1)
+        for ready in range(1, 31):
+            view.steps[0].progress = f"{ready} of 30 replicas ready"
+            await reporter.execution(view)
+        view.status = view.steps[0].status = "succeeded"
+        view.steps[0].summary = "scaled to 9"
+        await reporter.execution(view)
+        await asyncio.to_thread(slack.wait_for, lambda c: c.fault == "ratelimited")
+        slack.heal()
+
+        final = await asyncio.to_thread(
+            slack.wait_message, lambda m: m.ts == posted.ts and is_final(m.text))
+        assert "scaled to 9" in final.text and final.history[-1] == final.text
+        # 31 states, a handful of calls: the one that met the 429, then the newest state.
+        assert len(slack.calls_to("chat.update")) <= 3
+        assert len(slack.served("chat.update")) <= 2
+    finally:
+        await sender.stop()
+        store.close()
+
+
+async def test_a_message_slack_never_takes_is_dropped_after_its_budget(
+    slack: SlackStandIn, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def dropped() -> float:
+        return REGISTRY.get_sample_value("opsbot_outbox_deliveries_total", {
+            "method": "chat.postMessage", "outcome": "dropped"}) or 0.0
+
+    before = dropped()
+    store = Store.open(sqlite_url(tmp_path / "outbox.db"))
+    sender = SlackSender(slack_client(settings), store, budget_seconds=1.5)
+    slack.fault("error", "chat.postMessage", status=502)
+    await sender.start()
+    try:
+        store.enqueue(post(channel=CHANNEL, text="lost in the outage"), stream="s")
+        store.enqueue(post(channel=CHANNEL, text="after it"), stream="s")
+        await asyncio.to_thread(wait_until, lambda: store.outbox_stats().waiting == 0,
+                                timeout=DEFAULT_TIMEOUT)
+    finally:
+        await sender.stop()
+    assert store.outbox_stats().by_status == {"dropped": 2}
+    store.close()
+    assert dropped() == before + 2
+    assert "dropped: not delivered within 2 s" in caplog.text  # budget 1.5 s, rounded
+    assert slack.served("chat.postMessage") == []
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database two processes share: a SQLite file, or a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "shared.db")
+    return str(request.getfixturevalue("pg_schemas").new_url())
+
+
+async def test_two_senders_on_one_database_never_send_a_row_twice(
+    shared_database: str, slack: SlackStandIn, settings: Settings
+) -> None:
+    stores = [Store.open(shared_database) for _ in range(2)]
+    streams = {f"s{n}": [f"row {n}.{i}" for i in range(5)] for n in range(6)}
+    for stream, texts in streams.items():
+        for text in texts:
+            stores[0].enqueue(post(channel=CHANNEL, text=text), stream=stream)
+    senders = [SlackSender(slack_client(settings), store, batch=4) for store in stores]
+    try:
+        await asyncio.gather(*(sender.start() for sender in senders))
+        await asyncio.to_thread(
+            wait_until, lambda: stores[1].outbox_stats().waiting == 0, timeout=DEFAULT_TIMEOUT)
+    finally:
+        await asyncio.gather(*(sender.stop() for sender in senders))
+        for store in stores:
+            store.close()
+    sent = [c.text for c in slack.served("chat.postMessage")]
+    assert sorted(sent) == sorted(t for texts in streams.values() for t in texts)  # once each
+    for texts in streams.values():
+        assert [t for t in sent if t in texts] == texts  # and each stream in order
+
+
+@pytest.fixture
+def stuck_deploy_settings(sim: SimCluster, slack: SlackStandIn,
+                          tmp_path: Path) -> Iterator[tuple[Settings, Gate]]:
+    """The demo, with a 3-second rollout timeout, talking to Slack through a gate that can
+    refuse connections."""
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    for app in raw["apps"].values():
+        app["deploy"] = {"timeout_seconds": 3}
+    config = tmp_path / "opsbot.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    gate = slack.gate()
+    settings = load_settings(config, environ={
+        "KUBECONFIG": sim.write_kubeconfig(str(tmp_path / "kubeconfig")),
+        "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": gate.api_url,
+    })
+    yield settings, gate
+    gate.stop()
+
+
+def test_an_automatic_rollback_completes_with_slack_down(
+    sim: SimCluster, slack: SlackStandIn, stuck_deploy_settings: tuple[Settings, Gate]
+) -> None:
+    settings, gate = stuck_deploy_settings
+    command = "deploy shop-web 2.9.0"
+    sim.script_image_pull_error("web:2.9.0")
+    services = build_services(settings)
+    server = ServerThread(create_app(services, shutdown_grace=10)).start()
+    try:
+        with httpx.Client(timeout=30) as http:
+            bot = SlackDriver(server.url, http, slack, SIGNING_SECRET)
+            warm_up(bot)
+            gate.refuse()
+            assert bot.send_command("alice", command).status_code == 200
+
+            record = finished_record(services.store, command)
+            assert record.status == "failed"
+            revert = record.steps[-1]
+            assert (revert.name, revert.status) == ("Roll back automatically", "succeeded")
+            assert posts_of(slack, command) == []  # Slack was unreachable all along
+            time.sleep(2)  # and stays so a while after the run: an outage longer than it
+
+            gate.accept()
+            message = bot.finished(command, timeout=DEFAULT_TIMEOUT + 10)
+            assert message.text.startswith(f"❌ `{command}` in *staging*: failed")
+            assert "rolled back automatically" in message.text
+            assert_in_order(message)
+    finally:
+        server.stop()
+        services.close()
