@@ -11,6 +11,7 @@ from prometheus_client import Counter
 __all__ = [
     "ALERT_DECISIONS",
     "ALERT_NOTIFICATIONS",
+    "ALERT_NOTIFICATIONS_REFUSED",
     "EXECUTIONS",
     "SLACK_API_ERRORS",
     "TRIGGERS",
@@ -35,6 +36,12 @@ ALERT_NOTIFICATIONS = Counter(
     "opsbot_alert_notifications",
     "Alertmanager webhook requests, by how the intake answered them.",
     ["outcome"],
+)
+ALERT_NOTIFICATIONS_REFUSED = Counter(
+    "opsbot_alert_notifications_refused",
+    "Alertmanager webhook requests refused with a 4xx, by why: unauthorized, too_large, "
+    "disconnected, not_json, version, invalid, nul_character, lone_surrogate.",
+    ["reason"],
 )
 ALERT_DECISIONS = Counter(
     "opsbot_alert_decisions",
