@@ -33,6 +33,7 @@ from bot.runbooks.loader import Catalog, builtin_dir
 from bot.runbooks.models import Runbook, Step
 from bot.runbooks.params import coerce_params
 from bot.runbooks.templating import evaluate, render_value
+from bot.storable import unstorable_trigger
 from bot.store import AuditEntry, Store
 from bot.trigger import Trigger
 
@@ -103,6 +104,10 @@ class Dispatcher:
 
     async def dispatch(self, trigger: Trigger, reporter: Reporter) -> Outcome:
         """Handle one trigger end to end; never raises for anything the user did."""
+        refused = unstorable_trigger(trigger)
+        if refused is not None:  # before the claim: the delivery key itself may be the fault
+            return await self._reply(trigger, reporter, "usage",
+                                     Notice("error", messages.unstorable_input(refused)))
         if trigger.delivery_id and not await asyncio.to_thread(
             self.store.claim_delivery, trigger.delivery_id
         ):

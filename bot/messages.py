@@ -146,6 +146,13 @@ def approval_unavailable_hint() -> str:
     )
 
 
+def unstorable_input(reason: str) -> str:
+    what = ("a NUL character" if reason == "nul_character"
+            else "a character that is not valid text (a lone UTF-16 surrogate)")
+    return (f"Your input contains {what}, which opsbot cannot record, so nothing ran. "
+            "Type it again without that character.")
+
+
 def usage_hint_for_unknown() -> str:
     return "Type `help` to see what you can run."
 

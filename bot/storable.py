@@ -7,9 +7,12 @@ up front, with the same answer on either database, instead of failing when the s
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["Unstorable", "unstorable"]
+if TYPE_CHECKING:
+    from bot.trigger import Trigger
+
+__all__ = ["Unstorable", "unstorable", "unstorable_trigger"]
 
 #: Why a text was refused; also the `reason` label of the metrics that count refusals.
 Unstorable = Literal["nul_character", "lone_surrogate"]
@@ -34,3 +37,10 @@ def unstorable(value: object) -> Unstorable | None:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return None
+
+
+def unstorable_trigger(trigger: Trigger) -> Unstorable | None:
+    """What in a trigger's outside text (typed text, button value or form input, who, where,
+    the delivery key) the store would refuse; front ends' triggers are checked here before
+    anything of them is stored."""
+    return unstorable([trigger.text, trigger.actor, trigger.channel, trigger.delivery_id])

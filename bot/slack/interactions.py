@@ -29,6 +29,7 @@ from bot.slack.blocks import (
     REASON_LIMIT,
     deny_modal,
 )
+from bot.storable import unstorable
 from bot.trigger import Trigger
 
 __all__ = ["approve_trigger", "deny_trigger", "register_approvals"]
@@ -142,9 +143,12 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
     @app.view(DENY_MODAL)
     async def on_deny_submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
         view = body.get("view") or {}
-        if not deny_reason(view):
-            await ack(response_action="errors",
-                      errors={DENY_REASON_BLOCK: messages.deny_reason_required()})
+        reason = deny_reason(view)
+        refused = unstorable(reason)
+        if not reason or refused is not None:  # the form stays open, saying what to change
+            error = (messages.unstorable_input(refused) if refused
+                     else messages.deny_reason_required())
+            await ack(response_action="errors", errors={DENY_REASON_BLOCK: error})
             return
         await ack()  # closes the form
         trigger = deny_trigger(body)

@@ -52,3 +52,6 @@ def translated() -> Iterator[None]:
         raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"database error: {exc}") from exc
+    except UnicodeEncodeError as exc:  # a lone surrogate: the drivers encode before SQLAlchemy
+        raise StoreError(f"database error: text the database cannot store ({exc.reason})") \
+            from exc

@@ -21,7 +21,6 @@ from bot.slack.app import build_services
 from bot.slack.server import create_app
 from bot.store import Store
 from tests.alerts.conftest import TOKEN, alert_settings_for
-from tests.store.conftest import PostgresSchemas
 from tests.support.alert_payloads import alert, notification, to_bytes
 from tests.support.signing import SIGNING_SECRET
 from tests.support.slack_standin import BOT_TOKEN, ServerThread, SlackDriver, SlackStandIn
@@ -159,15 +158,6 @@ def refused_count(http: httpx.Client, server: ServerThread, reason: str) -> floa
     text = http.get(f"{server.url}/metrics").text
     return next((float(row.removeprefix(line)) for row in text.splitlines()
                  if row.startswith(line)), 0.0)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The server's database: a SQLite file, or a fresh schema on the real PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'opsbot.db'}"
-    schemas: PostgresSchemas = request.getfixturevalue("pg_schemas")
-    return schemas.new_url()
 
 
 @pytest.fixture

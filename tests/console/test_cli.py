@@ -65,6 +65,23 @@ def test_run_unknown_user_exit_2(world: dict[str, str]) -> None:
     assert opsbot("run", "status shop-api", "--as", "eve", env=world).returncode == 2
 
 
+def test_run_refuses_text_no_store_keeps_exit_2(world: dict[str, str]) -> None:
+    """Bytes that are not UTF-8 arrive as lone surrogates; the shell's input may hold a NUL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSBOT_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run", b"scale shop-web 3 --reason caf\xe9",
+         "--as", "alice"], capture_output=True, text=True, env={**env, **world}, cwd=ROOT,
+        timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot record, so nothing ran" in result.stdout
+    assert result.stderr == ""
+    shell = opsbot("shell", "--as", "alice", env=world,
+                   input_text="scale shop-web 3 --reason a\x00b\npending\n")
+    assert "a NUL character, which opsbot cannot record" in shell.stdout
+    audit = opsbot("audit", "export", env=world)
+    assert "scale" not in audit.stdout  # nothing ran, nothing was recorded
+
+
 def test_run_prod_change_awaits_approval_exit_3(world: dict[str, str]) -> None:
     result = opsbot("run", "restart shop-api --env prod", "--as", "alice", env=world)
     assert result.returncode == 3, result.stdout + result.stderr
