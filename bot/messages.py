@@ -153,6 +153,11 @@ def unstorable_input(reason: str) -> str:
             "Type it again without that character.")
 
 
+def command_not_recorded() -> str:
+    return ("opsbot could not record your command (its database did not answer), so nothing "
+            "ran. Try again in a minute.")
+
+
 def usage_hint_for_unknown() -> str:
     return "Type `help` to see what you can run."
 

@@ -97,12 +97,14 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
             log.warning("Alertmanager notification refused (%s): %s", exc.reason, exc)
             return refuse(400, "bad_request", exc.reason, str(exc))
         try:
-            notification_id = await asyncio.to_thread(
+            # The store bounds its own waits; this bounds ours, so a database that never
+            # answers costs Alertmanager a few seconds and a retry, not a hung request.
+            notification_id = await asyncio.wait_for(asyncio.to_thread(
                 store.record_notification, group_key=notification.group_key,
                 receiver=notification.receiver, status=notification.status,
                 payload=json.loads(body),
-            )
-        except StoreError as exc:
+            ), store.deadline)
+        except (StoreError, TimeoutError) as exc:
             log.error("an Alertmanager notification could not be stored (%s); Alertmanager "
                       "will retry", type(exc).__name__)
             return answer(503, "unavailable", "the store is unavailable; retry later")
