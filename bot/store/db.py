@@ -16,6 +16,7 @@ server never answers (``bot/store/postgres.py``).
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from bot.store.errors import DatabaseUnreachable
+
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "WRITE_LOCK_OPTION",
@@ -38,6 +41,7 @@ __all__ = [
     "patient_statements",
     "read_session",
     "sqlite_url",
+    "unreachable",
     "write_session",
 ]
 
@@ -60,6 +64,27 @@ def call_deadline(timeout_s: float) -> float:
 def sqlite_url(path: str | Path) -> str:
     """The SQLAlchemy URL of a SQLite database file."""
     return URL.create("sqlite", database=str(Path(path).absolute())).render_as_string()
+
+
+def unreachable(url: str | URL, exc: BaseException) -> DatabaseUnreachable:
+    """Why opening ``url`` failed, said in one line: the URL without its password, host and
+    port, and the first line of the driver's reason (without what repeats host and port)."""
+    parsed = make_url(url)
+    shown = parsed.difference_update_query(["password"]).render_as_string(hide_password=True)
+    cause = getattr(exc, "orig", None) or exc
+    text = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    lines = text.strip().splitlines()
+    reason = (_REPEATED.sub("", lines[0]) if lines else "") or type(cause).__name__
+    if parsed.get_backend_name() == "sqlite":
+        return DatabaseUnreachable(shown, None, None, reason)
+    port = parsed.port or _DEFAULT_PORTS.get(parsed.get_backend_name())
+    return DatabaseUnreachable(shown, parsed.host or "local socket", port, reason)
+
+
+# libpq's "connection to server at "h" (a), port p failed: FATAL:  " before the reason.
+_REPEATED = re.compile(r'^(connection failed: )?(connection to server (at|on) .*? failed: )?'
+                       r'((FATAL|ERROR):\s+)?')
+_DEFAULT_PORTS = {"postgresql": 5432}
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

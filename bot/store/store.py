@@ -34,8 +34,8 @@ from bot.store.alerts import (
 )
 from bot.store.approvals import ReminderVerdict, RunOfRequest, Unfinished
 from bot.store.audit import AuditEntry, AuditProblem
-from bot.store.db import DEFAULT_TIMEOUT_S, call_deadline, make_engine
-from bot.store.errors import StoreError, translated
+from bot.store.db import DEFAULT_TIMEOUT_S, call_deadline, make_engine, unreachable
+from bot.store.errors import BadDatabaseURL, StoreUnavailable, translated
 from bot.store.models import utcnow
 from bot.store.records import ApprovalOutcome, ApprovalRequest, ExecutionRecord, LockInfo
 
@@ -79,11 +79,20 @@ class Store:
         try:
             engine = make_engine(url, timeout_s=timeout_s, busy_timeout_ms=busy_timeout_ms)
         except ArgumentError as exc:
-            raise StoreError(f"invalid database URL: {exc}") from exc
+            raise BadDatabaseURL(f"the database URL is not valid: {exc}") from None
+        except ImportError as exc:
+            raise BadDatabaseURL(
+                f"the database URL names a driver that is not installed ({exc.name}); for "
+                "PostgreSQL install opsbot's `postgres` extra (psycopg)") from None
+        except OSError as exc:  # SQLite: the file's directory cannot be made
+            raise unreachable(url, exc) from exc
         try:
             with translated():
                 if migrate:
                     _migrate.upgrade(engine)
+        except StoreUnavailable as exc:  # the first connection: reached, and let in?
+            engine.dispose()
+            raise unreachable(url, exc.__cause__ or exc) from exc
         except BaseException:
             engine.dispose()
             raise
