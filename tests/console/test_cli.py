@@ -81,6 +81,12 @@ def test_run_refuses_text_no_store_keeps_exit_2(world: dict[str, str]) -> None:
     shell = opsbot("shell", "--as", "alice", env=world,
                    input_text="scale shop-web 3 --reason a\x00b\npending\n")
     assert "a NUL character, which opsbot cannot record" in shell.stdout
+    strict = subprocess.run(  # a locale whose stdin would refuse the byte outright
+        [sys.executable, "-m", "bot.cli", "shell", "--as", "alice"], capture_output=True,
+        input=b"scale shop-web 3 --reason caf\xe9\n",
+        env={**env, **world, "PYTHONIOENCODING": "utf-8:strict"}, cwd=ROOT, timeout=120)
+    assert strict.returncode == 0 and strict.stderr == b""
+    assert b"which opsbot cannot record" in strict.stdout
     audit = opsbot("audit", "export", env=world)
     assert "scale" not in audit.stdout  # nothing ran, nothing was recorded
 
