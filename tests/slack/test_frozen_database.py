@@ -11,18 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from bot.config import load_settings
 from bot.services import Services
 from bot.simcluster import SimCluster
-from bot.slack.app import build_services
-from bot.slack.server import create_app
-from tests.slack.conftest import DEMO_CONFIG
 from tests.store.conftest import PostgresSchemas
 from tests.support.alert_payloads import alert, notification, to_bytes
-from tests.support.signing import SIGNING_SECRET
-from tests.support.slack_standin import BOT_TOKEN, ServerThread, SlackDriver, SlackStandIn
+from tests.support.databases import demo_server
+from tests.support.slack_standin import SlackDriver, SlackStandIn
 from tests.support.tcp_proxy import FreezableProxy
 
 pytestmark = pytest.mark.postgres
@@ -35,32 +30,19 @@ NOT_RECORDED = "could not record your command"
 
 @pytest.fixture
 def proxy(pg_schemas: PostgresSchemas) -> Iterator[tuple[FreezableProxy, str]]:
-    url = make_url(pg_schemas.new_url())
-    running = FreezableProxy((url.host or "127.0.0.1", url.port or 5432)).start()
-    yield running, url.set(port=running.port).render_as_string(hide_password=False)
+    running, url = FreezableProxy.in_front_of(pg_schemas.new_url())
+    yield running, url
     running.stop()
 
 
 @pytest.fixture
 def served(proxy: tuple[FreezableProxy, str], sim: SimCluster, slack: SlackStandIn,
            tmp_path: Path) -> Iterator[tuple[SlackDriver, Services]]:
-    settings = load_settings(DEMO_CONFIG, environ={
-        "KUBECONFIG": sim.write_kubeconfig(str(tmp_path / "kubeconfig")),
-        "OPSBOT_DATABASE_URL": proxy[1],
-        "OPSBOT_ALERTMANAGER_TOKEN": TOKEN,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-    })
-    services = build_services(settings)
-    server = ServerThread(create_app(services, shutdown_grace=5)).start()
-    try:
-        with httpx.Client(timeout=60.0) as http:
-            yield SlackDriver(server.url, http, slack, SIGNING_SECRET), services
-    finally:
-        proxy[0].thaw()  # or stopping would wait on the database too
-        server.stop()
-        services.close()
+    with demo_server(sim, slack, tmp_path, proxy[1], OPSBOT_ALERTMANAGER_TOKEN=TOKEN) as both:
+        try:
+            yield both
+        finally:
+            proxy[0].thaw()  # or stopping would wait on the database too
 
 
 def notify(bot: SlackDriver, name: str) -> tuple[httpx.Response, float]:

@@ -8,21 +8,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from bot.config import load_settings
 from bot.services import Services
 from bot.simcluster import SimCluster
-from bot.slack.app import build_services
 from bot.slack.blocks import ACTION_PREFIX
-from bot.slack.server import create_app
-from tests.slack.conftest import DEMO_CONFIG
-from tests.support.signing import SIGNING_SECRET, block_actions_body, signed_headers
+from tests.support.databases import demo_server
+from tests.support.signing import block_actions_body, signed_headers
 from tests.support.slack_standin import (
-    BOT_TOKEN,
     CHANNEL,
-    ServerThread,
     SlackDriver,
     SlackStandIn,
     button,
@@ -34,21 +28,8 @@ REFUSAL = "which opsbot cannot record, so nothing ran"
 @pytest.fixture
 def on_backend(sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
                database_url: str) -> Iterator[tuple[SlackDriver, Services]]:
-    settings = load_settings(DEMO_CONFIG, environ={
-        "KUBECONFIG": sim.write_kubeconfig(str(tmp_path / "kubeconfig")),
-        "OPSBOT_DATABASE_URL": database_url,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-    })
-    services = build_services(settings)
-    server = ServerThread(create_app(services, shutdown_grace=10)).start()
-    try:
-        with httpx.Client(timeout=30.0) as http:
-            yield SlackDriver(server.url, http, slack, SIGNING_SECRET), services
-    finally:
-        server.stop()
-        services.close()
+    with demo_server(sim, slack, tmp_path, database_url) as both:
+        yield both
 
 
 def replicas(sim: SimCluster, name: str) -> int:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from bot.store import AuditEntry, Store, StoreUnavailable
 from tests.store.conftest import PostgresSchemas
@@ -27,9 +26,8 @@ ENDS_WITHIN = 15.0
 def proxied(pg_schemas: PostgresSchemas) -> Iterator[tuple[FreezableProxy, str, str]]:
     """A proxy in front of a fresh schema: (proxy, URL through it, direct URL)."""
     direct = pg_schemas.new_url()
-    url = make_url(direct)
-    proxy = FreezableProxy((url.host or "127.0.0.1", url.port or 5432)).start()
-    yield proxy, url.set(port=proxy.port).render_as_string(hide_password=False), direct
+    proxy, url = FreezableProxy.in_front_of(direct)
+    yield proxy, url, direct
     proxy.stop()
 
 

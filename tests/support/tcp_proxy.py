@@ -12,6 +12,8 @@ import contextlib
 import socket
 import threading
 
+from sqlalchemy.engine import make_url
+
 __all__ = ["FreezableProxy"]
 
 
@@ -24,6 +26,13 @@ class FreezableProxy:
         self._flowing.set()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+
+    @classmethod
+    def in_front_of(cls, url: str) -> tuple[FreezableProxy, str]:
+        """A started proxy to the database `url` names, and the URL that goes through it."""
+        parsed = make_url(url)
+        proxy = cls((parsed.host or "127.0.0.1", parsed.port or 5432)).start()
+        return proxy, parsed.set(port=proxy.port).render_as_string(hide_password=False)
 
     def start(self) -> FreezableProxy:
         threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True).start()
