@@ -1,16 +1,23 @@
-"""`opsbot` command line: serve, shell, run, demo, simcluster, runbooks, audit."""
+"""`opsbot` command line: serve, shell, run, demo, simcluster, runbooks, audit.
+
+What a command prints for its user goes to stdout; below it on stderr, only one-line errors
+and (unless --verbose) no library's log. The services (`serve`, `simcluster`) log as
+services do. A reader that goes away (`opsbot ... | head`) ends nothing and prints nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from bot import __version__
 from bot.errors import ConfigError, OpsbotError, RunbookError
@@ -20,63 +27,74 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+log = logging.getLogger("opsbot.cli")
+
+#: Commands that run until stopped and log as a service does.
+SERVICES = ("serve", "simcluster")
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
 
 def _parser() -> argparse.ArgumentParser:
+    # Every command takes -v after its name too; SUPPRESS keeps `opsbot -v CMD` working.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log everything (debug), libraries included, on stderr")
     parser = argparse.ArgumentParser(
         prog="opsbot",
         description="ChatOps for Kubernetes: Slack commands and alerts run audited runbooks.",
     )
     parser.add_argument("--version", action="version", version=f"opsbot {__version__}")
     parser.add_argument("--config", help="path of opsbot.yaml (default: $OPSBOT_CONFIG)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log everything (debug), libraries included, on stderr")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    sub.add_parser("serve", help="run the bot: Slack (HTTP or Socket Mode), health and metrics")
+    def command(parent: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return cast(argparse.ArgumentParser,
+                    parent.add_parser(name, parents=[common], **kwargs))
 
-    p = sub.add_parser("shell", help="interactive console speaking the Slack command language")
+    command(sub, "serve", help="run the bot: Slack (HTTP or Socket Mode), health and metrics")
+
+    p = command(sub, "shell", help="interactive console speaking the Slack command language")
     p.add_argument("--as", dest="user", default=None, help="act as this user (handle or id)")
 
-    p = sub.add_parser("run", help="run one command and print the result")
+    p = command(sub, "run", help="run one command and print the result")
     p.add_argument("command", help='the command text, e.g. "status shop-api"')
     p.add_argument("--as", dest="user", required=True, help="act as this user (handle or id)")
 
-    p = sub.add_parser("demo", help="the whole product on a simulated cluster, no Slack needed")
+    p = command(sub, "demo", help="the whole product on a simulated cluster, no Slack needed")
     p.add_argument("--script", type=Path, help="run `USER: command` lines (and `wait alert "
                    "NAME [firing|resolved] [--within D]` lines) from FILE and exit")
     p.add_argument("--as", dest="user", default="alice", help="shell user (default: alice)")
 
-    p = sub.add_parser("simcluster", help="run the simulated Kubernetes API on its own")
+    p = command(sub, "simcluster", help="run the simulated Kubernetes API on its own")
     p.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT (default 127.0.0.1:6443)")
     p.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig")
     p.add_argument("--seed", choices=["demo", "empty"], default="demo")
 
-    p = sub.add_parser("runbooks", help="list or validate runbooks")
+    p = command(sub, "runbooks", help="list or validate runbooks")
     rsub = p.add_subparsers(dest="runbooks_cmd", required=True, metavar="ACTION")
-    v = rsub.add_parser(
-        "validate", help="check runbooks (built-in and DIR) against schema and handlers"
+    v = command(
+        rsub, "validate", help="check runbooks (built-in and DIR) against schema and handlers"
     )
     v.add_argument("dir", nargs="?", type=Path, help="a directory of runbooks to check")
-    rsub.add_parser("list", help="list the runbooks")
-    rsub.add_parser("schema", help="print the runbook JSON Schema")
+    command(rsub, "list", help="list the runbooks")
+    command(rsub, "schema", help="print the runbook JSON Schema")
 
-    p = sub.add_parser("audit", help="verify or export the audit log")
+    p = command(sub, "audit", help="verify or export the audit log")
     asub = p.add_subparsers(dest="audit_cmd", required=True, metavar="ACTION")
-    asub.add_parser("verify", help="check the hash chain; exit 1 on any tampering")
-    e = asub.add_parser("export", help="write records as JSON lines")
+    command(asub, "verify", help="check the hash chain; exit 1 on any tampering")
+    e = command(asub, "export", help="write records as JSON lines")
     e.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-01 or 2026-11-01T12:00:00Z")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _QuietStdout.install()
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG
-        if args.verbose
-        else logging.WARNING
-        if args.cmd in ("run", "demo", "shell")
-        else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    _configure_logging(verbose=args.verbose, service=args.cmd in SERVICES)
+    from bot.store import BadDatabaseURL, DatabaseUnreachable, StoreError
+
     try:
         return _dispatch(args)
     except RunbookError as exc:
@@ -84,14 +102,96 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    except ConfigError as exc:
+    except (ConfigError, DatabaseUnreachable, BadDatabaseURL) as exc:
         print(f"opsbot: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # the database failed after opening: one line, details with -v
+        log.debug("the store failed", exc_info=True)
+        print(f"opsbot: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
     except OpsbotError as exc:
         print(f"opsbot: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        sys.stdout.flush()
+
+
+def _configure_logging(*, verbose: bool, service: bool) -> None:
+    """Services log INFO and up. Other commands show their user only opsbot's own errors
+    below the output, unless --verbose: then everything, at DEBUG."""
+    logging.captureWarnings(True)  # Python warnings (urllib3, kubernetes) are log records too
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    root = logging.getLogger()
+    if verbose:
+        root.setLevel(logging.DEBUG)
+    elif service:
+        root.setLevel(logging.INFO)
+        # Alembic announces each of its plugins at INFO whenever it starts: noise in a
+        # service's log (the migrations it runs are still logged).
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    else:
+        root.setLevel(logging.ERROR)
+        handler.addFilter(_ours)
+    root.addHandler(handler)
+
+
+def _ours(record: logging.LogRecord) -> bool:
+    return record.name == "opsbot" or record.name.startswith("opsbot.")
+
+
+class _QuietStdout:
+    """sys.stdout that goes quiet once its reader has gone: what is printed after is dropped.
+    The command itself goes on (a half-done change must finish, and record how it ended), its
+    exit code is its own, and no traceback or 'Exception ignored' follows."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    @classmethod
+    def install(cls) -> None:
+        # Bytes that are not UTF-8 (in any locale) reach the dispatcher, which refuses them
+        # with a message, and anything echoed back prints, instead of a UnicodeError.
+        if isinstance(sys.stdin, io.TextIOWrapper):
+            sys.stdin.reconfigure(errors="surrogateescape")
+        if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+            sys.stdout.reconfigure(errors="backslashreplace")
+        if not isinstance(sys.stdout, cls):
+            sys.stdout = cast(TextIO, cls(sys.stdout))
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.reader_gone = True
+        # What the stream still buffers, and Python's own flush at exit, go nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _reader_gone() -> bool:
+    return bool(getattr(sys.stdout, "reader_gone", False))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -220,6 +320,8 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         since = _parse_time(args.since) if args.since else None
         for record in store.export_audit(since):
+            if _reader_gone():
+                break  # nobody reads the rest (`| head`); no use reading it from the database
             print(json.dumps(record, default=str, sort_keys=True))
         return 0
     finally:

@@ -33,7 +33,8 @@ from bot.runbooks.loader import Catalog, builtin_dir
 from bot.runbooks.models import Runbook, Step
 from bot.runbooks.params import coerce_params
 from bot.runbooks.templating import evaluate, render_value
-from bot.store import AuditEntry, Store
+from bot.storable import unstorable_trigger
+from bot.store import AuditEntry, Store, StoreError
 from bot.trigger import Trigger
 
 if TYPE_CHECKING:
@@ -103,12 +104,24 @@ class Dispatcher:
 
     async def dispatch(self, trigger: Trigger, reporter: Reporter) -> Outcome:
         """Handle one trigger end to end; never raises for anything the user did."""
-        if trigger.delivery_id and not await asyncio.to_thread(
-            self.store.claim_delivery, trigger.delivery_id
-        ):
-            log.info("duplicate delivery %s ignored", trigger.delivery_id)
-            TRIGGERS.labels(source=trigger.source, outcome="duplicate").inc()
-            return Outcome("duplicate")
+        refused = unstorable_trigger(trigger)
+        if refused is not None:  # before the claim: the delivery key itself may be the fault
+            return await self._reply(trigger, reporter, "usage",
+                                     Notice("error", messages.unstorable_input(refused)))
+        if trigger.delivery_id:
+            try:
+                first = await asyncio.wait_for(asyncio.to_thread(
+                    self.store.claim_delivery, trigger.delivery_id), self.store.deadline)
+            except (StoreError, TimeoutError) as exc:
+                # Nothing may run unrecorded; the asker hears at once instead of waiting on it.
+                log.error("delivery %s not claimed, nothing ran: the store failed (%s)",
+                          trigger.delivery_id, type(exc).__name__)
+                return await self._reply(trigger, reporter, "failed",
+                                         Notice("error", messages.command_not_recorded()))
+            if not first:
+                log.info("duplicate delivery %s ignored", trigger.delivery_id)
+                TRIGGERS.labels(source=trigger.source, outcome="duplicate").inc()
+                return Outcome("duplicate")
         try:
             command = parse(trigger.text, self.catalog)
             if command.meta in ("approve", "deny", "cancel", "pending"):

@@ -146,6 +146,18 @@ def approval_unavailable_hint() -> str:
     )
 
 
+def unstorable_input(reason: str) -> str:
+    what = ("a NUL character" if reason == "nul_character"
+            else "a character that is not valid text (a lone UTF-16 surrogate)")
+    return (f"Your input contains {what}, which opsbot cannot record, so nothing ran. "
+            "Type it again without that character.")
+
+
+def command_not_recorded() -> str:
+    return ("opsbot could not record your command (its database did not answer), so nothing "
+            "ran. Try again in a minute.")
+
+
 def usage_hint_for_unknown() -> str:
     return "Type `help` to see what you can run."
 

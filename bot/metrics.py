@@ -13,6 +13,7 @@ from prometheus_client import Counter, Gauge
 __all__ = [
     "ALERT_DECISIONS",
     "ALERT_NOTIFICATIONS",
+    "ALERT_NOTIFICATIONS_REFUSED",
     "EXECUTIONS",
     "OUTBOX_DELIVERIES",
     "OUTBOX_DEPTH",
@@ -46,6 +47,12 @@ ALERT_NOTIFICATIONS = Counter(
     "opsbot_alert_notifications",
     "Alertmanager webhook requests, by how the intake answered them.",
     ["outcome"],
+)
+ALERT_NOTIFICATIONS_REFUSED = Counter(
+    "opsbot_alert_notifications_refused",
+    "Alertmanager webhook requests refused with a 4xx, by why: unauthorized, too_large, "
+    "disconnected, not_json, version, invalid, nul_character, lone_surrogate.",
+    ["reason"],
 )
 ALERT_DECISIONS = Counter(
     "opsbot_alert_decisions",

@@ -1,10 +1,11 @@
 """`POST /alertmanager`: Alertmanager's webhook, answered 2xx only once the notification is
 committed to the store.
 
-Answers: 200 stored; 400 not JSON, not payload version 4, or a field we depend on is wrong
-(retrying cannot help, so Alertmanager should not); 401 missing or wrong credentials; 413
-body over the configured limit; 503 the store is unavailable (transient: Alertmanager retries,
-and the retry is deduplicated by alert state).
+Answers: 200 stored; 400 not JSON, not payload version 4, a field we depend on is wrong, or
+text anywhere in it that no store keeps (NUL, lone surrogates: see bot/storable.py), since
+retrying cannot help, so Alertmanager should not; 401 missing or wrong credentials; 413 body
+over the configured limit; 503 the store is unavailable (transient: Alertmanager retries, and
+the retry is deduplicated by alert state). Every 4xx is counted by reason in `/metrics`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.routing import Route
 
 from bot.alerts.payload import BadPayload, parse_notification
 from bot.config import Settings
-from bot.metrics import ALERT_NOTIFICATIONS
+from bot.metrics import ALERT_NOTIFICATIONS, ALERT_NOTIFICATIONS_REFUSED
 from bot.store import Store, StoreError
 
 __all__ = ["alertmanager_route", "authorized"]
@@ -59,6 +60,11 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
         return JSONResponse({"status": outcome, "message": message}, status_code=status,
                             headers=headers or None)
 
+    def refuse(status: int, outcome: str, reason: str, message: str,
+               **headers: str) -> Response:
+        ALERT_NOTIFICATIONS_REFUSED.labels(reason=reason).inc()
+        return answer(status, outcome, message, **headers)
+
     async def receive(request: Request) -> Response:
         nonlocal warned
         token = settings.alertmanager_token
@@ -67,36 +73,38 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
                 warned = True
                 log.error("an Alertmanager notification was refused: set "
                           "OPSBOT_ALERTMANAGER_TOKEN to accept them")
-            return answer(401, "unauthorized", "alert intake is not configured")
+            return refuse(401, "unauthorized", "unauthorized", "alert intake is not configured")
         if not authorized(request.headers.get("authorization", ""), token.get_secret_value(),
                           settings.alerts.basic_auth_username):
-            return answer(401, "unauthorized", "missing or wrong credentials",
+            return refuse(401, "unauthorized", "unauthorized", "missing or wrong credentials",
                           **{"WWW-Authenticate": 'Bearer realm="opsbot", Basic realm="opsbot"'})
         declared = request.headers.get("content-length", "")
+        too_large = f"the body is over {limit} bytes"
         if declared.isdigit() and int(declared) > limit:
-            return answer(413, "too_large", f"the body is over {limit} bytes")
+            return refuse(413, "too_large", "too_large", too_large)
         body = bytearray()
         try:
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > limit:
-                    return answer(413, "too_large", f"the body is over {limit} bytes")
+                    return refuse(413, "too_large", "too_large", too_large)
         except ClientDisconnect:
-            return answer(400, "bad_request", "the client went away")
-        if b"\\u0000" in body:
-            return answer(400, "bad_request", "NUL characters are not accepted")
+            return refuse(400, "bad_request", "disconnected", "the client went away")
         try:
             notification = parse_notification(bytes(body))
         except BadPayload as exc:
-            log.warning("Alertmanager notification refused: %s", exc)
-            return answer(400, "bad_request", str(exc))
+            # What was wrong, never the body: it may be anything, up to a megabyte.
+            log.warning("Alertmanager notification refused (%s): %s", exc.reason, exc)
+            return refuse(400, "bad_request", exc.reason, str(exc))
         try:
-            notification_id = await asyncio.to_thread(
+            # The store bounds its own waits; this bounds ours, so a database that never
+            # answers costs Alertmanager a few seconds and a retry, not a hung request.
+            notification_id = await asyncio.wait_for(asyncio.to_thread(
                 store.record_notification, group_key=notification.group_key,
                 receiver=notification.receiver, status=notification.status,
                 payload=json.loads(body),
-            )
-        except StoreError as exc:
+            ), store.deadline)
+        except (StoreError, TimeoutError) as exc:
             log.error("an Alertmanager notification could not be stored (%s); Alertmanager "
                       "will retry", type(exc).__name__)
             return answer(503, "unavailable", "the store is unavailable; retry later")

@@ -9,15 +9,27 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.storable import Unstorable, unstorable
+
 __all__ = ["AlertItem", "BadPayload", "Notification", "parse_notification"]
 
+_UNSTORABLE: dict[Unstorable, str] = {
+    "nul_character": "NUL characters (\\u0000) are not accepted",
+    "lone_surrogate": "lone UTF-16 surrogates (\\ud800-\\udfff without their pair) are not "
+                      "accepted",
+}
 _MAX_ALERTS = 1000
 _MAX_LABELS = 100
 _MAX_VALUE = 10_000
 
 
 class BadPayload(ValueError):
-    """The body is not a version 4 Alertmanager notification; the message says why."""
+    """The body is not a version 4 Alertmanager notification; the message says why, `reason`
+    names the kind of fault for metrics."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class _Model(BaseModel):
@@ -72,15 +84,22 @@ def parse_notification(body: bytes) -> Notification:
     try:
         raw = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadPayload(f"the body is not JSON: {exc}") from None
+        raise BadPayload(f"the body is not JSON: {exc}", "not_json") from None
+    except RecursionError:
+        raise BadPayload("the body is not JSON opsbot reads: nested too deeply",
+                         "not_json") from None
     if not isinstance(raw, dict):
-        raise BadPayload("the body is not a JSON object")
+        raise BadPayload("the body is not a JSON object", "not_json")
+    # Anywhere in the body, since all of it is stored; checked before any message quotes it.
+    refused = unstorable(raw)
+    if refused is not None:
+        raise BadPayload(_UNSTORABLE[refused], refused)
     if raw.get("version") != "4":
         raise BadPayload(f"unsupported payload version {str(raw.get('version'))[:20]!r}; "
-                         "opsbot reads version 4")
+                         "opsbot reads version 4", "version")
     try:
         return Notification.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
+        where = ".".join(str(p)[:60] for p in err["loc"])  # label names are anyone's text
         raise BadPayload(f"{where}: {err['msg']}") from None

@@ -30,7 +30,8 @@ from bot.slack.blocks import (
     deny_modal,
 )
 from bot.slack.outbox import ephemeral, send
-from bot.store import Store
+from bot.storable import unstorable
+from bot.store import Store, StoreError
 from bot.trigger import Trigger
 
 __all__ = ["approve_trigger", "deny_trigger", "register_approvals"]
@@ -41,6 +42,7 @@ REQUEST_ID = re.compile(r"rq-[0-9A-Za-z]{4,40}")
 CHANNEL_ID = re.compile(r"[A-Z0-9]{2,40}")  # C..., G..., D...: nothing a command could hide in
 
 Start = Callable[[Trigger], None]
+FORM_LOOKUP_SECONDS = 1.5
 
 
 def _channel_of(body: dict[str, Any]) -> str | None:
@@ -121,7 +123,15 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
             log.warning("deny click with a malformed request id ignored")
             return
         channel, user = _channel_of(body), str(body["user"]["id"])
-        request = await asyncio.to_thread(services.store.get_request, request_id)
+        try:
+            # The form must open within trigger_id's 3 seconds; without the request's state it
+            # opens all the same, and the denial is decided (and recorded) on submission.
+            request = await asyncio.wait_for(
+                asyncio.to_thread(services.store.get_request, request_id), FORM_LOOKUP_SECONDS)
+        except (StoreError, TimeoutError) as exc:
+            log.warning("deny form for %s opened without its request: the store failed (%s)",
+                        request_id, type(exc).__name__)
+            request = None
         if request is not None and not request.pending and channel:
             # Decided meanwhile: say so instead of asking for a reason that cannot count.
             await _ephemeral(services.store, channel, user,
@@ -142,9 +152,12 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
     @app.view(DENY_MODAL)
     async def on_deny_submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
         view = body.get("view") or {}
-        if not deny_reason(view):
-            await ack(response_action="errors",
-                      errors={DENY_REASON_BLOCK: messages.deny_reason_required()})
+        reason = deny_reason(view)
+        refused = unstorable(reason)
+        if not reason or refused is not None:  # the form stays open, saying what to change
+            error = (messages.unstorable_input(refused) if refused
+                     else messages.deny_reason_required())
+            await ack(response_action="errors", errors={DENY_REASON_BLOCK: error})
             return
         await ack()  # closes the form
         trigger = deny_trigger(body)

@@ -11,6 +11,8 @@ from bot.store.audit import AuditEntry, AuditProblem
 from bot.store.db import sqlite_url
 from bot.store.errors import (
     AuditChainBroken,
+    BadDatabaseURL,
+    DatabaseUnreachable,
     InvalidTransition,
     NotFound,
     StoreError,
@@ -32,6 +34,8 @@ __all__ = [
     "AuditChainBroken",
     "AuditEntry",
     "AuditProblem",
+    "BadDatabaseURL",
+    "DatabaseUnreachable",
     "Decision",
     "ExecutionRecord",
     "InvalidTransition",

@@ -7,10 +7,16 @@ switched off so that we emit BEGIN ourselves: write transactions open with
 what serializes writers across threads *and processes*, and it avoids the
 deadlock-prone upgrade from a read to a write lock. On PostgreSQL the code that
 needs serialization locks a row (``SELECT ... FOR UPDATE``).
+
+No wait on the database is unbounded: SQLite's busy timeout; PostgreSQL's connect timeout,
+server-side statement timeout, pool checkout timeout, and a client-side cut of any wait the
+server never answers (``bot/store/postgres.py``).
 """
 
 from __future__ import annotations
 
+import math
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -23,19 +29,36 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from bot.store.errors import DatabaseUnreachable
+
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
     "WRITE_LOCK_OPTION",
+    "call_deadline",
     "is_sqlite",
     "make_engine",
+    "patient",
+    "patient_statements",
     "read_session",
     "sqlite_url",
+    "unreachable",
     "write_session",
 ]
 
 #: Connection execution option asking for ``BEGIN IMMEDIATE`` on SQLite.
 WRITE_LOCK_OPTION = "opsbot_write_lock"
 
-DEFAULT_BUSY_TIMEOUT_MS = 15_000
+#: How long one wait on the database may take: connecting, a statement, a pooled connection,
+#: SQLite's write lock. A PostgreSQL wait the server never answers is cut a little later, so
+#: that the server's own statement timeout, which keeps the connection, normally comes first.
+DEFAULT_TIMEOUT_S = 5.0
+_CUT_AFTER_S = 2.0
+
+
+def call_deadline(timeout_s: float) -> float:
+    """How long someone waiting for one store call (an HTTP answer) should wait before calling
+    the store unavailable: past the cut of a wait that was never answered."""
+    return timeout_s + _CUT_AFTER_S
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -43,17 +66,90 @@ def sqlite_url(path: str | Path) -> str:
     return URL.create("sqlite", database=str(Path(path).absolute())).render_as_string()
 
 
+def unreachable(url: str | URL, exc: BaseException) -> DatabaseUnreachable:
+    """Why opening ``url`` failed, said in one line: the URL without its password, host and
+    port, and the first line of the driver's reason (without what repeats host and port)."""
+    parsed = make_url(url)
+    shown = parsed.difference_update_query(["password"]).render_as_string(hide_password=True)
+    cause = getattr(exc, "orig", None) or exc
+    text = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    lines = text.strip().splitlines()
+    reason = (_REPEATED.sub("", lines[0]) if lines else "") or type(cause).__name__
+    if parsed.get_backend_name() == "sqlite":
+        return DatabaseUnreachable(shown, None, None, reason)
+    port = parsed.port or _DEFAULT_PORTS.get(parsed.get_backend_name())
+    return DatabaseUnreachable(shown, parsed.host or "local socket", port, reason)
+
+
+# libpq's "connection to server at "h" (a), port p failed: FATAL:  " before the reason.
+_REPEATED = re.compile(r'^(connection failed: )?(connection to server (at|on) .*? failed: )?'
+                       r'((FATAL|ERROR):\s+)?')
+_DEFAULT_PORTS = {"postgresql": 5432}
+
+
 def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
-    """Create the engine for ``url`` with the settings the store relies on."""
+def make_engine(url: str | URL, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                busy_timeout_ms: int | None = None) -> Engine:
+    """Create the engine for ``url`` with the settings the store relies on; ``timeout_s``
+    bounds each wait on the database (SQLite's lock wait is ``busy_timeout_ms`` if given)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, busy_timeout_ms)
+        busy = busy_timeout_ms if busy_timeout_ms is not None else int(timeout_s * 1000)
+        return _sqlite_engine(parsed, busy)
+    if parsed.get_backend_name() == "postgresql":
+        return _postgres_engine(parsed, timeout_s)
+    return create_engine(parsed, pool_pre_ping=True, pool_timeout=timeout_s)
+
+
+def _postgres_engine(url: URL, timeout_s: float) -> Engine:
+    from bot.store.postgres import bound_waits
+
+    # Settings in the URL win: an operator may know their database needs longer.
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = max(2, math.ceil(timeout_s))  # libpq: whole s, >= 2
+    options = url.query.get("options", "")
+    options = " ".join(options) if isinstance(options, tuple) else options
+    if "statement_timeout" not in options:
+        connect_args["options"] = f"{options} -c statement_timeout={int(timeout_s * 1000)}"
     # pool_pre_ping: a replica outlives database restarts and failovers.
-    return create_engine(parsed, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True, pool_timeout=timeout_s,
+                           connect_args=connect_args)
+    bound_waits(engine, call_deadline(timeout_s))
+    return engine
+
+
+@contextmanager
+def patient(conn: Connection, seconds: float) -> Iterator[None]:
+    """Waits on ``conn`` may take up to ``seconds`` meanwhile (migrations: waiting for another
+    replica's, then altering tables). Enter it before ``conn`` begins its transaction; on
+    PostgreSQL the transaction then runs ``patient_statements`` first."""
+    if conn.dialect.name == "sqlite":
+        # The raw connection: SQLAlchemy would begin a transaction around a PRAGMA.
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+        raw.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        try:
+            yield
+        finally:
+            raw.execute(f"PRAGMA busy_timeout = {int(before)}")
+    elif conn.dialect.name == "postgresql":
+        from bot.store.postgres import waits_up_to
+
+        with waits_up_to(call_deadline(seconds)):
+            yield
+    else:
+        yield
+
+
+def patient_statements(conn: Connection, seconds: float) -> None:
+    """In a transaction inside ``patient``: the server's statement timeout, for it alone."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(seconds * 1000)}")
 
 
 def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:

@@ -1,6 +1,9 @@
 """Errors the store raises, so callers catch ours and not SQLAlchemy's.
 
 StoreError
+├── StoreUnavailable    transient: the database cannot be reached, did not answer, stayed locked
+│   └── DatabaseUnreachable  opening the store failed: which database, where, the driver's why
+├── BadDatabaseURL      the URL does not parse, or names a driver that is not installed
 ├── NotFound            (also a LookupError) no execution or step with that id
 ├── InvalidTransition   the record is not in a state that allows the change
 └── AuditChainBroken    the audit head row is gone, so nothing can be appended
@@ -15,6 +18,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 __all__ = [
     "AuditChainBroken",
+    "BadDatabaseURL",
+    "DatabaseUnreachable",
     "InvalidTransition",
     "NotFound",
     "StoreError",
@@ -29,6 +34,21 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The database could not be reached or stayed locked; retrying later may work."""
+
+
+class DatabaseUnreachable(StoreUnavailable):
+    """Opening the store failed to reach the database, or it refused us (no such database,
+    wrong password). ``url`` has no password; ``host`` and ``port`` are None for SQLite."""
+
+    def __init__(self, url: str, host: str | None, port: int | None, reason: str) -> None:
+        where = f" (host {host}, port {port})" if host else ""
+        super().__init__(f"cannot use the database {url}{where}: {reason}")
+        self.url, self.host, self.port, self.reason = url, host, port, reason
+
+
+class BadDatabaseURL(StoreError):
+    """The database URL cannot be used as written; the message says why, without the URL
+    (which may hold a password)."""
 
 
 class NotFound(StoreError, LookupError):
@@ -52,3 +72,6 @@ def translated() -> Iterator[None]:
         raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"database error: {exc}") from exc
+    except UnicodeEncodeError as exc:  # a lone surrogate: the drivers encode before SQLAlchemy
+        raise StoreError(f"database error: text the database cannot store ({exc.reason})") \
+            from exc

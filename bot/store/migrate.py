@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, select
 
-from bot.store.db import WRITE_LOCK_OPTION
+from bot.store.db import WRITE_LOCK_OPTION, patient, patient_statements
 
 __all__ = [
     "FOREIGN_TABLES",
@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Replicas starting together wait for the first one's migration, which may alter big tables.
+MIGRATION_WAIT_S = 600.0
 
 # Arbitrary constant naming "opsbot migrations" among PostgreSQL advisory locks.
 _MIGRATION_LOCK_KEY = 0x0B5B07_5704E
@@ -83,9 +86,10 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def _run(engine: Engine, direction: str, revision: str) -> None:
     config = alembic_config()
-    with engine.connect() as conn:
+    with engine.connect() as conn, patient(conn, MIGRATION_WAIT_S):
         conn.execution_options(**{WRITE_LOCK_OPTION: True})
         with conn.begin():
+            patient_statements(conn, MIGRATION_WAIT_S)
             if conn.dialect.name == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
             config.attributes["connection"] = conn

@@ -35,8 +35,8 @@ from bot.store.alerts import (
 )
 from bot.store.approvals import ReminderVerdict, RunOfRequest, Unfinished
 from bot.store.audit import AuditEntry, AuditProblem
-from bot.store.db import DEFAULT_BUSY_TIMEOUT_MS, make_engine
-from bot.store.errors import StoreError, translated
+from bot.store.db import DEFAULT_TIMEOUT_S, call_deadline, make_engine, unreachable
+from bot.store.errors import BadDatabaseURL, StoreUnavailable, translated
 from bot.store.models import utcnow
 from bot.store.outbox import Claimed, MessageAddress, OutboxStats, Outgoing
 from bot.store.records import ApprovalOutcome, ApprovalRequest, ExecutionRecord, LockInfo
@@ -53,9 +53,13 @@ class Store:
     In SQLite or PostgreSQL.
     """
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         """Wrap an engine whose schema is already current; most callers want ``open``."""
         self._engine = engine
+        # How long to wait for one call before answering that the store is unavailable (the
+        # engine bounds each wait on the database by ``timeout_s``).
+        self.deadline = call_deadline(timeout_s)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
         self._prune_lock = threading.Lock()
@@ -68,22 +72,34 @@ class Store:
         url: str,
         *,
         migrate: bool = True,
-        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        busy_timeout_ms: int | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> Store:
-        """Connect to ``url``, run ``alembic upgrade head`` (unless ``migrate=False``)."""
+        """Connect to ``url``, run ``alembic upgrade head`` (unless ``migrate=False``). Every
+        wait on the database is bounded by ``timeout_s`` (SQLite's lock wait by
+        ``busy_timeout_ms`` if given)."""
         try:
-            engine = make_engine(url, busy_timeout_ms=busy_timeout_ms)
+            engine = make_engine(url, timeout_s=timeout_s, busy_timeout_ms=busy_timeout_ms)
         except ArgumentError as exc:
-            raise StoreError(f"invalid database URL: {exc}") from exc
+            raise BadDatabaseURL(f"the database URL is not valid: {exc}") from None
+        except ImportError as exc:
+            raise BadDatabaseURL(
+                f"the database URL names a driver that is not installed ({exc.name}); for "
+                "PostgreSQL install opsbot's `postgres` extra (psycopg)") from None
+        except OSError as exc:  # SQLite: the file's directory cannot be made
+            raise unreachable(url, exc) from exc
         try:
             with translated():
                 if migrate:
                     _migrate.upgrade(engine)
+        except StoreUnavailable as exc:  # the first connection: reached, and let in?
+            engine.dispose()
+            raise unreachable(url, exc.__cause__ or exc) from exc
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, clock=clock)
+        return cls(engine, clock=clock, timeout_s=timeout_s)
 
     @property
     def engine(self) -> Engine:

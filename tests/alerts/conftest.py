@@ -18,6 +18,8 @@ from bot.services import Services
 from bot.simcluster import SimCluster
 from bot.store import Store
 from tests.slack.conftest import slack, standin  # noqa: F401 - the Slack stand-in fixtures
+from tests.store.conftest import pg_schemas  # noqa: F401 - PostgreSQL schemas, for both backends
+from tests.support.databases import database_url  # noqa: F401 - SQLite, then PostgreSQL
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 TEST_RUNBOOKS = Path(__file__).resolve().parent / "runbooks"

@@ -153,6 +153,89 @@ def test_malformed_payloads_get_400_and_nothing_is_stored(
     assert services.store.unprocessed_notifications() == []
 
 
+def refused_count(http: httpx.Client, server: ServerThread, reason: str) -> float:
+    line = f'opsbot_alert_notifications_refused_total{{reason="{reason}"}} '
+    text = http.get(f"{server.url}/metrics").text
+    return next((float(row.removeprefix(line)) for row in text.splitlines()
+                 if row.startswith(line)), 0.0)
+
+
+@pytest.fixture
+def on_backend(alert_sim: SimCluster, tmp_path: Path, slack: SlackStandIn,
+               database_url: str) -> Iterator[tuple[ServerThread, Services]]:
+    """The server on either database, for answers that must not depend on it."""
+    settings = alert_settings_for(alert_sim, tmp_path, environ={
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url, "OPSBOT_DATABASE_URL": database_url})
+    built = build_services(settings)
+    running = ServerThread(create_app(built, shutdown_grace=10)).start()
+    yield running, built
+    running.stop()
+    built.close()
+
+
+MARK = "POISON-MARK"
+
+
+def poisoned(where: str, text: str) -> dict[str, Any]:
+    labels = {"alertname": "TestCrashLoop", "severity": "warning", "namespace": "shop-staging",
+              "pod": WORKER_POD}
+    if where == "label":
+        return notification([alert({**labels, "pod": text})])
+    if where == "label name":
+        return notification([alert({**labels, text: "x"})])
+    if where == "annotation":
+        return notification([alert(labels, annotations={"summary": text})])
+    if where == "group key":
+        return {**notification([alert(labels)]), "groupKey": text}
+    return notification([alert(labels, someFutureField={"deep": [text]})])  # not even read
+
+
+@pytest.mark.parametrize("where", ["label", "label name", "annotation", "group key",
+                                   "unknown field"])
+@pytest.mark.parametrize(("text", "encoding", "reason"), [
+    (f"{MARK}\ud800", "utf-8", "lone_surrogate"),
+    (f"{MARK}\udfff{MARK}", "utf-16", "lone_surrogate"),
+    (f"{MARK}\u0000", "utf-8", "nul_character"),
+    (f"{MARK}\u0000", "utf-16", "nul_character"),
+    (f"{MARK}\u0000", "utf-32", "nul_character"),
+], ids=["surrogate", "surrogate-utf16", "nul", "nul-utf16", "nul-utf32"])
+def test_text_no_store_keeps_gets_400_on_either_database(
+        http: httpx.Client, on_backend: tuple[ServerThread, Services], where: str, text: str,
+        encoding: str, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL refuses these where SQLite kept them: refused up front, the same on both, and
+    never with a 5xx (Alertmanager would retry the group for ever)."""
+    server, services = on_backend
+    before = refused_count(http, server, reason)
+    body = json.dumps(poisoned(where, text)).encode(encoding)
+    response = post(http, server, body)
+    assert response.status_code == 400, response.text
+    assert ("NUL" if reason == "nul_character" else "surrogate") in response.json()["message"]
+    assert MARK not in response.text
+    assert services.store.unprocessed_notifications() == []
+    assert refused_count(http, server, reason) == before + 1
+    assert not [r for r in caplog.records if MARK in r.getMessage()]  # the body is not logged
+
+
+def test_a_literal_backslash_u0000_is_text_like_any_other(
+        http: httpx.Client, on_backend: tuple[ServerThread, Services]) -> None:
+    server, services = on_backend
+    literal = "C:\\u0000\\x00 is not a NUL"
+    payload = notification([{**crashloop(), "annotations": {"summary": literal}}])
+    response = post(http, server, to_bytes(payload))
+    assert response.status_code == 200, response.text
+    stored = services.store.get_notification(response.json()["id"])
+    assert stored is not None
+    assert stored.payload["alerts"][0]["annotations"]["summary"] == literal
+
+
+def test_nesting_deeper_than_json_reads_gets_400(http: httpx.Client, server: ServerThread) -> None:
+    body = b'{"version": "4", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = post(http, server, body)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["message"]
+
+
 def test_unknown_fields_from_newer_alertmanagers_are_tolerated(
         http: httpx.Client, server: ServerThread) -> None:
     payload = notification([{**crashloop(), "silencedBy": [], "someFutureField": {"x": 1}}],

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).parents[2]
@@ -63,6 +66,29 @@ def test_run_usage_error_exit_2(world: dict[str, str]) -> None:
 
 def test_run_unknown_user_exit_2(world: dict[str, str]) -> None:
     assert opsbot("run", "status shop-api", "--as", "eve", env=world).returncode == 2
+
+
+def test_run_refuses_text_no_store_keeps_exit_2(world: dict[str, str]) -> None:
+    """Bytes that are not UTF-8 arrive as lone surrogates; the shell's input may hold a NUL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSBOT_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run", b"scale shop-web 3 --reason caf\xe9",
+         "--as", "alice"], capture_output=True, text=True, env={**env, **world}, cwd=ROOT,
+        timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot record, so nothing ran" in result.stdout
+    assert result.stderr == ""
+    shell = opsbot("shell", "--as", "alice", env=world,
+                   input_text="scale shop-web 3 --reason a\x00b\npending\n")
+    assert "a NUL character, which opsbot cannot record" in shell.stdout
+    strict = subprocess.run(  # a locale whose stdin would refuse the byte outright
+        [sys.executable, "-m", "bot.cli", "shell", "--as", "alice"], capture_output=True,
+        input=b"scale shop-web 3 --reason caf\xe9\n",
+        env={**env, **world, "PYTHONIOENCODING": "utf-8:strict"}, cwd=ROOT, timeout=120)
+    assert strict.returncode == 0 and strict.stderr == b""
+    assert b"which opsbot cannot record" in strict.stdout
+    audit = opsbot("audit", "export", env=world)
+    assert "scale" not in audit.stdout  # nothing ran, nothing was recorded
 
 
 def test_run_prod_change_awaits_approval_exit_3(world: dict[str, str]) -> None:
@@ -289,3 +315,164 @@ def test_audit_export_since_filters(world: dict[str, str]) -> None:
 def test_version_and_help() -> None:
     assert opsbot("--version").stdout.startswith("opsbot ")
     assert "--as" in opsbot("run", "--help").stdout
+
+
+def closed_stdout(*args: str, env: dict[str, str] | None = None, input_text: str | None = None,
+                  timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`opsbot ARGS | head` where head is gone before the first line: stdout is a real pipe
+    whose reading end is already closed, so every write to it fails."""
+    reading, writing = os.pipe()
+    os.close(reading)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSBOT_"))}
+    try:
+        return subprocess.run([sys.executable, "-m", "bot.cli", *args], stdout=writing,
+                              stderr=subprocess.PIPE, input=input_text, text=True,
+                              env={**full_env, **(env or {})}, timeout=timeout, cwd=ROOT)
+    finally:
+        os.close(writing)
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (["--version"], 0),
+    (["run", "--help"], 0),
+    (["run", "status shop-api", "--as", "alice"], 0),
+    (["run", "restart shop-api --env prod", "--as", "alice"], 3),
+    (["shell", "--as", "alice"], 0),
+    (["demo", "--script", "{script}"], 0),
+    (["runbooks", "list"], 0),
+    (["runbooks", "schema"], 0),
+    (["runbooks", "validate"], 0),
+    (["audit", "verify"], 0),
+    (["audit", "export"], 0),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_a_reader_gone_early_ends_nothing_and_prints_no_traceback(
+        world: dict[str, str], tmp_path: Path, args: list[str], code: int) -> None:
+    script = tmp_path / "demo.txt"
+    script.write_text("alice: status shop-api\nalice: scale shop-web 3\n")
+    assert opsbot("run", "scale shop-web 3", "--as", "alice", env=world).returncode == 0
+    result = closed_stdout(*[a.format(script=script) for a in args], env=world,
+                           input_text="status shop-api\nscale shop-web 4\n")
+    assert (result.returncode, result.stderr) == (code, "")
+    if args[0] == "shell":  # the shell went on after its output was dropped
+        assert "scale shop-web 4" in opsbot("audit", "export", env=world).stdout
+
+
+def test_serve_and_simcluster_serve_on_without_a_reader(tmp_path: Path, db_url: str) -> None:
+    kubeconfig = tmp_path / "sim.kubeconfig"
+    reading, writing = os.pipe()
+    os.close(reading)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "simcluster", "--listen", "127.0.0.1:0",
+             "--kubeconfig", str(kubeconfig)], stdout=writing, stderr=subprocess.PIPE,
+            text=True, cwd=ROOT)
+    finally:
+        os.close(writing)
+    try:
+        deadline = time.monotonic() + 60
+        while not kubeconfig.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert process.poll() is None, process.communicate()
+        env = {"OPSBOT_CONFIG": str(ROOT / "examples/demo.yaml"), "KUBECONFIG": str(kubeconfig),
+               "OPSBOT_DATABASE_URL": db_url}
+        assert closed_stdout("run", "status shop-api", "--as", "alice", env=env).returncode == 0
+        serve_log = serve_without_a_reader(env)
+        assert "Traceback" not in serve_log and "Logging error" not in serve_log, serve_log
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0
+        assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def serve_without_a_reader(env: dict[str, str]) -> str:
+    """`opsbot serve` with its stdout (where uvicorn writes its access log) closed: it answers
+    requests and stops on SIGTERM; returns what it wrote on stderr."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    served = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSBOT_"))},
+              **env, "OPSBOT_LISTEN": f"127.0.0.1:{port}", "SLACK_BOT_TOKEN": "xoxb-t",
+              "SLACK_SIGNING_SECRET": "s", "SLACK_API_URL": "http://127.0.0.1:9/api/"}
+    reading, writing = os.pipe()
+    os.close(reading)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], stdout=writing,
+                                   stderr=subprocess.PIPE, text=True, env=served, cwd=ROOT)
+    finally:
+        os.close(writing)
+    try:
+        answered = 0
+        deadline = time.monotonic() + 60
+        while answered < 3 and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            try:
+                answered += httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).is_success
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert answered == 3
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode in (0, -signal.SIGTERM)
+        return stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # nothing listens there once the probe closes
+
+
+@pytest.mark.parametrize("args", [
+    ["serve"], ["run", "status shop-api", "--as", "alice"], ["shell", "--as", "alice"],
+    ["audit", "verify"], ["audit", "export"],
+], ids=" ".join)
+def test_an_unreachable_database_is_one_line_and_exit_2(kubeconfig: Path,
+                                                        args: list[str]) -> None:
+    port = closed_port()
+    url = f"postgresql+psycopg://opsbot:s3cret-pw@127.0.0.1:{port}/opsbot"
+    result = opsbot(*args, env={
+        "OPSBOT_CONFIG": str(ROOT / "examples/demo.yaml"), "KUBECONFIG": str(kubeconfig),
+        "OPSBOT_DATABASE_URL": url, "SLACK_BOT_TOKEN": "xoxb-t", "SLACK_SIGNING_SECRET": "s",
+        "OPSBOT_LISTEN": "127.0.0.1:0"}, input_text="status shop-api\n")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    line = result.stderr.strip()
+    assert "s3cret-pw" not in line
+    assert f"postgresql+psycopg://opsbot:***@127.0.0.1:{port}/opsbot" in line
+    assert f"host 127.0.0.1, port {port}" in line
+    assert "Connection refused" in line
+
+
+def test_a_sqlite_file_that_cannot_be_made_is_one_line_and_exit_2() -> None:
+    result = opsbot("audit", "verify", env={"OPSBOT_CONFIG": str(ROOT / "examples/demo.yaml"),
+                                            "OPSBOT_DATABASE_URL": "sqlite:////proc/opsbot/x.db"})
+    assert result.returncode == 2
+    assert result.stderr == ("opsbot: cannot use the database sqlite:////proc/opsbot/x.db: "
+                             "No such file or directory\n")
+
+
+def test_library_logs_stay_below_the_output_unless_verbose(world: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    ran = opsbot("run", "status shop-api", "--as", "alice", env=world)
+    assert (ran.returncode, ran.stderr) == (0, "")
+    for args in (["audit", "verify"], ["audit", "export"], ["runbooks", "list"]):
+        quiet = opsbot(*args, env=world)
+        assert (quiet.returncode, quiet.stderr) == (0, ""), args
+    verbose = opsbot("audit", "verify", "--verbose", env=world)
+    assert verbose.stdout == "audit log intact\n"
+    assert "alembic" in verbose.stderr
+    assert "alembic" in opsbot("-v", "audit", "verify", env=world).stderr
+
+    script = tmp_path / "demo.txt"  # pausing automation logs a warning for a service's log
+    script.write_text("bob: automation pause --for 1h\nalice: status shop-api\n")
+    demo = opsbot("demo", "--script", str(script))
+    assert (demo.returncode, demo.stderr) == (0, "")
+    assert "WARNING" not in demo.stdout and "automation paused" in demo.stdout.lower()

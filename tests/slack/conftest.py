@@ -17,6 +17,8 @@ from bot.services import Services
 from bot.simcluster import SimCluster
 from bot.slack.app import build_services
 from bot.slack.server import create_app
+from tests.store.conftest import pg_schemas  # noqa: F401 - PostgreSQL schemas, for both backends
+from tests.support.databases import database_url  # noqa: F401 - SQLite, then PostgreSQL
 from tests.support.signing import SIGNING_SECRET
 from tests.support.slack_standin import (
     BOT_TOKEN,
