@@ -18,11 +18,12 @@ import json
 import logging
 from collections.abc import Callable
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.alerts.payload import BadPayload, parse_notification
+from bot.bodies import BodyGone, BodyTooLarge, read_limited
 from bot.config import Settings
 from bot.metrics import ALERT_NOTIFICATIONS, ALERT_NOTIFICATIONS_REFUSED
 from bot.store import Store, StoreError
@@ -78,20 +79,14 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
                           settings.alerts.basic_auth_username):
             return refuse(401, "unauthorized", "unauthorized", "missing or wrong credentials",
                           **{"WWW-Authenticate": 'Bearer realm="opsbot", Basic realm="opsbot"'})
-        declared = request.headers.get("content-length", "")
-        too_large = f"the body is over {limit} bytes"
-        if declared.isdigit() and int(declared) > limit:
-            return refuse(413, "too_large", "too_large", too_large)
-        body = bytearray()
         try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    return refuse(413, "too_large", "too_large", too_large)
-        except ClientDisconnect:
-            return refuse(400, "bad_request", "disconnected", "the client went away")
+            body = await read_limited(request, limit)
+        except BodyTooLarge as exc:
+            return refuse(413, "too_large", "too_large", str(exc))
+        except BodyGone as exc:
+            return refuse(400, "bad_request", "disconnected", str(exc))
         try:
-            notification = parse_notification(bytes(body))
+            notification = parse_notification(body)
         except BadPayload as exc:
             # What was wrong, never the body: it may be anything, up to a megabyte.
             log.warning("Alertmanager notification refused (%s): %s", exc.reason, exc)

@@ -15,9 +15,11 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_bolt.request.async_request import AsyncBoltRequest
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
+from bot.bodies import BodyGone, BodyTooLarge, read_limited
 from bot.metrics import SLACK_REQUESTS_REFUSED
+from bot.storable import unstorable
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -59,19 +61,12 @@ def refused(rejected: Rejected, via: str) -> None:
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body, refused (413) from Content-Length before reading, and while reading a
     chunked one."""
-    too_large = Rejected(413, f"the body is over {limit} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise too_large
-    except ClientDisconnect:
-        raise Rejected(400, "the client went away") from None
-    return bytes(body)
+        return await read_limited(request, limit)
+    except BodyTooLarge as exc:
+        raise Rejected(413, str(exc)) from None
+    except BodyGone as exc:
+        raise Rejected(400, str(exc)) from None
 
 
 def is_ssl_check(raw: bytes, content_type: str) -> bool:
@@ -253,25 +248,19 @@ def _printable(text: str, limit: int = 40) -> str:
     return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
-def _unstorable(value: Any) -> str | None:
-    """Why some text in `value` could not be stored (the command text, a reason), or None:
-    JSON can carry NUL and lone UTF-16 surrogates, which no database takes."""
-    stack = [value]  # iterative: a deeply nested body must not exhaust the stack
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return "NUL characters are not accepted"
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return "lone UTF-16 surrogates are not accepted"
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return None
+def _without_typed_text(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The body without what a person typed (a command's text, a button's value, a form's
+    inputs): that text is checked by the dispatcher, which answers the person with a usage
+    message; everything else (ids, channels, timestamps) is Slack's and refused here."""
+    rest = dict(body)
+    if kind == "command":
+        rest.pop("text", None)
+    elif kind == "block_actions":
+        rest["actions"] = [{k: v for k, v in action.items() if k != "value"}
+                           for action in body.get("actions") or [] if isinstance(action, dict)]
+    elif kind == "view_submission" and isinstance(body.get("view"), dict):
+        rest["view"] = {k: v for k, v in body["view"].items() if k != "state"}
+    return rest
 
 
 def check(body: Any) -> str:
@@ -287,9 +276,9 @@ def check(body: Any) -> str:
         error = exc.errors()[0]
         where = ".".join(_printable(str(part)) for part in error["loc"]) or "the body"
         raise Rejected(400, f"malformed {kind}: {where}: {error['msg']}") from None
-    unstorable = _unstorable(body)
-    if unstorable is not None:
-        raise Rejected(400, f"malformed {kind}: {unstorable}")
+    problem = unstorable(_without_typed_text(kind, body))
+    if problem is not None:
+        raise Rejected(400, f"malformed {kind}: {problem.replace('_', ' ')}")
     return kind
 
 

@@ -156,12 +156,14 @@ def test_signed_but_malformed_requests_get_400_at_once(
         signed("command without trigger_id", form(command(trigger_id=None))),
         signed("command without channel_id", form(command(channel_id=None))),
         signed("command with an empty user_id", form(command(user_id=""))),
-        signed("command with a NUL in its text", form(command(text=f"status shop-api\x00{MARK}"))),
-        signed("a click with a lone surrogate in its value", payload(click(
-            actions=[{"action_id": "opsbot_run_1", "value": "status shop-api\ud800"}]))),
-        signed("a form with a NUL in its reason", payload(deny_form({
-            "callback_id": "opsbot_deny_modal", "private_metadata": "rq-abcd1234|C0OPS",
-            "state": {"values": {"reason": {"reason": {"value": "no\x00"}}}}}))),
+        # Text a person typed with a NUL or a lone surrogate is answered by the dispatcher with a
+        # usage message (test_slack_unstorable.py); in Slack's own fields it is refused here.
+        signed("command with a NUL in its user_id", form(command(user_id=f"U0ALICE\x00{MARK}"))),
+        signed("a click with a lone surrogate in its channel", payload(click(
+            channel={"id": "C0OPS\ud800"}))),
+        signed("a form with a NUL in its metadata", payload(deny_form({
+            "callback_id": "opsbot_deny_modal", "private_metadata": "rq-abcd1234|C0OPS\x00",
+            "state": {"values": {"reason": {"reason": {"value": MARK}}}}}))),
         signed("command with authorizations Bolt cannot read",
                form(command(authorizations=MARK))),
         signed("a form field given twice", form(command()) + b"&user_id=U0BOB"),
