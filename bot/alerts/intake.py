@@ -24,6 +24,7 @@ from starlette.routing import Route
 from bot.alerts.payload import BadPayload, parse_notification
 from bot.config import Settings
 from bot.metrics import ALERT_NOTIFICATIONS
+from bot.numbers import is_digits
 from bot.store import Store, StoreError
 
 __all__ = ["alertmanager_route", "authorized"]
@@ -73,7 +74,7 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
             return answer(401, "unauthorized", "missing or wrong credentials",
                           **{"WWW-Authenticate": 'Bearer realm="opsbot", Basic realm="opsbot"'})
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if is_digits(declared) and int(declared) > limit:
             return answer(413, "too_large", f"the body is over {limit} bytes")
         body = bytearray()
         try:

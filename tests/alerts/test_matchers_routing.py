@@ -116,6 +116,19 @@ def test_shop_worker_is_not_an_app_in_prod(settings: Settings) -> None:
     assert (context["env"], context["app"]) == ("prod", None)
 
 
+def test_the_route_says_where_an_app_of_another_environment_is(settings: Settings) -> None:
+    catalog = Catalog([LoadedRunbook(runbook(['alertname="X"']), "rb.yaml")])
+    for labels in ({"deployment": "shop-worker"}, {"pod": "shop-worker-7c9d8f6b5-abcde"}):
+        [found] = route(item({"alertname": "X", "namespace": "shop-prod", **labels}), catalog,
+                        settings)
+        assert found.params is None and found.problem == (
+            "no valid target from the alert's labels: `shop-worker` is not deployed to prod; "
+            "it is in staging")
+    [unknown] = route(item({"alertname": "X", "namespace": "shop-prod", "deployment": "pay"}),
+                      catalog, settings)
+    assert unknown.problem == "no valid target from the alert's labels: missing <app>"
+
+
 @pytest.mark.parametrize("labels", [
     {"namespace": "shop-staging\n"},
     {"namespace": "Shop-Staging"},

@@ -139,10 +139,14 @@ async def test_dry_run_creates_nothing(svc: Services, am: AlertmanagerServer) ->
 
 
 @pytest.mark.parametrize(("text", "status", "error"), [
-    ("silence KubePodCrashLooping --for 0m", "failed", "from 1m to 7d; `0m` is outside"),
-    ("silence KubePodCrashLooping --for 30s", "failed", "from 1m to 7d; `30s` is outside"),
-    ("silence KubePodCrashLooping --for 30d", "failed", "from 1m to 7d; `30d` is outside"),
-    ("silence KubePodCrashLooping --for 7d1m", "failed", "from 1m to 7d"),
+    # Outside 1m..7d is a usage error before anything runs, not a failed execution.
+    ("silence KubePodCrashLooping --for 0m", "usage", "is at least 1m; `0m` is shorter"),
+    ("silence KubePodCrashLooping --for 30s", "usage", "is at least 1m; `30s` is shorter"),
+    ("silence KubePodCrashLooping --for 30d", "usage", "is at most 7d; `30d` is longer"),
+    ("silence KubePodCrashLooping --for 7d1m", "usage", "is at most 7d; `7d1m` is longer"),
+    ("silence KubePodCrashLooping --for 99999999999d", "usage", "is at most 7d"),
+    ("silence KubePodCrashLooping --for ٣h", "usage", "`٣h` is not a duration"),
+    ("silence KubePodCrashLooping --for 1h --for 2h", "usage", "`--for` is given twice"),
     ("silence KubePodCrashLooping --for banana", "usage", "`banana` is not a duration"),
     ("silence KubePodCrashLooping bad-label!=x --for 1h", "usage", "is not label=value"),
     ("silence KubePodCrashLooping =x --for 1h", "usage", "is not label=value"),
@@ -160,6 +164,9 @@ async def test_bad_commands_say_why_and_create_nothing(
     said = rep.notices[0].text if status == "usage" else rep.final.steps[0].summary
     assert error in said
     assert listed(am) == []
+    if status == "usage":  # refused before an execution exists: nothing is audited as a run
+        assert outcome.execution_id is None and rep.views == []
+        assert list(svc.store.export_audit()) == []
 
 
 async def test_viewers_may_not_silence(svc: Services, am: AlertmanagerServer) -> None:
