@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.dispatcher import Outcome
 from bot.services import Services
-from bot.trigger import Trigger
-from tests.conftest import RecordingReporter
+from tests.conftest import dispatch
 
 
 @pytest.fixture
@@ -26,13 +24,6 @@ def offline(offline_settings: Settings) -> Iterator[Services]:
         yield built
     finally:
         built.close()
-
-
-async def dispatch(services: Services, text: str, user: str = "alice"
-                   ) -> tuple[Outcome, RecordingReporter]:
-    reporter = RecordingReporter()
-    trigger = Trigger(source="console", actor=services.settings.user_id(user), text=text)
-    return await services.dispatcher.dispatch(trigger, reporter), reporter
 
 
 async def refused_as_usage(services: Services, text: str, user: str = "alice") -> str:

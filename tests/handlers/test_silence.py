@@ -13,11 +13,9 @@ import httpx
 import pytest
 
 from bot.config import load_settings
-from bot.dispatcher import Outcome
 from bot.registry import Registry
 from bot.services import Services
-from bot.trigger import Trigger
-from tests.conftest import DEMO_CONFIG, RecordingReporter
+from tests.conftest import DEMO_CONFIG, dispatch
 from tests.support.prometheus import AlertmanagerServer
 
 pytest_plugins = ["tests.support.fixtures_prometheus"]
@@ -61,18 +59,11 @@ def svc(am: AlertmanagerServer, kubeconfig: Path, db_url: str) -> Iterator[Servi
         built.close()
 
 
-async def run(services: Services, text: str, user: str = "alice"
-              ) -> tuple[Outcome, RecordingReporter]:
-    reporter = RecordingReporter()
-    trigger = Trigger(source="console", actor=services.settings.user_id(user), text=text)
-    return await services.dispatcher.dispatch(trigger, reporter), reporter
-
-
 async def test_silence_creates_it_in_the_environment_namespace(
     svc: Services, am: AlertmanagerServer
 ) -> None:
     before = datetime.now(UTC)
-    outcome, rep = await run(
+    outcome, rep = await dispatch(
         svc, 'silence KubePodCrashLooping pod=shop-worker-x --for 1h --reason "fixing it"'
     )
     assert outcome.status == "succeeded", rep.final
@@ -106,7 +97,7 @@ async def test_silence_creates_it_in_the_environment_namespace(
 async def test_prod_silence_needs_no_approval_and_stays_in_prod(
     svc: Services, am: AlertmanagerServer
 ) -> None:
-    outcome, rep = await run(svc, "silence HighErrorRate --for 30m --env prod")
+    outcome, rep = await dispatch(svc, "silence HighErrorRate --for 30m --env prod")
     assert outcome.status == "succeeded", rep.final
     [silence] = listed(am)
     assert matchers(silence) == {"alertname": "HighErrorRate", "namespace": "shop-prod"}
@@ -116,7 +107,7 @@ async def test_prod_silence_needs_no_approval_and_stays_in_prod(
 async def test_a_namespace_label_replaces_the_environment_one(
     svc: Services, am: AlertmanagerServer
 ) -> None:
-    outcome, rep = await run(svc, "silence NodeDiskFull namespace=kube-system --for 2h")
+    outcome, rep = await dispatch(svc, "silence NodeDiskFull namespace=kube-system --for 2h")
     assert outcome.status == "succeeded", rep.final
     [silence] = listed(am)
     assert matchers(silence) == {"alertname": "NodeDiskFull", "namespace": "kube-system"}
@@ -124,7 +115,7 @@ async def test_a_namespace_label_replaces_the_environment_one(
 
 
 async def test_dry_run_creates_nothing(svc: Services, am: AlertmanagerServer) -> None:
-    outcome, rep = await run(
+    outcome, rep = await dispatch(
         svc, "silence KubePodCrashLooping pod=shop-worker-x --for 90m --dry-run"
     )
     assert outcome.status == "succeeded", rep.final
@@ -159,7 +150,7 @@ async def test_dry_run_creates_nothing(svc: Services, am: AlertmanagerServer) ->
 async def test_bad_commands_say_why_and_create_nothing(
     svc: Services, am: AlertmanagerServer, text: str, status: str, error: str
 ) -> None:
-    outcome, rep = await run(svc, text)
+    outcome, rep = await dispatch(svc, text)
     assert outcome.status == status
     said = rep.notices[0].text if status == "usage" else rep.final.steps[0].summary
     assert error in said
@@ -170,13 +161,13 @@ async def test_bad_commands_say_why_and_create_nothing(
 
 
 async def test_viewers_may_not_silence(svc: Services, am: AlertmanagerServer) -> None:
-    outcome, _ = await run(svc, "silence KubePodCrashLooping --for 1h", user="mallory")
+    outcome, _ = await dispatch(svc, "silence KubePodCrashLooping --for 1h", user="mallory")
     assert outcome.status == "denied"
     assert listed(am) == []
 
 
 async def test_without_alertmanager_url_it_says_what_to_set(services: Services) -> None:
     assert services.settings.alertmanager_url is None
-    outcome, rep = await run(services, "silence KubePodCrashLooping --for 1h")
+    outcome, rep = await dispatch(services, "silence KubePodCrashLooping --for 1h")
     assert outcome.status == "failed"
     assert "set ALERTMANAGER_URL" in rep.final.steps[0].summary
