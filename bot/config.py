@@ -339,7 +339,8 @@ class Settings(_Model):
         for user_id, handle in self.directory.users.items():
             if name in (user_id, handle):
                 return user_id
-        if name.startswith(("U", "W")) and name.isalnum() and name.isupper():
+        # Slack ids are ASCII: "U٣" is alphanumeric and upper case to Python, not an id.
+        if name.startswith(("U", "W")) and name.isascii() and name.isalnum() and name.isupper():
             return name
         raise UnknownName("user", name, closest(name, self.directory.users.values()))
 

@@ -80,6 +80,8 @@ def test_users_by_handle_or_id() -> None:
     assert settings.user_id("U0BOB") == "U0BOB"
     with pytest.raises(UnknownName):
         settings.user_id("alcie")
+    with pytest.raises(UnknownName):
+        settings.user_id("U٣٣")  # not a Slack id: those are ASCII
 
 
 def _demo_with(**changes: Any) -> dict[str, Any]:
