@@ -129,6 +129,22 @@ def test_the_route_says_where_an_app_of_another_environment_is(settings: Setting
     assert unknown.problem == "no valid target from the alert's labels: missing <app>"
 
 
+def test_numbers_from_labels_are_ascii_digits(settings: Settings) -> None:
+    counted = Runbook.model_validate({
+        "name": "rb", "description": "test", "parameters": {"count": {"type": "int"}},
+        "steps": [{"name": "Status", "handler": "automation.status"}],
+        "alerts": [{"matchers": ['alertname="X"'],
+                    "params": {"count": "{{ alert.labels.count }}"}}],
+    })
+    catalog = Catalog([LoadedRunbook(counted, "rb.yaml")])
+    for count, params, problem in (("3", {"count": 3}, None), ("٣", None, (
+            "no valid target from the alert's labels: <count> must be a whole number written "
+            "with the digits 0-9, not `٣`"))):
+        [found] = route(item({"alertname": "X", "namespace": "shop-staging", "count": count}),
+                        catalog, settings)
+        assert (found.params, found.problem) == (params, problem)
+
+
 @pytest.mark.parametrize("labels", [
     {"namespace": "shop-staging\n"},
     {"namespace": "Shop-Staging"},

@@ -56,6 +56,7 @@ async def refused_as_usage(services: Services, text: str, user: str = "alice") -
     ("rollback shop-api --to ١", "١"),
     ("rollback shop-api --to=+1", "+1"),
     ("run scale app=shop-web replicas=٣", "٣"),
+    ("backup list --limit ٢٠", "٢٠"),
 ])
 async def test_numbers_are_ascii_digits_only(offline: Services, text: str, shown: str) -> None:
     said = await refused_as_usage(offline, text)
