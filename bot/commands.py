@@ -119,6 +119,8 @@ def _bind(
                 dry_run = True
             elif name in _COMMON_VALUE_FLAGS or name in flags:
                 is_switch = name in flags and runbook.parameters[flags[name]].type == "bool"
+                if eq and not inline:  # `--env=` must not quietly mean the default environment
+                    raise UsageError(f"{name} needs a value", hint=usage)
                 if eq:
                     value = inline
                 elif is_switch and (i + 1 >= len(words) or words[i + 1].lower() not in _BOOLS):

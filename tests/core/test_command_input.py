@@ -114,6 +114,14 @@ async def test_the_repeated_env_opens_no_approval_request(offline: Services) -> 
     assert offline.store.pending_requests() == []
 
 
+@pytest.mark.parametrize("text", ["status shop-api --env=", "status shop-api --reason=",
+                                  "rollback shop-api --to="])
+async def test_an_empty_flag_value_is_refused(offline: Services, text: str) -> None:
+    # `--env=` went to the default environment as if no --env had been given.
+    flag = text.split()[-1].rstrip("=")
+    assert await refused_as_usage(offline, text) == f"{flag} needs a value"
+
+
 async def test_dry_run_takes_no_value(offline: Services) -> None:
     # `--dry-run=false` used to be a dry run all the same.
     said = await refused_as_usage(offline, "status shop-api --dry-run=false")
