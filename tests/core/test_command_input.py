@@ -149,6 +149,7 @@ async def test_dry_run_takes_no_value(offline: Services) -> None:
     ("run alert-ingress-5xx ingress=web window=0s", "<window> is at least 1s"),
     ("run alert-pvc-filling pvc=data window=99999999999999999999d", "<window> is at most 30d"),
     ("run alert-cpu-throttling app=shop-api window=9999h", "<window> is at most 1d"),
+    ("run alert-oom-killed app=shop-api window=9999d", "<window> is at most 7d"),
 ])
 async def test_durations_have_limits_and_say_them(offline: Services, text: str,
                                                   said: str) -> None:
