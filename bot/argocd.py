@@ -89,6 +89,11 @@ class Application:
         return str(self.source.get("targetRevision") or "HEAD")
 
     @property
+    def namespace(self) -> str:
+        """Where the Application object itself lives (Argo CD's own namespace, `argocd`)."""
+        return str(self.raw.get("metadata", {}).get("namespace") or "argocd")
+
+    @property
     def destination_namespace(self) -> str | None:
         namespace = (self.spec.get("destination") or {}).get("namespace")
         return str(namespace) if namespace else None

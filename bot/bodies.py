@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from starlette.requests import ClientDisconnect, Request
 
+from bot.numbers import is_digits
+
 __all__ = ["BodyGone", "BodyTooLarge", "read_limited"]
 
 
@@ -25,7 +27,7 @@ class BodyGone(Exception):
 
 async def read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if is_digits(declared) and int(declared) > limit:
         raise BodyTooLarge(limit)
     body = bytearray()
     try:

@@ -9,12 +9,13 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from bot import messages
 from bot.errors import UnknownName, UsageError
 from bot.names import closest, shown
 from bot.runbooks.loader import Catalog
 from bot.runbooks.models import Runbook
 
-__all__ = ["META_VERBS", "Command", "parse"]
+__all__ = ["META_VERBS", "Command", "parse", "rebuilt"]
 
 META_VERBS = ("help", "runbooks", "run", "approve", "deny", "pending", "cancel")
 _REQUEST_VERBS = {"approve": "approve <id>", "deny": "deny <id> [reason]", "cancel": "cancel <id>"}
@@ -75,6 +76,13 @@ def parse(text: str, catalog: Catalog) -> Command:
     return _bind(text, runbook, words[used:], allow_keywords=False)
 
 
+def rebuilt(text: str, *, without: str | None = None) -> str:
+    """`text` as single-spaced, quoted words, less the word `without`: how a button repeats a
+    command, with no doubled space where a template rendered an optional part empty.
+    ValueError when its quotes do not balance."""
+    return shlex.join(word for word in shlex.split(text) if word != without)
+
+
 def _bind(
     text: str, runbook: Runbook, words: list[str], *, allow_keywords: bool, meta: str | None = None
 ) -> Command:
@@ -83,6 +91,16 @@ def _bind(
         flags[f"--{name.replace('_', '-')}"] = name
         if spec.flag:
             flags[spec.flag] = name
+    usage = f"usage: {runbook.usage}"
+    given: dict[str, str] = {}  # parameter (or common flag) -> how it was first given
+
+    def take(key: str, form: str, what: str) -> None:
+        # A value given twice is refused, never silently replaced by the last one: the
+        # second `--env` of `scale web 3 --env staging --env prod` is not a detail.
+        if key in given:
+            raise UsageError(messages.given_twice(given[key], form, what), hint=usage)
+        given[key] = form
+
     positional: list[str] = []
     rest = runbook.command.rest if runbook.command and not allow_keywords else None
     labels: list[str] = []
@@ -95,9 +113,14 @@ def _bind(
         if word.startswith("--") and len(word) > 2:
             name, eq, inline = word.partition("=")
             if name in _COMMON_BOOL_FLAGS:
+                if eq:
+                    raise UsageError(messages.flag_takes_no_value(name), hint=usage)
+                take(name, name, name)
                 dry_run = True
             elif name in _COMMON_VALUE_FLAGS or name in flags:
                 is_switch = name in flags and runbook.parameters[flags[name]].type == "bool"
+                if eq and not inline:  # `--env=` must not quietly mean the default environment
+                    raise UsageError(f"{name} needs a value", hint=usage)
                 if eq:
                     value = inline
                 elif is_switch and (i + 1 >= len(words) or words[i + 1].lower() not in _BOOLS):
@@ -106,16 +129,19 @@ def _bind(
                     i += 1
                     value = words[i]
                 else:
-                    raise UsageError(f"{name} needs a value", hint=f"usage: {runbook.usage}")
+                    raise UsageError(f"{name} needs a value", hint=usage)
                 if name in _COMMON_VALUE_FLAGS:
+                    take(name, name, name)
                     common[_COMMON_VALUE_FLAGS[name]] = value
                 else:
+                    take(flags[name], name, f"<{flags[name]}>")
                     raw[flags[name]] = value
             else:
                 known = [*flags, *_COMMON_VALUE_FLAGS, *_COMMON_BOOL_FLAGS]
                 raise UnknownName("option", shown(name), closest(name, known))
         elif allow_keywords and "=" in word and not word.startswith("="):
             key, _, value = word.partition("=")
+            take(key, f"{shown(key)}=", f"<{shown(key)}>")
             raw[key] = value
         elif rest and "=" in word:
             labels.append(word)
@@ -124,15 +150,12 @@ def _bind(
         i += 1
     args = runbook.command.args if runbook.command else []
     if len(positional) > len(args):
-        raise UsageError(
-            f"too many arguments: `{shown(positional[len(args)])}`",
-            hint=f"usage: {runbook.usage}",
-        )
+        raise UsageError(f"too many arguments: `{shown(positional[len(args)])}`", hint=usage)
     for name, value in zip(args, positional, strict=False):
-        if name in raw:
-            raise UsageError(f"<{name}> is given twice", hint=f"usage: {runbook.usage}")
+        take(name, f"<{name}>", f"<{name}>")
         raw[name] = value
     if rest and labels:
+        take(rest, "label=value words", f"<{rest}>")
         raw[rest] = "\n".join(labels)
     return Command(
         text=text,

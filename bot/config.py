@@ -6,16 +6,26 @@ Secrets are `SecretStr` so they never reach logs, reprs or chat.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from bot.errors import ConfigError, UnknownName
+from bot import messages
+from bot.errors import ConfigError, UnknownName, UsageError
 from bot.names import check_dns1123_label, closest, is_dns1123_label
+from bot.numbers import parse_duration
 
 __all__ = [
     "AlertsConfig",
@@ -45,8 +55,22 @@ ENV_VARS: dict[str, str] = {
 }
 
 
+# A Velero backup kept for less than this is gone before anyone could restore it.
+BACKUP_TTL_SHORTEST = timedelta(minutes=1)
+
+
+def _duration(text: str, *, what: str, shortest: timedelta | None = None) -> None:
+    """A configured duration, within opsbot's limits, or the ValueError pydantic reports."""
+    try:
+        parse_duration(text, shortest=shortest, what=what)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a number is a YAML number (not "1_000", "+3" or " 3 " in quotes), and never
+    # .inf or .nan.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Bounds(_Model):
@@ -66,7 +90,7 @@ class DeployConfig(_Model):
     strategy: Literal["kubernetes", "argocd", "argo-rollouts"] = "kubernetes"
     argocd_app: str = "{app}-{env}"  # Argo CD Application name; {app} and {env} are filled in
     rollout: str | None = None  # Argo Rollouts Rollout name; defaults to the workload name
-    timeout_seconds: int = Field(default=600, ge=1)  # how long a rollout may take
+    timeout_seconds: int = Field(default=600, ge=1, le=86400)  # how long a rollout may take
 
 
 class AnalysisMetric(_Model):
@@ -82,10 +106,10 @@ class AnalysisConfig(_Model):
     """Post-deploy verification, modelled on Argo Rollouts' AnalysisTemplate."""
 
     metrics: list[AnalysisMetric] = []
-    interval_seconds: float = Field(default=30, gt=0)
+    interval_seconds: float = Field(default=30, gt=0, le=3600)
     count: int = Field(default=5, ge=1)
     failure_limit: int = Field(default=0, ge=0)  # measurements allowed to fail
-    initial_delay_seconds: float = Field(default=0, ge=0)
+    initial_delay_seconds: float = Field(default=0, ge=0, le=3600)
     inconclusive_limit: int = Field(default=1, ge=0)  # empty results or query errors allowed
 
 
@@ -112,7 +136,7 @@ class ApprovalPolicy(_Model):
     users: list[str] = []
     groups: list[str] = []
     allow_self_approval: bool = False
-    ttl_minutes: int = Field(default=30, ge=1)
+    ttl_minutes: int = Field(default=30, ge=1, le=10080)  # at most 7 days
     runbooks: list[str] | None = None  # patterns; None: every mutating runbook needs approval
     channels: list[str] = []  # Slack channels where requests may be made; empty: any
 
@@ -167,7 +191,7 @@ class SlackConfig(_Model):
     signing_secret: SecretStr | None = None
     app_token: SecretStr | None = None
     api_url: str = "https://slack.com/api/"
-    usergroup_cache_seconds: int = Field(default=300, ge=0)
+    usergroup_cache_seconds: int = Field(default=300, ge=0, le=86400)
 
 
 class AlertsConfig(_Model):
@@ -179,10 +203,19 @@ class AlertsConfig(_Model):
     modes: dict[str, Literal["active", "shadow"]] = {}  # per runbook, overriding its `mode`
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     basic_auth_username: str = "alertmanager"  # with the token as password, for basic auth
-    silence_durations: list[str] = ["1h", "4h", "1d"]  # buttons on alert messages
+    # Buttons on alert messages; each must be a `--for` the silence runbook accepts (1m to 7d).
+    silence_durations: list[str] = ["1h", "4h", "1d"]
     # Link to a Grafana dashboard; {namespace}, {app}, {pod}, {alertname} are filled in (quoted).
     grafana_url: str | None = None
-    poll_seconds: float = Field(default=5.0, gt=0)  # how often stored notifications are checked
+    # How often stored notifications are checked.
+    poll_seconds: float = Field(default=5.0, gt=0, le=300)
+
+    @field_validator("silence_durations")
+    @classmethod
+    def _durations(cls, value: list[str]) -> list[str]:
+        for text in value:
+            _duration(text, what="alerts.silence_durations")
+        return value
 
 
 class BackupConfig(_Model):
@@ -198,6 +231,9 @@ class BackupConfig(_Model):
     def _valid(self) -> BackupConfig:
         if not is_dns1123_label(self.namespace):
             raise ValueError(f"backup.namespace `{self.namespace}` is not a valid namespace")
+        if self.verify_cron is not None and not self.verify_cron.isascii():
+            # APScheduler reads any script's digits; a cron is written with 0-9.
+            raise ValueError(f"backup.verify_cron `{self.verify_cron}`: use the digits 0-9")
         if self.verify_cron is not None:
             from apscheduler.triggers.cron import CronTrigger
 
@@ -205,8 +241,7 @@ class BackupConfig(_Model):
                 CronTrigger.from_crontab(self.verify_cron)
             except ValueError as exc:
                 raise ValueError(f"backup.verify_cron `{self.verify_cron}`: {exc}") from None
-        if not re.fullmatch(r"(?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?", self.default_ttl):
-            raise ValueError(f"backup.default_ttl `{self.default_ttl}` is not a duration (720h)")
+        _duration(self.default_ttl, what="backup.default_ttl", shortest=BACKUP_TTL_SHORTEST)
         return self
 
 
@@ -219,7 +254,7 @@ class Settings(_Model):
     slack: SlackConfig = SlackConfig()
     runbook_dirs: list[str] = []
     break_glass_channel: str | None = None  # Slack channel told loudly of every --emergency
-    break_glass_reminder_minutes: int = Field(default=15, ge=1)
+    break_glass_reminder_minutes: int = Field(default=15, ge=1, le=1440)
     database_url: str | None = None
     listen: str = "0.0.0.0:3000"
     kubeconfig: str | None = None
@@ -276,12 +311,17 @@ class Settings(_Model):
         return self.environments[key]
 
     def app(self, name: str, environment: str) -> AppConfig:
-        """The named app as deployed in `environment`; unknown names get suggestions."""
+        """The named app as deployed in `environment`; an app deployed elsewhere says where,
+        unknown names get suggestions."""
         check_dns1123_label(name, what="app name")
         apps = self.apps_in(environment)
-        if name not in apps:
-            raise UnknownName("app", name, closest(name, apps))
-        return apps[name]
+        if name in apps:
+            return apps[name]
+        if name in self.apps:
+            elsewhere = [env for env in self.environments if name in self.apps_in(env)]
+            raise UsageError(messages.app_not_in_environment(name, environment, elsewhere),
+                             hint=messages.app_not_in_environment_hint(elsewhere))
+        raise UnknownName("app", name, closest(name, apps))
 
     def apps_in(self, environment: str) -> dict[str, AppConfig]:
         return {
@@ -299,7 +339,8 @@ class Settings(_Model):
         for user_id, handle in self.directory.users.items():
             if name in (user_id, handle):
                 return user_id
-        if name.startswith(("U", "W")) and name.isalnum() and name.isupper():
+        # Slack ids are ASCII: "U٣" is alphanumeric and upper case to Python, not an id.
+        if name.startswith(("U", "W")) and name.isascii() and name.isalnum() and name.isupper():
             return name
         raise UnknownName("user", name, closest(name, self.directory.users.values()))
 

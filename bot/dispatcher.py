@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 
 from bot import messages
 from bot.access import Access, matches
-from bot.commands import Command, parse
+from bot.commands import Command, parse, rebuilt
 from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableError, UsageError
 from bot.invocation import Invocation
@@ -578,22 +577,22 @@ class Dispatcher:
         if run.command.dry_run:
             # A plan's natural next step is to run it; outcome buttons would mislead.
             if ok:
-                real = _DRY_RUN_FLAG.sub("", run.command.text).strip()
+                real = rebuilt(run.command.text, without="--dry-run")
                 buttons.append(Button(messages.run_for_real_label(), real, style="primary"))
             return buttons
         for follow in run.runbook.follow_up:
             if follow.when == "always" or (follow.when == "succeeded") == ok:
                 try:
-                    text = str(render_value(follow.command, run.template))
-                except HandlerError:
+                    text = rebuilt(str(render_value(follow.command, run.template)))
+                except (HandlerError, ValueError):
                     # Usually data a step did not produce this time (no app behind a PVC).
                     log.info(
                         "follow-up `%s` of %s left out: it did not render", follow.label,
                         run.runbook.name,
                     )
                     continue
-                if text.strip():  # a template may leave the button out by rendering empty
-                    buttons.append(Button(follow.label, text.strip()))
+                if text:  # a template may leave the button out by rendering empty
+                    buttons.append(Button(follow.label, text))
         return buttons
 
     async def _audit(
@@ -651,9 +650,6 @@ class Dispatcher:
             details={"runbook": runbook, "via": trigger.via, "detail": detail},
         )
         await asyncio.to_thread(self.store.audit, entry)
-
-
-_DRY_RUN_FLAG = re.compile(r"(?<!\S)--dry-run(?!\S)")
 
 
 def _redact(text: str, params: dict[str, Any], runbook: Runbook) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from bot.names import shown
 from bot.reporting import ExecutionView, Notice, StepView
 
 if TYPE_CHECKING:
@@ -162,6 +163,54 @@ def usage_hint_for_unknown() -> str:
     return "Type `help` to see what you can run."
 
 
+# Numbers, durations and flags as people type them -------------------------------------------
+
+
+def not_a_whole_number(what: str, text: str) -> str:
+    return f"{what} must be a whole number written with the digits 0-9, not `{shown(text)}`"
+
+
+def number_too_large(what: str) -> str:
+    return f"{what} is too large"
+
+
+def not_a_duration(text: str) -> str:
+    return f"`{shown(text)}` is not a duration"
+
+
+def duration_hint() -> str:
+    return "write e.g. 30m, 2h or 1d (digits 0-9 and d, h, m, s, largest unit first)"
+
+
+def duration_too_long(what: str, text: str, longest: str) -> str:
+    return f"{what} is at most {longest}; `{shown(text)}` is longer"
+
+
+def duration_too_short(what: str, text: str, shortest: str) -> str:
+    return f"{what} is at least {shortest}; `{shown(text)}` is shorter"
+
+
+def given_twice(first: str, second: str, what: str) -> str:
+    if first == second:
+        return f"`{first}` is given twice; give it once"
+    return f"`{first}` and `{second}` both give {what}; give it once"
+
+
+def flag_takes_no_value(flag: str) -> str:
+    return f"`{flag}` takes no value; give `{flag}` alone"
+
+
+def app_not_in_environment(app: str, environment: str, elsewhere: Sequence[str]) -> str:
+    where = " and ".join(elsewhere) if elsewhere else "no environment"
+    return f"`{app}` is not deployed to {environment}; it is in {where}"
+
+
+def app_not_in_environment_hint(elsewhere: Sequence[str]) -> str:
+    if not elsewhere:
+        return "the configuration lists the environments of each app (apps.<app>.environments)"
+    return "add " + " or ".join(f"`--env {name}`" for name in elsewhere)
+
+
 def internal_error(execution_id: str) -> str:
     return f"opsbot hit an internal error; details are in the log under execution `{execution_id}`"
 
@@ -264,6 +313,16 @@ def target_locked(target: str, environment: str, holder: str, command: str,
 def locked_hint() -> str:
     return ("Wait for it to finish. If it is stuck, an admin can run "
             "`unlock <app> --env <environment>`.")
+
+
+def would_unlock(target: str, environment: str, holder: str | None,
+                 execution_id: str | None) -> str:
+    if holder is None:
+        return f"{target} in `{environment}` is not locked; nothing to do"
+    return (
+        f"would remove the lock {holder} holds on {target} in `{environment}` "
+        f"(execution `{execution_id}`)"
+    )
 
 
 def unlocked(target: str, environment: str, holder: str | None, execution_id: str | None) -> str:
@@ -445,10 +504,8 @@ def run_for_real_label() -> str:
 def approval_headline(status: str, command: str, environment: str,
                       emergency: bool = False) -> str:
     if emergency:
-        state = "ran under break-glass, awaiting acknowledgement" if status == "pending" \
-            else "ran under break-glass, acknowledged" if status == "approved" \
-            else f"ran under break-glass ({status})"
-        return f"🚨 `{command}` in *{environment}*: {state}"
+        return f"🚨 `{command}` in *{environment}*: ran under break-glass, " \
+            f"{_break_glass_state(status)}"
     icon = {"pending": "🟡", "approved": "✅", "executed": "✅", "denied": "⛔", "expired": "⌛",
             "cancelled": "🚫", "void": "♻️"}.get(status, "•")
     state = {"pending": "awaiting approval", "approved": "approved", "executed": "approved and run",
@@ -457,11 +514,17 @@ def approval_headline(status: str, command: str, environment: str,
     return f"{icon} `{command}` in *{environment}*: {state}"
 
 
+def _break_glass_state(status: str) -> str:
+    # A break-glass request is "approved" once acknowledged: after the fact, never before.
+    return {"pending": "awaiting acknowledgement", "approved": "acknowledged",
+            "executed": "acknowledged", "expired": "never acknowledged",
+            "denied": "denied after the fact"}.get(status, status)
+
+
 def approval_lines(view: ApprovalView) -> list[str]:
     if view.emergency:
-        state = "awaiting acknowledgement" if view.open else view.status
-        lines = [f"🚨 Break-glass by {view.requester}: {view.reason} ({state}); "
-                 f"it ran without approval"]
+        lines = [f"🚨 Break-glass by {view.requester}: {view.reason} "
+                 f"({_break_glass_state(view.status)}); it ran without prior approval"]
         if view.approvals:
             who, at = view.approvals[0]
             lines.append(f"Acknowledged by {who} at {at:%H:%M} UTC")

@@ -29,7 +29,7 @@ __all__ = [
 
 T = TypeVar("T")
 TIMEOUT_SECONDS = 10
-_STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)\s*$", re.DOTALL)
+_STATUS = re.compile(r"HTTP Status Code ([0-9]+) \((.*)\)\s*$", re.DOTALL)
 
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")

@@ -32,6 +32,10 @@ class StoreRecords:
         held = await asyncio.to_thread(self._store.force_unlock, lock_key(environment, target))
         return asdict(held) if held else None
 
+    async def lock_on(self, *, environment: str, target: str) -> dict[str, Any] | None:
+        held = await asyncio.to_thread(self._store.get_lock, lock_key(environment, target))
+        return asdict(held) if held else None
+
     async def pause_automation(self, *, scope: str, duration: timedelta | None, actor: str,
                                reason: str | None) -> datetime | None:
         return await asyncio.to_thread(self._store.pause_automation, scope=scope,

@@ -102,6 +102,9 @@ class Records(Protocol):
     async def force_unlock(self, *, environment: str, target: str) -> dict[str, Any] | None:
         """Remove the lock on `target`; returns what held it, or None."""
 
+    async def lock_on(self, *, environment: str, target: str) -> dict[str, Any] | None:
+        """The lock in force on `target` (what holds it), or None."""
+
     async def pause_automation(self, *, scope: str, duration: timedelta | None, actor: str,
                                reason: str | None) -> datetime | None:
         """Stop automatic runs in `scope` (an environment, or "*" for all) for `duration`

@@ -16,11 +16,12 @@ from bot.alerts.processor import AlertProcessor
 from bot.alerts.view import AlertBoard
 from bot.approvals.board import Board
 from bot.approvals.service import Approvals
-from bot.commands import Command
+from bot.commands import Command, parse
 from bot.config import Settings
 from bot.console.board import ConsoleBoard
 from bot.console.reporter import ConsoleReporter
 from bot.dispatcher import Dispatcher, Outcome
+from bot.errors import ConfigError, UsageError
 from bot.invocation import Invocation
 from bot.kube import KubeFactory
 from bot.registry import Registry
@@ -76,6 +77,7 @@ class Services:
         """Load runbooks first (an invalid one stops startup), then open the store."""
         registry = registry or Registry.builtin()
         catalog = load_catalog([settings.resolve_path(d) for d in settings.runbook_dirs], registry)
+        _check_silence_buttons(settings, catalog)
         store = store or Store.open(settings.database_url or default_database_url())
         kube = KubeFactory(
             str(settings.resolve_path(settings.kubeconfig)) if settings.kubeconfig else None
@@ -169,6 +171,21 @@ class Services:
     def close(self) -> None:
         self.kube.close()
         self.store.close()
+
+
+def _check_silence_buttons(settings: Settings, catalog: Catalog) -> None:
+    """Every `alerts.silence_durations` button must be a command the silence runbook takes
+    (1m to 7d as shipped), or it would fail for whoever clicks it at 3 a.m."""
+    if catalog.match_verb(["silence"]) is None:
+        return
+    for duration in settings.alerts.silence_durations:
+        try:
+            command = parse(f"silence Example --for {duration}", catalog)
+            if command.runbook is not None:
+                coerce_params(command.runbook, command.raw_params, settings=settings,
+                              environment=settings.default_environment)
+        except UsageError as exc:
+            raise ConfigError(f"alerts.silence_durations: {exc}") from None
 
 
 class FailuresOnly:

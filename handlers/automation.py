@@ -7,15 +7,17 @@ scope, which is how a human hands a target back to automation after taking over.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
 
-from bot.errors import PermanentError
+from bot.numbers import parse_duration
 from bot.registry import HandlerContext, Params, Result, handler
-from bot.runbooks.params import parse_duration
 
 __all__ = ["pause", "resume", "status"]
 
-_MAX_PAUSE_DAYS = 30
+# As the automation-pause runbook bounds --for; this holds for other runbooks calling it.
+PAUSE_SHORTEST, PAUSE_LONGEST = timedelta(minutes=1), timedelta(days=30)
 
 
 class ScopeParams(Params):
@@ -40,9 +42,8 @@ async def pause(*, ctx: HandlerContext, params: PauseParams, **_: object) -> Res
     scope, shown = _scope(ctx, params)
     span = None
     if params.duration:
-        span = parse_duration(params.duration)
-        if span.total_seconds() < 60 or span.days > _MAX_PAUSE_DAYS:
-            raise PermanentError(f"pause for 1m to {_MAX_PAUSE_DAYS}d, not {params.duration}")
+        span = parse_duration(params.duration, shortest=PAUSE_SHORTEST, longest=PAUSE_LONGEST,
+                              what="a pause")
     if ctx.dry_run:
         lasting = f"for {params.duration}" if span else "until someone resumes it"
         return Result(summary=f"would pause automation in {shown} {lasting}")

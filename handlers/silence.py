@@ -10,8 +10,8 @@ from pydantic import Field, field_validator
 from bot.alertmanager import AlertmanagerClient, SilenceMatcher, check_label_name
 from bot.errors import PermanentError, UsageError
 from bot.names import shown
+from bot.numbers import duration_text, parse_duration
 from bot.registry import HandlerContext, Params, Result, handler
-from bot.runbooks.params import parse_duration
 
 __all__ = ["MAX_DURATION", "MIN_DURATION", "SilenceParams", "silence"]
 
@@ -81,10 +81,9 @@ async def silence(*, ctx: HandlerContext, params: SilenceParams, **_: object) ->
 
 
 def _length(text: str) -> timedelta:
-    length = parse_duration(text)
-    if not MIN_DURATION <= length <= MAX_DURATION:
-        raise UsageError(bad_length(text.strip()))
-    return length
+    # The silence runbook bounds --for the same way before anything runs; this holds for
+    # runbooks that call the handler with a duration of their own.
+    return parse_duration(text, shortest=MIN_DURATION, longest=MAX_DURATION, what="a silence")
 
 
 def _matchers(ctx: HandlerContext, params: SilenceParams) -> dict[str, str]:
@@ -119,10 +118,6 @@ def no_alertmanager() -> str:
         "if it asks for a token)"
 
 
-def bad_length(text: str) -> str:
-    return f"a silence lasts from 1m to 7d; `{shown(text)}` is outside that (write e.g. --for 2h)"
-
-
 def alertname_twice() -> str:
     return "give the alert name once, as the first argument, not as alertname=..."
 
@@ -135,25 +130,14 @@ def scope(namespace: str, *, given: bool) -> str:
 
 def silenced(alertname: str, namespace: str, length: timedelta, ends: datetime,
              now: datetime) -> str:
-    return f"silenced {shown(alertname)} in {shown(namespace)} for {span(length)} " \
+    return f"silenced {shown(alertname)} in {shown(namespace)} for {duration_text(length)} " \
         f"(until {until(ends, now)})"
 
 
 def would_silence(alertname: str, namespace: str, length: timedelta, ends: datetime,
                   now: datetime) -> str:
-    return f"would silence {shown(alertname)} in {shown(namespace)} for {span(length)} " \
+    return f"would silence {shown(alertname)} in {shown(namespace)} for {duration_text(length)} " \
         f"(until {until(ends, now)})"
-
-
-def span(length: timedelta) -> str:
-    """`1h`, `1d12h`, `1m30s`: a duration as the command language writes it."""
-    seconds = int(length.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"
 
 
 def until(ends: datetime, now: datetime) -> str:

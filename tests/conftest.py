@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from bot.config import Settings, load_settings
+from bot.dispatcher import Outcome
 from bot.registry import Registry
 from bot.reporting import ExecutionView, Notice
 from bot.services import Services
+from bot.trigger import Trigger
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "examples" / "demo.yaml"
@@ -103,3 +105,11 @@ class RecordingReporter:
 @pytest.fixture
 def reporter() -> RecordingReporter:
     return RecordingReporter()
+
+
+async def dispatch(services: Services, text: str, user: str = "alice"
+                   ) -> tuple[Outcome, RecordingReporter]:
+    """One console command typed by `user`: its outcome and everything reported."""
+    reporter = RecordingReporter()
+    trigger = Trigger(source="console", actor=services.settings.user_id(user), text=text)
+    return await services.dispatcher.dispatch(trigger, reporter), reporter

@@ -22,16 +22,16 @@ from pydantic import ValidationError
 from bot.alerts.payload import AlertItem, Notification
 from bot.alerts.routing import Route, alert_context, route
 from bot.alerts.view import AlertBoard, AlertGroupView, AlertLine, RunLine
-from bot.commands import Command
+from bot.commands import Command, rebuilt
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.errors import OpsbotError
 from bot.invocation import Invocation
 from bot.metrics import ALERT_DECISIONS
+from bot.numbers import parse_duration
 from bot.preview import SILENT
 from bot.reporting import Button, ExecutionView, Notice, Reporter
 from bot.runbooks.loader import Catalog
-from bot.runbooks.params import parse_duration
 from bot.runbooks.templating import render_value
 from bot.store import AuditEntry, Store, StoreError
 from bot.store.alerts import AlertRunRecord, Guardrails, StoredNotification
@@ -382,9 +382,9 @@ def _alert_state(alert: AlertItem, context: dict[str, Any], routes: list[Route],
             values = {"alert": context, "params": matched.params or {},
                       "env": {"name": context["env"]}}
             try:
-                command = str(render_value(suggestion.command, values)).strip()
+                command = rebuilt(str(render_value(suggestion.command, values)))
                 label = str(render_value(suggestion.label, values)).strip()
-            except OpsbotError:
+            except (OpsbotError, ValueError):
                 continue
             if command and label:
                 suggestions.append([label, command])

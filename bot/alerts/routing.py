@@ -19,7 +19,7 @@ from urllib.parse import quote
 from bot.alerts.matchers import matches_all, parse_matcher
 from bot.alerts.payload import AlertItem
 from bot.config import AppConfig, EnvironmentConfig, Settings
-from bot.errors import OpsbotError
+from bot.errors import OpsbotError, UsageError
 from bot.names import is_dns1123_label, is_dns1123_subdomain
 from bot.runbooks.loader import Catalog
 from bot.runbooks.models import AlertTrigger, Mode, Runbook
@@ -87,7 +87,10 @@ def _app_for(labels: Mapping[str, str], settings: Settings,
              environment: EnvironmentConfig | None) -> AppConfig | None:
     if environment is None:
         return None
-    apps = settings.apps_in(environment.name).values()
+    return _app_among(labels, list(settings.apps_in(environment.name).values()))
+
+
+def _app_among(labels: Mapping[str, str], apps: list[AppConfig]) -> AppConfig | None:
     for key in _WORKLOAD_LABELS:
         value = labels.get(key, "")
         for app in apps:
@@ -104,7 +107,7 @@ def _app_for(labels: Mapping[str, str], settings: Settings,
 def _pod_of(pod: str, app: AppConfig) -> bool:
     name = re.escape(app.workload_name)
     if app.kind == "StatefulSet":
-        return re.fullmatch(rf"{name}-\d+", pod) is not None
+        return re.fullmatch(rf"{name}-[0-9]+", pod) is not None
     # <deployment>-<pod-template-hash>-<suffix>, as the ReplicaSet controller names pods.
     return re.fullmatch(rf"{name}-[a-z0-9]{{5,10}}-[a-z0-9]{{5}}", pod) is not None
 
@@ -191,5 +194,20 @@ def _params(runbook: Runbook, trigger: AlertTrigger, context: dict[str, Any], se
             raw[name] = str(value)
         params = coerce_params(runbook, raw, settings=settings, environment=environment.name)
     except OpsbotError as exc:
-        return None, f"no valid target from the alert's labels: {exc}"
+        why = _elsewhere(context, settings, environment) or str(exc)
+        return None, f"no valid target from the alert's labels: {why}"
     return params, None
+
+
+def _elsewhere(context: dict[str, Any], settings: Settings,
+               environment: EnvironmentConfig) -> str | None:
+    """Why the labels name no app here when they name one configured for other environments:
+    "`shop-worker` is not deployed to prod; it is in staging"."""
+    other = None if context["app"] else _app_among(context["labels"], list(settings.apps.values()))
+    if other is None:
+        return None
+    try:
+        settings.app(other.name, environment.name)
+    except UsageError as exc:
+        return str(exc)
+    return None

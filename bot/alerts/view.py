@@ -15,7 +15,6 @@ from bot.reporting import Button, Reporter
 __all__ = ["AlertBoard", "AlertGroupView", "AlertLine", "RunLine", "group_lines"]
 
 _DECISION_TEXT = {
-    "run": "ran",
     "shadow": "shadow run",
     "paused": "skipped (paused)",
     "breaker_open": "skipped (circuit breaker open)",
@@ -33,6 +32,18 @@ _STATUS_TEXT = {
     "interrupted": "interrupted by a restart, not repeated",
     "awaiting_approval": "waiting for approval",
     "cancelled": "approval request cancelled: the alert resolved",
+}
+# A decision to run has not always run: it may be starting, waiting for approval, or refused,
+# and the line must not say "ran" before it has.
+_RUN_TEXT = {
+    "pending": "starting",
+    "running": "running",
+    "succeeded": "ran, succeeded",
+    "failed": "ran, failed",
+    "refused": "not run: refused",
+    "interrupted": "ran, interrupted by a restart, not repeated",
+    "awaiting_approval": "waiting for approval, not run yet",
+    "cancelled": "not run: approval request cancelled, the alert resolved",
 }
 
 
@@ -68,12 +79,15 @@ class RunLine:
 
     @property
     def text(self) -> str:
-        what = _DECISION_TEXT.get(self.decision, self.decision)
         where = f" on {self.target} in {self.environment}" if self.target and self.environment \
             else (f" in {self.environment}" if self.environment else "")
-        line = f"`{self.runbook}`{where}: {what}"
-        if self.decision in ("run", "shadow"):
+        if self.decision == "run":
+            line = f"`{self.runbook}`{where}: {_RUN_TEXT.get(self.status, self.status)}"
+        else:
+            line = f"`{self.runbook}`{where}: {_DECISION_TEXT.get(self.decision, self.decision)}"
+        if self.decision == "shadow":
             line += f", {_STATUS_TEXT.get(self.status, self.status)}"
+        if self.decision in ("run", "shadow"):
             if self.execution_id:
                 line += f" ({self.execution_id})"
             if self.request_id:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
+from datetime import timedelta
 from typing import Protocol, TypeVar
 
 from bot import messages
@@ -15,7 +16,7 @@ from bot.console.live import LiveOutput
 from bot.console.reporter import ConsoleReporter
 from bot.dispatcher import Outcome
 from bot.errors import UnknownName, UsageError
-from bot.runbooks.params import parse_duration
+from bot.numbers import parse_duration
 from bot.services import Services
 from bot.trigger import Trigger
 
@@ -176,7 +177,8 @@ async def _wait(number: int, rest: str, alerts: AlertWaiter | None,
     seconds = WAIT_SECONDS
     if match and match.group(3):
         try:
-            seconds = parse_duration(match.group(3)).total_seconds()
+            seconds = parse_duration(match.group(3), longest=timedelta(hours=1),
+                                     what="the wait").total_seconds()
         except UsageError:
             match = None
     if not match or not seconds:

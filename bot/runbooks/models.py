@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -41,8 +42,14 @@ class Parameter(_Model):
         default=None, description="Defaults to true when no default is given."
     )
     default: Any = None
-    min: int | None = None
-    max: int | None = None
+    min: int | str | None = Field(
+        default=None, description="The smallest value: a number, or for a duration e.g. `1m`."
+    )
+    max: int | str | None = Field(
+        default=None,
+        description="The largest value: a number, or for a duration e.g. `7d` (a duration is "
+        "never more than 3650d).",
+    )
     choices: list[str] | None = None
     pattern: str | None = Field(default=None, description="A regular expression to fullmatch.")
     flag: str | None = Field(
@@ -54,6 +61,51 @@ class Parameter(_Model):
     @property
     def is_required(self) -> bool:
         return self.default is None if self.required is None else self.required
+
+    @property
+    def number_bounds(self) -> tuple[int | None, int | None]:
+        """`min` and `max` of an int, revision or replicas parameter."""
+        low, high = self.min, self.max
+        return (low if isinstance(low, int) else None, high if isinstance(high, int) else None)
+
+    @property
+    def duration_bounds(self) -> tuple[timedelta | None, timedelta]:
+        """`min` and `max` of a duration parameter; the longest is at most LONGEST."""
+        from bot.numbers import LONGEST, parse_duration
+
+        low = parse_duration(self.min) if isinstance(self.min, str) else None
+        high = parse_duration(self.max) if isinstance(self.max, str) else LONGEST
+        return low, high
+
+    @model_validator(mode="after")
+    def _bounds_fit_the_type(self) -> Parameter:
+        bounds = [(key, getattr(self, key)) for key in ("min", "max")]
+        if self.type != "duration":
+            for key, value in bounds:
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                    raise ValueError(f"`{key}` is a whole number for type {self.type}")
+            low, high = self.number_bounds
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"`min` ({low}) is greater than `max` ({high})")
+            return self
+        from bot.errors import UsageError
+        from bot.numbers import parse_duration
+
+        try:
+            for key, value in bounds:
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"`{key}` of a duration parameter is a duration, e.g. 7d")
+                if value is not None:
+                    parse_duration(value, what=f"`{key}`")
+            shortest, longest = self.duration_bounds
+            if shortest is not None and shortest > longest:
+                raise ValueError(f"`min` ({self.min}) is longer than `max` ({self.max})")
+            if isinstance(self.default, str):
+                parse_duration(self.default, shortest=shortest, longest=longest,
+                               what="`default`")
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @field_validator("pattern")
     @classmethod
@@ -146,7 +198,7 @@ class AlertTrigger(_Model):
     @classmethod
     def _duration(cls, value: str) -> str:
         from bot.errors import UsageError
-        from bot.runbooks.params import parse_duration
+        from bot.numbers import parse_duration
 
         try:
             parse_duration(value)

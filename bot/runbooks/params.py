@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 from bot.config import Settings
 from bot.errors import UsageError
 from bot.names import check_dns1123_subdomain, shown
+from bot.numbers import parse_duration, whole_number
 from bot.runbooks.models import Parameter, Runbook
 
-__all__ = ["coerce_params", "parse_duration", "parse_labels"]
+__all__ = ["coerce_params", "parse_labels"]
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 # registry[:port]/path[:tag][@digest], per the distribution reference grammar (simplified).
 _IMAGE = re.compile(
@@ -25,15 +24,6 @@ _IMAGE = re.compile(
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """`90s`, `30m`, `2h`, `1d12h` -> timedelta; anything else is a UsageError."""
-    match = _DURATION.match(text.strip())
-    if not text.strip() or not match or not any(match.groups()):
-        raise UsageError(f"`{text}` is not a duration", hint="write e.g. 30m, 2h or 1d")
-    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def parse_labels(name: str, raw: str) -> dict[str, str]:
@@ -68,7 +58,8 @@ def coerce_params(
     values: dict[str, Any] = {}
     for name, spec in runbook.parameters.items():
         if name in raw:
-            values[name] = _coerce(name, spec, raw[name], settings, environment)
+            values[name] = _coerce(name, spec, raw[name], settings, environment,
+                                   usage=f"usage: {runbook.usage}")
             if spec.type == "replicas":
                 _check_app_bounds(name, values, settings, environment)
         elif spec.is_required:
@@ -78,14 +69,12 @@ def coerce_params(
     return values
 
 
-def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str) -> Any:
+def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str, *,
+            usage: str) -> Any:
     value: Any
     match spec.type:
         case "int" | "revision" | "replicas":
-            try:
-                value = int(raw)
-            except ValueError:
-                raise UsageError(f"<{name}> must be a whole number, not `{shown(raw)}`") from None
+            value = whole_number(raw, what=f"<{name}>", hint=usage)
             if spec.type == "revision" and value < 1:
                 raise UsageError(f"<{name}> must be a revision number (1 or more)")
             if spec.type == "replicas" and value < 0:
@@ -97,8 +86,10 @@ def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str) 
                 raise UsageError(f"<{name}> must be true or false, not `{shown(raw)}`")
             value = lowered in _TRUE
         case "duration":
-            parse_duration(raw)
-            value = raw.strip()
+            shortest, longest = spec.duration_bounds
+            parse_duration(raw, shortest=shortest, longest=longest, what=f"<{name}>",
+                           hint=usage)
+            value = raw
         case "app":
             value = settings.app(raw, env).name
         case "name":
@@ -141,7 +132,8 @@ def _check_app_bounds(
 
 
 def _check_bounds(name: str, spec: Parameter, value: int) -> None:
-    if spec.min is not None and value < spec.min:
-        raise UsageError(f"<{name}> must be at least {spec.min}")
-    if spec.max is not None and value > spec.max:
-        raise UsageError(f"<{name}> must be at most {spec.max}")
+    low, high = spec.number_bounds
+    if low is not None and value < low:
+        raise UsageError(f"<{name}> must be at least {low}")
+    if high is not None and value > high:
+        raise UsageError(f"<{name}> must be at most {high}")

@@ -11,7 +11,7 @@ from .cluster import SimCluster
 
 def parse_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         raise ValueError(f"--listen wants HOST:PORT, got {listen!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 

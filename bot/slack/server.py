@@ -26,6 +26,7 @@ from bot import messages
 from bot.alerts.intake import alertmanager_route
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.numbers import is_digits
 from bot.services import Services
 from bot.slack import inbound
 from bot.slack.api import slack_client
@@ -143,7 +144,7 @@ def create_app(
 def parse_listen(listen: str) -> tuple[str, int]:
     """`HOST:PORT` (IPv6 hosts in brackets) as a host and a port number."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not is_digits(port) or not 0 <= int(port) <= 65535:
         raise ConfigError(messages.bad_listen(listen))
     return host.strip("[]") or "0.0.0.0", int(port)
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
 from pydantic import Field, field_validator
 
-from bot.config import AppConfig
+from bot.config import BACKUP_TTL_SHORTEST, AppConfig
 from bot.errors import NotFound, PermanentError, Refused, UsageError
 from bot.names import is_dns1123_subdomain, shown
+from bot.numbers import parse_duration
 from bot.registry import HandlerContext, Params
-from bot.runbooks.params import parse_duration
 from handlers.deploy.strategy import pod_labels
 
 GROUP, VERSION = "velero.io", "v1"
@@ -37,6 +37,7 @@ CHECKED_KINDS = (
      "list_namespaced_persistent_volume_claim"),
     ("serviceaccounts", "ServiceAccount", "core", "list_namespaced_service_account"),
 )
+TIMEOUT_SHORTEST, TIMEOUT_LONGEST = timedelta(seconds=1), timedelta(hours=24)
 Obj = dict[str, Any]
 
 
@@ -104,10 +105,9 @@ def _check_duration(value: str | None) -> str | None:
 
 
 def _timeout(text: str) -> float:
-    seconds = parse_duration(text).total_seconds()
-    if seconds <= 0:
-        raise ValueError("timeout must be more than 0s")
-    return seconds
+    # As the backup runbooks bound --timeout; this holds for other runbooks calling these.
+    return parse_duration(text, shortest=TIMEOUT_SHORTEST, longest=TIMEOUT_LONGEST,
+                          what="a timeout").total_seconds()
 
 
 # -- params more than one command takes ---------------------------------------------------
@@ -185,6 +185,8 @@ async def _scope(ctx: HandlerContext, target: str | None) -> tuple[str, AppConfi
             raise Refused(f"{target} is the namespace of environment {others[0]}; a backup in "
                           f"{env.name} may only hold {env.namespace}",
                           hint=f"use --env {others[0]}")
+        if target in ctx.settings.apps:
+            ctx.settings.app(target, env.name)  # says where the app is deployed instead
         raise Refused(f"`{target}` is neither an app of {env.name} nor its namespace "
                       f"{env.namespace}",
                       hint=f"apps: {', '.join(sorted(apps)) or 'none'}; or {env.namespace}")
@@ -207,11 +209,8 @@ def _meta(ctx: HandlerContext, name: str, app: AppConfig | None) -> Obj:
 
 def _ttl(ctx: HandlerContext, ttl: str | None) -> str:
     text = ttl or ctx.settings.backup.default_ttl
-    go = go_duration(text)
-    if parse_duration(text).total_seconds() < 60:
-        raise Refused(f"a backup must be kept at least 1m; --ttl `{text}` is shorter",
-                      hint="write e.g. 72h or 30d")
-    return go
+    parse_duration(text, shortest=BACKUP_TTL_SHORTEST, what="a backup's TTL")
+    return go_duration(text)
 
 
 # -- following a Backup or Restore --------------------------------------------------------

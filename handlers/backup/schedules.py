@@ -9,6 +9,7 @@ from pydantic import field_validator
 
 from bot.errors import Refused
 from bot.names import shown
+from bot.numbers import is_digits
 from bot.registry import HandlerContext, Params, Result, handler
 from handlers.backup import common
 from handlers.backup.common import (
@@ -56,7 +57,7 @@ def check_cron(text: str) -> str:
                                                                  strict=True)):
         for part in field_text.split(","):
             base, slash, step = part.partition("/")
-            if slash and not (step.isdigit() and int(step) >= 1):
+            if slash and not (is_digits(step) and int(step) >= 1):
                 raise ValueError(f"{what}: `{shown(part)}` has a bad step")
             if base == "*":
                 continue
@@ -69,7 +70,7 @@ def check_cron(text: str) -> str:
 
 
 def _cron_value(text: str, index: int) -> int | None:
-    if text.isdigit():
+    if is_digits(text):  # 0-9 only: Velero's cron parser reads no other digits
         return int(text)
     names = _NAMES.get(index, [])
     if text.lower() in names:

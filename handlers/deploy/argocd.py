@@ -185,7 +185,8 @@ class ArgoCDStrategy:
             strategy="argocd",
             app=ctx.require_app().name,
             environment=ctx.environment.name,
-            namespace=app.destination_namespace or ctx.namespace,
+            # The Application object's own namespace, as `Target` names it: argocd/<app>-<env>.
+            namespace=app.namespace,
             kind="Application",
             target=app.name,
             current_revision=str(current.id) if current else None,

@@ -14,6 +14,7 @@ from pydantic import field_validator
 
 from bot.errors import PermanentError, RetryableError
 from bot.names import is_dns1123_subdomain
+from bot.numbers import is_digits
 from bot.prometheus import PrometheusClient, labels_selector, promql_string
 from bot.registry import HandlerContext
 from handlers.deploy.kubernetes import REVISION, owned_replica_sets
@@ -154,8 +155,8 @@ async def revision_of(ctx: HandlerContext, workload: Workload,
     number = (rs.metadata.annotations or {}).get(REVISION)
     numbers = sorted(int(n) for n in (
         (r.metadata.annotations or {}).get(REVISION, "") for r in
-        await owned_replica_sets(ctx, workload)) if n.isdigit())
-    older = [n for n in numbers if number and number.isdigit() and n < int(number)]
+        await owned_replica_sets(ctx, workload)) if is_digits(n))
+    older = [n for n in numbers if number and is_digits(number) and n < int(number)]
     previous = str(older[-1]) if older else None
     latest = number is not None and number == workload.revision
     text = f"revision {number}" + (" (the latest)" if latest else

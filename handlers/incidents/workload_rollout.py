@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.numbers import is_digits
 from bot.registry import HandlerContext, Result, handler
 from handlers.deploy.kubernetes import REVISION, owned_replica_sets
 from handlers.incident import AlertParams, diagnosis
@@ -49,7 +50,7 @@ async def deployment(*, ctx: HandlerContext, params: AlertParams, **_: object) -
     if workload.kind == "Deployment":
         for rs in await owned_replica_sets(ctx, workload):
             number = (rs.metadata.annotations or {}).get(REVISION, "")
-            if number.isdigit():
+            if is_digits(number):
                 sets.append((int(number), rs))
     sets.sort(key=lambda item: item[0], reverse=True)
     new = sets[0][1] if sets else None

@@ -384,6 +384,9 @@ async def test_an_alert_run_in_prod_waits_for_approval(
     assert request is not None and request.source == "alert"
     assert request.command == "run test-restart app=shop-api --env prod"
     assert board.executions == {}
+    # It read "ran, waiting for approval" while nothing had run.
+    line = board.last().runs[0].text
+    assert "waiting for approval, not run yet" in line and "ran" not in line
 
 
 
@@ -423,5 +426,7 @@ async def test_a_resolved_alert_withdraws_the_approval_request_it_opened(
     assert run.status == "cancelled"
     request = alert_services.store.get_request(run.request_id or "")
     assert request is not None and request.status == "cancelled"
-    assert "approval request cancelled: the alert resolved" in board.last().runs[0].text
+    line = board.last().runs[0].text
+    assert "not run: approval request cancelled, the alert resolved" in line
+    assert "ran" not in line
     assert board.executions == {}

@@ -116,6 +116,35 @@ def test_shop_worker_is_not_an_app_in_prod(settings: Settings) -> None:
     assert (context["env"], context["app"]) == ("prod", None)
 
 
+def test_the_route_says_where_an_app_of_another_environment_is(settings: Settings) -> None:
+    catalog = Catalog([LoadedRunbook(runbook(['alertname="X"']), "rb.yaml")])
+    for labels in ({"deployment": "shop-worker"}, {"pod": "shop-worker-7c9d8f6b5-abcde"}):
+        [found] = route(item({"alertname": "X", "namespace": "shop-prod", **labels}), catalog,
+                        settings)
+        assert found.params is None and found.problem == (
+            "no valid target from the alert's labels: `shop-worker` is not deployed to prod; "
+            "it is in staging")
+    [unknown] = route(item({"alertname": "X", "namespace": "shop-prod", "deployment": "pay"}),
+                      catalog, settings)
+    assert unknown.problem == "no valid target from the alert's labels: missing <app>"
+
+
+def test_numbers_from_labels_are_ascii_digits(settings: Settings) -> None:
+    counted = Runbook.model_validate({
+        "name": "rb", "description": "test", "parameters": {"count": {"type": "int"}},
+        "steps": [{"name": "Status", "handler": "automation.status"}],
+        "alerts": [{"matchers": ['alertname="X"'],
+                    "params": {"count": "{{ alert.labels.count }}"}}],
+    })
+    catalog = Catalog([LoadedRunbook(counted, "rb.yaml")])
+    for count, params, problem in (("3", {"count": 3}, None), ("٣", None, (
+            "no valid target from the alert's labels: <count> must be a whole number written "
+            "with the digits 0-9, not `٣`"))):
+        [found] = route(item({"alertname": "X", "namespace": "shop-staging", "count": count}),
+                        catalog, settings)
+        assert (found.params, found.problem) == (params, problem)
+
+
 @pytest.mark.parametrize("labels", [
     {"namespace": "shop-staging\n"},
     {"namespace": "Shop-Staging"},

@@ -676,6 +676,20 @@ async def test_replicas_mismatch_that_recovered(svc: Services) -> None:
     assert buttons(rep) == {"Diagnose": "diag shop-api --env staging"}
 
 
+async def test_a_revision_annotation_in_other_digits_is_no_revision(svc: Services,
+                                                                     kube: Any) -> None:
+    # `"²".isdigit()` is true and int("²") raises: the diagnoses crashed on such an annotation.
+    for app in ("shop-api", "shop-worker"):
+        [rs, *_] = kube.apps.list_namespaced_replica_set(NS, label_selector=f"app={app}").items
+        kube.apps.patch_namespaced_replica_set(rs.metadata.name, NS, {"metadata": {
+            "annotations": {"deployment.kubernetes.io/revision": "²"}}})
+    item = alert("KubeDeploymentReplicasMismatch", namespace=NS, deployment="shop-api")
+    outcome, rep = await run_alert(svc, item, "alert-deployment")
+    assert outcome.status == "succeeded", rep.final.summary
+    outcome, rep = await run_as(svc, "run alert-crashloop app=shop-worker --env staging")
+    assert outcome.status == "succeeded", rep.notices or rep.final.summary
+
+
 # -- HPAs and CPU throttling --------------------------------------------------------------------
 
 

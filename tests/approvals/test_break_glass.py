@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bot import messages
 from bot.config import Settings
 from bot.registry import Registry
 from bot.scheduler import Scheduler
@@ -78,6 +79,27 @@ async def test_reminders_until_acknowledged(svc: Services, loud: LoudBoard) -> N
     assert len(executions) == 1  # acknowledging never runs it again
     audit = [r["outcome"] for r in svc.store.export_audit() if r["request_id"] == rid]
     assert audit[-1] == "acknowledged"
+
+
+def card(view: Any) -> str:
+    """The request's message as the boards show it: headline, then its lines."""
+    return "\n".join([messages.approval_headline(view.status, view.command, view.environment,
+                                                  view.emergency),
+                      *messages.approval_lines(view)])
+
+
+async def test_the_card_never_calls_a_break_glass_change_approved(svc: Services,
+                                                                  loud: LoudBoard) -> None:
+    outcome, _ = await run(svc, 'restart shop-web --env prod --emergency "stuck pods"', "bob")
+    before = card(loud.shown[-1])
+    assert "ran under break-glass, awaiting acknowledgement" in before
+    assert "stuck pods (awaiting acknowledgement); it ran without prior approval" in before
+    await run(svc, f"approve {outcome.request_id}", "carol")
+    after = card(loud.shown[-1])
+    # It said "(approved); it ran without approval": acknowledged after the fact, not approved.
+    assert "ran under break-glass, acknowledged" in after
+    assert "stuck pods (acknowledged); it ran without prior approval" in after
+    assert "approved" not in after
 
 
 async def test_break_glass_needs_the_role(svc: Services, sim: Any, loud: LoudBoard) -> None:

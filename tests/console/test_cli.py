@@ -64,6 +64,19 @@ def test_run_usage_error_exit_2(world: dict[str, str]) -> None:
     assert "did you mean `scale`" in result.stdout
 
 
+@pytest.mark.parametrize(("command", "said"), [
+    # The last --env used to win: exit 3, a prod approval request opened.
+    ("scale shop-web 3 --env staging --env prod", "`--env` is given twice"),
+    ("scale shop-web ٣", "must be a whole number written with the digits 0-9"),
+    # An OverflowError out of duration parsing: a traceback and exit 1.
+    ("backup create shop-api --ttl 99999999999999h --dry-run", "<ttl> is at most 3650d"),
+])
+def test_run_refused_input_exit_2(world: dict[str, str], command: str, said: str) -> None:
+    result = opsbot("run", command, "--as", "alice", env=world)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert said in result.stdout and "request-id" not in result.stdout
+
+
 def test_run_unknown_user_exit_2(world: dict[str, str]) -> None:
     assert opsbot("run", "status shop-api", "--as", "eve", env=world).returncode == 2
 

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from bot.config import load_settings
+from bot.config import load_settings, settings_from_mapping
 from bot.errors import ConfigError, UnknownName
+from bot.services import Services
+from bot.simcluster.cli import parse_listen as simcluster_listen
+from bot.slack.server import parse_listen
 
 ROOT = Path(__file__).parents[2]
 
@@ -75,3 +80,61 @@ def test_users_by_handle_or_id() -> None:
     assert settings.user_id("U0BOB") == "U0BOB"
     with pytest.raises(UnknownName):
         settings.user_id("alcie")
+    with pytest.raises(UnknownName):
+        settings.user_id("U٣٣")  # not a Slack id: those are ASCII
+
+
+def _demo_with(**changes: Any) -> dict[str, Any]:
+    """The demo configuration with `section.key` values replaced."""
+    raw: dict[str, Any] = yaml.safe_load((ROOT / "examples/demo.yaml").read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return raw
+
+
+@pytest.mark.parametrize(("changes", "said"), [
+    # Numbers people type are YAML numbers: no "1_000", "+3" or " 3 " in quotes, no .inf.
+    ({"apps__shop-api__replicas": {"min": 1, "max": "1_000"}}, "replicas.max"),
+    ({"apps__shop-api__replicas": {"min": " 1 ", "max": 10}}, "replicas.min"),
+    ({"alerts__max_concurrent": "+3"}, "alerts.max_concurrent"),
+    ({"alerts__poll_seconds": float("inf")}, "alerts.poll_seconds"),
+    ({"apps__shop-api__analysis": {"initial_delay_seconds": float("inf")}}, "initial_delay"),
+    # Every configured duration has a maximum: these overflowed where they were used.
+    ({"environments__prod__approval__ttl_minutes": 99999999999999}, "ttl_minutes"),
+    ({"break_glass_reminder_minutes": 10**20}, "break_glass_reminder_minutes"),
+    ({"apps__shop-api__deploy": {"timeout_seconds": 10**20}}, "timeout_seconds"),
+    ({"backup__default_ttl": "99999999999d"}, "backup.default_ttl is at most 3650d"),
+    ({"backup__default_ttl": "999999999d"}, "backup.default_ttl is at most 3650d"),
+    ({"backup__default_ttl": "0s"}, "backup.default_ttl is at least 1m"),
+    ({"backup__default_ttl": "٣d"}, "`٣d` is not a duration"),
+    ({"backup__verify_cron": "٠ 3 * * *"}, "use the digits 0-9"),
+    ({"alerts__silence_durations": ["1h", "99999999999d"]}, "alerts.silence_durations is at "
+                                                            "most 3650d"),
+    ({"alerts__silence_durations": ["1h", "۱h"]}, "is not a duration"),
+])
+def test_config_numbers_and_durations(changes: dict[str, Any], said: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings_from_mapping(_demo_with(**changes))
+    assert said in str(err.value)
+
+
+def test_silence_buttons_must_be_silences_the_runbook_takes() -> None:
+    # An 8d button would fail for whoever clicks it: refused when opsbot starts.
+    settings = settings_from_mapping(_demo_with(alerts__silence_durations=["1h", "8d"]),
+                                     environ={"OPSBOT_DATABASE_URL": "sqlite://"})
+    with pytest.raises(ConfigError) as err:
+        Services.build(settings)
+    assert str(err.value) == "alerts.silence_durations: <duration> is at most 7d; `8d` is longer"
+
+
+def test_listen_port_is_ascii_digits() -> None:
+    # OPSBOT_LISTEN and `opsbot simcluster --listen` took "٣٠٠٠" as port 3000.
+    with pytest.raises(ConfigError):
+        parse_listen("127.0.0.1:٣٠٠٠")
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        simcluster_listen("127.0.0.1:٣٠٠٠")
+    assert parse_listen("127.0.0.1:3000") == simcluster_listen("127.0.0.1:3000")

@@ -4,10 +4,11 @@ import pytest
 
 from bot.config import Settings
 from bot.errors import UnknownName, UsageError
+from bot.numbers import parse_duration
 from bot.registry import Registry
 from bot.runbooks.loader import load_catalog
 from bot.runbooks.models import Runbook
-from bot.runbooks.params import coerce_params, parse_duration
+from bot.runbooks.params import coerce_params
 
 
 def _rb(registry: Registry, name: str) -> Runbook:
@@ -59,7 +60,8 @@ def test_unknown_app_suggests(registry: Registry, offline_settings: Settings) ->
 
 
 def test_app_not_in_environment(registry: Registry, offline_settings: Settings) -> None:
-    with pytest.raises(UnknownName):
+    with pytest.raises(UsageError, match="`shop-worker` is not deployed to prod; it is in "
+                                         "staging"):
         coerce_params(
             _rb(registry, "status"),
             {"app": "shop-worker"},

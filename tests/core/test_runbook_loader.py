@@ -112,3 +112,50 @@ def test_schema_validates_builtin_runbooks() -> None:
     validator = Draft202012Validator(runbook_json_schema())
     for file in (Path(__file__).parents[2] / "runbooks").glob("*.yaml"):
         assert not list(validator.iter_errors(yaml.safe_load(file.read_text()))), file
+
+
+PAUSE = """\
+name: pause-for
+description: Pause automation for a while.
+parameters:
+  duration:
+    type: duration
+{bounds}
+command:
+  verb: pause-for
+steps:
+  - name: Pause
+    handler: automation.pause
+    with:
+      duration: "{{{{ params.duration }}}}"
+"""
+
+
+@pytest.mark.parametrize(("bounds", "said"), [
+    ("    max: 10", "`max` of a duration parameter is a duration"),
+    ("    min: 1h\n    max: 1m", "`min` (1h) is longer than `max` (1m)"),
+    ("    max: 99999999999d", "`max` is at most 3650d"),
+    ("    max: 1h\n    default: 2h", "`default` is at most 1h; `2h` is longer"),
+])
+def test_duration_bounds_are_checked_at_load(tmp_path: Path, registry: Registry, bounds: str,
+                                             said: str) -> None:
+    with pytest.raises(RunbookError) as err:
+        load_catalog([_write(tmp_path, "pause.yaml", PAUSE.format(bounds=bounds))], registry)
+    assert said in "\n".join(err.value.problems)
+
+
+def test_number_bounds_are_numbers(tmp_path: Path, registry: Registry) -> None:
+    bad = GOOD.replace("    default: shop-web\n", "    default: shop-web\n  count:\n"
+                       "    type: int\n    max: 7d\n")
+    with pytest.raises(RunbookError) as err:
+        load_catalog([_write(tmp_path, "bad.yaml", bad)], registry)
+    assert "`max` is a whole number for type int" in "\n".join(err.value.problems)
+
+
+def test_a_huge_alert_cooldown_is_a_load_error(tmp_path: Path, registry: Registry) -> None:
+    # It was an OverflowError out of the loader, not a problem with file and line.
+    text = GOOD + ('alerts:\n  - matchers: [\'alertname="X"\']\n'
+                   "    cooldown: 99999999999d\n")
+    with pytest.raises(RunbookError) as err:
+        load_catalog([_write(tmp_path, "alert.yaml", text)], registry)
+    assert "is at most 3650d" in "\n".join(err.value.problems)

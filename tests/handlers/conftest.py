@@ -8,8 +8,7 @@ from kubernetes import client
 
 from bot.dispatcher import Outcome
 from bot.services import Services
-from bot.trigger import Trigger
-from tests.conftest import RecordingReporter
+from tests.conftest import RecordingReporter, dispatch
 
 Run = Callable[..., Awaitable[tuple[Outcome, RecordingReporter]]]
 
@@ -19,10 +18,7 @@ def run(services: Services) -> Run:
     """Dispatch one console command as a user; returns the outcome and what was reported."""
 
     async def _run(text: str, user: str = "alice") -> tuple[Outcome, RecordingReporter]:
-        reporter = RecordingReporter()
-        trigger = Trigger(source="console", actor=services.settings.user_id(user), text=text)
-        outcome = await services.dispatcher.dispatch(trigger, reporter)
-        return outcome, reporter
+        return await dispatch(services, text, user)
 
     return _run
 

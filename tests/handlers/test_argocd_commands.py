@@ -83,6 +83,13 @@ async def test_deploy_syncs_and_turns_healthy(svc: Services, argocd: ArgoCDStand
     assert record["details"]["revisions"] == {"rollout": f"argocd:{APP}:3:{deployed_at}"}
 
 
+async def test_the_plan_names_the_application_where_argo_cd_keeps_it(svc: Services) -> None:
+    # Argo CD keeps Applications in its own namespace; the app runs in shop-staging.
+    rep = await dispatch(svc, "deploy shop-api 1.5.0 --dry-run")
+    assert rep.final.status == "succeeded", rep.final.summary
+    assert dict(steps(rep)["Plan"].fields)["Target"] == f"Application argocd/{APP} (argocd)"
+
+
 async def test_degraded_deploy_is_rolled_back_automatically(svc: Services,
                                                             argocd: ArgoCDStandIn) -> None:
     argocd.script_degrade(APP, 'Deployment "shop-api" exceeded its progress deadline')

@@ -107,11 +107,11 @@ def test_revision_from_tags_and_images() -> None:
 
 async def test_plan_deploy_syncs_a_revision(ctx: HandlerContext) -> None:
     plan = await STRATEGY.plan_deploy(ctx, "registry.example.com/shop/api:1.5.0")
-    assert (plan.kind, plan.target, plan.namespace) == ("Application", APP, "shop-staging")
+    assert (plan.kind, plan.target, plan.namespace) == ("Application", APP, "argocd")
     assert plan.current_revision == "2"  # the Argo CD history id, as rollback --to takes
     fields = dict(plan.fields())
     assert fields["Sync revision"] == "1.4.0 → 1.5.0"
-    assert fields["Target"] == f"Application shop-staging/{APP} (argocd)"
+    assert fields["Target"] == f"Application argocd/{APP} (argocd)"
     assert plan.details["revision"] == "1.5.0" and plan.details["history_id"] == 2
 
 

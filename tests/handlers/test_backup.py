@@ -134,7 +134,8 @@ async def test_create_backs_up_the_environment_namespace(run: Run, sim: Any) -> 
     ("backup create shop-prod", "shop-prod is the namespace of environment prod"),
     ("backup create kube-system", "`kube-system` is neither an app of staging nor its "
                                   "namespace shop-staging"),
-    ("backup create shop-api --ttl 0s", "a backup must be kept at least 1m"),
+    ("backup create shop-worker --env prod --dry-run", "`shop-worker` is not deployed to prod; "
+                                                       "it is in staging"),
 ])
 async def test_create_refuses_other_targets(run: Run, sim: Any, text: str, said: str) -> None:
     outcome, rep = await run(text)
@@ -203,6 +204,17 @@ async def test_create_dry_run_creates_nothing(run: Run, sim: Any) -> None:
     ("backup create Shop_API", "does not match the expected form"),
     ("backup create shop-api --ttl banana", "`banana` is not a duration"),
     ("backup create shop-api --ttl 3x", "`3x` is not a duration"),
+    # Every duration has a limit, said in the error; none reaches an OverflowError.
+    ("backup create shop-api --ttl 0s", "<ttl> is at least 1m; `0s` is shorter"),
+    ("backup create shop-api --ttl 99999999999999h --dry-run", "<ttl> is at most 3650d"),
+    ("backup create shop-api --ttl 999999999d --dry-run", "<ttl> is at most 3650d"),
+    ("backup create shop-api --ttl ２d", "`２d` is not a duration"),
+    ("backup create shop-api --timeout 0s", "<timeout> is at least 1s"),
+    ("backup create shop-api --timeout 25h", "<timeout> is at most 1d"),
+    ('backup schedule shop-api "0 3 * * *" --ttl 3651d', "<ttl> is at most 3650d"),
+    ("backup restore good --timeout 99999999999d", "<timeout> is at most 1d"),
+    ("backup verify good --timeout 0s", "<timeout> is at least 1s"),
+    ("backup create shop-api --ttl 1d --ttl=2d", "`--ttl` is given twice"),
     ("backup describe Bad_Name", "not a valid"),
     ("backup restore x.. --into y", "not a valid"),
     ("backup restore good --into Bad_NS", "does not match the expected form"),
@@ -405,7 +417,9 @@ def test_check_cron() -> None:
     for bad, said in [("0 3 * *", "has 4 fields"), ("0 24 * * *", "hour"),
                       ("0 3 0 * *", "day of month"), ("0 3 * 13 *", "month"),
                       ("0 3 * * 8", "day of week"), ("*/0 * * * *", "bad step"),
-                      ("x * * * *", "minute")]:
+                      ("x * * * *", "minute"),
+                      # Velero's parser reads 0-9 only; isdigit() took these as 0 and 15.
+                      ("٠ 3 * * *", "minute"), ("*/１５ * * * *", "bad step")]:
         with pytest.raises(ValueError, match=said):
             check_cron(bad)
 

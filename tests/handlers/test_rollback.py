@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,42 @@ async def test_unlock_by_admin_then_command_runs(svc: Services) -> None:
     audit = [r for r in svc.store.export_audit() if r["details"].get("runbook") == "unlock"]
     assert audit and audit[-1]["actor"] == "U0BOB"
     assert (await dispatch(svc, "scale shop-api 4")).final.status == "succeeded"
+
+
+def unlock_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "opsbot.handler.opsbot.unlock"]
+
+
+async def test_unlock_of_a_free_target_says_so_in_the_log_too(
+    svc: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="opsbot.handler")
+    rep = await dispatch(svc, "unlock shop-api", user="bob")
+    assert rep.final.steps[0].summary == "shop-api in `staging` was not locked; nothing to do"
+    # It used to log "WARNING lock on staging/shop-api removed by U0BOB" all the same.
+    assert unlock_logs(caplog) == [("INFO", "unlock of staging/shop-api by U0BOB: it was not "
+                                            "locked")]
+
+
+async def test_unlock_logs_the_lease_it_removed(svc: Services,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="opsbot.handler")
+    holder = hold_lock(svc, "U0ALICE", ttl_seconds=300)
+    rep = await dispatch(svc, "unlock shop-api", user="bob")
+    assert rep.final.steps[0].summary.startswith("removed the lock alice held on shop-api")
+    assert unlock_logs(caplog) == [("WARNING", f"lock on staging/shop-api held by U0ALICE "
+                                               f"(execution {holder}) removed by U0BOB")]
+
+
+async def test_unlock_dry_run_says_whether_there_is_a_lock(svc: Services) -> None:
+    free = await dispatch(svc, "unlock shop-api --dry-run", user="bob")
+    assert free.final.steps[0].summary == "shop-api in `staging` is not locked; nothing to do"
+    holder = hold_lock(svc, "U0ALICE", ttl_seconds=300)
+    held = await dispatch(svc, "unlock shop-api --dry-run", user="bob")
+    assert held.final.steps[0].summary == (f"would remove the lock alice holds on shop-api in "
+                                           f"`staging` (execution `{holder}`)")
+    assert svc.store.get_lock("staging/shop-api") is not None  # a dry run changes nothing
 
 
 async def test_lock_released_after_execution(svc: Services) -> None:

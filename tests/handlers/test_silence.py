@@ -13,11 +13,9 @@ import httpx
 import pytest
 
 from bot.config import load_settings
-from bot.dispatcher import Outcome
 from bot.registry import Registry
 from bot.services import Services
-from bot.trigger import Trigger
-from tests.conftest import DEMO_CONFIG, RecordingReporter
+from tests.conftest import DEMO_CONFIG, dispatch
 from tests.support.prometheus import AlertmanagerServer
 
 pytest_plugins = ["tests.support.fixtures_prometheus"]
@@ -61,18 +59,11 @@ def svc(am: AlertmanagerServer, kubeconfig: Path, db_url: str) -> Iterator[Servi
         built.close()
 
 
-async def run(services: Services, text: str, user: str = "alice"
-              ) -> tuple[Outcome, RecordingReporter]:
-    reporter = RecordingReporter()
-    trigger = Trigger(source="console", actor=services.settings.user_id(user), text=text)
-    return await services.dispatcher.dispatch(trigger, reporter), reporter
-
-
 async def test_silence_creates_it_in_the_environment_namespace(
     svc: Services, am: AlertmanagerServer
 ) -> None:
     before = datetime.now(UTC)
-    outcome, rep = await run(
+    outcome, rep = await dispatch(
         svc, 'silence KubePodCrashLooping pod=shop-worker-x --for 1h --reason "fixing it"'
     )
     assert outcome.status == "succeeded", rep.final
@@ -106,7 +97,7 @@ async def test_silence_creates_it_in_the_environment_namespace(
 async def test_prod_silence_needs_no_approval_and_stays_in_prod(
     svc: Services, am: AlertmanagerServer
 ) -> None:
-    outcome, rep = await run(svc, "silence HighErrorRate --for 30m --env prod")
+    outcome, rep = await dispatch(svc, "silence HighErrorRate --for 30m --env prod")
     assert outcome.status == "succeeded", rep.final
     [silence] = listed(am)
     assert matchers(silence) == {"alertname": "HighErrorRate", "namespace": "shop-prod"}
@@ -116,7 +107,7 @@ async def test_prod_silence_needs_no_approval_and_stays_in_prod(
 async def test_a_namespace_label_replaces_the_environment_one(
     svc: Services, am: AlertmanagerServer
 ) -> None:
-    outcome, rep = await run(svc, "silence NodeDiskFull namespace=kube-system --for 2h")
+    outcome, rep = await dispatch(svc, "silence NodeDiskFull namespace=kube-system --for 2h")
     assert outcome.status == "succeeded", rep.final
     [silence] = listed(am)
     assert matchers(silence) == {"alertname": "NodeDiskFull", "namespace": "kube-system"}
@@ -124,7 +115,7 @@ async def test_a_namespace_label_replaces_the_environment_one(
 
 
 async def test_dry_run_creates_nothing(svc: Services, am: AlertmanagerServer) -> None:
-    outcome, rep = await run(
+    outcome, rep = await dispatch(
         svc, "silence KubePodCrashLooping pod=shop-worker-x --for 90m --dry-run"
     )
     assert outcome.status == "succeeded", rep.final
@@ -139,10 +130,14 @@ async def test_dry_run_creates_nothing(svc: Services, am: AlertmanagerServer) ->
 
 
 @pytest.mark.parametrize(("text", "status", "error"), [
-    ("silence KubePodCrashLooping --for 0m", "failed", "from 1m to 7d; `0m` is outside"),
-    ("silence KubePodCrashLooping --for 30s", "failed", "from 1m to 7d; `30s` is outside"),
-    ("silence KubePodCrashLooping --for 30d", "failed", "from 1m to 7d; `30d` is outside"),
-    ("silence KubePodCrashLooping --for 7d1m", "failed", "from 1m to 7d"),
+    # Outside 1m..7d is a usage error before anything runs, not a failed execution.
+    ("silence KubePodCrashLooping --for 0m", "usage", "is at least 1m; `0m` is shorter"),
+    ("silence KubePodCrashLooping --for 30s", "usage", "is at least 1m; `30s` is shorter"),
+    ("silence KubePodCrashLooping --for 30d", "usage", "is at most 7d; `30d` is longer"),
+    ("silence KubePodCrashLooping --for 7d1m", "usage", "is at most 7d; `7d1m` is longer"),
+    ("silence KubePodCrashLooping --for 99999999999d", "usage", "is at most 7d"),
+    ("silence KubePodCrashLooping --for ٣h", "usage", "`٣h` is not a duration"),
+    ("silence KubePodCrashLooping --for 1h --for 2h", "usage", "`--for` is given twice"),
     ("silence KubePodCrashLooping --for banana", "usage", "`banana` is not a duration"),
     ("silence KubePodCrashLooping bad-label!=x --for 1h", "usage", "is not label=value"),
     ("silence KubePodCrashLooping =x --for 1h", "usage", "is not label=value"),
@@ -155,21 +150,24 @@ async def test_dry_run_creates_nothing(svc: Services, am: AlertmanagerServer) ->
 async def test_bad_commands_say_why_and_create_nothing(
     svc: Services, am: AlertmanagerServer, text: str, status: str, error: str
 ) -> None:
-    outcome, rep = await run(svc, text)
+    outcome, rep = await dispatch(svc, text)
     assert outcome.status == status
     said = rep.notices[0].text if status == "usage" else rep.final.steps[0].summary
     assert error in said
     assert listed(am) == []
+    if status == "usage":  # refused before an execution exists: nothing is audited as a run
+        assert outcome.execution_id is None and rep.views == []
+        assert list(svc.store.export_audit()) == []
 
 
 async def test_viewers_may_not_silence(svc: Services, am: AlertmanagerServer) -> None:
-    outcome, _ = await run(svc, "silence KubePodCrashLooping --for 1h", user="mallory")
+    outcome, _ = await dispatch(svc, "silence KubePodCrashLooping --for 1h", user="mallory")
     assert outcome.status == "denied"
     assert listed(am) == []
 
 
 async def test_without_alertmanager_url_it_says_what_to_set(services: Services) -> None:
     assert services.settings.alertmanager_url is None
-    outcome, rep = await run(services, "silence KubePodCrashLooping --for 1h")
+    outcome, rep = await dispatch(services, "silence KubePodCrashLooping --for 1h")
     assert outcome.status == "failed"
     assert "set ALERTMANAGER_URL" in rep.final.steps[0].summary

@@ -105,6 +105,17 @@ def test_ttl_is_a_go_duration(sim: SimCluster, custom: client.CustomObjectsApi) 
         assert expires == timedelta(hours=hours)
 
 
+@pytest.mark.parametrize(("ttl", "said"), [
+    ("9999999999h", 'time: invalid duration "9999999999h"'),  # past Go's int64 nanoseconds
+    ("٣h", 'time: invalid duration "٣h"'),  # Go reads the digits 0-9 only
+])
+def test_a_ttl_go_refuses_fails_validation(sim: SimCluster, custom: client.CustomObjectsApi,
+                                           ttl: str, said: str) -> None:
+    status = backup(sim, custom, "odd-ttl", includedNamespaces=["shop-prod"], ttl=ttl)["status"]
+    assert status["phase"] == "FailedValidation"
+    assert status["validationErrors"] == [f"Invalid ttl: {said}"]
+
+
 def test_failed_validation(sim: SimCluster, custom: client.CustomObjectsApi) -> None:
     status = backup(sim, custom, "elsewhere", storageLocation="offsite")["status"]
     assert status["phase"] == "FailedValidation"

@@ -9,6 +9,9 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0
           "h": 3600.0}
 
 
+_MAX_SECONDS = (2**63 - 1) / 1e9
+
+
 def parse_duration(text: str) -> float:
     """Seconds in a Go duration (`720h0m0s`, `24h`, `1.5h`); ValueError with Go's message."""
     rest = text
@@ -20,17 +23,19 @@ def parse_duration(text: str) -> float:
         raise ValueError(f'time: invalid duration "{text}"')
     total = 0.0
     while rest:
-        number = re.match(r"(\d*)(\.\d*)?", rest)
+        number = re.match(r"([0-9]*)(\.[0-9]*)?", rest)
         digits = number.group(0) if number else ""
         if digits in ("", "."):
             raise ValueError(f'time: invalid duration "{text}"')
         rest = rest[len(digits):]
-        unit = re.match(r"[^\d.]+", rest)
+        unit = re.match(r"[^0-9.]+", rest)
         if unit is None:
             raise ValueError(f'time: missing unit in duration "{text}"')
         if unit.group(0) not in _UNITS:
             raise ValueError(f'time: unknown unit "{unit.group(0)}" in duration "{text}"')
         total += float(digits) * _UNITS[unit.group(0)]
+        if total > _MAX_SECONDS:  # Go's int64 nanoseconds overflow: ParseDuration refuses it
+            raise ValueError(f'time: invalid duration "{text}"')
         rest = rest[unit.end():]
     return sign * total
 
