@@ -184,7 +184,7 @@ def build_bolt_app(
             log.warning("%s from %s has no channel; ignored", trigger.via, trigger.actor)
             return
         reporter = SlackReporter(services.store, trigger.channel, trigger.actor,
-                                 thread_ts=thread_ts)
+                                 thread_ts=thread_ts, direct=web)
         background.spawn(run_trigger(services, trigger, reporter),
                          name=f"opsbot {trigger.delivery_id}")
 

@@ -6,10 +6,14 @@ place), a post, an ephemeral reply, a file upload. Writing one is a short commit
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from bot.store import Store
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack.api import SlackCallFailed, call
+from bot.store import Store, StoreError
 from bot.store.outbox import Orphan, Outgoing
 
 __all__ = ["FALLBACK_ERRORS", "ephemeral", "post", "send", "show", "upload"]
@@ -19,6 +23,8 @@ FALLBACK_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived
                              "user_not_in_channel"})
 
 Blocks = Sequence[dict[str, Any]]
+
+log = logging.getLogger("opsbot.slack")
 
 
 def _message(channel: str, text: str, blocks: Blocks | None,
@@ -69,6 +75,23 @@ def upload(*, channel: str, parent: str, content: bytes, filename: str,
                     parent=parent, content=content)
 
 
-async def send(store: Store, outgoing: Outgoing, *, stream: str | None = None) -> None:
-    """Commit `outgoing` to the outbox (a few milliseconds); the sender delivers it."""
-    await asyncio.to_thread(store.enqueue, outgoing, stream=stream)
+async def send(store: Store, outgoing: Outgoing, *, stream: str | None = None,
+               direct: AsyncWebClient | None = None) -> None:
+    """Commit `outgoing` to the outbox (a few milliseconds); the sender delivers it.
+
+    With `direct`, an ephemeral reply the store cannot take (the database is down: the reply
+    is usually the one saying so) goes straight to Slack instead: it edits nothing and needs no
+    order, and the person must hear that nothing ran. Anything else waits for the store."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(store.enqueue, outgoing, stream=stream),
+                               store.deadline)
+    except (StoreError, TimeoutError) as exc:
+        if direct is None or outgoing.kind != "ephemeral":
+            raise
+        log.warning("the outbox cannot take a reply (%s); sending it to Slack directly",
+                    type(exc).__name__)
+        try:
+            await call("chat.postEphemeral", direct.chat_postEphemeral, **outgoing.payload)
+        except SlackCallFailed as failed:
+            log.warning("the direct reply failed too: %s", failed.error)
+            raise exc from failed

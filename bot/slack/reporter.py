@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+from slack_sdk.web.async_client import AsyncWebClient
+
 from bot import messages
 from bot.reporting import ExecutionView, Notice
 from bot.slack.blocks import (
@@ -43,8 +45,10 @@ class SlackReporter:
         parent: str | None = None,
         orphan: Orphan = "drop",
         stream: str | None = None,
+        direct: AsyncWebClient | None = None,
     ) -> None:
         self._store = store
+        self._direct = direct  # for replies the outbox cannot take (see outbox.send)
         self._channel = channel
         self._user = user
         self._thread_ts = thread_ts
@@ -106,4 +110,4 @@ class SlackReporter:
                          thread_ts=self._thread_ts)
 
     async def _send(self, outgoing: Outgoing) -> None:
-        await send(self._store, outgoing, stream=self._stream)
+        await send(self._store, outgoing, stream=self._stream, direct=self._direct)

@@ -33,7 +33,7 @@ async def test_group_printed_on_alert_changes_with_its_commands() -> None:
         "🔴 KubePodCrashLooping shop-worker in staging: Pod is crash looping. "
         "(since 2026-01-01T00:00:00Z)",
         "Automation:",
-        "• `alert-crashloop` on shop-worker in staging: ran, starting",
+        "• `alert-crashloop` on shop-worker in staging: starting",
         "  [Silence 1h] silence KubePodCrashLooping namespace=shop-staging --for 1h --env staging",
     ]
     assert board.showing("KubePodCrashLooping") and not board.showing("KubePodCrashLooping",

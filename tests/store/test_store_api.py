@@ -34,6 +34,8 @@ def test_exported_names() -> None:
         "AuditChainBroken",
         "AuditEntry",
         "AuditProblem",
+        "BadDatabaseURL",
+        "DatabaseUnreachable",
         "Decision",
         "ExecutionRecord",
         "InvalidTransition",
@@ -95,7 +97,7 @@ def test_ids_unique_across_threads() -> None:
 def test_database_errors_become_store_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable):
         Store.open("postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2")
-    with pytest.raises(StoreError, match="invalid database URL"):
+    with pytest.raises(StoreError, match="the database URL is not valid"):
         Store.open("not a url")
     store = Store.open(sqlite_url(tmp_path / "opsbot.db"))
     try:
