@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.errors import ConfigError, OpsbotError, RunbookError
+from bot.markup import plain
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"opsbot: {exc}", file=sys.stderr)
         return 2
     except OpsbotError as exc:
-        print(f"opsbot: {exc}", file=sys.stderr)
+        print(f"opsbot: {plain(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

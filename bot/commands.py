@@ -10,6 +10,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from bot.errors import UnknownName, UsageError
+from bot.markup import code
 from bot.names import closest, shown
 from bot.runbooks.loader import Catalog
 from bot.runbooks.models import Runbook
@@ -125,7 +126,7 @@ def _bind(
     args = runbook.command.args if runbook.command else []
     if len(positional) > len(args):
         raise UsageError(
-            f"too many arguments: `{shown(positional[len(args)])}`",
+            f"too many arguments: {code(shown(positional[len(args)]))}",
             hint=f"usage: {runbook.usage}",
         )
     for name, value in zip(args, positional, strict=False):

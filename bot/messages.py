@@ -1,7 +1,7 @@
 """Every sentence opsbot says to a person, in one place, so wording stays consistent and testable.
 
-Text uses a small markdown subset (`*bold*`, `` `code` ``) that Slack renders as mrkdwn and the
-console prints as is.
+Our formatting is made with `bot.markup` (bold, code, italic, channel links); every value put
+into a sentence is literal text, which each front end shows as typed.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from bot.markup import bold, channel, code, italic
 from bot.reporting import ExecutionView, Notice, StepView
 
 if TYPE_CHECKING:
@@ -58,12 +59,13 @@ META_HELP = [
     ("run <runbook> [key=value ...]", "run any runbook by name"),
 ]
 COMMON_FLAGS = (
-    "Common flags: `--env ENV`, `--reason TEXT`, `--dry-run` (show the plan, change nothing)."
+    f"Common flags: {code('--env ENV')}, {code('--reason TEXT')}, {code('--dry-run')} "
+    "(show the plan, change nothing)."
 )
 
 
 def _cmd(prefix: str, usage: str) -> str:
-    return f"`{prefix} {usage}`" if prefix else f"`{usage}`"
+    return code(f'{prefix} {usage}') if prefix else code(usage)
 
 
 def execution_headline(view: ExecutionView) -> str:
@@ -75,11 +77,11 @@ def execution_headline(view: ExecutionView) -> str:
         "failed": "failed",
         "interrupted": "interrupted",
     }[view.status]
-    return f"{icon} `{view.command}`{mode} in *{view.environment}*: {verb}"
+    return f"{icon} {code(view.command)}{mode} in {bold(view.environment)}: {verb}"
 
 
 def execution_context(view: ExecutionView) -> str:
-    parts = [f"by {view.actor}", f"execution `{view.execution_id}`"]
+    parts = [f"by {view.actor}", f"execution {code(view.execution_id)}"]
     if view.reason:
         parts.append(f"reason: {view.reason}")
     return " · ".join(parts)
@@ -103,35 +105,36 @@ def help_overview(
     if not any(rb.command for rb in runbooks):
         lines.insert(0, "You may not run any command here; ask an admin for a role.")
     elif environments is not None:
-        flags = " or ".join(f"`--env {name}`" for name in environments)
+        flags = " or ".join(code(f'--env {name}') for name in environments)
         lines.insert(0, f"This channel does not take the default environment: add {flags}.")
-    return Notice("info", "*What you can run here*", hint=COMMON_FLAGS, details=tuple(lines))
+    return Notice("info", bold("What you can run here"), hint=COMMON_FLAGS, details=tuple(lines))
 
 
 def help_topic(runbook: Runbook, command: str) -> Notice:
     lines = [runbook.description, f"usage: {_cmd(command, runbook.usage)}"]
     for name, spec in runbook.parameters.items():
         default = "" if spec.is_required else f" (default: {spec.default})"
-        lines.append(f"• `{name}` ({spec.type}){default}: {spec.help}".rstrip(": "))
+        lines.append(f"• {code(name)} ({spec.type}){default}: {spec.help}".rstrip(": "))
     if runbook.mutating:
         lines.append("Changes the cluster; environments that require approval will ask for it.")
     return Notice(
-        "info", f"*{runbook.verb or runbook.name}*", hint=COMMON_FLAGS, details=tuple(lines)
+        "info", bold(runbook.verb or runbook.name), hint=COMMON_FLAGS, details=tuple(lines)
     )
 
 
 def runbook_list(entries: Sequence[tuple[Runbook, str]]) -> Notice:
     lines = [
-        f"`{rb.name}`{' (changes things)' if rb.mutating else ''}: {rb.description} _[{origin}]_"
+        f"{code(rb.name)}{' (changes things)' if rb.mutating else ''}: {rb.description} "
+        f"{italic(f'[{origin}]')}"
         for rb, origin in entries
     ]
-    return Notice("info", "*Runbooks you may run*", details=tuple(lines) or ("none",))
+    return Notice("info", bold("Runbooks you may run"), details=tuple(lines) or ("none",))
 
 
 def approval_unavailable(runbook: str, environment: str) -> str:
     return (
-        f"`{runbook}` changes `{environment}`, which requires approval, and this opsbot process "
-        "has no approval service to open a request with. Nothing was changed."
+        f"{code(runbook)} changes {code(environment)}, which requires approval, and this opsbot "
+        "process has no approval service to open a request with. Nothing was changed."
     )
 
 
@@ -141,17 +144,18 @@ def approvals_unavailable() -> str:
 
 def approval_unavailable_hint() -> str:
     return (
-        "Add `--dry-run` to see the plan; nothing runs in an approval environment "
+        f"Add {code('--dry-run')} to see the plan; nothing runs in an approval environment "
         "without approval."
     )
 
 
 def usage_hint_for_unknown() -> str:
-    return "Type `help` to see what you can run."
+    return f"Type {code('help')} to see what you can run."
 
 
 def internal_error(execution_id: str) -> str:
-    return f"opsbot hit an internal error; details are in the log under execution `{execution_id}`"
+    return ("opsbot hit an internal error; details are in the log under execution "
+            f"{code(execution_id)}")
 
 
 def interrupted_summary() -> str:
@@ -170,16 +174,17 @@ def retrying(attempt: int, attempts: int, error: str) -> str:
 
 
 def approval_denied_hint() -> str:
-    return "Another approver can decide it; `pending` lists open requests."
+    return f"Another approver can decide it; {code('pending')} lists open requests."
 
 
 def channel_only(environment: str, channels: Sequence[str]) -> str:
-    allowed = ", ".join(f"<#{c}>" for c in channels)
-    return f"commands for `{environment}` are only accepted in {allowed}"
+    allowed = ", ".join(channel(c) for c in channels)
+    return f"commands for {code(environment)} are only accepted in {allowed}"
 
 
 def channel_only_hint() -> str:
-    return "Run it from one of those channels; `help` in this channel lists what it accepts."
+    return (f"Run it from one of those channels; {code('help')} in this channel lists what it "
+            "accepts.")
 
 
 def failure_summary(failed: StepView | None, cleanup: Sequence[StepView]) -> str:
@@ -199,13 +204,13 @@ def pending_needs_role(user: str) -> str:
 
 
 def denied_hint() -> str:
-    return "Ask an admin for the role if you need it; `help` lists what you can run."
+    return f"Ask an admin for the role if you need it; {code('help')} lists what you can run."
 
 
 def not_in_channel(command: str) -> str:
     return (
-        f"I cannot post in this channel, so `{command}` runs without a public message here. "
-        "Type `/invite @opsbot` to let me post, then run it again to share the result."
+        f"I cannot post in this channel, so {code(command)} runs without a public message here. "
+        f"Type {code('/invite @opsbot')} to let me post, then run it again to share the result."
     )
 
 
@@ -214,14 +219,14 @@ def unposted_result() -> str:
 
 
 def output_heading(step: str, part: int, parts: int) -> str:
-    return f"*{step}* output" + (f" ({part}/{parts})" if parts > 1 else "")
+    return f"{bold(step)} output" + (f" ({part}/{parts})" if parts > 1 else "")
 
 
 def output_left_out(step: str, lines: int, execution_id: str) -> str:
     plural = "line" if lines == 1 else "lines"
     return (
-        f"{lines} more {plural} of *{step}* output left out of this thread; the full output is "
-        f"stored with execution `{execution_id}`."
+        f"{lines} more {plural} of {bold(step)} output left out of this thread; the full output is "
+        f"stored with execution {code(execution_id)}."
     )
 
 
@@ -238,28 +243,28 @@ def slack_settings_missing(variables: Sequence[str]) -> str:
 
 
 def bad_listen(listen: str) -> str:
-    return f"OPSBOT_LISTEN must be HOST:PORT (like 0.0.0.0:3000), not `{listen}`"
+    return f"OPSBOT_LISTEN must be HOST:PORT (like 0.0.0.0:3000), not {code(listen)}"
 
 
 def target_locked(target: str, environment: str, holder: str, command: str,
                   execution_id: str, since: datetime) -> str:
     return (
-        f"{target} in `{environment}` is busy: {holder} is running `{command}` "
-        f"(execution `{execution_id}`) since {since:%H:%M:%S} UTC. Nothing was changed."
+        f"{target} in {code(environment)} is busy: {holder} is running {code(command)} "
+        f"(execution {code(execution_id)}) since {since:%H:%M:%S} UTC. Nothing was changed."
     )
 
 
 def locked_hint() -> str:
     return ("Wait for it to finish. If it is stuck, an admin can run "
-            "`unlock <app> --env <environment>`.")
+            f"{code('unlock <app> --env <environment>')}.")
 
 
 def unlocked(target: str, environment: str, holder: str | None, execution_id: str | None) -> str:
     if holder is None:
-        return f"{target} in `{environment}` was not locked; nothing to do"
+        return f"{target} in {code(environment)} was not locked; nothing to do"
     return (
-        f"removed the lock {holder} held on {target} in `{environment}` "
-        f"(execution `{execution_id}`)"
+        f"removed the lock {holder} held on {target} in {code(environment)} "
+        f"(execution {code(execution_id)})"
     )
 
 
@@ -436,13 +441,13 @@ def approval_headline(status: str, command: str, environment: str,
         state = "ran under break-glass, awaiting acknowledgement" if status == "pending" \
             else "ran under break-glass, acknowledged" if status == "approved" \
             else f"ran under break-glass ({status})"
-        return f"🚨 `{command}` in *{environment}*: {state}"
+        return f"🚨 {code(command)} in {bold(environment)}: {state}"
     icon = {"pending": "🟡", "approved": "✅", "executed": "✅", "denied": "⛔", "expired": "⌛",
             "cancelled": "🚫", "void": "♻️"}.get(status, "•")
     state = {"pending": "awaiting approval", "approved": "approved", "executed": "approved and run",
              "denied": "denied", "expired": "expired", "cancelled": "cancelled",
              "void": "void: nothing ran"}.get(status, status)
-    return f"{icon} `{command}` in *{environment}*: {state}"
+    return f"{icon} {code(command)} in {bold(environment)}: {state}"
 
 
 def approval_lines(view: ApprovalView) -> list[str]:
@@ -455,10 +460,10 @@ def approval_lines(view: ApprovalView) -> list[str]:
             lines.append(f"Acknowledged by {who} at {at:%H:%M} UTC")
         elif view.open:
             lines.append(f"Must be acknowledged by: {view.approvers}")
-        lines.append(f"Request `{view.request_id}`")
+        lines.append(f"Request {code(view.request_id)}")
         return lines
     lines = [f"Requested by {view.requester}" + (f": {view.reason}" if view.reason else "")]
-    lines.append("*Plan*")
+    lines.append(bold("Plan"))
     lines.extend(f"• {line}" for line in view.plan or ("(no changes listed)",))
     got = ", ".join(f"{who} at {at:%H:%M} UTC" for who, at in view.approvals) or "none yet"
     lines.append(f"Approvals: {len(view.approvals)} of {view.required} ({got})")
@@ -472,35 +477,36 @@ def approval_lines(view: ApprovalView) -> list[str]:
     if view.note:
         lines.append(view.note)
     if view.execution_id:
-        lines.append(f"Execution `{view.execution_id}`")
-    lines.append(f"Request `{view.request_id}`")
+        lines.append(f"Execution {code(view.execution_id)}")
+    lines.append(f"Request {code(view.request_id)}")
     return lines
 
 
 def approval_requested(request_id: str, environment: str, required: int, approvers: str) -> str:
-    return (f"`{environment}` requires approval: request `{request_id}` is waiting for "
+    return (f"{code(environment)} requires approval: request {code(request_id)} is waiting for "
             f"{required} approval{'s' if required != 1 else ''} from {approvers}")
 
 
 def approval_hint(request_id: str) -> str:
-    return f"An approver runs `approve {request_id}`; you may `cancel {request_id}`."
+    return (f"An approver runs {code(f'approve {request_id}')}; "
+            f"you may {code(f'cancel {request_id}')}.")
 
 
 def approval_recorded(view: ApprovalView) -> str:
-    return (f"approval recorded for `{view.request_id}` "
+    return (f"approval recorded for {code(view.request_id)} "
             f"({len(view.approvals)} of {view.required})")
 
 
 def approval_not_found(request_id: str) -> str:
-    return f"there is no approval request `{request_id}`"
+    return f"there is no approval request {code(request_id)}"
 
 
 def approval_not_open(request_id: str, status: str) -> str:
-    return f"request `{request_id}` is {status}; nothing to decide"
+    return f"request {code(request_id)} is {status}; nothing to decide"
 
 
 def approval_expired(request_id: str) -> str:
-    return f"request `{request_id}` has expired; ask for it again"
+    return f"request {code(request_id)} has expired; ask for it again"
 
 
 def self_approval_refused() -> str:
@@ -508,39 +514,39 @@ def self_approval_refused() -> str:
 
 
 def not_an_approver(user: str, view: ApprovalView, decision: str = "approve") -> str:
-    return f"{user} may not {decision} `{view.request_id}`; approvers: {view.approvers}"
+    return f"{user} may not {decision} {code(view.request_id)}; approvers: {view.approvers}"
 
 
 def already_approved(request_id: str) -> str:
-    return f"you already approved `{request_id}`"
+    return f"you already approved {code(request_id)}"
 
 
 def only_requester_cancels(view: ApprovalView) -> str:
-    return f"only {view.requester}, who asked, can cancel `{view.request_id}`"
+    return f"only {view.requester}, who asked, can cancel {code(view.request_id)}"
 
 
 def plan_changed(view: ApprovalView) -> str:
-    return (f"the target changed since `{view.request_id}` was approved, so the approval is "
+    return (f"the target changed since {code(view.request_id)} was approved, so the approval is "
             "void and nothing ran; request it again to approve the new plan")
 
 
 def request_expired_notice(view: ApprovalView) -> str:
-    return f"your request `{view.request_id}` (`{view.command}`) expired without approval"
+    return f"your request {code(view.request_id)} ({code(view.command)}) expired without approval"
 
 
 def break_glass_unacknowledged(view: ApprovalView) -> str:
-    return (f"nobody acknowledged your break-glass change `{view.request_id}` "
-            f"(`{view.command}`) in time; reminders have stopped")
+    return (f"nobody acknowledged your break-glass change {code(view.request_id)} "
+            f"({code(view.command)}) in time; reminders have stopped")
 
 
 def approval_not_started(view: ApprovalView, problem: str | None) -> str:
     why = f" ({problem})" if problem else ""
-    return (f"`{view.request_id}` was approved but its run never started{why}, so nothing "
+    return (f"{code(view.request_id)} was approved but its run never started{why}, so nothing "
             "ran and it will not run later; request it again if it is still needed")
 
 
 def approval_run_interrupted(view: ApprovalView) -> str:
-    return (f"the run of `{view.request_id}` was interrupted (opsbot stopped or failed while "
+    return (f"the run of {code(view.request_id)} was interrupted (opsbot stopped or failed while "
             "it ran) and is not resumed or repeated; check the target and request it again "
             "if needed")
 
@@ -551,7 +557,7 @@ def approval_never_started() -> str:
 
 def request_denied_notice(view: ApprovalView) -> str:
     who, reason, _ = view.denial or ("someone", None, None)
-    return f"{who} denied `{view.command}`" + (f": {reason}" if reason else "")
+    return f"{who} denied {code(view.command)}" + (f": {reason}" if reason else "")
 
 
 def preview_failed(problem: str | None) -> str:
@@ -564,11 +570,11 @@ def secret_params_need_no_approval() -> str:
 
 def pending_list(views: Sequence[ApprovalView]) -> Notice:
     lines = tuple(
-        f"`{v.request_id}` `{v.command}` in {v.environment} by {v.requester}: "
+        f"{code(v.request_id)} {code(v.command)} in {v.environment} by {v.requester}: "
         f"{len(v.approvals)}/{v.required}, expires {v.expires_at:%H:%M} UTC"
         for v in views
     )
-    return Notice("info", "*Pending approval requests*", details=lines or ("none",))
+    return Notice("info", bold("Pending approval requests"), details=lines or ("none",))
 
 
 # Approvals in Slack (bot/slack/board.py, bot/slack/interactions.py) ------------------------
@@ -591,7 +597,7 @@ def approve_confirm_title() -> str:
 
 
 def approve_confirm_text(command: str, environment: str) -> str:
-    return (f"`{command}` runs in *{environment}* as soon as the approvals are complete, "
+    return (f"{code(command)} runs in {bold(environment)} as soon as the approvals are complete, "
             "if its plan is still the one shown.")
 
 
@@ -600,7 +606,7 @@ def deny_modal_title() -> str:
 
 
 def deny_modal_intro(command: str, request_id: str) -> str:
-    return f"Deny `{command}` (request `{request_id}`). The requester sees your reason."
+    return f"Deny {code(command)} (request {code(request_id)}). The requester sees your reason."
 
 
 def deny_reason_label() -> str:
@@ -616,39 +622,39 @@ def deny_reason_required() -> str:
 
 
 def deny_form_failed(request_id: str) -> str:
-    return (f"the deny form could not be opened; type `deny {request_id} <reason>` "
+    return (f"the deny form could not be opened; type {code(f'deny {request_id} <reason>')} "
             "to deny it instead")
 
 
 
 def emergency_not_needed(runbook: str, environment: str) -> str:
-    return (f"`--emergency` is only for changes that need approval; `{runbook}` in "
-            f"`{environment}` does not, so run it without the flag")
+    return (f"{code('--emergency')} is only for changes that need approval; {code(runbook)} in "
+            f"{code(environment)} does not, so run it without the flag")
 
 
 def break_glass_denied(user: str, environment: str) -> str:
-    return (f"{user} may not use --emergency in `{environment}`; ask for approval instead "
+    return (f"{user} may not use --emergency in {code(environment)}; ask for approval instead "
             "(a role with break_glass: true is needed)")
 
 
 def break_glass_announcement(view: ApprovalView) -> str:
-    return (f"🚨 *Break-glass* in *{view.environment}*: {view.requester} ran `{view.command}` "
-            f"without approval. Reason: {view.reason}. An approver must acknowledge it: "
-            f"`approve {view.request_id}`.")
+    return (f"🚨 {bold('Break-glass')} in {bold(view.environment)}: {view.requester} ran "
+            f"{code(view.command)} without approval. Reason: {view.reason}. An approver must "
+            f"acknowledge it: {code(f'approve {view.request_id}')}.")
 
 
 def break_glass_reminder(view: ApprovalView) -> str:
-    return (f"⏰ Break-glass `{view.command}` in *{view.environment}* by {view.requester} is "
-            f"still not acknowledged: `approve {view.request_id}` ({view.approvers}).")
+    return (f"⏰ Break-glass {code(view.command)} in {bold(view.environment)} by {view.requester} "
+            f"is still not acknowledged: {code(f'approve {view.request_id}')} ({view.approvers}).")
 
 
 def break_glass_acknowledged(view: ApprovalView) -> str:
-    return f"acknowledged the break-glass change `{view.request_id}` (`{view.command}`)"
+    return f"acknowledged the break-glass change {code(view.request_id)} ({code(view.command)})"
 
 
 def requests_only_in(environment: str, channels: Sequence[str]) -> str:
-    where = ", ".join(f"<#{c}>" for c in channels)
-    return f"approval requests for `{environment}` are only accepted in {where}"
+    where = ", ".join(channel(c) for c in channels)
+    return f"approval requests for {code(environment)} are only accepted in {where}"
 
 
 def rough_span(length: timedelta | float) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from bot.errors import PermanentError
+from bot.markup import code
 from bot.registry import HandlerContext, Params, Result, handler
 from bot.runbooks.params import parse_duration
 
@@ -81,7 +82,8 @@ async def resume(*, ctx: HandlerContext, params: ScopeParams, **_: object) -> Re
     if scope != "*" and "*" not in done["lifted"]:
         status_now = await ctx.records.automation_status()
         if any(p["scope"] == "*" for p in status_now["pauses"]):
-            still = " Automation is still paused everywhere: `automation resume` without --env."
+            still = (f" Automation is still paused everywhere: {code('automation resume')} "
+                     "without --env.")
     return Result(summary="Automation resumed: " + "; ".join(parts) + "." + still, data=done)
 
 

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from bot.alertmanager import AlertmanagerClient, SilenceMatcher, check_label_name
 from bot.errors import PermanentError, UsageError
+from bot.markup import code
 from bot.names import shown
 from bot.registry import HandlerContext, Params, Result, handler
 from bot.runbooks.params import parse_duration
@@ -120,7 +121,8 @@ def no_alertmanager() -> str:
 
 
 def bad_length(text: str) -> str:
-    return f"a silence lasts from 1m to 7d; `{shown(text)}` is outside that (write e.g. --for 2h)"
+    return (f"a silence lasts from 1m to 7d; {code(shown(text))} is outside that "
+            "(write e.g. --for 2h)")
 
 
 def alertname_twice() -> str:

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.markup import code
+
 __all__ = ["AlertItem", "BadPayload", "Notification", "parse_notification"]
 
 _MAX_ALERTS = 1000
@@ -29,7 +31,7 @@ def _check_labels(value: dict[str, str]) -> dict[str, str]:
         raise ValueError(f"more than {_MAX_LABELS} labels")
     for key, item in value.items():
         if len(key) > 200 or len(item) > _MAX_VALUE:
-            raise ValueError(f"label or annotation `{key[:60]}` is too long")
+            raise ValueError(f"label or annotation {code(key[:60])} is too long")
     return value
 
 

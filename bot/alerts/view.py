@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.markup import code
 from bot.reporting import Button, Reporter
 
 __all__ = ["AlertBoard", "AlertGroupView", "AlertLine", "RunLine", "group_lines"]
@@ -71,7 +72,7 @@ class RunLine:
         what = _DECISION_TEXT.get(self.decision, self.decision)
         where = f" on {self.target} in {self.environment}" if self.target and self.environment \
             else (f" in {self.environment}" if self.environment else "")
-        line = f"`{self.runbook}`{where}: {what}"
+        line = f"{code(self.runbook)}{where}: {what}"
         if self.decision in ("run", "shadow"):
             line += f", {_STATUS_TEXT.get(self.status, self.status)}"
             if self.execution_id:

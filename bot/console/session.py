@@ -12,6 +12,7 @@ from typing import TypeVar
 from bot.console.reporter import ConsoleReporter
 from bot.dispatcher import Outcome
 from bot.errors import UnknownName
+from bot.markup import plain
 from bot.services import Services
 from bot.trigger import Trigger
 
@@ -49,7 +50,7 @@ async def run_command(
     try:
         actor = services.settings.user_id(user)
     except UnknownName as exc:
-        write(f"❌ {exc}")
+        write(f"❌ {plain(str(exc))}")
         return Outcome("usage")
     trigger = Trigger(source="console", actor=actor, text=text)
     outcome = await services.dispatcher.dispatch(trigger, ConsoleReporter(write))
@@ -114,7 +115,7 @@ async def shell(
                 services.settings.user_id(candidate)
                 user = candidate
             except UnknownName as exc:
-                write(f"❌ {exc}")
+                write(f"❌ {plain(str(exc))}")
             continue
         match = _SCRIPT_LINE.match(line)
         if match and _known_user(services, match.group(1)):

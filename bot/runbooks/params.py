@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.errors import UsageError
+from bot.markup import code
 from bot.names import check_dns1123_subdomain, shown
 from bot.runbooks.models import Parameter, Runbook
 
@@ -31,7 +32,7 @@ def parse_duration(text: str) -> timedelta:
     """`90s`, `30m`, `2h`, `1d12h` -> timedelta; anything else is a UsageError."""
     match = _DURATION.match(text.strip())
     if not text.strip() or not match or not any(match.groups()):
-        raise UsageError(f"`{text}` is not a duration", hint="write e.g. 30m, 2h or 1d")
+        raise UsageError(f"{code(text)} is not a duration", hint="write e.g. 30m, 2h or 1d")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
@@ -43,13 +44,13 @@ def parse_labels(name: str, raw: str) -> dict[str, str]:
         key, eq, value = word.partition("=")
         if not eq or not _LABEL_NAME.match(key):
             raise UsageError(
-                f"<{name}>: `{shown(word)}` is not label=value",
+                f"<{name}>: {code(shown(word))} is not label=value",
                 hint="label names are letters, digits and _, e.g. namespace=shop-prod",
             )
         if key in labels:
-            raise UsageError(f"<{name}>: label `{key}` is given twice")
+            raise UsageError(f"<{name}>: label {code(key)} is given twice")
         if len(value) > 1000:
-            raise UsageError(f"<{name}>: the value of `{key}` is too long")
+            raise UsageError(f"<{name}>: the value of {code(key)} is too long")
         labels[key] = value
     if len(labels) > 20:
         raise UsageError(f"<{name}>: at most 20 labels")
@@ -63,7 +64,8 @@ def coerce_params(
     unknown = sorted(set(raw) - set(runbook.parameters))
     if unknown:
         raise UsageError(
-            f"`{runbook.name}` has no parameter `{unknown[0]}`", hint=f"usage: {runbook.usage}"
+            f"{code(runbook.name)} has no parameter {code(unknown[0])}",
+            hint=f"usage: {runbook.usage}",
         )
     values: dict[str, Any] = {}
     for name, spec in runbook.parameters.items():
@@ -85,7 +87,8 @@ def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str) 
             try:
                 value = int(raw)
             except ValueError:
-                raise UsageError(f"<{name}> must be a whole number, not `{shown(raw)}`") from None
+                raise UsageError(
+                    f"<{name}> must be a whole number, not {code(shown(raw))}") from None
             if spec.type == "revision" and value < 1:
                 raise UsageError(f"<{name}> must be a revision number (1 or more)")
             if spec.type == "replicas" and value < 0:
@@ -94,7 +97,7 @@ def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str) 
         case "bool":
             lowered = raw.lower()
             if lowered not in _TRUE | _FALSE:
-                raise UsageError(f"<{name}> must be true or false, not `{shown(raw)}`")
+                raise UsageError(f"<{name}> must be true or false, not {code(shown(raw))}")
             value = lowered in _TRUE
         case "duration":
             parse_duration(raw)
@@ -106,7 +109,7 @@ def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str) 
         case "image":
             if not (_TAG.match(raw) or _IMAGE.match(raw)):
                 raise UsageError(
-                    f"`{shown(raw)}` is not an image reference or tag",
+                    f"{code(shown(raw))} is not an image reference or tag",
                     hint="give a tag like 1.5.0 or an image like "
                     "registry.example.com/shop/api:1.5.0",
                 )
@@ -120,7 +123,7 @@ def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str) 
     if spec.choices is not None and str(value) not in spec.choices:
         raise UsageError(f"<{name}> must be one of: {', '.join(spec.choices)}")
     if spec.pattern is not None and not re.fullmatch(spec.pattern, str(value)):
-        raise UsageError(f"<{name}> `{shown(raw)}` does not match the expected form")
+        raise UsageError(f"<{name}> {code(shown(raw))} does not match the expected form")
     return value
 
 
