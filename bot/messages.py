@@ -230,6 +230,19 @@ def output_left_out(step: str, lines: int, execution_id: str) -> str:
     )
 
 
+def slack_cut(execution_id: str | None) -> str:
+    """Said where a Slack message had to be cut short."""
+    where = (f"; the full record is stored with execution {code(execution_id)}"
+             if execution_id else "")
+    return f"✂️ Slack takes no more in one message, so the rest is left out{where}."
+
+
+def slack_cut_request(request_id: str) -> str:
+    return (f"✂️ Slack takes no more in one message, so the rest of request {code(request_id)} "
+            "is left out: see the whole plan with the same command and "
+            f"{code('--dry-run')} before approving.")
+
+
 def trigger_failed() -> str:
     return "opsbot hit an internal error handling this command; the details are in its log."
 

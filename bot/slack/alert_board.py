@@ -13,9 +13,10 @@ import logging
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.view import AlertGroupView
+from bot.markup import plain
 from bot.reporting import ExecutionView, Notice, Reporter
 from bot.slack.api import SlackCallFailed, call, show_message
-from bot.slack.blocks import alert_group_blocks, alert_group_text, escape, notice_text
+from bot.slack.blocks import alert_group_blocks, alert_group_text, message_text, notice_text
 from bot.slack.reporter import SlackReporter
 from bot.store import Store
 
@@ -57,7 +58,7 @@ class SlackAlertBoard:
         extra = {"thread_ts": view.ts, "reply_broadcast": True} if view.ts else {}
         try:
             await call("chat.postMessage", self._client.chat_postMessage, channel=channel,
-                       text=escape(text), unfurl_links=False, unfurl_media=False, **extra)
+                       text=message_text(text), unfurl_links=False, unfurl_media=False, **extra)
         except SlackCallFailed as exc:
             log.warning("announcement in %s failed: %s", channel, exc)
 
@@ -79,7 +80,7 @@ class _AlertRun:
 
     async def notice(self, notice: Notice) -> None:
         if not self._channel:
-            log.info("automatic run notice (no alerts channel): %s", notice.text)
+            log.info("automatic run notice (no alerts channel): %s", plain(notice.text))
             return
         extra = {"thread_ts": self._thread_ts} if self._thread_ts else {}
         try:

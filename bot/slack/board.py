@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -20,7 +19,7 @@ from bot.slack.api import SlackCallFailed, call, show_message
 from bot.slack.blocks import (
     approval_blocks,
     approval_text,
-    escape,
+    message_text,
     notice_blocks,
     notice_text,
 )
@@ -53,12 +52,9 @@ class SlackBoard:
     async def tell(self, user: str, view: ApprovalView, notice: Notice) -> None:
         """Ephemeral in the request's channel; a direct message when there is none, or when
         the person cannot see that channel any more."""
-        # These notices quote other people's words (a denial's reason, the command): escaped,
-        # so a reason cannot ping a channel or hide a link.
-        safe = replace(notice, text=escape(notice.text),
-                       hint=escape(notice.hint) if notice.hint else notice.hint,
-                       details=tuple(escape(line) for line in notice.details))
-        text, blocks = notice_text(safe), notice_blocks(safe)
+        # These notices quote other people's words (a denial's reason, the command): rendered
+        # as values, so a reason cannot ping a channel, hide a link or format.
+        text, blocks = notice_text(notice), notice_blocks(notice)
         if view.channel:
             try:
                 await call("chat.postEphemeral", self._client.chat_postEphemeral,
@@ -83,7 +79,7 @@ class SlackBoard:
         for channel in dict.fromkeys(channels):
             try:
                 await call("chat.postMessage", self._client.chat_postMessage, channel=channel,
-                           text=text, unfurl_links=False, unfurl_media=False)
+                           text=message_text(text), unfurl_links=False, unfurl_media=False)
             except SlackCallFailed as exc:
                 log.warning("break-glass announcement to %s failed: %s", channel, exc)
 

@@ -18,6 +18,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
+from bot.markup import plain
 from bot.services import Services
 from bot.slack.api import SlackCallFailed, call
 from bot.slack.blocks import (
@@ -28,6 +29,7 @@ from bot.slack.blocks import (
     DENY_REASON_BLOCK,
     REASON_LIMIT,
     deny_modal,
+    message_text,
 )
 from bot.trigger import Trigger
 
@@ -126,8 +128,8 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
         request = await asyncio.to_thread(services.store.get_request, request_id)
         if request is not None and not request.pending and channel:
             # Decided meanwhile: say so instead of asking for a reason that cannot count.
-            await _ephemeral(web, channel, user,
-                             messages.approval_not_open(request_id, request.status))
+            await _ephemeral(web, channel, user, message_text(
+                messages.approval_not_open(request_id, request.status)))
             return
         command = request.command if request is not None else request_id
         try:
@@ -137,14 +139,15 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
         except SlackCallFailed as exc:
             log.warning("deny form for %s not opened: %s", request_id, exc)
             if channel:
-                await _ephemeral(web, channel, user, messages.deny_form_failed(request_id))
+                await _ephemeral(web, channel, user,
+                                 message_text(messages.deny_form_failed(request_id)))
 
     @app.view(DENY_MODAL)
     async def on_deny_submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
         view = body.get("view") or {}
         if not deny_reason(view):
             await ack(response_action="errors",
-                      errors={DENY_REASON_BLOCK: messages.deny_reason_required()})
+                      errors={DENY_REASON_BLOCK: plain(messages.deny_reason_required())})
             return
         await ack()  # closes the form
         trigger = deny_trigger(body)

@@ -17,26 +17,18 @@ mark) with open formatting closed, and marked with `…`.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.markup import Span, spans
+from bot.markup import ELLIPSIS, Span, head, joined, spans, units
 
-__all__ = ["ELLIPSIS", "Chunk", "chunks", "clip_plain", "fit", "mrkdwn", "units"]
+__all__ = ["Chunk", "chunks", "fit", "mrkdwn"]
 
-ELLIPSIS = "…"
 _NEUTRAL = "<!date^00000000^{{_}}|{}>"
 _FORMATTING = frozenset("*_~")
 _SHORTCODE = re.compile(r":[^\s:]+:")
 _CHANNEL = re.compile(r"#([A-Z0-9]{2,40})")
 _DELIMITER = {"bold": "*", "italic": "_", "code": "`"}
-_JOINERS = frozenset("\u200d\ufe0e\ufe0f")  # ZWJ and variation selectors bind to neighbours
-
-
-def units(text: str) -> int:
-    """The length Slack checks limits against: UTF-16 code units."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
 
 
 @dataclass(frozen=True)
@@ -134,33 +126,36 @@ def _open_at(line: Line, end: int) -> _Token | None:
     return opened
 
 
-def _breakable(line: Line, end: int) -> bool:
-    """Whether the line may be cut after `end` tokens: not just after an opening delimiter,
-    not before a closing one, not inside a character sequence, not after a space in a span."""
+def _breakable(line: Line, end: int, opened: _Token | None) -> bool:
+    """Whether the line may be cut after `end` tokens (`opened`: the span open there): not
+    just after an opening delimiter, not before a closing one, not inside a character
+    sequence, not after a space inside a span (Slack would not close it there)."""
     if end <= 0 or end >= len(line):
         return end > 0
     before, after = line[end - 1], line[end]
     if before.kind == "open" or after.kind == "close":
         return False
-    if after.kind == "char" and (unicodedata.combining(after.source[:1] or "a")
-                                 or after.source in _JOINERS):
+    if joined(before.source[-1:], after.source[:1]):
         return False
-    if before.source in _JOINERS:
-        return False
-    return not (before.source.isspace() and _open_at(line, end) is not None)
+    return not (before.source.isspace() and opened is not None)
 
 
 def _cut(line: Line, budget: int) -> int:
     """How many tokens of `line` fit in `budget` units with the open span closed (0: none)."""
     size = 0
     best = 0
+    opened: _Token | None = None
     for end in range(1, len(line) + 1):
-        size += units(line[end - 1].text)
-        opened = _open_at(line, end)
+        token = line[end - 1]
+        size += units(token.text)
+        if token.kind == "open":
+            opened = token
+        elif token.kind == "close":
+            opened = None
         closing = units(opened.text) if opened is not None and end < len(line) else 0
         if size + closing > budget:
             break
-        if _breakable(line, end):
+        if _breakable(line, end, opened):
             best = end
     return best
 
@@ -207,9 +202,12 @@ class Chunk:
         return "\n".join(kept) + ELLIPSIS
 
 
-def chunks(text: str, limit: int) -> list[Chunk]:
+def chunks(text: str, limit: int, upto: int | None = None) -> list[Chunk]:
     """The rendered text in pieces of at most `limit` units, cut at line ends where lines allow
-    (a longer line continues in the next piece, its formatting reopened). Blank text: none."""
+    (a longer line continues in the next piece, its formatting reopened). Blank text: none.
+    With `upto`, only the start of the text that can show in that many units is rendered."""
+    if upto is not None:
+        text = head(text, upto + 1)
     pieces: list[Chunk] = []
     current: list[Line] = []
     used = 0
@@ -244,21 +242,5 @@ def mrkdwn(text: str) -> str:
 
 def fit(text: str, limit: int) -> str:
     """The text as mrkdwn within `limit` units, cut with `…` if it must be."""
-    return Chunk(tuple(_lines(text))).shortened(limit)
-
-
-def clip_plain(text: str, limit: int) -> str:
-    """A plain_text value within `limit` units, cut between characters with `…`."""
-    if units(text) <= limit:
-        return text
-    budget = limit - units(ELLIPSIS)
-    end = 0
-    used = 0
-    for i, char in enumerate(text):
-        used += units(char)
-        if used > budget:
-            break
-        nxt = text[i + 1] if i + 1 < len(text) else ""
-        if not (unicodedata.combining(nxt or "a") or nxt in _JOINERS or char in _JOINERS):
-            end = i + 1
-    return text[:end] + ELLIPSIS
+    # Every character shown takes a unit at least: what is past `limit` of them cannot show.
+    return Chunk(tuple(_lines(head(text, limit + 1)))).shortened(limit)

@@ -20,6 +20,7 @@ from bot.slack.blocks import (
     Block,
     execution_blocks,
     execution_text,
+    message_text,
     notice_blocks,
     notice_text,
 )
@@ -88,7 +89,7 @@ class SlackReporter:
                 self._unpostable = True
                 log.info("cannot post %s in %s (%s); answering ephemerally",
                          view.execution_id, self._channel, exc.error)
-                await self._ephemeral(messages.not_in_channel(view.command))
+                await self._ephemeral(message_text(messages.not_in_channel(view.command)))
             else:
                 log.warning("reporting %s failed: %s", view.execution_id, exc)
 
@@ -109,8 +110,9 @@ class SlackReporter:
     async def _end(self, view: ExecutionView) -> None:
         """Long output goes to the thread, or (when we cannot post) privately to the asker."""
         if self._unpostable:
-            await self._ephemeral(f"{messages.unposted_result()}\n{execution_text(view)}",
-                                  execution_blocks(view))
+            await self._ephemeral(
+                f"{message_text(messages.unposted_result())}\n{execution_text(view)}",
+                execution_blocks(view))
         elif self._ts is None:
             return  # the message never went up; the failure is logged, the output is stored
         root = self._thread_ts or self._ts
@@ -149,6 +151,7 @@ class SlackReporter:
                                 view.execution_id, exc)
 
     async def _ephemeral(self, text: str, blocks: list[Block] | None = None) -> None:
+        """`text` is mrkdwn, rendered already."""
         extra: dict[str, Any] = {"blocks": blocks} if blocks else {}
         if self._thread_ts:
             extra["thread_ts"] = self._thread_ts
