@@ -341,3 +341,24 @@ def test_short_output_is_one_block_and_a_giant_line_is_cut_not_lost() -> None:
     assert "".join(r.split("\n")[2] for r in replies) == giant
     fenced = output_messages("Logs", "```rm -rf```", "ex-1")[0]
     assert fenced.count("```") == 2
+
+
+def test_the_stand_in_refuses_what_slack_refuses() -> None:
+    def section(text: str) -> dict[str, Any]:
+        return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+    def refused(blocks: list[dict[str, Any]] | None, text: str = "t") -> str | None:
+        answer = message_problems(blocks, text)
+        return answer[0] if answer else None
+
+    assert refused([section("x" * 3000)]) is None
+    assert refused([section("x" * 3001)]) == "invalid_blocks"
+    assert refused([section("😀" * 1501)]) == "invalid_blocks"  # UTF-16 code units
+    assert refused([section("\ud83d")]) == "invalid_blocks"  # half an emoji
+    assert refused([section("")]) == "invalid_blocks"
+    assert refused([section("x")] * 51) == "invalid_blocks"
+    assert refused([section("x" * 2500)] * 5) == "msg_blocks_too_long"
+    assert refused(None, "x" * 40_001) == "msg_too_long"
+    assert refused([{"type": "section", "fields": [{"type": "mrkdwn", "text": "x" * 2001}]}])
+    modal = deny_modal("rq-01TEST", None, "x")
+    assert modal_problems({**modal, "title": {"type": "plain_text", "text": "x" * 25}})

@@ -103,6 +103,14 @@ def _button(element: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
+def _listed(value: Any, most: int, where: str, problems: list[str]) -> list[Any]:
+    """`value` if it is a list of 1 to `most` items; else nothing, and a problem noted."""
+    if isinstance(value, list) and 1 <= len(value) <= most:
+        return value
+    problems.append(f"{where}: 1 to {most} items")
+    return []
+
+
 def _block(block: Any, where: str) -> list[str]:
     if not isinstance(block, dict):
         return [f"{where}: not an object"]
@@ -113,31 +121,24 @@ def _block(block: Any, where: str) -> list[str]:
             problems.append(f"{where}: needs text or fields")
         if "text" in block:
             problems += _text(block["text"], f"{where}.text")
-        fields = block.get("fields")
-        if fields is not None:
-            if not isinstance(fields, list) or not 1 <= len(fields) <= SECTION_FIELDS:
-                problems.append(f"{where}.fields: 1 to {SECTION_FIELDS} items")
-            else:
-                for i, field in enumerate(fields):
-                    problems += _text(field, f"{where}.fields[{i}]", FIELD_TEXT)
+        if "fields" in block:
+            fields = _listed(block["fields"], SECTION_FIELDS, f"{where}.fields", problems)
+            for i, field in enumerate(fields):
+                problems += _text(field, f"{where}.fields[{i}]", FIELD_TEXT)
     elif kind == "context":
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not 1 <= len(elements) <= CONTEXT_ELEMENTS:
-            problems.append(f"{where}.elements: 1 to {CONTEXT_ELEMENTS} items")
-        else:
-            for i, element in enumerate(elements):
-                if element.get("type") != "image":
-                    problems += _text(element, f"{where}.elements[{i}]")
+        elements = _listed(block.get("elements"), CONTEXT_ELEMENTS, f"{where}.elements",
+                           problems)
+        for i, element in enumerate(elements):
+            if element.get("type") != "image":
+                problems += _text(element, f"{where}.elements[{i}]")
     elif kind == "header":
         problems += _text(block.get("text"), f"{where}.text", HEADER_TEXT, plain_only=True)
     elif kind == "actions":
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not 1 <= len(elements) <= ACTIONS_ELEMENTS:
-            problems.append(f"{where}.elements: 1 to {ACTIONS_ELEMENTS} items")
-        else:
-            for i, element in enumerate(elements):
-                if element.get("type") == "button":
-                    problems += _button(element, f"{where}.elements[{i}]")
+        elements = _listed(block.get("elements"), ACTIONS_ELEMENTS, f"{where}.elements",
+                           problems)
+        for i, element in enumerate(elements):
+            if element.get("type") == "button":
+                problems += _button(element, f"{where}.elements[{i}]")
     elif kind == "input":
         problems += _text(block.get("label"), f"{where}.label", INPUT_LABEL, plain_only=True)
         element = block.get("element") or {}
