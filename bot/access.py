@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from bot import messages
 from bot.config import EnvironmentConfig, RoleConfig, Settings
 from bot.errors import Denied
+from bot.markup import code
 from bot.trigger import Trigger
 
 __all__ = ["Access", "CachedGroups", "GroupMembers", "StandIn", "StaticGroups"]
@@ -126,11 +127,12 @@ class Access:
                 return name
         who = self._settings.handle(trigger.actor)
         if granting:
-            needs = " or ".join(f"`{r}`" for r in granting)
+            needs = " or ".join(code(r) for r in granting)
             raise Denied(
-                f"{who} may not run `{runbook}` in `{environment.name}`: it needs the role {needs}"
+                f"{who} may not run {code(runbook)} in {code(environment.name)}: "
+                f"it needs the role {needs}"
             )
-        raise Denied(f"no role may run `{runbook}` in `{environment.name}`")
+        raise Denied(f"no role may run {code(runbook)} in {code(environment.name)}")
 
     async def may_break_glass(self, trigger: Trigger, runbook: str,
                               environment: EnvironmentConfig) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import httpx
 
 from bot.errors import NotFound, PermanentError, RetryableError
+from bot.markup import code
 from bot.prometheus import check_label_name, promql_string, safe_url
 
 __all__ = [
@@ -36,7 +37,7 @@ def check_silence_id(silence_id: str) -> str:
     """The id in canonical form when it is a UUID, else a PermanentError (no request is made)."""
     normal = silence_id.lower()
     if not _SILENCE_ID.fullmatch(normal):
-        raise PermanentError(f"`{silence_id[:60]}` is not a silence id (a UUID)")
+        raise PermanentError(f"{code(silence_id[:60])} is not a silence id (a UUID)")
     return normal
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from bot.errors import NotFound, PermanentError, RetryableError, UsageError
+from bot.markup import code
 from bot.names import check_dns1123_subdomain
 
 __all__ = ["Application", "ArgoCDClient", "HistoryEntry"]
@@ -281,7 +282,7 @@ def _error(response: httpx.Response, what: str) -> PermanentError | RetryableErr
     status = response.status_code
     message = _message(response)
     if status == 404:
-        return NotFound(f"Argo CD has no application `{what}`: {message}")
+        return NotFound(f"Argo CD has no application {code(what)}: {message}")
     if status in (401, 403):
         hint = (
             "check ARGOCD_TOKEN"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from bot import __version__
 from bot.errors import ConfigError, OpsbotError, RunbookError
+from bot.markup import plain
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"opsbot: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except OpsbotError as exc:
-        print(f"opsbot: {exc}", file=sys.stderr)
+        print(f"opsbot: {plain(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from bot import messages
 from bot.errors import UnknownName, UsageError
+from bot.markup import code
 from bot.names import closest, shown
 from bot.runbooks.loader import Catalog
 from bot.runbooks.models import Runbook
@@ -150,7 +151,7 @@ def _bind(
         i += 1
     args = runbook.command.args if runbook.command else []
     if len(positional) > len(args):
-        raise UsageError(f"too many arguments: `{shown(positional[len(args)])}`", hint=usage)
+        raise UsageError(f"too many arguments: {code(shown(positional[len(args)]))}", hint=usage)
     for name, value in zip(args, positional, strict=False):
         take(name, f"<{name}>", f"<{name}>")
         raw[name] = value

@@ -22,6 +22,7 @@ from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableErro
 from bot.invocation import Invocation
 from bot.kube import KubeFactory
 from bot.locks import Lease, Locked, TargetLocks
+from bot.markup import code
 from bot.metrics import EXECUTIONS, TRIGGERS
 from bot.preview import SILENT as _SILENT
 from bot.preview import Preview
@@ -509,13 +510,14 @@ class Dispatcher:
     async def _call(self, run: _Run, step: Step, view: StepView) -> tuple[Result | None, str]:
         spec = self.registry.get(step.handler)
         if spec is None:  # the catalog was checked at load; a registry swapped since is a bug
-            return None, f"unknown handler `{step.handler}`"
+            return None, f"unknown handler {code(step.handler)}"
         try:
             args = render_value(dict(step.with_), run.template)
             params = spec.params.model_validate(args)
         except ValidationError as exc:
             err = exc.errors()[0]
-            return None, f"bad argument `{'.'.join(str(p) for p in err['loc'])}`: {err['msg']}"
+            where = ".".join(str(p) for p in err["loc"])
+            return None, f"bad argument {code(where)}: {err['msg']}"
         except HandlerError as exc:
             return None, str(exc)
         ctx = self._context(run, spec, view)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.markup import code
+
 __all__ = [
     "ConfigError",
     "Denied",
@@ -55,9 +57,9 @@ class UnknownName(UsageError):
         self.kind = kind
         self.name = name
         self.suggestions = list(suggestions)
-        text = f"unknown {kind} `{shown(name)}`"
+        text = f"unknown {kind} {code(shown(name))}"
         if self.suggestions:
-            text += ": did you mean " + " or ".join(f"`{s}`" for s in self.suggestions) + "?"
+            text += ": did you mean " + " or ".join(code(s) for s in self.suggestions) + "?"
         super().__init__(text)
 
 

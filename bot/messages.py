@@ -1,7 +1,7 @@
 """Every sentence opsbot says to a person, in one place, so wording stays consistent and testable.
 
-Text uses a small markdown subset (`*bold*`, `` `code` ``) that Slack renders as mrkdwn and the
-console prints as is.
+Our formatting is made with `bot.markup` (bold, code, italic, channel links); every value put
+into a sentence is literal text, which each front end shows as typed.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from bot.markup import bold, channel, code, italic
 from bot.names import shown
 from bot.reporting import ExecutionView, Notice, StepView
 
@@ -59,12 +60,13 @@ META_HELP = [
     ("run <runbook> [key=value ...]", "run any runbook by name"),
 ]
 COMMON_FLAGS = (
-    "Common flags: `--env ENV`, `--reason TEXT`, `--dry-run` (show the plan, change nothing)."
+    f"Common flags: {code('--env ENV')}, {code('--reason TEXT')}, {code('--dry-run')} "
+    "(show the plan, change nothing)."
 )
 
 
 def _cmd(prefix: str, usage: str) -> str:
-    return f"`{prefix} {usage}`" if prefix else f"`{usage}`"
+    return code(f'{prefix} {usage}') if prefix else code(usage)
 
 
 def execution_headline(view: ExecutionView) -> str:
@@ -76,11 +78,11 @@ def execution_headline(view: ExecutionView) -> str:
         "failed": "failed",
         "interrupted": "interrupted",
     }[view.status]
-    return f"{icon} `{view.command}`{mode} in *{view.environment}*: {verb}"
+    return f"{icon} {code(view.command)}{mode} in {bold(view.environment)}: {verb}"
 
 
 def execution_context(view: ExecutionView) -> str:
-    parts = [f"by {view.actor}", f"execution `{view.execution_id}`"]
+    parts = [f"by {view.actor}", f"execution {code(view.execution_id)}"]
     if view.reason:
         parts.append(f"reason: {view.reason}")
     return " · ".join(parts)
@@ -104,35 +106,36 @@ def help_overview(
     if not any(rb.command for rb in runbooks):
         lines.insert(0, "You may not run any command here; ask an admin for a role.")
     elif environments is not None:
-        flags = " or ".join(f"`--env {name}`" for name in environments)
+        flags = " or ".join(code(f'--env {name}') for name in environments)
         lines.insert(0, f"This channel does not take the default environment: add {flags}.")
-    return Notice("info", "*What you can run here*", hint=COMMON_FLAGS, details=tuple(lines))
+    return Notice("info", bold("What you can run here"), hint=COMMON_FLAGS, details=tuple(lines))
 
 
 def help_topic(runbook: Runbook, command: str) -> Notice:
     lines = [runbook.description, f"usage: {_cmd(command, runbook.usage)}"]
     for name, spec in runbook.parameters.items():
         default = "" if spec.is_required else f" (default: {spec.default})"
-        lines.append(f"• `{name}` ({spec.type}){default}: {spec.help}".rstrip(": "))
+        lines.append(f"• {code(name)} ({spec.type}){default}: {spec.help}".rstrip(": "))
     if runbook.mutating:
         lines.append("Changes the cluster; environments that require approval will ask for it.")
     return Notice(
-        "info", f"*{runbook.verb or runbook.name}*", hint=COMMON_FLAGS, details=tuple(lines)
+        "info", bold(runbook.verb or runbook.name), hint=COMMON_FLAGS, details=tuple(lines)
     )
 
 
 def runbook_list(entries: Sequence[tuple[Runbook, str]]) -> Notice:
     lines = [
-        f"`{rb.name}`{' (changes things)' if rb.mutating else ''}: {rb.description} _[{origin}]_"
+        f"{code(rb.name)}{' (changes things)' if rb.mutating else ''}: {rb.description} "
+        f"{italic(f'[{origin}]')}"
         for rb, origin in entries
     ]
-    return Notice("info", "*Runbooks you may run*", details=tuple(lines) or ("none",))
+    return Notice("info", bold("Runbooks you may run"), details=tuple(lines) or ("none",))
 
 
 def approval_unavailable(runbook: str, environment: str) -> str:
     return (
-        f"`{runbook}` changes `{environment}`, which requires approval, and this opsbot process "
-        "has no approval service to open a request with. Nothing was changed."
+        f"{code(runbook)} changes {code(environment)}, which requires approval, and this opsbot "
+        "process has no approval service to open a request with. Nothing was changed."
     )
 
 
@@ -142,7 +145,7 @@ def approvals_unavailable() -> str:
 
 def approval_unavailable_hint() -> str:
     return (
-        "Add `--dry-run` to see the plan; nothing runs in an approval environment "
+        f"Add {code('--dry-run')} to see the plan; nothing runs in an approval environment "
         "without approval."
     )
 
@@ -160,14 +163,14 @@ def command_not_recorded() -> str:
 
 
 def usage_hint_for_unknown() -> str:
-    return "Type `help` to see what you can run."
+    return f"Type {code('help')} to see what you can run."
 
 
 # Numbers, durations and flags as people type them -------------------------------------------
 
 
 def not_a_whole_number(what: str, text: str) -> str:
-    return f"{what} must be a whole number written with the digits 0-9, not `{shown(text)}`"
+    return f"{what} must be a whole number written with the digits 0-9, not {code(shown(text))}"
 
 
 def number_too_large(what: str) -> str:
@@ -175,7 +178,7 @@ def number_too_large(what: str) -> str:
 
 
 def not_a_duration(text: str) -> str:
-    return f"`{shown(text)}` is not a duration"
+    return f"{code(shown(text))} is not a duration"
 
 
 def duration_hint() -> str:
@@ -183,36 +186,37 @@ def duration_hint() -> str:
 
 
 def duration_too_long(what: str, text: str, longest: str) -> str:
-    return f"{what} is at most {longest}; `{shown(text)}` is longer"
+    return f"{what} is at most {longest}; {code(shown(text))} is longer"
 
 
 def duration_too_short(what: str, text: str, shortest: str) -> str:
-    return f"{what} is at least {shortest}; `{shown(text)}` is shorter"
+    return f"{what} is at least {shortest}; {code(shown(text))} is shorter"
 
 
 def given_twice(first: str, second: str, what: str) -> str:
     if first == second:
-        return f"`{first}` is given twice; give it once"
-    return f"`{first}` and `{second}` both give {what}; give it once"
+        return f"{code(first)} is given twice; give it once"
+    return f"{code(first)} and {code(second)} both give {what}; give it once"
 
 
 def flag_takes_no_value(flag: str) -> str:
-    return f"`{flag}` takes no value; give `{flag}` alone"
+    return f"{code(flag)} takes no value; give {code(flag)} alone"
 
 
 def app_not_in_environment(app: str, environment: str, elsewhere: Sequence[str]) -> str:
     where = " and ".join(elsewhere) if elsewhere else "no environment"
-    return f"`{app}` is not deployed to {environment}; it is in {where}"
+    return f"{code(app)} is not deployed to {environment}; it is in {where}"
 
 
 def app_not_in_environment_hint(elsewhere: Sequence[str]) -> str:
     if not elsewhere:
         return "the configuration lists the environments of each app (apps.<app>.environments)"
-    return "add " + " or ".join(f"`--env {name}`" for name in elsewhere)
+    return "add " + " or ".join(code(f"--env {name}") for name in elsewhere)
 
 
 def internal_error(execution_id: str) -> str:
-    return f"opsbot hit an internal error; details are in the log under execution `{execution_id}`"
+    return ("opsbot hit an internal error; details are in the log under execution "
+            f"{code(execution_id)}")
 
 
 def interrupted_summary() -> str:
@@ -231,16 +235,17 @@ def retrying(attempt: int, attempts: int, error: str) -> str:
 
 
 def approval_denied_hint() -> str:
-    return "Another approver can decide it; `pending` lists open requests."
+    return f"Another approver can decide it; {code('pending')} lists open requests."
 
 
 def channel_only(environment: str, channels: Sequence[str]) -> str:
-    allowed = ", ".join(f"<#{c}>" for c in channels)
-    return f"commands for `{environment}` are only accepted in {allowed}"
+    allowed = ", ".join(channel(c) for c in channels)
+    return f"commands for {code(environment)} are only accepted in {allowed}"
 
 
 def channel_only_hint() -> str:
-    return "Run it from one of those channels; `help` in this channel lists what it accepts."
+    return (f"Run it from one of those channels; {code('help')} in this channel lists what it "
+            "accepts.")
 
 
 def failure_summary(failed: StepView | None, cleanup: Sequence[StepView]) -> str:
@@ -260,13 +265,13 @@ def pending_needs_role(user: str) -> str:
 
 
 def denied_hint() -> str:
-    return "Ask an admin for the role if you need it; `help` lists what you can run."
+    return f"Ask an admin for the role if you need it; {code('help')} lists what you can run."
 
 
 def not_in_channel(command: str) -> str:
     return (
-        f"I cannot post in this channel, so `{command}` runs without a public message here. "
-        "Type `/invite @opsbot` to let me post, then run it again to share the result."
+        f"I cannot post in this channel, so {code(command)} runs without a public message here. "
+        f"Type {code('/invite @opsbot')} to let me post, then run it again to share the result."
     )
 
 
@@ -275,15 +280,28 @@ def unposted_result() -> str:
 
 
 def output_heading(step: str, part: int, parts: int) -> str:
-    return f"*{step}* output" + (f" ({part}/{parts})" if parts > 1 else "")
+    return f"{bold(step)} output" + (f" ({part}/{parts})" if parts > 1 else "")
 
 
 def output_left_out(step: str, lines: int, execution_id: str) -> str:
     plural = "line" if lines == 1 else "lines"
     return (
-        f"{lines} more {plural} of *{step}* output left out of this thread; the full output is "
-        f"stored with execution `{execution_id}`."
+        f"{lines} more {plural} of {bold(step)} output left out of this thread; the full output is "
+        f"stored with execution {code(execution_id)}."
     )
+
+
+def slack_cut(execution_id: str | None) -> str:
+    """Said where a Slack message had to be cut short."""
+    where = (f"; the full record is stored with execution {code(execution_id)}"
+             if execution_id else "")
+    return f"✂️ Slack takes no more in one message, so the rest is left out{where}."
+
+
+def slack_cut_request(request_id: str) -> str:
+    return (f"✂️ Slack takes no more in one message, so the rest of request {code(request_id)} "
+            "is left out: see the whole plan with the same command and "
+            f"{code('--dry-run')} before approving.")
 
 
 def trigger_failed() -> str:
@@ -299,38 +317,38 @@ def slack_settings_missing(variables: Sequence[str]) -> str:
 
 
 def bad_listen(listen: str) -> str:
-    return f"OPSBOT_LISTEN must be HOST:PORT (like 0.0.0.0:3000), not `{listen}`"
+    return f"OPSBOT_LISTEN must be HOST:PORT (like 0.0.0.0:3000), not {code(listen)}"
 
 
 def target_locked(target: str, environment: str, holder: str, command: str,
                   execution_id: str, since: datetime) -> str:
     return (
-        f"{target} in `{environment}` is busy: {holder} is running `{command}` "
-        f"(execution `{execution_id}`) since {since:%H:%M:%S} UTC. Nothing was changed."
+        f"{target} in {code(environment)} is busy: {holder} is running {code(command)} "
+        f"(execution {code(execution_id)}) since {since:%H:%M:%S} UTC. Nothing was changed."
     )
 
 
 def locked_hint() -> str:
     return ("Wait for it to finish. If it is stuck, an admin can run "
-            "`unlock <app> --env <environment>`.")
+            f"{code('unlock <app> --env <environment>')}.")
 
 
 def would_unlock(target: str, environment: str, holder: str | None,
                  execution_id: str | None) -> str:
     if holder is None:
-        return f"{target} in `{environment}` is not locked; nothing to do"
+        return f"{target} in {code(environment)} is not locked; nothing to do"
     return (
-        f"would remove the lock {holder} holds on {target} in `{environment}` "
-        f"(execution `{execution_id}`)"
+        f"would remove the lock {holder} holds on {target} in {code(environment)} "
+        f"(execution {code(execution_id)})"
     )
 
 
 def unlocked(target: str, environment: str, holder: str | None, execution_id: str | None) -> str:
     if holder is None:
-        return f"{target} in `{environment}` was not locked; nothing to do"
+        return f"{target} in {code(environment)} was not locked; nothing to do"
     return (
-        f"removed the lock {holder} held on {target} in `{environment}` "
-        f"(execution `{execution_id}`)"
+        f"removed the lock {holder} held on {target} in {code(environment)} "
+        f"(execution {code(execution_id)})"
     )
 
 
@@ -504,14 +522,14 @@ def run_for_real_label() -> str:
 def approval_headline(status: str, command: str, environment: str,
                       emergency: bool = False) -> str:
     if emergency:
-        return f"🚨 `{command}` in *{environment}*: ran under break-glass, " \
+        return f"🚨 {code(command)} in {bold(environment)}: ran under break-glass, " \
             f"{_break_glass_state(status)}"
     icon = {"pending": "🟡", "approved": "✅", "executed": "✅", "denied": "⛔", "expired": "⌛",
             "cancelled": "🚫", "void": "♻️"}.get(status, "•")
     state = {"pending": "awaiting approval", "approved": "approved", "executed": "approved and run",
              "denied": "denied", "expired": "expired", "cancelled": "cancelled",
              "void": "void: nothing ran"}.get(status, status)
-    return f"{icon} `{command}` in *{environment}*: {state}"
+    return f"{icon} {code(command)} in {bold(environment)}: {state}"
 
 
 def _break_glass_state(status: str) -> str:
@@ -530,10 +548,10 @@ def approval_lines(view: ApprovalView) -> list[str]:
             lines.append(f"Acknowledged by {who} at {at:%H:%M} UTC")
         elif view.open:
             lines.append(f"Must be acknowledged by: {view.approvers}")
-        lines.append(f"Request `{view.request_id}`")
+        lines.append(f"Request {code(view.request_id)}")
         return lines
     lines = [f"Requested by {view.requester}" + (f": {view.reason}" if view.reason else "")]
-    lines.append("*Plan*")
+    lines.append(bold("Plan"))
     lines.extend(f"• {line}" for line in view.plan or ("(no changes listed)",))
     got = ", ".join(f"{who} at {at:%H:%M} UTC" for who, at in view.approvals) or "none yet"
     lines.append(f"Approvals: {len(view.approvals)} of {view.required} ({got})")
@@ -547,35 +565,36 @@ def approval_lines(view: ApprovalView) -> list[str]:
     if view.note:
         lines.append(view.note)
     if view.execution_id:
-        lines.append(f"Execution `{view.execution_id}`")
-    lines.append(f"Request `{view.request_id}`")
+        lines.append(f"Execution {code(view.execution_id)}")
+    lines.append(f"Request {code(view.request_id)}")
     return lines
 
 
 def approval_requested(request_id: str, environment: str, required: int, approvers: str) -> str:
-    return (f"`{environment}` requires approval: request `{request_id}` is waiting for "
+    return (f"{code(environment)} requires approval: request {code(request_id)} is waiting for "
             f"{required} approval{'s' if required != 1 else ''} from {approvers}")
 
 
 def approval_hint(request_id: str) -> str:
-    return f"An approver runs `approve {request_id}`; you may `cancel {request_id}`."
+    return (f"An approver runs {code(f'approve {request_id}')}; "
+            f"you may {code(f'cancel {request_id}')}.")
 
 
 def approval_recorded(view: ApprovalView) -> str:
-    return (f"approval recorded for `{view.request_id}` "
+    return (f"approval recorded for {code(view.request_id)} "
             f"({len(view.approvals)} of {view.required})")
 
 
 def approval_not_found(request_id: str) -> str:
-    return f"there is no approval request `{request_id}`"
+    return f"there is no approval request {code(request_id)}"
 
 
 def approval_not_open(request_id: str, status: str) -> str:
-    return f"request `{request_id}` is {status}; nothing to decide"
+    return f"request {code(request_id)} is {status}; nothing to decide"
 
 
 def approval_expired(request_id: str) -> str:
-    return f"request `{request_id}` has expired; ask for it again"
+    return f"request {code(request_id)} has expired; ask for it again"
 
 
 def self_approval_refused() -> str:
@@ -583,39 +602,39 @@ def self_approval_refused() -> str:
 
 
 def not_an_approver(user: str, view: ApprovalView, decision: str = "approve") -> str:
-    return f"{user} may not {decision} `{view.request_id}`; approvers: {view.approvers}"
+    return f"{user} may not {decision} {code(view.request_id)}; approvers: {view.approvers}"
 
 
 def already_approved(request_id: str) -> str:
-    return f"you already approved `{request_id}`"
+    return f"you already approved {code(request_id)}"
 
 
 def only_requester_cancels(view: ApprovalView) -> str:
-    return f"only {view.requester}, who asked, can cancel `{view.request_id}`"
+    return f"only {view.requester}, who asked, can cancel {code(view.request_id)}"
 
 
 def plan_changed(view: ApprovalView) -> str:
-    return (f"the target changed since `{view.request_id}` was approved, so the approval is "
+    return (f"the target changed since {code(view.request_id)} was approved, so the approval is "
             "void and nothing ran; request it again to approve the new plan")
 
 
 def request_expired_notice(view: ApprovalView) -> str:
-    return f"your request `{view.request_id}` (`{view.command}`) expired without approval"
+    return f"your request {code(view.request_id)} ({code(view.command)}) expired without approval"
 
 
 def break_glass_unacknowledged(view: ApprovalView) -> str:
-    return (f"nobody acknowledged your break-glass change `{view.request_id}` "
-            f"(`{view.command}`) in time; reminders have stopped")
+    return (f"nobody acknowledged your break-glass change {code(view.request_id)} "
+            f"({code(view.command)}) in time; reminders have stopped")
 
 
 def approval_not_started(view: ApprovalView, problem: str | None) -> str:
     why = f" ({problem})" if problem else ""
-    return (f"`{view.request_id}` was approved but its run never started{why}, so nothing "
+    return (f"{code(view.request_id)} was approved but its run never started{why}, so nothing "
             "ran and it will not run later; request it again if it is still needed")
 
 
 def approval_run_interrupted(view: ApprovalView) -> str:
-    return (f"the run of `{view.request_id}` was interrupted (opsbot stopped or failed while "
+    return (f"the run of {code(view.request_id)} was interrupted (opsbot stopped or failed while "
             "it ran) and is not resumed or repeated; check the target and request it again "
             "if needed")
 
@@ -626,7 +645,7 @@ def approval_never_started() -> str:
 
 def request_denied_notice(view: ApprovalView) -> str:
     who, reason, _ = view.denial or ("someone", None, None)
-    return f"{who} denied `{view.command}`" + (f": {reason}" if reason else "")
+    return f"{who} denied {code(view.command)}" + (f": {reason}" if reason else "")
 
 
 def preview_failed(problem: str | None) -> str:
@@ -639,11 +658,11 @@ def secret_params_need_no_approval() -> str:
 
 def pending_list(views: Sequence[ApprovalView]) -> Notice:
     lines = tuple(
-        f"`{v.request_id}` `{v.command}` in {v.environment} by {v.requester}: "
+        f"{code(v.request_id)} {code(v.command)} in {v.environment} by {v.requester}: "
         f"{len(v.approvals)}/{v.required}, expires {v.expires_at:%H:%M} UTC"
         for v in views
     )
-    return Notice("info", "*Pending approval requests*", details=lines or ("none",))
+    return Notice("info", bold("Pending approval requests"), details=lines or ("none",))
 
 
 # The demo (bot/console/demo.py) and demo scripts (bot/console/session.py) ------------------
@@ -663,7 +682,7 @@ def demo_prometheus_on(url: str) -> str:
 
 
 def demo_no_alertmanager() -> str:
-    return ("Alertmanager is not installed: alerts are off and `silence` cannot work "
+    return (f"Alertmanager is not installed: alerts are off and {code('silence')} cannot work "
             "(apt-get install prometheus-alertmanager to see alerts)")
 
 
@@ -677,7 +696,7 @@ def demo_alertmanager_failed(problem: str) -> str:
 
 def demo_alerts_on(url: str) -> str:
     return (f"Alertmanager at {url} posts the demo's alerts to this console: alerts are on "
-            "and `silence` works")
+            f"and {code('silence')} works")
 
 
 def demo_alerts_howto() -> str:
@@ -702,8 +721,8 @@ def script_wait_skipped(number: int, alertname: str) -> str:
 
 
 def script_bad_wait(number: int, line: str) -> str:
-    return (f"❌ line {number}: expected `wait alert NAME [firing|resolved] "
-            f"[--within DURATION]`, got `{line}`")
+    expected = "wait alert NAME [firing|resolved] [--within DURATION]"
+    return f"❌ line {number}: expected {code(expected)}, got {code(line)}"
 
 
 # Approvals in Slack (bot/slack/board.py, bot/slack/interactions.py) ------------------------
@@ -726,7 +745,7 @@ def approve_confirm_title() -> str:
 
 
 def approve_confirm_text(command: str, environment: str) -> str:
-    return (f"`{command}` runs in *{environment}* as soon as the approvals are complete, "
+    return (f"{code(command)} runs in {bold(environment)} as soon as the approvals are complete, "
             "if its plan is still the one shown.")
 
 
@@ -735,7 +754,7 @@ def deny_modal_title() -> str:
 
 
 def deny_modal_intro(command: str, request_id: str) -> str:
-    return f"Deny `{command}` (request `{request_id}`). The requester sees your reason."
+    return f"Deny {code(command)} (request {code(request_id)}). The requester sees your reason."
 
 
 def deny_reason_label() -> str:
@@ -751,39 +770,39 @@ def deny_reason_required() -> str:
 
 
 def deny_form_failed(request_id: str) -> str:
-    return (f"the deny form could not be opened; type `deny {request_id} <reason>` "
+    return (f"the deny form could not be opened; type {code(f'deny {request_id} <reason>')} "
             "to deny it instead")
 
 
 
 def emergency_not_needed(runbook: str, environment: str) -> str:
-    return (f"`--emergency` is only for changes that need approval; `{runbook}` in "
-            f"`{environment}` does not, so run it without the flag")
+    return (f"{code('--emergency')} is only for changes that need approval; {code(runbook)} in "
+            f"{code(environment)} does not, so run it without the flag")
 
 
 def break_glass_denied(user: str, environment: str) -> str:
-    return (f"{user} may not use --emergency in `{environment}`; ask for approval instead "
+    return (f"{user} may not use --emergency in {code(environment)}; ask for approval instead "
             "(a role with break_glass: true is needed)")
 
 
 def break_glass_announcement(view: ApprovalView) -> str:
-    return (f"🚨 *Break-glass* in *{view.environment}*: {view.requester} ran `{view.command}` "
-            f"without approval. Reason: {view.reason}. An approver must acknowledge it: "
-            f"`approve {view.request_id}`.")
+    return (f"🚨 {bold('Break-glass')} in {bold(view.environment)}: {view.requester} ran "
+            f"{code(view.command)} without approval. Reason: {view.reason}. An approver must "
+            f"acknowledge it: {code(f'approve {view.request_id}')}.")
 
 
 def break_glass_reminder(view: ApprovalView) -> str:
-    return (f"⏰ Break-glass `{view.command}` in *{view.environment}* by {view.requester} is "
-            f"still not acknowledged: `approve {view.request_id}` ({view.approvers}).")
+    return (f"⏰ Break-glass {code(view.command)} in {bold(view.environment)} by {view.requester} "
+            f"is still not acknowledged: {code(f'approve {view.request_id}')} ({view.approvers}).")
 
 
 def break_glass_acknowledged(view: ApprovalView) -> str:
-    return f"acknowledged the break-glass change `{view.request_id}` (`{view.command}`)"
+    return f"acknowledged the break-glass change {code(view.request_id)} ({code(view.command)})"
 
 
 def requests_only_in(environment: str, channels: Sequence[str]) -> str:
-    where = ", ".join(f"<#{c}>" for c in channels)
-    return f"approval requests for `{environment}` are only accepted in {where}"
+    where = ", ".join(channel(c) for c in channels)
+    return f"approval requests for {code(environment)} are only accepted in {where}"
 
 
 def rough_span(length: timedelta | float) -> str:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 
 from bot.errors import UsageError
+from bot.markup import code
 
 __all__ = [
     "check_dns1123_label",
@@ -34,7 +35,7 @@ def check_dns1123_label(value: str, *, what: str = "name") -> str:
     """Return `value` if it is a valid RFC 1123 label (namespace, app), else raise UsageError."""
     if not is_dns1123_label(value):
         raise UsageError(
-            f"`{shown(value)}` is not a valid {what}",
+            f"{code(shown(value))} is not a valid {what}",
             hint="use at most 63 lowercase letters, digits and '-', starting and ending "
             "with a letter or digit",
         )
@@ -45,7 +46,7 @@ def check_dns1123_subdomain(value: str, *, what: str = "name") -> str:
     """Return `value` if it is a valid RFC 1123 subdomain (most object names), else raise."""
     if not is_dns1123_subdomain(value):
         raise UsageError(
-            f"`{shown(value)}` is not a valid {what}",
+            f"{code(shown(value))} is not a valid {what}",
             hint="use lowercase letters, digits, '-' and '.', at most 253 characters",
         )
     return value
@@ -57,7 +58,8 @@ def closest(name: str, candidates: Iterable[str], *, n: int = 2) -> list[str]:
 
 
 def shown(value: str) -> str:
-    """A user value made safe and short enough to quote back in chat."""
-    # Never echo a wall of text or markup back into chat.
-    cleaned = "".join(ch if ch.isprintable() and ch not in "`<>&" else "?" for ch in value)
+    """A mistyped user value short enough to quote back in a one-line error: unprintable
+    characters (a newline, a control character) become `?`, a long one is cut with `...`.
+    Markup characters stay: the front ends show every value as typed."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in value)
     return cleaned if len(cleaned) <= 40 else cleaned[:37] + "..."

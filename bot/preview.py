@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.markup import plain
 from bot.reporting import ExecutionView, Notice
 
 if TYPE_CHECKING:
@@ -51,8 +52,10 @@ class Preview:
             digest = result.data.get("digest")
             if digest is None and not (spec and spec.mutating):
                 continue
-            material.append({"step": step.name, "digest": digest, "fields": result.fields,
-                             "summary": None if digest else result.summary})
+            # As the console shows them: how a front end formats the plan binds nothing.
+            material.append({"step": step.name, "digest": digest,
+                             "fields": [(plain(k), plain(v)) for k, v in result.fields],
+                             "summary": None if digest else plain(result.summary)})
             lines.append(result.summary)
             lines.extend(f"{name}: {value}" for name, value in result.fields
                          if name not in ("Plan",))

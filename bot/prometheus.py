@@ -18,6 +18,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from bot.errors import PermanentError, RetryableError
+from bot.markup import code
 
 __all__ = [
     "PrometheusClient",
@@ -38,7 +39,7 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 def check_label_name(name: str) -> str:
     """`name` when it is a label name as Prometheus spells it, else a PermanentError."""
     if not _LABEL_NAME.fullmatch(name):
-        raise PermanentError(f"`{name[:60]}` is not a valid label name")
+        raise PermanentError(f"{code(name[:60])} is not a valid label name")
     return name
 
 
@@ -100,7 +101,7 @@ class PrometheusClient:
         if len(series) > 1:
             raise PermanentError(
                 f"the query returned {len(series)} series, not one value; aggregate it "
-                f"(sum, max, ...): `{promql}`"
+                f"(sum, max, ...): {code(promql)}"
             )
         return _number(series[0]["value"][1])
 
@@ -140,7 +141,7 @@ class PrometheusClient:
             return []
         if len(series) > 1:
             raise PermanentError(
-                f"the query returned {len(series)} series, not one; aggregate it: `{promql}`"
+                f"the query returned {len(series)} series, not one; aggregate it: {code(promql)}"
             )
         return [
             (datetime.fromtimestamp(float(ts), UTC), _number(value))
@@ -211,5 +212,5 @@ def _number(text: Any) -> float:
     try:
         value = float(text)
     except (TypeError, ValueError) as exc:
-        raise PermanentError(f"Prometheus returned `{text}`, which is not a number") from exc
+        raise PermanentError(f"Prometheus returned {code(text)}, which is not a number") from exc
     return value

@@ -23,6 +23,7 @@ from bot import messages
 from bot.config import AnalysisConfig, AnalysisMetric
 from bot.errors import PermanentError, RetryableError
 from bot.graph import render_metrics_png
+from bot.markup import code
 from bot.prometheus import PrometheusClient
 from bot.registry import Attachment, HandlerContext, Params, Result, handler
 from bot.runbooks.templating import evaluate, render_value
@@ -200,7 +201,7 @@ async def _measure(prometheus: PrometheusClient, metric: _Metric, check: int) ->
         metric.broken = str(exc)
         return Measurement(metric.name, check, now, value, "inconclusive", str(exc))
     except Exception as exc:  # a condition like `1 / result` raising inside the sandbox
-        metric.broken = f"condition `{metric.spec.success}` failed: {exc}"
+        metric.broken = f"condition {code(metric.spec.success)} failed: {exc}"
         return Measurement(metric.name, check, now, value, "inconclusive", metric.broken)
     return Measurement(metric.name, check, now, value, "met" if met else "missed")
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from pydantic import Field
 
+from bot.markup import code
 from bot.numbers import parse_duration
 from bot.registry import HandlerContext, Params, Result, handler
 
@@ -82,7 +83,8 @@ async def resume(*, ctx: HandlerContext, params: ScopeParams, **_: object) -> Re
     if scope != "*" and "*" not in done["lifted"]:
         status_now = await ctx.records.automation_status()
         if any(p["scope"] == "*" for p in status_now["pauses"]):
-            still = " Automation is still paused everywhere: `automation resume` without --env."
+            still = (f" Automation is still paused everywhere: {code('automation resume')} "
+                     "without --env.")
     return Result(summary="Automation resumed: " + "; ".join(parts) + "." + still, data=done)
 
 

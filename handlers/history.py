@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
+from bot.markup import code
 from bot.registry import HandlerContext, Params, Result, handler
 from handlers.deploy import argocd, rollouts
 from handlers.deploy.kubernetes import REVISION, owned_replica_sets
@@ -123,7 +124,7 @@ async def _rollout(ctx: HandlerContext) -> _Listing:
         created = _text_time(str(rs["metadata"].get("creationTimestamp") or ""))
         rows.append(_Row(str(number), tuple(marks), images, created, str(number)))
     summary = (f"{app.name} in {ctx.environment.name}: {len(rows)} revisions of Rollout "
-               f"`{view.name}`, current {view.revision}")
+               f"{code(view.name)}, current {view.revision}")
     if stable is not None and str(stable) != view.revision:
         summary += f", stable {stable}"
     return _Listing(summary, "Revision", "REVISION  IMAGE  CREATED  BY", rows)
@@ -148,13 +149,13 @@ async def _argocd(ctx: HandlerContext) -> _Listing:
                          argocd.history_key(application.name, entry), unknown))
     where = f"{app.name} in {ctx.environment.name}"
     if current is None:
-        summary = f"{where}: Argo CD has no deployment of `{application.name}` in its history"
+        summary = f"{where}: Argo CD has no deployment of {code(application.name)} in its history"
     else:
         summary = (f"{where}: {len(rows)} deployments in the Argo CD history of "
-                   f"`{application.name}`, current #{current.id} ({_short(current.revision)}); "
-                   f"`rollback {app.name} --to ID` takes these ids")
+                   f"{code(application.name)}, current #{current.id} ({_short(current.revision)}); "
+                   f"{code(f'rollback {app.name} --to ID')} takes these ids")
         if application.auto_sync:
-            summary += " (auto-sync is on: add `--disable-autosync`)"
+            summary += f" (auto-sync is on: add {code('--disable-autosync')})"
     return _Listing(summary, "History id", "ID  REVISION (SOURCE)  DEPLOYED  BY", rows)
 
 
@@ -210,8 +211,8 @@ async def _statefulset(ctx: HandlerContext, workload: Workload) -> _Listing:
                          revision.name))
     return _Listing(
         f"{app.name} in {ctx.environment.name}: {len(rows)} revisions of StatefulSet "
-        f"`{workload.name}`, current {current if current is not None else running}; "
-        f"`rollback {app.name} --to N` takes these numbers",
+        f"{code(workload.name)}, current {current if current is not None else running}; "
+        f"{code(f'rollback {app.name} --to N')} takes these numbers",
         "Revision", "REVISION  IMAGE  CREATED  BY", rows,
     )
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pydantic import Field
 
 from bot.errors import Refused
+from bot.markup import code
 from bot.registry import HandlerContext, Params, Result, handler
 from handlers.deploy.rollouts import (
     GROUP,
@@ -42,7 +43,7 @@ async def _rollout(ctx: HandlerContext, verb: str) -> RolloutView:
     app = ctx.require_app()
     if strategy_for(ctx, app) is not STRATEGY:
         raise Refused(
-            f"{app.name} is deployed with the `{app.deploy.strategy}` strategy in "
+            f"{app.name} is deployed with the {code(app.deploy.strategy)} strategy in "
             f"{ctx.environment.name}, not Argo Rollouts: there is no canary to {verb}"
         )
     return await read_rollout(ctx, app)
@@ -69,7 +70,7 @@ async def promote(*, ctx: HandlerContext, params: PromoteParams, **_: object) ->
     if view.aborted:
         raise Refused(
             f"{view.name} was aborted; deploy again or roll back instead of promoting",
-            hint="`status` shows what runs now",
+            hint=f"{code('status')} shows what runs now",
         )
     if view.fully_promoted:
         raise Refused(f"{view.name} is not in a canary ({describe(view)}); nothing to promote")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.config import AppConfig
 from bot.errors import NotFound, PermanentError
+from bot.markup import code
 from bot.registry import HandlerContext
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ async def read_workload(ctx: HandlerContext, app: AppConfig | None = None) -> Wo
             obj = await ctx.kube.call(ctx.kube.apps.read_namespaced_deployment, name, namespace)
     except NotFound:
         raise NotFound(
-            f"{app.kind} `{name}` does not exist in namespace `{namespace}` "
+            f"{app.kind} {code(name)} does not exist in namespace {code(namespace)} "
             f"({ctx.environment.name})"
         ) from None
     return Workload(app.kind, name, namespace, obj)
@@ -110,20 +111,20 @@ async def _read_rollout(ctx: HandlerContext, app: AppConfig) -> Workload:
     view = await read_rollout(ctx, app)
     if not isinstance(view.spec.get("template"), dict) or not view.spec.get("selector"):
         raise PermanentError(
-            f"Rollout `{view.name}` has no pod template or selector of its own "
+            f"Rollout {code(view.name)} has no pod template or selector of its own "
             "(a workloadRef Rollout is not supported)"
         )
     try:
         obj = ctx.kube.api_client.deserialize(_Response(view.obj), "V1Deployment")
     except (ValueError, TypeError) as exc:
-        raise PermanentError(f"Rollout `{view.name}` cannot be read: {exc}") from exc
+        raise PermanentError(f"Rollout {code(view.name)} cannot be read: {exc}") from exc
     return Workload("Rollout", view.name, view.namespace, obj, view)
 
 
 def selector_string(workload: Workload) -> str:
     labels = workload.obj.spec.selector.match_labels or {}
     if not labels:
-        raise PermanentError(f"{workload.kind} `{workload.name}` has no matchLabels selector")
+        raise PermanentError(f"{workload.kind} {code(workload.name)} has no matchLabels selector")
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 

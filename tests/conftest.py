@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 
 from bot.config import Settings, load_settings
 from bot.dispatcher import Outcome
+from bot.markup import plain
 from bot.registry import Registry
 from bot.reporting import ExecutionView, Notice
 from bot.services import Services
@@ -82,19 +85,26 @@ def services(settings: Settings, registry: Registry) -> Iterator[Services]:
 
 
 class RecordingReporter:
-    """A Reporter that keeps every view snapshot and notice, for assertions."""
+    """A Reporter that keeps every view snapshot and notice, for assertions; their texts as
+    the console shows them (`bot.markup.plain`: our markup dropped, values as they came)."""
 
     def __init__(self) -> None:
         self.views: list[ExecutionView] = []
         self.notices: list[Notice] = []
 
     async def execution(self, view: ExecutionView) -> None:
-        import copy
-
-        self.views.append(copy.deepcopy(view))
+        shown = copy.deepcopy(view)
+        shown.summary = plain(shown.summary)
+        for step in shown.steps:
+            step.summary = plain(step.summary)
+            step.progress = plain(step.progress) if step.progress else step.progress
+            step.fields = tuple((plain(k), plain(v)) for k, v in step.fields)
+        self.views.append(shown)
 
     async def notice(self, notice: Notice) -> None:
-        self.notices.append(notice)
+        self.notices.append(replace(
+            notice, text=plain(notice.text), hint=plain(notice.hint) if notice.hint else None,
+            details=tuple(plain(line) for line in notice.details)))
 
     @property
     def final(self) -> ExecutionView:

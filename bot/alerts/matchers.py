@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.markup import code
 from bot.prometheus import promql_string
 
 __all__ = ["Matcher", "MatcherError", "matches_all", "parse_matcher"]
@@ -36,7 +37,8 @@ class Matcher:
             try:
                 object.__setattr__(self, "_regex", re.compile(self.value, re.DOTALL))
             except re.error as exc:
-                raise MatcherError(f"`{self.value}` is not a regular expression: {exc}") from None
+                raise MatcherError(
+                    f"{code(self.value)} is not a regular expression: {exc}") from None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         value = labels.get(self.name, "")
@@ -57,12 +59,12 @@ def parse_matcher(text: str) -> Matcher:
     match = _SYNTAX.match(text)
     if not match:
         raise MatcherError(
-            f"`{text[:80]}` is not a matcher; write e.g. alertname=\"KubePodCrashLooping\" "
+            f"{code(text[:80])} is not a matcher; write e.g. alertname=\"KubePodCrashLooping\" "
             "with =, !=, =~ or !~"
         )
     name, op, raw = match.groups()
     if len(raw) > _MAX_VALUE:
-        raise MatcherError(f"the value of matcher `{name}` is too long")
+        raise MatcherError(f"the value of matcher {code(name)} is too long")
     return Matcher(name, op, _unquote(raw))  # type: ignore[arg-type]
 
 

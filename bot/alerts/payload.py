@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.markup import code
 from bot.storable import Unstorable, unstorable
 
 __all__ = ["AlertItem", "BadPayload", "Notification", "parse_notification"]
@@ -41,7 +42,7 @@ def _check_labels(value: dict[str, str]) -> dict[str, str]:
         raise ValueError(f"more than {_MAX_LABELS} labels")
     for key, item in value.items():
         if len(key) > 200 or len(item) > _MAX_VALUE:
-            raise ValueError(f"label or annotation `{key[:60]}` is too long")
+            raise ValueError(f"label or annotation {code(key[:60])} is too long")
     return value
 
 

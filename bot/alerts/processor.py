@@ -27,6 +27,7 @@ from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.errors import OpsbotError
 from bot.invocation import Invocation
+from bot.markup import code
 from bot.metrics import ALERT_DECISIONS
 from bot.numbers import parse_duration
 from bot.preview import SILENT
@@ -268,7 +269,7 @@ class AlertProcessor:
                               failures: int) -> None:
         text = (f"🛑 Automation stopped for {target} in {environment}: {failures} automatic "
                 "remediations failed in a row. A human needs to take over; "
-                f"`automation resume --env {environment}` turns it back on.")
+                f"{code(f'automation resume --env {environment}')} turns it back on.")
         log.warning("circuit breaker opened for %s/%s after %d failures", environment, target,
                     failures)
         await asyncio.to_thread(self.store.audit, AuditEntry(

@@ -20,6 +20,7 @@ from bot.alerts.matchers import matches_all, parse_matcher
 from bot.alerts.payload import AlertItem
 from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import OpsbotError, UsageError
+from bot.markup import code
 from bot.names import is_dns1123_label, is_dns1123_subdomain
 from bot.runbooks.loader import Catalog
 from bot.runbooks.models import AlertTrigger, Mode, Runbook
@@ -183,7 +184,7 @@ def _params(runbook: Runbook, trigger: AlertTrigger, context: dict[str, Any], se
             environment: EnvironmentConfig | None) -> tuple[dict[str, Any] | None, str | None]:
     if environment is None:
         namespace = context["labels"].get("namespace", "")
-        return None, (f"namespace `{namespace[:63]}` is not a configured environment"
+        return None, (f"namespace {code(namespace[:63])} is not a configured environment"
                       if namespace else "the alert has no namespace label")
     raw: dict[str, str] = {}
     try:

@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.markup import bold, clip, code, italic
 from bot.reporting import Button, Reporter
 
-__all__ = ["AlertBoard", "AlertGroupView", "AlertLine", "RunLine", "group_lines"]
+__all__ = [
+    "AlertBoard", "AlertGroupView", "AlertLine", "GroupText", "RunLine", "group_lines",
+    "group_text",
+]
 
 _DECISION_TEXT = {
     "shadow": "shadow run",
@@ -82,9 +86,10 @@ class RunLine:
         where = f" on {self.target} in {self.environment}" if self.target and self.environment \
             else (f" in {self.environment}" if self.environment else "")
         if self.decision == "run":
-            line = f"`{self.runbook}`{where}: {_RUN_TEXT.get(self.status, self.status)}"
+            line = f"{code(self.runbook)}{where}: {_RUN_TEXT.get(self.status, self.status)}"
         else:
-            line = f"`{self.runbook}`{where}: {_DECISION_TEXT.get(self.decision, self.decision)}"
+            what = _DECISION_TEXT.get(self.decision, self.decision)
+            line = f"{code(self.runbook)}{where}: {what}"
         if self.decision == "shadow":
             line += f", {_STATUS_TEXT.get(self.status, self.status)}"
         if self.decision in ("run", "shadow"):
@@ -110,22 +115,47 @@ class AlertGroupView:
     ts: str | None = None
 
 
-def group_lines(view: AlertGroupView, *, max_alerts: int = 15) -> list[str]:
-    """The group as plain lines (markdown-ish), shared by the console and Slack's fallback."""
+@dataclass(frozen=True)
+class GroupText:
+    """An alert group as marked text (`bot/markup.py`), for any front end to lay out."""
+
+    headline: str
+    alerts: list[str]
+    runs: list[str]
+    notes: list[str]
+
+
+def group_text(view: AlertGroupView, *, max_alerts: int = 15, max_runs: int | None = None,
+               value_limit: int | None = None, title_limit: int | None = None) -> GroupText:
+    """The group's headline, one line per alert (the first `max_alerts`), the automation
+    decisions (the last `max_runs`) and notes; the title, alert names and summaries are cut
+    to `title_limit` and `value_limit` when given."""
+    def shown(value: str, limit: int | None = value_limit) -> str:
+        return clip(value, limit) if limit else value
+
     firing = sum(1 for a in view.alerts if a.status == "firing")
     head = "FIRING" if view.status == "firing" else "RESOLVED"
-    lines = [f"{head} {view.title} ({firing} firing, {len(view.alerts) - firing} resolved)"]
+    headline = (f"{bold(head)} {shown(view.title, title_limit)} ({firing} firing, "
+                f"{len(view.alerts) - firing} resolved)")
+    alerts = []
     for alert in view.alerts[:max_alerts]:
         mark = "🔴" if alert.status == "firing" else "🟢"
-        summary = f": {alert.summary}" if alert.summary else ""
-        lines.append(f"{mark} {alert.name} {alert.where}{summary} ({alert.when})")
+        summary = f": {shown(alert.summary)}" if alert.summary else ""
+        alerts.append(f"{mark} {bold(shown(alert.name))} {alert.where}{summary} "
+                      f"{italic(f'({alert.when})')}")
     if len(view.alerts) > max_alerts:
-        lines.append(f"… and {len(view.alerts) - max_alerts} more")
-    if view.runs:
-        lines.append("Automation:")
-        lines += [f"• {run.text}" for run in view.runs]
-    lines += view.notes
-    return lines
+        alerts.append(f"… and {len(view.alerts) - max_alerts} more")
+    runs = view.runs[-max_runs:] if max_runs else view.runs
+    return GroupText(headline, alerts, [f"• {run.text}" for run in runs], list(view.notes))
+
+
+def group_lines(view: AlertGroupView) -> list[str]:
+    """The whole group as marked lines, for the console."""
+    text = group_text(view)
+    lines = [text.headline, *text.alerts]
+    if text.runs:
+        lines += ["Automation:", *text.runs]
+    return lines + text.notes
 
 
 class AlertBoard(Protocol):

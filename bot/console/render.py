@@ -1,38 +1,32 @@
-"""Plain-text rendering of the same views Slack shows, for shell, run and demo transcripts."""
+"""Plain-text rendering of the same views Slack shows, for shell, run and demo transcripts.
+
+Our markup (`bot/markup.py`) is dropped; every value is printed exactly as it came."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from bot import messages
+from bot.markup import code, plain
 from bot.reporting import ExecutionView, Notice, StepView
 
-__all__ = ["execution_text", "notice_text", "step_text"]
-
-_SLACK_LINK = re.compile(r"<#(\w+)(?:\|([^>]*))?>")
-
-
-def plain(text: str) -> str:
-    """Drop Slack-only markup: bold stars and channel links."""
-    text = _SLACK_LINK.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
-    return re.sub(r"(?<!\w)\*([^*\n]+)\*(?!\w)", r"\1", text)
+__all__ = ["execution_text", "notice_text", "plain", "step_text"]
 
 
 def execution_start(view: ExecutionView) -> str:
     mode = " (dry run)" if view.dry_run else ""
     return plain(
-        f"▶ `{view.command}`{mode} in {view.environment} · {messages.execution_context(view)}"
+        f"▶ {code(view.command)}{mode} in {view.environment} · {messages.execution_context(view)}"
     )
 
 
 def step_text(step: StepView, attachments: Sequence[str] = ()) -> str:
     """The step, its fields and output; `attachments` are lines saying where its files went."""
     lines = ["  " + plain(messages.step_line(step))]
-    lines += [f"      {name}: {value}" for name, value in step.fields]
-    if step.output:
+    lines += [f"      {plain(name)}: {plain(value)}" for name, value in step.fields]
+    if step.output:  # what a command printed, not our text: as is
         lines += ["      " + line if line else "" for line in step.output.splitlines()]
-    lines += [f"      {line}" for line in attachments]
+    lines += [f"      {plain(line)}" for line in attachments]
     return "\n".join(lines)
 
 
@@ -40,7 +34,7 @@ def execution_end(view: ExecutionView) -> str:
     lines = [plain(messages.execution_headline(view))]
     if view.summary:
         lines.append("  " + plain(view.summary))
-    lines += [f"  [{b.label}] {b.command}" for b in view.buttons]
+    lines += [f"  [{plain(b.label)}] {b.command}" for b in view.buttons]
     return "\n".join(lines)
 
 
@@ -52,8 +46,7 @@ def execution_text(view: ExecutionView) -> str:
 
 
 def notice_text(notice: Notice) -> str:
-    icon = {"error": "❌", "denied": "⛔", "refused": "🛑", "info": "ℹ️"}[notice.kind]
-    lines = [f"{icon} {plain(notice.text)}"]
+    lines = [f"{messages.NOTICE_ICON[notice.kind]} {plain(notice.text)}"]
     lines += ["  " + plain(line) for line in notice.details]
     if notice.hint:
         lines.append("  " + plain(notice.hint))

@@ -16,6 +16,7 @@ from bot.console.live import LiveOutput
 from bot.console.reporter import ConsoleReporter
 from bot.dispatcher import Outcome
 from bot.errors import UnknownName, UsageError
+from bot.markup import plain
 from bot.numbers import parse_duration
 from bot.services import Services
 from bot.trigger import Trigger
@@ -70,7 +71,7 @@ async def run_command(
     try:
         actor = services.settings.user_id(user)
     except UnknownName as exc:
-        write(f"❌ {exc}")
+        write(f"❌ {plain(str(exc))}")
         return Outcome("usage")
     trigger = Trigger(source="console", actor=actor, text=text)
     outcome = await services.dispatcher.dispatch(trigger, ConsoleReporter(write))
@@ -150,7 +151,7 @@ async def shell(
                 services.settings.user_id(candidate)
                 user = candidate
             except UnknownName as exc:
-                write(f"❌ {exc}")
+                write(f"❌ {plain(str(exc))}")
             continue
         match = _SCRIPT_LINE.match(line)
         with _command(live):

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.errors import UsageError
+from bot.markup import code
 from bot.names import check_dns1123_subdomain, shown
 from bot.numbers import parse_duration, whole_number
 from bot.runbooks.models import Parameter, Runbook
@@ -33,13 +34,13 @@ def parse_labels(name: str, raw: str) -> dict[str, str]:
         key, eq, value = word.partition("=")
         if not eq or not _LABEL_NAME.match(key):
             raise UsageError(
-                f"<{name}>: `{shown(word)}` is not label=value",
+                f"<{name}>: {code(shown(word))} is not label=value",
                 hint="label names are letters, digits and _, e.g. namespace=shop-prod",
             )
         if key in labels:
-            raise UsageError(f"<{name}>: label `{key}` is given twice")
+            raise UsageError(f"<{name}>: label {code(key)} is given twice")
         if len(value) > 1000:
-            raise UsageError(f"<{name}>: the value of `{key}` is too long")
+            raise UsageError(f"<{name}>: the value of {code(key)} is too long")
         labels[key] = value
     if len(labels) > 20:
         raise UsageError(f"<{name}>: at most 20 labels")
@@ -53,7 +54,8 @@ def coerce_params(
     unknown = sorted(set(raw) - set(runbook.parameters))
     if unknown:
         raise UsageError(
-            f"`{runbook.name}` has no parameter `{unknown[0]}`", hint=f"usage: {runbook.usage}"
+            f"{code(runbook.name)} has no parameter {code(unknown[0])}",
+            hint=f"usage: {runbook.usage}",
         )
     values: dict[str, Any] = {}
     for name, spec in runbook.parameters.items():
@@ -83,7 +85,7 @@ def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str, 
         case "bool":
             lowered = raw.lower()
             if lowered not in _TRUE | _FALSE:
-                raise UsageError(f"<{name}> must be true or false, not `{shown(raw)}`")
+                raise UsageError(f"<{name}> must be true or false, not {code(shown(raw))}")
             value = lowered in _TRUE
         case "duration":
             shortest, longest = spec.duration_bounds
@@ -97,7 +99,7 @@ def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str, 
         case "image":
             if not (_TAG.match(raw) or _IMAGE.match(raw)):
                 raise UsageError(
-                    f"`{shown(raw)}` is not an image reference or tag",
+                    f"{code(shown(raw))} is not an image reference or tag",
                     hint="give a tag like 1.5.0 or an image like "
                     "registry.example.com/shop/api:1.5.0",
                 )
@@ -111,7 +113,7 @@ def _coerce(name: str, spec: Parameter, raw: str, settings: Settings, env: str, 
     if spec.choices is not None and str(value) not in spec.choices:
         raise UsageError(f"<{name}> must be one of: {', '.join(spec.choices)}")
     if spec.pattern is not None and not re.fullmatch(spec.pattern, str(value)):
-        raise UsageError(f"<{name}> `{shown(raw)}` does not match the expected form")
+        raise UsageError(f"<{name}> {code(shown(raw))} does not match the expected form")
     return value
 
 

@@ -10,6 +10,7 @@ from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bot.errors import PermanentError
+from bot.markup import code
 
 __all__ = ["evaluate", "is_template", "render_value"]
 
@@ -38,14 +39,14 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
             return result
         return _ENV.from_string(value).render(**context)
     except TemplateError as exc:
-        raise PermanentError(f"template `{value}` failed: {exc}") from exc
+        raise PermanentError(f"template {code(value)} failed: {exc}") from exc
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> bool:
     try:
         return bool(_ENV.compile_expression(expression, undefined_to_none=False)(**context))
     except TemplateError as exc:
-        raise PermanentError(f"condition `{expression}` failed: {exc}") from exc
+        raise PermanentError(f"condition {code(expression)} failed: {exc}") from exc
 
 
 def check_syntax(value: Any) -> str | None:

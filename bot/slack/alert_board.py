@@ -13,8 +13,9 @@ import logging
 import secrets
 
 from bot.alerts.view import AlertGroupView
+from bot.markup import plain
 from bot.reporting import ExecutionView, Notice, Reporter
-from bot.slack.blocks import alert_group_blocks, alert_group_text, escape, notice_text
+from bot.slack.blocks import alert_group_blocks, alert_group_text, message_text, notice_text
 from bot.slack.outbox import post, send, show
 from bot.slack.reporter import SlackReporter
 from bot.store import Store
@@ -57,7 +58,7 @@ class SlackAlertBoard:
         if not channel:
             return
         key = alert_group_key(view.group_hash)
-        await send(self._store, post(channel=channel, text=escape(text), thread_ts=view.ts,
+        await send(self._store, post(channel=channel, text=message_text(text), thread_ts=view.ts,
                                      parent=None if view.ts else key, orphan="top",
                                      broadcast=True), stream=key)
 
@@ -83,7 +84,7 @@ class _ThreadRun:
 
     async def notice(self, notice: Notice) -> None:
         if not self._channel:
-            log.info("automatic run notice (no alerts channel): %s", notice.text)
+            log.info("automatic run notice (no alerts channel): %s", plain(notice.text))
             return
         await send(self._store, post(channel=self._channel, text=notice_text(notice),
                                      thread_ts=self._thread_ts, parent=self._parent,

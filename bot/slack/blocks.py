@@ -1,19 +1,25 @@
 """Block Kit rendering of the neutral views, so Slack shows what the console prints as text.
 
-Nothing is cut silently: texts longer than a block allows are spread over several blocks, and
-a step's long output is left to the reporter, which posts it as thread replies.
+Every text goes through `bot/slack/mrkdwn.py`: our markup formats, values show as typed. Every
+message fits Slack's limits (`bot/slack/limits.py`): a long text spreads over several blocks
+while the message has room; what does not fit is cut with `…` and a line saying so, never
+dropped silently; a step's long output goes to the thread (`bot/slack/output.py`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import messages
-from bot.alerts.view import AlertGroupView
+from bot.alerts.view import AlertGroupView, group_text
 from bot.approvals.view import ApprovalView
+from bot.markup import bold, clip, plain, units
 from bot.reporting import Button, ExecutionView, Notice, StepView
+from bot.slack import limits
+from bot.slack.mrkdwn import chunks, fit
 
 __all__ = [
     "ACTION_PREFIX",
@@ -22,18 +28,19 @@ __all__ = [
     "DENY_MODAL",
     "DENY_REASON_ACTION",
     "DENY_REASON_BLOCK",
+    "REASON_LIMIT",
     "Block",
     "alert_group_blocks",
     "alert_group_text",
     "approval_blocks",
     "approval_text",
     "deny_modal",
-    "escape",
     "execution_blocks",
     "execution_text",
+    "message_text",
     "notice_blocks",
     "notice_text",
-    "split_text",
+    "text_units",
 ]
 
 log = logging.getLogger("opsbot.slack")
@@ -46,98 +53,185 @@ DENY_ACTION = "opsbot_deny"
 DENY_MODAL = "opsbot_deny_modal"
 DENY_REASON_BLOCK = "opsbot_deny_reason"
 DENY_REASON_ACTION = "reason"
-SECTION_LIMIT = 3000  # characters of a section's text
-FIELD_LIMIT = 2000  # characters of one section field
-FIELDS_PER_SECTION = 10
-BUTTON_VALUE_LIMIT = 2000
-BUTTON_TEXT_LIMIT = 75
-BUTTONS_PER_ACTIONS = 25
-BLOCKS_PER_MESSAGE = 50
-ALERT_LINES = 15  # alerts (and automation lines) listed in a group message
-CONFIRM_TEXT_LIMIT = 300  # characters of a confirm dialog's text
-MODAL_TITLE_LIMIT = 24
-METADATA_LIMIT = 3000  # characters of a view's private_metadata
 REASON_LIMIT = 2000  # what a deny reason may hold; the command line must stay under 4000
 
+# Our own shares of Slack's limits: a headline or a context line is never worth a whole
+# message, and a summary keeps its place however many steps come before it.
+HEADLINE = 1000
+CONTEXT = 2000
+SUMMARY_SHARE = 4000
+FALLBACK = 3000  # the top-level `text`: notifications show its start only
+ALERT_LINES = 15  # alerts (and automation lines) listed in a group message
+ALERT_VALUE = 300  # an alert's name or summary in its line
+COMMAND = 500  # a command in a headline: what follows it (where, how it went) must show
+NAME = 100  # an environment or a person's name in a headline
+_MIN_CUT = 40  # a cut text shorter than this says nothing: leave it out instead
 
-def escape(text: str) -> str:
-    """Escape the three characters Slack treats as markup, so data cannot ping or link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+def message_text(text: str, limit: int = FALLBACK) -> str:
+    """A message's top-level `text` (marked text in, mrkdwn out), within `limit`."""
+    return fit(text, limit)
 
 
-def split_text(text: str, limit: int) -> list[str]:
-    """Pieces of at most `limit` characters, cut at line ends (inside a line only if it must)."""
-    pieces: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(line[:limit])
-            line = line[limit:]
-        candidate = f"{current}\n{line}" if current else line
-        if current and len(candidate) > limit:
-            pieces.append(current)
-            current = line
+def _mrkdwn(text: str, limit: int = limits.TEXT_OBJECT) -> dict[str, Any]:
+    # verbatim: values are not auto-linked; our markup and entities still apply.
+    return {"type": "mrkdwn", "text": fit(text, limit), "verbatim": True}
+
+
+def _plain(text: str, limit: int) -> dict[str, Any]:
+    """A plain_text object: shown literally, shortcodes included (emoji: false)."""
+    return {"type": "plain_text", "text": clip(plain(text), limit), "emoji": False}
+
+
+def _section(text: str, limit: int = limits.SECTION_TEXT) -> Block:
+    return {"type": "section", "text": _mrkdwn(text, limit)}
+
+
+def _context(text: str, limit: int = CONTEXT) -> Block:
+    return {"type": "context", "elements": [_mrkdwn(text, limit)]}
+
+
+def text_units(value: Any) -> int:
+    """The text a block (or a list of them) holds, as Slack sums it for a message's budget."""
+    if isinstance(value, list):
+        return sum(text_units(item) for item in value)
+    if not isinstance(value, dict):
+        return 0
+    if value.get("type") in ("mrkdwn", "plain_text"):
+        return units(str(value.get("text", "")))
+    return sum(text_units(item) for item in value.values())
+
+
+@dataclass
+class _Room:
+    """What one message may still take: blocks and text units."""
+
+    blocks: int
+    units: int
+
+    def fits(self, block: Block) -> bool:
+        return self.blocks >= 1 and self.units >= text_units(block)
+
+    def take(self, block: Block) -> Block:
+        self.blocks -= 1
+        self.units -= text_units(block)
+        return block
+
+    def reserve(self, blocks: Iterable[Block]) -> None:
+        for block in blocks:
+            self.take(block)
+
+
+@dataclass(frozen=True)
+class _Text:
+    """Marked text to spread over sections."""
+
+    text: str
+
+
+_Part = Block | _Text
+
+
+def _fill(room: _Room, parts: Sequence[_Part]) -> tuple[list[Block], bool]:
+    """The parts as blocks, in order, while the room lasts; False when something was cut."""
+    out: list[Block] = []
+    for part in parts:
+        if isinstance(part, dict):
+            if not room.fits(part):
+                return out, False
+            out.append(room.take(part))
+            continue
+        for chunk in chunks(part.text, limits.SECTION_TEXT, upto=max(room.units, 0)):
+            block = {"type": "section", "text": _mrkdwn_raw(chunk.text)}
+            if room.fits(block):
+                out.append(room.take(block))
+                continue
+            if room.blocks >= 1 and room.units >= _MIN_CUT:
+                out.append(room.take({"type": "section",
+                                      "text": _mrkdwn_raw(chunk.shortened(room.units))}))
+            return out, False
+    return out, True
+
+
+def _mrkdwn_raw(rendered: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": rendered, "verbatim": True}
+
+
+def _needs(parts: Sequence[_Part], upto: int) -> tuple[int, int]:
+    """The blocks and text units the parts take when nothing is cut (counting to `upto`)."""
+    blocks = units_ = 0
+    for part in parts:
+        if isinstance(part, dict):
+            blocks, units_ = blocks + 1, units_ + text_units(part)
         else:
-            current = candidate
-    if current or not pieces:
-        pieces.append(current)
-    return pieces
+            pieces = chunks(part.text, limits.SECTION_TEXT, upto=upto)
+            blocks, units_ = blocks + len(pieces), units_ + sum(units(p.text) for p in pieces)
+    return blocks, units_
 
 
-def _mrkdwn(text: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": text}
+def _message(head: list[Block], body: list[_Part], tail: list[Block], note: str,
+             *, first: Sequence[_Part] = (), held: int = 0) -> list[Block]:
+    """head, first, body and tail within one message's limits. What does not fit is cut, and
+    `note` (once) says so where the cut is. `first` is filled before `body` with room held
+    back for up to `held` units of `body`: a summary keeps its place after many steps."""
+    note_block = _context(note)
+    room = _Room(limits.BLOCKS_PER_MESSAGE, limits.MESSAGE_TEXT_BUDGET)
+    room.reserve([*head, *tail, note_block])
+    kept_blocks, kept_units = _needs(body, held)
+    kept = _Room(min(kept_blocks, room.blocks // 2), min(held, kept_units))
+    room.blocks -= kept.blocks
+    room.units -= kept.units
+    before, first_whole = _fill(room, first)
+    room.blocks += kept.blocks
+    room.units += kept.units
+    after, body_whole = _fill(room, body)
+    cut_first = [note_block] if not first_whole else []
+    cut_body = [note_block] if first_whole and not body_whole else []
+    return [*head, *before, *cut_first, *after, *cut_body, *tail]
 
 
-def _sections(text: str) -> list[Block]:
-    return [{"type": "section", "text": _mrkdwn(part)} for part in split_text(text, SECTION_LIMIT)
-            if part.strip()]
+# Executions -------------------------------------------------------------------------------
 
 
-def _safe_view(view: ExecutionView) -> ExecutionView:
-    """A copy whose data (typed text, handler results) is escaped; our own markup stays."""
-    return replace(
-        view,
-        command=escape(view.command),
-        actor=escape(view.actor),
-        reason=escape(view.reason) if view.reason else view.reason,
-        summary=escape(view.summary),
-        steps=[
-            replace(step, name=escape(step.name), summary=escape(step.summary),
-                    progress=escape(step.progress) if step.progress else step.progress,
-                    fields=tuple((escape(k), escape(v)) for k, v in step.fields))
-            for step in view.steps
-        ],
-    )
+def _field(name: str, value: str) -> str:
+    return f"{bold(name)}\n{value}"
 
 
-def _field_blocks(step: StepView) -> list[Block]:
-    short = [(k, v) for k, v in step.fields if len(k) + len(v) + 4 <= FIELD_LIMIT]
-    long = [(k, v) for k, v in step.fields if len(k) + len(v) + 4 > FIELD_LIMIT]
-    blocks: list[Block] = [
-        {"type": "section",
-         "fields": [_mrkdwn(f"*{k}*\n{v}") for k, v in short[i:i + FIELDS_PER_SECTION]]}
-        for i in range(0, len(short), FIELDS_PER_SECTION)
-    ]
-    for key, value in long:
-        blocks += _sections(f"*{key}*\n{value}")
-    return blocks
+def _step_parts(step: StepView) -> list[_Part]:
+    parts: list[_Part] = [_Text(messages.step_line(step))]
+    short: list[dict[str, Any]] = []
+    for name, value in step.fields:
+        if not (name or value).strip():
+            continue
+        text = fit(_field(name, value), limits.FIELD_TEXT + 1) \
+            if len(name) + len(value) < limits.FIELD_TEXT else ""
+        if text and units(text) <= limits.FIELD_TEXT:
+            short.append(_mrkdwn_raw(text))
+        else:  # too long for a field: a section (or several) of its own
+            parts.append(_Text(_field(name, value)))
+    groups = [short[i:i + limits.FIELDS_PER_SECTION]
+              for i in range(0, len(short), limits.FIELDS_PER_SECTION)]
+    return parts[:1] + [{"type": "section", "fields": g} for g in groups] + parts[1:]
+
+
+def _compact_steps(steps: list[StepView]) -> _Text:
+    """All steps in as few sections as their text needs, for runbooks with many steps."""
+    lines = []
+    for step in steps:
+        lines.append(messages.step_line(step))
+        lines += [f"    {bold(k)}: {v}" for k, v in step.fields]
+    return _Text("\n".join(lines))
 
 
 def _button(index: int, button: Button) -> Block | None:
-    if len(button.command) > BUTTON_VALUE_LIMIT:
+    if units(button.command) > limits.BUTTON_VALUE:
         # A shortened command would run something else; better no button than a wrong one.
-        log.warning("follow-up `%s` is too long for a button; not offered", button.label)
+        log.warning("follow-up `%s` is too long for a button; not offered", plain(button.label))
         return None
-    label = button.label
-    if len(label) > BUTTON_TEXT_LIMIT:
-        label = label[: BUTTON_TEXT_LIMIT - 1] + "…"
     element: Block = {
         "type": "button",
         "action_id": f"{ACTION_PREFIX}{index}",
-        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "text": _plain(button.label, limits.BUTTON_TEXT),
         "value": button.command,
     }
     if button.style:
@@ -149,150 +243,106 @@ def _actions(buttons: list[Button]) -> list[Block]:
     elements = [e for i, b in enumerate(buttons) if (e := _button(i, b)) is not None]
     return [
         {"type": "actions", "block_id": f"opsbot_follow_up_{i}",
-         "elements": elements[i:i + BUTTONS_PER_ACTIONS]}
-        for i in range(0, len(elements), BUTTONS_PER_ACTIONS)
-    ]
+         "elements": elements[i:i + limits.BUTTONS_PER_ACTIONS]}
+        for i in range(0, len(elements), limits.BUTTONS_PER_ACTIONS)
+    ][:2]
 
 
-def _step_blocks(steps: list[StepView]) -> list[Block]:
-    blocks: list[Block] = []
-    for step in steps:
-        blocks += _sections(messages.step_line(step))
-        blocks += _field_blocks(step)
-    return blocks
-
-
-def _compact_step_blocks(steps: list[StepView]) -> list[Block]:
-    """All steps in as few sections as their text needs, for runbooks with many steps."""
-    lines = []
-    for step in steps:
-        lines.append(messages.step_line(step))
-        lines += [f"    *{k}*: {v}" for k, v in step.fields]
-    return _sections("\n".join(lines))
+def _brief(view: ExecutionView) -> ExecutionView:
+    """The view with the values of its headline and context line cut to a sensible size."""
+    return replace(view, command=clip(view.command, COMMAND),
+                   environment=clip(view.environment, NAME), actor=clip(view.actor, NAME))
 
 
 def execution_blocks(view: ExecutionView) -> list[Block]:
     """Headline, who and which execution, one line per step with its fields, summary, buttons."""
-    safe = _safe_view(view)
-    blocks: list[Block] = [
-        {"type": "section", "text": _mrkdwn(messages.execution_headline(safe))},
-        {"type": "context", "elements": [_mrkdwn(messages.execution_context(safe))]},
-    ]
-    steps = _step_blocks(safe.steps)
-    if len(steps) > BLOCKS_PER_MESSAGE - 10:
-        steps = _compact_step_blocks(safe.steps)
-    blocks += steps
-    if safe.summary:
-        blocks.append({"type": "divider"})
-        blocks += _sections(safe.summary)
-    blocks += _actions(view.buttons)
-    return blocks
+    head = [_section(messages.execution_headline(_brief(view)), HEADLINE),
+            _context(messages.execution_context(_brief(view)))]
+    steps: list[_Part] = [p for step in view.steps for p in _step_parts(step)]
+    if len(steps) > limits.BLOCKS_PER_MESSAGE - 10:
+        steps = [_compact_steps(view.steps)]
+    summary: list[_Part] = [{"type": "divider"}, _Text(view.summary)] if view.summary else []
+    return _message(head, summary, _actions(view.buttons),
+                    messages.slack_cut(view.execution_id), first=steps, held=SUMMARY_SHARE)
 
 
 def execution_text(view: ExecutionView) -> str:
     """The notification and screen-reader text of an execution message."""
-    safe = _safe_view(view)
-    lines = [messages.execution_headline(safe)]
-    if safe.summary:
-        lines.append(safe.summary)
+    lines = [messages.execution_headline(_brief(view))]
+    if view.summary:
+        lines.append(view.summary)
     else:  # the step verdicts, like the stored summary
-        lines += [s.summary for s in safe.steps if s.summary and s.status != "running"]
-    return "\n".join(lines)
+        lines += [s.summary for s in view.steps if s.summary and s.status != "running"]
+    return message_text("\n".join(lines))
+
+
+# Notices --------------------------------------------------------------------------------
 
 
 def notice_blocks(notice: Notice) -> list[Block]:
     """An ephemeral reply: icon and text, its detail lines, and the hint in small print."""
-    blocks = _sections(f"{messages.NOTICE_ICON[notice.kind]} {notice.text}")
+    body: list[_Part] = [_Text(f"{messages.NOTICE_ICON[notice.kind]} {notice.text}")]
     if notice.details:
-        blocks += _sections("\n".join(notice.details))
-    if notice.hint:
-        blocks.append({"type": "context", "elements": [_mrkdwn(notice.hint)]})
-    return blocks
+        body.append(_Text("\n".join(notice.details)))
+    tail = [_context(notice.hint)] if notice.hint and notice.hint.strip() else []
+    return _message([], body, tail, messages.slack_cut(None))
 
 
 def notice_text(notice: Notice) -> str:
     lines = [f"{messages.NOTICE_ICON[notice.kind]} {notice.text}", *notice.details]
     if notice.hint:
         lines.append(notice.hint)
-    return "\n".join(lines)
+    return message_text("\n".join(lines))
 
 
 # Approval requests -----------------------------------------------------------------------
 
 
-def _safe_approval(view: ApprovalView) -> ApprovalView:
-    """A copy whose data (typed command and reasons, plan lines, names) is escaped."""
-    denial = view.denial
-    return replace(
-        view,
-        command=escape(view.command),
-        requester=escape(view.requester),
-        reason=escape(view.reason) if view.reason else view.reason,
-        plan=tuple(escape(line) for line in view.plan),
-        approvals=tuple((escape(who), at) for who, at in view.approvals),
-        approvers=escape(view.approvers),
-        denial=(escape(denial[0]), escape(denial[1]) if denial[1] else denial[1], denial[2])
-        if denial else None,
-        note=escape(view.note) if view.note else view.note,
-    )
-
-
-def _plain(text: str) -> dict[str, Any]:
-    return {"type": "plain_text", "text": text, "emoji": True}
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _approval_buttons(view: ApprovalView) -> Block:
-    # The dialog shows the command as typed (clipped); the message above it has the plan.
-    confirm_text = messages.approve_confirm_text(_clip(view.command, 150), view.environment)
     approve: Block = {
         "type": "button",
         "action_id": APPROVE_ACTION,
-        "text": _plain(messages.approve_label()),
+        "text": _plain(messages.approve_label(), limits.BUTTON_TEXT),
         "value": view.request_id,
         "style": "primary",
         "confirm": {
-            "title": _plain(messages.approve_confirm_title()),
-            "text": _mrkdwn(_clip(confirm_text, CONFIRM_TEXT_LIMIT)),
-            "confirm": _plain(messages.approve_label()),
-            "deny": _plain(messages.cancel_label()),
+            "title": _plain(messages.approve_confirm_title(), limits.CONFIRM_TITLE),
+            # The dialog shows the command as typed (cut); the message above it has the plan.
+            "text": _mrkdwn(messages.approve_confirm_text(clip(view.command, 150),
+                                                          view.environment),
+                            limits.CONFIRM_TEXT),
+            "confirm": _plain(messages.approve_label(), limits.CONFIRM_BUTTON),
+            "deny": _plain(messages.cancel_label(), limits.CONFIRM_BUTTON),
             "style": "primary",
         },
     }
     deny: Block = {
         "type": "button",
         "action_id": DENY_ACTION,
-        "text": _plain(messages.deny_label()),
+        "text": _plain(messages.deny_label(), limits.BUTTON_TEXT),
         "value": view.request_id,
         "style": "danger",
     }
     return {"type": "actions", "block_id": "opsbot_approval", "elements": [approve, deny]}
 
 
+def _approval_headline(view: ApprovalView) -> str:
+    return messages.approval_headline(view.status, clip(view.command, COMMAND),
+                                      clip(view.environment, NAME), view.emergency)
+
+
 def approval_blocks(view: ApprovalView) -> list[Block]:
     """Headline, the request's lines (plan, approvals, who may approve...) and, while it is
     open, Approve (with a confirm dialog) and Deny."""
-    safe = _safe_approval(view)
-    blocks: list[Block] = [
-        {"type": "section",
-         "text": _mrkdwn(messages.approval_headline(safe.status, safe.command, safe.environment,
-                                         safe.emergency))},
-    ]
-    blocks += _sections("\n".join(messages.approval_lines(safe)))
-    if view.open:
-        blocks.append(_approval_buttons(view))
-    return blocks
+    head = [_section(_approval_headline(view), HEADLINE)]
+    body: list[_Part] = [_Text("\n".join(messages.approval_lines(view)))]
+    tail = [_approval_buttons(view)] if view.open else []
+    return _message(head, body, tail, messages.slack_cut_request(view.request_id))
 
 
 def approval_text(view: ApprovalView) -> str:
     """The notification and screen-reader text of a request message."""
-    safe = _safe_approval(view)
-    return "\n".join([messages.approval_headline(safe.status, safe.command, safe.environment,
-                                         safe.emergency),
-                      *messages.approval_lines(safe)])
+    return message_text("\n".join([_approval_headline(view), *messages.approval_lines(view)]))
 
 
 def deny_modal(request_id: str, channel: str | None, command: str) -> Block:
@@ -301,62 +351,51 @@ def deny_modal(request_id: str, channel: str | None, command: str) -> Block:
     return {
         "type": "modal",
         "callback_id": DENY_MODAL,
-        "private_metadata": f"{request_id}|{channel or ''}"[:METADATA_LIMIT],
-        "title": _plain(_clip(messages.deny_modal_title(), MODAL_TITLE_LIMIT)),
-        "submit": _plain(messages.deny_label()),
-        "close": _plain(messages.cancel_label()),
+        # Both parts are checked ids (a request id, a channel id): short, never cut.
+        "private_metadata": f"{request_id}|{channel or ''}",
+        "title": _plain(messages.deny_modal_title(), limits.MODAL_TITLE),
+        "submit": _plain(messages.deny_label(), limits.MODAL_BUTTON),
+        "close": _plain(messages.cancel_label(), limits.MODAL_BUTTON),
         "blocks": [
-            {"type": "section",
-             "text": _mrkdwn(_clip(messages.deny_modal_intro(escape(command), request_id),
-                                   SECTION_LIMIT))},
+            _section(messages.deny_modal_intro(clip(command, 1000), request_id)),
             {
                 "type": "input",
                 "block_id": DENY_REASON_BLOCK,
                 "optional": False,
-                "label": _plain(messages.deny_reason_label()),
+                "label": _plain(messages.deny_reason_label(), limits.INPUT_LABEL),
                 "element": {
                     "type": "plain_text_input",
                     "action_id": DENY_REASON_ACTION,
                     "multiline": True,
                     "max_length": REASON_LIMIT,
-                    "placeholder": _plain(messages.deny_reason_placeholder()),
+                    "placeholder": _plain(messages.deny_reason_placeholder(),
+                                          limits.PLACEHOLDER),
                 },
             },
         ],
     }
 
 
+# Alert groups ----------------------------------------------------------------------------
+
+
 def alert_group_blocks(view: AlertGroupView) -> list[Block]:
     """An alert group: headline, one line per alert, the automation decisions, buttons.
 
-    Every label and annotation is escaped: alert text cannot ping, link or format."""
-    firing = sum(1 for a in view.alerts if a.status == "firing")
-    icon = ":rotating_light:" if view.status == "firing" else ":white_check_mark:"
-    head = "FIRING" if view.status == "firing" else "RESOLVED"
-    blocks: list[Block] = [{"type": "section", "text": _mrkdwn(
-        f"{icon} *{head}* {escape(view.title)} — {firing} firing, "
-        f"{len(view.alerts) - firing} resolved")}]
-    lines = []
-    for alert in view.alerts[:ALERT_LINES]:
-        mark = ":red_circle:" if alert.status == "firing" else ":large_green_circle:"
-        summary = f" — {escape(_clip(alert.summary, 200))}" if alert.summary else ""
-        lines.append(f"{mark} *{escape(alert.name)}* {escape(alert.where)}{summary} "
-                     f"_({escape(alert.when)})_")
-    if len(view.alerts) > ALERT_LINES:
-        lines.append(f"… and {len(view.alerts) - ALERT_LINES} more")
-    blocks += _sections("\n".join(lines))
-    if view.runs:
-        blocks.append({"type": "divider"})
-        blocks += _sections("*Automation*\n" + "\n".join(
-            f"• {escape(run.text)}" for run in view.runs[-ALERT_LINES:]))
-    if view.notes:
-        blocks.append({"type": "context",
-                       "elements": [_mrkdwn(escape(" ".join(view.notes))[:2900])]})
-    blocks += _actions(view.buttons)
-    return blocks[:BLOCKS_PER_MESSAGE]
+    Labels and annotations are values: they show as typed and cannot ping, link or format."""
+    text = group_text(view, max_alerts=ALERT_LINES, max_runs=ALERT_LINES,
+                      value_limit=ALERT_VALUE, title_limit=COMMAND)
+    icon = "🚨" if view.status == "firing" else "✅"
+    head = [_section(f"{icon} {text.headline}", HEADLINE)]
+    body: list[_Part] = [_Text("\n".join(text.alerts))]
+    if text.runs:
+        body += [{"type": "divider"}, _Text("\n".join([bold("Automation"), *text.runs]))]
+    if text.notes:
+        body.append(_context(" ".join(text.notes)))
+    return _message(head, body, _actions(view.buttons), messages.slack_cut(None))
 
 
 def alert_group_text(view: AlertGroupView) -> str:
     firing = sum(1 for a in view.alerts if a.status == "firing")
     head = "FIRING" if view.status == "firing" else "RESOLVED"
-    return _clip(escape(f"{head} {view.title} ({firing} firing)"), 3000)
+    return message_text(f"{head} {clip(view.title, COMMAND)} ({firing} firing)")

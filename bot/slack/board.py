@@ -10,14 +10,13 @@ Slack; the sender records the message's ts on the request when it is posted.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 from bot.approvals.view import ApprovalView
 from bot.reporting import ExecutionView, Notice, Reporter
 from bot.slack.blocks import (
     approval_blocks,
     approval_text,
-    escape,
+    message_text,
     notice_blocks,
     notice_text,
 )
@@ -46,12 +45,9 @@ class SlackBoard:
     async def tell(self, user: str, view: ApprovalView, notice: Notice) -> None:
         """Ephemeral in the request's channel; a direct message when there is none, or when
         the person cannot see that channel any more."""
-        # These notices quote other people's words (a denial's reason, the command): escaped,
-        # so a reason cannot ping a channel or hide a link.
-        safe = replace(notice, text=escape(notice.text),
-                       hint=escape(notice.hint) if notice.hint else notice.hint,
-                       details=tuple(escape(line) for line in notice.details))
-        text, blocks = notice_text(safe), notice_blocks(safe)
+        # These notices quote other people's words (a denial's reason, the command): rendered
+        # as values, so a reason cannot ping a channel, hide a link or format.
+        text, blocks = notice_text(notice), notice_blocks(notice)
         # A user id as the channel posts in the app's direct conversation with them.
         direct = post(channel=user, text=text, blocks=blocks)
         outgoing = ephemeral(channel=view.channel, user=user, text=text, blocks=blocks,
@@ -65,7 +61,7 @@ class SlackBoard:
         """Break-glass: a loud message in the configured channel, and in the request's own."""
         channels = [c for c in (self._loud_channel, view.channel) if c]
         for channel in dict.fromkeys(channels):
-            await send(self._store, post(channel=channel, text=text),
+            await send(self._store, post(channel=channel, text=message_text(text)),
                        stream=request_key(view.request_id))
 
 

@@ -18,6 +18,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
+from bot.markup import plain
 from bot.services import Services
 from bot.slack.api import SlackCallFailed, call
 from bot.slack.blocks import (
@@ -28,6 +29,7 @@ from bot.slack.blocks import (
     DENY_REASON_BLOCK,
     REASON_LIMIT,
     deny_modal,
+    message_text,
 )
 from bot.slack.outbox import ephemeral, send
 from bot.storable import unstorable
@@ -135,7 +137,8 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
         if request is not None and not request.pending and channel:
             # Decided meanwhile: say so instead of asking for a reason that cannot count.
             await _ephemeral(services.store, channel, user,
-                             messages.approval_not_open(request_id, request.status))
+                             message_text(
+                                 messages.approval_not_open(request_id, request.status)))
             return
         command = request.command if request is not None else request_id
         try:
@@ -147,7 +150,7 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
             log.warning("deny form for %s not opened: %s", request_id, exc)
             if channel:
                 await _ephemeral(services.store, channel, user,
-                                 messages.deny_form_failed(request_id))
+                                 message_text(messages.deny_form_failed(request_id)))
 
     @app.view(DENY_MODAL)
     async def on_deny_submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -157,7 +160,7 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
         if not reason or refused is not None:  # the form stays open, saying what to change
             error = (messages.unstorable_input(refused) if refused
                      else messages.deny_reason_required())
-            await ack(response_action="errors", errors={DENY_REASON_BLOCK: error})
+            await ack(response_action="errors", errors={DENY_REASON_BLOCK: plain(error)})
             return
         await ack()  # closes the form
         trigger = deny_trigger(body)

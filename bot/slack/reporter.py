@@ -19,6 +19,7 @@ from bot.slack.blocks import (
     Block,
     execution_blocks,
     execution_text,
+    message_text,
     notice_blocks,
     notice_text,
 )
@@ -66,9 +67,9 @@ class SlackReporter:
                 # If the channel refuses the message: tell the asker why once, and show
                 # them the result privately at the end.
                 instead = [
-                    self._private(messages.not_in_channel(view.command))
+                    self._private(message_text(messages.not_in_channel(view.command)))
                     if self._last is None else None,
-                    self._private(f"{messages.unposted_result()}\n{text}", blocks)
+                    self._private(f"{message_text(messages.unposted_result())}\n{text}", blocks)
                     if view.finished else None,
                 ]
                 await self._send(show(

@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.markup import code
 from bot.messages import rough_span
 from bot.store.db import read_session, write_session
 from bot.store.ids import new_id
@@ -288,7 +289,7 @@ def _check(session: Session, now: datetime, runbook: str, environment: str | Non
             return "breaker_open", (
                 f"{breaker.failures} automatic remediations of {target} in {environment} "
                 "failed in a row; automation stays off for it until someone runs "
-                f"`automation resume --env {environment}`")
+                f"{code(f'automation resume --env {environment}')}")
     same = (AlertRunRow.runbook == runbook, AlertRunRow.environment == environment,
             AlertRunRow.target == target, AlertRunRow.decision.in_(RAN))
     last = session.scalar(select(func.max(AlertRunRow.at)).where(*same))

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.markup import plain
 from bot.store.db import read_session, write_session
 from bot.store.errors import AuditChainBroken
 from bot.store.models import GENESIS_HASH, AuditHead, AuditRecord
@@ -130,10 +131,21 @@ def _lock_head(session: Session) -> AuditHead:
     return head
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, str):
+        return plain(value)
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
 def append(factory: sessionmaker[Session], entry: AuditEntry, now: datetime) -> int:
     """Append ``entry`` at the end of the chain and return its sequence number."""
-    # Round-trip details through JSON so what we hash is exactly what we read back.
-    details_text = canonical_json(dict(entry.details))
+    # Round-trip details through JSON so what we hash is exactly what we read back. Texts are
+    # kept as the console shows them: an export is read by programs, not by a chat renderer.
+    details_text = canonical_json(_plain(dict(entry.details)))
     details = json.loads(details_text)
     with write_session(factory) as session:
         head = _lock_head(session)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
+from bot.markup import code
 from bot.messages import rough_span
 from bot.names import is_dns1123_label, shown
 from bot.registry import HandlerContext, Params, Result, handler
@@ -50,7 +51,7 @@ class BackupCreateParams(Params):
     @classmethod
     def _target(cls, value: str | None) -> str | None:
         if value is not None and not is_dns1123_label(value):
-            raise ValueError(f"`{shown(value)}` is neither an app nor a namespace name")
+            raise ValueError(f"{code(shown(value))} is neither an app nor a namespace name")
         return value
 
     @field_validator("ttl", "timeout")
@@ -100,7 +101,7 @@ def _backup_result(name: str, what: str, final: Obj | None, timeout: float,
         return Result(
             summary=(f"backup {name} did not finish within {rough_span(timeout)} (still {phase}, "
                      f"{_items(status)} items); it is left in place: Velero may still finish "
-                     f"it, see `backup describe {name}`"),
+                     f"it, see {code(f'backup describe {name}')}"),
             fields=all_fields, ok=False, data=data | {"timed_out": True})
     warnings = f", {status.get('warnings', 0)} warnings" if status.get("warnings") else ""
     match phase:
@@ -109,8 +110,8 @@ def _backup_result(name: str, what: str, final: Obj | None, timeout: float,
                           f"{warnings}", fields=all_fields, data=data)
         case "PartiallyFailed":
             summary = (f"backup {name} partially failed: {status.get('errors', 0)} errors"
-                       f"{warnings}, {_items(status)} items backed up; see `velero backup "
-                       f"logs {name}`")
+                       f"{warnings}, {_items(status)} items backed up; see "
+                       f"{code(f'velero backup logs {name}')}")
         case "FailedValidation":
             summary = (f"backup {name} failed validation: "
                        + "; ".join(status.get("validationErrors") or ["no details"]))

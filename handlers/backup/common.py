@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 
 from bot.config import BACKUP_TTL_SHORTEST, AppConfig
 from bot.errors import NotFound, PermanentError, Refused, UsageError
+from bot.markup import code
 from bot.names import is_dns1123_subdomain, shown
 from bot.numbers import parse_duration
 from bot.registry import HandlerContext, Params
@@ -124,7 +125,7 @@ class BackupNameParams(Params):
     @classmethod
     def _valid(cls, value: str) -> str:
         if not is_dns1123_subdomain(value):
-            raise ValueError(f"`{shown(value)}` is not a valid Kubernetes object name")
+            raise ValueError(f"{code(shown(value))} is not a valid Kubernetes object name")
         return value
 
 
@@ -155,8 +156,8 @@ async def _backup_of_env(ctx: HandlerContext, name: str) -> Obj:
     """The named Backup, provided it holds this environment's namespace."""
     backup = await _get(ctx, "backups", name)
     if backup is None:
-        raise Refused(f"there is no backup `{name}` in {ctx.settings.backup.namespace}",
-                      hint="`backup list` shows the backups of this environment")
+        raise Refused(f"there is no backup {code(name)} in {ctx.settings.backup.namespace}",
+                      hint=f"{code('backup list')} shows the backups of this environment")
     if not _includes(backup, ctx.namespace):
         held = ", ".join(_spec(backup).get("includedNamespaces") or [])
         raise Refused(f"backup {name} does not hold {ctx.namespace} "
@@ -187,7 +188,7 @@ async def _scope(ctx: HandlerContext, target: str | None) -> tuple[str, AppConfi
                           hint=f"use --env {others[0]}")
         if target in ctx.settings.apps:
             ctx.settings.app(target, env.name)  # says where the app is deployed instead
-        raise Refused(f"`{target}` is neither an app of {env.name} nor its namespace "
+        raise Refused(f"{code(target)} is neither an app of {env.name} nor its namespace "
                       f"{env.namespace}",
                       hint=f"apps: {', '.join(sorted(apps)) or 'none'}; or {env.namespace}")
     # The pods of whatever the app's strategy deploys: a Deployment, StatefulSet or Rollout.

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import field_validator
 
 from bot.errors import Refused
+from bot.markup import code
 from bot.messages import rough_span
 from bot.names import is_dns1123_label, shown
 from bot.registry import HandlerContext, Result, handler
@@ -45,7 +46,7 @@ class BackupRestoreParams(BackupNameParams):
     @classmethod
     def _into(cls, value: str | None) -> str | None:
         if value is not None and not is_dns1123_label(value):
-            raise ValueError(f"`{shown(value)}` is not a valid namespace name")
+            raise ValueError(f"{code(shown(value))} is not a valid namespace name")
         return value
 
     @field_validator("timeout")

@@ -8,6 +8,7 @@ import asyncio
 from pydantic import field_validator
 
 from bot.errors import Refused
+from bot.markup import code
 from bot.names import shown
 from bot.numbers import is_digits
 from bot.registry import HandlerContext, Params, Result, handler
@@ -51,20 +52,20 @@ def check_cron(text: str) -> str:
     """A standard 5-field cron expression (as Velero's Schedule takes it), or ValueError."""
     fields = text.split()
     if len(fields) != 5:
-        raise ValueError(f"`{shown(text)}` has {len(fields)} fields; a cron expression has 5 "
+        raise ValueError(f"{code(shown(text))} has {len(fields)} fields; a cron expression has 5 "
                          "(minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\"")
     for index, (field_text, (what, low, high)) in enumerate(zip(fields, _CRON_FIELDS,
                                                                  strict=True)):
         for part in field_text.split(","):
             base, slash, step = part.partition("/")
             if slash and not (is_digits(step) and int(step) >= 1):
-                raise ValueError(f"{what}: `{shown(part)}` has a bad step")
+                raise ValueError(f"{what}: {code(shown(part))} has a bad step")
             if base == "*":
                 continue
             for bound in base.split("-", 1):
                 value = _cron_value(bound, index)
                 if value is None or not low <= value <= high:
-                    raise ValueError(f"{what}: `{shown(bound)}` is not a value from {low} "
+                    raise ValueError(f"{what}: {code(shown(bound))} is not a value from {low} "
                                      f"to {high}")
     return " ".join(fields)
 
@@ -132,7 +133,8 @@ async def backup_schedule(*, ctx: HandlerContext, params: ScheduleParams, **_: o
         return Result(summary=f"schedule {name} failed validation: "
                       + "; ".join(status.get("validationErrors") or ["no details"]),
                       fields=fields, ok=False, data=data)
-    paused = " (it is paused: `backup unpause` to run it)" if _spec(now).get("paused") else ""
+    paused = (f" (it is paused: {code('backup unpause')} to run it)"
+              if _spec(now).get("paused") else "")
     return Result(summary=f"{verb}d schedule {name}: '{params.cron}'{paused}", fields=fields,
                   data=data)
 
@@ -164,8 +166,8 @@ async def backup_schedules(*, ctx: HandlerContext, params: ListParams, **_: obje
 async def _set_paused(ctx: HandlerContext, name: str, paused: bool) -> Result:
     schedule = await _get(ctx, "schedules", name)
     if schedule is None:
-        raise Refused(f"there is no schedule `{name}` in {ctx.settings.backup.namespace}",
-                      hint="`backup schedules` lists them")
+        raise Refused(f"there is no schedule {code(name)} in {ctx.settings.backup.namespace}",
+                      hint=f"{code('backup schedules')} lists them")
     if not _includes({"spec": _spec(schedule).get("template") or {}}, ctx.namespace):
         raise Refused(f"schedule {name} does not back up {ctx.namespace} "
                       f"({ctx.environment.name})", hint="give --env for its environment")

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from bot.argocd import Application, ArgoCDClient, HistoryEntry
 from bot.errors import ConfigError, PermanentError, Refused
+from bot.markup import code
 from bot.registry import HandlerContext
 from handlers.deploy.plan import Change, Plan
 from handlers.deploy.strategy import Progress
@@ -42,7 +43,7 @@ def app_name(ctx: HandlerContext) -> str:
         return app.deploy.argocd_app.format(app=app.name, env=ctx.environment.name)
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError(
-            f"deploy.argocd_app `{app.deploy.argocd_app}` of {app.name} may use only "
+            f"deploy.argocd_app {code(app.deploy.argocd_app)} of {app.name} may use only "
             "{app} and {env}"
         ) from exc
 
@@ -52,16 +53,16 @@ def revision_from(image: str) -> str:
     value = image.strip()
     if "@" in value:
         raise PermanentError(
-            f"`{value}` names an image digest; an Argo CD app is deployed by git revision "
+            f"{code(value)} names an image digest; an Argo CD app is deployed by git revision "
             "(a tag, branch or commit)"
         )
     last = value.rsplit("/", 1)[-1]
     if ":" in last:
         value = last.rsplit(":", 1)[1]
     elif "." in value.split("/", 1)[0] and "/" in value:  # registry.example.com/shop/api
-        raise PermanentError(f"`{value}` is an image without a tag; give the tag to sync to")
+        raise PermanentError(f"{code(value)} is an image without a tag; give the tag to sync to")
     if not _REVISION.match(value) or ".." in value:
-        raise PermanentError(f"`{value}` is not a git revision Argo CD can sync to")
+        raise PermanentError(f"{code(value)} is not a git revision Argo CD can sync to")
     return value
 
 
@@ -90,11 +91,11 @@ def _shown(entry: HistoryEntry | None) -> str:
 
 def _auto_sync_refusal(name: str, app: str, env: str) -> Refused:
     return Refused(
-        f"rollback cannot be initiated when auto-sync is enabled: Argo CD app `{name}` syncs "
+        f"rollback cannot be initiated when auto-sync is enabled: Argo CD app {code(name)} syncs "
         "itself from git and would undo a rollback. Run "
-        f"`rollback {app} --env {env} {AUTO_SYNC_FLAG}` to turn auto-sync off and roll back "
-        "(it stays off until re-enabled in Argo CD), or revert the change in git.",
-        hint=f"add `{AUTO_SYNC_FLAG}`, or revert the change in git",
+        f"{code(f'rollback {app} --env {env} {AUTO_SYNC_FLAG}')} to turn auto-sync off and roll "
+        "back (it stays off until re-enabled in Argo CD), or revert the change in git.",
+        hint=f"add {code(AUTO_SYNC_FLAG)}, or revert the change in git",
     )
 
 
@@ -110,15 +111,16 @@ class ArgoCDStrategy:
         current = app.current
         if app.auto_sync and revision not in (app.target_revision, "HEAD"):
             raise Refused(
-                f"Argo CD app `{name}` syncs itself from `{app.target_revision}` (auto-sync "
-                f"is on), so it would refuse a sync to `{revision}`. Deploy by changing git, "
-                "or turn auto-sync off in Argo CD first.",
+                f"Argo CD app {code(name)} syncs itself from {code(app.target_revision)} "
+                f"(auto-sync is on), so it would refuse a sync to {code(revision)}. Deploy by "
+                "changing git, or turn auto-sync off in Argo CD first.",
                 hint="with auto-sync on, git decides what runs",
             )
         if (current is not None and current.revision == revision
                 and app.sync_status == "Synced" and app.health_status == "Healthy"):
             raise Refused(
-                f"Argo CD app `{name}` already runs {revision} (Synced, Healthy); nothing to deploy"
+                f"Argo CD app {code(name)} already runs {revision} (Synced, Healthy); "
+                "nothing to deploy"
             )
         return self._plan(
             ctx,
@@ -137,19 +139,19 @@ class ArgoCDStrategy:
         history, current = app.history, app.current
         if to is None:
             if len(history) < 2:
-                raise Refused(f"Argo CD has no earlier deployment of `{name}` to roll back to")
+                raise Refused(f"Argo CD has no earlier deployment of {code(name)} to roll back to")
             entry = history[-2]
         else:
             found = app.history_entry(to)
             if found is None:
                 ids = ", ".join(str(h.id) for h in history) or "none"
                 raise PermanentError(
-                    f"Argo CD app `{name}` has no deployment #{to} in its history (ids: {ids})"
+                    f"Argo CD app {code(name)} has no deployment #{to} in its history (ids: {ids})"
                 )
             entry = found
         if current is not None and entry.id == current.id:
             raise Refused(
-                f"Argo CD app `{name}` already runs {_shown(entry)}; nothing to roll back"
+                f"Argo CD app {code(name)} already runs {_shown(entry)}; nothing to roll back"
             )
         changes = [Change("sync revision", _shown(current), _shown(entry))]
         if app.auto_sync:
@@ -231,12 +233,12 @@ class ArgoCDStrategy:
         current = app.current
         if (current.id if current else None) != plan.details.get("history_id"):
             raise PermanentError(
-                f"Argo CD app `{app.name}` was deployed by someone else since this plan was "
+                f"Argo CD app {code(app.name)} was deployed by someone else since this plan was "
                 f"made (now {_shown(current)}); plan again"
             )
         if app.operation_running:
             raise PermanentError(
-                f"Argo CD app `{app.name}` is busy: another operation is already in progress"
+                f"Argo CD app {code(app.name)} is busy: another operation is already in progress"
             )
 
     async def progress(self, ctx: HandlerContext, plan: Plan) -> Progress:
@@ -290,7 +292,7 @@ def _progress(app: Application, since: int | None) -> Progress:
         True,
         False,
         f"{name} runs {revision}: Healthy, {app.sync_status} (the app tracks "
-        f"`{app.target_revision}` in git)",
+        f"{code(app.target_revision)} in git)",
         key,
     )
 

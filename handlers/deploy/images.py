@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from bot.errors import Refused
+from bot.markup import code
 
 __all__ = ["repository_of", "resolve_image"]
 
@@ -20,7 +21,7 @@ def resolve_image(image: str, *, repository: str | None, current: str) -> str:
         return f"{base}:{image}"
     if repository and repository_of(image) != repository:
         raise Refused(
-            f"`{image}` is not from this app's repository `{repository}`; "
+            f"{code(image)} is not from this app's repository {code(repository)}; "
             "deploy a tag, or change apps.<app>.image in the configuration"
         )
     return image

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from bot.config import AppConfig
 from bot.errors import NotFound, PermanentError, Refused, RetryableError
+from bot.markup import code
 from bot.registry import HandlerContext
 from handlers.deploy.images import resolve_image
 from handlers.deploy.plan import Change, Plan
@@ -161,7 +162,7 @@ class RolloutView:
     def container(self, app: AppConfig) -> JSON:
         containers = self.containers
         if not containers:
-            raise PermanentError(f"Rollout `{self.name}` has no containers in its template")
+            raise PermanentError(f"Rollout {code(self.name)} has no containers in its template")
         return next((c for c in containers if c.get("name") == app.container), containers[0])
 
     def where(self) -> str:
@@ -186,7 +187,7 @@ async def read_rollout(ctx: HandlerContext, app: AppConfig | None = None) -> Rol
         )
     except NotFound:
         raise NotFound(
-            f"Rollout `{name}` does not exist in namespace `{ctx.namespace}` "
+            f"Rollout {code(name)} does not exist in namespace {code(ctx.namespace)} "
             f"({ctx.environment.name})"
         ) from None
     return RolloutView(obj)
@@ -250,10 +251,10 @@ class RolloutsStrategy:
             paused = view.phase == "Paused"
             way = "promote or abort it" if paused else "abort it"
             raise Refused(
-                f"Rollout `{view.name}` is in the middle of a canary ({view.where()}, "
+                f"Rollout {code(view.name)} is in the middle of a canary ({view.where()}, "
                 f"{view.phase}): {way} before deploying again",
-                hint=(f"`promote {app.name}` or `abort {app.name}`" if paused
-                      else f"`abort {app.name}`"),
+                hint=(f"{code(f'promote {app.name}')} or {code(f'abort {app.name}')}" if paused
+                      else code(f'abort {app.name}')),
             )
         container = view.container(app)
         before = str(container.get("image", ""))
@@ -282,19 +283,19 @@ class RolloutsStrategy:
         if to is None:
             older = sorted(n for n in sets if current is None or n < current)
             if not older:
-                raise Refused(f"Rollout `{view.name}` has no earlier revision to roll back to")
+                raise Refused(f"Rollout {code(view.name)} has no earlier revision to roll back to")
             to = older[-1]
         if to not in sets:
             known = ", ".join(str(n) for n in sorted(sets)) or "none"
             raise PermanentError(
-                f"Rollout `{view.name}` has no revision {to} (revisions: {known})"
+                f"Rollout {code(view.name)} has no revision {to} (revisions: {known})"
             )
         container = view.container(app)
         before = str(container.get("image", ""))
         target = sets[to]
         if rs_hash(target) == view.current_hash:
             raise Refused(
-                f"Rollout `{view.name}` already runs the template of revision {to}; "
+                f"Rollout {code(view.name)} already runs the template of revision {to}; "
                 "nothing to roll back"
             )
         return self._plan(
@@ -357,7 +358,7 @@ class RolloutsStrategy:
         target = sets.get(int(plan.details["to_revision"]))
         if target is None or rs_hash(target) != plan.details["to_hash"]:
             raise PermanentError(
-                f"revision {plan.details['to_revision']} of Rollout `{view.name}` is gone or "
+                f"revision {plan.details['to_revision']} of Rollout {code(view.name)} is gone or "
                 "changed since this plan was made; plan again"
             )
         await self._restore(ctx, view, target)
@@ -373,11 +374,12 @@ class RolloutsStrategy:
         containers = [dict(c) for c in view.containers]
         match = next((c for c in containers if c.get("name") == name), None)
         if match is None:
-            raise PermanentError(f"Rollout `{view.name}` has no container `{name}` any more")
+            raise PermanentError(
+                f"Rollout {code(view.name)} has no container {code(name)} any more")
         if match.get("image") not in (plan.details["previous_image"], wanted):
             raise PermanentError(
-                f"the image of `{name}` in Rollout `{view.name}` changed since this plan was "
-                f"made (now {match.get('image')}); plan again"
+                f"the image of {code(name)} in Rollout {code(view.name)} changed since this plan "
+                f"was made (now {match.get('image')}); plan again"
             )
         match["image"] = wanted
         body = {
@@ -424,7 +426,7 @@ class RolloutsStrategy:
         view = await read_rollout(ctx, app)
         labels = (view.spec.get("selector") or {}).get("matchLabels") or {}
         if not labels:
-            raise PermanentError(f"Rollout `{view.name}` has no matchLabels selector")
+            raise PermanentError(f"Rollout {code(view.name)} has no matchLabels selector")
         return {str(k): str(v) for k, v in labels.items()}
 
     async def revert(self, ctx: HandlerContext, plan: Plan, reason: str) -> str:

@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from bot.config import AppConfig
 from bot.errors import PermanentError
+from bot.markup import code
 from bot.registry import HandlerContext
 from handlers.deploy.plan import Plan
 from handlers.workload import read_workload, rollout_state, selector_string
@@ -70,7 +71,8 @@ def strategy_for(ctx: HandlerContext, app: AppConfig | None = None) -> Strategy:
     }
     app = app or ctx.require_app()
     if app.deploy.strategy not in strategies:
-        raise PermanentError(f"deploy strategy `{app.deploy.strategy}` of {app.name} is unknown")
+        raise PermanentError(
+            f"deploy strategy {code(app.deploy.strategy)} of {app.name} is unknown")
     return strategies[app.deploy.strategy]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import field_validator
 
 from bot.errors import NotFound
+from bot.markup import code
 from bot.names import is_dns1123_label
 from bot.registry import HandlerContext, Result, handler
 from handlers.incident import AlertParams, diagnosis
@@ -99,7 +100,7 @@ async def _scrape_state(ctx: HandlerContext, job: str) -> dict[str, Any]:
             f"max by (instance) (last_over_time(timestamp(up{sel} == 1)[{LOOKBACK}:]))"))
         active = await optional(targets(prometheus))
     if series is None:
-        state["problem"] = "the query for `up` failed; target health unknown"
+        state["problem"] = f"the query for {code('up')} failed; target health unknown"
         return state
     state["total"] = len(series)
     last = {labels.get("instance", ""): value for labels, value in last_up or []}
@@ -197,7 +198,7 @@ def _cause(scrape: dict[str, Any], service: dict[str, Any] | None) -> str:
         return f"the scrape fails: {error}"
     if scrape["problem"]:
         return f"unknown: Prometheus {scrape['problem']}"
-    return "the targets do not answer; give `service` to compare with the pods behind them"
+    return f"the targets do not answer; give {code('service')} to compare with the pods behind them"
 
 
 def _target_text(target: dict[str, Any]) -> str:

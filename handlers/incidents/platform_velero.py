@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from bot.errors import NotFound
+from bot.markup import code
 from bot.names import is_dns1123_label
 from bot.registry import HandlerContext, Result, handler
 from handlers.incident import AlertParams, diagnosis, parse_time
@@ -67,7 +68,7 @@ async def velero_backup(*, ctx: HandlerContext, params: VeleroParams, **_: objec
     await ctx.progress(f"{len(backups)} backups of {name} read")
 
     retry = (f"retry after fixing the cause: velero backup create --from-schedule {name} "
-             f"-n {namespace} (opsbot's `backup create` comes with the Velero runbooks)")
+             f"-n {namespace} (opsbot's {code('backup create')} comes with the Velero runbooks)")
     if latest is None:
         what = f"Velero schedule {name}: no backups found in {namespace}"
         cause = _no_backups(schedule, name, namespace)
@@ -173,11 +174,11 @@ def _cause(latest: Obj, backups: list[Obj], location: dict[str, Any]) -> str:
             return f"the backup storage location is unavailable: {location['text']}"
         if status.get("failureReason"):
             return f"the backup failed: {status['failureReason']}"
-        return "the backup failed without a reason; see `velero backup logs`"
+        return f"the backup failed without a reason; see {code('velero backup logs')}"
     if phase in ("PartiallyFailed", "FinalizingPartiallyFailed"):
         return (f"{status.get('errors', 0)} items could not be backed up "
                 f"({status.get('warnings', 0)} warnings); the details are in "
-                f"`velero backup logs {latest['metadata']['name']}`")
+                f"{code('velero backup logs ' + latest['metadata']['name'])}")
     earlier = [b for b in backups[1:] if (b.get("status") or {}).get("phase") in FAILED]
     if phase in RUNNING:
         return (f"a backup is running now ({phase})"

@@ -22,6 +22,7 @@ from bot.slack.server import create_app
 from bot.store import Store
 from tests.alerts.conftest import TOKEN, alert_settings_for
 from tests.support.alert_payloads import alert, notification, to_bytes
+from tests.support.block_kit import pings, shown, text_objects
 from tests.support.signing import SIGNING_SECRET
 from tests.support.slack_standin import BOT_TOKEN, ServerThread, SlackDriver, SlackStandIn
 
@@ -302,3 +303,23 @@ def test_label_text_cannot_ping_or_link(http: httpx.Client, server: ServerThread
     message = slack.wait_message(lambda m: m.channel == ALERTS)
     text = json.dumps(message.blocks)
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+
+
+def test_a_group_of_hostile_alerts_is_shown_within_slacks_limits(
+        http: httpx.Client, server: ServerThread, slack: SlackStandIn) -> None:
+    """Issue 10, items 3 and 15: an alertname over 3,000 characters made a block Slack refused,
+    and the group was never shown; alert text could format, ping or link."""
+    hostile = "*b* _i_ ~s~ `t` <x> & <!channel> <@U123> <http://x|y> :fire:"
+    long_name = "Hostile" + "N" * 3500
+    alerts = [alert({"alertname": long_name, "severity": "critical",
+                     "namespace": "shop-staging", "pod": f"pod-{i}"},
+                    annotations={"summary": f"{hostile}\n> quoted {i}"}) for i in range(60)]
+    assert post(http, server, to_bytes(notification(alerts))).status_code == 200
+    message = slack.wait_message(lambda m: m.channel == ALERTS)
+    assert message.text.startswith("FIRING Hostile")
+    people = [shown(t["text"]) for t in text_objects(message.blocks)]
+    assert people[0].endswith("(60 firing, 0 resolved)")
+    assert any(f"{hostile}\n> quoted " in p for p in people)  # as typed, not a quote
+    assert any("… and 45 more" in p for p in people)
+    assert not [p for t in text_objects(message.blocks) for p in pings(t["text"])]
+    assert slack.rejected == []

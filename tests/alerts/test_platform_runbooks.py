@@ -18,6 +18,7 @@ from bot.alerts.routing import Route, alert_context, route
 from bot.commands import Command
 from bot.config import Settings, load_settings, settings_from_mapping
 from bot.invocation import Invocation
+from bot.markup import plain
 from bot.registry import Registry
 from bot.runbooks.loader import Catalog, load_catalog
 from bot.services import Services
@@ -225,7 +226,7 @@ def test_velero_alert_routes_through_an_environment_for_its_namespace(
               "namespace": "velero", "job": "velero", "pod": "velero-7c9d8b6f5-2k4hx",
               "severity": "warning"}
     demo = routed(alert(labels), catalog, offline_settings, "alert-velero-backup")
-    assert demo.params is None and "`velero` is not a configured environment" in (
+    assert demo.params is None and "`velero` is not a configured environment" in plain(
         demo.problem or "")
     settings = _with_platform_env(tmp_path / "x.db")
     matched = routed(alert(labels), catalog, settings, "alert-velero-backup")

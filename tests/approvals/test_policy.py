@@ -91,7 +91,7 @@ async def test_requests_only_from_allowed_channels(svc: Services, sim: Any) -> N
     outcome, rep = await dispatch(svc, "scale shop-api 5 --env prod", source="slack",
                                   channel="C0RANDOM")
     assert outcome.status == "denied"
-    assert "only accepted in <#C0PRODOPS>" in rep.notices[0].text
+    assert "only accepted in #C0PRODOPS" in rep.notices[0].text
     outcome, _ = await dispatch(svc, "scale shop-api 5 --env prod", source="slack",
                                 channel="C0PRODOPS")
     assert outcome.status == "pending_approval"

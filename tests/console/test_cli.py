@@ -169,6 +169,34 @@ def test_demo_script_transcript(tmp_path: Path) -> None:
     assert "mallory may not run `scale` in `staging`" in out
 
 
+# Markup of every kind, mentions, links and emoji, as someone might type them.
+HOSTILE = "*b* _i_ ~s~ `tick` <x> & &amp; <!channel> <@U123> <http://x|y> :fire: a_b*c"
+
+
+def test_values_print_as_typed(tmp_path: Path) -> None:
+    """Issue 10, item 3: the console dropped `*` from values (`'0 3   *'`)."""
+    script = tmp_path / "demo.txt"
+    script.write_text(
+        'bob: backup schedule shop-api "0 3 * * *"\n'
+        f"alice: status shop-api --reason '{HOSTILE}'\n"
+        "alice: status *shop*_api_\n"
+        f"alice: restart shop-api --env prod --reason '{HOSTILE}'\n"
+        f"bob: deny {{last_request}} '{HOSTILE}'\n",
+        encoding="utf-8",
+    )
+    result = opsbot("demo", "--script", str(script))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "created schedule shop-api-staging: '0 3 * * *'" in out
+    assert "Cron: 0 3 * * *" in out
+    assert f"reason: {HOSTILE}" in out  # the execution's context line
+    assert f"✅ `status shop-api --reason '{HOSTILE}'` in staging: done" in out
+    assert "`*shop*_api_` is not a valid app name" in out
+    assert f"Requested by alice: {HOSTILE}" in out  # the approval request
+    assert "Denied by bob at " in out and out.count(f": {HOSTILE}") >= 3
+    assert "\ue000" not in out and "\ue002" not in out  # no markup delimiter leaks
+
+
 def test_demo_script_bad_line(tmp_path: Path) -> None:
     script = tmp_path / "demo.txt"
     script.write_text("status shop-api\n")

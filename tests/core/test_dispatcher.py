@@ -260,7 +260,7 @@ async def test_pending_needs_a_role(test_services: Services) -> None:
     assert outcome.status == "denied"
     assert "holds no role" in rep.notices[0].text
     outcome, rep = await _dispatch(test_services, "pending", user="U0MALLORY")  # a viewer
-    assert outcome.status == "info" and rep.notices[0].text == "*Pending approval requests*"
+    assert outcome.status == "info" and rep.notices[0].text == "Pending approval requests"
 
 
 async def test_cancelled_execution_is_marked_interrupted(test_services: Services) -> None:

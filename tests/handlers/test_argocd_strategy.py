@@ -15,6 +15,7 @@ import yaml
 
 from bot.config import load_settings
 from bot.errors import ConfigError, PermanentError, Refused
+from bot.markup import plain
 from bot.registry import HandlerContext, Registry
 from bot.services import Services
 from bot.trigger import Trigger
@@ -128,8 +129,8 @@ async def test_deploy_applies_and_follows_to_healthy(ctx: HandlerContext,
     entry = argocd.app(APP)["status"]["history"][-1]
     assert entry["id"] == 3
     assert state.revision == f"argocd:{APP}:3:{entry['deployedAt']}"
-    assert state.message == (f"{APP} runs 1.5.0: Healthy, OutOfSync (the app tracks `1.4.0` "
-                             "in git)")
+    assert plain(state.message) == (f"{APP} runs 1.5.0: Healthy, OutOfSync (the app tracks "
+                                    "`1.4.0` in git)")
     assert argocd.app(APP)["status"]["summary"]["images"] == [
         "registry.example.com/shop/api:1.5.0"]
 
@@ -164,8 +165,9 @@ async def test_failed_sync_operation_fails(ctx: HandlerContext, argocd: ArgoCDSt
 async def test_deploy_refused_while_auto_sync_tracks_git(ctx: HandlerContext,
                                                          argocd: ArgoCDStandIn) -> None:
     argocd.set_auto_sync(APP, True)
-    with pytest.raises(Refused, match=re.escape("syncs itself from `1.4.0` (auto-sync is on)")):
+    with pytest.raises(Refused) as err:
         await STRATEGY.plan_deploy(ctx, "1.5.0")
+    assert "syncs itself from `1.4.0` (auto-sync is on)" in plain(str(err.value))
     with pytest.raises(Refused, match=re.escape("already runs 1.4.0")):
         await STRATEGY.plan_deploy(ctx, "1.4.0")
 
@@ -176,8 +178,8 @@ async def test_rollback_to_previous_history_entry(ctx: HandlerContext) -> None:
     assert plan.target_revision == "1" and plan.action == "rollback"
     assert await STRATEGY.apply(ctx, plan) == f"Argo CD is rolling {APP} back to 1.3.0 (#1)"
     state = await follow(ctx, plan)
-    assert state.done and state.message == f"{APP} runs 1.3.0: Healthy, OutOfSync (the app " \
-        "tracks `1.4.0` in git)"
+    assert state.done and plain(state.message) == (
+        f"{APP} runs 1.3.0: Healthy, OutOfSync (the app tracks `1.4.0` in git)")
 
 
 async def test_rollback_to_unknown_id_lists_the_history(ctx: HandlerContext) -> None:

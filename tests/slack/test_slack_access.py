@@ -59,11 +59,12 @@ def test_prod_change_waits_for_approval_and_the_cluster_unchanged(
 def test_help_lists_only_what_the_user_may_run(bot: SlackDriver) -> None:
     bot.send_command("mallory", "help")
     mallory = bot.ephemeral("mallory")
-    assert "`/ops status <app>`" in mallory and "`/ops diag <app>`" in mallory
+    assert "`/ops status &lt;app&gt;`" in mallory and "`/ops diag &lt;app&gt;`" in mallory
     assert "`/ops scale" not in mallory and "`/ops restart" not in mallory
     bot.send_command("alice", "help")
     alice = bot.ephemeral("alice")
-    assert "`/ops scale <app> <replicas>`" in alice and "`/ops restart <app>`" in alice
+    assert "`/ops scale &lt;app&gt; &lt;replicas&gt;`" in alice
+    assert "`/ops restart &lt;app&gt;`" in alice
 
 
 def test_slack_user_groups_grant_roles(bot: SlackDriver, sim: SimCluster) -> None:

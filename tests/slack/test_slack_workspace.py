@@ -61,11 +61,11 @@ def test_help_in_a_channel_without_the_default_names_the_env_flag(bot: SlackDriv
     command(bot, "U0ALICE", "help", PROD_CHANNEL)
     prod_help = bot.ephemeral("alice")
     assert "add `--env prod`" in prod_help
-    assert "`/opsbot status <app>`" in prod_help
+    assert "`/opsbot status &lt;app&gt;`" in prod_help
     bot.slack.reset()
     command(bot, "U0ALICE", "help", "C0OPS")
     ops_help = bot.ephemeral("alice")
-    assert "`/opsbot status <app>`" in ops_help and "--env prod`:" not in ops_help
+    assert "`/opsbot status &lt;app&gt;`" in ops_help and "--env prod`:" not in ops_help
     bot.slack.reset()
     command(bot, "U0ALICE", "help", "C0ELSEWHERE")
     assert "You may not run any command here" in bot.ephemeral("alice")

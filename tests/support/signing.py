@@ -49,7 +49,9 @@ def slash_command_body(
     user_id: str, text: str, *, channel_id: str = "C0OPS", command: str = "/ops",
     user_name: str | None = None, trigger_id: str | None = None,
 ) -> str:
-    """A form-encoded slash command; every call gets its own trigger_id unless given one."""
+    """A form-encoded slash command; every call gets its own trigger_id unless given one.
+    Like Slack, it sends `&`, `<` and `>` of the typed text escaped."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return urlencode({
         "token": "deprecated-verification-token",
         "team_id": TEAM_ID,

@@ -4,7 +4,10 @@ opsbot's `AsyncWebClient` is pointed at it through `SLACK_API_URL`; it records e
 (method, parameters, auth header), answers as Slack does, keeps each message's current state,
 and can be told to fail (a channel the bot is not in, a method that errors) or to be unwell
 for a while (`fault`: per method, answer 429 with `Retry-After`, answer 5xx, or hang; `Gate`:
-refuse connections altogether). File uploads
+refuse connections altogether).
+Like Slack, it
+refuses a message or modal over Block Kit's limits (`tests/support/block_kit.py`), so every
+test that posts through it checks them; `rejected` keeps what it refused, and why. File uploads
 work as `files_upload_v2` does them: `files.getUploadURLExternal` hands out an upload URL on this
 stand-in, the bytes are POSTed there, `files.completeUploadExternal` shares them in a channel or
 thread; `uploads` keeps each file with its bytes.
@@ -33,6 +36,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from tests.support.block_kit import message_problems, modal_problems
 from tests.support.signing import (
     TEAM_ID,
     block_actions_body,
@@ -186,6 +190,7 @@ class SlackStandIn:
         self.messages: dict[str, Message] = {}
         self.uploads: dict[str, Upload] = {}  # by file id
         self.views: list[dict[str, Any]] = []  # modals opened with views.open, in order
+        self.rejected: list[tuple[str, str, list[str]]] = []  # (method, error, problems)
         self.upload_status = 200  # what the upload URL answers
         self.socket_mode: SocketModeStandIn | None = None
         self._cond = threading.Condition()
@@ -231,6 +236,7 @@ class SlackStandIn:
             self.messages.clear()
             self.uploads.clear()
             self.views.clear()
+            self.rejected.clear()
             self.upload_status = 200
             self.socket_mode = None
 
@@ -301,7 +307,9 @@ class SlackStandIn:
 
             if not self._cond.wait_for(ready, timeout):
                 states = "; ".join(m.text[:80] for m in self.messages.values())
-                raise AssertionError(f"no matching message within {timeout}s; have: {states}")
+                refused = f"; refused: {self.rejected}" if self.rejected else ""
+                raise AssertionError(
+                    f"no matching message within {timeout}s; have: {states}{refused}")
             return found[0]
 
     def add_message(self, channel: str, text: str) -> Message:
@@ -396,8 +404,24 @@ class SlackStandIn:
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             return {"ok": False, "error": "unknown_method"}
+        refused = self._refusal(method, params)
+        if refused is not None:
+            error, problems = refused
+            self.rejected.append((method, error, problems))
+            return {"ok": False, "error": error,
+                    "response_metadata": {"messages": [f"[ERROR] {p}" for p in problems]}}
         result: dict[str, Any] = handler(params)
         return result
+
+    @staticmethod
+    def _refusal(method: str, params: dict[str, Any]) -> tuple[str, list[str]] | None:
+        """Slack's answer to blocks, text or a view over its limits."""
+        if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+            return message_problems(params.get("blocks"), str(params.get("text", "")))
+        if method == "views.open" and isinstance(params.get("view"), dict):
+            problems = modal_problems(params["view"])
+            return ("invalid_arguments", problems) if problems else None
+        return None
 
     def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": "https://standin.slack.test/", "team": "Stand-in",
