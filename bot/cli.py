@@ -267,7 +267,7 @@ def _demo(args: argparse.Namespace) -> int:
         print("Users: alice (deployer), bob and carol (sre-approvers), mallory (viewer).")
         print("Try: status shop-api · diag shop-worker · scale shop-web 3 · restart shop-api")
         if demo.alerts is not None:
-            print(messages.demo_alerts_howto())
+            print(plain(messages.demo_alerts_howto()))
         return asyncio.run(demo.run(shell(demo.services, args.user, read=StdinLines(),
                                           live=demo.live)))
 

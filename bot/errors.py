@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.markup import code
+from bot.markup import code, plain
 
 __all__ = [
     "ConfigError",
@@ -64,14 +64,18 @@ class UnknownName(UsageError):
 
 
 class ConfigError(OpsbotError):
-    """The configuration (file or environment variables) is invalid."""
+    """The configuration (file or environment variables) is invalid. Operators read it on a
+    terminal or in a log, so our markup is dropped (values stay as they came)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(plain(message))
 
 
 class RunbookError(OpsbotError):
     """A runbook file is invalid; each problem names its file and line."""
 
     def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
+        self.problems = [plain(problem) for problem in problems]  # for terminals, as above
         super().__init__("\n".join(self.problems))
 
 

@@ -24,6 +24,23 @@ DEMO_CONFIG = ROOT / "examples" / "demo.yaml"
 REQUIRE_REAL = os.environ.get("OPSBOT_REQUIRE_REAL") == "1"
 
 
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs the CLI in this process (`bot.cli.main`) configures logging as the
+    command would (root at ERROR, a stderr handler); later tests must still see every record."""
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+
+
 @pytest.fixture
 def registry() -> Registry:
     return Registry.builtin()

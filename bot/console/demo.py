@@ -38,6 +38,7 @@ from bot.console.processes import ServerStartError, find_binary, free_port
 from bot.console.prometheus_process import BINARY as PROMETHEUS_BINARY
 from bot.console.prometheus_process import PrometheusProcess
 from bot.console.session import with_background
+from bot.markup import plain
 from bot.services import Services
 from bot.simcluster import SimCluster
 
@@ -81,11 +82,14 @@ class Demo:
 
 
 @contextmanager
-def demo_world(notice: Callable[[str], None] = print,
+def demo_world(tell: Callable[[str], None] = print,
                write: Callable[[str], None] = print) -> Iterator[Demo]:
-    """Start the demo; `notice` gets one line on whether deploys are verified and one on whether
+    """Start the demo; `tell` gets one line on whether deploys are verified and one on whether
     alerts are on, `write` the alert messages. Everything started is stopped on the way out,
     however it is left (SIGTERM too), and the temporary directory removed."""
+    def notice(text: str) -> None:  # the lines are sentences of bot.messages: shown plain
+        tell(plain(text))
+
     with ExitStack() as stack:
         stack.enter_context(_sigterm_unwinds())
         workdir = Path(tempfile.mkdtemp(prefix="opsbot-demo-"))

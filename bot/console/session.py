@@ -183,20 +183,20 @@ async def _wait(number: int, rest: str, alerts: AlertWaiter | None,
         except UsageError:
             match = None
     if not match or not seconds:
-        write(messages.script_bad_wait(number, f"wait{rest}"))
+        write(plain(messages.script_bad_wait(number, f"wait{rest}")))
         return False
     alertname, state = match.group(1), match.group(2) or "firing"
     write("")
     if alerts is None:
-        write(messages.script_wait_skipped(number, alertname))
+        write(plain(messages.script_wait_skipped(number, alertname)))
         return True
     if alerts.showing(alertname, state):
-        write(messages.script_already_shown(alertname, state))
+        write(plain(messages.script_already_shown(alertname, state)))
         return True
-    write(messages.script_waiting(alertname, state, seconds))
+    write(plain(messages.script_waiting(alertname, state, seconds)))
     if await alerts.wait_shown(alertname, state, seconds):
         return True
-    write(messages.script_wait_timed_out(number, alertname, state, seconds))
+    write(plain(messages.script_wait_timed_out(number, alertname, state, seconds)))
     return False
 
 

@@ -107,7 +107,7 @@ def test_deploy_precheck_reads_critical_alerts_and_silence_lifts_them(
     monkeypatch.setenv("PATH", bin_dir(tmp_path, prometheus, alertmanager))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     printed: list[str] = []
-    with demo_world(notice=printed.append, write=printed.append) as demo:
+    with demo_world(tell=printed.append, write=printed.append) as demo:
         assert demo.alerts is not None, printed
         url = demo.services.settings.alertmanager_url
         # A critical alert for shop-api, sent to the demo's Alertmanager as Prometheus sends.
@@ -148,7 +148,7 @@ def test_an_alertmanager_that_does_not_start_turns_alerts_off(
     monkeypatch.setenv("PATH", path)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     notes: list[str] = []
-    with demo_world(notice=notes.append) as demo:
+    with demo_world(tell=notes.append) as demo:
         assert demo.alerts is None and demo.intake is None
         assert demo.services.settings.alertmanager_url is None
     assert "deploys are verified" in notes[0]
@@ -202,7 +202,7 @@ def test_servers_listen_on_loopback_only_and_go_with_the_demo(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # gettempdir() caches TMPDIR
     notes: list[str] = []
     with pytest.raises(RuntimeError, match="a command broke"), \
-            demo_world(notice=notes.append, write=lambda _text: None) as demo:
+            demo_world(tell=notes.append, write=lambda _text: None) as demo:
         assert demo.alerts is not None, notes
         settings = demo.services.settings
         assert settings.alertmanager_url and settings.alertmanager_token
