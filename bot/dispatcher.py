@@ -72,6 +72,7 @@ class _Run:
     last_progress: float = 0.0
     persist: bool = True  # False for a preview: nothing stored, nothing reported
     results: dict[int, tuple[Step, Result]] = field(default_factory=dict)
+    lease: Lease | None = None  # the target lock, released before the end is reported
 
 
 class Dispatcher:
@@ -304,13 +305,14 @@ class Dispatcher:
                 return await self._reply(trigger, reporter, "refused",
                                          Notice("refused", str(exc), hint=exc.hint))
         try:
-            return await self._execute(inv, reporter, execution_id, request_id)
+            return await self._execute(inv, reporter, execution_id, request_id, lease)
         finally:
-            if lease is not None:
+            if lease is not None:  # a no-op when `_finish` released it already
                 await lease.release()
 
     async def _execute(
-        self, inv: Invocation, reporter: Reporter, execution_id: str, request_id: str | None
+        self, inv: Invocation, reporter: Reporter, execution_id: str, request_id: str | None,
+        lease: Lease | None = None,
     ) -> Outcome:
         trigger, command, runbook, environment, app, params = inv.parts()
         target = app.name if app else None
@@ -340,6 +342,7 @@ class Dispatcher:
             view,
             reporter,
             template=self._template(command, environment, app, params, view.actor, inv.context),
+            lease=lease,
         )
         await reporter.execution(view)
         try:
@@ -437,6 +440,9 @@ class Dispatcher:
         EXECUTIONS.labels(runbook=run.runbook.name, status=status).inc()
         trigger_outcome = "succeeded" if status == "succeeded" else "failed"
         TRIGGERS.labels(source=run.trigger.source, outcome=trigger_outcome).inc()
+        # Whoever reads "done" may send the next command at once: it must find the target free.
+        if run.lease is not None:
+            await run.lease.release()
         try:
             await run.reporter.execution(view)
         except Exception:  # the execution is recorded; a failed report must not hide it

@@ -12,6 +12,7 @@ import pytest
 from bot.config import RoleConfig, Settings
 from bot.errors import PermanentError, RetryableError
 from bot.registry import HandlerContext, Params, Registry, Result, handler
+from bot.reporting import ExecutionView
 from bot.services import Services
 from bot.trigger import Trigger
 from tests.conftest import RecordingReporter
@@ -115,6 +116,15 @@ description: A handler bug.
 command: {verb: crash}
 steps: [{name: Crash, handler: test.crash}]
 """,
+    "touch.yaml": """
+name: touch
+description: A change to an app that needs its lock.
+mutating: true
+parameters:
+  app: {type: app}
+command: {verb: touch, args: [app]}
+steps: [{name: Touch, handler: test.echo, with: {text: "{{ params.app }}"}}]
+""",
     "hang.yaml": """
 name: hang
 description: Never ends.
@@ -132,7 +142,7 @@ def test_services(tmp_path: Path, offline_settings: Settings) -> Iterator[Servic
     registry = Registry.builtin().load([__name__])
     roles = dict(offline_settings.roles)
     roles["tester"] = RoleConfig(users=["U0ALICE"], runbooks=["echo", "flaky", "fail", "crash",
-                                                              "hang", "failtwice"])
+                                                              "hang", "failtwice", "touch"])
     settings = offline_settings.model_copy(
         update={"runbook_dirs": [str(tmp_path)], "roles": roles})
     built = Services.build(settings, registry=registry)
@@ -261,6 +271,33 @@ async def test_pending_needs_a_role(test_services: Services) -> None:
     assert "holds no role" in rep.notices[0].text
     outcome, rep = await _dispatch(test_services, "pending", user="U0MALLORY")  # a viewer
     assert outcome.status == "info" and rep.notices[0].text == "*Pending approval requests*"
+
+
+class _LockAtEnd(RecordingReporter):
+    """Notes whether the target is still locked when the end of the run is reported."""
+
+    def __init__(self, services: Services, target: str) -> None:
+        super().__init__()
+        self.services, self.target = services, target
+        self.held_at_end: list[object] = []
+
+    async def execution(self, view: ExecutionView) -> None:
+        await super().execution(view)
+        if view.finished:
+            self.held_at_end.append(self.services.store.get_lock(self.target))
+
+
+async def test_the_lock_is_free_before_anyone_hears_the_run_is_over(
+    test_services: Services,
+) -> None:
+    # A person who reads "done" and sends the next command must not be refused as busy.
+    rep = _LockAtEnd(test_services, "staging/shop-web")
+    trigger = Trigger(source="console", actor="U0ALICE", text="touch shop-web")
+    outcome = await test_services.dispatcher.dispatch(trigger, rep)
+    assert outcome.status == "succeeded"
+    assert rep.held_at_end == [None]
+    outcome, _ = await _dispatch(test_services, "touch shop-web")
+    assert outcome.status == "succeeded"
 
 
 async def test_cancelled_execution_is_marked_interrupted(test_services: Services) -> None:
