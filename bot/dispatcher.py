@@ -431,11 +431,7 @@ class Dispatcher:
             view.execution_id,
             detail=summary[:500],
             request_id=view.request_id,
-            revisions={
-                key: str(step["data"]["revision"])
-                for key, step in run.template["steps"].items()
-                if step["data"].get("revision") is not None
-            },
+            made=_made(run),
         )
         EXECUTIONS.labels(runbook=run.runbook.name, status=status).inc()
         trigger_outcome = "succeeded" if status == "succeeded" else "failed"
@@ -599,7 +595,7 @@ class Dispatcher:
         outcome: str,
         execution_id: str | None,
         detail: str = "",
-        revisions: dict[str, str] | None = None,
+        made: list[dict[str, Any]] | None = None,
         request_id: str | None = None,
     ) -> None:
         entry = AuditEntry(
@@ -617,9 +613,9 @@ class Dispatcher:
                 "reason": command.reason,
                 "via": trigger.via,
                 "detail": detail,
-                # Revisions produced by steps (rollout, automatic rollback): `history` reads
-                # them to say who deployed what.
-                **({"revisions": revisions} if revisions else {}),
+                # The revisions this execution's changes made (a rollout, an automatic
+                # rollback, a restart): `history` reads them to say who made what.
+                **({"made": made} if made else {}),
             },
         )
         await asyncio.to_thread(self.store.audit, entry)
@@ -647,6 +643,20 @@ class Dispatcher:
 
 
 _DRY_RUN_FLAG = re.compile(r"(?<!\S)--dry-run(?!\S)")
+
+
+def _made(run: _Run) -> list[dict[str, Any]]:
+    """Which revision of which object each step's change made, for the audit record (its
+    execution_id says which execution); a dry run makes none, whatever a handler says."""
+    if run.command.dry_run:
+        return []
+    on_failure_from = len(run.runbook.steps)
+    return [
+        {"step": step.id or str(index), "kind": made.kind, "name": made.name,
+         "revision": made.revision, **({"on_failure": True} if index >= on_failure_from else {})}
+        for index, (step, result) in sorted(run.results.items())
+        for made in result.made
+    ]
 
 
 def _redact(text: str, params: dict[str, Any], runbook: Runbook) -> str:

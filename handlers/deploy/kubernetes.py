@@ -206,6 +206,7 @@ class KubernetesStrategy:
                 True,
                 f"progress deadline exceeded ({state.ready}/"
                 f"{state.desired} ready, {state.updated} updated)",
+                revision=workload.revision,
             )
         return Progress(state.done, False, state.message, revision=workload.revision)
 

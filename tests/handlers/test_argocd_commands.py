@@ -80,7 +80,8 @@ async def test_deploy_syncs_and_turns_healthy(svc: Services, argocd: ArgoCDStand
     assert image == f"{REPO}:1.5.0"  # Argo CD, not opsbot, wrote the workload
     record = [r for r in svc.store.export_audit() if r["details"].get("runbook") == "deploy"][-1]
     deployed_at = argocd.app(APP)["status"]["history"][-1]["deployedAt"]
-    assert record["details"]["revisions"] == {"rollout": f"argocd:{APP}:3:{deployed_at}"}
+    assert record["details"]["made"] == [{"step": "rollout", "kind": "Application", "name": APP,
+                                          "revision": f"argocd:{APP}:3:{deployed_at}"}]
 
 
 async def test_degraded_deploy_is_rolled_back_automatically(svc: Services,
@@ -198,3 +199,31 @@ async def test_history_ignores_audit_revisions_of_other_kinds(svc: Services,
     assert fields["History id 2"].startswith("(current) 1.4.0 ")
     assert "alice" not in fields["History id 2"]
     assert fields["History id 2"].endswith("not deployed through opsbot (Argo CD: admin)")
+
+
+async def test_history_credits_changes_not_reads(svc: Services, argocd: ArgoCDStandIn,
+                                                 sim: Any) -> None:
+    """The issue's scenario on an Argo CD app: a status, a scale and a dry run after the
+    deploy take no credit; the restart of the Deployment Argo CD manages makes no Argo CD
+    deployment, so none is credited to it either."""
+    assert (await dispatch(svc, "deploy shop-api 1.5.0")).final.status == "succeeded"
+    sim.wait_idle()
+    for text in ("status shop-api", "rollback shop-api --dry-run"):
+        user = "mallory" if text.startswith("status") else "bob"
+        assert (await dispatch(svc, text, user=user)).final.status == "succeeded", text
+    assert (await dispatch(svc, "restart shop-api", user="carol")).final.status == "succeeded"
+    sim.wait_idle()
+    fields = dict(steps(await dispatch(svc, "history shop-api", user="mallory"))["History"]
+                  .fields)
+    assert fields["History id 3"].startswith("(current) 1.5.0 ")
+    assert "alice: deploy shop-api 1.5.0 (" in fields["History id 3"]
+    assert not any(who in str(fields) for who in ("mallory", "bob", "carol"))
+    made = [r["details"].get("made") for r in svc.store.export_audit()
+            if r["outcome"] == "succeeded"]
+    deployed_at = argocd.app(APP)["status"]["history"][-1]["deployedAt"]
+    assert [m for m in made if m] == [
+        [{"step": "rollout", "kind": "Application", "name": APP,
+          "revision": f"argocd:{APP}:3:{deployed_at}"}],
+        # The restart's own revision is the Deployment's, named as such.
+        [{"step": "0", "kind": "Deployment", "name": "shop-api", "revision": "5"}],
+    ]

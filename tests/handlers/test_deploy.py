@@ -195,7 +195,12 @@ async def test_auto_rollback_is_audited(
     assert revert.summary.startswith(
         "rolled back automatically: rolled shop-api back to revision 3")
     assert rep.final.summary == final["details"]["detail"]
-    assert final["details"]["revisions"] == {"rollout": "4", "revert": "5"}
+    # Which revision each change made: the failed rollout's 4, the automatic rollback's 5.
+    assert final["details"]["made"] == [
+        {"step": "rollout", "kind": "Deployment", "name": "shop-api", "revision": "4"},
+        {"step": "revert", "kind": "Deployment", "name": "shop-api", "revision": "5",
+         "on_failure": True},
+    ]
     assert dict(revert.fields)["Reason"] == f"Roll out: {rollout.summary}"
 
 
@@ -226,7 +231,8 @@ async def test_progress_deadline_exceeded_rolls_back(
     assert records[-1]["details"]["detail"].startswith(
         "Roll out failed: rollout failed: progress deadline exceeded"
     )
-    assert records[-1]["details"]["revisions"]["revert"] == "3"
+    assert [(m["step"], m["revision"]) for m in records[-1]["details"]["made"]] == [
+        ("rollout", "2"), ("revert", "3")]
 
 
 async def test_lock_released_after_failed_deploy(
