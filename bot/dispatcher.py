@@ -73,6 +73,8 @@ class _Run:
     persist: bool = True  # False for a preview: nothing stored, nothing reported
     results: dict[int, tuple[Step, Result]] = field(default_factory=dict)
     lease: Lease | None = None  # the target lock, released before the end is reported
+    changed: bool = False  # a mutating step has started (never in a dry run)
+    refusal: Refused | None = None  # a step refused before any change: the run is refused
 
 
 class Dispatcher:
@@ -252,7 +254,13 @@ class Dispatcher:
                 raise Refused(reason, hint=messages.approval_unavailable_hint())
             if command.emergency:
                 return await self.approvals.break_glass(inv, reporter)
-            outcome = await self.approvals.request(inv, reporter)
+            try:
+                outcome = await self.approvals.request(inv, reporter)
+            except Refused as exc:  # e.g. its plan refuses: nobody is asked to approve a no-op
+                await self._audit_decision(
+                    trigger, environment.name, target, "refused", str(exc), runbook=runbook.name
+                )
+                raise
             TRIGGERS.labels(source=trigger.source, outcome=outcome.status).inc()
             return outcome
         return await self.execute(inv, reporter)
@@ -347,7 +355,7 @@ class Dispatcher:
         await reporter.execution(view)
         try:
             ok = await self._run_steps(run, runbook.steps, offset=0)
-            if not ok and runbook.on_failure:
+            if not ok and run.refusal is None and runbook.on_failure:
                 broken = next(s for s in view.steps if s.status == "failed")
                 run.template["failure"] = f"{broken.name}: {broken.summary}"
                 ok_cleanup = await self._run_steps(
@@ -360,6 +368,12 @@ class Dispatcher:
             view.summary = messages.interrupted_summary()
             await self._finish(run, "interrupted")
             raise
+        if run.refusal is not None:
+            # Nothing was changed: no on_failure steps, no follow-ups, a refusal to tell.
+            view.status = "refused"
+            view.summary = messages.refused_summary(str(run.refusal), run.refusal.hint)
+            await self._finish(run, "refused")
+            return Outcome("refused", execution_id=execution_id)
         view.status = "succeeded" if ok else "failed"
         failed = next((s for s in view.steps if s.status == "failed"), None)
         if ok:
@@ -413,7 +427,7 @@ class Dispatcher:
         return Preview.of(view, ok, [
             (step, result, self.registry.get(step.handler))
             for step, result in run.results.values()
-        ])
+        ], refusal=run.refusal)
 
     async def _finish(self, run: _Run, status: str) -> None:
         view = run.view
@@ -434,7 +448,7 @@ class Dispatcher:
             made=_made(run),
         )
         EXECUTIONS.labels(runbook=run.runbook.name, status=status).inc()
-        trigger_outcome = "succeeded" if status == "succeeded" else "failed"
+        trigger_outcome = status if status in ("succeeded", "refused") else "failed"
         TRIGGERS.labels(source=run.trigger.source, outcome=trigger_outcome).inc()
         # Whoever reads "done" may send the next command at once: it must find the target free.
         if run.lease is not None:
@@ -464,7 +478,18 @@ class Dispatcher:
                 handler=step.handler,
             )
             await self._report(run)
-            result, error = await self._call(run, step, view)
+            began = run.changed
+            spec = self.registry.get(step.handler)
+            if spec is not None and spec.mutating and not run.command.dry_run:
+                run.changed = True
+            try:
+                result, error = await self._call(run, step, view)
+            except Refused as exc:
+                if began or on_failure:  # a change began: its refusal is a failure like any
+                    result, error = None, str(exc)
+                else:
+                    await self._refuse(run, index, view, exc)
+                    return False
             if result is not None:
                 view.status = "succeeded" if result.ok else "failed"
                 view.summary, view.fields, view.output = (
@@ -518,7 +543,9 @@ class Dispatcher:
                 view.progress = messages.retrying(attempt, self.step_attempts, str(exc))
                 await self._report(run)
                 await asyncio.sleep(exc.delay)
-            except (HandlerError, Refused, UsageError) as exc:
+            except Refused:
+                raise  # `_run_steps` tells a refusal from a failure
+            except (HandlerError, UsageError) as exc:
                 return None, str(exc)
             except OpsbotError as exc:
                 return None, str(exc)
@@ -526,6 +553,15 @@ class Dispatcher:
                 log.exception("handler %s crashed in %s", step.handler, run.view.execution_id)
                 return None, messages.internal_error(run.view.execution_id)
         return None, "no attempt made"  # pragma: no cover - the loop always returns
+
+    async def _refuse(self, run: _Run, index: int, view: StepView, refusal: Refused) -> None:
+        """A step refused before anything was changed (a handler raises `Refused` only before
+        it changes anything): the step and then the run end refused."""
+        run.refusal = refusal
+        view.status, view.summary = "refused", str(refusal)
+        await self._persist(run, self.store.finish_step, run.view.execution_id, index=index,
+                            status="refused", summary=view.summary, output=None, error=None)
+        await self._report(run)
 
     def _context(self, run: _Run, spec: HandlerSpec, view: StepView) -> HandlerContext:
         async def progress(text: str) -> None:

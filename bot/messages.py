@@ -46,6 +46,7 @@ STATUS_ICON = {
     "running": "⏳",
     "succeeded": "✅",
     "failed": "❌",
+    "refused": "🛑",
     "skipped": "⏭️",
     "interrupted": "⚠️",
 }
@@ -73,9 +74,15 @@ def execution_headline(view: ExecutionView) -> str:
         "running": "running",
         "succeeded": "done",
         "failed": "failed",
+        "refused": "refused",
         "interrupted": "interrupted",
     }[view.status]
     return f"{icon} `{view.command}`{mode} in *{view.environment}*: {verb}"
+
+
+def refused_summary(text: str, hint: str | None) -> str:
+    """What a run refused by one of its steps ends with: the refusal, and what to do instead."""
+    return f"{text} ({hint})" if hint else text
 
 
 def execution_context(view: ExecutionView) -> str:

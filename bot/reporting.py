@@ -21,8 +21,11 @@ __all__ = [
     "StepView",
 ]
 
-StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "interrupted"]
-ExecutionStatus = Literal["running", "succeeded", "failed", "interrupted"]
+StepStatus = Literal[
+    "pending", "running", "succeeded", "failed", "refused", "skipped", "interrupted"
+]
+# refused: a step refused before anything was changed (a no-op, a policy); nothing ran after it.
+ExecutionStatus = Literal["running", "succeeded", "failed", "refused", "interrupted"]
 
 
 @dataclass

@@ -164,6 +164,29 @@ async def test_global_concurrency_limit(alert_sim: SimCluster, tmp_path: Path, c
         services.close()
 
 
+async def test_refused_remediations_do_not_open_the_circuit_breaker(
+        alert_sim: SimCluster, tmp_path: Path, clock: Clock, board: RecordingAlertBoard) -> None:
+    """A run refused before it changed anything (a paused Deployment is not restarted) is not
+    a failed remediation: the breaker, which stops automation that keeps breaking things,
+    neither counts nor resets on it."""
+    services = build(alert_sim, tmp_path, clock, board, breaker_failures=2)
+    services.kube.for_context(None).apps.patch_namespaced_deployment(
+        "shop-api", "shop-staging", {"spec": {"paused": True}})
+    try:
+        decisions = []
+        for minute in range(3):
+            clock.advance(seconds=5)
+            payload = notification([stuck(starts_at=f"2026-11-26T11:0{minute}:00Z")])
+            await deliver(services, payload)
+            run = runs(services, payload)[-1]
+            decisions.append((run.decision, run.status))
+            assert board.executions[run.execution_id].status == "refused"
+        assert decisions == [("run", "refused")] * 3
+        assert board.announcements == []
+    finally:
+        services.close()
+
+
 async def test_circuit_breaker_opens_after_failed_remediations_and_resume_closes_it(
         alert_sim: SimCluster, tmp_path: Path, clock: Clock, board: RecordingAlertBoard) -> None:
     services = build(alert_sim, tmp_path, clock, board, breaker_failures=2)

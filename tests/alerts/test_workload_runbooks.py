@@ -573,14 +573,14 @@ async def test_delete_pod_handler_guards(bare: Services, sim: SimCluster,
                                          core: client.CoreV1Api) -> None:
     web = pods_of(core, "shop-web")[0].metadata.name
     _, rep = await run_as(bare, f"run test-delete-pod app=shop-api pod={web} --env staging")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert f"pod {web} is not one of shop-api's pods to delete" in rep.final.steps[0].summary
     _, rep = await run_as(bare, "run test-delete-pod app=shop-api pod=Bad_Name --env staging")
     assert rep.final.status == "failed" and "not a valid pod name" in rep.final.steps[0].summary
     [worker] = pods_of(core, "shop-worker")
     _, rep = await run_as(bare, f"run test-delete-pod app=shop-worker pod={worker.metadata.name}"
                                 " --env staging")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert "has 0 ready pod(s) in staging" in rep.final.steps[0].summary
     api = pods_of(core, "shop-api")[0].metadata.name
     outcome, rep = await run_as(bare, f"run test-delete-pod app=shop-api pod={api} --env "

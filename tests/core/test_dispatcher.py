@@ -60,6 +60,21 @@ async def crash(*, ctx: HandlerContext, **_: object) -> Result:
     raise ZeroDivisionError("secret-internal-detail")
 
 
+@handler("test.refuse")
+async def refuse(*, ctx: HandlerContext, **_: object) -> Result:
+    """Finds nothing to do."""
+    from bot.errors import Refused
+
+    raise Refused("nothing to do here", hint="try another day")
+
+
+@handler("test.change", params=EchoParams, mutating=True)
+async def change(*, ctx: HandlerContext, params: EchoParams, **_: object) -> Result:
+    """A change (echoes in a dry run too)."""
+    CALLS.append({"text": params.text, "count": params.count, "dry_run": ctx.dry_run})
+    return Result(summary=f"changed {params.text}")
+
+
 @handler("test.hang")
 async def hang(*, ctx: HandlerContext, **_: object) -> Result:
     """Never finishes (until cancelled)."""
@@ -125,6 +140,27 @@ parameters:
 command: {verb: touch, args: [app]}
 steps: [{name: Touch, handler: test.echo, with: {text: "{{ params.app }}"}}]
 """,
+    "noop.yaml": """
+name: noop
+description: Refused by its first step; cleanup must not run.
+mutating: true
+command: {verb: noop}
+steps:
+  - {name: Look, handler: test.refuse}
+  - {name: Change, handler: test.change, with: {text: never}}
+on_failure: [{name: Cleanup, handler: test.echo, with: {text: cleanup}}]
+follow_up: [{label: Again, command: "noop", when: always}]
+""",
+    "late.yaml": """
+name: late
+description: Refused after a change began; a failure, cleaned up.
+mutating: true
+command: {verb: late}
+steps:
+  - {name: Change, handler: test.change, with: {text: first}}
+  - {name: Look, handler: test.refuse}
+on_failure: [{name: Cleanup, handler: test.echo, with: {text: cleanup}}]
+""",
     "hang.yaml": """
 name: hang
 description: Never ends.
@@ -142,7 +178,8 @@ def test_services(tmp_path: Path, offline_settings: Settings) -> Iterator[Servic
     registry = Registry.builtin().load([__name__])
     roles = dict(offline_settings.roles)
     roles["tester"] = RoleConfig(users=["U0ALICE"], runbooks=["echo", "flaky", "fail", "crash",
-                                                              "hang", "failtwice", "touch"])
+                                                              "hang", "failtwice", "touch", "noop",
+                                                              "late"])
     settings = offline_settings.model_copy(
         update={"runbook_dirs": [str(tmp_path)], "roles": roles})
     built = Services.build(settings, registry=registry)
@@ -298,6 +335,41 @@ async def test_the_lock_is_free_before_anyone_hears_the_run_is_over(
     assert rep.held_at_end == [None]
     outcome, _ = await _dispatch(test_services, "touch shop-web")
     assert outcome.status == "succeeded"
+
+
+async def test_a_step_that_refuses_before_any_change_refuses_the_run(
+    test_services: Services,
+) -> None:
+    outcome, rep = await _dispatch(test_services, "noop")
+    assert outcome.status == "refused" and outcome.execution_id == rep.final.execution_id
+    assert [(s.name, s.status) for s in rep.final.steps] == [("Look", "refused"),
+                                                            ("Change", "pending")]
+    assert rep.final.status == "refused"
+    assert rep.final.summary == "nothing to do here (try another day)"
+    assert rep.final.buttons == [] and CALLS == []  # no cleanup, no follow-up
+    record = test_services.store.get_execution(outcome.execution_id)
+    assert record is not None and record.status == "refused"
+    assert [(s.name, s.status) for s in record.steps] == [("Look", "refused")]
+    audit = [r for r in test_services.store.export_audit()
+             if r["execution_id"] == outcome.execution_id]
+    assert [r["outcome"] for r in audit] == ["started", "refused"]
+    # A dry run changes nothing, so its refusal is a refusal too.
+    outcome, rep = await _dispatch(test_services, "noop --dry-run")
+    assert outcome.status == "refused" and rep.final.status == "refused"
+
+
+async def test_a_refusal_after_a_change_began_is_a_failure(test_services: Services) -> None:
+    outcome, rep = await _dispatch(test_services, "late")
+    assert outcome.status == "failed"
+    assert [(s.name, s.status) for s in rep.final.steps] == [
+        ("Change", "succeeded"), ("Look", "failed"), ("Cleanup", "succeeded")]
+    assert [c["text"] for c in CALLS] == ["first", "cleanup"]
+    assert rep.final.summary == "Look failed: nothing to do here; then Cleanup: echo cleanup"
+    # In a dry run nothing changed before it: there it is a refusal.
+    CALLS.clear()
+    outcome, rep = await _dispatch(test_services, "late --dry-run")
+    assert outcome.status == "refused"
+    assert [c["text"] for c in CALLS] == ["first"]
 
 
 async def test_cancelled_execution_is_marked_interrupted(test_services: Services) -> None:

@@ -116,15 +116,17 @@ async def test_degraded_deploy_is_rolled_back_automatically(svc: Services,
 async def test_rollback_refused_under_auto_sync(svc: Services, argocd: ArgoCDStandIn) -> None:
     argocd.set_auto_sync(APP, True)
     rep = await dispatch(svc, "rollback shop-api")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     plan = steps(rep)["Plan"]
-    assert plan.status == "failed"
+    assert plan.status == "refused"
     assert plan.summary.startswith(
         "rollback cannot be initiated when auto-sync is enabled: Argo CD app "
         f"`{APP}` syncs itself from git and would undo a rollback.")
     assert "Run `rollback shop-api --env staging --disable-autosync`" in plan.summary
     assert "or revert the change in git" in plan.summary
-    assert steps(rep)["Apply"].status != "succeeded"
+    assert steps(rep)["Apply"].status == "pending"
+    assert rep.final.summary == (f"{plan.summary} (add `--disable-autosync`, or revert the "
+                                 "change in git)")
     assert not argocd.calls_to("POST") and not argocd.calls_to("PATCH")
     assert history_ids(argocd)[-1] == (2, "1.4.0")
 

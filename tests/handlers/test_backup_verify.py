@@ -90,7 +90,7 @@ async def test_only_finished_backups_are_verified(run: Run, sim: Any) -> None:
     [failed] = [b for b in velero_objects(sim, "backups")
                 if b["metadata"]["name"].startswith("shop-web-")]
     outcome, rep = await run(f"backup verify {failed['metadata']['name']}", user="bob")
-    assert outcome.status == "failed"
+    assert outcome.status == "refused"
     assert "only a Completed or PartiallyFailed backup" in rep.final.steps[0].summary
     assert velero_objects(sim, "restores") == []
 

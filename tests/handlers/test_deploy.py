@@ -118,11 +118,54 @@ async def test_deploy_dry_run_shows_what_will_be_verified(
     assert sim.snapshot() == before
 
 async def test_noop_deploy_refused(svc: Services, sim: Any) -> None:
+    """A deploy of the tag that already runs is a refusal before anything starts: not a failed
+    execution with a skipped automatic rollback."""
     before = sim.snapshot()
     rep = await dispatch(svc, "deploy shop-api 1.4.0")
-    assert rep.final.status == "failed"
-    assert "already runs registry.example.com/shop/api:1.4.0" in rep.final.steps[0].summary
+    refusal = ("shop-api already runs registry.example.com/shop/api:1.4.0 in staging; "
+               "nothing to deploy")
+    outcome = rep.outcome  # type: ignore[attr-defined]
+    assert outcome.status == "refused" and outcome.execution_id == rep.final.execution_id
+    assert rep.final.status == "refused" and rep.final.summary == refusal
+    assert [(s.name, s.status) for s in rep.final.steps] == [
+        ("Plan", "refused"), ("Pre-checks", "pending"), ("Back up", "pending"),
+        ("Apply", "pending"), ("Roll out", "pending"), ("Verify", "pending")]
+    assert rep.final.buttons == []  # no Diagnose, no Re-run of a no-op
+    record = svc.store.get_execution(outcome.execution_id)
+    assert record is not None and (record.status, record.summary) == ("refused", refusal)
+    assert [(s.name, s.status) for s in record.steps] == [("Plan", "refused")]
+    audit = [r for r in svc.store.export_audit() if r["execution_id"] == outcome.execution_id]
+    assert [(r["outcome"], r["details"]["detail"]) for r in audit] == [
+        ("started", ""), ("refused", refusal)]
+    sim.wait_idle()
     assert sim.snapshot() == before
+    assert svc.store.get_lock("staging/shop-api") is None
+
+    # `opsbot run` prints the refusal and exits 1.
+    from bot.console.session import exit_code, run_command
+
+    printed: list[str] = []
+    outcome = await run_command(svc, "deploy shop-api 1.4.0", "alice", printed.append)
+    assert exit_code(outcome) == 1
+    assert printed[-1] == f"🛑 `deploy shop-api 1.4.0` in staging: refused\n  {refusal}"
+    assert any(line.startswith(f"  🛑 Plan: {refusal}") for line in printed)
+
+
+async def test_noop_deploy_in_an_approval_environment_is_refused_at_once(svc: Services,
+                                                                         sim: Any) -> None:
+    """No approval request is opened for a plan that refuses; the refusal is audited."""
+    rep = await dispatch(svc, "deploy shop-api 1.4.0 --env prod")
+    outcome = rep.outcome  # type: ignore[attr-defined]
+    assert outcome.status == "refused" and outcome.request_id is None
+    assert not rep.views
+    [notice] = rep.notices
+    assert notice.kind == "refused"
+    assert notice.text == ("shop-api already runs registry.example.com/shop/api:1.4.0 in prod; "
+                           "nothing to deploy")
+    assert svc.store.pending_requests() == []
+    [record] = svc.store.export_audit()
+    assert (record["outcome"], record["environment"], record["details"]["detail"]) == (
+        "refused", "prod", notice.text)
 
 
 async def test_invalid_image_reference(svc: Services, sim: Any) -> None:
@@ -134,7 +177,7 @@ async def test_invalid_image_reference(svc: Services, sim: Any) -> None:
 async def test_image_from_another_repository_refused(svc: Services, sim: Any) -> None:
     before = sim.snapshot()
     rep = await dispatch(svc, "deploy shop-api evil.example.com/miner:1.0")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert "is not from this app's repository" in rep.final.steps[0].summary
     assert sim.snapshot() == before
 

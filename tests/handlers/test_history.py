@@ -113,7 +113,7 @@ async def test_rollout_history_lists_its_replica_sets(svc: Services, sim: Any) -
 
 async def test_statefulset_history_and_rollback_refusal(svc: Services, sim: Any) -> None:
     rep = await dispatch(svc, "rollback shop-db")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert rep.final.steps[0].summary == (
         "no rollout history found for shop-db: there is no previous revision")
 
@@ -132,11 +132,12 @@ async def test_statefulset_history_and_rollback_refusal(svc: Services, sim: Any)
 
     before = sim.snapshot()
     # `rollback --to` takes the numbers history shows.
-    for text, why in (("rollback shop-db --to 9", "is not in its history (known revisions: 1, 2)"),
-                      ("rollback shop-db --to 2", "already runs the template of revision 2; "
-                                                  "skipped rollback")):
+    for text, status, why in (
+            ("rollback shop-db --to 9", "failed", "is not in its history (known revisions: 1, 2)"),
+            ("rollback shop-db --to 2", "refused", "already runs the template of revision 2; "
+                                                   "skipped rollback")):
         rep = await dispatch(svc, text)
-        assert rep.final.status == "failed"
+        assert rep.final.status == status
         assert rep.final.steps[0].summary.endswith(why)
     sim.wait_idle()
     assert sim.snapshot() == before

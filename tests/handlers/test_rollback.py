@@ -136,7 +136,7 @@ async def test_rollback_paused_deployment_refused(svc: Services, sim: Any) -> No
     sim.wait_idle()
     before = sim.snapshot()
     rep = await dispatch(svc, "rollback shop-api")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert "the Deployment is paused; resume it first" in rep.final.steps[0].summary
     assert sim.snapshot() == before
 

@@ -104,8 +104,8 @@ async def test_deploy_stops_at_the_first_pause_and_promote_finishes_it(
     # Another deploy in the middle of the canary is refused before anything is checked.
     before = sim.snapshot()
     rep = await run(services, f"deploy {NAME} 1.2.0")
-    assert rep.final.status == "failed"
-    assert steps(rep)[:2] == [("Plan", "failed"), ("Pre-checks", "pending")]
+    assert rep.final.status == "refused"
+    assert steps(rep)[:2] == [("Plan", "refused"), ("Pre-checks", "pending")]
     assert step(rep, "Plan").summary == (
         f"Rollout `{NAME}` is in the middle of a canary (step 2/4 (canary weight 25%), "
         "Paused): promote or abort it before deploying again")
@@ -201,7 +201,7 @@ async def test_a_degraded_canary_is_to_be_aborted_not_promoted(
     assert rollout(custom)["status"]["phase"] == "Degraded"
     rep = await run(services, f"deploy {NAME} 1.1.1")
     plan = step(rep, "Plan")
-    assert plan.status == "failed"
+    assert plan.status == "refused"
     assert plan.summary.endswith("Degraded): abort it before deploying again"), plan.summary
     assert image(rollout(custom)) == f"{REPO}:1.9.9"
 

@@ -57,7 +57,7 @@ APP_TOKEN = "xapp-standin-token"
 BOT_USER = "U0OPSBOT"
 CHANNEL = "C0OPS"
 USERS = {"alice": "U0ALICE", "bob": "U0BOB", "carol": "U0CAROL", "mallory": "U0MALLORY"}
-FINAL = (": done", ": failed", ": interrupted")
+FINAL = (": done", ": failed", ": refused", ": interrupted")
 DEFAULT_TIMEOUT = 20.0  # generous: a loaded 2-core machine runs this suite
 
 
