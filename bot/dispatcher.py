@@ -377,11 +377,11 @@ class Dispatcher:
         view.status = "succeeded" if ok else "failed"
         failed = next((s for s in view.steps if s.status == "failed"), None)
         if ok:
-            view.summary = messages.dry_run_summary() if command.dry_run else ""
+            view.summary = messages.done_summary(command.dry_run, run.template["not_checked"])
         else:
             # The failure, then what the on_failure steps did about it ("rolled back").
             cleanup = [s for s in view.steps
-                       if s.on_failure and s.status in ("succeeded", "failed")]
+                       if s.on_failure and s.status in ("succeeded", "not_checked", "failed")]
             view.summary = messages.failure_summary(failed, cleanup)
         view.buttons = self._follow_ups(run, ok)
         await self._finish(run, view.status)
@@ -403,6 +403,8 @@ class Dispatcher:
             },
             "app": app.model_dump() | {"workload": app.workload_name} if app else None,
             "steps": {},
+            # `Step: what (why)` for each check a step could not make, for later steps' `when`
+            "not_checked": [],
             "actor": actor,
             "dry_run": command.dry_run,
             "reason": command.reason,
@@ -431,7 +433,10 @@ class Dispatcher:
 
     async def _finish(self, run: _Run, status: str) -> None:
         view = run.view
-        summary = view.summary or "; ".join(s.summary for s in view.steps if s.summary)
+        verdicts = "; ".join(s.summary for s in view.steps if s.summary)
+        summary = view.summary or verdicts
+        if status == "succeeded" and not view.dry_run and view.summary:
+            summary = f"{verdicts}; {view.summary}"  # what the steps did, then what went unchecked
         await asyncio.to_thread(
             self.store.finish_execution, view.execution_id, status=status, summary=summary[:2000]
         )
@@ -492,6 +497,10 @@ class Dispatcher:
                     return False
             if result is not None:
                 view.status = "succeeded" if result.ok else "failed"
+                if result.ok and result.not_checked:
+                    view.status = "not_checked"
+                    run.template["not_checked"].extend(
+                        f"{step.name}: {what}" for what in result.not_checked)
                 view.summary, view.fields, view.output = (
                     result.summary,
                     result.fields,
@@ -502,6 +511,7 @@ class Dispatcher:
                 run.template["steps"][step.id or str(index)] = {
                     "summary": result.summary,
                     "ok": result.ok,
+                    "not_checked": list(result.not_checked),
                     "data": result.data,
                 }
             else:

@@ -80,6 +80,9 @@ class Result:
     data: dict[str, Any] = field(default_factory=dict)  # for later steps' templates
     attachments: tuple[Attachment, ...] = ()
     made: tuple[MadeRevision, ...] = ()  # revisions this step's change made (see MadeRevision)
+    # Checks this step was to make and could not, each with why: `critical alerts
+    # (ALERTMANAGER_URL is not set)`. A step with any is "not checked", never "passed".
+    not_checked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

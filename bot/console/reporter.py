@@ -22,7 +22,8 @@ __all__ = ["ConsoleReporter"]
 
 ATTACHMENTS_DIR_VAR = "OPSBOT_ATTACHMENTS_DIR"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_SHOWN = ("succeeded", "failed", "refused", "skipped")  # finished steps, printed once
+# Finished steps, printed once.
+_SHOWN = ("succeeded", "not_checked", "failed", "refused", "skipped")
 
 
 class ConsoleReporter:

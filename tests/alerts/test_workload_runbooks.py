@@ -759,6 +759,29 @@ async def test_scale_throttled_shadow_then_active(sim: SimCluster, tmp_path: Pat
     assert kube.apps.read_namespaced_deployment("shop-web", NS).spec.replicas == 3
 
 
+async def test_scale_throttled_says_when_the_throttling_was_not_measured(
+    sim: SimCluster, tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    """Without PROMETHEUS_URL the check that the throttling still holds cannot run: the fact
+    check is not checked (and says why), never passed; what to do about it is policy."""
+    pod = pods_of(core, "shop-web")[0].metadata.name
+    services = build_services(sim, tmp_path, "noprom")
+    try:
+        item = alert("CPUThrottlingHigh", namespace=NS, pod=pod, container="web")
+        outcome, rep = await run_alert(services, item, "remediate-scale-throttled")
+    finally:
+        services.close()
+    assert outcome.status == "succeeded", rep.final.summary
+    check = step(rep, "Check the facts")
+    assert check.status == "not_checked"
+    assert check.summary == (
+        "would scale shop-web up by one: 2 → 3 replicas, within 1..10; not checked: throttling "
+        "still high (Prometheus is not configured (PROMETHEUS_URL))")
+    assert rep.final.summary == (
+        "Dry run: nothing was changed. 1 not checked: Check the facts: throttling still high "
+        "(Prometheus is not configured (PROMETHEUS_URL))")
+
+
 async def test_scale_throttled_refuses_at_the_max_and_under_an_active_hpa(
     svc: Services, sim: SimCluster, kube: Any
 ) -> None:

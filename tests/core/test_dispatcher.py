@@ -75,6 +75,12 @@ async def change(*, ctx: HandlerContext, params: EchoParams, **_: object) -> Res
     return Result(summary=f"changed {params.text}")
 
 
+@handler("test.unchecked")
+async def unchecked(*, ctx: HandlerContext, **_: object) -> Result:
+    """Could not make its check."""
+    return Result(summary="not checked: no URL", not_checked=("alerts (no URL)",))
+
+
 @handler("test.hang")
 async def hang(*, ctx: HandlerContext, **_: object) -> Result:
     """Never finishes (until cancelled)."""
@@ -161,6 +167,17 @@ steps:
   - {name: Look, handler: test.refuse}
 on_failure: [{name: Cleanup, handler: test.echo, with: {text: cleanup}}]
 """,
+    "unchecked.yaml": """
+name: unchecked
+description: A check that cannot run, and a step that sees it.
+command: {verb: unchecked}
+steps:
+  - {id: look, name: Look, handler: test.unchecked}
+  - name: Policy
+    handler: test.echo
+    when: "not_checked and steps.look.not_checked"
+    with: {text: "{{ not_checked | join(', ') }}"}
+""",
     "hang.yaml": """
 name: hang
 description: Never ends.
@@ -179,7 +196,7 @@ def test_services(tmp_path: Path, offline_settings: Settings) -> Iterator[Servic
     roles = dict(offline_settings.roles)
     roles["tester"] = RoleConfig(users=["U0ALICE"], runbooks=["echo", "flaky", "fail", "crash",
                                                               "hang", "failtwice", "touch", "noop",
-                                                              "late"])
+                                                              "late", "unchecked"])
     settings = offline_settings.model_copy(
         update={"runbook_dirs": [str(tmp_path)], "roles": roles})
     built = Services.build(settings, registry=registry)
@@ -370,6 +387,24 @@ async def test_a_refusal_after_a_change_began_is_a_failure(test_services: Servic
     outcome, rep = await _dispatch(test_services, "late --dry-run")
     assert outcome.status == "refused"
     assert [c["text"] for c in CALLS] == ["first"]
+
+
+async def test_a_check_that_did_not_run_is_not_checked_not_passed(
+    test_services: Services,
+) -> None:
+    outcome, rep = await _dispatch(test_services, "unchecked")
+    assert outcome.status == "succeeded"  # a policy that refuses on it comes later
+    assert [(s.name, s.status) for s in rep.final.steps] == [("Look", "not_checked"),
+                                                            ("Policy", "succeeded")]
+    # Templates see what was not checked, so a later step (a policy) can act on it.
+    assert [c["text"] for c in CALLS] == ["Look: alerts (no URL)"]
+    assert rep.final.summary == "1 not checked: Look: alerts (no URL)"
+    record = test_services.store.get_execution(outcome.execution_id)
+    assert record is not None and record.status == "succeeded"
+    assert [s.status for s in record.steps] == ["not_checked", "succeeded"]
+    final = [r for r in test_services.store.export_audit()
+             if r["execution_id"] == outcome.execution_id][-1]
+    assert final["details"]["detail"].endswith("; 1 not checked: Look: alerts (no URL)")
 
 
 async def test_cancelled_execution_is_marked_interrupted(test_services: Services) -> None:

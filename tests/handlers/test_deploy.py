@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from bot import messages
+from bot.console.session import exit_code, run_command
 from bot.services import Services
 from bot.trigger import Trigger
 from tests.conftest import RecordingReporter
@@ -51,6 +53,26 @@ async def test_deploy_tag_rolls_out(svc: Services, sim: Any) -> None:
     assert [b.label for b in rep.final.buttons] == ["Rollback", "Re-run"]
 
 
+async def test_an_analysis_that_did_not_run_is_not_shown_as_passed(svc: Services) -> None:
+    """The issue's scenario: analysis configured for shop-api, PROMETHEUS_URL unset. The deploy
+    succeeds (refusing on it is policy still to come), but Verify is not checked, stored as
+    such, counted apart in the summary, and the headline does not claim all passed."""
+    rep = await dispatch(svc, "deploy shop-api 1.5.0")
+    assert rep.final.status == "succeeded", rep.final.summary
+    verify = rep.final.steps[-1]
+    assert (verify.name, verify.status) == ("Verify", "not_checked")
+    assert verify.summary == "not checked: PROMETHEUS_URL is not set"
+    assert "no analysis configured" not in verify.summary
+    assert rep.final.summary == "1 not checked: Verify: analysis (PROMETHEUS_URL is not set)"
+    assert messages.execution_headline(rep.final) == (
+        "❔ `deploy shop-api 1.5.0` in *staging*: done, not checked: Verify")
+    assert messages.step_line(verify) == "❔ Verify: not checked: PROMETHEUS_URL is not set"
+    record = svc.store.get_execution(rep.final.execution_id)
+    assert record is not None and record.status == "succeeded"
+    assert [(s.name, s.status) for s in record.steps][-1] == ("Verify", "not_checked")
+    assert record.summary.endswith("; 1 not checked: Verify: analysis (PROMETHEUS_URL is not set)")
+
+
 async def test_deploy_progress_updates_in_place(svc: Services) -> None:
     rep = await dispatch(svc, "deploy shop-api 1.5.0")
     assert len({v.execution_id for v in rep.views}) == 1
@@ -71,11 +93,11 @@ async def test_deploy_dry_run_shows_plan_and_changes_nothing(svc: Services, sim:
         ("Back up", "skipped"),
         ("Apply", "skipped"),
         ("Roll out", "skipped"),
-        ("Verify", "succeeded"),
+        ("Verify", "not_checked"),  # the plan says the deploy would go unverified
     ]
-    assert rep.final.steps[5].summary == (
-        "no analysis configured; skipped (PROMETHEUS_URL is not set)"
-    )
+    assert rep.final.steps[5].summary == "not checked: PROMETHEUS_URL is not set"
+    assert rep.final.summary == ("Dry run: nothing was changed. 1 not checked: Verify: "
+                                 "analysis (PROMETHEUS_URL is not set)")
     assert [(b.label, b.command) for b in rep.final.buttons] == [
         ("Run it", "deploy shop-api 1.5.0")
     ]
@@ -142,8 +164,6 @@ async def test_noop_deploy_refused(svc: Services, sim: Any) -> None:
     assert svc.store.get_lock("staging/shop-api") is None
 
     # `opsbot run` prints the refusal and exits 1.
-    from bot.console.session import exit_code, run_command
-
     printed: list[str] = []
     outcome = await run_command(svc, "deploy shop-api 1.4.0", "alice", printed.append)
     assert exit_code(outcome) == 1

@@ -17,7 +17,12 @@ def test_deploy_progresses_in_place_and_rollback_button(bot: SlackDriver,
                                                         sim: SimCluster) -> None:
     assert bot.send_command("alice", "deploy shop-web 2.2.0").status_code == 200
     message = bot.finished("deploy shop-web 2.2.0")
-    assert message.text.startswith("✅ `deploy shop-web 2.2.0` in *staging*: done")
+    # Neither ALERTMANAGER_URL nor PROMETHEUS_URL is set here: done, but not all checked.
+    assert message.text == (
+        "❔ `deploy shop-web 2.2.0` in *staging*: done, not checked: Pre-checks, Verify\n"
+        "2 not checked: Pre-checks: critical alerts (ALERTMANAGER_URL is not set); "
+        "Verify: analysis (PROMETHEUS_URL is not set)")
+    assert "❔ Verify: not checked: PROMETHEUS_URL is not set" in str(message.blocks)
     assert message.versions >= 5  # posted, then updated as plan, checks, apply, rollout finished
     # One of the in-place versions showed the change applied and the rollout still going.
     assert any("set web of shop-web" in v and "rolled out" not in v for v in message.history)
