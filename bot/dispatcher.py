@@ -73,6 +73,9 @@ class _Run:
     last_progress: float = 0.0
     persist: bool = True  # False for a preview: nothing stored, nothing reported
     results: dict[int, tuple[Step, Result]] = field(default_factory=dict)
+    lease: Lease | None = None  # the target lock, released before the end is reported
+    changed: bool = False  # a mutating step has started (never in a dry run)
+    refusal: Refused | None = None  # a step refused before any change: the run is refused
 
 
 class Dispatcher:
@@ -264,7 +267,13 @@ class Dispatcher:
                 raise Refused(reason, hint=messages.approval_unavailable_hint())
             if command.emergency:
                 return await self.approvals.break_glass(inv, reporter)
-            outcome = await self.approvals.request(inv, reporter)
+            try:
+                outcome = await self.approvals.request(inv, reporter)
+            except Refused as exc:  # e.g. its plan refuses: nobody is asked to approve a no-op
+                await self._audit_decision(
+                    trigger, environment.name, target, "refused", str(exc), runbook=runbook.name
+                )
+                raise
             TRIGGERS.labels(source=trigger.source, outcome=outcome.status).inc()
             return outcome
         return await self.execute(inv, reporter)
@@ -317,13 +326,14 @@ class Dispatcher:
                 return await self._reply(trigger, reporter, "refused",
                                          Notice("refused", str(exc), hint=exc.hint))
         try:
-            return await self._execute(inv, reporter, execution_id, request_id)
+            return await self._execute(inv, reporter, execution_id, request_id, lease)
         finally:
-            if lease is not None:
+            if lease is not None:  # a no-op when `_finish` released it already
                 await lease.release()
 
     async def _execute(
-        self, inv: Invocation, reporter: Reporter, execution_id: str, request_id: str | None
+        self, inv: Invocation, reporter: Reporter, execution_id: str, request_id: str | None,
+        lease: Lease | None = None,
     ) -> Outcome:
         trigger, command, runbook, environment, app, params = inv.parts()
         target = app.name if app else None
@@ -353,11 +363,12 @@ class Dispatcher:
             view,
             reporter,
             template=self._template(command, environment, app, params, view.actor, inv.context),
+            lease=lease,
         )
         await reporter.execution(view)
         try:
             ok = await self._run_steps(run, runbook.steps, offset=0)
-            if not ok and runbook.on_failure:
+            if not ok and run.refusal is None and runbook.on_failure:
                 broken = next(s for s in view.steps if s.status == "failed")
                 run.template["failure"] = f"{broken.name}: {broken.summary}"
                 ok_cleanup = await self._run_steps(
@@ -370,14 +381,20 @@ class Dispatcher:
             view.summary = messages.interrupted_summary()
             await self._finish(run, "interrupted")
             raise
+        if run.refusal is not None:
+            # Nothing was changed: no on_failure steps, no follow-ups, a refusal to tell.
+            view.status = "refused"
+            view.summary = messages.refused_summary(str(run.refusal), run.refusal.hint)
+            await self._finish(run, "refused")
+            return Outcome("refused", execution_id=execution_id)
         view.status = "succeeded" if ok else "failed"
         failed = next((s for s in view.steps if s.status == "failed"), None)
         if ok:
-            view.summary = messages.dry_run_summary() if command.dry_run else ""
+            view.summary = messages.done_summary(command.dry_run, run.template["not_checked"])
         else:
             # The failure, then what the on_failure steps did about it ("rolled back").
             cleanup = [s for s in view.steps
-                       if s.on_failure and s.status in ("succeeded", "failed")]
+                       if s.on_failure and s.status in ("succeeded", "not_checked", "failed")]
             view.summary = messages.failure_summary(failed, cleanup)
         view.buttons = self._follow_ups(run, ok)
         await self._finish(run, view.status)
@@ -399,6 +416,8 @@ class Dispatcher:
             },
             "app": app.model_dump() | {"workload": app.workload_name} if app else None,
             "steps": {},
+            # `Step: what (why)` for each check a step could not make, for later steps' `when`
+            "not_checked": [],
             "actor": actor,
             "dry_run": command.dry_run,
             "reason": command.reason,
@@ -423,11 +442,14 @@ class Dispatcher:
         return Preview.of(view, ok, [
             (step, result, self.registry.get(step.handler))
             for step, result in run.results.values()
-        ])
+        ], refusal=run.refusal)
 
     async def _finish(self, run: _Run, status: str) -> None:
         view = run.view
-        summary = view.summary or "; ".join(s.summary for s in view.steps if s.summary)
+        verdicts = "; ".join(s.summary for s in view.steps if s.summary)
+        summary = view.summary or verdicts
+        if status == "succeeded" and not view.dry_run and view.summary:
+            summary = f"{verdicts}; {view.summary}"  # what the steps did, then what went unchecked
         await asyncio.to_thread(
             self.store.finish_execution, view.execution_id, status=status, summary=summary[:2000]
         )
@@ -441,15 +463,14 @@ class Dispatcher:
             view.execution_id,
             detail=summary[:500],
             request_id=view.request_id,
-            revisions={
-                key: str(step["data"]["revision"])
-                for key, step in run.template["steps"].items()
-                if step["data"].get("revision") is not None
-            },
+            made=_made(run),
         )
         EXECUTIONS.labels(runbook=run.runbook.name, status=status).inc()
-        trigger_outcome = "succeeded" if status == "succeeded" else "failed"
+        trigger_outcome = status if status in ("succeeded", "refused") else "failed"
         TRIGGERS.labels(source=run.trigger.source, outcome=trigger_outcome).inc()
+        # Whoever reads "done" may send the next command at once: it must find the target free.
+        if run.lease is not None:
+            await run.lease.release()
         try:
             await run.reporter.execution(view)
         except Exception:  # the execution is recorded; a failed report must not hide it
@@ -475,9 +496,24 @@ class Dispatcher:
                 handler=step.handler,
             )
             await self._report(run)
-            result, error = await self._call(run, step, view)
+            began = run.changed
+            spec = self.registry.get(step.handler)
+            if spec is not None and spec.mutating and not run.command.dry_run:
+                run.changed = True
+            try:
+                result, error = await self._call(run, step, view)
+            except Refused as exc:
+                if began or on_failure:  # a change began: its refusal is a failure like any
+                    result, error = None, str(exc)
+                else:
+                    await self._refuse(run, index, view, exc)
+                    return False
             if result is not None:
                 view.status = "succeeded" if result.ok else "failed"
+                if result.ok and result.not_checked:
+                    view.status = "not_checked"
+                    run.template["not_checked"].extend(
+                        f"{step.name}: {what}" for what in result.not_checked)
                 view.summary, view.fields, view.output = (
                     result.summary,
                     result.fields,
@@ -488,6 +524,7 @@ class Dispatcher:
                 run.template["steps"][step.id or str(index)] = {
                     "summary": result.summary,
                     "ok": result.ok,
+                    "not_checked": list(result.not_checked),
                     "data": result.data,
                 }
             else:
@@ -530,7 +567,9 @@ class Dispatcher:
                 view.progress = messages.retrying(attempt, self.step_attempts, str(exc))
                 await self._report(run)
                 await asyncio.sleep(exc.delay)
-            except (HandlerError, Refused, UsageError) as exc:
+            except Refused:
+                raise  # `_run_steps` tells a refusal from a failure
+            except (HandlerError, UsageError) as exc:
                 return None, str(exc)
             except OpsbotError as exc:
                 return None, str(exc)
@@ -538,6 +577,15 @@ class Dispatcher:
                 log.exception("handler %s crashed in %s", step.handler, run.view.execution_id)
                 return None, messages.internal_error(run.view.execution_id)
         return None, "no attempt made"  # pragma: no cover - the loop always returns
+
+    async def _refuse(self, run: _Run, index: int, view: StepView, refusal: Refused) -> None:
+        """A step refused before anything was changed (a handler raises `Refused` only before
+        it changes anything): the step and then the run end refused."""
+        run.refusal = refusal
+        view.status, view.summary = "refused", str(refusal)
+        await self._persist(run, self.store.finish_step, run.view.execution_id, index=index,
+                            status="refused", summary=view.summary, output=None, error=None)
+        await self._report(run)
 
     def _context(self, run: _Run, spec: HandlerSpec, view: StepView) -> HandlerContext:
         async def progress(text: str) -> None:
@@ -607,7 +655,7 @@ class Dispatcher:
         outcome: str,
         execution_id: str | None,
         detail: str = "",
-        revisions: dict[str, str] | None = None,
+        made: list[dict[str, Any]] | None = None,
         request_id: str | None = None,
     ) -> None:
         entry = AuditEntry(
@@ -625,9 +673,9 @@ class Dispatcher:
                 "reason": command.reason,
                 "via": trigger.via,
                 "detail": detail,
-                # Revisions produced by steps (rollout, automatic rollback): `history` reads
-                # them to say who deployed what.
-                **({"revisions": revisions} if revisions else {}),
+                # The revisions this execution's changes made (a rollout, an automatic
+                # rollback, a restart): `history` reads them to say who made what.
+                **({"made": made} if made else {}),
             },
         )
         await asyncio.to_thread(self.store.audit, entry)
@@ -652,6 +700,20 @@ class Dispatcher:
             details={"runbook": runbook, "via": trigger.via, "detail": detail},
         )
         await asyncio.to_thread(self.store.audit, entry)
+
+
+def _made(run: _Run) -> list[dict[str, Any]]:
+    """Which revision of which object each step's change made, for the audit record (its
+    execution_id says which execution); a dry run makes none, whatever a handler says."""
+    if run.command.dry_run:
+        return []
+    on_failure_from = len(run.runbook.steps)
+    return [
+        {"step": step.id or str(index), "kind": made.kind, "name": made.name,
+         "revision": made.revision, **({"on_failure": True} if index >= on_failure_from else {})}
+        for index, (step, result) in sorted(run.results.items())
+        for made in result.made
+    ]
 
 
 def _redact(text: str, params: dict[str, Any], runbook: Runbook) -> str:

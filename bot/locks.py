@@ -38,8 +38,13 @@ class Lease:
     execution_id: str
     _renewer: asyncio.Task[None]
     _locks: TargetLocks
+    _released: bool = False
 
     async def release(self) -> None:
+        """Free the target; later calls do nothing."""
+        if self._released:
+            return
+        self._released = True
         self._renewer.cancel()
         try:
             await asyncio.to_thread(

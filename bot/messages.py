@@ -47,7 +47,9 @@ STATUS_ICON = {
     "pending": "◻️",
     "running": "⏳",
     "succeeded": "✅",
+    "not_checked": "❔",
     "failed": "❌",
+    "refused": "🛑",
     "skipped": "⏭️",
     "interrupted": "⚠️",
 }
@@ -76,9 +78,24 @@ def execution_headline(view: ExecutionView) -> str:
         "running": "running",
         "succeeded": "done",
         "failed": "failed",
+        "refused": "refused",
         "interrupted": "interrupted",
     }[view.status]
+    unchecked = view.not_checked
+    if view.status == "succeeded" and unchecked:  # done, but not everything was checked
+        icon = STATUS_ICON["not_checked"]
+        verb += f", not checked: {', '.join(step.name for step in unchecked)}"
     return f"{icon} {code(view.command)}{mode} in {bold(view.environment)}: {verb}"
+
+
+def not_checked_list(items: Sequence[str]) -> str:
+    """`2 not checked: Pre-checks: critical alerts (ALERTMANAGER_URL is not set); ...`"""
+    return f"{len(items)} not checked: {'; '.join(items)}"
+
+
+def refused_summary(text: str, hint: str | None) -> str:
+    """What a run refused by one of its steps ends with: the refusal, and what to do instead."""
+    return f"{text} ({hint})" if hint else text
 
 
 def execution_context(view: ExecutionView) -> str:
@@ -230,6 +247,14 @@ def dry_run_summary() -> str:
     return "Dry run: nothing was changed."
 
 
+def done_summary(dry_run: bool, not_checked: Sequence[str]) -> str:
+    """How a run that did not fail ends: empty (its steps say it), or what was not checked."""
+    parts = [dry_run_summary()] if dry_run else []
+    if not_checked:
+        parts.append(not_checked_list(not_checked))
+    return " ".join(parts)
+
+
 def retrying(attempt: int, attempts: int, error: str) -> str:
     return f"retrying ({attempt}/{attempts}) after: {error}"
 
@@ -253,7 +278,7 @@ def failure_summary(failed: StepView | None, cleanup: Sequence[StepView]) -> str
     parts = [f"{failed.name} failed: {failed.summary}" if failed and not failed.on_failure
              else "failed"]
     for step in cleanup:
-        if step.status == "succeeded":
+        if step.status in ("succeeded", "not_checked"):
             parts.append(f"{step.name}: {step.summary}" if step.summary else f"{step.name}: done")
         else:
             parts.append(f"{step.name} failed too: {step.summary}")
@@ -372,8 +397,8 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
-def analysis_skipped(reason: str) -> str:
-    return f"no analysis configured; skipped ({reason})"
+def not_checked(reason: str) -> str:
+    return f"not checked: {reason}"
 
 
 def analysis_no_prometheus() -> str:
@@ -381,7 +406,12 @@ def analysis_no_prometheus() -> str:
 
 
 def analysis_no_metrics(app: str) -> str:
-    return f"no metrics under apps.{app}.analysis"
+    return f"no analysis configured (no metrics under apps.{app}.analysis)"
+
+
+def analysis_check(reason: str) -> str:
+    """The analysis as a check not run, for the execution's summary."""
+    return f"analysis ({reason})"
 
 
 def analysis_dry_run(metrics: int, checks: int, interval: float) -> str:
@@ -450,11 +480,11 @@ def precheck_alerts_field_ok() -> str:
 
 
 def precheck_alerts_field_skipped() -> str:
-    return "skipped: ALERTMANAGER_URL not set"
+    return not_checked("ALERTMANAGER_URL is not set")
 
 
 def precheck_alerts_not_checked() -> str:
-    return "alerts not checked (ALERTMANAGER_URL not set)"
+    return "critical alerts (ALERTMANAGER_URL is not set)"
 
 
 def precheck_off() -> str:
@@ -495,10 +525,14 @@ def precheck_healthy(workload: str, state: str) -> str:
     return f"{workload} {state}"
 
 
-def precheck_passed(app: str, environment: str, checks: Sequence[str]) -> str:
-    if not checks:
+def precheck_passed(app: str, environment: str, checks: Sequence[str],
+                    unchecked: Sequence[str] = ()) -> str:
+    if not checks and not unchecked:
         return f"pre-checks are off for {app} in {environment}"
-    return f"pre-checks passed for {app} in {environment}: {', '.join(checks)}"
+    if not checks:
+        return f"no pre-check ran for {app} in {environment}: {not_checked_list(unchecked)}"
+    text = f"pre-checks passed for {app} in {environment}: {', '.join(checks)}"
+    return f"{text}; {not_checked_list(unchecked)}" if unchecked else text
 
 
 # Attachments in the console --------------------------------------------------------------------

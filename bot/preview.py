@@ -13,6 +13,7 @@ from bot.markup import plain
 from bot.reporting import ExecutionView, Notice
 
 if TYPE_CHECKING:
+    from bot.errors import Refused
     from bot.registry import HandlerSpec, Result
     from bot.runbooks.models import Step
 
@@ -36,6 +37,7 @@ class Preview:
     lines: tuple[str, ...]  # the plan, one line per change, as approvers read it
     digest: str
     problem: str | None = None  # why the dry run failed (then nothing is requested)
+    refusal: Refused | None = None  # a step refused: the command is refused, not requested
 
     @classmethod
     def of(
@@ -43,6 +45,7 @@ class Preview:
         view: ExecutionView,
         ok: bool,
         steps: Sequence[tuple[Step, Result, HandlerSpec | None]],
+        refusal: Refused | None = None,
     ) -> Preview:
         # What binds the approval: the plan digests steps publish, and what changing steps
         # say they would do. Read-only checks (health, alerts) vary and are left out.
@@ -62,4 +65,5 @@ class Preview:
         text = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
         failed = next((s for s in view.steps if s.status == "failed"), None)
         problem = f"{failed.name}: {failed.summary}" if failed else None
-        return cls(ok, tuple(lines), hashlib.sha256(text.encode()).hexdigest(), problem)
+        return cls(ok, tuple(lines), hashlib.sha256(text.encode()).hexdigest(), problem,
+                   refusal)

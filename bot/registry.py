@@ -24,6 +24,7 @@ __all__ = [
     "HandlerContext",
     "HandlerFn",
     "HandlerSpec",
+    "MadeRevision",
     "Params",
     "Records",
     "Registry",
@@ -53,6 +54,22 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class MadeRevision:
+    """A revision that a step's change made: the audit log credits it to the execution, and
+    `history` shows who made it. Only a handler that changed what runs says so; a revision a
+    step merely read (status, a diagnosis) is data, never this.
+
+    `kind` and `name` are the object (`Deployment` `shop-api`, `Application`
+    `shop-api-staging`); `revision` is how `history` lists it: a Deployment's or Rollout's
+    ReplicaSet revision number, a StatefulSet's ControllerRevision name, an Argo CD
+    `argocd:<app>:<id>:<deployedAt>` key."""
+
+    kind: str
+    name: str
+    revision: str
+
+
+@dataclass(frozen=True)
 class Result:
     """What a step produced: a one-line summary, ordered fields, optional long output."""
 
@@ -62,6 +79,10 @@ class Result:
     ok: bool = True
     data: dict[str, Any] = field(default_factory=dict)  # for later steps' templates
     attachments: tuple[Attachment, ...] = ()
+    made: tuple[MadeRevision, ...] = ()  # revisions this step's change made (see MadeRevision)
+    # Checks this step was to make and could not, each with why: `critical alerts
+    # (ALERTMANAGER_URL is not set)`. A step with any is "not checked", never "passed".
+    not_checked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

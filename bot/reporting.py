@@ -21,8 +21,14 @@ __all__ = [
     "StepView",
 ]
 
-StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "interrupted"]
-ExecutionStatus = Literal["running", "succeeded", "failed", "interrupted"]
+StepStatus = Literal[
+    "pending", "running", "succeeded", "not_checked", "failed", "refused", "skipped",
+    "interrupted",
+]
+# not_checked: the step ended without failing, but a check it was to make did not run (its
+# summary says which and why); it is never shown or stored as passed.
+# refused: a step refused before anything was changed (a no-op, a policy); nothing ran after it.
+ExecutionStatus = Literal["running", "succeeded", "failed", "refused", "interrupted"]
 
 
 @dataclass
@@ -65,6 +71,11 @@ class ExecutionView:
     @property
     def finished(self) -> bool:
         return self.status != "running"
+
+    @property
+    def not_checked(self) -> list[StepView]:
+        """Steps that ended with a check not run."""
+        return [step for step in self.steps if step.status == "not_checked"]
 
 
 @dataclass(frozen=True)

@@ -117,10 +117,10 @@ async def verify(*, ctx: HandlerContext, params: VerifyParams, **_: object) -> R
     app = ctx.require_app()
     config = app.analysis
     if not config.metrics:
-        return _skipped(messages.analysis_no_metrics(app.name))
+        return _not_checked(messages.analysis_no_metrics(app.name), "no_metrics")
     url = ctx.settings.prometheus_url
     if not url:
-        return _skipped(messages.analysis_no_prometheus())
+        return _not_checked(messages.analysis_no_prometheus(), "no_prometheus")
     plan = _Plan.of(config, params)
     context = {
         "app": app.name,
@@ -177,10 +177,13 @@ async def verify(*, ctx: HandlerContext, params: VerifyParams, **_: object) -> R
     )
 
 
-def _skipped(reason: str) -> Result:
+def _not_checked(reason: str, why: str) -> Result:
+    """The analysis did not run: not a pass. `why` (no_metrics, no_prometheus) is for later
+    steps and policies that tell a deliberate absence from a missing setting."""
     return Result(
-        summary=messages.analysis_skipped(reason),
-        data={"passed": True, "phase": "skipped", "measurements": []},
+        summary=messages.not_checked(reason),
+        data={"passed": False, "phase": "not_checked", "why": why, "measurements": []},
+        not_checked=(messages.analysis_check(reason),),
     )
 
 

@@ -1,7 +1,12 @@
-"""`history`: an app's revisions with their images and times, and who deployed each (from the
+"""`history`: an app's revisions with their images and times, and who made each (from the
 audit log, not from annotations anyone can edit). Each kind of app lists the numbers its own
 `rollback --to` takes: ReplicaSet revisions of a Deployment or an Argo Rollout, Argo CD history
-ids of an Argo CD app, ControllerRevisions of a StatefulSet."""
+ids of an Argo CD app, ControllerRevisions of a StatefulSet.
+
+Credit comes only from what a change said it made (`details.made` of an execution's audit
+record: which revision of which object). Records written before that shape kept every revision
+any step reported, reads included (`details.revisions`); of those, only the steps the built-in
+runbooks change with are believed (`LEGACY_CHANGE_STEPS`)."""
 
 from __future__ import annotations
 
@@ -24,6 +29,11 @@ __all__ = ["ControllerRevision", "controller_revisions", "history"]
 NOT_OPSBOT = "not deployed through opsbot"
 # The outcomes of executions that may have changed what runs (and recorded the revision).
 OUTCOMES = ("succeeded", "failed", "interrupted")
+# Old-shape records (`details.revisions`, step id -> revision) credit only from the ids of the
+# built-in runbooks' deploy.wait and deploy.revert steps (deploy, rollback,
+# remediate-crashloop-rollback): the one step in them that made a revision. A `status` (step
+# "0") or a fact check ("check") only read one, and must not be taken for its maker.
+LEGACY_CHANGE_STEPS = frozenset({"rollout", "revert"})
 _SHA = re.compile(r"^[0-9a-f]{40}\Z")
 
 
@@ -37,12 +47,14 @@ class _Row:
     marks: tuple[str, ...]  # current, stable, canary, ...
     what: str  # the images, or an Argo CD revision and its source
     when: str
-    key: str  # how the audit log names this revision (see _deployers)
+    key: str  # how the audit log names this revision of the listed object (MadeRevision)
     unknown: str = NOT_OPSBOT  # said when no audit record claims it
 
 
 @dataclass(frozen=True)
 class _Listing:
+    kind: str  # the object whose revisions these are, as MadeRevision names it
+    name: str
     summary: str
     label: str  # the field title: "Revision 4", "History id 3"
     header: str  # the table's header line
@@ -64,7 +76,7 @@ async def history(*, ctx: HandlerContext, params: HistoryParams, **_: object) ->
     records = await ctx.records.audit_records(
         environment=ctx.environment.name, target=app.name, outcomes=OUTCOMES, limit=500
     )
-    who = _deployers(records, ctx.settings.handle)
+    who = _makers(records, ctx.settings.handle, listing.kind, listing.name)
     shown = [(row, who.get(row.key, row.unknown)) for row in listing.rows[: params.limit]]
     lines = [
         f"{row.number}{_marks(row, ' ')}  {row.what}  {row.when}  {by}" for row, by in shown
@@ -98,6 +110,7 @@ async def _deployment(ctx: HandlerContext, workload: Workload) -> _Listing:
     rows.sort(key=lambda row: row[0], reverse=True)
     app = ctx.require_app()
     return _Listing(
+        workload.kind, workload.name,
         f"{app.name} in {ctx.environment.name}: {len(rows)} revisions, current "
         f"{workload.revision}",
         "Revision", "REVISION  IMAGE  CREATED  BY", [row for _, row in rows],
@@ -127,7 +140,8 @@ async def _rollout(ctx: HandlerContext) -> _Listing:
                f"{code(view.name)}, current {view.revision}")
     if stable is not None and str(stable) != view.revision:
         summary += f", stable {stable}"
-    return _Listing(summary, "Revision", "REVISION  IMAGE  CREATED  BY", rows)
+    return _Listing("Rollout", view.name, summary, "Revision", "REVISION  IMAGE  CREATED  BY",
+                    rows)
 
 
 async def _argocd(ctx: HandlerContext) -> _Listing:
@@ -156,7 +170,8 @@ async def _argocd(ctx: HandlerContext) -> _Listing:
                    f"{code(f'rollback {app.name} --to ID')} takes these ids")
         if application.auto_sync:
             summary += f" (auto-sync is on: add {code('--disable-autosync')})"
-    return _Listing(summary, "History id", "ID  REVISION (SOURCE)  DEPLOYED  BY", rows)
+    return _Listing("Application", application.name, summary, "History id",
+                    "ID  REVISION (SOURCE)  DEPLOYED  BY", rows)
 
 
 @dataclass(frozen=True)
@@ -210,6 +225,7 @@ async def _statefulset(ctx: HandlerContext, workload: Workload) -> _Listing:
         rows.append(_Row(str(revision.number), tuple(marks), images, _when(revision.created),
                          revision.name))
     return _Listing(
+        workload.kind, workload.name,
         f"{app.name} in {ctx.environment.name}: {len(rows)} revisions of StatefulSet "
         f"{code(workload.name)}, current {current if current is not None else running}; "
         f"{code(f'rollback {app.name} --to N')} takes these numbers",
@@ -217,23 +233,39 @@ async def _statefulset(ctx: HandlerContext, workload: Workload) -> _Listing:
     )
 
 
-def _deployers(records: list[dict[str, Any]], handle: Callable[[str], str]) -> dict[str, str]:
-    """revision -> 'alice: deploy shop-api 1.5.0 (2026-11-26 12:01)', oldest record first so
-    the newest claim on a revision wins. The revisions are what the deploy steps reported
-    (dispatcher: `details.revisions`); an Argo CD app's are `argocd.history_key`s."""
+def _makers(records: list[dict[str, Any]], handle: Callable[[str], str], kind: str,
+            name: str) -> dict[str, str]:
+    """revision -> 'alice: deploy shop-api 1.5.0 (2026-11-26 12:01)' for the revisions of the
+    object `kind`/`name` that executions made, oldest record first so the newest claim on a
+    revision wins (a rollback re-uses an old ControllerRevision, an undo moves a ReplicaSet)."""
     found: dict[str, str] = {}
     for record in reversed(records):
         details = record.get("details") or {}
+        if details.get("dry_run"):
+            continue
         when = _text_time(str(record.get("time", "")))
         outcome = record.get("outcome")
-        for step, revision in (details.get("revisions") or {}).items():
-            how = "automatic rollback after " if step == "revert" else ""
-            # A revert's own record says how the deploy it undid ended; the revert worked.
-            ended = "" if outcome == "succeeded" or step == "revert" else f", {outcome}"
-            found[str(revision)] = (
+        for revision, on_failure in _claims(details, kind, name):
+            how = "automatic rollback after " if on_failure else ""
+            # An on_failure step's own record says how the change it undid ended; it worked.
+            ended = "" if outcome == "succeeded" or on_failure else f", {outcome}"
+            found[revision] = (
                 f"{how}{handle(record['actor'])}: {record['command']} ({when}{ended})"
             )
     return found
+
+
+def _claims(details: dict[str, Any], kind: str, name: str) -> list[tuple[str, bool]]:
+    """(revision, made by an on_failure step) for each revision of `kind`/`name` a record
+    credits its execution with."""
+    if "made" in details:
+        return [(str(m["revision"]), bool(m.get("on_failure")))
+                for m in details["made"] or []
+                if m.get("kind") == kind and m.get("name") == name]
+    # An old-shape record names revisions only (Argo CD's keys name their Application).
+    return [(str(revision), step == "revert")
+            for step, revision in (details.get("revisions") or {}).items()
+            if step in LEGACY_CHANGE_STEPS]
 
 
 def _marks(row: _Row, lead: str) -> str:

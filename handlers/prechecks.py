@@ -41,6 +41,7 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
     fields: list[tuple[str, str]] = []
     problems: list[str] = []
     passed: list[str] = []
+    unchecked: list[str] = []  # wanted, but could not run
     firing: list[Alert] = []
     healthy: bool | None = None
 
@@ -48,7 +49,7 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
         fields.append((ALERTS_FIELD, messages.precheck_off()))
     elif not ctx.settings.alertmanager_url:
         fields.append((ALERTS_FIELD, messages.precheck_alerts_field_skipped()))
-        passed.append(messages.precheck_alerts_not_checked())
+        unchecked.append(messages.precheck_alerts_not_checked())
     else:
         firing = await critical_alerts(ctx, app)
         if firing:
@@ -72,16 +73,18 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
             problems.append(messages.precheck_unhealthy(state.target, state.message))
 
     summary = "; ".join(problems) if problems else messages.precheck_passed(
-        app.name, ctx.environment.name, passed)
+        app.name, ctx.environment.name, passed, unchecked)
     return Result(
         summary=summary,
         ok=not problems,
         fields=tuple(fields),
         data={
-            "passed": not problems,
+            "passed": not problems and not unchecked,
             "alerts": [a.name for a in firing],
             "healthy": healthy,
+            "not_checked": unchecked,
         },
+        not_checked=tuple(unchecked),
     )
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pydantic import Field
 
 from bot.errors import Refused
-from bot.registry import HandlerContext, Params, Result, handler
+from bot.registry import HandlerContext, MadeRevision, Params, Result, handler
 from handlers.workload import read_workload, restart_workload, wait_for_rollout
 
 __all__ = ["RestartParams", "restart"]
@@ -41,10 +41,15 @@ async def restart(*, ctx: HandlerContext, params: RestartParams, **_: object) ->
     state = await wait_for_rollout(ctx, app, timeout=params.wait_seconds)
     after = await read_workload(ctx)
     fields = (("Restarted at", now), ("Revision", f"{workload.revision} → {after.revision}"))
+    # `kubectl rollout restart` makes a revision (a Rollout's in-place restart makes none).
+    made = (MadeRevision(after.kind, after.name, after.revision),) \
+        if after.revision and after.revision != workload.revision else ()
     if state.done:
-        return Result(summary=f"restarted {workload.name}: {state.message}", fields=fields)
+        return Result(summary=f"restarted {workload.name}: {state.message}", fields=fields,
+                      made=made)
     return Result(
         summary=f"restart of {workload.name} did not finish: {state.message}",
         fields=fields,
         ok=False,
+        made=made,
     )

@@ -33,11 +33,7 @@ async def scale(*, ctx: HandlerContext, params: ScaleParams, **_: object) -> Res
     before = current.replicas
     change = (("Replicas", f"{before} → {params.replicas}"),)
     if before == params.replicas:
-        return Result(
-            summary=f"{name} already runs {before} replicas; nothing to change",
-            fields=change,
-            data={"before": before, "after": before},
-        )
+        raise Refused(f"{name} already runs {before} replicas; nothing to change")
     if ctx.dry_run:
         return Result(
             summary=f"would scale {name} from {before} to {params.replicas} replicas",

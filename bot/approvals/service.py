@@ -71,6 +71,8 @@ class Approvals:
         if allowed and trigger.source == "slack" and trigger.channel not in allowed:
             raise Denied(messages.requests_only_in(environment.name, allowed))
         preview = await self.dispatcher.preview(inv)
+        if preview.refusal is not None:  # a no-op, or refused for cause: nothing to approve
+            raise preview.refusal
         if not preview.ok:
             raise Refused(messages.preview_failed(preview.problem))
         policy = environment.approval
@@ -325,13 +327,14 @@ class Approvals:
         view = self._view(request)
         outcome = await self.dispatcher.execute(inv, self.board.reporter(view),
                                                 request_id=request.id)
-        if outcome.execution_id:
+        if outcome.execution_id and outcome.status != "refused":
             done = await asyncio.to_thread(self.store.mark_executed, request.id,
                                            outcome.execution_id)
             if done is not None:
                 await self._show(done)
         else:
-            # Refused before it started (the target was locked): nothing ran.
+            # Refused before it changed anything (the target was locked, or a step found
+            # nothing to do): the request is void, its requester told why.
             await self._close_unfinished(request, None)
         return replace(outcome, request_id=request.id)
 

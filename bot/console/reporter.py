@@ -22,6 +22,8 @@ __all__ = ["ConsoleReporter"]
 
 ATTACHMENTS_DIR_VAR = "OPSBOT_ATTACHMENTS_DIR"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Finished steps, printed once.
+_SHOWN = ("succeeded", "not_checked", "failed", "refused", "skipped")
 
 
 class ConsoleReporter:
@@ -38,7 +40,7 @@ class ConsoleReporter:
             done = self._printed[view.execution_id] = set()
             self._write(execution_start(view))
         for index, step in enumerate(view.steps):
-            if index not in done and step.status in ("succeeded", "failed", "skipped"):
+            if index not in done and step.status in _SHOWN:
                 done.add(index)
                 saved = await self._save(view.execution_id, step)
                 self._write(step_text(step, saved))

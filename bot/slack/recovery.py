@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
+from typing import cast, get_args
 
 from bot import messages
 from bot.reporting import ExecutionView, StepStatus, StepView
@@ -22,7 +22,7 @@ __all__ = ["interrupted_view", "recover"]
 
 log = logging.getLogger("opsbot.slack")
 
-_STEP_STATUSES = {"pending", "running", "succeeded", "failed", "skipped", "interrupted"}
+_STEP_STATUSES = set(get_args(StepStatus))
 
 
 def interrupted_view(record: ExecutionRecord, actor: str) -> ExecutionView:

@@ -339,7 +339,8 @@ def await_approval(factory: sessionmaker[Session], now: datetime, run_id: str,
 
 def finish_run(factory: sessionmaker[Session], now: datetime, run_id: str, outcome: str,
                breaker_limit: int) -> Breaker | None:
-    """End the run; for a real (not shadow) mutating run, count it in the target's breaker.
+    """End the run; for a real (not shadow) mutating run that was not refused, count it in
+    the target's breaker.
 
     Returns the breaker when this run opened it, so the caller tells humans once.
     """
@@ -349,6 +350,8 @@ def finish_run(factory: sessionmaker[Session], now: datetime, run_id: str, outco
             return None
         row.status, row.finished_at = outcome, now
         if not (row.mutating and row.decision == "run" and row.environment and row.target):
+            return None
+        if outcome == "refused":  # nothing was changed: neither a failure nor a success
             return None
         breaker = session.get(AutomationBreakerRow, (row.environment, row.target))
         if breaker is None:

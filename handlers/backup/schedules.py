@@ -173,8 +173,7 @@ async def _set_paused(ctx: HandlerContext, name: str, paused: bool) -> Result:
                       f"({ctx.environment.name})", hint="give --env for its environment")
     word = "paused" if paused else "unpaused"
     if bool(_spec(schedule).get("paused")) == paused:
-        return Result(summary=f"schedule {name} is already {word}; nothing to change",
-                      data={"schedule": name, "paused": paused})
+        raise Refused(f"schedule {name} is already {word}; nothing to change")
     if ctx.dry_run:
         return Result(summary=f"would {word[:-1]} schedule {name}",
                       data={"schedule": name, "paused": paused})

@@ -12,6 +12,7 @@ import time
 import httpx
 from pydantic import Field
 
+from bot import messages
 from bot.errors import NotFound, PermanentError, Refused, RetryableError
 from bot.messages import rough_span
 from bot.registry import HandlerContext, Params, Result, handler
@@ -116,10 +117,12 @@ async def _restored(ctx: HandlerContext, namespace: str, restore: str) -> dict[s
 
 
 def compare(expected: dict[str, list[str]], restored: dict[str, set[str]],
-            source_ns: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """Per kind, `held → restored` counts; and the problems (objects held, not restored)."""
+            source_ns: str) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """Per kind, `held → restored` counts; the problems (objects held, not restored); and the
+    kinds held that opsbot does not compare (`Ingress (2 held)`): not checked."""
     rows: list[tuple[str, str]] = []
     problems: list[str] = []
+    unchecked: list[str] = []
     for key in sorted(expected):
         names = {i.split("/", 1)[1] for i in expected[key] if i.startswith(f"{source_ns}/")}
         if not names or key in _NOT_RESTORED:
@@ -127,13 +130,14 @@ def compare(expected: dict[str, list[str]], restored: dict[str, set[str]],
         kind = key.rsplit("/", 1)[-1]
         if key not in restored:
             rows.append((kind, f"{len(names)} held; not checked"))
+            unchecked.append(f"{kind} ({len(names)} held; opsbot does not compare this kind)")
             continue
         got = restored[key] & names
         missing = sorted(names - got)
         rows.append((kind, f"{len(names)} held, {len(got)} restored"))
         if missing:
             problems.append(f"{kind} not restored: {', '.join(missing[:10])}")
-    return rows, problems
+    return rows, problems, unchecked
 
 
 @handler("backup.verify", params=BackupVerifyParams, mutating=True)
@@ -166,8 +170,9 @@ async def backup_verify_latest(*, ctx: HandlerContext, params: VerifyLatestParam
         and _status(b).get("phase") in RESTORABLE and _includes(b, ctx.namespace)
     ]
     if not finished:
-        return Result(summary=f"no finished backup of {app.name} in {ctx.environment.name} to "
-                      "verify", data={"skipped": True})
+        reason = f"no finished backup of {app.name} in {ctx.environment.name}"
+        return Result(summary=messages.not_checked(f"{reason} to verify"), data={"skipped": True},
+                      not_checked=(f"test restore ({reason})",))
     latest = max(finished, key=lambda b: (_status(b).get("completionTimestamp") or "", _name(b)))
     return await _verify(ctx, _name(latest), _timeout(params.timeout))
 
@@ -199,8 +204,8 @@ async def _verify(ctx: HandlerContext, backup_name: str, timeout: float) -> Resu
         status = _status(final or {})
         rphase = str(status.get("phase") or "gone")
         fields += _outcome_fields(status, "itemsRestored")
-        rows, problems = compare(expected, await _restored(ctx, scratch, restore),
-                                 ctx.namespace)
+        restored = await _restored(ctx, scratch, restore)
+        rows, problems, unchecked = compare(expected, restored, ctx.namespace)
         fields += rows
         if rphase not in DONE:
             problems.insert(0, f"the test restore did not finish within {rough_span(timeout)} "
@@ -215,10 +220,15 @@ async def _verify(ctx: HandlerContext, backup_name: str, timeout: float) -> Resu
     if problems:
         return Result(summary=f"backup {params.name} did NOT verify: {problems[0]}",
                       fields=tuple(fields), output="\n".join(problems), ok=False, data=data)
-    held = sum(len(v) for k, v in expected.items() if k not in _NOT_RESTORED)
-    return Result(summary=f"backup {params.name} verified: a test restore brought back what "
-                  f"it holds ({held} objects); {scratch} deleted",
-                  fields=tuple(fields), data=data)
+    checked = sum(len(v) for k, v in expected.items() if k in restored)
+    summary = (f"backup {params.name} verified: a test restore brought back what it holds "
+               f"({checked} objects); {scratch} deleted")
+    if unchecked:
+        summary = (f"backup {params.name} verified for the kinds opsbot compares: a test "
+                   f"restore brought back {checked} objects; {scratch} deleted; "
+                   f"{messages.not_checked_list(unchecked)}")
+    return Result(summary=summary, fields=tuple(fields), data=data | {"not_checked": unchecked},
+                  not_checked=tuple(unchecked))
 
 
 async def _delete_namespace(ctx: HandlerContext, namespace: str) -> str:

@@ -2,7 +2,7 @@
 
 Rollback follows kubectl's rollbackers. A Deployment (DeploymentRollbacker): the previous
 revision is the second-highest ReplicaSet revision (or the one named), a paused Deployment is
-refused, a template that already matches is reported and skipped, and one JSON patch replaces
+refused, a template that already matches is refused as a no-op, and one JSON patch replaces
 `/spec/template` (without `pod-template-hash`) and `/metadata/annotations` (keeping the
 Deployment's own revision bookkeeping). A StatefulSet (StatefulSetRollbacker): the same choice
 among its ControllerRevisions, and the revision's `data`, the patch the StatefulSet controller
@@ -103,7 +103,7 @@ class KubernetesStrategy:
         else:
             target = history.previous
             if target is None:
-                raise PermanentError(
+                raise Refused(
                     f"no rollout history found for {workload.name}: there is no previous revision"
                 )
         serialize = ctx.kube.api_client.sanitize_for_serialization
@@ -206,6 +206,7 @@ class KubernetesStrategy:
                 True,
                 f"progress deadline exceeded ({state.ready}/"
                 f"{state.desired} ready, {state.updated} updated)",
+                revision=workload.revision,
             )
         return Progress(state.done, False, state.message, revision=workload.revision)
 
@@ -246,7 +247,7 @@ class KubernetesStrategy:
         elif len(revisions) > 1:
             target = revisions[-2]
         else:
-            raise PermanentError(
+            raise Refused(
                 f"no rollout history found for {workload.name}: there is no previous revision"
             )
         number = int(target.get("revision", 0))

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from bot.registry import HandlerContext, Params, Result, handler
+from bot.registry import HandlerContext, MadeRevision, Params, Result, handler
 from handlers.deploy.plan import Plan
 from handlers.deploy.strategy import Strategy, strategy_for
 
@@ -88,9 +88,12 @@ async def wait(*, ctx: HandlerContext, params: WaitParams, **_: object) -> Resul
         return Result(
             summary=f"rolled out: {state.message}",
             data={"revision": state.revision, "seconds": state.seconds},
+            made=_made(made, state),
         )
     why = state.message if state.failed else f"not done after {timeout:.0f}s: {state.message}"
-    return Result(summary=f"rollout failed: {why}", ok=False, data={"revision": state.revision})
+    # A rollout that failed after the controller took the change still made its revision.
+    return Result(summary=f"rollout failed: {why}", ok=False, data={"revision": state.revision},
+                  made=_made(made, state))
 
 
 @handler("deploy.revert", params=RevertParams, mutating=True)
@@ -110,12 +113,22 @@ async def revert(*, ctx: HandlerContext, params: RevertParams, **_: object) -> R
             summary=f"rolled back automatically: {summary}; {state.message}",
             fields=fields,
             data={"revision": state.revision},
+            made=_made(made, state),
         )
     return Result(
         summary=f"automatic rollback did not finish: {summary}; {state.message}",
         fields=fields,
         ok=False,
+        made=_made(made, state),
     )
+
+
+def _made(plan: Plan, state: _State) -> tuple[MadeRevision, ...]:
+    """The revision the plan's change made: the one running now, if it is not the one that
+    ran before the change (a controller that has not seen the change yet reports that)."""
+    if state.revision is None or state.revision == plan.current_revision:
+        return ()
+    return (MadeRevision(plan.kind, plan.target, state.revision),)
 
 
 async def _follow(

@@ -267,14 +267,22 @@ async def scale_up_check(*, ctx: HandlerContext, params: CapacityParams, **_: ob
     target = replicas + 1
     hpa = await _hpa_for(ctx, workload, params.hpa)
     ratio: float | None = None
-    if params.alert and params.pod and params.container:
-        ratio, _problem = await prometheus_value(ctx, _throttling_query(
-            ctx.namespace, params.pod, params.container, params.window))
+    unchecked: tuple[str, ...] = ()
+    if params.alert:  # the throttling is to be measured again before scaling
+        problem: str | None = "the alert names no pod and container"
+        if params.pod and params.container:
+            ratio, problem = await prometheus_value(ctx, _throttling_query(
+                ctx.namespace, params.pod, params.container, params.window))
+        if ratio is None:
+            unchecked = (f"throttling still high ({problem or 'no value'})",)
     act, why = scale_verdict(app, ctx.environment.name, replicas, hpa, ratio)
     verb = "would scale" if ctx.dry_run else "scaling"
     summary = (f"{verb} {app.name} up by one: {why}" if act
                else f"not scaling {app.name}: {why}")
+    if unchecked:
+        summary += f"; not checked: {unchecked[0]}"
     return Result(summary=summary, fields=(("Decision", "scale +1" if act else "no action"),
                                            ("Why", why)),
                   data={"act": act, "why": why, "replicas": target if act else replicas,
-                        "throttled": ratio})
+                        "throttled": ratio},
+                  not_checked=unchecked)

@@ -164,19 +164,41 @@ async def test_global_concurrency_limit(alert_sim: SimCluster, tmp_path: Path, c
         services.close()
 
 
+async def test_refused_remediations_do_not_open_the_circuit_breaker(
+        alert_sim: SimCluster, tmp_path: Path, clock: Clock, board: RecordingAlertBoard) -> None:
+    """A run refused before it changed anything (a paused Deployment is not restarted) is not
+    a failed remediation: the breaker, which stops automation that keeps breaking things,
+    neither counts nor resets on it."""
+    services = build(alert_sim, tmp_path, clock, board, breaker_failures=2)
+    services.kube.for_context(None).apps.patch_namespaced_deployment(
+        "shop-api", "shop-staging", {"spec": {"paused": True}})
+    try:
+        ran = await stuck_three_times(services, clock)
+        assert [(run.decision, run.status) for run in ran] == [("run", "refused")] * 3
+        assert all(board.executions[run.execution_id].status == "refused" for run in ran)
+        assert board.announcements == []
+    finally:
+        services.close()
+
+
+async def stuck_three_times(services: Services, clock: Clock) -> list[Any]:
+    """TestStuck fires anew three times, 5 s apart; the last run of each notification."""
+    ran = []
+    for minute in range(3):
+        clock.advance(seconds=5)
+        payload = notification([stuck(starts_at=f"2026-11-26T11:0{minute}:00Z")])
+        await deliver(services, payload)
+        ran.append(runs(services, payload)[-1])
+    return ran
+
+
 async def test_circuit_breaker_opens_after_failed_remediations_and_resume_closes_it(
         alert_sim: SimCluster, tmp_path: Path, clock: Clock, board: RecordingAlertBoard) -> None:
     services = build(alert_sim, tmp_path, clock, board, breaker_failures=2)
     forbidden = alert_sim.faults.inject("PATCH", r"/deployments/shop-api", status=403,
                                         times=None)
     try:
-        decisions = []
-        for minute in range(3):
-            clock.advance(seconds=5)
-            payload = notification([stuck(starts_at=f"2026-11-26T11:0{minute}:00Z")])
-            await deliver(services, payload)
-            run = runs(services, payload)[-1]
-            decisions.append((run.decision, run.status))
+        decisions = [(run.decision, run.status) for run in await stuck_three_times(services, clock)]
         assert decisions == [("run", "failed"), ("run", "failed"),
                              ("breaker_open", "skipped")]
         assert len(board.announcements) == 1

@@ -573,14 +573,14 @@ async def test_delete_pod_handler_guards(bare: Services, sim: SimCluster,
                                          core: client.CoreV1Api) -> None:
     web = pods_of(core, "shop-web")[0].metadata.name
     _, rep = await run_as(bare, f"run test-delete-pod app=shop-api pod={web} --env staging")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert f"pod {web} is not one of shop-api's pods to delete" in rep.final.steps[0].summary
     _, rep = await run_as(bare, "run test-delete-pod app=shop-api pod=Bad_Name --env staging")
     assert rep.final.status == "failed" and "not a valid pod name" in rep.final.steps[0].summary
     [worker] = pods_of(core, "shop-worker")
     _, rep = await run_as(bare, f"run test-delete-pod app=shop-worker pod={worker.metadata.name}"
                                 " --env staging")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert "has 0 ready pod(s) in staging" in rep.final.steps[0].summary
     api = pods_of(core, "shop-api")[0].metadata.name
     outcome, rep = await run_as(bare, f"run test-delete-pod app=shop-api pod={api} --env "
@@ -771,6 +771,29 @@ async def test_scale_throttled_shadow_then_active(sim: SimCluster, tmp_path: Pat
     assert outcome.status == "succeeded", rep.final.summary
     assert step(rep, "Scale").summary.startswith("scaled shop-web from 2 to 3 replicas")
     assert kube.apps.read_namespaced_deployment("shop-web", NS).spec.replicas == 3
+
+
+async def test_scale_throttled_says_when_the_throttling_was_not_measured(
+    sim: SimCluster, tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    """Without PROMETHEUS_URL the check that the throttling still holds cannot run: the fact
+    check is not checked (and says why), never passed; what to do about it is policy."""
+    pod = pods_of(core, "shop-web")[0].metadata.name
+    services = build_services(sim, tmp_path, "noprom")
+    try:
+        item = alert("CPUThrottlingHigh", namespace=NS, pod=pod, container="web")
+        outcome, rep = await run_alert(services, item, "remediate-scale-throttled")
+    finally:
+        services.close()
+    assert outcome.status == "succeeded", rep.final.summary
+    check = step(rep, "Check the facts")
+    assert check.status == "not_checked"
+    assert check.summary == (
+        "would scale shop-web up by one: 2 → 3 replicas, within 1..10; not checked: throttling "
+        "still high (Prometheus is not configured (PROMETHEUS_URL))")
+    assert rep.final.summary == (
+        "Dry run: nothing was changed. 1 not checked: Check the facts: throttling still high "
+        "(Prometheus is not configured (PROMETHEUS_URL))")
 
 
 async def test_scale_throttled_refuses_at_the_max_and_under_an_active_hpa(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from bot.access import CachedGroups
-from bot.config import Settings
-from bot.registry import Registry
+from bot.config import RoleConfig, Settings
+from bot.errors import Refused
+from bot.registry import HandlerContext, Registry, Result, handler
 from bot.services import Services
 from bot.store import Store
 from bot.trigger import Trigger
@@ -261,5 +263,42 @@ async def test_group_membership_is_asked_again_once_the_cache_time_is_over(
         request = services.store.get_request(outcome.request_id)
         assert request is not None and request.status == "pending" and not request.approvals
         assert replicas(sim) == 3
+    finally:
+        services.close()
+
+
+@handler("test.refuse_for_real")
+async def refuse_for_real(*, ctx: HandlerContext, **_: object) -> Result:
+    """Plans fine in a dry run, finds nothing to do when it runs (the target moved on)."""
+    if ctx.dry_run:
+        return Result(summary="would do it")
+    raise Refused("nothing to do any more")
+
+
+async def test_an_approved_run_that_is_refused_voids_its_request(
+        settings: Settings, db_url: str, tmp_path: Path, clock: Clock, board: Board) -> None:
+    """A refusal changes nothing: the request is void (nothing ran), not executed."""
+    (tmp_path / "later.yaml").write_text(
+        "name: later\ndescription: Refuses only for real.\nmutating: true\n"
+        "command: {verb: later}\nsteps: [{name: Look, handler: test.refuse_for_real}]\n")
+    roles = dict(settings.roles)
+    roles["tester"] = RoleConfig(users=["U0ALICE"], runbooks=["later"])
+    custom = settings.model_copy(update={"runbook_dirs": [str(tmp_path)], "roles": roles})
+    services = Services.build(custom, registry=Registry.builtin().load([__name__]),
+                              store=Store.open(db_url, clock=clock), board=board)
+    try:
+        outcome, _ = await run(services, "later --env prod", "alice")
+        assert outcome.status == "pending_approval"
+        approved, _ = await run(services, f"approve {outcome.request_id}", "bob")
+        assert approved.status == "refused"
+        assert board.execution.final.status == "refused"
+        request = services.store.get_request(outcome.request_id)
+        assert request is not None and request.status == "void"
+        assert request.execution_id == approved.execution_id
+        assert "nothing ran" in board.told[-1][1].text
+        assert "nothing to do any more" in board.told[-1][1].text
+        audit = [r["outcome"] for r in services.store.export_audit()
+                 if r["request_id"] == outcome.request_id]
+        assert audit == ["requested", "approved", "started", "refused", "not-started"]
     finally:
         services.close()

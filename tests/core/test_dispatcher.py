@@ -12,6 +12,7 @@ import pytest
 from bot.config import RoleConfig, Settings
 from bot.errors import PermanentError, RetryableError
 from bot.registry import HandlerContext, Params, Registry, Result, handler
+from bot.reporting import ExecutionView
 from bot.services import Services
 from bot.trigger import Trigger
 from tests.conftest import RecordingReporter
@@ -57,6 +58,27 @@ async def fail(*, ctx: HandlerContext, **_: object) -> Result:
 async def crash(*, ctx: HandlerContext, **_: object) -> Result:
     """A bug in a handler."""
     raise ZeroDivisionError("secret-internal-detail")
+
+
+@handler("test.refuse")
+async def refuse(*, ctx: HandlerContext, **_: object) -> Result:
+    """Finds nothing to do."""
+    from bot.errors import Refused
+
+    raise Refused("nothing to do here", hint="try another day")
+
+
+@handler("test.change", params=EchoParams, mutating=True)
+async def change(*, ctx: HandlerContext, params: EchoParams, **_: object) -> Result:
+    """A change (echoes in a dry run too)."""
+    CALLS.append({"text": params.text, "count": params.count, "dry_run": ctx.dry_run})
+    return Result(summary=f"changed {params.text}")
+
+
+@handler("test.unchecked")
+async def unchecked(*, ctx: HandlerContext, **_: object) -> Result:
+    """Could not make its check."""
+    return Result(summary="not checked: no URL", not_checked=("alerts (no URL)",))
 
 
 @handler("test.hang")
@@ -115,6 +137,47 @@ description: A handler bug.
 command: {verb: crash}
 steps: [{name: Crash, handler: test.crash}]
 """,
+    "touch.yaml": """
+name: touch
+description: A change to an app that needs its lock.
+mutating: true
+parameters:
+  app: {type: app}
+command: {verb: touch, args: [app]}
+steps: [{name: Touch, handler: test.echo, with: {text: "{{ params.app }}"}}]
+""",
+    "noop.yaml": """
+name: noop
+description: Refused by its first step; cleanup must not run.
+mutating: true
+command: {verb: noop}
+steps:
+  - {name: Look, handler: test.refuse}
+  - {name: Change, handler: test.change, with: {text: never}}
+on_failure: [{name: Cleanup, handler: test.echo, with: {text: cleanup}}]
+follow_up: [{label: Again, command: "noop", when: always}]
+""",
+    "late.yaml": """
+name: late
+description: Refused after a change began; a failure, cleaned up.
+mutating: true
+command: {verb: late}
+steps:
+  - {name: Change, handler: test.change, with: {text: first}}
+  - {name: Look, handler: test.refuse}
+on_failure: [{name: Cleanup, handler: test.echo, with: {text: cleanup}}]
+""",
+    "unchecked.yaml": """
+name: unchecked
+description: A check that cannot run, and a step that sees it.
+command: {verb: unchecked}
+steps:
+  - {id: look, name: Look, handler: test.unchecked}
+  - name: Policy
+    handler: test.echo
+    when: "not_checked and steps.look.not_checked"
+    with: {text: "{{ not_checked | join(', ') }}"}
+""",
     "hang.yaml": """
 name: hang
 description: Never ends.
@@ -132,7 +195,8 @@ def test_services(tmp_path: Path, offline_settings: Settings) -> Iterator[Servic
     registry = Registry.builtin().load([__name__])
     roles = dict(offline_settings.roles)
     roles["tester"] = RoleConfig(users=["U0ALICE"], runbooks=["echo", "flaky", "fail", "crash",
-                                                              "hang", "failtwice"])
+                                                              "hang", "failtwice", "touch", "noop",
+                                                              "late", "unchecked"])
     settings = offline_settings.model_copy(
         update={"runbook_dirs": [str(tmp_path)], "roles": roles})
     built = Services.build(settings, registry=registry)
@@ -261,6 +325,86 @@ async def test_pending_needs_a_role(test_services: Services) -> None:
     assert "holds no role" in rep.notices[0].text
     outcome, rep = await _dispatch(test_services, "pending", user="U0MALLORY")  # a viewer
     assert outcome.status == "info" and rep.notices[0].text == "Pending approval requests"
+
+
+class _LockAtEnd(RecordingReporter):
+    """Notes whether the target is still locked when the end of the run is reported."""
+
+    def __init__(self, services: Services, target: str) -> None:
+        super().__init__()
+        self.services, self.target = services, target
+        self.held_at_end: list[object] = []
+
+    async def execution(self, view: ExecutionView) -> None:
+        await super().execution(view)
+        if view.finished:
+            self.held_at_end.append(self.services.store.get_lock(self.target))
+
+
+async def test_the_lock_is_free_before_anyone_hears_the_run_is_over(
+    test_services: Services,
+) -> None:
+    # A person who reads "done" and sends the next command must not be refused as busy.
+    rep = _LockAtEnd(test_services, "staging/shop-web")
+    trigger = Trigger(source="console", actor="U0ALICE", text="touch shop-web")
+    outcome = await test_services.dispatcher.dispatch(trigger, rep)
+    assert outcome.status == "succeeded"
+    assert rep.held_at_end == [None]
+    outcome, _ = await _dispatch(test_services, "touch shop-web")
+    assert outcome.status == "succeeded"
+
+
+async def test_a_step_that_refuses_before_any_change_refuses_the_run(
+    test_services: Services,
+) -> None:
+    outcome, rep = await _dispatch(test_services, "noop")
+    assert outcome.status == "refused" and outcome.execution_id == rep.final.execution_id
+    assert [(s.name, s.status) for s in rep.final.steps] == [("Look", "refused"),
+                                                            ("Change", "pending")]
+    assert rep.final.status == "refused"
+    assert rep.final.summary == "nothing to do here (try another day)"
+    assert rep.final.buttons == [] and CALLS == []  # no cleanup, no follow-up
+    record = test_services.store.get_execution(outcome.execution_id)
+    assert record is not None and record.status == "refused"
+    assert [(s.name, s.status) for s in record.steps] == [("Look", "refused")]
+    audit = [r for r in test_services.store.export_audit()
+             if r["execution_id"] == outcome.execution_id]
+    assert [r["outcome"] for r in audit] == ["started", "refused"]
+    # A dry run changes nothing, so its refusal is a refusal too.
+    outcome, rep = await _dispatch(test_services, "noop --dry-run")
+    assert outcome.status == "refused" and rep.final.status == "refused"
+
+
+async def test_a_refusal_after_a_change_began_is_a_failure(test_services: Services) -> None:
+    outcome, rep = await _dispatch(test_services, "late")
+    assert outcome.status == "failed"
+    assert [(s.name, s.status) for s in rep.final.steps] == [
+        ("Change", "succeeded"), ("Look", "failed"), ("Cleanup", "succeeded")]
+    assert [c["text"] for c in CALLS] == ["first", "cleanup"]
+    assert rep.final.summary == "Look failed: nothing to do here; then Cleanup: echo cleanup"
+    # In a dry run nothing changed before it: there it is a refusal.
+    CALLS.clear()
+    outcome, rep = await _dispatch(test_services, "late --dry-run")
+    assert outcome.status == "refused"
+    assert [c["text"] for c in CALLS] == ["first"]
+
+
+async def test_a_check_that_did_not_run_is_not_checked_not_passed(
+    test_services: Services,
+) -> None:
+    outcome, rep = await _dispatch(test_services, "unchecked")
+    assert outcome.status == "succeeded"  # a policy that refuses on it comes later
+    assert [(s.name, s.status) for s in rep.final.steps] == [("Look", "not_checked"),
+                                                            ("Policy", "succeeded")]
+    # Templates see what was not checked, so a later step (a policy) can act on it.
+    assert [c["text"] for c in CALLS] == ["Look: alerts (no URL)"]
+    assert rep.final.summary == "1 not checked: Look: alerts (no URL)"
+    record = test_services.store.get_execution(outcome.execution_id)
+    assert record is not None and record.status == "succeeded"
+    assert [s.status for s in record.steps] == ["not_checked", "succeeded"]
+    final = [r for r in test_services.store.export_audit()
+             if r["execution_id"] == outcome.execution_id][-1]
+    assert final["details"]["detail"].endswith("; 1 not checked: Look: alerts (no URL)")
 
 
 async def test_cancelled_execution_is_marked_interrupted(test_services: Services) -> None:

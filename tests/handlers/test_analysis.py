@@ -15,6 +15,7 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
+from bot import messages
 from bot.config import load_settings
 from bot.dispatcher import Outcome
 from bot.messages import metric_value
@@ -193,15 +194,26 @@ async def test_dry_run_plans_without_querying(build: Build) -> None:
     assert step.output is not None and 'app="calm-api",namespace="shop-staging"' in step.output
 
 
-async def test_skipped_without_prometheus_or_metrics(build: Build) -> None:
-    _, rep = await run(build(None), "verify-test calm-api")
-    assert rep.final.status == "succeeded"
-    assert rep.final.steps[0].summary == (
-        "no analysis configured; skipped (PROMETHEUS_URL is not set)"
-    )
+async def test_not_checked_without_prometheus_or_metrics(build: Build) -> None:
+    """A check that did not run is shown and stored as not checked, never as passed, and
+    says why: analysis is configured but PROMETHEUS_URL is not set, or none is configured."""
+    services = build(None)
+    outcome, rep = await run(services, "verify-test calm-api")
+    assert rep.final.status == "succeeded"  # refusing on it is a policy still to come
+    verify = rep.final.steps[0]
+    assert (verify.status, verify.summary) == (
+        "not_checked", "not checked: PROMETHEUS_URL is not set")
+    assert rep.final.summary == "1 not checked: Verify: analysis (PROMETHEUS_URL is not set)"
+    assert messages.execution_headline(rep.final) == (
+        "❔ `verify-test calm-api` in *staging*: done, not checked: Verify")
+    record = services.store.get_execution(outcome.execution_id)
+    assert record is not None and [s.status for s in record.steps] == ["not_checked"]
+    assert record.summary == ("not checked: PROMETHEUS_URL is not set; 1 not checked: "
+                              "Verify: analysis (PROMETHEUS_URL is not set)")
     _, rep = await run(build(closed_url()), "verify-test bare-api")
+    assert rep.final.steps[0].status == "not_checked"
     assert rep.final.steps[0].summary == (
-        "no analysis configured; skipped (no metrics under apps.bare-api.analysis)"
+        "not checked: no analysis configured (no metrics under apps.bare-api.analysis)"
     )
 
 

@@ -80,7 +80,8 @@ async def test_deploy_syncs_and_turns_healthy(svc: Services, argocd: ArgoCDStand
     assert image == f"{REPO}:1.5.0"  # Argo CD, not opsbot, wrote the workload
     record = [r for r in svc.store.export_audit() if r["details"].get("runbook") == "deploy"][-1]
     deployed_at = argocd.app(APP)["status"]["history"][-1]["deployedAt"]
-    assert record["details"]["revisions"] == {"rollout": f"argocd:{APP}:3:{deployed_at}"}
+    assert record["details"]["made"] == [{"step": "rollout", "kind": "Application", "name": APP,
+                                          "revision": f"argocd:{APP}:3:{deployed_at}"}]
 
 
 async def test_the_plan_names_the_application_where_argo_cd_keeps_it(svc: Services) -> None:
@@ -122,15 +123,17 @@ async def test_degraded_deploy_is_rolled_back_automatically(svc: Services,
 async def test_rollback_refused_under_auto_sync(svc: Services, argocd: ArgoCDStandIn) -> None:
     argocd.set_auto_sync(APP, True)
     rep = await dispatch(svc, "rollback shop-api")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     plan = steps(rep)["Plan"]
-    assert plan.status == "failed"
+    assert plan.status == "refused"
     assert plan.summary.startswith(
         "rollback cannot be initiated when auto-sync is enabled: Argo CD app "
         f"`{APP}` syncs itself from git and would undo a rollback.")
     assert "Run `rollback shop-api --env staging --disable-autosync`" in plan.summary
     assert "or revert the change in git" in plan.summary
-    assert steps(rep)["Apply"].status != "succeeded"
+    assert steps(rep)["Apply"].status == "pending"
+    assert rep.final.summary == (f"{plan.summary} (add `--disable-autosync`, or revert the "
+                                 "change in git)")
     assert not argocd.calls_to("POST") and not argocd.calls_to("PATCH")
     assert history_ids(argocd)[-1] == (2, "1.4.0")
 
@@ -205,3 +208,31 @@ async def test_history_ignores_audit_revisions_of_other_kinds(svc: Services,
     assert fields["History id 2"].startswith("(current) 1.4.0 ")
     assert "alice" not in fields["History id 2"]
     assert fields["History id 2"].endswith("not deployed through opsbot (Argo CD: admin)")
+
+
+async def test_history_credits_changes_not_reads(svc: Services, argocd: ArgoCDStandIn,
+                                                 sim: Any) -> None:
+    """The issue's scenario on an Argo CD app: a status, a scale and a dry run after the
+    deploy take no credit; the restart of the Deployment Argo CD manages makes no Argo CD
+    deployment, so none is credited to it either."""
+    assert (await dispatch(svc, "deploy shop-api 1.5.0")).final.status == "succeeded"
+    sim.wait_idle()
+    for text in ("status shop-api", "rollback shop-api --dry-run"):
+        user = "mallory" if text.startswith("status") else "bob"
+        assert (await dispatch(svc, text, user=user)).final.status == "succeeded", text
+    assert (await dispatch(svc, "restart shop-api", user="carol")).final.status == "succeeded"
+    sim.wait_idle()
+    fields = dict(steps(await dispatch(svc, "history shop-api", user="mallory"))["History"]
+                  .fields)
+    assert fields["History id 3"].startswith("(current) 1.5.0 ")
+    assert "alice: deploy shop-api 1.5.0 (" in fields["History id 3"]
+    assert not any(who in str(fields) for who in ("mallory", "bob", "carol"))
+    made = [r["details"].get("made") for r in svc.store.export_audit()
+            if r["outcome"] == "succeeded"]
+    deployed_at = argocd.app(APP)["status"]["history"][-1]["deployedAt"]
+    assert [m for m in made if m] == [
+        [{"step": "rollout", "kind": "Application", "name": APP,
+          "revision": f"argocd:{APP}:3:{deployed_at}"}],
+        # The restart's own revision is the Deployment's, named as such.
+        [{"step": "0", "kind": "Deployment", "name": "shop-api", "revision": "5"}],
+    ]

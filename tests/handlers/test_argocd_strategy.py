@@ -251,7 +251,7 @@ async def test_rollback_command_refused_under_auto_sync(services: Services,
     rep = RecordingReporter()
     await services.dispatcher.dispatch(
         Trigger(source="console", actor="U0ALICE", text="rollback shop-api"), rep)
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     plan_step = rep.final.steps[0]
     assert plan_step.summary.startswith(
         "rollback cannot be initiated when auto-sync is enabled: Argo CD app "

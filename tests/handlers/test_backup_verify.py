@@ -48,6 +48,12 @@ async def test_a_good_backup_verifies_and_the_scratch_namespace_goes(run: Run, s
     fields = dict(step.fields)
     assert step.summary.startswith(f"backup {name} verified")
     assert fields["Deployment"] == "1 held, 1 restored"
+    # The backup also holds a kind opsbot does not compare: not checked, and said so.
+    assert fields["HorizontalPodAutoscaler"] == "1 held; not checked"
+    assert step.status == "not_checked"
+    assert step.summary.startswith(f"backup {name} verified for the kinds opsbot compares: ")
+    assert step.summary.endswith("; 1 not checked: HorizontalPodAutoscaler (1 held; opsbot "
+                                 "does not compare this kind)")
     assert fields["Cleanup"].endswith("deleted")
     sim.wait_idle()
     assert namespaces(sim) == before  # the scratch namespace is gone, nothing else changed
@@ -90,7 +96,7 @@ async def test_only_finished_backups_are_verified(run: Run, sim: Any) -> None:
     [failed] = [b for b in velero_objects(sim, "backups")
                 if b["metadata"]["name"].startswith("shop-web-")]
     outcome, rep = await run(f"backup verify {failed['metadata']['name']}", user="bob")
-    assert outcome.status == "failed"
+    assert outcome.status == "refused"
     assert "only a Completed or PartiallyFailed backup" in rep.final.steps[0].summary
     assert velero_objects(sim, "restores") == []
 
@@ -185,4 +191,9 @@ async def test_scheduled_verification_posts_only_failures(
         "succeeded"
     assert good in (executions["run backup-verify-latest app=shop-api --env staging"].summary
                     or "")
+    # An app with no backup to verify was not checked, not passed.
+    unverified = executions["run backup-verify-latest app=shop-worker --env staging"]
+    assert unverified.status == "succeeded"
+    assert [(s.status, s.summary) for s in unverified.steps] == [
+        ("not_checked", "not checked: no finished backup of shop-worker in staging to verify")]
     assert not any(ns.startswith("opsbot-verify-") for ns in namespaces(sim))

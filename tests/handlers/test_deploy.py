@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from bot import messages
+from bot.console.session import exit_code, run_command
 from bot.services import Services
 from bot.trigger import Trigger
 from tests.conftest import RecordingReporter
@@ -51,6 +53,26 @@ async def test_deploy_tag_rolls_out(svc: Services, sim: Any) -> None:
     assert [b.label for b in rep.final.buttons] == ["Rollback", "Re-run"]
 
 
+async def test_an_analysis_that_did_not_run_is_not_shown_as_passed(svc: Services) -> None:
+    """The issue's scenario: analysis configured for shop-api, PROMETHEUS_URL unset. The deploy
+    succeeds (refusing on it is policy still to come), but Verify is not checked, stored as
+    such, counted apart in the summary, and the headline does not claim all passed."""
+    rep = await dispatch(svc, "deploy shop-api 1.5.0")
+    assert rep.final.status == "succeeded", rep.final.summary
+    verify = rep.final.steps[-1]
+    assert (verify.name, verify.status) == ("Verify", "not_checked")
+    assert verify.summary == "not checked: PROMETHEUS_URL is not set"
+    assert "no analysis configured" not in verify.summary
+    assert rep.final.summary == "1 not checked: Verify: analysis (PROMETHEUS_URL is not set)"
+    assert messages.execution_headline(rep.final) == (
+        "❔ `deploy shop-api 1.5.0` in *staging*: done, not checked: Verify")
+    assert messages.step_line(verify) == "❔ Verify: not checked: PROMETHEUS_URL is not set"
+    record = svc.store.get_execution(rep.final.execution_id)
+    assert record is not None and record.status == "succeeded"
+    assert [(s.name, s.status) for s in record.steps][-1] == ("Verify", "not_checked")
+    assert record.summary.endswith("; 1 not checked: Verify: analysis (PROMETHEUS_URL is not set)")
+
+
 async def test_deploy_progress_updates_in_place(svc: Services) -> None:
     rep = await dispatch(svc, "deploy shop-api 1.5.0")
     assert len({v.execution_id for v in rep.views}) == 1
@@ -71,11 +93,11 @@ async def test_deploy_dry_run_shows_plan_and_changes_nothing(svc: Services, sim:
         ("Back up", "skipped"),
         ("Apply", "skipped"),
         ("Roll out", "skipped"),
-        ("Verify", "succeeded"),
+        ("Verify", "not_checked"),  # the plan says the deploy would go unverified
     ]
-    assert rep.final.steps[5].summary == (
-        "no analysis configured; skipped (PROMETHEUS_URL is not set)"
-    )
+    assert rep.final.steps[5].summary == "not checked: PROMETHEUS_URL is not set"
+    assert rep.final.summary == ("Dry run: nothing was changed. 1 not checked: Verify: "
+                                 "analysis (PROMETHEUS_URL is not set)")
     assert [(b.label, b.command) for b in rep.final.buttons] == [
         ("Run it", "deploy shop-api 1.5.0")
     ]
@@ -118,11 +140,52 @@ async def test_deploy_dry_run_shows_what_will_be_verified(
     assert sim.snapshot() == before
 
 async def test_noop_deploy_refused(svc: Services, sim: Any) -> None:
+    """A deploy of the tag that already runs is a refusal before anything starts: not a failed
+    execution with a skipped automatic rollback."""
     before = sim.snapshot()
     rep = await dispatch(svc, "deploy shop-api 1.4.0")
-    assert rep.final.status == "failed"
-    assert "already runs registry.example.com/shop/api:1.4.0" in rep.final.steps[0].summary
+    refusal = ("shop-api already runs registry.example.com/shop/api:1.4.0 in staging; "
+               "nothing to deploy")
+    outcome = rep.outcome  # type: ignore[attr-defined]
+    assert outcome.status == "refused" and outcome.execution_id == rep.final.execution_id
+    assert rep.final.status == "refused" and rep.final.summary == refusal
+    assert [(s.name, s.status) for s in rep.final.steps] == [
+        ("Plan", "refused"), ("Pre-checks", "pending"), ("Back up", "pending"),
+        ("Apply", "pending"), ("Roll out", "pending"), ("Verify", "pending")]
+    assert rep.final.buttons == []  # no Diagnose, no Re-run of a no-op
+    record = svc.store.get_execution(outcome.execution_id)
+    assert record is not None and (record.status, record.summary) == ("refused", refusal)
+    assert [(s.name, s.status) for s in record.steps] == [("Plan", "refused")]
+    audit = [r for r in svc.store.export_audit() if r["execution_id"] == outcome.execution_id]
+    assert [(r["outcome"], r["details"]["detail"]) for r in audit] == [
+        ("started", ""), ("refused", refusal)]
+    sim.wait_idle()
     assert sim.snapshot() == before
+    assert svc.store.get_lock("staging/shop-api") is None
+
+    # `opsbot run` prints the refusal and exits 1.
+    printed: list[str] = []
+    outcome = await run_command(svc, "deploy shop-api 1.4.0", "alice", printed.append)
+    assert exit_code(outcome) == 1
+    assert printed[-1] == f"🛑 `deploy shop-api 1.4.0` in staging: refused\n  {refusal}"
+    assert any(line.startswith(f"  🛑 Plan: {refusal}") for line in printed)
+
+
+async def test_noop_deploy_in_an_approval_environment_is_refused_at_once(svc: Services,
+                                                                         sim: Any) -> None:
+    """No approval request is opened for a plan that refuses; the refusal is audited."""
+    rep = await dispatch(svc, "deploy shop-api 1.4.0 --env prod")
+    outcome = rep.outcome  # type: ignore[attr-defined]
+    assert outcome.status == "refused" and outcome.request_id is None
+    assert not rep.views
+    [notice] = rep.notices
+    assert notice.kind == "refused"
+    assert notice.text == ("shop-api already runs registry.example.com/shop/api:1.4.0 in prod; "
+                           "nothing to deploy")
+    assert svc.store.pending_requests() == []
+    [record] = svc.store.export_audit()
+    assert (record["outcome"], record["environment"], record["details"]["detail"]) == (
+        "refused", "prod", notice.text)
 
 
 async def test_invalid_image_reference(svc: Services, sim: Any) -> None:
@@ -134,7 +197,7 @@ async def test_invalid_image_reference(svc: Services, sim: Any) -> None:
 async def test_image_from_another_repository_refused(svc: Services, sim: Any) -> None:
     before = sim.snapshot()
     rep = await dispatch(svc, "deploy shop-api evil.example.com/miner:1.0")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert "is not from this app's repository" in rep.final.steps[0].summary
     assert sim.snapshot() == before
 
@@ -195,7 +258,12 @@ async def test_auto_rollback_is_audited(
     assert revert.summary.startswith(
         "rolled back automatically: rolled shop-api back to revision 3")
     assert rep.final.summary == final["details"]["detail"]
-    assert final["details"]["revisions"] == {"rollout": "4", "revert": "5"}
+    # Which revision each change made: the failed rollout's 4, the automatic rollback's 5.
+    assert final["details"]["made"] == [
+        {"step": "rollout", "kind": "Deployment", "name": "shop-api", "revision": "4"},
+        {"step": "revert", "kind": "Deployment", "name": "shop-api", "revision": "5",
+         "on_failure": True},
+    ]
     assert dict(revert.fields)["Reason"] == f"Roll out: {rollout.summary}"
 
 
@@ -226,7 +294,8 @@ async def test_progress_deadline_exceeded_rolls_back(
     assert records[-1]["details"]["detail"].startswith(
         "Roll out failed: rollout failed: progress deadline exceeded"
     )
-    assert records[-1]["details"]["revisions"]["revert"] == "3"
+    assert [(m["step"], m["revision"]) for m in records[-1]["details"]["made"]] == [
+        ("rollout", "2"), ("revert", "3")]
 
 
 async def test_lock_released_after_failed_deploy(

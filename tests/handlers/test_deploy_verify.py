@@ -65,7 +65,8 @@ async def test_failing_analysis_rolls_back(tmp_path: Path, kubeconfig: Path, db_
     assert audit[-1]["details"]["detail"] == (
         f"Verify failed: {verify.summary}; then Roll back automatically: {revert.summary}")
     assert verify.summary.startswith("analysis failed: error-ratio ")
-    assert audit[-1]["details"]["revisions"]["revert"] == "5"
+    assert [(m["step"], m["revision"]) for m in audit[-1]["details"]["made"]] == [
+        ("rollout", "4"), ("revert", "5")]
 
 
 async def test_no_auto_rollback_when_disabled(tmp_path: Path, kubeconfig: Path, db_url: str,

@@ -1,6 +1,8 @@
-"""`history` of Argo Rollouts (their ReplicaSets' rollout revisions) and StatefulSets (their
-ControllerRevisions), with who deployed each from the audit log, and what `rollback` of a
-StatefulSet refuses. Argo CD apps: test_argocd_commands."""
+"""`history` of Deployments, Argo Rollouts (their ReplicaSets' rollout revisions) and
+StatefulSets (their ControllerRevisions), with who made each from the audit log: only the
+change that made a revision is credited, never a read of it (issue: `mallory: status` showed as
+the deployer), and what `rollback` of a StatefulSet refuses. Argo CD apps:
+test_argocd_commands."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import yaml
 from bot.config import load_settings
 from bot.registry import Registry
 from bot.services import Services
+from bot.store import AuditEntry
 from tests.conftest import DEMO_CONFIG
 from tests.handlers.deploy_support import dispatch
 
@@ -110,7 +113,7 @@ async def test_rollout_history_lists_its_replica_sets(svc: Services, sim: Any) -
 
 async def test_statefulset_history_and_rollback_refusal(svc: Services, sim: Any) -> None:
     rep = await dispatch(svc, "rollback shop-db")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert rep.final.steps[0].summary == (
         "no rollout history found for shop-db: there is no previous revision")
 
@@ -129,11 +132,12 @@ async def test_statefulset_history_and_rollback_refusal(svc: Services, sim: Any)
 
     before = sim.snapshot()
     # `rollback --to` takes the numbers history shows.
-    for text, why in (("rollback shop-db --to 9", "is not in its history (known revisions: 1, 2)"),
-                      ("rollback shop-db --to 2", "already runs the template of revision 2; "
-                                                  "skipped rollback")):
+    for text, status, why in (
+            ("rollback shop-db --to 9", "failed", "is not in its history (known revisions: 1, 2)"),
+            ("rollback shop-db --to 2", "refused", "already runs the template of revision 2; "
+                                                   "skipped rollback")):
         rep = await dispatch(svc, text)
-        assert rep.final.status == "failed"
+        assert rep.final.status == status
         assert rep.final.steps[0].summary.endswith(why)
     sim.wait_idle()
     assert sim.snapshot() == before
@@ -146,3 +150,122 @@ async def test_statefulset_history_and_rollback_refusal(svc: Services, sim: Any)
     current = next(v for v in fields.values() if v.startswith("(current)"))
     assert current.startswith("(current) postgres:16.4 ")
     assert "alice: deploy shop-db postgres:16.4 (" in current
+
+
+def current(fields: dict[str, str]) -> str:
+    return next(v for v in fields.values() if v.startswith("(current"))
+
+
+async def test_a_read_of_a_revision_never_takes_its_credit(svc: Services, sim: Any) -> None:
+    """The issue's scenario on a Deployment, with the other verbs that make or move revisions:
+    a restart makes one, a rollback moves one to the top, a scale and a dry run make none."""
+    rep = await dispatch(svc, "deploy shop-api 1.5.0")
+    assert rep.final.status == "succeeded", rep.final.summary
+    sim.wait_idle()
+    assert (await dispatch(svc, "status shop-api", user="mallory")).final.status == "succeeded"
+    _, fields = await history(svc, "shop-api")
+    assert current(fields).startswith("(current) registry.example.com/shop/api:1.5.0 ")
+    assert "alice: deploy shop-api 1.5.0 (" in current(fields)
+    assert "mallory" not in str(fields)
+
+    for text in ("scale shop-api 4", "deploy shop-api 1.6.0 --dry-run",
+                 "rollback shop-api --dry-run"):
+        rep = await dispatch(svc, text, user="bob")
+        assert rep.final.status == "succeeded", (text, rep.final.summary)
+        sim.wait_idle()
+    _, fields = await history(svc, "shop-api")
+    assert "alice: deploy shop-api 1.5.0 (" in fields["Revision 4"]
+    assert "bob" not in str(fields)
+
+    rep = await dispatch(svc, "restart shop-api", user="carol")
+    assert rep.final.status == "succeeded", rep.final.summary
+    sim.wait_idle()
+    await dispatch(svc, "status shop-api", user="mallory")
+    _, fields = await history(svc, "shop-api")
+    assert list(fields)[:2] == ["Revision 5", "Revision 4"]
+    assert "carol: restart shop-api (" in fields["Revision 5"]
+    assert "alice: deploy shop-api 1.5.0 (" in fields["Revision 4"]
+
+    # kubectl rollout undo moves revision 4's ReplicaSet up to 6: its maker is the rollback.
+    rep = await dispatch(svc, "rollback shop-api --to 4", user="bob")
+    assert rep.final.status == "succeeded", rep.final.summary
+    sim.wait_idle()
+    await dispatch(svc, "status shop-api", user="mallory")
+    _, fields = await history(svc, "shop-api")
+    assert list(fields)[:2] == ["Revision 6", "Revision 5"]
+    assert current(fields).startswith("(current) registry.example.com/shop/api:1.5.0 ")
+    assert "bob: rollback shop-api --to 4 (" in fields["Revision 6"]
+    assert "carol: restart shop-api (" in fields["Revision 5"]
+    assert "mallory" not in str(fields)
+
+    # The audit record says which execution made which revision of which object.
+    record = [r for r in svc.store.export_audit()
+              if r["details"].get("runbook") == "rollback" and r["outcome"] == "succeeded"][-1]
+    assert record["execution_id"] == rep.final.execution_id
+    assert record["details"]["made"] == [
+        {"step": "rollout", "kind": "Deployment", "name": "shop-api", "revision": "6"}]
+    reads = [r for r in svc.store.export_audit() if r["details"].get("runbook") in
+             ("status", "scale", "history")]
+    assert reads and not any("made" in r["details"] or "revisions" in r["details"]
+                             for r in reads)
+
+
+async def test_a_rollout_is_credited_to_its_deploy_not_to_a_status(svc: Services,
+                                                                   sim: Any) -> None:
+    rep = await dispatch(svc, "deploy shop-canary 1.1.0")
+    assert rep.final.status == "succeeded", rep.final.summary  # paused for a person
+    sim.wait_idle()
+    assert (await dispatch(svc, "status shop-canary", user="mallory")).final.status == \
+        "succeeded"
+    # A Rollout restarts in place: no revision made, none credited.
+    assert (await dispatch(svc, "promote shop-canary", user="bob")).final.status == "succeeded"
+    sim.wait_idle()
+    rep = await dispatch(svc, "restart shop-canary", user="carol")
+    assert rep.final.status == "succeeded", rep.final.summary
+    sim.wait_idle()
+    await dispatch(svc, "status shop-canary", user="mallory")
+    _, fields = await history(svc, "shop-canary")
+    assert list(fields) == ["Revision 2", "Revision 1"]
+    assert "alice: deploy shop-canary 1.1.0 (" in fields["Revision 2"]
+    assert fields["Revision 1"].endswith("not deployed through opsbot")
+    assert "mallory" not in str(fields) and "carol" not in str(fields)
+
+
+async def test_a_statefulset_revision_is_credited_to_its_deploy_and_restart(svc: Services,
+                                                                            sim: Any) -> None:
+    rep = await dispatch(svc, "deploy shop-db 16.5")
+    assert rep.final.status == "succeeded", rep.final.summary
+    sim.wait_idle()
+    await dispatch(svc, "status shop-db", user="mallory")
+    _, fields = await history(svc, "shop-db")
+    assert current(fields).startswith("(current) postgres:16.5 ")
+    assert "alice: deploy shop-db 16.5 (" in current(fields)
+
+    rep = await dispatch(svc, "restart shop-db", user="carol")
+    assert rep.final.status == "succeeded", rep.final.summary
+    sim.wait_idle()
+    await dispatch(svc, "status shop-db", user="mallory")
+    _, fields = await history(svc, "shop-db")
+    assert list(fields) == ["Revision 3", "Revision 2", "Revision 1"]
+    assert "carol: restart shop-db (" in fields["Revision 3"]
+    assert "alice: deploy shop-db 16.5 (" in fields["Revision 2"]
+    assert "mallory" not in str(fields)
+
+
+async def test_old_audit_records_credit_only_changes(svc: Services, sim: Any) -> None:
+    """Records written before `details.made` kept any step's revision, a status's too; history
+    believes only the built-in change steps (`rollout`, `revert`) of those."""
+    def old_record(actor: str, command: str, runbook: str, revisions: dict[str, str]) -> None:
+        svc.store.audit(AuditEntry(
+            actor=actor, source="console", command=command, environment="staging",
+            target="shop-api", outcome="succeeded", execution_id=None, request_id=None,
+            details={"runbook": runbook, "dry_run": False, "revisions": revisions}))
+
+    old_record("U0ALICE", "rollback shop-api --to 2", "rollback", {"rollout": "3"})
+    old_record("U0MALLORY", "status shop-api", "status", {"0": "3"})
+    old_record("U0CAROL", "run remediate-crashloop-rollback app=shop-api",
+               "remediate-crashloop-rollback", {"check": "3"})
+    _, fields = await history(svc, "shop-api")
+    assert current(fields).startswith("(current) registry.example.com/shop/api:1.4.0 ")
+    assert "alice: rollback shop-api --to 2 (" in current(fields)
+    assert "mallory" not in str(fields) and "carol" not in str(fields)

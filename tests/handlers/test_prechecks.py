@@ -118,7 +118,7 @@ async def test_unhealthy_workload_refuses(build: Build) -> None:
     assert step.summary.startswith("shop-worker is not healthy (")
     assert step.summary.endswith("); let it recover or fix it first, then deploy")
     fields = dict(step.fields)
-    assert fields["No critical alerts"] == "skipped: ALERTMANAGER_URL not set"
+    assert fields["No critical alerts"] == "not checked: ALERTMANAGER_URL is not set"
     assert fields["Healthy"].startswith("✗ ")
 
 
@@ -151,8 +151,8 @@ async def test_checks_follow_environment_config_and_params(
 
     rep = await run(build(None), "precheck-test shop-api")
     assert rep.final.steps[0].summary == (
-        "pre-checks passed for shop-api in staging: alerts not checked "
-        "(ALERTMANAGER_URL not set), shop-api 3/3 ready"
+        "pre-checks passed for shop-api in staging: shop-api 3/3 ready; "
+        "1 not checked: critical alerts (ALERTMANAGER_URL is not set)"
     )
 
 
@@ -170,8 +170,8 @@ async def test_healthy_rollout_passes(build: Build, sim: Any) -> None:
     rep = await run(canary(build, sim), "precheck-test shop-canary")
     assert rep.final.status == "succeeded", rep.final.summary
     assert rep.final.steps[0].summary == (
-        "pre-checks passed for shop-canary in staging: alerts not checked "
-        "(ALERTMANAGER_URL not set), Rollout shop-canary Healthy, 4/4 available"
+        "pre-checks passed for shop-canary in staging: Rollout shop-canary Healthy, "
+        "4/4 available; 1 not checked: critical alerts (ALERTMANAGER_URL is not set)"
     )
     assert dict(rep.final.steps[0].fields)["Healthy"] == "✓ Healthy, 4/4 available"
 

@@ -31,8 +31,12 @@ async def test_restart_paused_deployment_refused(run: Run, sim: Any, services: A
     apps = services.kube.for_context(None).apps
     apps.patch_namespaced_deployment("shop-web", "shop-staging", {"spec": {"paused": True}})
     outcome, rep = await run("restart shop-web")
-    assert outcome.status == "failed"
+    assert outcome.status == "refused"
     assert "paused" in rep.final.steps[0].summary
-    # on_failure diagnoses what is going on
-    assert rep.final.steps[-1].on_failure and rep.final.steps[-1].name == "Diagnose"
-    assert [b.label for b in rep.final.buttons] == ["Status"]
+    # Refused before anything changed: nothing to diagnose, nothing to follow up.
+    assert [(s.name, s.status) for s in rep.final.steps] == [("Restart", "refused")]
+    assert rep.final.buttons == []
+
+    # The same in a dry run: its plan is a refusal, not a plan.
+    outcome, rep = await run("restart shop-web --dry-run")
+    assert outcome.status == "refused" and "paused" in rep.final.summary

@@ -123,10 +123,12 @@ async def test_rollback_unknown_revision(svc: Services, sim: Any) -> None:
     assert sim.snapshot() == before
 
 
-async def test_rollback_to_current_template_is_skipped(svc: Services, sim: Any) -> None:
+async def test_rollback_to_current_template_is_refused(svc: Services, sim: Any) -> None:
     before = sim.snapshot()
     rep = await dispatch(svc, "rollback shop-api --to 3")
+    assert rep.final.status == "refused"  # nothing to do: a refusal, not a failed rollback
     assert "already runs the template of revision 3; skipped rollback" in rep.final.steps[0].summary
+    assert [s.name for s in rep.final.steps if s.on_failure] == []  # no Diagnose
     assert sim.snapshot() == before
 
 
@@ -137,7 +139,7 @@ async def test_rollback_paused_deployment_refused(svc: Services, sim: Any) -> No
     sim.wait_idle()
     before = sim.snapshot()
     rep = await dispatch(svc, "rollback shop-api")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert "the Deployment is paused; resume it first" in rep.final.steps[0].summary
     assert sim.snapshot() == before
 

@@ -86,12 +86,13 @@ async def test_deploy_stops_at_the_first_pause_and_promote_finishes_it(
         services: Services, sim: Any, custom: client.CustomObjectsApi) -> None:
     rep = await run(services, f"deploy {NAME} 1.1.0")
     assert rep.final.status == "succeeded", rep.final
-    assert steps(rep) == [("Plan", "succeeded"), ("Pre-checks", "succeeded"),
+    # Without ALERTMANAGER_URL and PROMETHEUS_URL the alerts and the analysis are not checked.
+    assert steps(rep) == [("Plan", "succeeded"), ("Pre-checks", "not_checked"),
                           ("Back up", "skipped"), ("Apply", "succeeded"),
-                          ("Roll out", "succeeded"), ("Verify", "succeeded")]
+                          ("Roll out", "succeeded"), ("Verify", "not_checked")]
     assert step(rep, "Pre-checks").summary == (
-        f"pre-checks passed for {NAME} in staging: alerts not checked (ALERTMANAGER_URL not "
-        f"set), Rollout {NAME} Healthy, 4/4 available")
+        f"pre-checks passed for {NAME} in staging: Rollout {NAME} Healthy, 4/4 available; "
+        "1 not checked: critical alerts (ALERTMANAGER_URL is not set)")
     assert step(rep, "Roll out").summary == (
         f"rolled out: {NAME} is paused at step 2/4 (canary weight 25%): promote or abort")
     assert [b.label for b in rep.final.buttons] == ["Rollback", "Re-run"]
@@ -104,8 +105,8 @@ async def test_deploy_stops_at_the_first_pause_and_promote_finishes_it(
     # Another deploy in the middle of the canary is refused before anything is checked.
     before = sim.snapshot()
     rep = await run(services, f"deploy {NAME} 1.2.0")
-    assert rep.final.status == "failed"
-    assert steps(rep)[:2] == [("Plan", "failed"), ("Pre-checks", "pending")]
+    assert rep.final.status == "refused"
+    assert steps(rep)[:2] == [("Plan", "refused"), ("Pre-checks", "pending")]
     assert step(rep, "Plan").summary == (
         f"Rollout `{NAME}` is in the middle of a canary (step 2/4 (canary weight 25%), "
         "Paused): promote or abort it before deploying again")
@@ -158,8 +159,8 @@ async def test_abort_then_a_fix_can_be_deployed(
     # the fix through, as the abort's own message suggests.
     rep = await run(services, f"deploy {NAME} 1.1.1")
     assert rep.final.status == "succeeded", rep.final
-    assert step(rep, "Pre-checks").summary.endswith(
-        f"Rollout {NAME} aborted, its stable version serves: 4/4 available")
+    assert (f"Rollout {NAME} aborted, its stable version serves: 4/4 available; 1 not "
+            "checked: critical alerts") in step(rep, "Pre-checks").summary
     sim.wait_idle()
     obj = rollout(custom)
     assert image(obj) == f"{REPO}:1.1.1" and "abort" not in obj["status"]
@@ -201,7 +202,7 @@ async def test_a_degraded_canary_is_to_be_aborted_not_promoted(
     assert rollout(custom)["status"]["phase"] == "Degraded"
     rep = await run(services, f"deploy {NAME} 1.1.1")
     plan = step(rep, "Plan")
-    assert plan.status == "failed"
+    assert plan.status == "refused"
     assert plan.summary.endswith("Degraded): abort it before deploying again"), plan.summary
     assert image(rollout(custom)) == f"{REPO}:1.9.9"
 
@@ -276,7 +277,7 @@ async def test_deploy_dry_run_changes_nothing(
     assert step(rep, "Plan").summary == (
         f"would deploy {NAME}: image (app) {REPO}:1.0.0 → {REPO}:1.1.0")
     assert dict(step(rep, "Plan").fields)["Target"] == f"Rollout {NS}/{NAME} (argo-rollouts)"
-    assert step(rep, "Pre-checks").status == "succeeded"
+    assert step(rep, "Pre-checks").status == "not_checked"  # no ALERTMANAGER_URL
     assert [s.status for s in rep.final.steps][2:5] == ["skipped", "skipped", "skipped"]
     assert [(b.label, b.command) for b in rep.final.buttons] == [
         ("Run it", f"deploy {NAME} 1.1.0")]

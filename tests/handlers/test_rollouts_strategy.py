@@ -223,14 +223,14 @@ async def test_promote_walks_the_canary_to_healthy(services: Services, ctx: Hand
     assert rep.final.steps[0].summary.endswith(f"now {NAME} is Healthy, 4/4 available, "
                                                "revision 2")
     rep = await run(services, "promote shop-canary")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert "is not in a canary" in rep.final.steps[0].summary
 
 
 async def test_abort_returns_traffic_to_stable(services: Services, ctx: HandlerContext,
                                               sim: Any, custom: client.CustomObjectsApi) -> None:
     rep = await run(services, "abort shop-canary")
-    assert rep.final.status == "failed" and "nothing to abort" in rep.final.steps[0].summary
+    assert rep.final.status == "refused" and "nothing to abort" in rep.final.steps[0].summary
     await deploy(ctx, sim, "1.1.0")
     rep = await run(services, "abort shop-canary --dry-run")
     assert rep.final.steps[0].summary == (
@@ -245,13 +245,13 @@ async def test_abort_returns_traffic_to_stable(services: Services, ctx: HandlerC
         "permanent, or deploy a fix")
     assert rollout(custom)["status"]["abort"] is True
     rep = await run(services, "promote shop-canary")
-    assert rep.final.status == "failed" and "was aborted" in rep.final.steps[0].summary
+    assert rep.final.status == "refused" and "was aborted" in rep.final.steps[0].summary
 
 
 async def test_promote_refused_for_other_strategies(services: Services, sim: Any) -> None:
     before = sim.snapshot()
     rep = await run(services, "promote shop-api")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert rep.final.steps[0].summary == (
         "shop-api is deployed with the `kubernetes` strategy in staging, not Argo Rollouts: "
         "there is no canary to promote")

@@ -41,10 +41,14 @@ async def test_scale_outside_bounds_refused_before_anything(run: Run, sim: Any) 
     assert sim.snapshot() == before
 
 
-async def test_scale_same_count_is_a_noop(run: Run) -> None:
+async def test_scale_same_count_is_refused(run: Run, services: Any) -> None:
     outcome, rep = await run("scale shop-api 3")
-    assert outcome.status == "succeeded"
-    assert "already runs 3 replicas" in rep.final.steps[0].summary
+    assert outcome.status == "refused" and outcome.execution_id == rep.final.execution_id
+    assert rep.final.status == "refused"
+    assert rep.final.summary == "shop-api already runs 3 replicas; nothing to change"
+    record = services.store.get_execution(outcome.execution_id)
+    assert record is not None and record.status == "refused"
+    assert [s.status for s in record.steps] == ["refused"]
 
 
 async def test_scale_retries_a_conflict(run: Run, sim: Any) -> None:

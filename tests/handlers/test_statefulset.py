@@ -260,19 +260,19 @@ async def test_statefulset_rollback_refusals_change_nothing(
     sts_services: Services, sim: Any
 ) -> None:
     rep = await _run(sts_services, "rollback shop-db")
-    assert rep.final.status == "failed"
+    assert rep.final.status == "refused"
     assert rep.final.steps[0].summary == (
         "no rollout history found for shop-db: there is no previous revision")
     await _deployed(sts_services, sim, "16.5")
     before = sim.snapshot()
-    for text, why in (
-        ("rollback shop-db --to 9",
+    for text, status, why in (
+        ("rollback shop-db --to 9", "failed",
          "revision 9 of shop-db is not in its history (known revisions: 1, 2)"),
-        ("rollback shop-db --to 2",
+        ("rollback shop-db --to 2", "refused",
          "shop-db already runs the template of revision 2; skipped rollback"),
     ):
         rep = await _run(sts_services, text)
-        assert rep.final.status == "failed"
+        assert rep.final.status == status
         assert rep.final.steps[0].summary == why
     sim.wait_idle()
     assert sim.snapshot() == before

@@ -362,3 +362,31 @@ def test_the_stand_in_refuses_what_slack_refuses() -> None:
     assert refused([{"type": "section", "fields": [{"type": "mrkdwn", "text": "x" * 2001}]}])
     modal = deny_modal("rq-01TEST", None, "x")
     assert modal_problems({**modal, "title": {"type": "plain_text", "text": "x" * 25}})
+
+
+def test_an_interrupted_message_keeps_the_honest_states_of_its_steps(tmp_path: object) -> None:
+    """After a restart the message of an interrupted run is rebuilt from the stored steps:
+    a step stored as not checked (or refused) must not turn into a failure there."""
+    from pathlib import Path
+
+    from bot.slack.recovery import interrupted_view
+    from bot.store import Store
+
+    store = Store.open(f"sqlite:///{Path(str(tmp_path)) / 'recovery.db'}")
+    try:
+        ex_id = store.create_execution(runbook="deploy", source="slack", actor="U0ALICE",
+                                       command="deploy shop-api 1.5.0", environment="staging",
+                                       target="shop-api", params={}, dry_run=False)
+        store.start_step(ex_id, index=0, name="Pre-checks", handler="deploy.prechecks")
+        store.finish_step(ex_id, index=0, status="not_checked",
+                          summary="pre-checks passed; 1 not checked", output=None, error=None)
+        store.start_step(ex_id, index=1, name="Roll out", handler="deploy.wait")
+        store.interrupt_running("opsbot stopped")
+        record = store.get_execution(ex_id)
+        assert record is not None
+        view = interrupted_view(record, "alice")
+    finally:
+        store.close()
+    assert [(s.name, s.status) for s in view.steps] == [("Pre-checks", "not_checked"),
+                                                        ("Roll out", "interrupted")]
+    assert "❔ Pre-checks: pre-checks passed; 1 not checked" in str(execution_blocks(view))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -65,7 +66,8 @@ APP_TOKEN = "xapp-standin-token"
 BOT_USER = "U0OPSBOT"
 CHANNEL = "C0OPS"
 USERS = {"alice": "U0ALICE", "bob": "U0BOB", "carol": "U0CAROL", "mallory": "U0MALLORY"}
-FINAL = (": done", ": failed", ": interrupted")
+# The end of a final headline: `…: done`, `…: done, not checked: Verify`, `…: refused`, ...
+FINAL = re.compile(r": (done|failed|refused|interrupted)(, not checked: [^\n]+)?\Z")
 DEFAULT_TIMEOUT = 20.0  # generous: a loaded 2-core machine runs this suite
 
 
@@ -568,7 +570,7 @@ class SlackDriver:
     def finished(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> Message:
         """The message of `command` once its headline shows a final state."""
         return self.slack.wait_message(
-            lambda m: f"`{command}`" in m.text and m.text.split("\n")[0].endswith(FINAL),
+            lambda m: f"`{command}`" in m.text and bool(FINAL.search(m.text.split("\n")[0])),
             timeout,
         )
 
