@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 
 from bot.config import BACKUP_TTL_SHORTEST, AppConfig
 from bot.errors import NotFound, PermanentError, Refused, UsageError
+from bot import messages
 from bot.markup import code
 from bot.names import is_dns1123_subdomain, shown
 from bot.numbers import parse_duration
@@ -186,8 +187,11 @@ async def _scope(ctx: HandlerContext, target: str | None) -> tuple[str, AppConfi
             raise Refused(f"{target} is the namespace of environment {others[0]}; a backup in "
                           f"{env.name} may only hold {env.namespace}",
                           hint=f"use --env {others[0]}")
-        if target in ctx.settings.apps:
-            ctx.settings.app(target, env.name)  # says where the app is deployed instead
+        if target in ctx.settings.apps:  # an app deployed elsewhere: say where
+            elsewhere = [e for e in ctx.settings.environments
+                         if target in ctx.settings.apps_in(e)]
+            raise Refused(messages.app_not_in_environment(target, env.name, elsewhere),
+                          hint=messages.app_not_in_environment_hint(elsewhere))
         raise Refused(f"{code(target)} is neither an app of {env.name} nor its namespace "
                       f"{env.namespace}",
                       hint=f"apps: {', '.join(sorted(apps)) or 'none'}; or {env.namespace}")

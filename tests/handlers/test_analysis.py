@@ -21,6 +21,7 @@ from bot.dispatcher import Outcome
 from bot.messages import metric_value
 from bot.registry import Registry
 from bot.services import Services
+from bot.slack.mrkdwn import mrkdwn
 from bot.trigger import Trigger
 from tests.conftest import DEMO_CONFIG, RecordingReporter
 from tests.support.prometheus import PrometheusServer, error_ratio_query, p99_query
@@ -204,7 +205,7 @@ async def test_not_checked_without_prometheus_or_metrics(build: Build) -> None:
     assert (verify.status, verify.summary) == (
         "not_checked", "not checked: PROMETHEUS_URL is not set")
     assert rep.final.summary == "1 not checked: Verify: analysis (PROMETHEUS_URL is not set)"
-    assert messages.execution_headline(rep.final) == (
+    assert mrkdwn(messages.execution_headline(rep.final)) == (
         "❔ `verify-test calm-api` in *staging*: done, not checked: Verify")
     record = services.store.get_execution(outcome.execution_id)
     assert record is not None and [s.status for s in record.steps] == ["not_checked"]

@@ -13,6 +13,7 @@ import pytest
 from bot import messages
 from bot.console.session import exit_code, run_command
 from bot.services import Services
+from bot.slack.mrkdwn import mrkdwn
 from bot.trigger import Trigger
 from tests.conftest import RecordingReporter
 from tests.handlers.deploy_support import deploy_services, dispatch
@@ -64,7 +65,7 @@ async def test_an_analysis_that_did_not_run_is_not_shown_as_passed(svc: Services
     assert verify.summary == "not checked: PROMETHEUS_URL is not set"
     assert "no analysis configured" not in verify.summary
     assert rep.final.summary == "1 not checked: Verify: analysis (PROMETHEUS_URL is not set)"
-    assert messages.execution_headline(rep.final) == (
+    assert mrkdwn(messages.execution_headline(rep.final)) == (
         "❔ `deploy shop-api 1.5.0` in *staging*: done, not checked: Verify")
     assert messages.step_line(verify) == "❔ Verify: not checked: PROMETHEUS_URL is not set"
     record = svc.store.get_execution(rep.final.execution_id)

@@ -76,7 +76,7 @@ def posts_of(slack: SlackStandIn, command: str) -> list[Call]:
 
 
 def is_final(text: str) -> bool:
-    return text.split("\n")[0].endswith(FINAL)
+    return bool(FINAL.search(text.split("\n")[0]))
 
 
 def assert_in_order(message: Message) -> None:
