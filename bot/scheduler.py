@@ -4,10 +4,13 @@ backup verification), on APScheduler 3 with its job store in opsbot's own databa
 Jobs are stored by reference (`bot.scheduler:expire_request_job`) with plain arguments, so a
 restarted process finds them and runs any that fell due while it was down.
 
-APScheduler 3 does not share a job store between running schedulers: with several replicas,
-each may run the same due job. The jobs are written for that: expiring an expired request
-changes nothing and says nothing, a reminder is claimed once per interval, and settling a
-settled request is a no-op. See docs/approvals.md.
+APScheduler 3 does not share a job store between running schedulers, so with several
+replicas only the leader runs one (bot/leader.py); a follower that becomes leader starts it
+and runs what fell due. Requests made on a follower get no timer there: the leader's sweep
+(every SWEEP_SECONDS) expires what is due and times every open request that has none. The
+jobs stay safe to run twice (a leader deposed mid-job, a console's scheduler next to it):
+expiring an expired request changes nothing and says nothing, a reminder is claimed once per
+interval, and settling a settled request is a no-op. See docs/approvals.md.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "expire_request_job",
     "remind_job",
     "settle_request_job",
+    "sweep_job",
     "verify_backups_job",
 ]
 
@@ -48,6 +52,8 @@ _approvals: Approvals | None = None
 _scheduler: Scheduler | None = None
 _verify_backups: Callable[[], Awaitable[object]] | None = None
 VERIFY_JOB = "verify-backups"
+SWEEP_JOB = "sweep"
+SWEEP_SECONDS = 15.0
 
 
 async def expire_request_job(request_id: str) -> None:
@@ -72,6 +78,11 @@ async def settle_request_job(request_id: str) -> None:
         log.warning("the check of approved %s fell due with no approvals service", request_id)
         return
     await _approvals.settle(request_id)
+
+
+async def sweep_job() -> None:
+    if _scheduler is not None:
+        await _scheduler.sweep()
 
 
 async def verify_backups_job() -> None:
@@ -116,10 +127,16 @@ class Scheduler:
             )
         else:
             self.remove(VERIFY_JOB)
-        await self._approvals.expire_due()
+        self._scheduler.add_job("bot.scheduler:sweep_job", trigger="interval",
+                                seconds=SWEEP_SECONDS, id=SWEEP_JOB, replace_existing=True)
         await self._approvals.recover_approved()
-        # Every open request has its timer, even one made while no scheduler ran (`opsbot
-        # run`). Timers already in the job store are kept as they are, not made again.
+        await self.sweep()
+
+    async def sweep(self) -> None:
+        """Expire what is due; every open request has its timer, even one made while no
+        scheduler ran (`opsbot run`, a follower replica). Timers already in the job store
+        are kept as they are, not made again."""
+        await self._approvals.expire_due()
         for request in await asyncio.to_thread(self._store.pending_requests):
             if self._scheduler.get_job(f"expire-{request.id}") is None:
                 self.schedule_expiry(request.id, request.expires_at)

@@ -165,6 +165,10 @@ def finish(
     with write_session(factory) as session:
         execution = _load_running(session, ex_id, f"finish as {status}")
         execution.status, execution.summary, execution.finished_at = status, summary, now
+        if status == INTERRUPTED:  # cut short mid-step (shutdown): no step stays running
+            for step in session.scalars(select(ExecutionStep).where(
+                    ExecutionStep.execution_id == ex_id, ExecutionStep.status == RUNNING)):
+                step.status, step.error, step.finished_at = INTERRUPTED, summary, now
 
 
 def get(factory: sessionmaker[Session], ex_id: str) -> ExecutionRecord | None:
