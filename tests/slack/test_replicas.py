@@ -154,12 +154,13 @@ def post_both(pair: dict[str, Served], path: str, body: bytes | str,
         return list(pool.map(send, pair.values()))
 
 
-def request_on(served: Served, slack: SlackStandIn) -> tuple[Message, str]:
+def request_on(served: Served, slack: SlackStandIn,
+               command: str = COMMAND) -> tuple[Message, str]:
     with httpx.Client(timeout=30) as http:
         bot = SlackDriver(served.url, http, slack, SIGNING_SECRET)
-        assert bot.send_command("alice", COMMAND).status_code == 200
+        assert bot.send_command("alice", command).status_code == 200
     message = slack.wait_message(
-        lambda m: f"`{COMMAND}`" in m.text and "awaiting approval" in m.text, WAIT)
+        lambda m: f"`{command}`" in m.text and "awaiting approval" in m.text, WAIT)
     return message, str(button(message, "Approve")["value"])
 
 
@@ -199,7 +200,7 @@ def test_one_leader_claims_across_replicas_and_takeover_after_kill(
     wait_until(lambda: store.unprocessed_notifications() == [], timeout=WAIT)
     alert_runs = store.alert_runs(group_hash(payload["groupKey"]))
     assert alert_runs, "the notification was not decided on"
-    assert len({(r.state_key, r.runbook) for r in alert_runs}) == len(alert_runs)
+    assert len({(r.fingerprint, r.runbook) for r in alert_runs}) == len(alert_runs)
     automatic = [r for r in store.recent_executions(50) if r.source == "alert"]
     assert len(automatic) == len([r for r in alert_runs if r.execution_id])
     posts = [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == "C0ALERTS"]
@@ -207,7 +208,7 @@ def test_one_leader_claims_across_replicas_and_takeover_after_kill(
 
     # A new request, then kill -9 the leader: the follower takes over within the lease
     # duration and, once the request is due, expires it once.
-    second, second_id = request_on(pair[leader], slack)
+    _, second_id = request_on(pair[leader], slack, "scale shop-api 6 --env prod")
     pair[leader].process.send_signal(signal.SIGKILL)
     pair[leader].process.wait(timeout=30)
     wait_until(lambda: holder(sim) == follower and ready(pair[follower])["leader"]["leader"],
