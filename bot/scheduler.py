@@ -6,8 +6,10 @@ restarted process finds them and runs any that fell due while it was down.
 
 APScheduler 3 does not share a job store between running schedulers, so with several
 replicas only the leader runs one (bot/leader.py); a follower that becomes leader starts it
-and runs what fell due. Requests made on a follower get no timer there: the leader's sweep
-(every SWEEP_SECONDS) expires what is due and times every open request that has none. The
+and runs what fell due. Requests made on a follower get no timer there: the leader calls
+`sweep` periodically (bot/services.py), which expires what is due and times every open
+request that has none. (Not an APScheduler job: AsyncIOScheduler reads its job store on the
+event loop, which a database that does not answer would then block at every wake-up.) The
 jobs stay safe to run twice (a leader deposed mid-job, a console's scheduler next to it):
 expiring an expired request changes nothing and says nothing, a reminder is claimed once per
 interval, and settling a settled request is a no-op. See docs/approvals.md.
@@ -39,7 +41,6 @@ __all__ = [
     "expire_request_job",
     "remind_job",
     "settle_request_job",
-    "sweep_job",
     "verify_backups_job",
 ]
 
@@ -52,8 +53,6 @@ _approvals: Approvals | None = None
 _scheduler: Scheduler | None = None
 _verify_backups: Callable[[], Awaitable[object]] | None = None
 VERIFY_JOB = "verify-backups"
-SWEEP_JOB = "sweep"
-SWEEP_SECONDS = 15.0
 
 
 async def expire_request_job(request_id: str) -> None:
@@ -78,11 +77,6 @@ async def settle_request_job(request_id: str) -> None:
         log.warning("the check of approved %s fell due with no approvals service", request_id)
         return
     await _approvals.settle(request_id)
-
-
-async def sweep_job() -> None:
-    if _scheduler is not None:
-        await _scheduler.sweep()
 
 
 async def verify_backups_job() -> None:
@@ -127,10 +121,8 @@ class Scheduler:
             )
         else:
             self.remove(VERIFY_JOB)
-        self._scheduler.add_job("bot.scheduler:sweep_job", trigger="interval",
-                                seconds=SWEEP_SECONDS, id=SWEEP_JOB, replace_existing=True)
-        await self._approvals.recover_approved()
         await self.sweep()
+        await self._approvals.recover_approved()
 
     async def sweep(self) -> None:
         """Expire what is due; every open request has its timer, even one made while no

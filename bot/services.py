@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -195,7 +196,8 @@ class Services:
             await self._recover_orphans(None if everything_first else self._stale_after())
         except Exception as exc:  # the store is down: the watch below tries again
             log.warning("recovery of dead replicas' runs failed: %s", type(exc).__name__)
-        self._background.append(asyncio.create_task(self._watch_orphans(), name=_WATCH))
+        if not everything_first:  # alone on its database, nobody else leaves orphans
+            self._background.append(asyncio.create_task(self._watch_orphans(), name=_WATCH))
         await self._start_scheduler()
 
     async def _follow(self) -> None:
@@ -208,7 +210,9 @@ class Services:
         await self._stop_scheduler()
 
     async def _start_heartbeat(self) -> None:
-        if any(t.get_name() == _HEARTBEAT for t in self._background):
+        """Only on PostgreSQL, where replicas share the database and read each other's."""
+        if self.store.engine.dialect.name != "postgresql" or any(
+                t.get_name() == _HEARTBEAT for t in self._background):
             return
         try:
             await asyncio.to_thread(self.store.beat)
@@ -231,20 +235,28 @@ class Services:
             log.warning("this replica's heartbeat row was not removed: %s", type(exc).__name__)
 
     async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.replicas.heartbeat_seconds)
-            try:
-                await asyncio.to_thread(self.store.beat)
-            except Exception as exc:  # the store is down; the next beat tries again
-                log.warning("heartbeat not recorded: %s", type(exc).__name__)
+        # Its own thread: beats waiting on a database that does not answer must not take the
+        # worker threads that answer users.
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1, thread_name_prefix="opsbot-heartbeat") as beats:
+            while True:
+                await asyncio.sleep(self.settings.replicas.heartbeat_seconds)
+                try:
+                    await loop.run_in_executor(beats, self.store.beat)
+                except Exception as exc:  # the store is down; the next beat tries again
+                    log.warning("heartbeat not recorded: %s", type(exc).__name__)
 
     async def _watch_orphans(self) -> None:
+        """The leader's rounds: runs of replicas that died meanwhile are interrupted, and
+        requests made on followers (which run no scheduler) get their timers."""
         while True:
-            await asyncio.sleep(self.settings.replicas.heartbeat_seconds)
+            await asyncio.sleep(self.settings.replicas.stale_after_seconds / 2)
             try:
                 await self._recover_orphans(self._stale_after())
+                if self.scheduler is not None:
+                    await self.scheduler.sweep()
             except Exception as exc:
-                log.warning("recovery of dead replicas' runs failed: %s", type(exc).__name__)
+                log.warning("the leader's round failed: %s", type(exc).__name__)
 
     async def _recover_orphans(self, stale_after: timedelta | None) -> None:
         interrupted = await self.recover(stale_after=stale_after)

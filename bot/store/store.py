@@ -69,8 +69,9 @@ class Store:
         self._prune_lock = threading.Lock()
         self._next_prune = 0.0
         self._outbox_listeners: list[Callable[[], None]] = []
-        # Runs owned by our name from before this are a previous process's (same POD_NAME).
-        self.started = clock()
+        # When this process first said it is alive: runs owned by our name from before then
+        # are a previous process's (same POD_NAME). None until the first heartbeat.
+        self.started: datetime | None = None
 
     @classmethod
     def open(
@@ -234,15 +235,18 @@ class Store:
         now = self._now()
         with translated():
             return _executions.interrupt_orphaned(
-                self._sessions, now, reason, me=self.replica, me_since=self.started,
+                self._sessions, now, reason, me=self.replica, me_since=self.started or now,
                 stale_before=now - stale_after)
 
     # replicas -------------------------------------------------------------------
 
     def beat(self) -> None:
         """This replica is alive now (its heartbeat row, made on the first beat)."""
+        now = self._now()
         with translated():
-            _replicas.beat(self._sessions, self._now(), self.replica)
+            _replicas.beat(self._sessions, now, self.replica)
+        if self.started is None:
+            self.started = now
 
     def forget_replica(self) -> None:
         """This replica stops: its heartbeat row goes."""
@@ -515,8 +519,9 @@ class Store:
         with translated():
             alive = None if stale_after is None else _replicas.live(
                 self._sessions, self._now() - stale_after)
-            return _alerts.interrupt_active(self._sessions, self._now(), me=self.replica,
-                                            me_since=self.started, alive=alive)
+            now = self._now()
+            return _alerts.interrupt_active(self._sessions, now, me=self.replica,
+                                            me_since=self.started or now, alive=alive)
 
     def alert_runs(self, group_hash: str) -> list[AlertRunRecord]:
         with translated():
