@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apscheduler.jobstores.base import JobLookupError
@@ -53,6 +53,7 @@ _approvals: Approvals | None = None
 _scheduler: Scheduler | None = None
 _verify_backups: Callable[[], Awaitable[object]] | None = None
 VERIFY_JOB = "verify-backups"
+_VERIFY_GRACE = 3600
 
 
 async def expire_request_job(request_id: str) -> None:
@@ -80,8 +81,15 @@ async def settle_request_job(request_id: str) -> None:
 
 
 async def verify_backups_job() -> None:
-    if _verify_backups is None:
+    if _verify_backups is None or _scheduler is None:
         log.warning("the backup verification fell due with no services running")
+        return
+    # One run per scheduled time across processes (a deposed leader mid-wake-up, a console's
+    # scheduler next to the server's): the first to claim the fire time runs it.
+    fire = _scheduler.latest_verify_fire(datetime.now(UTC))
+    key = f"schedule:{VERIFY_JOB}:{fire.isoformat()}"
+    if not await asyncio.to_thread(_scheduler.claim, key):
+        log.info("the backup verification of %s ran elsewhere already", fire.isoformat())
         return
     await _verify_backups()
 
@@ -117,7 +125,7 @@ class Scheduler:
                 "bot.scheduler:verify_backups_job",
                 trigger=CronTrigger.from_crontab(self._verify_cron, timezone=UTC),
                 id=VERIFY_JOB, replace_existing=True,
-                misfire_grace_time=3600,  # missed by more than an hour: wait for the next one
+                misfire_grace_time=_VERIFY_GRACE,  # missed by more: wait for the next one
             )
         else:
             self.remove(VERIFY_JOB)
@@ -134,6 +142,23 @@ class Scheduler:
                 self.schedule_expiry(request.id, request.expires_at)
             if request.emergency and self._scheduler.get_job(f"remind-{request.id}") is None:
                 self.schedule_reminder(request.id)
+
+    def claim(self, key: str) -> bool:
+        return self._store.claim_delivery(key)
+
+    def latest_verify_fire(self, now: datetime) -> datetime:
+        """The scheduled time the verification job now runs for: the cron's latest fire time
+        within its misfire grace (an hour), else `now` to the minute."""
+        latest = now.replace(second=0, microsecond=0)
+        if not self._verify_cron:
+            return latest
+        trigger = CronTrigger.from_crontab(self._verify_cron, timezone=UTC)
+        fire = trigger.get_next_fire_time(None, now - timedelta(seconds=_VERIFY_GRACE + 60))
+        found = None
+        while fire is not None and fire <= now:
+            found = fire
+            fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        return found or latest
 
     def schedule_expiry(self, request_id: str, when: datetime) -> None:
         self._scheduler.add_job(

@@ -181,8 +181,13 @@ class Services:
             renew_deadline=replicas.renew_deadline_seconds,
             retry_period=replicas.retry_period_seconds,
         )
-        return LeaseElector(self.kube.for_context(None).coordination, config,
-                            on_started=self._lead, on_stopped=self._follow)
+        try:
+            api = self.kube.for_context(None).coordination
+        except ConfigError as exc:
+            raise ConfigError(
+                f"leader election needs the Kubernetes API ({exc}); with one replica and no "
+                "cluster set OPSBOT_LEADER_ELECTION=false") from exc
+        return LeaseElector(api, config, on_started=self._lead, on_stopped=self._follow)
 
     async def _lead_alone(self) -> None:
         """A process alone on its database: whatever is running at its start was left by the
