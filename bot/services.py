@@ -215,9 +215,11 @@ class Services:
         await self._stop_scheduler()
 
     async def _start_heartbeat(self) -> None:
-        """Only on PostgreSQL, where replicas share the database and read each other's."""
-        if self.store.engine.dialect.name != "postgresql" or any(
-                t.get_name() == _HEARTBEAT for t in self._background):
+        """Where replicas share the database and read each other's: PostgreSQL, or wherever
+        an election is forced."""
+        shared = self.store.engine.dialect.name == "postgresql" \
+            or self.settings.replicas.leader_election is True
+        if not shared or any(t.get_name() == _HEARTBEAT for t in self._background):
             return
         try:
             await asyncio.to_thread(self.store.beat)
@@ -243,13 +245,16 @@ class Services:
         # Its own thread: beats waiting on a database that does not answer must not take the
         # worker threads that answer users.
         loop = asyncio.get_running_loop()
-        with ThreadPoolExecutor(1, thread_name_prefix="opsbot-heartbeat") as beats:
+        beats = ThreadPoolExecutor(1, thread_name_prefix="opsbot-heartbeat")
+        try:
             while True:
                 await asyncio.sleep(self.settings.replicas.heartbeat_seconds)
                 try:
                     await loop.run_in_executor(beats, self.store.beat)
                 except Exception as exc:  # the store is down; the next beat tries again
                     log.warning("heartbeat not recorded: %s", type(exc).__name__)
+        finally:
+            beats.shutdown(wait=False)  # a beat stuck on the database ends on its own
 
     async def _watch_orphans(self) -> None:
         """The leader's rounds: runs of replicas that died meanwhile are interrupted, and

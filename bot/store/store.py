@@ -243,10 +243,10 @@ class Store:
     def beat(self) -> None:
         """This replica is alive now (its heartbeat row, made on the first beat)."""
         now = self._now()
+        if self.started is None:  # from the first attempt, even if the database is down
+            self.started = now
         with translated():
             _replicas.beat(self._sessions, now, self.replica)
-        if self.started is None:
-            self.started = now
 
     def forget_replica(self) -> None:
         """This replica stops: its heartbeat row goes."""
