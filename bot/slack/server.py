@@ -42,6 +42,7 @@ __all__ = ["create_app", "parse_listen", "readiness", "serve"]
 log = logging.getLogger("opsbot.slack")
 
 READY_TIMEOUT_SECONDS = 5.0
+HTTP_DRAIN_SECONDS = 10
 
 
 async def readiness(services: Services) -> str | None:
@@ -187,9 +188,10 @@ def serve(settings: Settings) -> None:
     try:
         app_token = settings.slack.app_token
         app = create_app(services, app_token=app_token.get_secret_value() if app_token else None)
-        grace = settings.replicas.shutdown_grace_seconds
+        # Requests in flight (acks, the intake's store write) are short; the grace for
+        # running executions is the lifespan's (create_app), so the two do not add up.
         config = uvicorn.Config(app, host=host, port=port, lifespan="on",
-                                timeout_graceful_shutdown=max(1, int(grace)))
+                                timeout_graceful_shutdown=HTTP_DRAIN_SECONDS)
         uvicorn.Server(config).run()
     finally:
         services.close()
