@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,11 +40,9 @@ _NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 Callback = Callable[[], Awaitable[None]]
 
 
-def pod_namespace(environ: dict[str, str] | None = None) -> str:
+def pod_namespace(environ: Mapping[str, str] | None = None) -> str:
     """The namespace this pod runs in (`POD_NAMESPACE`, else the service account's), else
     `default`."""
-    import os
-
     env = os.environ if environ is None else environ
     if env.get("POD_NAMESPACE"):
         return env["POD_NAMESPACE"]
@@ -129,7 +128,6 @@ class LeaseElector:
         self._last_renew = 0.0
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
-        self.transitions_seen = 0
 
     @property
     def is_leader(self) -> bool:

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from bot.kube import KubeFactory
-from bot.leader import LeaseConfig, LeaseElector, SoleLeader
+from bot.leader import LeaseConfig, LeaseElector, SoleLeader, pod_namespace
 from bot.metrics import LEADER
 from bot.simcluster import SimCluster
 
@@ -171,3 +171,9 @@ async def _until(predicate: Any, timeout: float = 30.0) -> None:
     while not predicate():
         assert loop.time() < deadline, "condition not met"
         await asyncio.sleep(0.02)
+
+
+def test_the_lease_namespace_is_the_pods() -> None:
+    assert pod_namespace({"POD_NAMESPACE": "opsbot"}) == "opsbot"
+    # Outside a pod (no service account mounted here): `default`.
+    assert pod_namespace({}) == "default"
