@@ -8,14 +8,15 @@ it as Block Kit updated in place; the console prints it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
-from bot.markup import bold, clip, code, italic
+from bot.markup import bold, clean, clip, code, italic
 from bot.reporting import Button, Reporter
 
 __all__ = [
     "AlertBoard", "AlertGroupView", "AlertLine", "GroupText", "RunLine", "group_lines",
-    "group_text",
+    "group_text", "moment",
 ]
 
 _DECISION_TEXT = {
@@ -65,8 +66,26 @@ class AlertLine:
     @property
     def when(self) -> str:
         if self.status == "firing":
-            return f"since {self.starts_at}"
-        return f"resolved {self.ends_at or ''}".strip()
+            return f"since {moment(self.starts_at)}"
+        return f"resolved {moment(self.ends_at)}".strip()
+
+
+def moment(stamp: str | None, now: datetime | None = None) -> str:
+    """An Alertmanager time as people read it: `12:25 UTC` today, `2026-12-03 12:25 UTC`
+    another day; nothing for Go's zero time (not set); the text itself if it is not a time."""
+    if not stamp:
+        return ""
+    try:
+        at = datetime.fromisoformat(stamp)
+    except ValueError:
+        return clip(clean(stamp), 40)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    at = at.astimezone(UTC)
+    if at.year <= 1:
+        return ""
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    return at.strftime("%H:%M UTC" if at.date() == today else "%Y-%m-%d %H:%M UTC")
 
 
 @dataclass(frozen=True)

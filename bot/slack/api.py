@@ -81,8 +81,10 @@ def _refused(method: str, response: AsyncSlackResponse) -> SlackCallFailed:
     status = int(response.status_code or 0)
     data = response.data
     # A 5xx from a proxy or Slack's edge may carry HTML, not Slack's JSON.
-    error = str(data.get("error") or "unknown_error") if isinstance(data, dict) \
-        else f"http_{status}"
+    error = data.get("error") if isinstance(data, dict) else None
+    if not error:
+        error = f"http_{status}" if status >= 300 else "unknown_error"
+    error = str(error)
     retry_after = None
     if status == 429:
         try:

@@ -79,6 +79,7 @@ def create_app(
     bolt = build_bolt_app(services, client=client, tasks=tasks, identity=identity)
     secret = services.settings.slack.signing_secret
     signing_secret = secret.get_secret_value() if secret else ""
+    socket: CheckedSocketModeHandler | None = None  # made in the lifespan (it needs the loop)
 
     async def events(request: Request) -> Response:
         try:
@@ -100,6 +101,8 @@ def create_app(
 
     async def readyz(_: Request) -> Response:
         problem = "shutting down" if stopping.is_set() else await readiness(services)
+        if problem is None and socket is not None and socket.refused:
+            problem = f"Slack refused the app token ({socket.refused})"
         leadership = services.leadership
         body: dict[str, object] = {
             "ready": problem is None,
@@ -128,12 +131,14 @@ def create_app(
         # Then the sender: what a previous process left in the outbox goes first (and the
         # scheduler has made its table, which SQLite cannot do next to a busy writer).
         await sender.start()
+        nonlocal socket
         socket = CheckedSocketModeHandler(bolt, app_token) if app_token else None
+        # Not awaited: the probes, the webhook and running work go on while Slack's API is
+        # still unreachable.
+        background = [asyncio.create_task(identity.learn(auth_retry), name="opsbot auth.test")]
         if socket is not None:
-            await socket.connect_async()  # type: ignore[no-untyped-call]
-            log.info("connected to Slack over Socket Mode")
-        # Not awaited: commands are served while Slack's API is still unreachable.
-        learning = asyncio.create_task(identity.learn(auth_retry), name="opsbot auth.test")
+            background.append(asyncio.create_task(socket.dial(auth_retry),
+                                                  name="opsbot socket mode"))
         try:
             yield
         finally:
@@ -141,9 +146,11 @@ def create_app(
             # listener already); running executions get the grace period, then are
             # interrupted (their target locks released); then the Lease is released.
             stopping.set()
-            learning.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await learning
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if socket is not None:
                 await socket.close_async()  # type: ignore[no-untyped-call]
             await asyncio.gather(tasks.drain(grace), services.alerts.stop(grace))

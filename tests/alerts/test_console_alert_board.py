@@ -4,8 +4,12 @@ printed whole when it ends, so runs going on side by side do not interleave."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pytest
+
 from bot.alerts.console import ConsoleAlertBoard
-from bot.alerts.view import AlertGroupView, AlertLine, RunLine
+from bot.alerts.view import AlertGroupView, AlertLine, RunLine, moment
 from bot.reporting import Button, ExecutionView, StepView
 
 
@@ -31,7 +35,7 @@ async def test_group_printed_on_alert_changes_with_its_commands() -> None:
     assert out[0].splitlines() == [
         "🚨 FIRING KubePodCrashLooping in staging (1 firing, 0 resolved)",
         "🔴 KubePodCrashLooping shop-worker in staging: Pod is crash looping. "
-        "(since 2026-01-01T00:00:00Z)",
+        "(since 2026-01-01 00:00 UTC)",
         "Automation:",
         "• `alert-crashloop` on shop-worker in staging: starting",
         "  [Silence 1h] silence KubePodCrashLooping namespace=shop-staging --for 1h --env staging",
@@ -61,3 +65,15 @@ async def test_an_automatic_run_is_printed_whole_when_it_ends() -> None:
     assert "  ✅ Diagnose: worker is crash-looping" in lines
     assert "  ✅ Look again: still crash-looping" in lines
     assert lines[-1].startswith("✅ `run alert-crashloop app=shop-worker` in staging: done")
+
+
+@pytest.mark.parametrize(("stamp", "shown"), [
+    ("2026-12-04T12:25:00.230000+00:00", "12:25 UTC"),  # today: the time
+    ("2026-12-04T13:25:07.123456789+01:00", "12:25 UTC"),  # Go's nanoseconds, another zone
+    ("2026-12-03T23:59:59Z", "2026-12-03 23:59 UTC"),  # another day: with its date
+    ("0001-01-01T00:00:00Z", ""),  # Go's zero time: not set
+    (None, ""),
+    ("*soon*", "*soon*"),  # not a time: shown as it came, as text
+])
+def test_alert_times_read_as_people_read_them(stamp: str | None, shown: str) -> None:
+    assert moment(stamp, now=datetime(2026, 12, 4, 18, 0, tzinfo=UTC)) == shown

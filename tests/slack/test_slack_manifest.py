@@ -22,6 +22,7 @@ SCOPES = {
     "files.upload_v2": "files:write",
     "views.open": None,
     "auth.test": None,
+    "apps.connections.open": None,  # the app-level token's connections:write, not a bot scope
 }
 
 

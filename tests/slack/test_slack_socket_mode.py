@@ -17,10 +17,12 @@ from bot.services import Services
 from bot.simcluster import SimCluster
 from bot.slack.server import create_app
 from tests.slack.test_slack_serve import serve_process
+from tests.support.alert_chain import wait_until
 from tests.support.signing import SIGNING_SECRET, slash_command_body
 from tests.support.slack_standin import (
     APP_TOKEN,
     BOT_TOKEN,
+    DEFAULT_TIMEOUT,
     ServerThread,
     SlackDriver,
     SlackStandIn,
@@ -135,3 +137,69 @@ def test_malformed_envelopes_are_refused_and_the_socket_keeps_working(
         assert MARK not in text, f"an envelope reached the log: {text[:200]}"
         assert record.exc_info is None, text[:200]
     assert [r.actor for r in services.store.recent_executions(5)] == ["U0ALICE"]
+
+
+def test_an_unreachable_slack_at_start_does_not_stop_the_server(
+    services: Services, slack: SlackStandIn, socket_mode: SocketModeStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Slack's API fails when opsbot starts: the probes and the Alertmanager webhook are served
+    at once, one warning says opsbot retries, and once Slack answers the socket opens and
+    commands run over it."""
+    caplog.set_level(logging.INFO, logger="opsbot")
+    slack.fault("error", "apps.connections.open", status=503)
+    app = create_app(services, app_token=APP_TOKEN, shutdown_grace=10, auth_retry=(0.05, 0.2))
+    server = ServerThread(app).start()
+    try:
+        slack.wait_for(lambda c: c.method == "apps.connections.open" and not c.served)
+        with httpx.Client(timeout=30) as http:
+            assert http.get(f"{server.url}/healthz").status_code == 200
+            assert http.get(f"{server.url}/readyz").status_code == 200
+            # several tries while it fails, and still one line about it
+            slack.wait_for(lambda c: len([x for x in slack.calls_to("apps.connections.open")
+                                          if not x.served]) >= 3)
+            assert socket_mode.acks == []
+            slack.heal()
+            socket_mode.wait_connected()
+            payload = dict(parse_qsl(slash_command_body("U0ALICE", "status shop-api")))
+            socket_mode.send({"envelope_id": "env-late", "type": "slash_commands",
+                              "accepts_response_payload": True, "payload": payload})
+            assert socket_mode.wait_ack("env-late") == {"envelope_id": "env-late"}
+            SlackDriver(server.url, http, slack, SIGNING_SECRET).finished("status shop-api")
+    finally:
+        server.stop()
+    said = [r.getMessage() for r in caplog.records if "Socket Mode" in r.getMessage()]
+    assert said == [
+        "cannot reach Slack for Socket Mode (http_503); the webhook and probes are served "
+        "meanwhile, retrying until Slack answers",
+        "connected to Slack over Socket Mode",
+    ]
+
+
+def test_a_refused_app_token_is_said_once_and_fails_readiness(
+    services: Services, slack: SlackStandIn, socket_mode: SocketModeStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wrong app token will not start working by retrying: one error, no retries, and
+    `/readyz` says why (so a rollout with a bad token stops)."""
+    caplog.set_level(logging.INFO, logger="opsbot")
+    app = create_app(services, app_token="xapp-1-wrong", shutdown_grace=10,
+                     auth_retry=(0.05, 0.2))
+    server = ServerThread(app).start()
+    try:
+        with httpx.Client(timeout=30) as http:
+            def readiness() -> httpx.Response | None:
+                answer = http.get(f"{server.url}/readyz")
+                return answer if answer.status_code == 503 else None
+
+            answer = wait_until(readiness, timeout=DEFAULT_TIMEOUT)
+            assert answer.json()["problem"] == "Slack refused the app token (invalid_auth)"
+            assert http.get(f"{server.url}/healthz").status_code == 200
+    finally:
+        server.stop()
+    assert len(slack.calls_to("apps.connections.open")) == 1
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "Slack refused the app token for Socket Mode (invalid_auth); no commands arrive until "
+        "SLACK_APP_TOKEN is fixed and opsbot restarted"]
+    assert "xapp-1-wrong" not in caplog.text
