@@ -32,6 +32,7 @@ __all__ = [
     "AppConfig",
     "BackupConfig",
     "EnvironmentConfig",
+    "ReplicasConfig",
     "RoleConfig",
     "Settings",
     "SlackConfig",
@@ -52,6 +53,14 @@ ENV_VARS: dict[str, str] = {
     "ARGOCD_URL": "argocd_url",
     "ARGOCD_TOKEN": "argocd_token",
     "OPSBOT_LISTEN": "listen",
+    "OPSBOT_LEADER_ELECTION": "replicas.leader_election",
+    "OPSBOT_LEASE_NAME": "replicas.lease_name",
+    "OPSBOT_LEASE_NAMESPACE": "replicas.lease_namespace",
+    "OPSBOT_LEASE_DURATION": "replicas.lease_duration_seconds",
+    "OPSBOT_LEASE_RENEW_DEADLINE": "replicas.renew_deadline_seconds",
+    "OPSBOT_LEASE_RETRY_PERIOD": "replicas.retry_period_seconds",
+    "OPSBOT_HEARTBEAT_SECONDS": "replicas.heartbeat_seconds",
+    "OPSBOT_SHUTDOWN_GRACE": "replicas.shutdown_grace_seconds",
 }
 
 
@@ -218,6 +227,42 @@ class AlertsConfig(_Model):
         return value
 
 
+class ReplicasConfig(_Model):
+    """Several replicas on one PostgreSQL: leader election on a Kubernetes Lease (as
+    client-go's leaderelection), heartbeats, and how long a stopping process lets work finish.
+
+    `leader_election` None (the default) elects on PostgreSQL and lets a process on SQLite
+    (one process's database) lead by itself; true or false force it on or off (off: this
+    process is the leader, for one replica on PostgreSQL outside Kubernetes)."""
+
+    leader_election: bool | None = None
+    lease_name: str = "opsbot"
+    lease_namespace: str | None = None  # None: the pod's namespace, else `default`
+    lease_duration_seconds: float = Field(default=15.0, gt=0, le=3600)
+    renew_deadline_seconds: float = Field(default=10.0, gt=0, le=3600)
+    retry_period_seconds: float = Field(default=2.0, gt=0, le=600)
+    heartbeat_seconds: float = Field(default=10.0, gt=0, le=600)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _valid(self) -> ReplicasConfig:
+        if not is_dns1123_label(self.lease_name):
+            raise ValueError(f"replicas.lease_name `{self.lease_name}` is not a valid name")
+        if self.lease_namespace is not None and not is_dns1123_label(self.lease_namespace):
+            raise ValueError(f"replicas.lease_namespace `{self.lease_namespace}` is not a valid "
+                             "namespace")
+        if not self.retry_period_seconds < self.renew_deadline_seconds \
+                < self.lease_duration_seconds:
+            raise ValueError("replicas: retry_period_seconds < renew_deadline_seconds < "
+                             "lease_duration_seconds, as in client-go's leader election")
+        return self
+
+    @property
+    def stale_after_seconds(self) -> float:
+        """A replica whose heartbeat is older than this is gone (three missed beats)."""
+        return self.heartbeat_seconds * 4
+
+
 class BackupConfig(_Model):
     """Velero backups (`backup ...` commands): where Velero runs and the defaults it is given."""
 
@@ -265,6 +310,7 @@ class Settings(_Model):
     argocd_token: SecretStr | None = None
     alerts: AlertsConfig = AlertsConfig()
     backup: BackupConfig = BackupConfig()
+    replicas: ReplicasConfig = ReplicasConfig()
     base_dir: str = "."  # directory of the config file; relative paths resolve against it
 
     @model_validator(mode="before")
@@ -376,7 +422,7 @@ def settings_from_mapping(
     for var, dotted in ENV_VARS.items():
         value = (environ or {}).get(var)
         if value:
-            _set_dotted(data, dotted, value)
+            _set_dotted(data, dotted, _env_value(var, value))
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
@@ -387,7 +433,30 @@ def settings_from_mapping(
         raise ConfigError(f"invalid configuration {source}: {problems}") from exc
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: str) -> None:
+_NUMBER_VARS = frozenset({"OPSBOT_LEASE_DURATION", "OPSBOT_LEASE_RENEW_DEADLINE",
+                          "OPSBOT_LEASE_RETRY_PERIOD", "OPSBOT_HEARTBEAT_SECONDS",
+                          "OPSBOT_SHUTDOWN_GRACE"})
+_BOOLEANS = {"true": True, "on": True, "1": True, "false": False, "off": False, "0": False}
+
+
+def _env_value(var: str, value: str) -> object:
+    """A variable's text as the setting's type: seconds are ASCII decimal numbers, switches
+    true/false (on/off, 1/0)."""
+    if var == "OPSBOT_LEADER_ELECTION":
+        if value.strip().lower() not in _BOOLEANS:
+            raise ConfigError(f"{var} must be true or false, not {value!r}")
+        return _BOOLEANS[value.strip().lower()]
+    if var in _NUMBER_VARS:
+        text = value.strip()
+        whole, _, fraction = text.partition(".")
+        if not (whole.isascii() and whole.isdigit() and (not fraction or (
+                fraction.isascii() and fraction.isdigit()))):
+            raise ConfigError(f"{var} must be a number of seconds, not {value!r}")
+        return float(text)
+    return value
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: object) -> None:
     *parents, leaf = dotted.split(".")
     node = data
     for part in parents:

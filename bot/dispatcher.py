@@ -377,6 +377,11 @@ class Dispatcher:
                 if not ok_cleanup:
                     log.warning("on_failure steps of %s failed too", execution_id)
         except asyncio.CancelledError:
+            # Shutdown's grace ran out mid-step: the step is recorded and shown interrupted
+            # (the store marks its row so when the execution ends interrupted).
+            for step in view.steps:
+                if step.status == "running":
+                    step.status = "interrupted"
             view.status = "interrupted"
             view.summary = messages.interrupted_summary()
             await self._finish(run, "interrupted")

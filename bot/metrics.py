@@ -15,6 +15,7 @@ __all__ = [
     "ALERT_NOTIFICATIONS",
     "ALERT_NOTIFICATIONS_REFUSED",
     "EXECUTIONS",
+    "LEADER",
     "OUTBOX_DELIVERIES",
     "OUTBOX_DEPTH",
     "OUTBOX_OLDEST",
@@ -74,4 +75,8 @@ OUTBOX_DEPTH = Gauge(
 OUTBOX_OLDEST = Gauge(
     "opsbot_outbox_oldest_pending_seconds",
     "Age of the oldest Slack outbox row not delivered yet; 0 when there is none.",
+)
+LEADER = Gauge(
+    "opsbot_leader",
+    "1 on the replica that holds the leader Lease (or leads alone), 0 on the others.",
 )

@@ -4,10 +4,15 @@ backup verification), on APScheduler 3 with its job store in opsbot's own databa
 Jobs are stored by reference (`bot.scheduler:expire_request_job`) with plain arguments, so a
 restarted process finds them and runs any that fell due while it was down.
 
-APScheduler 3 does not share a job store between running schedulers: with several replicas,
-each may run the same due job. The jobs are written for that: expiring an expired request
-changes nothing and says nothing, a reminder is claimed once per interval, and settling a
-settled request is a no-op. See docs/approvals.md.
+APScheduler 3 does not share a job store between running schedulers, so with several
+replicas only the leader runs one (bot/leader.py); a follower that becomes leader starts it
+and runs what fell due. Requests made on a follower get no timer there: the leader calls
+`sweep` periodically (bot/services.py), which expires what is due and times every open
+request that has none. (Not an APScheduler job: AsyncIOScheduler reads its job store on the
+event loop, which a database that does not answer would then block at every wake-up.) The
+jobs stay safe to run twice (a leader deposed mid-job, a console's scheduler next to it):
+expiring an expired request changes nothing and says nothing, a reminder is claimed once per
+interval, and settling a settled request is a no-op. See docs/approvals.md.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apscheduler.jobstores.base import JobLookupError
@@ -48,6 +53,7 @@ _approvals: Approvals | None = None
 _scheduler: Scheduler | None = None
 _verify_backups: Callable[[], Awaitable[object]] | None = None
 VERIFY_JOB = "verify-backups"
+_VERIFY_GRACE = 3600
 
 
 async def expire_request_job(request_id: str) -> None:
@@ -75,8 +81,15 @@ async def settle_request_job(request_id: str) -> None:
 
 
 async def verify_backups_job() -> None:
-    if _verify_backups is None:
+    if _verify_backups is None or _scheduler is None:
         log.warning("the backup verification fell due with no services running")
+        return
+    # One run per scheduled time across processes (a deposed leader mid-wake-up, a console's
+    # scheduler next to the server's): the first to claim the fire time runs it.
+    fire = _scheduler.latest_verify_fire(datetime.now(UTC))
+    key = f"schedule:{VERIFY_JOB}:{fire.isoformat()}"
+    if not await asyncio.to_thread(_scheduler.claim, key):
+        log.info("the backup verification of %s ran elsewhere already", fire.isoformat())
         return
     await _verify_backups()
 
@@ -112,19 +125,40 @@ class Scheduler:
                 "bot.scheduler:verify_backups_job",
                 trigger=CronTrigger.from_crontab(self._verify_cron, timezone=UTC),
                 id=VERIFY_JOB, replace_existing=True,
-                misfire_grace_time=3600,  # missed by more than an hour: wait for the next one
+                misfire_grace_time=_VERIFY_GRACE,  # missed by more: wait for the next one
             )
         else:
             self.remove(VERIFY_JOB)
-        await self._approvals.expire_due()
+        await self.sweep()
         await self._approvals.recover_approved()
-        # Every open request has its timer, even one made while no scheduler ran (`opsbot
-        # run`). Timers already in the job store are kept as they are, not made again.
+
+    async def sweep(self) -> None:
+        """Expire what is due; every open request has its timer, even one made while no
+        scheduler ran (`opsbot run`, a follower replica). Timers already in the job store
+        are kept as they are, not made again."""
+        await self._approvals.expire_due()
         for request in await asyncio.to_thread(self._store.pending_requests):
             if self._scheduler.get_job(f"expire-{request.id}") is None:
                 self.schedule_expiry(request.id, request.expires_at)
             if request.emergency and self._scheduler.get_job(f"remind-{request.id}") is None:
                 self.schedule_reminder(request.id)
+
+    def claim(self, key: str) -> bool:
+        return self._store.claim_delivery(key)
+
+    def latest_verify_fire(self, now: datetime) -> datetime:
+        """The scheduled time the verification job now runs for: the cron's latest fire time
+        within its misfire grace (an hour), else `now` to the minute."""
+        latest = now.replace(second=0, microsecond=0)
+        if not self._verify_cron:
+            return latest
+        trigger = CronTrigger.from_crontab(self._verify_cron, timezone=UTC)
+        fire = trigger.get_next_fire_time(None, now - timedelta(seconds=_VERIFY_GRACE + 60))
+        found = None
+        while fire is not None and fire <= now:
+            found = fire
+            fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        return found or latest
 
     def schedule_expiry(self, request_id: str, when: datetime) -> None:
         self._scheduler.add_job(

@@ -4,9 +4,12 @@ so `serve`, `shell`, `run` and `demo` run the same product."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +27,7 @@ from bot.dispatcher import Dispatcher, Outcome
 from bot.errors import ConfigError, UsageError
 from bot.invocation import Invocation
 from bot.kube import KubeFactory
+from bot.leader import Leadership, LeaseConfig, LeaseElector, SoleLeader, pod_namespace
 from bot.registry import Registry
 from bot.reporting import ExecutionView, Notice, Reporter
 from bot.runbooks.loader import Catalog, load_catalog
@@ -40,6 +44,9 @@ __all__ = ["SCHEDULE_ACTOR", "FailuresOnly", "Services", "default_database_url"]
 SCHEDULE_ACTOR = "opsbot"
 
 log = logging.getLogger("opsbot")
+
+_HEARTBEAT = "opsbot heartbeat"
+_WATCH = "opsbot orphan recovery"
 
 
 def default_database_url() -> str:
@@ -61,6 +68,11 @@ class Services:
     report_to: Callable[[str | None], Reporter] = field(
         default=lambda _channel: ConsoleReporter())
     scheduler: Scheduler | None = None
+    leadership: Leadership | None = None  # `serve` only: who runs the scheduler and recovery
+    # Told the executions the leader's recovery marked interrupted (the Slack front end
+    # updates their messages).
+    on_interrupted: Callable[[list[str]], Awaitable[None]] | None = None
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -99,8 +111,20 @@ class Services:
                    alerts, report_to=report_to or (lambda _channel: ConsoleReporter()))
 
     async def start(self, *, alerts: bool = False) -> None:
-        """Background work of a running process: the scheduler (approval expiry) and, for
-        `serve`, the alert worker (stored notifications)."""
+        """Background work of a console process: its heartbeat (so a server's recovery leaves
+        its runs alone), the scheduler (approval expiry) and, with `alerts`, the alert
+        worker (stored notifications)."""
+        await self._start_heartbeat()
+        await self._start_scheduler()
+        if alerts:
+            await self.alerts.start()
+
+    async def stop(self) -> None:
+        await self.alerts.stop()
+        await self._stop_scheduler()
+        await self._stop_heartbeat()
+
+    async def _start_scheduler(self) -> None:
         from bot.scheduler import Scheduler
 
         if self.scheduler is None:
@@ -111,14 +135,146 @@ class Services:
                 verify_backups=self.verify_backups,
             )
             await self.scheduler.start()
-        if alerts:
-            await self.alerts.start()
 
-    async def stop(self) -> None:
-        await self.alerts.stop()
+    async def _stop_scheduler(self) -> None:
         if self.scheduler is not None:
             await self.scheduler.stop()
             self.scheduler = None
+
+    # -- several replicas (`serve`) ----------------------------------------------------------
+
+    async def start_serving(self) -> None:
+        """`serve`'s background work: the heartbeat, the alert worker (every replica takes
+        notifications, each claimed by one), and the election; the leader alone recovers
+        what dead replicas left and runs the scheduler (see `_lead`)."""
+        await self._start_heartbeat()
+        self.leadership = self._leadership()
+        if isinstance(self.leadership, LeaseElector):
+            log.info("replica %s: leader election on the Lease %s", self.store.replica,
+                     self.leadership.detail()["lease"])
+        else:
+            log.info("replica %s leads alone (no leader election)", self.store.replica)
+        # A sole leader recovers here, before the worker starts runs of its own.
+        await self.leadership.start()
+        await self.alerts.start()
+
+    async def stop_serving(self, grace: float = 0.0) -> None:
+        """After the work was drained: the alert worker stops (its runs get `grace`), the
+        leader's work stops and the Lease is released, and the heartbeat row goes."""
+        await self.alerts.stop(grace)
+        if self.leadership is not None:
+            await self.leadership.stop()  # the scheduler stops before the Lease is released
+        await self._stop_heartbeat()
+
+    def _leadership(self) -> Leadership:
+        replicas = self.settings.replicas
+        elect = replicas.leader_election
+        if elect is None:
+            elect = self.store.engine.dialect.name == "postgresql"
+        if not elect:
+            return SoleLeader(self.store.replica, self._lead_alone, self._follow)
+        config = LeaseConfig(
+            name=replicas.lease_name,
+            namespace=replicas.lease_namespace or pod_namespace(),
+            identity=self.store.replica,
+            lease_duration=replicas.lease_duration_seconds,
+            renew_deadline=replicas.renew_deadline_seconds,
+            retry_period=replicas.retry_period_seconds,
+        )
+        try:
+            api = self.kube.for_context(None).coordination
+        except ConfigError as exc:
+            raise ConfigError(
+                f"leader election needs the Kubernetes API ({exc}); with one replica and no "
+                "cluster set OPSBOT_LEADER_ELECTION=false") from exc
+        return LeaseElector(api, config, on_started=self._lead, on_stopped=self._follow)
+
+    async def _lead_alone(self) -> None:
+        """A process alone on its database: whatever is running at its start was left by the
+        one before it (or a console's run, as always on SQLite)."""
+        await self._lead(everything_first=True)
+
+    async def _lead(self, *, everything_first: bool = False) -> None:
+        """Became the leader: interrupt what dead replicas left running (now and on every
+        heartbeat), then run the scheduler, which expires what fell due meanwhile."""
+        try:
+            await self._recover_orphans(None if everything_first else self._stale_after())
+        except Exception as exc:  # the store is down: the watch below tries again
+            log.warning("recovery of dead replicas' runs failed: %s", type(exc).__name__)
+        if not everything_first:  # alone on its database, nobody else leaves orphans
+            self._background.append(asyncio.create_task(self._watch_orphans(), name=_WATCH))
+        await self._start_scheduler()
+
+    async def _follow(self) -> None:
+        """No longer the leader: the scheduler and the orphan watch stop."""
+        for task in [t for t in self._background if t.get_name() == _WATCH]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._background.remove(task)
+        await self._stop_scheduler()
+
+    async def _start_heartbeat(self) -> None:
+        """Where replicas share the database and read each other's: PostgreSQL, or wherever
+        an election is forced."""
+        shared = self.store.engine.dialect.name == "postgresql" \
+            or self.settings.replicas.leader_election is True
+        if not shared or any(t.get_name() == _HEARTBEAT for t in self._background):
+            return
+        try:
+            await asyncio.to_thread(self.store.beat)
+        except Exception as exc:
+            log.warning("heartbeat not recorded: %s", type(exc).__name__)
+        self._background.append(asyncio.create_task(self._heartbeat(), name=_HEARTBEAT))
+
+    async def _stop_heartbeat(self) -> None:
+        beating = [t for t in self._background if t.get_name() == _HEARTBEAT]
+        if not beating:
+            return
+        for task in beating:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._background.remove(task)
+        try:
+            await asyncio.to_thread(self.store.forget_replica)
+        except Exception as exc:  # the store is down: the heartbeat goes stale instead
+            log.warning("this replica's heartbeat row was not removed: %s", type(exc).__name__)
+
+    async def _heartbeat(self) -> None:
+        # Its own thread: beats waiting on a database that does not answer must not take the
+        # worker threads that answer users.
+        loop = asyncio.get_running_loop()
+        beats = ThreadPoolExecutor(1, thread_name_prefix="opsbot-heartbeat")
+        try:
+            while True:
+                await asyncio.sleep(self.settings.replicas.heartbeat_seconds)
+                try:
+                    await loop.run_in_executor(beats, self.store.beat)
+                except Exception as exc:  # the store is down; the next beat tries again
+                    log.warning("heartbeat not recorded: %s", type(exc).__name__)
+        finally:
+            beats.shutdown(wait=False)  # a beat stuck on the database ends on its own
+
+    async def _watch_orphans(self) -> None:
+        """The leader's rounds: runs of replicas that died meanwhile are interrupted, and
+        requests made on followers (which run no scheduler) get their timers."""
+        while True:
+            await asyncio.sleep(self.settings.replicas.stale_after_seconds / 2)
+            try:
+                await self._recover_orphans(self._stale_after())
+                if self.scheduler is not None:
+                    await self.scheduler.sweep()
+            except Exception as exc:
+                log.warning("the leader's round failed: %s", type(exc).__name__)
+
+    async def _recover_orphans(self, stale_after: timedelta | None) -> None:
+        interrupted = await self.recover(stale_after=stale_after)
+        if interrupted and self.on_interrupted is not None:
+            await self.on_interrupted(interrupted)
+
+    def _stale_after(self) -> timedelta:
+        return timedelta(seconds=self.settings.replicas.stale_after_seconds)
 
     async def verify_backups(self) -> list[Outcome]:
         """The scheduled verification: a test restore of the newest backup of every configured
@@ -141,14 +297,18 @@ class Services:
                     inv, FailuresOnly(self.report_to(channel))))
         return outcomes
 
-    async def recover(self) -> list[str]:
-        """Executions (and automatic runs) a previous process left running are marked
-        interrupted, never re-run. Only `serve` recovers: a console sharing the database must
-        not interrupt what a running server does."""
-        await self.alerts.recover()
-        interrupted = await asyncio.to_thread(
-            self.store.interrupt_running, "opsbot restarted while this was running"
-        )
+    async def recover(self, stale_after: timedelta | None = None) -> list[str]:
+        """Executions (and automatic runs) a process that is gone left running are marked
+        interrupted, never re-run. Only `serve`'s leader recovers: with `stale_after`, only the
+        runs of replicas whose heartbeat is older (and this process's name's runs from before
+        it started); without, every running one (a process alone on its database)."""
+        await self.alerts.recover(stale_after)
+        reason = "opsbot restarted while this was running"
+        if stale_after is None:
+            interrupted = await asyncio.to_thread(self.store.interrupt_running, reason)
+        else:
+            interrupted = await asyncio.to_thread(self.store.interrupt_orphaned, reason,
+                                                  stale_after=stale_after)
         for record in interrupted:
             log.warning("execution %s (%s) was interrupted by a restart", record.id, record.command)
             entry = AuditEntry(

@@ -15,6 +15,7 @@ import logging
 import shlex
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -93,10 +94,13 @@ class AlertProcessor:
                 return
             await asyncio.gather(*set(self._runs), return_exceptions=True)
 
-    async def recover(self) -> None:
-        """Runs that were deciding or running when opsbot stopped are marked interrupted and
-        shown so; they are never started again."""
-        for run in await asyncio.to_thread(self.store.interrupt_alert_runs):
+    async def recover(self, stale_after: timedelta | None = None) -> None:
+        """Runs that were deciding or running when their replica stopped are marked
+        interrupted and shown so; they are never started again. With `stale_after`, only runs
+        of replicas whose heartbeat is older (and this process's own earlier runs); without,
+        every active run (one process alone on its database)."""
+        for run in await asyncio.to_thread(self.store.interrupt_alert_runs,
+                                           stale_after=stale_after):
             log.warning("automatic run %s of %s was interrupted by a restart", run.id, run.runbook)
             await self.show(run.group_hash)
 
@@ -115,7 +119,7 @@ class AlertProcessor:
     async def drain(self) -> int:
         async with self._drain_lock:
             done = 0
-            while batch := await asyncio.to_thread(self.store.unprocessed_notifications, 50):
+            while batch := await asyncio.to_thread(self.store.claim_notifications, 50):
                 for stored in batch:
                     await self._process_safely(stored)
                     done += 1

@@ -18,7 +18,7 @@ from bot.slack.outbox import send, show
 from bot.store import ExecutionRecord
 from bot.store.outbox import execution_key
 
-__all__ = ["interrupted_view", "recover"]
+__all__ = ["interrupted_view", "recover", "report_interrupted"]
 
 log = logging.getLogger("opsbot.slack")
 
@@ -52,8 +52,14 @@ def interrupted_view(record: ExecutionRecord, actor: str) -> ExecutionView:
 async def recover(services: Services) -> list[str]:
     """Mark interrupted executions and update the messages of those that had one (posted, or
     still waiting in the outbox)."""
-    store = services.store
     interrupted = await services.recover()
+    await report_interrupted(services, interrupted)
+    return interrupted
+
+
+async def report_interrupted(services: Services, interrupted: list[str]) -> None:
+    """Update the messages of executions just marked interrupted."""
+    store = services.store
     for execution_id in interrupted:
         record = await asyncio.to_thread(store.get_execution, execution_id)
         if record is None or not record.channel:
@@ -67,4 +73,3 @@ async def recover(services: Services) -> list[str]:
                                text=execution_text(view), blocks=execution_blocks(view)),
                    stream=stream)
         log.info("message of interrupted execution %s queued for update", execution_id)
-    return interrupted

@@ -32,7 +32,7 @@ from bot.slack import inbound
 from bot.slack.api import slack_client
 from bot.slack.app import build_bolt_app, build_services
 from bot.slack.identity import RETRY_SECONDS, SlackIdentity
-from bot.slack.recovery import recover
+from bot.slack.recovery import report_interrupted
 from bot.slack.sender import SlackSender
 from bot.slack.socket_mode import CheckedSocketModeHandler
 from bot.slack.tasks import BackgroundTasks
@@ -42,7 +42,7 @@ __all__ = ["create_app", "parse_listen", "readiness", "serve"]
 log = logging.getLogger("opsbot.slack")
 
 READY_TIMEOUT_SECONDS = 5.0
-SHUTDOWN_GRACE_SECONDS = 20.0
+HTTP_DRAIN_SECONDS = 10
 
 
 async def readiness(services: Services) -> str | None:
@@ -63,11 +63,16 @@ def create_app(
     *,
     app_token: str | None = None,
     routes: Sequence[BaseRoute] = (),
-    shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
+    shutdown_grace: float | None = None,
     auth_retry: tuple[float, float] = RETRY_SECONDS,
 ) -> Starlette:
     """The ASGI app; with `app_token`, Slack arrives over Socket Mode instead of /slack/events.
-    `auth_retry` is how often Slack's `auth.test` is retried at startup (first, longest)."""
+    `auth_retry` is how often Slack's `auth.test` is retried at startup (first, longest).
+    `shutdown_grace` (default `replicas.shutdown_grace_seconds`) is how long running work may
+    go on after SIGTERM before it is interrupted."""
+    grace = services.settings.replicas.shutdown_grace_seconds if shutdown_grace is None \
+        else shutdown_grace
+    stopping = asyncio.Event()
     client = slack_client(services.settings)
     tasks = BackgroundTasks()
     identity = SlackIdentity(client)
@@ -95,10 +100,18 @@ def create_app(
         return PlainTextResponse("ok")
 
     async def readyz(_: Request) -> Response:
-        problem = await readiness(services)
+        problem = "shutting down" if stopping.is_set() else await readiness(services)
         if problem is None and socket is not None and socket.refused:
             problem = f"Slack refused the app token ({socket.refused})"
-        return PlainTextResponse(problem or "ready", status_code=503 if problem else 200)
+        leadership = services.leadership
+        body: dict[str, object] = {
+            "ready": problem is None,
+            "replica": services.store.replica,
+            "leader": leadership.detail() if leadership else {"leader": False},
+        }
+        if problem:
+            body["problem"] = problem
+        return JSONResponse(body, status_code=503 if problem else 200)
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -107,10 +120,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await recover(services)
-        # The scheduler expires what fell due while opsbot was down (messages updated) and
-        # times every open request from now on.
-        await services.start(alerts=True)
+        # The leader (this process alone on SQLite; the Lease holder on PostgreSQL) marks
+        # what dead processes left running interrupted (messages updated), then its scheduler
+        # expires what fell due meanwhile and times every open request from now on.
+        async def interrupted(ids: list[str]) -> None:
+            await report_interrupted(services, ids)
+
+        services.on_interrupted = interrupted
+        await services.start_serving()
         # Then the sender: what a previous process left in the outbox goes first (and the
         # scheduler has made its table, which SQLite cannot do next to a busy writer).
         await sender.start()
@@ -125,6 +142,10 @@ def create_app(
         try:
             yield
         finally:
+            # No new work: /readyz fails, Socket Mode disconnects (uvicorn has closed the
+            # listener already); running executions get the grace period, then are
+            # interrupted (their target locks released); then the Lease is released.
+            stopping.set()
             for task in background:
                 task.cancel()
             for task in background:
@@ -132,8 +153,8 @@ def create_app(
                     await task
             if socket is not None:
                 await socket.close_async()  # type: ignore[no-untyped-call]
-            await tasks.drain(shutdown_grace)
-            await services.stop()
+            await asyncio.gather(tasks.drain(grace), services.alerts.stop(grace))
+            await services.stop_serving()
             await sender.stop()  # what is not delivered by then waits in the store
 
     all_routes: list[BaseRoute] = [
@@ -174,8 +195,10 @@ def serve(settings: Settings) -> None:
     try:
         app_token = settings.slack.app_token
         app = create_app(services, app_token=app_token.get_secret_value() if app_token else None)
+        # Requests in flight (acks, the intake's store write) are short; the grace for
+        # running executions is the lifespan's (create_app), so the two do not add up.
         config = uvicorn.Config(app, host=host, port=port, lifespan="on",
-                                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS))
+                                timeout_graceful_shutdown=HTTP_DRAIN_SECONDS)
         uvicorn.Server(config).run()
     finally:
         services.close()

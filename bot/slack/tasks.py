@@ -36,9 +36,16 @@ class BackgroundTasks:
 
     async def drain(self, timeout: float) -> None:
         """Let running work finish for up to `timeout` seconds, then cancel what is left."""
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending: set[asyncio.Task[Any]] = set()
+        # Work acked just before shutdown may still be spawned meanwhile: it is waited for too.
+        while self._tasks:
+            left = deadline - loop.time()
+            if left <= 0:
+                pending = set(self._tasks)
+                break
+            await asyncio.wait(set(self._tasks), timeout=left)
         for task in pending:
             task.cancel()
         if pending:

@@ -2,6 +2,8 @@
 
 - A notification is committed before the webhook is answered, and processed afterwards;
   ``processed_at`` stays empty until it was, so a restart picks up what was left.
+- A notification is processed by one replica at a time: the worker claims it (``claimed_by``
+  until ``claimed_until``, ``SKIP LOCKED`` on PostgreSQL); a claim that runs out is free again.
 - An alert state (fingerprint, status, startsAt) is claimed by the first notification that
   carries it; the same notification may claim it again when it is processed a second time
   after a crash, any other notification may not (that is the dedup).
@@ -14,11 +16,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -158,6 +161,26 @@ def unprocessed(factory: sessionmaker[Session], limit: int) -> list[StoredNotifi
         return [StoredNotification(r.id, r.received_at, r.payload) for r in rows]
 
 
+def claim_unprocessed(factory: sessionmaker[Session], now: datetime, owner: str, limit: int,
+                      lease: timedelta) -> list[StoredNotification]:
+    """Up to `limit` unprocessed notifications no other replica is processing, claimed for
+    `owner` until `now + lease` (a replica that dies holding them frees them by then)."""
+    free = or_(AlertNotificationRow.claimed_until.is_(None),
+               AlertNotificationRow.claimed_until < now,
+               AlertNotificationRow.claimed_by == owner)
+    query = (select(AlertNotificationRow)
+             .where(AlertNotificationRow.processed_at.is_(None), free)
+             .order_by(AlertNotificationRow.received_at, AlertNotificationRow.id)
+             .limit(limit))
+    with write_session(factory) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = session.scalars(query).all()
+        for row in rows:
+            row.claimed_by, row.claimed_until = owner, now + lease
+        return [StoredNotification(r.id, r.received_at, r.payload) for r in rows]
+
+
 def get_notification(factory: sessionmaker[Session], nid: str) -> StoredNotification | None:
     with read_session(factory) as session:
         row = session.get(AlertNotificationRow, nid)
@@ -244,7 +267,7 @@ def _group(row: AlertGroupRow) -> AlertGroupRecord:
 def decide(factory: sessionmaker[Session], now: datetime, *, state_key: str, group_key: str,
            fingerprint: str, alertname: str, runbook: str, environment: str | None,
            target: str | None, mutating: bool, guardrails: Guardrails | None,
-           problem: str | None = None) -> AlertRunRecord:
+           problem: str | None = None, owner: str | None = None) -> AlertRunRecord:
     """The decision on running `runbook` for this alert state, taken once.
 
     Checks, in order: automation paused (everywhere or in the environment), the target's
@@ -270,6 +293,7 @@ def decide(factory: sessionmaker[Session], now: datetime, *, state_key: str, gro
             environment=environment, target=target, mutating=mutating, decision=decision,
             detail=detail[:1000], status="pending" if decision in RAN else "skipped",
             execution_id=None, request_id=None, finished_at=None if decision in RAN else now,
+            owner=owner,
         )
         session.add(row)
         session.flush()
@@ -369,11 +393,25 @@ def finish_run(factory: sessionmaker[Session], now: datetime, run_id: str, outco
         return None
 
 
-def interrupt_active(factory: sessionmaker[Session], now: datetime) -> list[AlertRunRecord]:
-    """After a restart: runs decided or running here end `interrupted`, never re-run."""
+def interrupt_active(factory: sessionmaker[Session], now: datetime, *, me: str | None = None,
+                     me_since: datetime | None = None,
+                     alive: Collection[str] | None = None) -> list[AlertRunRecord]:
+    """Runs decided or running by a replica that is gone end `interrupted`, never re-run:
+    no owner recorded, an owner not in `alive`, or `me` for runs decided before `me_since`
+    (this process's start). With `alive` None, every active run (one process alone)."""
+    live = None if alive is None else set(alive)
+
+    def orphaned(row: AlertRunRow) -> bool:
+        if live is None:
+            return True
+        if row.owner == me:
+            return me_since is not None and row.at < me_since
+        return row.owner is None or row.owner not in live
+
     with write_session(factory) as session:
-        rows = session.scalars(select(AlertRunRow)
-                               .where(AlertRunRow.status.in_(ACTIVE_RUN_STATUSES))).all()
+        rows = [row for row in session.scalars(
+            select(AlertRunRow).where(AlertRunRow.status.in_(ACTIVE_RUN_STATUSES))
+            .with_for_update()).all() if orphaned(row)]
         for row in rows:
             row.status, row.finished_at = "interrupted", now
         return [_run(row) for row in rows]

@@ -1,13 +1,15 @@
 """Reads and writes of executions and their steps.
 
-An execution is created ``running`` and ends exactly once (succeeded, failed,
-refused or interrupted). After a restart nothing is re-run: whatever was still
-running is marked ``interrupted`` and handed back so the caller can report it;
-the target locks those executions held are released in the same transaction.
+An execution is created ``running`` by its owner (the replica running it) and ends exactly
+once (succeeded, failed, refused or interrupted). Nothing is re-run: what an owner that is
+gone left running (its heartbeat stale, or a restarted process's own earlier runs) is marked
+``interrupted`` and handed back so the caller can report it; the target locks those
+executions held are released in the same transaction. A live replica's runs are left alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +20,7 @@ from bot.store import locks as _locks
 from bot.store.db import read_session, write_session
 from bot.store.errors import InvalidTransition, NotFound
 from bot.store.ids import new_id
-from bot.store.models import Execution, ExecutionStep
+from bot.store.models import Execution, ExecutionStep, ReplicaRow
 from bot.store.records import EXECUTION_FINAL_STATUSES, ExecutionRecord, StepRecord
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "finish",
     "finish_step",
     "get",
+    "interrupt_orphaned",
     "interrupt_running",
     "recent",
     "set_message",
@@ -50,6 +53,7 @@ def create(
     dry_run: bool,
     request_id: str | None,
     channel: str | None,
+    owner: str | None = None,
 ) -> str:
     execution = Execution(
         id=new_id("ex"),
@@ -68,6 +72,7 @@ def create(
         summary=None,
         started_at=now,
         finished_at=None,
+        owner=owner,
     )
     with write_session(factory) as session:
         session.add(execution)
@@ -160,6 +165,10 @@ def finish(
     with write_session(factory) as session:
         execution = _load_running(session, ex_id, f"finish as {status}")
         execution.status, execution.summary, execution.finished_at = status, summary, now
+        if status == INTERRUPTED:  # cut short mid-step (shutdown): no step stays running
+            for step in session.scalars(select(ExecutionStep).where(
+                    ExecutionStep.execution_id == ex_id, ExecutionStep.status == RUNNING)):
+                step.status, step.error, step.finished_at = INTERRUPTED, summary, now
 
 
 def get(factory: sessionmaker[Session], ex_id: str) -> ExecutionRecord | None:
@@ -186,14 +195,42 @@ def recent(
 def interrupt_running(
     factory: sessionmaker[Session], now: datetime, reason: str
 ) -> list[ExecutionRecord]:
+    """Every running execution, whoever runs it (one process alone on its database)."""
+    return _interrupt(factory, now, reason, lambda _execution: True)
+
+
+def interrupt_orphaned(
+    factory: sessionmaker[Session], now: datetime, reason: str, *, me: str,
+    me_since: datetime, stale_before: datetime,
+) -> list[ExecutionRecord]:
+    """Running executions whose owner is gone: no owner recorded, an owner whose heartbeat
+    is older than `stale_before` (or absent), or `me` itself for runs started before
+    `me_since` (this process's start): a restarted process that kept its name left those."""
+    with read_session(factory) as session:
+        alive = set(session.scalars(
+            select(ReplicaRow.id).where(ReplicaRow.seen_at >= stale_before)))
+
+    def orphaned(execution: Execution) -> bool:
+        if execution.owner == me:
+            return execution.started_at < me_since
+        return execution.owner is None or execution.owner not in alive
+
+    return _interrupt(factory, now, reason, orphaned)
+
+
+def _interrupt(
+    factory: sessionmaker[Session], now: datetime, reason: str,
+    which: Callable[[Execution], bool],
+) -> list[ExecutionRecord]:
     with write_session(factory) as session:
-        running = session.scalars(
+        candidates = session.scalars(
             select(Execution)
             .where(Execution.status == RUNNING)
             .order_by(Execution.started_at, Execution.id)
             .options(selectinload(Execution.steps))
             .with_for_update()
         ).all()
+        running = [execution for execution in candidates if which(execution)]
         for execution in running:
             execution.status, execution.summary, execution.finished_at = INTERRUPTED, reason, now
             for step in execution.steps:
@@ -222,6 +259,7 @@ def to_record(execution: Execution) -> ExecutionRecord:
         summary=execution.summary,
         started_at=execution.started_at,
         finished_at=execution.finished_at,
+        owner=execution.owner,
         steps=[
             StepRecord(
                 index=step.index,

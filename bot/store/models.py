@@ -49,6 +49,7 @@ __all__ = [
     "ExecutionStep",
     "OutboxMessage",
     "OutboxRow",
+    "ReplicaRow",
     "TargetLock",
     "UTCDateTime",
     "utcnow",
@@ -126,6 +127,9 @@ class Execution(Base):
     summary: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The replica (process) running it; recovery interrupts a run only once its owner's
+    # heartbeat (``replicas``) is stale. None: recorded before owners were (0007).
+    owner: Mapped[str | None] = mapped_column(String(255))
 
     steps: Mapped[list[ExecutionStep]] = relationship(
         back_populates="execution",
@@ -313,6 +317,9 @@ class AlertNotificationRow(Base):
     status: Mapped[str] = mapped_column(String(20))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The replica processing it, until when: one replica at a time takes a notification.
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index(None, "processed_at", "received_at"),)
 
@@ -364,6 +371,7 @@ class AlertRunRow(Base):
     execution_id: Mapped[str | None] = mapped_column(String(40))
     request_id: Mapped[str | None] = mapped_column(String(40))
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    owner: Mapped[str | None] = mapped_column(String(255))  # the replica that decided it
 
     __table_args__ = (
         UniqueConstraint("state_key", "runbook"),
@@ -449,3 +457,13 @@ class OutboxMessage(Base):
     thread_ts: Mapped[str | None] = mapped_column(String)
     error: Mapped[str | None] = mapped_column(String)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ReplicaRow(Base):
+    """A running opsbot process and when it last said so (its heartbeat)."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -57,6 +57,7 @@ class ExecutionRecord:
     started_at: datetime
     finished_at: datetime | None
     steps: list[StepRecord]
+    owner: str | None = None  # the replica that runs (ran) it
 
     @property
     def running(self) -> bool:

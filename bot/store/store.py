@@ -26,6 +26,7 @@ from bot.store import executions as _executions
 from bot.store import locks as _locks
 from bot.store import migrate as _migrate
 from bot.store import outbox as _outbox
+from bot.store import replicas as _replicas
 from bot.store.alerts import (
     AlertGroupRecord,
     AlertRunRecord,
@@ -54,9 +55,12 @@ class Store:
     """
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        """Wrap an engine whose schema is already current; most callers want ``open``."""
+                 timeout_s: float = DEFAULT_TIMEOUT_S, replica: str | None = None) -> None:
+        """Wrap an engine whose schema is already current; most callers want ``open``.
+        ``replica`` names this process among those sharing the database (recorded as the
+        owner of the executions and alert runs it starts)."""
         self._engine = engine
+        self.replica = replica or _replicas.this_replica()
         # How long to wait for one call before answering that the store is unavailable (the
         # engine bounds each wait on the database by ``timeout_s``).
         self.deadline = call_deadline(timeout_s)
@@ -65,6 +69,9 @@ class Store:
         self._prune_lock = threading.Lock()
         self._next_prune = 0.0
         self._outbox_listeners: list[Callable[[], None]] = []
+        # When this process first said it is alive: runs owned by our name from before then
+        # are a previous process's (same POD_NAME). None until the first heartbeat.
+        self.started: datetime | None = None
 
     @classmethod
     def open(
@@ -75,6 +82,7 @@ class Store:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         busy_timeout_ms: int | None = None,
         clock: Callable[[], datetime] = utcnow,
+        replica: str | None = None,
     ) -> Store:
         """Connect to ``url``, run ``alembic upgrade head`` (unless ``migrate=False``). Every
         wait on the database is bounded by ``timeout_s`` (SQLite's lock wait by
@@ -99,7 +107,7 @@ class Store:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, clock=clock, timeout_s=timeout_s)
+        return cls(engine, clock=clock, timeout_s=timeout_s, replica=replica)
 
     @property
     def engine(self) -> Engine:
@@ -159,6 +167,7 @@ class Store:
                 dry_run=dry_run,
                 request_id=request_id,
                 channel=channel,
+                owner=self.replica,
             )
 
     def set_execution_message(self, ex_id: str, *, channel: str, ts: str) -> None:
@@ -217,6 +226,36 @@ class Store:
         """
         with translated():
             return _executions.interrupt_running(self._sessions, self._now(), reason)
+
+    def interrupt_orphaned(self, reason: str, *, stale_after: timedelta) -> list[ExecutionRecord]:
+        """Mark ``interrupted`` the running executions whose owner is gone (heartbeat older
+        than ``stale_after`` or none, or this replica's name on runs from before this Store
+        was made) and return them; their target locks are released in the same transaction.
+        Another live replica's runs are left alone."""
+        now = self._now()
+        with translated():
+            return _executions.interrupt_orphaned(
+                self._sessions, now, reason, me=self.replica, me_since=self.started or now,
+                stale_before=now - stale_after)
+
+    # replicas -------------------------------------------------------------------
+
+    def beat(self) -> None:
+        """This replica is alive now (its heartbeat row, made on the first beat)."""
+        now = self._now()
+        if self.started is None:  # from the first attempt, even if the database is down
+            self.started = now
+        with translated():
+            _replicas.beat(self._sessions, now, self.replica)
+
+    def forget_replica(self) -> None:
+        """This replica stops: its heartbeat row goes."""
+        with translated():
+            _replicas.forget(self._sessions, self.replica)
+
+    def live_replicas(self, stale_after: timedelta) -> set[str]:
+        with translated():
+            return _replicas.live(self._sessions, self._now() - stale_after)
 
     # target locks ---------------------------------------------------------------
 
@@ -415,6 +454,14 @@ class Store:
         with translated():
             return _alerts.unprocessed(self._sessions, limit)
 
+    def claim_notifications(self, limit: int = 50, *,
+                            lease: timedelta = timedelta(minutes=2)) -> list[StoredNotification]:
+        """Unprocessed notifications no other replica holds, claimed by this one for
+        ``lease`` (oldest first)."""
+        with translated():
+            return _alerts.claim_unprocessed(self._sessions, self._now(), self.replica, limit,
+                                             lease)
+
     def get_notification(self, notification_id: str) -> StoredNotification | None:
         with translated():
             return _alerts.get_notification(self._sessions, notification_id)
@@ -449,7 +496,7 @@ class Store:
     def decide_alert_run(self, **kwargs: Any) -> AlertRunRecord:
         """Take (or find) the guardrail decision on a runbook for an alert state."""
         with translated():
-            return _alerts.decide(self._sessions, self._now(), **kwargs)
+            return _alerts.decide(self._sessions, self._now(), owner=self.replica, **kwargs)
 
     def start_alert_run(self, run_id: str, execution_id: str) -> None:
         with translated():
@@ -465,9 +512,16 @@ class Store:
             return _alerts.finish_run(self._sessions, self._now(), run_id, outcome,
                                       breaker_limit)
 
-    def interrupt_alert_runs(self) -> list[AlertRunRecord]:
+    def interrupt_alert_runs(self, *,
+                             stale_after: timedelta | None = None) -> list[AlertRunRecord]:
+        """Active alert runs whose owner is gone (see ``interrupt_orphaned``); every active
+        run when ``stale_after`` is None."""
         with translated():
-            return _alerts.interrupt_active(self._sessions, self._now())
+            alive = None if stale_after is None else _replicas.live(
+                self._sessions, self._now() - stale_after)
+            now = self._now()
+            return _alerts.interrupt_active(self._sessions, now, me=self.replica,
+                                            me_since=self.started or now, alive=alive)
 
     def alert_runs(self, group_hash: str) -> list[AlertRunRecord]:
         with translated():

@@ -138,3 +138,34 @@ def test_listen_port_is_ascii_digits() -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         simcluster_listen("127.0.0.1:٣٠٠٠")
     assert parse_listen("127.0.0.1:3000") == simcluster_listen("127.0.0.1:3000")
+
+
+def test_replica_settings_from_variables() -> None:
+    demo = str(ROOT / "examples/demo.yaml")
+    settings = load_settings(environ={
+        "OPSBOT_CONFIG": demo, "OPSBOT_LEADER_ELECTION": "false", "OPSBOT_LEASE_NAME": "ops",
+        "OPSBOT_LEASE_NAMESPACE": "opsbot", "OPSBOT_LEASE_DURATION": "3",
+        "OPSBOT_LEASE_RENEW_DEADLINE": "2", "OPSBOT_LEASE_RETRY_PERIOD": "0.5",
+        "OPSBOT_HEARTBEAT_SECONDS": "1", "OPSBOT_SHUTDOWN_GRACE": "45"})
+    replicas = settings.replicas
+    assert (replicas.leader_election, replicas.lease_name, replicas.lease_namespace) == (
+        False, "ops", "opsbot")
+    assert (replicas.lease_duration_seconds, replicas.renew_deadline_seconds,
+            replicas.retry_period_seconds) == (3.0, 2.0, 0.5)
+    assert (replicas.heartbeat_seconds, replicas.stale_after_seconds,
+            replicas.shutdown_grace_seconds) == (1.0, 4.0, 45.0)
+    defaults = load_settings(environ={"OPSBOT_CONFIG": demo}).replicas
+    assert defaults.leader_election is None and defaults.lease_duration_seconds == 15.0
+
+
+@pytest.mark.parametrize(("variable", "value", "words"), [
+    ("OPSBOT_SHUTDOWN_GRACE", "ten", "number of seconds"),
+    ("OPSBOT_LEASE_DURATION", "١٥", "number of seconds"),  # digits 0-9 only
+    ("OPSBOT_LEADER_ELECTION", "maybe", "true or false"),
+    ("OPSBOT_LEASE_DURATION", "1", "retry_period_seconds < renew_deadline_seconds"),
+    ("OPSBOT_LEASE_NAME", "Not A Name", "lease_name"),
+])
+def test_bad_replica_variables_are_named(variable: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        load_settings(environ={"OPSBOT_CONFIG": str(ROOT / "examples/demo.yaml"),
+                               variable: value})

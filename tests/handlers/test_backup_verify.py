@@ -153,6 +153,33 @@ async def test_the_verification_is_scheduled_from_the_config(kubeconfig: Path,
         services.close()
 
 
+async def test_a_scheduled_time_runs_once_however_many_schedulers_fire_it(
+        kubeconfig: Path, tmp_path: Path) -> None:
+    """Two processes' schedulers (a console's next to the leader's, or a deposed leader's)
+    firing the same scheduled verification: one run."""
+    from bot import scheduler
+
+    settings = with_verify_cron(kubeconfig, tmp_path, "0 * * * *")  # its hour's :00 fire
+    runs: list[str] = []
+    first, second = Services.build(settings), Services.build(settings)
+    try:
+        for services, name in ((first, "first"), (second, "second")):
+            async def verify(name: str = name) -> list[Any]:
+                runs.append(name)
+                return []
+            services.verify_backups = verify  # type: ignore[method-assign]
+        await first.start()
+        await scheduler.verify_backups_job()
+        await first.stop()
+        await second.start()
+        await scheduler.verify_backups_job()  # the same minute, another process
+        await second.stop()
+    finally:
+        first.close()
+        second.close()
+    assert runs == ["first"]
+
+
 def test_a_bad_cron_is_a_config_error(kubeconfig: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="verify_cron"):
         with_verify_cron(kubeconfig, tmp_path, "every morning")

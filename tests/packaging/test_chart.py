@@ -161,7 +161,8 @@ def test_secrets_come_only_by_reference(renders: dict[str, Render]) -> None:
 
 def test_the_mode_decides_which_slack_secret_is_required(renders: dict[str, Render]) -> None:
     http, socket = env_of(renders["defaults"]), env_of(renders["socket-mode"])
-    refs = {n: e["valueFrom"]["secretKeyRef"] for n, e in http.items() if "valueFrom" in e}
+    refs = {n: e["valueFrom"]["secretKeyRef"] for n, e in http.items()
+            if "secretKeyRef" in e.get("valueFrom", {})}
     required = {n for n, ref in refs.items() if not ref.get("optional")}
     assert required == {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"}
     assert "SLACK_APP_TOKEN" in socket and "SLACK_SIGNING_SECRET" not in socket
@@ -173,12 +174,15 @@ def test_the_config_map_is_what_opsbot_loads(renders: dict[str, Render], tmp_pat
     every variable the chart sets is one opsbot reads."""
     for render in all_renders(renders):
         env = env_of(render)
-        assert set(env) <= set(ENV_VARS) | {"OPSBOT_CONFIG"}, render.name
+        # POD_NAME and POD_NAMESPACE name the replica and its Lease's namespace
+        # (bot/store/replicas.py, bot/leader.py).
+        assert set(env) <= set(ENV_VARS) | {"OPSBOT_CONFIG", "POD_NAME", "POD_NAMESPACE"}, \
+            render.name
         assert env["OPSBOT_CONFIG"]["value"].startswith("/etc/opsbot/config/")
         assert env["OPSBOT_CONFIG"]["value"].rsplit("/", 1)[0] in mounts(render)
         raw = yaml.safe_load(render.one("ConfigMap", FULLNAME)["data"]["opsbot.yaml"])
         plain = {k: e["value"] for k, e in env.items() if "value" in e}
-        secrets = {k: "x" for k, e in env.items() if "valueFrom" in e}
+        secrets = {k: "x" for k, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})}
         settings = settings_from_mapping(raw, environ=plain | secrets, source=render.name)
         assert settings.listen == "0.0.0.0:3000"
 
@@ -226,6 +230,23 @@ def test_the_lease_role_is_in_the_release_namespace(renders: dict[str, Render]) 
         assert role["metadata"]["namespace"] == NAMESPACE
         assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
                                   "verbs": ["get", "create", "update"]}]
+
+
+def test_the_pod_names_its_lease_identity_and_grace(renders: dict[str, Render]) -> None:
+    """The replica is named by its pod (Lease identity, execution owner); the Lease the Role
+    allows is the one it is told to use; opsbot's grace ends before the kubelet's."""
+    for render in all_renders(renders):
+        pod = render.one("Deployment")["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert env["POD_NAMESPACE"]["valueFrom"] == {
+            "fieldRef": {"fieldPath": "metadata.namespace"}}
+        assert env["OPSBOT_LEASE_NAME"]["value"] == FULLNAME
+        grace = float(env["OPSBOT_SHUTDOWN_GRACE"]["value"])
+        assert 0 < grace < pod["terminationGracePeriodSeconds"]
+        durations = [float(env[f"OPSBOT_LEASE_{k}"]["value"])
+                     for k in ("RETRY_PERIOD", "RENEW_DEADLINE", "DURATION")]
+        assert durations == sorted(durations) and len(set(durations)) == 3
 
 
 def test_no_rule_uses_a_wildcard(renders: dict[str, Render]) -> None:
@@ -290,7 +311,7 @@ def test_the_external_secret_writes_the_secret_the_pod_reads(renders: dict[str, 
     assert external["apiVersion"] == "external-secrets.io/v1"
     assert external["spec"]["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "openbao"}
     names = {e["valueFrom"]["secretKeyRef"]["name"] for e in env_of(render).values()
-             if "valueFrom" in e}
+             if "secretKeyRef" in e.get("valueFrom", {})}
     assert names == {external["spec"]["target"]["name"]}
     data = {d["secretKey"]: d["remoteRef"] for d in external["spec"]["data"]}
     assert set(data) == {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "OPSBOT_ALERTMANAGER_TOKEN"}
@@ -309,7 +330,8 @@ def _metric_names() -> set[str]:
 
 def test_alerts_and_dashboard_use_real_metrics(renders: dict[str, Render]) -> None:
     render = renders["postgresql-ha"]
-    known = _metric_names() | {"opsbot_leader"}  # the leader-election gauge, see the README
+    known = _metric_names()
+    assert "opsbot_leader" in known  # the leader-election gauge, see the README
     rules = render.one("PrometheusRule")["spec"]["groups"][0]["rules"]
     assert {r["alert"] for r in rules} >= {"OpsbotDown", "OpsbotExecutionsFailing",
                                            "OpsbotSlackAPIErrors", "OpsbotNoLeader"}

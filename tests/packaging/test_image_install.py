@@ -182,7 +182,7 @@ def test_the_image_install_runs_as_non_root_from_a_read_only_source(workdir: Pat
             wait_healthy(url, process, timeout=90)
         except (AssertionError, TimeoutError) as exc:
             raise AssertionError(log.read_text()[-3000:]) from exc
-        assert httpx.get(f"{url}/readyz", timeout=10).text == "ready"
+        assert httpx.get(f"{url}/readyz", timeout=10).json()["ready"] is True
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)

@@ -15,7 +15,11 @@ from tests.support.slack_standin import CHANNEL, ServerThread, SlackDriver, Slac
 def test_probes_and_metrics(bot: SlackDriver, services: Services) -> None:
     assert bot.http.get(f"{bot.url}/healthz").text == "ok"
     ready = bot.http.get(f"{bot.url}/readyz")
-    assert (ready.status_code, ready.text) == (200, "ready")
+    assert ready.status_code == 200
+    # Alone on SQLite, the process leads without a Lease.
+    assert ready.json() == {"ready": True, "replica": services.store.replica,
+                            "leader": {"leader": True, "identity": services.store.replica,
+                                       "election": "none"}}
 
     bot.send_command("alice", "status shop-api")
     bot.finished("status shop-api")
@@ -25,6 +29,7 @@ def test_probes_and_metrics(bot: SlackDriver, services: Services) -> None:
     assert 'opsbot_triggers_total{outcome="succeeded",source="slack"}' in metrics.text
     assert 'opsbot_executions_total{runbook="status",status="succeeded"}' in metrics.text
     assert "opsbot_slack_api_errors_total" in metrics.text
+    assert "\nopsbot_leader 1.0\n" in metrics.text
 
 
 def test_readyz_fails_when_the_store_does_not_answer(bot: SlackDriver,

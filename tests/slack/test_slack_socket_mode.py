@@ -193,7 +193,7 @@ def test_a_refused_app_token_is_said_once_and_fails_readiness(
                 return answer if answer.status_code == 503 else None
 
             answer = wait_until(readiness, timeout=DEFAULT_TIMEOUT)
-            assert answer.text == "Slack refused the app token (invalid_auth)"
+            assert answer.json()["problem"] == "Slack refused the app token (invalid_auth)"
             assert http.get(f"{server.url}/healthz").status_code == 200
     finally:
         server.stop()

@@ -17,7 +17,7 @@ from bot.store.db import make_engine
 from bot.store.models import GENESIS_HASH, Base
 from bot.store.outbox import Outgoing, execution_key
 
-HEAD = "0006"
+HEAD = "0007"
 ALERT_TABLES = {
     "alert_groups",
     "alert_notifications",
@@ -27,7 +27,8 @@ ALERT_TABLES = {
     "automation_pauses",
 }
 OUTBOX_TABLES = {"outbox", "outbox_messages"}
-TABLES = ALERT_TABLES | OUTBOX_TABLES | {
+REPLICA_TABLES = {"replicas"}
+TABLES = ALERT_TABLES | OUTBOX_TABLES | REPLICA_TABLES | {
     "alembic_version",
     "approval_decisions",
     "approval_requests",
@@ -38,7 +39,7 @@ TABLES = ALERT_TABLES | OUTBOX_TABLES | {
     "executions",
     "target_locks",
 }
-TABLES_0001 = TABLES - ALERT_TABLES - OUTBOX_TABLES - {
+TABLES_0001 = TABLES - ALERT_TABLES - OUTBOX_TABLES - REPLICA_TABLES - {
     "target_locks", "approval_decisions", "approval_requests"}
 
 
@@ -159,7 +160,7 @@ def test_downgrade_approvals_and_up_again(db_url: str) -> None:
         store_migrate.downgrade(engine, "0002")
         assert store_migrate.current_revision(engine) == "0002"
         tables = set(inspect(engine).get_table_names())
-        assert tables == TABLES - ALERT_TABLES - OUTBOX_TABLES - {
+        assert tables == TABLES - ALERT_TABLES - OUTBOX_TABLES - REPLICA_TABLES - {
             "approval_decisions", "approval_requests"}
 
         store_migrate.upgrade(engine)
@@ -223,7 +224,7 @@ def test_downgrade_outbox_and_up_again(db_url: str) -> None:
     try:
         store_migrate.downgrade(engine, "0005")
         assert store_migrate.current_revision(engine) == "0005"
-        assert set(inspect(engine).get_table_names()) == TABLES - OUTBOX_TABLES
+        assert set(inspect(engine).get_table_names()) == TABLES - OUTBOX_TABLES - REPLICA_TABLES
         store_migrate.upgrade(engine)
         _assert_models_match(engine)
         indexes = {ix["name"] for ix in inspect(engine).get_indexes("outbox")}
