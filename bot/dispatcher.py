@@ -45,7 +45,8 @@ __all__ = ["Dispatcher", "Outcome"]
 log = logging.getLogger("opsbot.dispatcher")
 
 OutcomeStatus = Literal[
-    "succeeded", "failed", "refused", "denied", "usage", "duplicate", "info", "pending_approval"
+    "succeeded", "failed", "refused", "denied", "usage", "duplicate", "info", "pending_approval",
+    "queued",
 ]
 REDACTED = "***"
 
@@ -111,7 +112,19 @@ class Dispatcher:
         if refused is not None:  # before the claim: the delivery key itself may be the fault
             return await self._reply(trigger, reporter, "usage",
                                      Notice("error", messages.unstorable_input(refused)))
-        if trigger.delivery_id:
+        if trigger.queued and trigger.delivery_id:
+            try:
+                first = await asyncio.wait_for(asyncio.to_thread(
+                    self.store.start_trigger, trigger.delivery_id), self.store.deadline)
+            except (StoreError, TimeoutError) as exc:
+                # Acked and queued: the leader's recovery starts it (or says why not) later.
+                log.error("queued delivery %s not started now: the store failed (%s); it is "
+                          "left to recovery", trigger.delivery_id, type(exc).__name__)
+                return Outcome("queued")
+            if not first:
+                log.info("queued delivery %s already started elsewhere", trigger.delivery_id)
+                return Outcome("duplicate")
+        elif trigger.delivery_id:
             try:
                 first = await asyncio.wait_for(asyncio.to_thread(
                     self.store.claim_delivery, trigger.delivery_id), self.store.deadline)

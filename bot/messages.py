@@ -236,6 +236,17 @@ def internal_error(execution_id: str) -> str:
             f"{code(execution_id)}")
 
 
+def trigger_not_started(command: str, received: str) -> str:
+    return (f"{code(command)} (received {received}) was not run: opsbot restarted after "
+            "acknowledging it and before starting it. Check the target's state and send it "
+            "again if it is still needed.")
+
+
+def trigger_resumed(command: str, received: str) -> str:
+    return (f"{code(command)} (received {received}) is starting now: opsbot restarted after "
+            "acknowledging it and before starting it.")
+
+
 def interrupted_summary() -> str:
     return (
         "opsbot stopped while this was running; it was not resumed or repeated. "

@@ -72,6 +72,9 @@ class Services:
     # Told the executions the leader's recovery marked interrupted (the Slack front end
     # updates their messages).
     on_interrupted: Callable[[list[str]], Awaitable[None]] | None = None
+    # Asked, with the leader's recovery, to resume or report triggers acked and never started
+    # (the Slack front end queues them); the argument is how old they must be (None: all).
+    on_unstarted: Callable[[timedelta | None], Awaitable[None]] | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -272,6 +275,8 @@ class Services:
         interrupted = await self.recover(stale_after=stale_after)
         if interrupted and self.on_interrupted is not None:
             await self.on_interrupted(interrupted)
+        if self.on_unstarted is not None:
+            await self.on_unstarted(stale_after)
 
     def _stale_after(self) -> timedelta:
         return timedelta(seconds=self.settings.replicas.stale_after_seconds)

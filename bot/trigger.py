@@ -24,3 +24,6 @@ class Trigger:
     delivery_id: str | None = None  # dedup key of the delivery (signed request, alert state)
     via: str = "command"  # "command" | "button" | "approval" | ...
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Claimed and queued in the store before it was acked: its work starts by marking the
+    # queued trigger started (one caller wins), not by claiming the delivery.
+    queued: bool = False

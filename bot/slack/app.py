@@ -25,6 +25,7 @@ from bot.dispatcher import Outcome
 from bot.metrics import TRIGGERS
 from bot.reporting import Notice, Reporter
 from bot.services import Services, default_database_url
+from bot.slack import queue
 from bot.slack.alert_board import SlackAlertBoard, channel_reporter
 from bot.slack.api import slack_client, slack_members
 from bot.slack.blocks import ACTION_PREFIX
@@ -38,7 +39,7 @@ from bot.store import Store
 from bot.trigger import Trigger
 
 __all__ = ["BOLT_LOG", "build_bolt_app", "build_services", "button_trigger", "command_trigger",
-           "run_trigger", "unescape"]
+           "run_trigger", "unescape", "work_starter"]
 
 log = logging.getLogger("opsbot.slack")
 
@@ -141,6 +142,21 @@ async def run_trigger(services: Services, trigger: Trigger, reporter: Reporter) 
     return outcome
 
 
+def work_starter(services: Services, web: AsyncWebClient, background: BackgroundTasks,
+                 ) -> queue.Start:
+    """Run a trigger in `background`, answering in its channel (and thread)."""
+    def start(trigger: Trigger, thread_ts: str | None = None) -> None:
+        if trigger.channel is None:
+            log.warning("%s from %s has no channel; ignored", trigger.via, trigger.actor)
+            return
+        reporter = SlackReporter(services.store, trigger.channel, trigger.actor,
+                                 thread_ts=thread_ts, direct=web)
+        background.spawn(run_trigger(services, trigger, reporter),
+                         name=f"opsbot {trigger.delivery_id}")
+
+    return start
+
+
 def build_bolt_app(
     services: Services,
     *,
@@ -161,7 +177,7 @@ def build_bolt_app(
         client=web,
         logger=BOLT_LOG,
         authorize=identity or SlackIdentity(web),
-        process_before_response=False,
+        process_before_response=True,
         # The server verified the signature before Bolt saw the request (and Socket Mode
         # requests carry none); Bolt's own check would log the body of a failing one.
         request_verification_enabled=False,
@@ -179,26 +195,29 @@ def build_bolt_app(
         log.error("handling a Slack %s failed", kind, exc_info=error)
         return None
 
-    def start(trigger: Trigger, thread_ts: str | None = None) -> None:
+    start = work_starter(services, web, background)
+
+    async def take(trigger: Trigger, thread_ts: str | None = None) -> None:
+        """Recorded, then acked by the caller, then run (bot/slack/queue.py)."""
         if trigger.channel is None:
             log.warning("%s from %s has no channel; ignored", trigger.via, trigger.actor)
             return
-        reporter = SlackReporter(services.store, trigger.channel, trigger.actor,
-                                 thread_ts=thread_ts, direct=web)
-        background.spawn(run_trigger(services, trigger, reporter),
-                         name=f"opsbot {trigger.delivery_id}")
+        await queue.accept(services, trigger, thread_ts, start)
 
+    # Bolt answers Slack when a listener returns (process_before_response): each records
+    # what arrived, acks, and leaves the work to the background, so the ack waits on one
+    # short store write and on no polling.
     @app.command(settings.slack.command)
     async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()  # first: Slack gives us 3 seconds, the work may take minutes
-        start(command_trigger(body))
+        await take(command_trigger(body))
+        await ack()
 
     @app.action(re.compile(re.escape(ACTION_PREFIX) + ".*"))
     async def on_button(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
         trigger, thread_ts = button_trigger(body, action)
-        start(trigger, thread_ts)
+        await take(trigger, thread_ts)
+        await ack()
 
     # Approve / Deny under approval requests; refusals reach only the clicker (ephemeral).
-    register_approvals(app, services, web, start)
+    register_approvals(app, services, web, take, background)
     return app

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -32,6 +32,7 @@ from bot.slack.blocks import (
     message_text,
 )
 from bot.slack.outbox import ephemeral, send
+from bot.slack.tasks import BackgroundTasks
 from bot.storable import unstorable
 from bot.store import Store, StoreError
 from bot.trigger import Trigger
@@ -43,7 +44,7 @@ log = logging.getLogger("opsbot.slack")
 REQUEST_ID = re.compile(r"rq-[0-9A-Za-z]{4,40}")
 CHANNEL_ID = re.compile(r"[A-Z0-9]{2,40}")  # C..., G..., D...: nothing a command could hide in
 
-Start = Callable[[Trigger], None]
+Take = Callable[[Trigger], Awaitable[None]]
 FORM_LOOKUP_SECONDS = 1.5
 
 
@@ -106,20 +107,25 @@ async def _ephemeral(store: Store, channel: str, user: str, text: str) -> None:
     await send(store, ephemeral(channel=channel, user=user, text=text))
 
 
-def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
-                       start: Start) -> None:
-    """Listeners for Approve, Deny and the deny form; `start` dispatches in the background."""
+def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient, take: Take,
+                       background: BackgroundTasks) -> None:
+    """Listeners for Approve, Deny and the deny form; `take` records a decision before the
+    ack and dispatches it in the background. Bolt answers Slack when a listener returns, so
+    what may wait on Slack (the deny form) runs in `background`."""
 
     @app.action(APPROVE_ACTION)
     async def on_approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
         trigger = approve_trigger(body, action)
         if trigger is not None:
-            start(trigger)
+            await take(trigger)
+        await ack()
 
     @app.action(DENY_ACTION)
     async def on_deny(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
+        background.spawn(open_deny_form(body, action), name="opsbot deny form")
+
+    async def open_deny_form(body: dict[str, Any], action: dict[str, Any]) -> None:
         request_id = str(action.get("value") or "")
         if not REQUEST_ID.fullmatch(request_id):
             log.warning("deny click with a malformed request id ignored")
@@ -162,9 +168,9 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
                      else messages.deny_reason_required())
             await ack(response_action="errors", errors={DENY_REASON_BLOCK: plain(error)})
             return
-        await ack()  # closes the form
         trigger = deny_trigger(body)
         if trigger is None:
             log.warning("deny form with unknown metadata ignored")
-            return
-        start(trigger)
+        else:
+            await take(trigger)
+        await ack()  # closes the form

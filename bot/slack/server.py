@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,9 +29,9 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.numbers import is_digits
 from bot.services import Services
-from bot.slack import inbound
+from bot.slack import inbound, queue
 from bot.slack.api import slack_client
-from bot.slack.app import build_bolt_app, build_services
+from bot.slack.app import build_bolt_app, build_services, work_starter
 from bot.slack.identity import RETRY_SECONDS, SlackIdentity
 from bot.slack.recovery import report_interrupted
 from bot.slack.sender import SlackSender
@@ -77,6 +78,7 @@ def create_app(
     tasks = BackgroundTasks()
     identity = SlackIdentity(client)
     bolt = build_bolt_app(services, client=client, tasks=tasks, identity=identity)
+    starter = work_starter(services, client, tasks)
     secret = services.settings.slack.signing_secret
     signing_secret = secret.get_secret_value() if secret else ""
     socket: CheckedSocketModeHandler | None = None  # made in the lifespan (it needs the loop)
@@ -127,6 +129,14 @@ def create_app(
             await report_interrupted(services, ids)
 
         services.on_interrupted = interrupted
+
+        # Acked and never started (the process died in between): started if fresh, else the
+        # asker hears that nothing ran. Alone on its database, everything found is such.
+        async def unstarted(stale_after: timedelta | None) -> None:
+            await queue.resume_unstarted(
+                services, starter, timedelta(0) if stale_after is None else queue.ORPHANED_AFTER)
+
+        services.on_unstarted = unstarted
         await services.start_serving()
         # Then the sender: what a previous process left in the outbox goes first (and the
         # scheduler has made its table, which SQLite cannot do next to a busy writer).

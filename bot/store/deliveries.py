@@ -4,14 +4,20 @@ The claim is one ``INSERT ... ON CONFLICT DO NOTHING`` on a primary key: the
 database, not a Python lock, decides the winner, so it holds across threads,
 processes and replicas. Keys older than a day are pruned; Slack retries within
 minutes, so a day is plenty.
+
+A Slack trigger is queued in its claim before it is acked (`accept`): the claim row also holds
+the trigger as JSON and the replica that acked it. Its work starts by `start`, a conditional
+update only one caller wins; a claim with a trigger and no start is work acked but never
+started (the process died in between), which the leader finds with `unstarted`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
@@ -19,7 +25,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from bot.store.db import write_session
 from bot.store.models import DeliveryClaim
 
-__all__ = ["KEEP_FOR", "claim", "prune"]
+__all__ = ["KEEP_FOR", "Queued", "accept", "claim", "prune", "start", "unstarted"]
 
 KEEP_FOR = timedelta(days=1)
 _MAX_KEY = 255
@@ -33,9 +39,55 @@ def _normalize(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A trigger acked and not started: its claim key, the trigger as JSON, who acked it."""
+
+    key: str
+    trigger: str
+    owner: str | None
+    claimed_at: datetime
+
+
 def claim(factory: sessionmaker[Session], now: datetime, key: str, *, prune_first: bool) -> bool:
     """True if ``key`` was not claimed before (within ``KEEP_FOR``); False otherwise."""
-    values = {"key": _normalize(key), "claimed_at": now}
+    return _claim(factory, now, {"key": _normalize(key), "claimed_at": now}, prune_first)
+
+
+def accept(factory: sessionmaker[Session], now: datetime, key: str, trigger: str, owner: str,
+           *, prune_first: bool) -> bool:
+    """Claim ``key`` and queue ``trigger`` with it, in one transaction: True the first time,
+    False for a duplicate (nothing queued)."""
+    return _claim(factory, now, {"key": _normalize(key), "claimed_at": now, "trigger": trigger,
+                            "owner": owner}, prune_first)
+
+
+def start(factory: sessionmaker[Session], now: datetime, key: str) -> bool:
+    """Mark the queued trigger of ``key`` started: True for the one caller that did it."""
+    with write_session(factory) as session:
+        stmt = (update(DeliveryClaim)
+                .where(DeliveryClaim.key == _normalize(key), DeliveryClaim.trigger.is_not(None),
+                       DeliveryClaim.started_at.is_(None))
+                .values(started_at=now)
+                .returning(DeliveryClaim.key))
+        return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def unstarted(factory: sessionmaker[Session], before: datetime, limit: int = 100) -> list[Queued]:
+    """Triggers acked before ``before`` whose work never started, oldest first."""
+    with factory() as session:
+        rows = session.execute(
+            select(DeliveryClaim.key, DeliveryClaim.trigger, DeliveryClaim.owner,
+                   DeliveryClaim.claimed_at)
+            .where(DeliveryClaim.trigger.is_not(None), DeliveryClaim.started_at.is_(None),
+                   DeliveryClaim.claimed_at < before)
+            .order_by(DeliveryClaim.claimed_at)
+            .limit(limit)).all()
+    return [Queued(r.key, str(r.trigger), r.owner, r.claimed_at) for r in rows]
+
+
+def _claim(factory: sessionmaker[Session], now: datetime, values: dict[str, object],
+           prune_first: bool) -> bool:
     with write_session(factory) as session:
         if prune_first:
             _prune(session, now)

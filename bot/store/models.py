@@ -169,6 +169,11 @@ class DeliveryClaim(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # A Slack trigger acked before its work started: what arrived (JSON), the replica that
+    # acked it, and when its work started (None: not yet; see `bot.store.deliveries`).
+    trigger: Mapped[str | None] = mapped_column(Text(), nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AuditRecord(Base):

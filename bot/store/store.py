@@ -37,6 +37,7 @@ from bot.store.alerts import (
 from bot.store.approvals import ReminderVerdict, RunOfRequest, Unfinished
 from bot.store.audit import AuditEntry, AuditProblem
 from bot.store.db import DEFAULT_TIMEOUT_S, call_deadline, make_engine, unreachable
+from bot.store.deliveries import Queued
 from bot.store.errors import BadDatabaseURL, StoreUnavailable, translated
 from bot.store.models import utcnow
 from bot.store.outbox import Claimed, MessageAddress, OutboxStats, Outgoing
@@ -553,6 +554,23 @@ class Store:
             return _deliveries.claim(
                 self._sessions, self._now(), key, prune_first=self._prune_due()
             )
+
+    def accept_trigger(self, key: str, trigger: str) -> bool:
+        """Claim ``key`` and queue ``trigger`` (JSON) in one transaction, acked by this
+        replica: True the first time, False for a duplicate."""
+        with translated():
+            return _deliveries.accept(self._sessions, self._now(), key, trigger, self.replica,
+                                      prune_first=self._prune_due())
+
+    def start_trigger(self, key: str) -> bool:
+        """True for the one caller that marks the queued trigger of ``key`` started."""
+        with translated():
+            return _deliveries.start(self._sessions, self._now(), key)
+
+    def unstarted_triggers(self, older_than: timedelta) -> list[Queued]:
+        """Triggers acked more than ``older_than`` ago whose work never started."""
+        with translated():
+            return _deliveries.unstarted(self._sessions, self._now() - older_than)
 
     def _prune_due(self) -> bool:
         with self._prune_lock:

@@ -170,7 +170,8 @@ def test_one_leader_claims_across_replicas_and_takeover_after_kill(
     leader = the_leader(sim, pair)
     follower = next(name for name in pair if name != leader)
     assert (leader_gauge(pair[leader]), leader_gauge(pair[follower])) == (1.0, 0.0)
-    assert ready(pair[follower])["leader"]["holder"] == leader
+    # The follower reads the Lease every retry period: it knows the holder by the next one.
+    wait_until(lambda: ready(pair[follower])["leader"]["holder"] == leader, timeout=WAIT)
 
     # The same signed approval click, delivered to both replicas, starts one execution.
     message, request_id = request_on(pair[follower], slack)

@@ -1,0 +1,106 @@
+"""Acked once on disk: a command is recorded (claimed and queued) before Slack gets its ack,
+and a restart finds what was acked and never started: started once if fresh, otherwise the
+asker hears that nothing ran; never lost, never run twice."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from bot.services import Services
+from bot.simcluster import SimCluster
+from bot.slack.queue import encode
+from bot.store import Store
+from bot.store.models import DeliveryClaim
+from bot.trigger import Trigger
+from tests.slack.test_slack_serve import serve_process
+from tests.support.alert_chain import wait_until
+from tests.support.signing import SIGNING_SECRET
+from tests.support.slack_standin import CHANNEL, SlackDriver, SlackStandIn
+
+WEB = "/apis/apps/v1/namespaces/shop-staging/deployments/shop-web"
+
+
+def queued(store: Store) -> list[DeliveryClaim]:
+    with store.sessions() as session:
+        return list(session.scalars(select(DeliveryClaim)
+                                    .where(DeliveryClaim.trigger.is_not(None))))
+
+
+def test_the_trigger_is_on_disk_when_the_ack_arrives(bot: SlackDriver,
+                                                     services: Services) -> None:
+    """Only the ack's own record writes a claim's trigger: seen right after the 200, it was
+    written before the ack."""
+    assert bot.send_command("alice", "scale shop-web 3 --dry-run").status_code == 200
+    [claim] = queued(services.store)
+    trigger = json.loads(claim.trigger or "")
+    assert (trigger["text"], trigger["actor"], trigger["channel"], trigger["via"]) == (
+        "scale shop-web 3 --dry-run", "U0ALICE", CHANNEL, "command")
+    assert claim.owner == services.store.replica
+    bot.finished("scale shop-web 3 --dry-run")
+    [claim] = queued(services.store)
+    assert claim.started_at is not None
+
+
+def acked_by_a_dead_process(url: str, text: str, *, ago: timedelta, key: str) -> None:
+    store = Store.open(url, replica="pod-gone")
+    try:
+        trigger = Trigger(source="slack", actor="U0ALICE", text=text, channel=CHANNEL,
+                          delivery_id=key, via="command",
+                          received_at=datetime.now(UTC) - ago)
+        assert store.accept_trigger(key, encode(trigger, None))
+    finally:
+        store.close()
+
+
+def test_a_restart_starts_what_was_acked_and_never_started_once(
+    sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'opsbot.db'}"
+    acked_by_a_dead_process(url, "scale shop-web 4", ago=timedelta(seconds=5), key="slack:fresh")
+    acked_by_a_dead_process(url, "scale shop-web 5", ago=timedelta(minutes=10), key="slack:old")
+    with serve_process(["-m", "bot.cli", "serve"], sim, slack, tmp_path,
+                       SLACK_SIGNING_SECRET=SIGNING_SECRET) as served:
+        with httpx.Client(timeout=30) as http:
+            message = SlackDriver(served.url, http, slack, SIGNING_SECRET).finished(
+                "scale shop-web 4")
+        assert message.text.split("\n")[0].endswith(": done")
+
+        def told() -> list[str] | None:
+            said = [c.params.get("text", "") for c in slack.served("chat.postEphemeral")]
+            return said if len(said) >= 2 else None
+
+        said = sorted(wait_until(told))
+        served.stop()
+    assert said[0].startswith("`scale shop-web 4` (received ")
+    assert "is starting now: opsbot restarted after acknowledging it" in said[0]
+    assert said[1].startswith("`scale shop-web 5` (received ")
+    assert "was not run: opsbot restarted after acknowledging it and before starting" in said[1]
+    web = sim.get(WEB)
+    assert web is not None and web["spec"]["replicas"] == 4
+
+    store = Store.open(url)
+    try:
+        assert [r.command for r in store.recent_executions(10)] == ["scale shop-web 4"]
+        [record] = [r for r in store.audit_records(limit=50) if r["outcome"] == "not_started"]
+        assert (record["actor"], record["command"]) == ("U0ALICE", "scale shop-web 5")
+        assert record["details"]["acked_by"] == "pod-gone"
+        assert store.unstarted_triggers(timedelta(0)) == []
+    finally:
+        store.close()
+
+    # Started once means once: another restart finds nothing to start or report.
+    slack.reset()
+    with serve_process(["-m", "bot.cli", "serve"], sim, slack, tmp_path,
+                       SLACK_SIGNING_SECRET=SIGNING_SECRET) as served:
+        served.stop()
+    assert slack.calls_to("chat.postEphemeral") == []
+    store = Store.open(url)
+    try:
+        assert [r.command for r in store.recent_executions(10)] == ["scale shop-web 4"]
+    finally:
+        store.close()
