@@ -8,13 +8,16 @@ renders them.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "ACK_SECONDS",
     "ALERT_DECISIONS",
     "ALERT_NOTIFICATIONS",
     "ALERT_NOTIFICATIONS_REFUSED",
+    "APPROVALS",
     "EXECUTIONS",
+    "KUBERNETES_API_ERRORS",
     "OUTBOX_DELIVERIES",
     "OUTBOX_DEPTH",
     "OUTBOX_OLDEST",
@@ -74,4 +77,23 @@ OUTBOX_DEPTH = Gauge(
 OUTBOX_OLDEST = Gauge(
     "opsbot_outbox_oldest_pending_seconds",
     "Age of the oldest Slack outbox row not delivered yet; 0 when there is none.",
+)
+ACK_SECONDS = Histogram(
+    "opsbot_ack_seconds",
+    "Time from a Slack request's arrival to its acknowledgement (Slack gives up after 3 s), by "
+    "transport: http (/slack/events) or socket (Socket Mode).",
+    ["transport"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
+)
+APPROVALS = Counter(
+    "opsbot_approvals",
+    "Approval requests' events, by outcome: requested, approved, denied, cancelled, expired, "
+    "break-glass, acknowledged, void (and how a request closed when its run could not start).",
+    ["outcome"],
+)
+KUBERNETES_API_ERRORS = Counter(
+    "opsbot_kubernetes_api_errors",
+    "Kubernetes API calls that failed, by the Status reason (NotFound, Forbidden, Conflict, "
+    "...; Unreachable when no answer came) and HTTP status (0 when none).",
+    ["reason", "status"],
 )

@@ -26,6 +26,7 @@ from bot import messages
 from bot.alerts.intake import alertmanager_route
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.metrics import ACK_SECONDS
 from bot.numbers import is_digits
 from bot.services import Services
 from bot.slack import inbound
@@ -76,6 +77,7 @@ def create_app(
     signing_secret = secret.get_secret_value() if secret else ""
 
     async def events(request: Request) -> Response:
+        started = time.monotonic()
         try:
             raw = await inbound.read_body(request)
             content_type = request.headers.get("content-type", "")
@@ -88,7 +90,9 @@ def create_app(
         except inbound.Rejected as exc:
             inbound.refused(exc, "request")
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
-        return to_starlette_response(await bolt.async_dispatch(bolt_request))
+        response = to_starlette_response(await bolt.async_dispatch(bolt_request))
+        ACK_SECONDS.labels(transport="http").observe(time.monotonic() - started)
+        return response
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
