@@ -171,7 +171,9 @@ def serve(settings: Settings) -> None:
     try:
         app_token = settings.slack.app_token
         app = create_app(services, app_token=app_token.get_secret_value() if app_token else None)
-        config = uvicorn.Config(app, host=host, port=port, lifespan="on",
+        # log_config=None: uvicorn's records go through the root handler, so they follow
+        # --log-format (json) and its secret masking like every other line.
+        config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None,
                                 timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS))
         uvicorn.Server(config).run()
     finally:
