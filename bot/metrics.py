@@ -88,7 +88,8 @@ ACK_SECONDS = Histogram(
 APPROVALS = Counter(
     "opsbot_approvals",
     "Approval requests' events, by outcome: requested, approved, denied, cancelled, expired, "
-    "break-glass, acknowledged, void (and how a request closed when its run could not start).",
+    "break-glass, acknowledged; void, not-started, interrupted when an approved run could not "
+    "start or was cut short.",
     ["outcome"],
 )
 KUBERNETES_API_ERRORS = Counter(
