@@ -156,8 +156,7 @@ def test_a_running_server_logs_json_counts_and_fails_ready_without_its_database(
     with serve_process(["-c", SERVE], sim, slack, tmp_path, SLACK_SIGNING_SECRET=SIGNING_SECRET,
                        OPSBOT_DATABASE_URL=url, OPSBOT_ALERTMANAGER_TOKEN=AM_TOKEN) as served:
         with httpx.Client(timeout=30) as http:
-            ready = http.get(f"{served.url}/readyz")
-            assert (ready.status_code, ready.text) == (200, "ready")
+            assert http.get(f"{served.url}/readyz").status_code == 200
             bot = SlackDriver(served.url, http, slack, SIGNING_SECRET)
             assert bot.send_command("alice", "scale shop-web 3").status_code == 200
             bot.finished("scale shop-web 3")
@@ -192,7 +191,7 @@ def test_a_running_server_logs_json_counts_and_fails_ready_without_its_database(
 
             # PostgreSQL out of reach: not ready (Kubernetes stops sending traffic), still alive.
             proxy.stop()
-            assert not_ready_soon(http, served.url) == "the store does not answer"
+            assert "the store does not answer" in not_ready_soon(http, served.url)
             assert http.get(f"{served.url}/readyz").status_code == 503  # and stays so
             assert http.get(f"{served.url}/healthz").status_code == 200
         served.stop()
