@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from bot import __version__
 from bot.errors import ConfigError, OpsbotError, RunbookError
+from bot.logs import FORMATS, formatter, remember_secrets
 from bot.markup import plain
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ log = logging.getLogger("opsbot.cli")
 
 #: Commands that run until stopped and log as a service does.
 SERVICES = ("serve", "simcluster")
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="log everything (debug), libraries included, on stderr")
+    common.add_argument("--log-format", choices=FORMATS, default=argparse.SUPPRESS,
+                        help="text, or one JSON object per line (default: $OPSBOT_LOG_FORMAT "
+                             "or text)")
     parser = argparse.ArgumentParser(
         prog="opsbot",
         description="ChatOps for Kubernetes: Slack commands and alerts run audited runbooks.",
@@ -48,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="path of opsbot.yaml (default: $OPSBOT_CONFIG)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log everything (debug), libraries included, on stderr")
+    parser.add_argument("--log-format", choices=FORMATS, default=None,
+                        help="text, or one JSON object per line (default: $OPSBOT_LOG_FORMAT "
+                             "or text)")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def command(parent: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
@@ -93,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     _QuietStdout.install()
     args = _parser().parse_args(argv)
-    _configure_logging(verbose=args.verbose, service=args.cmd in SERVICES)
+    _configure_logging(verbose=args.verbose, service=args.cmd in SERVICES,
+                       log_format=_log_format(args))
     from bot.store import BadDatabaseURL, DatabaseUnreachable, StoreError
 
     try:
@@ -119,12 +126,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
 
 
-def _configure_logging(*, verbose: bool, service: bool) -> None:
+def _log_format(args: argparse.Namespace) -> str:
+    """--log-format, else OPSBOT_LOG_FORMAT, else text (a config file's `log_format` is applied
+    once the configuration is read, see `_settings`)."""
+    chosen = args.log_format or os.environ.get("OPSBOT_LOG_FORMAT") or "text"
+    if chosen not in FORMATS:
+        print(f"opsbot: OPSBOT_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {chosen!r}",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return chosen
+
+
+_HANDLER_NAME = "opsbot-stderr"
+
+
+def _configure_logging(*, verbose: bool, service: bool, log_format: str = "text") -> None:
     """Services log INFO and up. Other commands show their user only opsbot's own errors
     below the output, unless --verbose: then everything, at DEBUG."""
     logging.captureWarnings(True)  # Python warnings (urllib3, kubernetes) are log records too
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter(log_format))
     root = logging.getLogger()
     if verbose:
         root.setLevel(logging.DEBUG)
@@ -243,7 +265,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace) -> Settings:
     from bot.config import load_settings
 
-    return load_settings(args.config)
+    settings = load_settings(args.config)
+    remember_secrets(settings.secret_values())
+    if settings.log_format != "text" and not (
+            args.log_format or os.environ.get("OPSBOT_LOG_FORMAT")):
+        for handler in logging.getLogger().handlers:  # the config file's choice
+            if handler.get_name() == _HANDLER_NAME:
+                handler.setFormatter(formatter(settings.log_format))
+    return settings
 
 
 def _demo(args: argparse.Namespace) -> int:

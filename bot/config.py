@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote, urlsplit
 
 import yaml
 from pydantic import (
@@ -61,6 +62,7 @@ ENV_VARS: dict[str, str] = {
     "OPSBOT_LEASE_RETRY_PERIOD": "replicas.retry_period_seconds",
     "OPSBOT_HEARTBEAT_SECONDS": "replicas.heartbeat_seconds",
     "OPSBOT_SHUTDOWN_GRACE": "replicas.shutdown_grace_seconds",
+    "OPSBOT_LOG_FORMAT": "log_format",
 }
 
 
@@ -302,6 +304,7 @@ class Settings(_Model):
     break_glass_reminder_minutes: int = Field(default=15, ge=1, le=1440)
     database_url: str | None = None
     listen: str = "0.0.0.0:3000"
+    log_format: Literal["text", "json"] = "text"
     kubeconfig: str | None = None
     prometheus_url: str | None = None
     alertmanager_url: str | None = None
@@ -379,6 +382,18 @@ class Settings(_Model):
     def resolve_path(self, path: str) -> Path:
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds (tokens, signing secret, the database URL's
+        password), for masking in logs."""
+        found = [secret.get_secret_value() for secret in (
+            self.slack.bot_token, self.slack.signing_secret, self.slack.app_token,
+            self.alertmanager_token, self.argocd_token) if secret is not None]
+        if self.database_url:
+            password = urlsplit(self.database_url).password
+            if password:
+                found += [password, quote(password, safe="")]
+        return found
 
     def user_id(self, name: str) -> str:
         """A Slack user id from a handle or id (console users type `alice`)."""

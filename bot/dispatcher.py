@@ -22,6 +22,7 @@ from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableErro
 from bot.invocation import Invocation
 from bot.kube import KubeFactory
 from bot.locks import Lease, Locked, TargetLocks
+from bot.logs import log_context
 from bot.markup import code
 from bot.metrics import EXECUTIONS, TRIGGERS
 from bot.preview import SILENT as _SILENT
@@ -183,13 +184,14 @@ class Dispatcher:
                 raise Denied(messages.pending_needs_role(self.settings.handle(trigger.actor)))
             return await self._reply(trigger, reporter, "info", await self.approvals.pending())
         request_id = command.topic or ""
-        if command.meta == "approve":
-            outcome = await self.approvals.approve(trigger, request_id, reporter)
-        elif command.meta == "deny":
-            outcome = await self.approvals.deny(trigger, request_id, command.reason or "",
-                                                reporter)
-        else:
-            outcome = await self.approvals.cancel(trigger, request_id, reporter)
+        with log_context(request_id=request_id or None):
+            if command.meta == "approve":
+                outcome = await self.approvals.approve(trigger, request_id, reporter)
+            elif command.meta == "deny":
+                outcome = await self.approvals.deny(trigger, request_id, command.reason or "",
+                                                    reporter)
+            else:
+                outcome = await self.approvals.cancel(trigger, request_id, reporter)
         TRIGGERS.labels(source=trigger.source, outcome=outcome.status).inc()
         return outcome
 
@@ -326,23 +328,27 @@ class Dispatcher:
             channel=trigger.channel,
             request_id=request_id,
         )
-        lease: Lease | None = None
-        if runbook.mutating and target and not command.dry_run:
+        # Every record logged while it runs (worker threads included) names the execution.
+        with log_context(execution_id=execution_id, request_id=request_id):
+            log.info("runbook %s started in %s (%s, by %s)", runbook.name, environment.name,
+                     trigger.source, trigger.actor)
+            lease: Lease | None = None
+            if runbook.mutating and target and not command.dry_run:
+                try:
+                    lease = await self.locks.acquire(environment.name, target,
+                                                     execution_id=execution_id, actor=trigger.actor)
+                except Locked as exc:
+                    await asyncio.to_thread(self.store.finish_execution, execution_id,
+                                            status="refused", summary=str(exc)[:2000])
+                    await self._audit(trigger, command, runbook, environment.name, target,
+                                      "refused", execution_id, detail=str(exc)[:500])
+                    return await self._reply(trigger, reporter, "refused",
+                                             Notice("refused", str(exc), hint=exc.hint))
             try:
-                lease = await self.locks.acquire(environment.name, target,
-                                                 execution_id=execution_id, actor=trigger.actor)
-            except Locked as exc:
-                await asyncio.to_thread(self.store.finish_execution, execution_id, status="refused",
-                                        summary=str(exc)[:2000])
-                await self._audit(trigger, command, runbook, environment.name, target,
-                                  "refused", execution_id, detail=str(exc)[:500])
-                return await self._reply(trigger, reporter, "refused",
-                                         Notice("refused", str(exc), hint=exc.hint))
-        try:
-            return await self._execute(inv, reporter, execution_id, request_id, lease)
-        finally:
-            if lease is not None:  # a no-op when `_finish` released it already
-                await lease.release()
+                return await self._execute(inv, reporter, execution_id, request_id, lease)
+            finally:
+                if lease is not None:  # a no-op when `_finish` released it already
+                    await lease.release()
 
     async def _execute(
         self, inv: Invocation, reporter: Reporter, execution_id: str, request_id: str | None,
@@ -471,6 +477,7 @@ class Dispatcher:
         await asyncio.to_thread(
             self.store.finish_execution, view.execution_id, status=status, summary=summary[:2000]
         )
+        log.info("runbook %s ended %s", run.runbook.name, status)
         await self._audit(
             run.trigger,
             run.command,

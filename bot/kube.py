@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from bot.errors import ConfigError, NotFound, PermanentError, RetryableError
+from bot.metrics import KUBERNETES_API_ERRORS
 
 __all__ = ["KubeClients", "KubeFactory"]
 
@@ -56,8 +57,10 @@ class KubeClients:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ApiException as exc:
+            KUBERNETES_API_ERRORS.labels(reason=_reason(exc), status=str(exc.status or 0)).inc()
             raise _translate(exc) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            KUBERNETES_API_ERRORS.labels(reason="Unreachable", status="0").inc()
             raise RetryableError(f"the Kubernetes API is unreachable: {exc}", delay=2.0) from exc
 
     def close(self) -> None:
@@ -95,6 +98,20 @@ class KubeFactory:
         for clients in self._clients.values():
             clients.close()
         self._clients.clear()
+
+
+def _reason(exc: ApiException) -> str:
+    """The Status object's machine-readable reason (NotFound, Forbidden, ...), else the HTTP
+    reason phrase without spaces (a proxy's answer), else Unknown."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except (ValueError, TypeError):
+        body = {}
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if isinstance(reason, str) and reason.isalnum():
+        return reason[:40]
+    phrase = "".join(str(exc.reason or "").title().split())
+    return phrase[:40] if phrase.isalnum() else "Unknown"
 
 
 def _translate(exc: ApiException) -> PermanentError | RetryableError:

@@ -8,13 +8,16 @@ renders them.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "ACK_SECONDS",
     "ALERT_DECISIONS",
     "ALERT_NOTIFICATIONS",
     "ALERT_NOTIFICATIONS_REFUSED",
+    "APPROVALS",
     "EXECUTIONS",
+    "KUBERNETES_API_ERRORS",
     "LEADER",
     "OUTBOX_DELIVERIES",
     "OUTBOX_DEPTH",
@@ -79,4 +82,24 @@ OUTBOX_OLDEST = Gauge(
 LEADER = Gauge(
     "opsbot_leader",
     "1 on the replica that holds the leader Lease (or leads alone), 0 on the others.",
+)
+ACK_SECONDS = Histogram(
+    "opsbot_ack_seconds",
+    "Time from a Slack request's arrival to its acknowledgement (Slack gives up after 3 s), by "
+    "transport: http (/slack/events) or socket (Socket Mode).",
+    ["transport"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
+)
+APPROVALS = Counter(
+    "opsbot_approvals",
+    "Approval requests' events, by outcome: requested, approved, denied, cancelled, expired, "
+    "break-glass, acknowledged; void, not-started, interrupted when an approved run could not "
+    "start or was cut short.",
+    ["outcome"],
+)
+KUBERNETES_API_ERRORS = Counter(
+    "opsbot_kubernetes_api_errors",
+    "Kubernetes API calls that failed, by the Status reason (NotFound, Forbidden, Conflict, "
+    "...; Unreachable when no answer came) and HTTP status (0 when none).",
+    ["reason", "status"],
 )

@@ -26,6 +26,7 @@ from bot.commands import parse
 from bot.config import Settings
 from bot.errors import Denied, Refused, UnknownName
 from bot.invocation import Invocation
+from bot.metrics import APPROVALS
 from bot.reporting import Notice, Reporter
 from bot.runbooks.params import coerce_params
 from bot.store import ApprovalRequest, AuditEntry, Store
@@ -383,4 +384,5 @@ class Approvals:
                      "detail": detail, "plan_digest": request.plan_digest, **more},
         )
         await asyncio.to_thread(self.store.audit, entry)
+        APPROVALS.labels(outcome=outcome).inc()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from . import (  # noqa: F401  (the controller modules register themselves)
     statefulsets,
     volumes,
 )
+from .access import Access, AccessLog
 from .behaviours import CrashLoop, Scripts
 from .clock import SimClock
 from .controllers import BUILTINS, ControllerManager, ControllerRegistry, Ctx
@@ -64,6 +67,7 @@ class SimCluster:
         self.traffic = Traffic(self.store, self.types)
         self.velero = Velero()
         self.velero.install(self.controllers)
+        self.accesses = AccessLog()
         self._server: ServerThread | None = None
         run_seed(seed, Seeder(self.api, self.manager, self.scripts, self.clock,
                               self.traffic.scripts))
@@ -76,7 +80,7 @@ class SimCluster:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> SimCluster:
         dispatcher = Dispatcher(self.api, self.faults, self.token,
                                 lambda request: admin.handle(self, request),
-                                lambda: self._address, self.velero.download)
+                                lambda: self._address, self.velero.download, self.accesses)
         self.velero.base_url = lambda: f"http://{self._address}"
         self._server = ServerThread(dispatcher, host, port)
         self._server.start()
@@ -138,6 +142,14 @@ class SimCluster:
             return clone(self.api.get(route))
         except ApiError:
             return None
+
+    @contextmanager
+    def recording(self) -> Iterator[list[Access]]:
+        """Every request authenticated clients make over HTTP during the block, as RBAC sees it
+        (verb, group, resource, subresource, namespace). The controllers, the seed and this
+        object's own methods write in-process and are not recorded; neither is `/_sim/`."""
+        with self.accesses.recording() as seen:
+            yield seen
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Drive controllers until a pass changes nothing (TimeoutError if they never settle)."""

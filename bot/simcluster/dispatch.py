@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import discovery, patches, selectors, watch
+from .access import Access, AccessLog, verb_of
 from .errors import ApiError, bad_request
 from .faults import Faults, fault_error
 from .rest import DeleteOptions, ListQuery, LogQuery, RestApi
@@ -74,6 +75,7 @@ class Dispatcher:
     admin: Callable[[Request], Response]
     server_address: Callable[[], str]
     downloads: Callable[[str], bytes | None] | None = None  # Velero's signed URLs
+    accesses: AccessLog | None = None  # what authenticated clients asked, for RBAC tests
 
     def handle(self, request: Request) -> Response:
         try:
@@ -106,12 +108,22 @@ class Dispatcher:
             if fault.status is not None:
                 raise fault_error(fault, path)
         route = parse(path)
+        self._record(request, path, route)
         if isinstance(route, DiscoveryRoute):
             if request.method != "GET":
                 raise ApiError(405, "the server does not allow this method on the requested "
                                     "resource")
             return Response.of(discovery.document(route, self.api.types, self.server_address()))
         return self._resource(request, route)
+
+    def _record(self, request: Request, path: str, route: Route | DiscoveryRoute) -> None:
+        if self.accesses is None:
+            return
+        if isinstance(route, DiscoveryRoute):
+            self.accesses.add(Access(request.method.lower(), path=path))
+            return
+        self.accesses.add(Access(verb_of(request.method, route, request.query), route.group,
+                                 route.plural, route.subresource or "", route.namespace or ""))
 
     def _authorized(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")

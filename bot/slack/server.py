@@ -27,6 +27,7 @@ from bot import messages
 from bot.alerts.intake import alertmanager_route
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.metrics import ACK_SECONDS
 from bot.numbers import is_digits
 from bot.services import Services
 from bot.slack import inbound, queue
@@ -84,6 +85,7 @@ def create_app(
     socket: CheckedSocketModeHandler | None = None  # made in the lifespan (it needs the loop)
 
     async def events(request: Request) -> Response:
+        started = time.monotonic()
         try:
             raw = await inbound.read_body(request)
             content_type = request.headers.get("content-type", "")
@@ -96,7 +98,9 @@ def create_app(
         except inbound.Rejected as exc:
             inbound.refused(exc, "request")
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
-        return to_starlette_response(await bolt.async_dispatch(bolt_request))
+        response = to_starlette_response(await bolt.async_dispatch(bolt_request))
+        ACK_SECONDS.labels(transport="http").observe(time.monotonic() - started)
+        return response
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -207,7 +211,9 @@ def serve(settings: Settings) -> None:
         app = create_app(services, app_token=app_token.get_secret_value() if app_token else None)
         # Requests in flight (acks, the intake's store write) are short; the grace for
         # running executions is the lifespan's (create_app), so the two do not add up.
-        config = uvicorn.Config(app, host=host, port=port, lifespan="on",
+        # log_config=None: uvicorn's records go through the root handler, so they follow
+        # --log-format (json) and its secret masking like every other line.
+        config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None,
                                 timeout_graceful_shutdown=HTTP_DRAIN_SECONDS)
         uvicorn.Server(config).run()
     finally:

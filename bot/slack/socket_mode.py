@@ -18,6 +18,7 @@ from slack_bolt.adapter.socket_mode.internals import build_headers
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 
+from bot.metrics import ACK_SECONDS
 from bot.slack import inbound
 from bot.slack.api import SlackCallFailed, call
 from bot.slack.app import BOLT_LOG
@@ -92,3 +93,4 @@ class CheckedSocketModeHandler(AsyncSocketModeHandler):
             return
         response = await self.app.async_dispatch(request)
         await send_async_response(client, req, response, started)
+        ACK_SECONDS.labels(transport="socket").observe(time.time() - started)

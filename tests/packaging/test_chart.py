@@ -320,11 +320,13 @@ def test_the_external_secret_writes_the_secret_the_pod_reads(renders: dict[str, 
 
 
 def _metric_names() -> set[str]:
-    """The series names opsbot exports (a counter `x` is exported as `x_total`)."""
+    """The series names opsbot exports (a counter `x` is exported as `x_total`, a histogram
+    as `x_bucket`, `x_count` and `x_sum`)."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
     names = set()
     for attribute in metrics.__all__:
         for family in getattr(metrics, attribute).describe():
-            names.add(f"{family.name}_total" if family.type == "counter" else family.name)
+            names |= {family.name + s for s in suffixes.get(family.type, ("",))}
     return names
 
 

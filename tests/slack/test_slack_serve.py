@@ -67,7 +67,8 @@ class Served:
 def serve_process(argv: list[str], sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
                   **slack_env: str) -> Iterator[Served]:
     """opsbot serving the demo world in its own process, configured only by environment
-    variables (the ones given here, no SLACK_* or OPSBOT_* of the test's), up and healthy;
+    variables (the ones given here and in `slack_env`, no SLACK_* or OPSBOT_* of the test's),
+    up and healthy;
     killed at the end if a test left it running."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSBOT_"))}
@@ -78,8 +79,8 @@ def serve_process(argv: list[str], sim: SimCluster, slack: SlackStandIn, tmp_pat
         OPSBOT_LISTEN=f"127.0.0.1:{port}",
         SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_API_URL=slack.api_url,
-        **slack_env,
     )
+    env.update(slack_env)  # may replace the ones above (another database)
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, *argv], env=env, cwd=tmp_path,

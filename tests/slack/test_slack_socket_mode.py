@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.services import Services
 from bot.simcluster import SimCluster
@@ -75,6 +76,10 @@ def test_opsbot_serve_picks_socket_mode_from_slack_app_token(
                               "accepts_response_payload": True, "payload": payload})
             assert socket_mode.wait_ack("env-serve") == {"envelope_id": "env-serve"}
             message = SlackDriver(url, http, slack, SIGNING_SECRET).finished("scale shop-web 3")
+            # The acknowledgement's latency, as an operator scrapes it.
+            acks = [s for f in text_string_to_metric_families(http.get(f"{url}/metrics").text)
+                    for s in f.samples if s.name == "opsbot_ack_seconds_count"]
+            assert [(s.labels, s.value) for s in acks] == [({"transport": "socket"}, 1.0)]
         assert message.text.split("\n")[0].endswith(": done")
         web = sim.get("/apis/apps/v1/namespaces/shop-staging/deployments/shop-web")
         assert web is not None and web["spec"]["replicas"] == 3
