@@ -33,6 +33,7 @@ from tests.support.slack_standin import (
     BOT_TOKEN,
     BOT_USER,
     USERS,
+    Call,
     Message,
     SlackDriver,
     SlackStandIn,
@@ -154,6 +155,12 @@ def post_both(pair: dict[str, Served], path: str, body: bytes | str,
         return list(pool.map(send, pair.values()))
 
 
+def alert_posts(slack: SlackStandIn) -> list[Call]:
+    """Posts of alert groups' messages (the runs they start post their own)."""
+    return [c for c in slack.calls_to("chat.postMessage")
+            if c.params.get("channel") == "C0ALERTS" and c.text.startswith("FIRING ")]
+
+
 def request_on(served: Served, slack: SlackStandIn,
                command: str = COMMAND) -> tuple[Message, str]:
     with httpx.Client(timeout=30) as http:
@@ -204,7 +211,9 @@ def test_one_leader_claims_across_replicas_and_takeover_after_kill(
     assert len({(r.fingerprint, r.runbook) for r in alert_runs}) == len(alert_runs)
     automatic = [r for r in store.recent_executions(50) if r.source == "alert"]
     assert len(automatic) == len([r for r in alert_runs if r.execution_id])
-    posts = [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == "C0ALERTS"]
+    # The group's message goes through the outbox: once nothing waits there, it was posted once.
+    wait_until(lambda: store.outbox_stats().waiting == 0 and alert_posts(slack), timeout=WAIT)
+    posts = alert_posts(slack)
     assert len(posts) == 1, [c.text for c in posts]
 
     # A new request, then kill -9 the leader: the follower takes over within the lease
