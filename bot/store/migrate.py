@@ -10,17 +10,18 @@ transaction-scoped advisory lock, SQLite through ``BEGIN IMMEDIATE``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, select, text
 
 from bot.store.db import WRITE_LOCK_OPTION, patient, patient_statements
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = [
     "FOREIGN_TABLES",
+    "HEAD",
     "MIGRATIONS_DIR",
     "SCHEDULER_JOBS_TABLE",
     "alembic_config",
@@ -32,6 +33,11 @@ __all__ = [
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# The newest revision in migrations/versions (a test holds it to Alembic's own head): a
+# database already there is opened without importing Alembic at all, which a process that
+# never migrates does not need (it costs some 10 MB and 150 modules).
+HEAD = "0008"
 
 # Replicas starting together wait for the first one's migration, which may alter big tables.
 MIGRATION_WAIT_S = 600.0
@@ -58,6 +64,8 @@ def include_object(
 
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic config for the packaged migrations (``url`` for offline/CLI use)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
@@ -67,16 +75,24 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's revision (Alembic's version table), None before the first migration."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        return versions[0] if len(versions) == 1 else None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to ``revision``; a no-op when it is already there."""
+    if revision in ("head", HEAD) and current_revision(engine) == HEAD:
+        return
     _run(engine, "upgrade", revision)
 
 
@@ -85,6 +101,8 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def _run(engine: Engine, direction: str, revision: str) -> None:
+    from alembic import command
+
     config = alembic_config()
     with engine.connect() as conn, patient(conn, MIGRATION_WAIT_S):
         conn.execution_options(**{WRITE_LOCK_OPTION: True})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -50,7 +52,31 @@ def test_migrations_ship_inside_the_package() -> None:
     assert location == package / "migrations"
     assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()
     assert config.config_file_name is None  # no alembic.ini is read
-    assert store_migrate.head_revision() == HEAD
+    assert store_migrate.head_revision() == HEAD == store_migrate.HEAD
+
+
+def test_a_database_at_head_opens_without_importing_alembic(tmp_path: Path) -> None:
+    """Alembic is for migrating: a process whose database is current never loads it (the
+    footprint), and one whose database is behind migrates as before."""
+    url = sqlite_url(str(tmp_path / "opsbot.db"))
+    probe = ("import sys\nfrom bot.store import Store\n"
+             f"Store.open({url!r}).close()\n"
+             "print(any(m == 'alembic' or m.startswith('alembic.') for m in sys.modules))")
+
+    def alembic_loaded() -> bool:
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              check=True, timeout=120)
+        return done.stdout.strip() == "True"
+
+    assert alembic_loaded()  # a new database: migrated
+    assert not alembic_loaded()  # at head: Alembic never imported
+    engine = make_engine(url)
+    store_migrate.downgrade(engine, "0007")
+    engine.dispose()
+    assert alembic_loaded()  # behind: migrated again
+    engine = make_engine(url)
+    assert store_migrate.current_revision(engine) == HEAD
+    engine.dispose()
 
 
 def test_upgrade_on_an_empty_database_is_idempotent(
