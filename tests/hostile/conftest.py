@@ -11,20 +11,36 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
+import hypothesis
+from hypothesis import HealthCheck
+
+# The real server on the demo world with the Slack stand-in (tests/slack), on either database.
+from tests.slack.conftest import (  # noqa: F401 - fixtures
+    bot,
+    server,
+    services,
+    settings,
+    sim,
+    slack,
+    standin,
+)
+from tests.store.conftest import pg_schemas  # noqa: F401 - PostgreSQL schemas, for both backends
+from tests.support.databases import database_url  # noqa: F401 - SQLite, then PostgreSQL
 
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
           HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
-settings.register_profile("opsbot", derandomize=True, database=None, deadline=None,
-                          suppress_health_check=_QUIET, print_blob=True)
-settings.register_profile("explore", derandomize=False, database=None, deadline=None,
-                          suppress_health_check=_QUIET, max_examples=1000)
-settings.load_profile(os.environ.get("OPSBOT_HYPOTHESIS_PROFILE", "opsbot"))
+hypothesis.settings.register_profile(
+    "opsbot", derandomize=True, database=None, deadline=None, suppress_health_check=_QUIET,
+    print_blob=True)
+hypothesis.settings.register_profile(
+    "explore", derandomize=False, database=None, deadline=None, suppress_health_check=_QUIET,
+    max_examples=1000)
+hypothesis.settings.load_profile(os.environ.get("OPSBOT_HYPOTHESIS_PROFILE", "opsbot"))
 
 
-def examples(count: int) -> settings:
+def examples(count: int) -> hypothesis.settings:
     """`count` examples in the usual profile, ten times as many when exploring."""
-    if settings.default.max_examples >= 1000:
-        return settings(max_examples=count * 10)
-    return settings(max_examples=count)
+    if hypothesis.settings.default.max_examples >= 1000:
+        return hypothesis.settings(max_examples=count * 10)
+    return hypothesis.settings(max_examples=count)

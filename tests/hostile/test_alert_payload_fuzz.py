@@ -24,10 +24,7 @@ from bot.slack.app import build_services
 from bot.slack.server import create_app
 from tests.alerts.conftest import TOKEN, alert_settings_for
 from tests.hostile.conftest import examples
-from tests.slack.conftest import slack, standin  # noqa: F401 - the Slack stand-in fixtures
-from tests.store.conftest import pg_schemas  # noqa: F401 - PostgreSQL schemas, for both backends
 from tests.support.alert_payloads import alert, notification
-from tests.support.databases import database_url  # noqa: F401 - SQLite, then PostgreSQL
 from tests.support.signing import SIGNING_SECRET
 from tests.support.slack_standin import BOT_TOKEN, ServerThread, SlackStandIn
 

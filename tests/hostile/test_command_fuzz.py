@@ -22,15 +22,6 @@ from bot.runbooks.params import coerce_params
 from bot.services import Services
 from tests.conftest import dispatch
 from tests.hostile.conftest import examples
-from tests.slack.conftest import (  # noqa: F401 - the real server and the Slack stand-in
-    bot,
-    server,
-    services,
-    settings,
-    sim,
-    slack,
-    standin,
-)
 from tests.slack.test_slack_requests import barrier
 from tests.support.slack_standin import SlackDriver
 
