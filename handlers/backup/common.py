@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 from pydantic import Field, field_validator
 
+from bot import messages
 from bot.config import BACKUP_TTL_SHORTEST, AppConfig
 from bot.errors import NotFound, PermanentError, Refused, UsageError
-from bot import messages
 from bot.markup import code
 from bot.names import is_dns1123_subdomain, shown
 from bot.numbers import parse_duration
