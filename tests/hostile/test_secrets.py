@@ -1,9 +1,10 @@
 """Secrets never reach a log or a chat message. The bot token, the signing secret, the app
 token, the Alertmanager webhook token, the Argo CD token, the database password and passwords
-in the Prometheus and Alertmanager URLs are set to recognisable values; commands that succeed, fail, are refused
-or are mistyped, and alerts with right and wrong credentials, go through the real server; then
-every log record (DEBUG and up, with tracebacks), every message posted to the Slack stand-in,
-every answer the server gave and `/metrics` are searched for each of them."""
+in the Prometheus and Alertmanager URLs are set to recognisable values; commands that succeed,
+fail, are refused or are mistyped, and alerts with right and wrong credentials, go through the
+real server; then every log record (DEBUG and up, with tracebacks), every message posted to the
+Slack stand-in, every answer the server gave, `/metrics` and the audit log are searched for
+each of them."""
 
 from __future__ import annotations
 
@@ -128,6 +129,7 @@ def test_no_secret_reaches_a_log_line_or_a_chat_message(
     answers.append(stored.text)
     answers.append(bot.http.get(f"{bot.url}/metrics").text)
     answers.append(bot.http.get(f"{bot.url}/readyz").text)
+    answers.extend(json.dumps(record, default=str) for record in services.store.export_audit())
 
     posted = [json.dumps(call.params) for call in secret_slack.calls]
     logged = [record.getMessage() + "\n" + (record.exc_text or "") + str(record.args)
@@ -141,6 +143,6 @@ def test_no_secret_reaches_a_log_line_or_a_chat_message(
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     for name, secret in SECRETS.items():
         for where, texts in (("a chat message", posted), ("a log record", logged),
-                             ("an HTTP answer", answers)):
+                             ("an HTTP answer or the audit log", answers)):
             leaked = [text for text in texts if secret in text]
             assert not leaked, f"the {name} reached {where}: {leaked[0][:300]}"
