@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import MetaData, create_engine, select
 from sqlalchemy.engine import make_url
 
 from bot.config import load_settings
@@ -86,6 +87,20 @@ def secret_server(sim: SimCluster, secret_slack: SlackStandIn, pg_schemas: Postg
         services.close()
 
 
+def every_row(url: str) -> list[str]:
+    """Every row of every table of the store, as text: what someone who can read the database
+    sees."""
+    engine = create_engine(url)
+    try:
+        tables = MetaData()
+        tables.reflect(engine)
+        with engine.connect() as conn:
+            return [str(tuple(row)) for table in tables.sorted_tables
+                    for row in conn.execute(select(table))]
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_no_secret_reaches_a_log_line_or_a_chat_message(
@@ -130,6 +145,8 @@ def test_no_secret_reaches_a_log_line_or_a_chat_message(
     answers.append(bot.http.get(f"{bot.url}/metrics").text)
     answers.append(bot.http.get(f"{bot.url}/readyz").text)
     answers.extend(json.dumps(record, default=str) for record in services.store.export_audit())
+    in_store = every_row(services.settings.database_url or "")
+    assert any("shop-web" in row for row in in_store)  # the tables were read, not nothing
 
     posted = [json.dumps(call.params) for call in secret_slack.calls]
     logged = [record.getMessage() + "\n" + (record.exc_text or "") + str(record.args)
@@ -143,6 +160,7 @@ def test_no_secret_reaches_a_log_line_or_a_chat_message(
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     for name, secret in SECRETS.items():
         for where, texts in (("a chat message", posted), ("a log record", logged),
-                             ("an HTTP answer or the audit log", answers)):
+                             ("an HTTP answer or the audit log", answers),
+                             ("the database", in_store)):
             leaked = [text for text in texts if secret in text]
             assert not leaked, f"the {name} reached {where}: {leaked[0][:300]}"
