@@ -25,7 +25,7 @@ from pydantic import (
 
 from bot import messages
 from bot.errors import ConfigError, UnknownName, UsageError
-from bot.names import check_dns1123_label, closest, is_dns1123_label
+from bot.names import check_dns1123_label, closest, is_dns1123_label, is_dns1123_subdomain
 from bot.numbers import parse_duration
 
 __all__ = [
@@ -347,6 +347,9 @@ class Settings(_Model):
         for app in self.apps.values():
             if not is_dns1123_label(app.name):
                 raise ValueError(f"`{app.name}` is not a valid app name")
+            if app.workload and not is_dns1123_subdomain(app.workload):
+                raise ValueError(f"app `{app.name}`: workload `{app.workload}` is not a valid "
+                                 "Kubernetes name")
             for env_name in app.environments or []:
                 if env_name not in self.environments:
                     raise ValueError(f"app `{app.name}` names unknown environment `{env_name}`")

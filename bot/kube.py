@@ -15,7 +15,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from bot.errors import ConfigError, NotFound, PermanentError, RetryableError
+from bot.markup import code
 from bot.metrics import KUBERNETES_API_ERRORS
+from bot.names import is_dns1123_subdomain, shown
 
 __all__ = ["KubeClients", "KubeFactory"]
 
@@ -53,7 +55,16 @@ class KubeClients:
         return client.CoordinationV1Api(self.api_client)
 
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run a client method in a worker thread; map API failures to our errors."""
+        """Run a client method in a worker thread; map API failures to our errors.
+
+        The client's positional text arguments (and `name`, `namespace`) become URL path
+        segments: each must be a Kubernetes name, whatever checked it before, so no value
+        shapes a path (`/`, `..`, `%2F`, look-alike letters are refused before any request).
+        """
+        for value in (*args, kwargs.get("name"), kwargs.get("namespace")):
+            if isinstance(value, str) and not is_dns1123_subdomain(value):
+                raise PermanentError(
+                    f"{code(shown(value))} is not a Kubernetes name; nothing was sent")
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ApiException as exc:

@@ -14,7 +14,23 @@ from bot.markup import code
 
 __all__ = ["evaluate", "is_template", "render_value"]
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# What a template can raise besides TemplateError: arithmetic on values (`x / 0`), lookups
+# (`items[9]`), methods called on values ("{0}".format_map(...)) raise Python's own errors. Any
+# of them is the template failing, never an internal error of opsbot.
+_FAILED = (TemplateError, ArithmeticError, LookupError, TypeError, ValueError)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox; subscripting a type (`dict['x']`, which Python answers with
+    a generic alias) is undefined too: templates subscript values, never types."""
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, type):
+            return self.undefined(obj=obj, name=str(argument))
+        return super().getitem(obj, argument)
+
+
+_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False)
 
 
 def is_template(value: Any) -> bool:
@@ -38,15 +54,19 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
                 result._fail_with_undefined_error()
             return result
         return _ENV.from_string(value).render(**context)
-    except TemplateError as exc:
-        raise PermanentError(f"template {code(value)} failed: {exc}") from exc
+    except _FAILED as exc:
+        raise PermanentError(f"template {code(value)} failed: {_reason(exc)}") from exc
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> bool:
     try:
         return bool(_ENV.compile_expression(expression, undefined_to_none=False)(**context))
-    except TemplateError as exc:
-        raise PermanentError(f"condition {code(expression)} failed: {exc}") from exc
+    except _FAILED as exc:
+        raise PermanentError(f"condition {code(expression)} failed: {_reason(exc)}") from exc
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
 
 
 def check_syntax(value: Any) -> str | None:

@@ -230,7 +230,14 @@ def claim(factory: sessionmaker[Session], now: datetime, owner: str, *, limit: i
         if postgres:
             query = query.with_for_update(skip_locked=True, of=OutboxRow)
         for head in session.scalars(query).all():
-            row = _newest_state(session, now, head, lock=postgres)
+            if postgres and _may_coalesce(head) and not session.scalar(
+                    select(func.pg_try_advisory_xact_lock(_STREAM_LOCK_CLASS,
+                                                          func.hashtext(head.stream)))):
+                # An enqueue holds the stream (it may be coalescing into the rows after this
+                # one, or into this one). Waiting for it while holding this row's lock would
+                # deadlock with it; the enqueue wakes the sender, which claims it next time.
+                continue
+            row = _newest_state(session, now, head)
             taken = session.execute(
                 update(OutboxRow).where(OutboxRow.id == row.id, _due(now))
                 .values(status=SENDING, owner=owner, lease_until=now + lease,
@@ -252,15 +259,17 @@ def claim(factory: sessionmaker[Session], now: datetime, owner: str, *, limit: i
     return claimed
 
 
-def _newest_state(session: Session, now: datetime, row: OutboxRow, *, lock: bool) -> OutboxRow:
+def _may_coalesce(row: OutboxRow) -> bool:
+    return row.kind == "show" and not row.substituted
+
+
+def _newest_state(session: Session, now: datetime, row: OutboxRow) -> OutboxRow:
     """The row to send in place of ``row``: ``row`` itself, or, when it is a ``show`` followed
     by newer ``show`` rows of the same message still waiting, the newest of them (the ones
-    passed over end ``coalesced``, their replacements carried over)."""
-    if row.kind != "show" or row.substituted:
+    passed over end ``coalesced``, their replacements carried over). On PostgreSQL the caller
+    holds the stream's lock, so no enqueue is coalescing into those rows meanwhile."""
+    if not _may_coalesce(row):
         return row
-    if lock:  # an enqueue may be coalescing into the next row right now
-        session.execute(select(func.pg_advisory_xact_lock(_STREAM_LOCK_CLASS,
-                                                          func.hashtext(row.stream))))
     while True:
         after = session.scalars(
             select(OutboxRow).where(OutboxRow.stream == row.stream, OutboxRow.id > row.id)

@@ -1,0 +1,46 @@
+"""Hypothesis settings for the hostile-input suite.
+
+The profile is derandomized: every run tries the same examples, so a failure seen once is seen
+again (in CI and on a laptop alike) and no example database is written. Example counts are set
+per test and kept small enough for the whole folder to run in about a minute on two cores; no
+deadline, since a loaded machine is slow, not wrong. `OPSBOT_HYPOTHESIS_PROFILE=explore` runs
+random examples, ten times as many, to look for new failures by hand.
+"""
+
+from __future__ import annotations
+
+import os
+
+import hypothesis
+from hypothesis import HealthCheck
+
+# The real server on the demo world with the Slack stand-in (tests/slack), on either database.
+from tests.slack.conftest import (  # noqa: F401 - fixtures
+    bot,
+    server,
+    services,
+    settings,
+    sim,
+    slack,
+    standin,
+)
+from tests.store.conftest import pg_schemas  # noqa: F401 - PostgreSQL schemas, for both backends
+from tests.support.databases import database_url  # noqa: F401 - SQLite, then PostgreSQL
+
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+          HealthCheck.data_too_large, HealthCheck.filter_too_much]
+
+hypothesis.settings.register_profile(
+    "opsbot", derandomize=True, database=None, deadline=None, suppress_health_check=_QUIET,
+    print_blob=True)
+hypothesis.settings.register_profile(
+    "explore", derandomize=False, database=None, deadline=None, suppress_health_check=_QUIET,
+    max_examples=1000)
+hypothesis.settings.load_profile(os.environ.get("OPSBOT_HYPOTHESIS_PROFILE", "opsbot"))
+
+
+def examples(count: int) -> hypothesis.settings:
+    """`count` examples in the usual profile, ten times as many when exploring."""
+    if hypothesis.settings.default.max_examples >= 1000:
+        return hypothesis.settings(max_examples=count * 10)
+    return hypothesis.settings(max_examples=count)
