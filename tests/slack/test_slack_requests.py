@@ -8,7 +8,7 @@ import time
 from bot.services import Services
 from bot.simcluster import SimCluster
 from tests.support.signing import signed_headers, slash_command_body
-from tests.support.slack_standin import CHANNEL, SlackDriver
+from tests.support.slack_standin import CHANNEL, FINAL, SlackDriver
 
 
 def executions(services: Services) -> list[tuple[str, str]]:
@@ -16,9 +16,12 @@ def executions(services: Services) -> list[tuple[str, str]]:
 
 
 def barrier(bot: SlackDriver) -> None:
-    """Run one command to the end: whatever an earlier request started has shown by then."""
+    """Run one command to the end: whatever an earlier request started has shown by then.
+    (Its own message, not one an earlier barrier left: a server may serve several.)"""
+    seen = bot.slack.message_ids()
     bot.send_command("alice", "status shop-web")
-    bot.finished("status shop-web")
+    bot.slack.wait_message(lambda m: m.ts not in seen and "`status shop-web`" in m.text
+                           and bool(FINAL.search(m.text.split("\n")[0])))
 
 
 def test_bad_signature_is_rejected_and_runs_nothing(bot: SlackDriver,

@@ -296,6 +296,11 @@ class SlackStandIn:
                 raise AssertionError(f"no matching Slack call within {timeout}s; saw: {seen}")
             return found[0]
 
+    def message_ids(self) -> set[str]:
+        """The ts of every message posted so far."""
+        with self._cond:
+            return set(self.messages)
+
     def wait_message(
         self, predicate: Callable[[Message], bool], timeout: float = DEFAULT_TIMEOUT
     ) -> Message:
