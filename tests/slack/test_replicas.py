@@ -206,11 +206,16 @@ def test_one_leader_claims_across_replicas_and_takeover_after_kill(
         "content-type": "application/json", "authorization": f"Bearer {TOKEN}"})
     assert [a.status_code for a in answers] == [200, 200]
     wait_until(lambda: store.unprocessed_notifications() == [], timeout=WAIT)
-    alert_runs = store.alert_runs(group_hash(payload["groupKey"]))
-    assert alert_runs, "the notification was not decided on"
+    def decided() -> list[Any]:
+        # A run's execution is made first, then its id is written on the run: wait for both.
+        runs = store.alert_runs(group_hash(payload["groupKey"]))
+        automatic = [r for r in store.recent_executions(50) if r.source == "alert"]
+        return runs if runs and len(automatic) == len([r for r in runs if r.execution_id]) \
+            else []
+
+    alert_runs = wait_until(decided, timeout=WAIT,
+                            message="no decision, or executions without a run (twice?)")
     assert len({(r.fingerprint, r.runbook) for r in alert_runs}) == len(alert_runs)
-    automatic = [r for r in store.recent_executions(50) if r.source == "alert"]
-    assert len(automatic) == len([r for r in alert_runs if r.execution_id])
     # The group's message goes through the outbox: once nothing waits there, it was posted once.
     wait_until(lambda: store.outbox_stats().waiting == 0 and alert_posts(slack), timeout=WAIT)
     posts = alert_posts(slack)

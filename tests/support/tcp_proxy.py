@@ -26,6 +26,7 @@ class FreezableProxy:
         self._flowing.set()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._stopped = False
 
     @classmethod
     def in_front_of(cls, url: str) -> tuple[FreezableProxy, str]:
@@ -45,7 +46,13 @@ class FreezableProxy:
         self._flowing.set()
 
     def stop(self) -> None:
+        """Unreachable from now on: no new connection is taken and the open ones are cut."""
         self._flowing.set()
+        self._stopped = True
+        # close() alone does not wake a thread blocked in accept(), which would take one more
+        # connection; shutdown() does.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             for sock in self._sockets:
@@ -59,12 +66,19 @@ class FreezableProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # stopped
+            if self._stopped:
+                client.close()
+                return
             try:
                 server = socket.create_connection(self._upstream)
             except OSError:
                 client.close()
                 continue
             with self._lock:
+                if self._stopped:  # stopped while connecting upstream
+                    client.close()
+                    server.close()
+                    return
                 self._sockets += [client, server]
             for source, target in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
