@@ -145,7 +145,7 @@ class World:
 
 
 def start_serve(world: World, workdir: Path, name: str, database_url: str | None = None,
-                **env: str) -> Proc:
+                python_flags: tuple[str, ...] = (), **env: str) -> Proc:
     """`opsbot serve` on the demo config against `world`, as an operator starts it."""
     port = free_port()
     database_url = database_url or f"sqlite:///{workdir / (name + '.db')}"
@@ -160,7 +160,7 @@ def start_serve(world: World, workdir: Path, name: str, database_url: str | None
         SLACK_API_URL=world.slack_api_url,
         **env,
     )
-    proc = _spawn(name, ["-m", "bot.cli", "serve"], workdir, environ, port)
+    proc = _spawn(name, [*python_flags, "-m", "bot.cli", "serve"], workdir, environ, port)
     proc.info["database_url"] = database_url
     return proc
 
