@@ -127,6 +127,37 @@ def runbook_matching(ctx: Context, n: int) -> dict[str, Any]:
     return out
 
 
+def history_command(ctx: Context, url: str, repeat: int) -> tuple[list[float], str]:
+    """`history shop-api` as alice, the whole command in this process (dispatcher, runbook,
+    the simulated cluster's revisions over HTTP, the audit query); the last outcome."""
+    import asyncio
+
+    from bot.config import load_settings
+    from bot.console.session import run_command
+    from bot.services import Services
+
+    settings = load_settings(DEMO_CONFIG, environ={"KUBECONFIG": ctx.world.kubeconfig,
+                                                   "OPSBOT_DATABASE_URL": url})
+    services = Services.build(settings)
+
+    async def measure() -> tuple[list[float], str]:
+        status = ""
+        await run_command(services, "history shop-api", "alice", write=lambda _: None)
+        out = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            outcome = await run_command(services, "history shop-api", "alice",
+                                        write=lambda _: None)
+            out.append(time.perf_counter() - started)
+            status = outcome.status
+        return out, status
+
+    try:
+        return asyncio.run(measure())
+    finally:
+        services.close()
+
+
 def run(ctx: Context) -> Section:
     from bot.store import Store
 
@@ -148,6 +179,7 @@ def run(ctx: Context) -> Section:
         verify_s, problems = timed(store.verify_audit, 1)
     finally:
         store.close()
+    command_s, command_status = history_command(ctx, url, 20)
     env = child_env(OPSBOT_CONFIG=str(DEMO_CONFIG), OPSBOT_DATABASE_URL=url)
     since_text = (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     started = time.perf_counter()
@@ -157,12 +189,15 @@ def run(ctx: Context) -> Section:
     cli_lines = cli.stdout.count(b"\n")
     matching = runbook_matching(ctx, runbooks)
     history_ms = statistics.median(history) * 1000
+    command_ms = statistics.median(command_s) * 1000
     per_100k = verify_s[0] / n * 100_000
     table = section.table(f"Scale: {n:,} audit records (SQLite, filled in {fill_seconds:.0f}s), "
                           f"{matching['runbooks']:,} runbooks", "figure", "value", "goal")
-    table.add(f"history's audit query (shop-api in staging, {len(records)} rows), median of 20",
-              f"{history_ms:.1f} ms (max {max(history) * 1000:.1f})",
-              section.check("history", goal("<= 50 ms", history_ms, 50.0)))
+    table.add(f"history shop-api, whole command ({command_status}), median of 20",
+              f"{command_ms:.1f} ms (max {max(command_s) * 1000:.1f})",
+              section.check("history", goal("<= 50 ms", command_ms, 50.0)))
+    table.add(f"  of which its audit query ({len(records)} rows), median of 20",
+              f"{history_ms:.1f} ms (max {max(history) * 1000:.1f})", "")
     for label, info in exports.items():
         table.add(f"audit export --since {label} (store API, {info['records']:,} records)",
                   f"{info['median_s'] * 1000:,.0f} ms", "")
@@ -179,8 +214,10 @@ def run(ctx: Context) -> Section:
                   f"{info['median_ms']:.2f} ms (max {info['max_ms']:.2f})", "")
     section.data.update({
         "audit_records": n, "fill_seconds": round(fill_seconds, 1),
-        "history_ms": {"median": round(history_ms, 2), "max": round(max(history) * 1000, 2),
-                       "rows": len(records)},
+        "history_command_ms": {"median": round(command_ms, 2),
+                               "max": round(max(command_s) * 1000, 2), "status": command_status},
+        "history_query_ms": {"median": round(history_ms, 2),
+                             "max": round(max(history) * 1000, 2), "rows": len(records)},
         "export": exports, "cli_export_24h": {"seconds": round(cli_s, 2), "lines": cli_lines,
                                               "exit": cli.returncode},
         "verify": {"seconds": round(verify_s[0], 2), "per_100k_seconds": round(per_100k, 3),
