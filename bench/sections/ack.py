@@ -16,6 +16,7 @@ from bench.load import LoadResult, Request, run_load
 from bench.procs import Proc, World, start_baseline, start_serve
 from bench.report import Section, fmt, goal
 from tests.support.signing import SIGNING_SECRET, signed_headers, slash_command_body
+from tests.support.slack_standin import FINAL
 
 CONCURRENCY = (1, 10, 50)
 COMMAND = "status shop-api"
@@ -36,8 +37,7 @@ def finals(world: World, since: int) -> tuple[int, int]:
     """How many final `status shop-api` headlines the stand-in got from call `since` on."""
     nxt, calls = world.calls(since)
     done = sum(1 for c in calls if f"`{COMMAND}`" in (c["headline"] or "")
-               and c["headline"].rstrip().endswith((": done", ": failed", ": refused",
-                                                    ": interrupted")))
+               and FINAL.search(c["headline"]))
     return nxt, done
 
 
