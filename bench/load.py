@@ -4,10 +4,12 @@ CPU as possible and the same for every server it measures (the machine has two s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Connection", "LoadResult", "Request", "percentile", "run_load"]
 
@@ -33,10 +35,8 @@ class Connection:
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, OSError):
                 await self._writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
             self._reader = self._writer = None
 
     async def request(self, method: str, request: Request) -> tuple[int, bytes]:
@@ -96,7 +96,10 @@ class LoadResult:
     def ok(self) -> int:
         return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
 
-    def summary(self) -> dict[str, float | int | dict[str, int]]:
+    def p99_ms(self) -> float:
+        return percentile(self.latencies, 99) * 1000
+
+    def summary(self) -> dict[str, Any]:
         return {
             "requests": self.answered + self.errors,
             "ok": self.ok,

@@ -41,7 +41,7 @@ class Table:
         widths = [len(h) for h in self.headers]
         for row in self.rows:
             widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
-        line = "  ".join("{:<%d}" % w for w in widths)
+        line = "  ".join(f"{{:<{w}}}" for w in widths)
         out = [self.title, line.format(*self.headers), line.format(*("-" * w for w in widths))]
         out += [line.format(*row, *[""] * (len(widths) - len(row))) for row in self.rows]
         return "\n".join(out)
@@ -68,11 +68,8 @@ class Section:
         return "met" if found.met else "NOT MET"
 
     def render(self) -> str:
-        parts = [t.render() for t in self.tables]
-        parts += [f"  note: {n}" for n in self.notes]
-        return "\n\n".join(parts) if not self.notes else (
-            "\n\n".join(t.render() for t in self.tables) + "\n" +
-            "\n".join(f"  note: {n}" for n in self.notes))
+        text = "\n\n".join(t.render() for t in self.tables)
+        return "\n".join([text, *(f"  note: {n}" for n in self.notes)])
 
     def as_json(self) -> dict[str, Any]:
         return {"figures": self.data, "goals": {k: g.as_json() for k, g in self.goals.items()},

@@ -91,7 +91,7 @@ def run(ctx: Context) -> Section:
             r = results[kind][conc]
             base = results["bolt-inline"][conc]
             s = r.summary()
-            p99_ratio = s["p99_ms"] / base.summary()["p99_ms"] if base.latencies else None
+            p99_ratio = r.p99_ms() / base.p99_ms() if base.latencies else None
             rate_ratio = r.per_second() / base.per_second() if base.per_second() else None
             p99_cell = rate_cell = ""
             if kind != "bolt-inline":

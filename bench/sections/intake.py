@@ -55,7 +55,8 @@ def run(ctx: Context) -> Section:
         "vs bare")
     base_rate = results["bare"].per_second()
     for key, label in [("bare", "bare Starlette, parse JSON only"),
-                       ("sqlite", "opsbot serve, SQLite"), ("postgresql", "opsbot serve, PostgreSQL")]:
+                       ("sqlite", "opsbot serve, SQLite"),
+                       ("postgresql", "opsbot serve, PostgreSQL")]:
         if key not in results:
             continue
         r = results[key]

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy import insert, update
 
 from bench.cli import Context
 from bench.procs import DEMO_CONFIG, ROOT, child_env
-from bench.report import Section, fmt, goal
+from bench.report import Section, goal
 
 APPS = ["shop-api", "shop-web", "shop-worker"] + [f"svc-{i:02d}" for i in range(47)]
 OUTCOMES = ["succeeded"] * 12 + ["failed", "refused", "interrupted", "pending_approval",
@@ -35,6 +36,10 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
     return out, value
 
 
+def count_export(store: Any, since: datetime) -> int:
+    return sum(1 for _ in store.export_audit(since))
+
+
 def fill_audit(url: str, n: int, now: datetime) -> float:
     """`n` chained audit records spread over the last year; seconds taken."""
     from bot.store import Store
@@ -44,7 +49,6 @@ def fill_audit(url: str, n: int, now: datetime) -> float:
     started = time.perf_counter()
     store = Store.open(url)
     try:
-        table = AuditRecord.__table__
         span = timedelta(days=365)
         prev = GENESIS_HASH
         batch: list[dict[str, Any]] = []
@@ -65,14 +69,14 @@ def fill_audit(url: str, n: int, now: datetime) -> float:
                 batch.append({**vars(row), "details": canonical_json(details), "prev_hash": prev})
                 prev = row.hash
                 if len(batch) == 20_000:
-                    conn.execute(insert(table), batch)
+                    conn.execute(insert(AuditRecord), batch)
                     batch.clear()
             if batch:
-                conn.execute(insert(table), batch)
-            head = AuditHead.__table__
+                conn.execute(insert(AuditRecord), batch)
             values = {"seq": n, "hash": prev, "updated_at": now}
-            if conn.execute(update(head).where(head.c.id == 1).values(**values)).rowcount == 0:
-                conn.execute(insert(head).values(id=1, **values))
+            changed = conn.execute(update(AuditHead).where(AuditHead.id == 1).values(**values))
+            if changed.rowcount == 0:
+                conn.execute(insert(AuditHead).values(id=1, **values))
     finally:
         store.close()
     return time.perf_counter() - started
@@ -121,7 +125,7 @@ def runbook_matching(ctx: Context, n: int) -> dict[str, Any]:
     for key, name in [("last", f"BenchAlert{n - 1:04d}"), ("none", "NoSuchAlert"),
                       ("builtin", "KubePodCrashLooping")]:
         alert_item = item(name)
-        times, routes = timed(lambda a=alert_item: route(a, catalog, settings), 50)
+        times, routes = timed(partial(route, alert_item, catalog, settings), 50)
         out[key] = {"median_ms": round(statistics.median(times) * 1000, 3),
                     "max_ms": round(max(times) * 1000, 3), "routes": len(routes)}
     return out
@@ -174,7 +178,7 @@ def run(ctx: Context) -> Section:
         exports = {}
         for label, days in [("24h", 1), ("30d", 30)]:
             since = now - timedelta(days=days)
-            times, count = timed(lambda s=since: sum(1 for _ in store.export_audit(s)), 3)
+            times, count = timed(partial(count_export, store, since), 3)
             exports[label] = {"records": count, "median_s": round(statistics.median(times), 3)}
         verify_s, problems = timed(store.verify_audit, 1)
     finally:

@@ -9,6 +9,7 @@ the serve process's memory before, after and at its peak (VmRSS / VmHWM in /proc
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import threading
 import time
@@ -96,7 +97,7 @@ def check_guardrails(runs: list[Any]) -> dict[str, Any]:
         allowed += min(limit["max_runs"], math.floor(span / cooldown) + 1 if cooldown else
                        limit["max_runs"])
         ran = sorted(by_target.get(key, []))
-        for a, b in zip(ran, ran[1:], strict=False):
+        for a, b in itertools.pairwise(ran):
             if (b - a).total_seconds() < cooldown:
                 broken.append(f"{key}: two runs {b - a} apart (cooldown {limit['cooldown']})")
         for i, start in enumerate(ran):
