@@ -33,22 +33,23 @@ def commands(n: int) -> list[Request]:
     return out
 
 
-def finals(world: World, since: int) -> tuple[int, int]:
-    """How many final `status shop-api` headlines the stand-in got from call `since` on."""
+def finals(world: World, since: int, seen: set[str]) -> int:
+    """Adds to `seen` the messages (by ts) that the stand-in got a final `status shop-api`
+    headline for from call `since` on (a message updated again counts once); the next call."""
     nxt, calls = world.calls(since)
-    done = sum(1 for c in calls if f"`{COMMAND}`" in (c["headline"] or "")
-               and FINAL.search(c["headline"]))
-    return nxt, done
+    for i, c in enumerate(calls):
+        if f"`{COMMAND}`" in (c["headline"] or "") and FINAL.search(c["headline"]):
+            seen.add(c["ts"] or f"post-{since + i}")
+    return nxt
 
 
 def drain(world: World, since: int, expected: int, timeout: float) -> tuple[int, float]:
     """Wait until `expected` commands finished (their final message posted); (finished, s)."""
-    started, seen, cursor = time.monotonic(), 0, since
-    while seen < expected and time.monotonic() - started < timeout:
+    started, seen, cursor = time.monotonic(), set[str](), since
+    while len(seen) < expected and time.monotonic() - started < timeout:
         time.sleep(0.2)
-        cursor, done = finals(world, cursor)
-        seen += done
-    return seen, time.monotonic() - started
+        cursor = finals(world, cursor, seen)
+    return len(seen), time.monotonic() - started
 
 
 def run(ctx: Context) -> Section:
