@@ -32,8 +32,9 @@ import httpx
 import uvicorn
 from aiohttp import WSMsgType, web
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -349,7 +350,7 @@ class SlackStandIn:
 
     # the API ------------------------------------------------------------------------------
 
-    async def _handle(self, request: Request) -> JSONResponse:
+    async def _handle(self, request: Request) -> Response:
         method = request.path_params["method"]
         params: dict[str, Any] = dict(request.query_params)
         body = await request.body()
@@ -388,7 +389,8 @@ class SlackStandIn:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await request.form()
             part = next(iter(form.values()), None)
-            body = await part.read() if hasattr(part, "read") else str(part or "").encode()
+            body = await part.read() if isinstance(part, UploadFile) \
+                else str(part or "").encode()
         with self._cond:
             upload = self.uploads.get(request.path_params["file_id"])
             if upload is None:

@@ -1,0 +1,1 @@
+"""One module per bench section; each has `run(ctx) -> Section`."""

@@ -1,0 +1,74 @@
+"""Alertmanager intake: notifications (10 alerts each) accepted and durably recorded per second
+by `opsbot serve` on SQLite and on PostgreSQL, against a bare Starlette endpoint that only
+parses the JSON; the count in the store is checked against the count accepted."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench.alerts import intake_notifications, scalar
+from bench.cli import Context
+from bench.load import LoadResult, run_load
+from bench.procs import drop_pg_schema, new_pg_schema, start_baseline, start_serve
+from bench.report import Section, fmt, goal
+
+CONCURRENCY = 10
+PER = 10
+
+
+def run(ctx: Context) -> Section:
+    n = ctx.count(2000, 100)
+    section = Section("intake")
+    results: dict[str, LoadResult] = {}
+    stored: dict[str, int] = {}
+    bare = start_baseline("starlette", ctx.workdir)
+    try:
+        asyncio.run(run_load("127.0.0.1", bare.port, intake_notifications(20, tag="w"), 1))
+        results["bare"] = asyncio.run(run_load("127.0.0.1", bare.port,
+                                               intake_notifications(n), CONCURRENCY))
+    finally:
+        bare.stop()
+    backends = ["sqlite"] + (["postgresql"] if ctx.postgres else [])
+    for backend in backends:
+        schema = None
+        url = None
+        if backend == "postgresql":
+            schema, url = new_pg_schema()
+        proc = start_serve(ctx.world, ctx.workdir, f"serve-intake-{backend}", url)
+        try:
+            proc.wait_ready("/readyz")
+            asyncio.run(run_load("127.0.0.1", proc.port,
+                                 intake_notifications(20, tag=f"w{backend}"), 1))
+            results[backend] = asyncio.run(run_load(
+                "127.0.0.1", proc.port, intake_notifications(n, tag=backend), CONCURRENCY))
+            db = proc.info["database_url"]
+            stored[backend] = int(scalar(db, "SELECT count(*) FROM alert_notifications")) - 20
+        finally:
+            proc.stop()
+            if schema is not None:
+                drop_pg_schema(schema)
+    if not ctx.postgres:
+        section.notes.append("PostgreSQL rows skipped (--no-postgres)")
+    table = section.table(
+        f"Alertmanager intake: {n} notifications x {PER} alerts, {CONCURRENCY} connections",
+        "endpoint", "notifications/s", "alerts/s", "p50 ms", "p99 ms", "accepted", "in store",
+        "vs bare")
+    base_rate = results["bare"].per_second()
+    for key, label in [("bare", "bare Starlette, parse JSON only"),
+                       ("sqlite", "opsbot serve, SQLite"),
+                       ("postgresql", "opsbot serve, PostgreSQL")]:
+        if key not in results:
+            continue
+        r = results[key]
+        s = r.summary()
+        ratio = r.per_second() / base_rate if base_rate else None
+        cell = "" if key == "bare" else f"{fmt(ratio, 2)}x " + section.check(
+            f"intake_{key}", goal(">= 0.5x bare endpoint", ratio, 0.5, at_least=True))
+        kept = stored.get(key)
+        table.add(label, fmt(r.per_second(), 0), fmt(r.per_second() * PER, 0), s["p50_ms"],
+                  s["p99_ms"], r.ok, "n/a" if kept is None else kept, cell)
+        section.data[key] = dict(s, alerts_per_second=round(r.per_second() * PER, 1),
+                                 stored=kept, vs_bare=ratio)
+        if kept is not None and kept != r.ok:
+            section.notes.append(f"{key}: {r.ok} accepted but {kept} in the store")
+    return section

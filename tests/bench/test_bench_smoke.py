@@ -1,0 +1,50 @@
+"""The bench harness works: one quick section runs end to end (its own `opsbot serve`, the
+world process, -X importtime) and writes its figures as JSON. Speed is never asserted here;
+the bench reports it (docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quick_footprint_section_runs_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSBOT_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "footprint", "--quick", "--no-postgres",
+         "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Footprint of opsbot serve" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["quick"] is True
+    figures = document["sections"]["footprint"]["figures"]
+    assert figures["ready_seconds_median"] > 0
+    assert figures["idle_rss_mb_median"] > 0
+    # A real serve start was traced: the heavy dependencies it imports are named.
+    assert "sqlalchemy" in figures["imports"]["packages"]
+    goals = document["sections"]["footprint"]["goals"]
+    assert set(goals) == {"ready_new_db", "ready", "idle_rss"}
+    assert all(isinstance(goal["met"], bool) for goal in goals.values())
+
+
+def test_an_unknown_section_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "nonsense", "--out", str(tmp_path / "x.json")],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert "unknown section nonsense" in done.stderr
+    assert not (tmp_path / "x.json").exists()
