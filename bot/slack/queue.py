@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +46,10 @@ ORPHANED_AFTER = timedelta(seconds=30)
 # reported, not run: a command typed many minutes ago may no longer be what anyone wants.
 RESUME_WITHIN = timedelta(minutes=2)
 
+# The acks' own threads: a record waits on the database, never behind the store calls of
+# running work in the loop's shared pool.
+_RECORDERS = ThreadPoolExecutor(2, thread_name_prefix="opsbot-ack")
+
 
 def encode(trigger: Trigger, thread_ts: str | None) -> str:
     return json.dumps({
@@ -73,8 +78,9 @@ async def accept(services: Services, trigger: Trigger, thread_ts: str | None,
         return
     try:
         first = await asyncio.wait_for(
-            asyncio.to_thread(store.accept_trigger, trigger.delivery_id,
-                              encode(trigger, thread_ts)),
+            asyncio.get_running_loop().run_in_executor(
+                _RECORDERS, store.accept_trigger, trigger.delivery_id,
+                encode(trigger, thread_ts)),
             min(ACCEPT_WAIT_SECONDS, store.deadline))
     except (StoreError, TimeoutError) as exc:
         log.warning("delivery %s acked before it was recorded: the store failed (%s)",
