@@ -7,7 +7,7 @@ into a sentence is literal text, which each front end shows as typed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.markup import bold, channel, code, italic
@@ -234,6 +234,12 @@ def app_not_in_environment_hint(elsewhere: Sequence[str]) -> str:
 def internal_error(execution_id: str) -> str:
     return ("opsbot hit an internal error; details are in the log under execution "
             f"{code(execution_id)}")
+
+
+def clock_time(at: datetime, now: datetime) -> str:
+    """A time as people read it: `12:25 UTC` on `now`'s day, `2026-12-03 12:25 UTC` another."""
+    at, today = at.astimezone(UTC), now.astimezone(UTC).date()
+    return at.strftime("%H:%M UTC" if at.date() == today else "%Y-%m-%d %H:%M UTC")
 
 
 def trigger_not_started(command: str, received: str) -> str:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bot.markup import bold, clean, clip, code, italic
+from bot.messages import clock_time
 from bot.reporting import Button, Reporter
 
 __all__ = [
@@ -81,11 +82,9 @@ def moment(stamp: str | None, now: datetime | None = None) -> str:
         return clip(clean(stamp), 40)
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    at = at.astimezone(UTC)
     if at.year <= 1:
         return ""
-    today = (now or datetime.now(UTC)).astimezone(UTC).date()
-    return at.strftime("%H:%M UTC" if at.date() == today else "%Y-%m-%d %H:%M UTC")
+    return clock_time(at, now or datetime.now(UTC))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot import messages
-from bot.alerts.view import moment
 from bot.metrics import TRIGGERS
 from bot.services import Services
 from bot.slack.blocks import message_text
@@ -110,7 +109,7 @@ async def resume_unstarted(services: Services, start: Start,
             log.error("queued delivery %s cannot be read; dropped", row.key)
             await asyncio.to_thread(store.start_trigger, row.key)
             continue
-        received = moment(trigger.received_at.isoformat(), now)
+        received = messages.clock_time(trigger.received_at, now)
         handled.append(row.key)
         if now - trigger.received_at <= RESUME_WITHIN:
             log.warning("delivery %s (%s) was acked by %s and not started; starting it now",
