@@ -93,6 +93,16 @@ def offline_settings(db_url: str) -> Settings:
 
 
 @pytest.fixture
+def offline(offline_settings: Settings) -> Iterator[Services]:
+    """The product's services on the demo configuration, without a cluster."""
+    built = Services.build(offline_settings)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture
 def services(settings: Settings, registry: Registry) -> Iterator[Services]:
     built = Services.build(settings, registry=registry)
     try:

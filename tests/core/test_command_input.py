@@ -7,7 +7,6 @@ The demo configuration without a cluster: none of these commands may get as far 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ import pytest
 from bot.config import Settings
 from bot.services import Services
 from tests.conftest import dispatch
-
-
-@pytest.fixture
-def offline(offline_settings: Settings) -> Iterator[Services]:
-    built = Services.build(offline_settings)
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 async def refused_as_usage(services: Services, text: str, user: str = "alice") -> str:

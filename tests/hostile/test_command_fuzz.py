@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -63,15 +62,6 @@ sendable = st.one_of(
 @pytest.fixture
 def catalog(registry: Registry) -> Catalog:
     return load_catalog([], registry)
-
-
-@pytest.fixture
-def offline(offline_settings: Settings) -> Iterator[Services]:
-    built = Services.build(offline_settings)
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 @examples(300)

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.argocd import _app_path
-from bot.config import Settings, load_settings
+from bot.config import load_settings
 from bot.errors import ConfigError, NotFound, PermanentError, UsageError
 from bot.kube import KubeClients, KubeFactory
 from bot.names import (
@@ -89,13 +89,6 @@ def test_argocd_paths_take_only_names(value: str) -> None:
     else:
         with pytest.raises(PermanentError):
             _app_path(value)
-
-
-@pytest.fixture
-def offline(offline_settings: Settings) -> Iterator[Services]:
-    built = Services.build(offline_settings)
-    yield built
-    built.close()
 
 
 @examples(200)
