@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.support.slack_standin import SlackStandIn
 
 

@@ -219,7 +219,7 @@ def _reader_gone() -> bool:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "simcluster":
-        from bot.simcluster import serve_forever
+        from simcluster import serve_forever
 
         serve_forever(args.listen, args.kubeconfig, args.seed)
         return 0

@@ -48,7 +48,7 @@ def registry() -> Registry:
 
 @pytest.fixture
 def sim() -> Iterator[Any]:
-    from bot.simcluster import SimCluster
+    from simcluster import SimCluster
 
     cluster = SimCluster(seed="demo").start(host="127.0.0.1", port=0)
     try:

@@ -34,7 +34,7 @@ def test_wheel_holds_data_files(wheel: Path) -> None:
     assert "bot/store/migrations/env.py" in names
     assert "bot/store/migrations/script.py.mako" in names
     assert any(n.startswith("bot/store/migrations/versions/0001") for n in names)
-    assert "bot/simcluster/seed.py" in names
+    assert "simcluster/seed.py" in names
     assert any(n.endswith("entry_points.txt") for n in names)
     # Every package of the source tree ships (the package list in pyproject.toml is by hand).
     for init in [*(ROOT / "bot").rglob("__init__.py"), *(ROOT / "handlers").rglob("__init__.py")]:

@@ -18,7 +18,7 @@ from bench.report import Section, fmt, goal
 HEAVY = ["kubernetes", "slack_bolt", "slack_sdk", "matplotlib", "numpy", "alembic",
          "sqlalchemy", "apscheduler", "pydantic", "starlette", "uvicorn", "httpx", "aiohttp",
          "prometheus_api_client", "pandas", "prometheus_client", "jinja2", "yaml", "psycopg",
-         "dateparser", "bot.simcluster", "websockets"]
+         "dateparser", "simcluster", "websockets"]
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)\s*$")
 
 

@@ -40,7 +40,7 @@ from bot.console.prometheus_process import PrometheusProcess
 from bot.console.session import with_background
 from bot.markup import plain
 from bot.services import Services
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 __all__ = ["Demo", "demo_config_path", "demo_rules_path", "demo_world"]
 

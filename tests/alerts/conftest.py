@@ -15,8 +15,8 @@ from bot.alerts.view import AlertGroupView
 from bot.config import Settings, load_settings
 from bot.reporting import ExecutionView, Notice, Reporter
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.store import Store
+from simcluster import SimCluster
 from tests.slack.conftest import slack, standin  # noqa: F401 - the Slack stand-in fixtures
 from tests.store.conftest import pg_schemas  # noqa: F401 - PostgreSQL schemas, for both backends
 from tests.support.databases import database_url  # noqa: F401 - SQLite, then PostgreSQL

@@ -17,9 +17,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.server import create_app
 from bot.store import Store
+from simcluster import SimCluster
 from tests.alerts.conftest import TOKEN
 from tests.alerts.test_alert_intake import ALERTS, slack_settings
 from tests.support.alert_chain import AlertRule, StartChain

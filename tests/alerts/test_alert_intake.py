@@ -16,10 +16,10 @@ import pytest
 
 from bot.config import Settings
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.app import build_services
 from bot.slack.server import create_app
 from bot.store import Store
+from simcluster import SimCluster
 from tests.alerts.conftest import TOKEN, alert_settings_for
 from tests.support.alert_payloads import alert, notification, to_bytes
 from tests.support.block_kit import pings, shown, text_objects

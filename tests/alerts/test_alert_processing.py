@@ -17,10 +17,10 @@ from bot.alerts.payload import parse_notification
 from bot.config import Settings
 from bot.reporting import ExecutionView, Notice
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.store import Store
 from bot.store.alerts import group_hash
 from bot.trigger import Trigger
+from simcluster import SimCluster
 from tests.alerts.conftest import Clock, RecordingAlertBoard, alert_settings_for
 from tests.support.alert_payloads import alert, notification, to_bytes
 

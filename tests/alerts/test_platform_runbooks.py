@@ -22,8 +22,8 @@ from bot.markup import plain
 from bot.registry import Registry
 from bot.runbooks.loader import Catalog, load_catalog
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.trigger import Trigger
+from simcluster import SimCluster
 from tests.conftest import DEMO_CONFIG, RecordingReporter
 from tests.support.platform_exporter import PlatformExporter, PlatformPrometheus
 from tests.support.prometheus import PROMETHEUS_BIN, require_binary

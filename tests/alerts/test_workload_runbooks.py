@@ -22,9 +22,9 @@ from bot.invocation import Invocation
 from bot.registry import Registry
 from bot.runbooks.loader import load_catalog
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.trigger import Trigger
 from handlers.incidents.workload_common import promql_string
+from simcluster import SimCluster
 from tests.conftest import DEMO_CONFIG, RecordingReporter
 from tests.support.prometheus import PrometheusServer
 

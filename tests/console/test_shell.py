@@ -10,7 +10,7 @@ import pytest
 
 from bot.console.session import as_suffix, shell
 from bot.services import Services
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.console.test_cli import opsbot
 
 

@@ -9,8 +9,8 @@ import yaml
 from bot.config import load_settings, settings_from_mapping
 from bot.errors import ConfigError, UnknownName
 from bot.services import Services
-from bot.simcluster.cli import parse_listen as simcluster_listen
 from bot.slack.server import parse_listen
+from simcluster.cli import parse_listen as simcluster_listen
 
 ROOT = Path(__file__).parents[2]
 

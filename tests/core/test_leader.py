@@ -15,7 +15,7 @@ from kubernetes import client
 from bot.kube import KubeFactory
 from bot.leader import LeaseConfig, LeaseElector, SoleLeader, pod_namespace
 from bot.metrics import LEADER
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/default/leases/opsbot"
 

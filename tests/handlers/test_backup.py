@@ -18,9 +18,9 @@ import handlers.backup as backup_module
 from bot.config import load_settings
 from bot.registry import Registry
 from bot.services import Services
-from bot.simcluster.routing import Route
 from bot.trigger import Trigger
 from handlers.backup import check_cron, go_duration
+from simcluster.routing import Route
 from tests.conftest import DEMO_CONFIG, RecordingReporter
 from tests.handlers.conftest import Run
 

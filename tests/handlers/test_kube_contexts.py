@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from bot.config import Settings
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.handlers.conftest import Run, deployment
 
 

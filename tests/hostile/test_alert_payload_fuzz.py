@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 from bot.alerts.payload import BadPayload, Notification, parse_notification
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.app import build_services
 from bot.slack.server import create_app
+from simcluster import SimCluster
 from tests.alerts.conftest import TOKEN, alert_settings_for
 from tests.hostile.conftest import examples
 from tests.support.alert_payloads import alert, notification

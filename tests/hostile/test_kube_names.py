@@ -28,7 +28,7 @@ from bot.names import (
 )
 from bot.runbooks.params import coerce_params
 from bot.services import Services
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.conftest import dispatch
 from tests.hostile.conftest import examples
 

@@ -20,9 +20,9 @@ from sqlalchemy.engine import make_url
 
 from bot.config import load_settings
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.app import build_services
 from bot.slack.server import create_app
+from simcluster import SimCluster
 from tests.store.conftest import PostgresSchemas
 from tests.support.alert_payloads import alert, notification, to_bytes
 from tests.support.slack_standin import CHANNEL, ServerThread, SlackDriver, SlackStandIn

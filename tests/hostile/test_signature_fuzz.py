@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 
 from bot.alerts.intake import authorized
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.app import build_services
 from bot.slack.inbound import SIGNATURE_WINDOW_SECONDS, Rejected, verify_signature
 from bot.slack.server import create_app
+from simcluster import SimCluster
 from tests.alerts.conftest import TOKEN, alert_settings_for
 from tests.hostile.conftest import examples
 from tests.slack.test_slack_requests import barrier, executions

@@ -19,11 +19,11 @@ import handlers.backup as backup_module
 from bot.config import load_settings
 from bot.registry import Registry
 from bot.services import Services
-from bot.simcluster import SimCluster
-from bot.simcluster.access import Access
-from bot.simcluster.rest import DeleteOptions
-from bot.simcluster.routing import Route
 from bot.trigger import Trigger
+from simcluster import SimCluster
+from simcluster.access import Access
+from simcluster.rest import DeleteOptions
+from simcluster.routing import Route
 from tests.conftest import DEMO_CONFIG, RecordingReporter
 from tests.packaging.chart import NAMESPACE, RELEASE
 from tests.packaging.tools import CHART, run

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 
 def _client_for(sim: SimCluster, tmp_path: Path) -> client.ApiClient:

@@ -9,8 +9,8 @@ from typing import Any
 
 from kubernetes import client
 
-from bot.simcluster import SimCluster
-from bot.simcluster.patches import STRATEGIC, apply_patch
+from simcluster import SimCluster
+from simcluster.patches import STRATEGIC, apply_patch
 from tests.simcluster.helpers import deployment, raw_patch
 
 NS = "default"

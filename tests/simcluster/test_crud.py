@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from kubernetes import client
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 from .helpers import deployment, pod, status_of
 

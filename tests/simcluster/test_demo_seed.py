@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from kubernetes import client
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 REVISION = "deployment.kubernetes.io/revision"
 IMAGE = "registry.example.com/shop"

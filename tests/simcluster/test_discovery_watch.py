@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kubernetes import client, config, dynamic, watch
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 
 def test_version_and_discovery(kube_api_client: client.ApiClient, tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_watch_from_now_lists_current_state_first(core: client.CoreV1Api) -> Non
 
 def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "sim.kubeconfig"
-    code = ("from bot.simcluster import serve_forever; "
+    code = ("from simcluster import serve_forever; "
             f"serve_forever('127.0.0.1:0', {str(kubeconfig)!r}, 'empty')")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             env=os.environ | {"PYTHONUNBUFFERED": "1"})

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 from .helpers import status_of
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.simcluster.helpers import deployment, status_of
 
 NS = "shop-staging"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 
 def samples(sim: SimCluster, name: str) -> dict[str, tuple[dict[str, str], float]]:

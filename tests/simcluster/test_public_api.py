@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 
-import bot.simcluster
-from bot.simcluster import SimCluster
+import simcluster
+from simcluster import SimCluster
 
 
 def test_exports() -> None:
-    assert bot.simcluster.__all__ == [
+    assert simcluster.__all__ == [
         "BUILTINS", "ControllerRegistry", "Ctx", "FaultHandle", "Faults", "ResourceType",
         "SimCluster", "serve_forever",
     ]
@@ -23,7 +23,7 @@ def test_simcluster_surface() -> None:
     assert list(inspect.signature(SimCluster.script_crashloop).parameters) == [
         "self", "namespace", "workload_name", "container", "reason", "exit_code", "restarts",
         "log", "over_minutes"]
-    assert list(inspect.signature(bot.simcluster.serve_forever).parameters) == [
+    assert list(inspect.signature(simcluster.serve_forever).parameters) == [
         "listen", "kubeconfig", "seed"]
 
 
@@ -32,9 +32,9 @@ def test_controller_registry_takes_new_kinds() -> None:
     seen: list[str] = []
 
     @sim.controllers.for_kind("", "Namespace")
-    def note(ctx: bot.simcluster.Ctx, obj: dict[str, object]) -> None:
+    def note(ctx: simcluster.Ctx, obj: dict[str, object]) -> None:
         seen.append(str(obj["metadata"]["name"]))  # type: ignore[index]
 
     sim.wait_idle()
     assert seen == ["default"]
-    assert "note" not in {s.name for s in bot.simcluster.BUILTINS.specs()}
+    assert "note" not in {s.name for s in simcluster.BUILTINS.specs()}

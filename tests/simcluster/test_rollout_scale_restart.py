@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 from .test_rollouts import ARGS, NAME, NS, get, promote, replica_sets, rollout, set_image
 

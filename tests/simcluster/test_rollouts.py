@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 from .helpers import raw_patch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 
 from .helpers import pod, status_of
 

@@ -12,8 +12,8 @@ import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.simcluster import SimCluster
-from bot.simcluster.traffic import RPS_PER_POD
+from simcluster import SimCluster
+from simcluster.traffic import RPS_PER_POD
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 IMAGE = "registry.example.com/shop"

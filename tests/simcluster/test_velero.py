@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from bot.simcluster import SimCluster, velero
-from bot.simcluster.clock import parse_time
+from simcluster import SimCluster, velero
+from simcluster.clock import parse_time
 
 G, V, NS = "velero.io", "v1", "velero"
 EXISTS = ('could not restore, ConfigMap "settings" already exists. Warning: the in-cluster '

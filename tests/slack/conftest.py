@@ -14,9 +14,9 @@ import pytest
 
 from bot.config import Settings, load_settings
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.app import build_services
 from bot.slack.server import create_app
+from simcluster import SimCluster
 from tests.store.conftest import pg_schemas  # noqa: F401 - PostgreSQL schemas, for both backends
 from tests.support.databases import database_url  # noqa: F401 - SQLite, then PostgreSQL
 from tests.support.signing import SIGNING_SECRET

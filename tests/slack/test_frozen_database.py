@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bot.services import Services
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.store.conftest import PostgresSchemas
 from tests.support.alert_payloads import alert, notification, to_bytes
 from tests.support.databases import demo_server

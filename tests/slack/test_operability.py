@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import load_settings
 from bot.logs import JsonFormatter, TextFormatter, forget_secrets, log_context, remember_secrets
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.slack.test_slack_serve import serve_process
 from tests.store.conftest import PostgresSchemas, pg_schemas  # noqa: F401 - the fixture
 from tests.support.alert_payloads import alert, notification, to_bytes

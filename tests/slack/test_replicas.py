@@ -21,9 +21,9 @@ import httpx
 import pytest
 import yaml
 
-from bot.simcluster import SimCluster
 from bot.store import Store
 from bot.store.alerts import group_hash
+from simcluster import SimCluster
 from tests.slack.test_slack_serve import ROOT, SCRIPT, Served, free_port, wait_healthy
 from tests.store.conftest import PostgresSchemas
 from tests.support.alert_chain import wait_until

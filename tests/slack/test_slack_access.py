@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.services import Services
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.support.slack_standin import SlackDriver
 
 

@@ -27,11 +27,11 @@ from bot.registry import Registry
 from bot.runbooks.loader import builtin_dir, load_catalog
 from bot.scheduler import JOBS_TABLE, Scheduler
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.blocks import approval_blocks, deny_modal
 from bot.slack.interactions import approve_trigger, deny_trigger
 from bot.slack.server import create_app
 from bot.store import Store
+from simcluster import SimCluster
 from tests.support.alert_chain import wait_until
 from tests.support.signing import SIGNING_SECRET, block_actions_body, signed_headers
 from tests.support.slack_standin import (

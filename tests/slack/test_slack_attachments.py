@@ -11,7 +11,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from bot.config import Settings, load_settings
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.support.prometheus import PrometheusServer, error_ratio_query
 from tests.support.signing import SIGNING_SECRET
 from tests.support.slack_standin import BOT_TOKEN, CHANNEL, SlackDriver, SlackStandIn

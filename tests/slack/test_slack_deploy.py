@@ -3,7 +3,7 @@ Rollback and Re-run buttons run by whoever clicks them."""
 
 from __future__ import annotations
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.support.slack_standin import SlackDriver
 
 

@@ -22,7 +22,6 @@ from prometheus_client import REGISTRY
 from bot.config import Settings, load_settings
 from bot.reporting import ExecutionView, StepView
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.api import slack_client
 from bot.slack.app import build_services
 from bot.slack.outbox import post, show
@@ -31,6 +30,7 @@ from bot.slack.sender import SlackSender
 from bot.slack.server import create_app
 from bot.store import ExecutionRecord, Store, sqlite_url
 from bot.store.outbox import execution_key
+from simcluster import SimCluster
 from tests.slack.test_slack_serve import SCRIPT, serve_process
 from tests.store.conftest import pg_schemas  # noqa: F401 - the PostgreSQL schemas fixture
 from tests.support.alert_chain import wait_until

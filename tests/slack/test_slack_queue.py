@@ -12,11 +12,11 @@ import httpx
 from sqlalchemy import select
 
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.queue import encode
 from bot.store import Store
 from bot.store.models import DeliveryClaim
 from bot.trigger import Trigger
+from simcluster import SimCluster
 from tests.slack.test_slack_serve import serve_process
 from tests.support.alert_chain import wait_until
 from tests.support.signing import SIGNING_SECRET

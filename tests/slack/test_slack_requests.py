@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from bot.services import Services
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.support.signing import signed_headers, slash_command_body
 from tests.support.slack_standin import CHANNEL, FINAL, SlackDriver
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.support.signing import SIGNING_SECRET, signed_headers, slash_command_body
 from tests.support.slack_standin import BOT_TOKEN, SlackDriver, SlackStandIn
 

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.server import create_app
+from simcluster import SimCluster
 from tests.slack.test_slack_serve import serve_process
 from tests.support.alert_chain import wait_until
 from tests.support.signing import SIGNING_SECRET, slash_command_body

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.blocks import ACTION_PREFIX
+from simcluster import SimCluster
 from tests.support.databases import demo_server
 from tests.support.signing import block_actions_body, signed_headers
 from tests.support.slack_standin import (

@@ -10,7 +10,7 @@ import pytest
 
 from bot.config import Settings
 from bot.services import Services
-from bot.simcluster import SimCluster
+from simcluster import SimCluster
 from tests.slack.test_slack_access import workloads
 from tests.support.signing import signed_headers, slash_command_body
 from tests.support.slack_standin import SlackDriver

@@ -13,9 +13,9 @@ import pytest
 
 from bot.config import load_settings
 from bot.services import Services
-from bot.simcluster import SimCluster
 from bot.slack.app import build_services
 from bot.slack.server import create_app
+from simcluster import SimCluster
 from tests.store.conftest import PostgresSchemas
 from tests.support.signing import SIGNING_SECRET
 from tests.support.slack_standin import BOT_TOKEN, ServerThread, SlackDriver, SlackStandIn
