@@ -28,6 +28,7 @@ from bot.errors import ConfigError, UsageError
 from bot.invocation import Invocation
 from bot.kube import KubeFactory
 from bot.leader import Leadership, LeaseConfig, LeaseElector, SoleLeader, pod_namespace
+from bot.pacing import Foreground
 from bot.registry import Registry
 from bot.reporting import ExecutionView, Notice, Reporter
 from bot.runbooks.loader import Catalog, load_catalog
@@ -75,6 +76,8 @@ class Services:
     # Asked, with the leader's recovery, to resume or report triggers acked and never started
     # (the Slack front end queues them); the argument is how old they must be (None: all).
     on_unstarted: Callable[[timedelta | None], Awaitable[None]] | None = None
+    # Requests waiting for their answer; background work waits for them (bot/pacing.py).
+    foreground: Foreground = field(default_factory=Foreground)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -108,10 +111,13 @@ class Services:
         )
         approvals = Approvals(settings, store, access, dispatcher, board or ConsoleBoard())
         dispatcher.approvals = approvals
+        foreground = Foreground()
         alerts = AlertProcessor(settings=settings, store=store, catalog=catalog,
-                                dispatcher=dispatcher, board=alert_board or ConsoleAlertBoard())
+                                dispatcher=dispatcher, board=alert_board or ConsoleAlertBoard(),
+                                foreground=foreground)
         return cls(settings, store, registry, catalog, kube, access, dispatcher, approvals,
-                   alerts, report_to=report_to or (lambda _channel: ConsoleReporter()))
+                   alerts, report_to=report_to or (lambda _channel: ConsoleReporter()),
+                   foreground=foreground)
 
     async def start(self, *, alerts: bool = False) -> None:
         """Background work of a console process: its heartbeat (so a server's recovery leaves

@@ -14,7 +14,6 @@ import asyncio
 import base64
 import binascii
 import hmac
-import json
 import logging
 from collections.abc import Callable
 
@@ -22,10 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.alerts.payload import BadPayload, parse_notification
+from bot.alerts.payload import BadPayload, read_notification
 from bot.bodies import BodyGone, BodyTooLarge, read_limited
 from bot.config import Settings
 from bot.metrics import ALERT_NOTIFICATIONS, ALERT_NOTIFICATIONS_REFUSED
+from bot.pacing import Foreground
 from bot.store import Store, StoreError
 
 __all__ = ["alertmanager_route", "authorized"]
@@ -52,7 +52,8 @@ def authorized(header: str, token: str, username: str) -> bool:
     return False
 
 
-def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None]) -> Route:
+def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None],
+                       foreground: Foreground | None = None) -> Route:
     limit = settings.alerts.max_body_bytes
     warned = False
 
@@ -67,6 +68,16 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
         return answer(status, outcome, message, **headers)
 
     async def receive(request: Request) -> Response:
+        # In flight until answered: processing waits for the intake (bot/pacing.py).
+        if foreground is None:
+            return await take(request)
+        foreground.begin()
+        try:
+            return await take(request)
+        finally:
+            foreground.end()
+
+    async def take(request: Request) -> Response:
         nonlocal warned
         token = settings.alertmanager_token
         if token is None:
@@ -86,7 +97,7 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
         except BodyGone as exc:
             return refuse(400, "bad_request", "disconnected", str(exc))
         try:
-            notification = parse_notification(body)
+            raw, notification = read_notification(body)
         except BadPayload as exc:
             # What was wrong, never the body: it may be anything, up to a megabyte.
             log.warning("Alertmanager notification refused (%s): %s", exc.reason, exc)
@@ -94,11 +105,11 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
         try:
             # The store bounds its own waits; this bounds ours, so a database that never
             # answers costs Alertmanager a few seconds and a retry, not a hung request.
-            notification_id = await asyncio.wait_for(asyncio.to_thread(
-                store.record_notification, group_key=notification.group_key,
-                receiver=notification.receiver, status=notification.status,
-                payload=json.loads(body),
-            ), store.deadline)
+            # Committed with the notifications arriving meanwhile (bot/store/batch.py).
+            notification_id = await asyncio.wait_for(asyncio.wrap_future(
+                store.queue_notification(
+                    group_key=notification.group_key, receiver=notification.receiver,
+                    status=notification.status, payload=raw)), store.deadline)
         except (StoreError, TimeoutError) as exc:
             log.error("an Alertmanager notification could not be stored (%s); Alertmanager "
                       "will retry", type(exc).__name__)

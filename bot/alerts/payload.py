@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.markup import code
 from bot.storable import Unstorable, unstorable
 
-__all__ = ["AlertItem", "BadPayload", "Notification", "parse_notification"]
+__all__ = ["AlertItem", "BadPayload", "Notification", "parse_notification", "read_notification"]
 
 _UNSTORABLE: dict[Unstorable, str] = {
     "nul_character": "NUL characters (\\u0000) are not accepted",
@@ -82,6 +82,12 @@ class Notification(_Model):
 
 def parse_notification(body: bytes) -> Notification:
     """The notification in `body`, or BadPayload saying what is wrong."""
+    return read_notification(body)[1]
+
+
+def read_notification(body: bytes) -> tuple[dict[str, Any], Notification]:
+    """The JSON object in `body` (as stored) and the notification it holds, parsed once; or
+    BadPayload saying what is wrong."""
     try:
         raw = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -99,7 +105,7 @@ def parse_notification(body: bytes) -> Notification:
         raise BadPayload(f"unsupported payload version {str(raw.get('version'))[:20]!r}; "
                          "opsbot reads version 4", "version")
     try:
-        return Notification.model_validate(raw)
+        return raw, Notification.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p)[:60] for p in err["loc"])  # label names are anyone's text

@@ -31,6 +31,7 @@ from bot.invocation import Invocation
 from bot.markup import code
 from bot.metrics import ALERT_DECISIONS
 from bot.numbers import parse_duration
+from bot.pacing import Foreground
 from bot.preview import SILENT
 from bot.reporting import Button, ExecutionView, Notice, Reporter
 from bot.runbooks.loader import Catalog
@@ -51,8 +52,11 @@ _MAX_BUTTONS = 10
 
 class AlertProcessor:
     def __init__(self, *, settings: Settings, store: Store, catalog: Catalog,
-                 dispatcher: Dispatcher, board: AlertBoard) -> None:
+                 dispatcher: Dispatcher, board: AlertBoard,
+                 foreground: Foreground | None = None) -> None:
         self.settings = settings
+        # The intake's requests go first: each notification is processed once none waits.
+        self.foreground = foreground or Foreground()
         self.store = store
         self.catalog = catalog
         self.dispatcher = dispatcher
@@ -121,6 +125,7 @@ class AlertProcessor:
             done = 0
             while batch := await asyncio.to_thread(self.store.claim_notifications, 50):
                 for stored in batch:
+                    await self.foreground.wait_quiet()
                     await self._process_safely(stored)
                     done += 1
             return done

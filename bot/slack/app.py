@@ -23,6 +23,7 @@ from bot import messages
 from bot.config import Settings
 from bot.dispatcher import Outcome
 from bot.metrics import TRIGGERS
+from bot.pacing import after_quiet
 from bot.reporting import Notice, Reporter
 from bot.services import Services, default_database_url
 from bot.slack import queue
@@ -151,7 +152,9 @@ def work_starter(services: Services, web: AsyncWebClient, background: Background
             return
         reporter = SlackReporter(services.store, trigger.channel, trigger.actor,
                                  thread_ts=thread_ts, direct=web)
-        background.spawn(run_trigger(services, trigger, reporter),
+        # Once no request waits for its ack (bot/pacing.py): acks stay at the floor.
+        work = run_trigger(services, trigger, reporter)
+        background.spawn(after_quiet(services.foreground, work),
                          name=f"opsbot {trigger.delivery_id}")
 
     return start

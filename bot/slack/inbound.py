@@ -72,8 +72,9 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 def is_ssl_check(raw: bytes, content_type: str) -> bool:
     """Slack's certificate probe (`ssl_check=1`), which Slack sends unsigned; it is answered
     with an empty 200 and nothing in it is ever acted on."""
-    if _media_type(content_type) != "application/x-www-form-urlencoded" or len(raw) > 4096:
-        return False
+    if b"ssl_check" not in raw or len(raw) > 4096 \
+            or _media_type(content_type) != "application/x-www-form-urlencoded":
+        return False  # most requests: no need to parse the form twice
     try:
         fields = parse_qsl(raw.decode("ascii"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError):

@@ -1,7 +1,9 @@
 """Acked once on disk: a slash command or a button click is claimed and queued in the store
 (one short transaction), then acked, then run from that record.
 
-The ack waits for the record and for nothing else, so Slack's 3 seconds never bite and a crash
+The record is committed with every other record arriving meanwhile (the store's group commit,
+bot/store/batch.py), on its own thread, never behind the store calls of running work. The ack
+waits for the record and for nothing else, so Slack's 3 seconds never bite and a crash
 right after the ack loses nothing: the leader finds triggers acked and never started (the
 process died in between) and starts them if they are fresh (`RESUME_WITHIN`), or tells the
 asker that nothing ran. Starting is a conditional update in the store, so each runs once across
@@ -14,7 +16,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,10 +46,6 @@ ORPHANED_AFTER = timedelta(seconds=30)
 # reported, not run: a command typed many minutes ago may no longer be what anyone wants.
 RESUME_WITHIN = timedelta(minutes=2)
 
-# The acks' own threads: a record waits on the database, never behind the store calls of
-# running work in the loop's shared pool.
-_RECORDERS = ThreadPoolExecutor(2, thread_name_prefix="opsbot-ack")
-
 
 def encode(trigger: Trigger, thread_ts: str | None) -> str:
     return json.dumps({
@@ -77,9 +74,8 @@ async def accept(services: Services, trigger: Trigger, thread_ts: str | None,
         return
     try:
         first = await asyncio.wait_for(
-            asyncio.get_running_loop().run_in_executor(
-                _RECORDERS, store.accept_trigger, trigger.delivery_id,
-                encode(trigger, thread_ts)),
+            asyncio.wrap_future(store.queue_trigger(trigger.delivery_id,
+                                                    encode(trigger, thread_ts))),
             min(ACCEPT_WAIT_SECONDS, store.deadline))
     except (StoreError, TimeoutError) as exc:
         log.warning("delivery %s acked before it was recorded: the store failed (%s)",

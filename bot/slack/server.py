@@ -85,6 +85,13 @@ def create_app(
     socket: CheckedSocketModeHandler | None = None  # made in the lifespan (it needs the loop)
 
     async def events(request: Request) -> Response:
+        services.foreground.begin()
+        try:
+            return await answer(request)
+        finally:
+            services.foreground.end()
+
+    async def answer(request: Request) -> Response:
         started = time.monotonic()
         try:
             raw = await inbound.read_body(request)
@@ -172,7 +179,8 @@ def create_app(
             await sender.stop()  # what is not delivered by then waits in the store
 
     all_routes: list[BaseRoute] = [
-        alertmanager_route(services.settings, services.store, services.alerts.wake),
+        alertmanager_route(services.settings, services.store, services.alerts.wake,
+                           services.foreground),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

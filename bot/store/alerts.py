@@ -19,9 +19,9 @@ import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import Connection, Table, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -141,13 +141,24 @@ class AutomationStatus:
 
 def record_notification(factory: sessionmaker[Session], now: datetime, *, group_key: str,
                         receiver: str, status: str, payload: dict[str, Any]) -> str:
-    nid = new_id("an")
     with write_session(factory) as session:
-        session.add(AlertNotificationRow(
-            id=nid, received_at=now, group_hash=group_hash(group_key), receiver=receiver[:200],
-            status=status, payload=payload, processed_at=None,
-        ))
+        return record_notification_in(session, now, group_key=group_key, receiver=receiver,
+                                      status=status, payload=payload)
+
+
+def record_notification_in(connection: Connection | Session, now: datetime, *, group_key: str,
+                           receiver: str, status: str, payload: dict[str, Any]) -> str:
+    """`record_notification` inside the caller's transaction (a group commit's)."""
+    nid = new_id("an")
+    connection.execute(_INSERT_NOTIFICATION, {
+        "id": nid, "received_at": now, "group_hash": group_hash(group_key),
+        "receiver": receiver[:200], "status": status, "payload": payload, "processed_at": None,
+    })
     return nid
+
+
+# Built once: SQLAlchemy then reuses its compiled form for every notification.
+_INSERT_NOTIFICATION = insert(cast(Table, AlertNotificationRow.__table__))
 
 
 def unprocessed(factory: sessionmaker[Session], limit: int) -> list[StoredNotification]:

@@ -13,11 +13,13 @@ started (the process died in between), which the leader finds with `unstarted`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
@@ -25,9 +27,10 @@ from sqlalchemy.sql.dml import ReturningInsert
 from bot.store.db import write_session
 from bot.store.models import DeliveryClaim
 
-__all__ = ["KEEP_FOR", "Queued", "accept", "claim", "prune", "start", "unstarted"]
+__all__ = ["KEEP_FOR", "Queued", "accept", "accept_in", "claim", "prune", "start", "unstarted"]
 
 KEEP_FOR = timedelta(days=1)
+_CLAIMS = cast(Table, DeliveryClaim.__table__)
 _MAX_KEY = 255
 
 
@@ -58,8 +61,15 @@ def accept(factory: sessionmaker[Session], now: datetime, key: str, trigger: str
            *, prune_first: bool) -> bool:
     """Claim ``key`` and queue ``trigger`` with it, in one transaction: True the first time,
     False for a duplicate (nothing queued)."""
-    return _claim(factory, now, {"key": _normalize(key), "claimed_at": now, "trigger": trigger,
-                            "owner": owner}, prune_first)
+    with write_session(factory) as session:
+        return accept_in(session, now, key, trigger, owner, prune_first=prune_first)
+
+
+def accept_in(connection: Connection | Session, now: datetime, key: str, trigger: str,
+              owner: str, *, prune_first: bool) -> bool:
+    """`accept` inside the caller's transaction (a group commit's)."""
+    return _insert(connection, now, {"key": _normalize(key), "claimed_at": now,
+                                     "trigger": trigger, "owner": owner}, prune_first)
 
 
 def start(factory: sessionmaker[Session], now: datetime, key: str) -> bool:
@@ -89,20 +99,28 @@ def unstarted(factory: sessionmaker[Session], before: datetime, limit: int = 100
 def _claim(factory: sessionmaker[Session], now: datetime, values: dict[str, object],
            prune_first: bool) -> bool:
     with write_session(factory) as session:
-        if prune_first:
-            _prune(session, now)
-        stmt = _insert_if_absent(session.get_bind().dialect.name, values)
-        # RETURNING rather than rowcount, which psycopg does not report here.
-        return session.execute(stmt).scalar_one_or_none() is not None
+        return _insert(session, now, values, prune_first)
 
 
-def _insert_if_absent(dialect: str, values: dict[str, object]) -> ReturningInsert[tuple[str]]:
+def _insert(connection: Connection | Session, now: datetime, values: dict[str, object],
+            prune_first: bool) -> bool:
+    if prune_first:
+        _prune(connection, now)
+    dialect = connection.dialect if isinstance(connection, Connection) \
+        else connection.get_bind().dialect
+    stmt = _insert_if_absent(dialect.name)
+    # RETURNING rather than rowcount, which psycopg does not report here.
+    return connection.execute(stmt, values).scalar_one_or_none() is not None
+
+
+@functools.cache
+def _insert_if_absent(dialect: str) -> ReturningInsert[tuple[str]]:
+    # Built once per dialect: SQLAlchemy then reuses its compiled form for every claim.
+    table = _CLAIMS
     if dialect == "postgresql":
-        pg_stmt = postgresql.insert(DeliveryClaim).values(values).on_conflict_do_nothing()
-        return pg_stmt.returning(DeliveryClaim.key)
+        return postgresql.insert(table).on_conflict_do_nothing().returning(table.c.key)
     if dialect == "sqlite":
-        lite_stmt = sqlite.insert(DeliveryClaim).values(values).on_conflict_do_nothing()
-        return lite_stmt.returning(DeliveryClaim.key)
+        return sqlite.insert(table).on_conflict_do_nothing().returning(table.c.key)
     raise NotImplementedError(f"claim_delivery is not implemented for {dialect}")
 
 
@@ -111,6 +129,7 @@ def prune(factory: sessionmaker[Session], now: datetime) -> int:
         return _prune(session, now)
 
 
-def _prune(session: Session, now: datetime) -> int:
-    result = session.execute(delete(DeliveryClaim).where(DeliveryClaim.claimed_at < now - KEEP_FOR))
+def _prune(connection: Connection | Session, now: datetime) -> int:
+    table = _CLAIMS
+    result = connection.execute(delete(table).where(table.c.claimed_at < now - KEEP_FOR))
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -36,6 +37,7 @@ from bot.store.alerts import (
 )
 from bot.store.approvals import ReminderVerdict, RunOfRequest, Unfinished
 from bot.store.audit import AuditEntry, AuditProblem
+from bot.store.batch import GroupCommit
 from bot.store.db import DEFAULT_TIMEOUT_S, call_deadline, make_engine, unreachable
 from bot.store.deliveries import Queued
 from bot.store.errors import BadDatabaseURL, StoreUnavailable, translated
@@ -70,6 +72,8 @@ class Store:
         self._prune_lock = threading.Lock()
         self._next_prune = 0.0
         self._outbox_listeners: list[Callable[[], None]] = []
+        # Records an answer waits for (acks, Alertmanager's 2xx), committed in groups.
+        self._group = GroupCommit(engine)
         # When this process first said it is alive: runs owned by our name from before then
         # are a previous process's (same POD_NAME). None until the first heartbeat.
         self.started: datetime | None = None
@@ -116,6 +120,7 @@ class Store:
         return self._engine
 
     def close(self) -> None:
+        self._group.close()
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -451,6 +456,15 @@ class Store:
             return _alerts.record_notification(self._sessions, self._now(), group_key=group_key,
                                                receiver=receiver, status=status, payload=payload)
 
+    def queue_notification(self, *, group_key: str, receiver: str, status: str,
+                           payload: dict[str, Any]) -> Future[str]:
+        """`record_notification` in the next group commit: the future holds the id once the
+        notification is committed (or a store error)."""
+        now = self._now()
+        return self._group.submit(lambda session: _alerts.record_notification_in(
+            session, now, group_key=group_key, receiver=receiver, status=status,
+            payload=payload))
+
     def unprocessed_notifications(self, limit: int = 100) -> list[StoredNotification]:
         with translated():
             return _alerts.unprocessed(self._sessions, limit)
@@ -561,6 +575,13 @@ class Store:
         with translated():
             return _deliveries.accept(self._sessions, self._now(), key, trigger, self.replica,
                                       prune_first=self._prune_due())
+
+    def queue_trigger(self, key: str, trigger: str) -> Future[bool]:
+        """`accept_trigger` in the next group commit: the future holds True the first time,
+        False for a duplicate, once the record is committed (or a store error)."""
+        now, prune = self._now(), self._prune_due()
+        return self._group.submit(lambda session: _deliveries.accept_in(
+            session, now, key, trigger, self.replica, prune_first=prune))
 
     def start_trigger(self, key: str) -> bool:
         """True for the one caller that marks the queued trigger of ``key`` started."""

@@ -1,0 +1,86 @@
+"""Answers first: background work waits while requests are waiting for their answer.
+
+An ack to Slack or a 2xx to Alertmanager waits for one store write. The work such requests
+start (a runbook, processing a notification) shares the one interpreter and SQLite's single
+writer with the next requests, and would make their answers wait. So work starts once no
+request has been in flight for `QUIET_S`, or once it has waited `MAX_DEFER_S`, whichever comes
+first: a command typed alone starts a few milliseconds after its ack; under a burst the acks
+stay at the floor and the work follows within a second. Work already running is not paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["MAX_DEFER_S", "QUIET_S", "Foreground", "after_quiet"]
+
+T = TypeVar("T")
+
+#: How long without requests in flight counts as quiet.
+QUIET_S = 0.05
+#: The most work waits for quiet; past this it starts anyway, so a steady stream of requests
+#: delays work by this much and never starves it.
+MAX_DEFER_S = 2.0
+
+
+class Foreground:
+    """Counts requests in flight (`begin`/`end`, from the event loop) and lets background work
+    `wait_quiet`. One per process."""
+
+    def __init__(self, quiet_s: float = QUIET_S, max_defer_s: float = MAX_DEFER_S) -> None:
+        self.quiet_s = quiet_s
+        self.max_defer_s = max_defer_s
+        self.in_flight = 0
+        self._last_end = 0.0
+        self._waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._opener: asyncio.Task[None] | None = None
+
+    def begin(self) -> None:
+        self.in_flight += 1
+
+    def end(self) -> None:
+        self.in_flight -= 1
+        self._last_end = time.monotonic()
+
+    def quiet(self) -> bool:
+        return self.in_flight == 0 and time.monotonic() - self._last_end >= self.quiet_s
+
+    async def wait_quiet(self) -> None:
+        """Return when no request is in flight and none ended in the last `quiet_s`, or after
+        `max_defer_s`."""
+        if self.quiet() and not self._waiters:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        # Waiters are released in arrival order: work starts in the order it was asked for.
+        self._waiters.append((time.monotonic() + self.max_defer_s, waiter))
+        if self._opener is None or self._opener.done():
+            self._opener = loop.create_task(self._open(), name="opsbot-pacing")
+        await waiter
+
+    async def _open(self) -> None:
+        # One task polls for every waiter: hundreds of deferred runs cost one timer, not one
+        # each.
+        while self._waiters:
+            now = time.monotonic()
+            quiet = self.quiet()
+            while self._waiters and (quiet or self._waiters[0][0] <= now):
+                _, waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+            if self._waiters:
+                await asyncio.sleep(min(self.quiet_s, max(0.0, self._waiters[0][0] - now)))
+
+
+async def after_quiet(foreground: Foreground, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` once `foreground` is quiet (see `Foreground.wait_quiet`)."""
+    try:
+        await foreground.wait_quiet()
+    except BaseException:
+        work.close()  # cancelled while waiting (shutdown): never started, never awaited
+        raise
+    return await work

@@ -1,0 +1,136 @@
+"""The group commit behind acks and Alertmanager's 2xx (bot/store/batch.py): what arrives
+together is committed together and answered only once committed; a writer elsewhere never
+blocks the event loop; one bad write fails alone; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, event, func, select
+
+from bot.store import Store, StoreError, sqlite_url
+from bot.store.models import AlertNotificationRow, DeliveryClaim
+
+
+def _commits(store: Store) -> list[int]:
+    """Counts the transactions the store's engine commits from now on."""
+    seen = [0]
+
+    @event.listens_for(store._engine, "commit")
+    def _on_commit(_conn: Connection) -> None:
+        seen[0] += 1
+
+    return seen
+
+
+def test_what_arrives_together_is_one_transaction_and_each_answer_follows_the_commit(
+    open_store: Callable[..., Store],
+) -> None:
+    store = open_store()
+    commits = _commits(store)
+
+    async def arrive_together() -> list[Any]:
+        futures = [store.queue_trigger(f"slack:T{i}", f'{{"n": {i}}}') for i in range(20)]
+        futures.append(store.queue_trigger("slack:T3", '{"n": "retry"}'))  # Slack's retry
+        futures.append(store.queue_notification(group_key="{}:{alertname=\"A\"}",
+                                                receiver="opsbot", status="firing",
+                                                payload={"version": "4"}))
+        return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+
+    answers = asyncio.run(arrive_together())
+    assert answers[:20] == [True] * 20
+    assert answers[20] is False  # the duplicate in the same group is refused, not queued twice
+    assert str(answers[21]).startswith("an-")
+    assert commits[0] == 1
+    with store._sessions() as session:
+        assert session.scalar(select(func.count()).select_from(DeliveryClaim)) == 20
+        stored = session.scalar(select(AlertNotificationRow.payload))
+    assert stored == {"version": "4"}
+
+
+def test_a_write_from_a_plain_thread_is_committed_by_the_commit_thread(
+    open_store: Callable[..., Store],
+) -> None:
+    store = open_store()
+    assert store.queue_trigger("slack:T1", "{}").result(timeout=10) is True
+    assert store.queue_trigger("slack:T1", "{}").result(timeout=10) is False
+    assert not store.claim_delivery("slack:T1")
+
+
+def test_one_bad_write_fails_alone_and_its_neighbours_commit(
+    open_store: Callable[..., Store],
+) -> None:
+    store = open_store()
+
+    def bad(_connection: Connection) -> None:
+        raise ValueError("a write that cannot be made")
+
+    async def together() -> list[Any]:
+        futures = [store.queue_trigger("slack:A", "{}"), store._group.submit(bad),
+                   store.queue_trigger("slack:B", "{}")]
+        return await asyncio.gather(*(asyncio.wrap_future(f) for f in futures),
+                                    return_exceptions=True)
+
+    first, failed, second = asyncio.run(together())
+    assert first is True and second is True
+    assert isinstance(failed, ValueError)
+    assert not store.claim_delivery("slack:A") and not store.claim_delivery("slack:B")
+
+
+def test_a_closed_store_refuses_writes_as_unavailable(open_store: Callable[..., Store]) -> None:
+    store = open_store()
+    store.close()
+    with pytest.raises(StoreError):
+        store.queue_trigger("slack:late", "{}")
+
+
+def test_a_writer_elsewhere_never_blocks_the_loop_and_the_answer_waits_for_the_commit(
+    tmp_path: Path,
+) -> None:
+    """SQLite: another process's transaction holds the write lock. The loop goes on serving
+    (a callback scheduled meanwhile runs), the write is not answered while the lock is held,
+    and is committed once it is released. Afterwards the pool's connections still wait for
+    the lock as every store call must (the loop's no-wait connection never goes back)."""
+    path = tmp_path / "opsbot.db"
+    store = Store.open(sqlite_url(path))
+    try:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO delivery_claims (key, claimed_at) "
+                       "VALUES ('held', '2025-01-01 00:00:00')")
+        released = threading.Event()
+
+        async def scenario() -> tuple[bool, bool, bool]:
+            write = asyncio.wrap_future(store.queue_trigger("slack:T1", "{}"))
+            ran_meanwhile = asyncio.Event()
+            asyncio.get_running_loop().call_soon(ran_meanwhile.set)
+            await asyncio.wait_for(ran_meanwhile.wait(), 5)
+            await asyncio.sleep(0.2)
+            answered_while_locked = write.done()
+            holder.execute("COMMIT")
+            released.set()
+            return ran_meanwhile.is_set(), answered_while_locked, await write
+
+        ran, early, first = asyncio.run(scenario())
+        assert ran
+        assert not early  # no ack before the record is on disk
+        assert first is True
+        assert not store.claim_delivery("slack:T1")
+        # Every connection the pool hands out waits for the lock (none has busy_timeout 0).
+        connections = [store._engine.raw_connection() for _ in range(3)]
+        try:
+            timeouts = [c.driver_connection.execute("PRAGMA busy_timeout").fetchone()[0]
+                        for c in connections]
+        finally:
+            for c in connections:
+                c.close()
+        assert all(t > 0 for t in timeouts), timeouts
+        holder.close()
+    finally:
+        store.close()
