@@ -7,19 +7,30 @@ import asyncio
 import json
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import urllib3
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+
+from bot.lazy import lazy_module
+
+# The client is imported on the first Kubernetes call, not at start (bot/lazy.py); modules
+# that use its models import `client` from here.
+if TYPE_CHECKING:
+    from kubernetes import client, config
+    from kubernetes.client import exceptions as kube_errors
+    from kubernetes.config import config_exception
+else:
+    client = lazy_module("kubernetes.client")
+    config = lazy_module("kubernetes.config")
+    kube_errors = lazy_module("kubernetes.client.exceptions")
+    config_exception = lazy_module("kubernetes.config.config_exception")
 
 from bot.errors import ConfigError, NotFound, PermanentError, RetryableError
 from bot.markup import code
 from bot.metrics import KUBERNETES_API_ERRORS
 from bot.names import is_dns1123_subdomain, shown
 
-__all__ = ["KubeClients", "KubeFactory"]
+__all__ = ["KubeClients", "KubeFactory", "client", "kube_errors"]
 
 T = TypeVar("T")
 
@@ -67,7 +78,7 @@ class KubeClients:
                     f"{code(shown(value))} is not a Kubernetes name; nothing was sent")
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
-        except ApiException as exc:
+        except kube_errors.ApiException as exc:
             KUBERNETES_API_ERRORS.labels(reason=_reason(exc), status=str(exc.status or 0)).inc()
             raise _translate(exc) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -100,7 +111,7 @@ class KubeFactory:
             configuration = client.Configuration()
             config.load_incluster_config(client_configuration=configuration)
             return client.ApiClient(configuration)
-        except (ConfigException, OSError) as exc:
+        except (config_exception.ConfigException, OSError) as exc:
             raise ConfigError(
                 f"cannot configure Kubernetes access (KUBECONFIG={self._kubeconfig}): {exc}"
             ) from exc
@@ -111,7 +122,7 @@ class KubeFactory:
         self._clients.clear()
 
 
-def _reason(exc: ApiException) -> str:
+def _reason(exc: kube_errors.ApiException) -> str:
     """The Status object's machine-readable reason (NotFound, Forbidden, ...), else the HTTP
     reason phrase without spaces (a proxy's answer), else Unknown."""
     try:
@@ -125,7 +136,7 @@ def _reason(exc: ApiException) -> str:
     return phrase[:40] if phrase.isalnum() else "Unknown"
 
 
-def _translate(exc: ApiException) -> PermanentError | RetryableError:
+def _translate(exc: kube_errors.ApiException) -> PermanentError | RetryableError:
     message = exc.reason or "error"
     try:
         body = json.loads(exc.body or "{}")

@@ -26,9 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
+from bot.kube import client, kube_errors
 from bot.metrics import LEADER
 
 __all__ = ["Leadership", "LeaseConfig", "LeaseElector", "SoleLeader", "pod_namespace"]
@@ -213,7 +211,7 @@ class LeaseElector:
         try:
             lease = self._api.read_namespaced_lease(cfg.name, cfg.namespace,
                                                     _request_timeout=self._timeout())
-        except ApiException as exc:
+        except kube_errors.ApiException as exc:
             if exc.status != 404:
                 raise
             body = client.V1Lease(
@@ -227,7 +225,7 @@ class LeaseElector:
             try:
                 created = self._api.create_namespaced_lease(cfg.namespace, body,
                                                             _request_timeout=self._timeout())
-            except ApiException as exc2:
+            except kube_errors.ApiException as exc2:
                 if exc2.status == 409:  # another replica made it first
                     return False
                 raise
@@ -253,7 +251,7 @@ class LeaseElector:
         try:
             updated = self._api.replace_namespaced_lease(cfg.name, cfg.namespace, lease,
                                                          _request_timeout=self._timeout())
-        except ApiException as exc:
+        except kube_errors.ApiException as exc:
             if exc.status == 409:  # someone wrote it since we read it: their turn
                 return False
             raise
@@ -299,6 +297,6 @@ def _micro_now() -> datetime:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
+    if isinstance(exc, kube_errors.ApiException):
         return f"HTTP {exc.status} {exc.reason}"
     return type(exc).__name__

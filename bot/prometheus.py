@@ -9,16 +9,24 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from bot.errors import PermanentError, RetryableError
+from bot.lazy import lazy_module
 from bot.markup import code
+
+# Imported when a Prometheus is first asked (bot/lazy.py): the client brings `requests`.
+if TYPE_CHECKING:
+    import prometheus_api_client
+    import requests
+    from prometheus_api_client import exceptions as prometheus_errors
+else:
+    prometheus_api_client = lazy_module("prometheus_api_client")
+    prometheus_errors = lazy_module("prometheus_api_client.exceptions")
+    requests = lazy_module("requests")
 
 __all__ = [
     "PrometheusClient",
@@ -75,7 +83,7 @@ class PrometheusClient:
         self.shown_url = safe_url(self.url)
         # No retries inside: a measurement that fails counts as inconclusive, and the
         # dispatcher retries steps; urllib3's backoff would only stall the event loop's threads.
-        self._connect = PrometheusConnect(
+        self._connect = prometheus_api_client.PrometheusConnect(
             url=self.url,
             retry=Retry(total=0, raise_on_status=False),
             timeout=int(max(1, timeout)),
@@ -151,7 +159,7 @@ class PrometheusClient:
     async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         try:
             return await asyncio.to_thread(fn, **kwargs)
-        except PrometheusApiClientException as exc:
+        except prometheus_errors.PrometheusApiClientException as exc:
             raise self._translate(exc) from exc
         except requests.exceptions.Timeout as exc:
             raise RetryableError(
@@ -166,7 +174,8 @@ class PrometheusClient:
                 f"Prometheus at {self.shown_url} gave an answer opsbot cannot read"
             ) from exc
 
-    def _translate(self, exc: PrometheusApiClientException) -> PermanentError | RetryableError:
+    def _translate(self, exc: prometheus_errors.PrometheusApiClientException,
+                   ) -> PermanentError | RetryableError:
         status, error = _status_and_error(str(exc))
         if status == 400 or status == 422:
             return PermanentError(f"Prometheus rejected the query: {error}")

@@ -186,6 +186,8 @@ class Registry:
         for module in modules:
             mod = importlib.import_module(module) if isinstance(module, str) else module
             for value in vars(mod).values():
+                if isinstance(value, ModuleType):
+                    continue  # handlers are functions; reading a lazy module would import it
                 spec = getattr(value, _ATTR, None)
                 if isinstance(spec, HandlerSpec):
                     self.register(spec)

@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from bot.trigger import Trigger
 
-__all__ = ["Unstorable", "unstorable", "unstorable_trigger"]
+__all__ = ["Unstorable", "json_may_hold_unstorable", "unstorable", "unstorable_trigger"]
 
 #: Why a text was refused; also the `reason` label of the metrics that count refusals.
 Unstorable = Literal["nul_character", "lone_surrogate"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# How either can reach a string parsed from JSON bytes: a `\u0000` or `\uD800`-`\uDFFF` escape,
+# or a surrogate's own bytes (ED A0-BF: `json.loads` decodes bytes with surrogatepass). A raw
+# NUL is not valid JSON text, but is looked for all the same.
+_UNSTORABLE_JSON = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|\x00")
 
 
 def unstorable(value: object) -> Unstorable | None:
@@ -37,6 +41,12 @@ def unstorable(value: object) -> Unstorable | None:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return None
+
+
+def json_may_hold_unstorable(body: bytes) -> bool:
+    """False when nothing parsed from the JSON `body` can be unstorable: one scan of the bytes
+    spares walking every string of a large payload. True means look (`unstorable`)."""
+    return _UNSTORABLE_JSON.search(body) is not None
 
 
 def unstorable_trigger(trigger: Trigger) -> Unstorable | None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
 from pydantic import Field, field_validator
 
 from bot.errors import NotFound, Refused
+from bot.kube import client
 from bot.names import check_dns1123_subdomain, is_dns1123_subdomain
 from bot.registry import HandlerContext, Params, Result, handler
 from handlers.workload import Workload, read_workload, selector_string

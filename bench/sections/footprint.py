@@ -1,10 +1,12 @@
 """Footprint of `opsbot serve`: start to `/readyz` (on a new database, which is migrated, and
-again on the same one), resident memory when idle and after the storm (when the storm ran in
+again on the same one), resident memory when idle, after its first command (which loads the
+Kubernetes client, imported on first use) and after the storm (when the storm ran in
 the same bench run), and what each heavy dependency costs to import (`python -X importtime` of
 a real `opsbot serve` start, up to ready)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import statistics
 import time
@@ -12,8 +14,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.cli import Context
+from bench.load import run_load
 from bench.procs import proc_status, start_serve
 from bench.report import Section, fmt, goal
+from bench.sections.ack import commands, drain
 
 HEAVY = ["kubernetes", "slack_bolt", "slack_sdk", "matplotlib", "numpy", "alembic",
          "sqlalchemy", "apscheduler", "pydantic", "starlette", "uvicorn", "httpx", "aiohttp",
@@ -51,6 +55,7 @@ def run(ctx: Context) -> Section:
     cold: float | None = None
     warm: list[float] = []
     idle: list[float] = []
+    after_command: float | None = None
     for i in range(starts + 1):
         proc = start_serve(ctx.world, ctx.workdir, f"serve-footprint-{i}", db)
         try:
@@ -61,6 +66,12 @@ def run(ctx: Context) -> Section:
                 warm.append(seconds)
                 time.sleep(3)
                 idle.append(proc_status(proc.pid, "VmRSS") or 0.0)
+            if i == starts:  # the last start: one command, then its memory
+                cursor = ctx.world.calls(0)[0]
+                asyncio.run(run_load("127.0.0.1", proc.port, commands(1), 1))
+                drain(ctx.world, cursor, 1, 60)
+                time.sleep(1)
+                after_command = proc_status(proc.pid, "VmRSS")
         finally:
             proc.stop()
     traced = start_serve(ctx.world, ctx.workdir, "serve-importtime", db,
@@ -81,6 +92,7 @@ def run(ctx: Context) -> Section:
               section.check("ready", goal("<= 1 s", warm_s, 1.0)))
     table.add("idle RSS (3 s after ready)", f"{idle_mb:.1f} MB",
               section.check("idle_rss", goal("<= 100 MB", idle_mb, 100.0)))
+    table.add("RSS after one command (`status shop-api`)", f"{fmt(after_command)} MB", "")
     table.add("RSS after the storm",
               f"{fmt(after_storm)} MB" if storm else "n/a (run with the storm section)", "")
     table.add("imports up to ready", f"{imports['total_ms']:,.0f} ms, {imports['modules']:,} "
@@ -93,6 +105,7 @@ def run(ctx: Context) -> Section:
         costs.add(name, f"{cost['cumulative_ms']:,.1f}", cost["modules"])
     section.data.update({"ready_seconds_new_db": cold, "ready_seconds": warm,
                          "ready_seconds_median": warm_s, "idle_rss_mb": idle,
-                         "idle_rss_mb_median": idle_mb, "rss_after_storm_mb": after_storm,
+                         "idle_rss_mb_median": idle_mb, "rss_after_command_mb": after_command,
+                         "rss_after_storm_mb": after_storm,
                          "imports": imports})
     return section

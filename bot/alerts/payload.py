@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.markup import code
-from bot.storable import Unstorable, unstorable
+from bot.storable import Unstorable, json_may_hold_unstorable, unstorable
 
 __all__ = ["AlertItem", "BadPayload", "Notification", "parse_notification", "read_notification"]
 
@@ -98,7 +98,7 @@ def read_notification(body: bytes) -> tuple[dict[str, Any], Notification]:
     if not isinstance(raw, dict):
         raise BadPayload("the body is not a JSON object", "not_json")
     # Anywhere in the body, since all of it is stored; checked before any message quotes it.
-    refused = unstorable(raw)
+    refused = unstorable(raw) if json_may_hold_unstorable(body) else None
     if refused is not None:
         raise BadPayload(_UNSTORABLE[refused], refused)
     if raw.get("version") != "4":

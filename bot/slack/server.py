@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -36,8 +37,10 @@ from bot.slack.app import build_bolt_app, build_services, work_starter
 from bot.slack.identity import RETRY_SECONDS, SlackIdentity
 from bot.slack.recovery import report_interrupted
 from bot.slack.sender import SlackSender
-from bot.slack.socket_mode import CheckedSocketModeHandler
 from bot.slack.tasks import BackgroundTasks
+
+if TYPE_CHECKING:
+    from bot.slack.socket_mode import CheckedSocketModeHandler
 
 __all__ = ["create_app", "parse_listen", "readiness", "serve"]
 
@@ -153,7 +156,11 @@ def create_app(
         # scheduler has made its table, which SQLite cannot do next to a busy writer).
         await sender.start()
         nonlocal socket
-        socket = CheckedSocketModeHandler(bolt, app_token) if app_token else None
+        if app_token:
+            # Imported only in Socket Mode: the websocket client is not needed over HTTP.
+            from bot.slack.socket_mode import CheckedSocketModeHandler
+
+            socket = CheckedSocketModeHandler(bolt, app_token)
         # Not awaited: the probes, the webhook and running work go on while Slack's API is
         # still unreachable.
         background = [asyncio.create_task(identity.learn(auth_retry), name="opsbot auth.test")]

@@ -19,9 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client
-
 from bot.errors import NotFound, PermanentError, Refused
+from bot.kube import client
 from bot.registry import HandlerContext
 from handlers.deploy.images import resolve_image
 from handlers.deploy.plan import Change, Plan

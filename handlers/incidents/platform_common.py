@@ -8,10 +8,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-
 from bot.config import AppConfig
 from bot.errors import NotFound, PermanentError, RetryableError
+from bot.kube import client
 from bot.names import is_dns1123_subdomain
 from bot.prometheus import PrometheusClient, labels_selector, promql_string
 from bot.registry import HandlerContext

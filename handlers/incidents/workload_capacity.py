@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kubernetes import client
 from pydantic import field_validator
 
 from bot.config import AppConfig
 from bot.errors import NotFound
+from bot.kube import client
 from bot.names import is_dns1123_subdomain
 from bot.registry import HandlerContext, Result, handler
 from handlers.incident import ago, diagnosis

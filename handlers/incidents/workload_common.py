@@ -9,7 +9,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.utils import parse_quantity
 from pydantic import field_validator
 
 from bot.errors import PermanentError, RetryableError
@@ -85,6 +84,8 @@ def to_bytes(quantity: Any) -> float | None:
     if quantity in (None, ""):
         return None
     try:
+        from kubernetes.utils import parse_quantity  # on use: see bot/lazy.py
+
         return float(parse_quantity(str(quantity)))
     except ValueError:
         return None
