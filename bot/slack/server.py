@@ -160,7 +160,7 @@ def create_app(
             # Imported only in Socket Mode: the websocket client is not needed over HTTP.
             from bot.slack.socket_mode import CheckedSocketModeHandler
 
-            socket = CheckedSocketModeHandler(bolt, app_token)
+            socket = CheckedSocketModeHandler(bolt, app_token, services.foreground)
         # Not awaited: the probes, the webhook and running work go on while Slack's API is
         # still unreachable.
         background = [asyncio.create_task(identity.learn(auth_retry), name="opsbot auth.test")]

@@ -19,6 +19,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 
 from bot.metrics import ACK_SECONDS
+from bot.pacing import Foreground
 from bot.slack import inbound
 from bot.slack.api import SlackCallFailed, call
 from bot.slack.app import BOLT_LOG
@@ -43,7 +44,10 @@ class _CheckedClient(SocketModeClient):
 class CheckedSocketModeHandler(AsyncSocketModeHandler):
     """Bolt's Socket Mode handler, checking each envelope's payload before Bolt sees it."""
 
-    def __init__(self, app: AsyncApp, app_token: str) -> None:
+    def __init__(self, app: AsyncApp, app_token: str,
+                 foreground: Foreground | None = None) -> None:
+        # Envelopes waiting for their ack hold background work back (bot/pacing.py).
+        self.foreground = foreground or Foreground()
         # As Bolt's own __init__, with our client (Bolt's would open a session for nothing).
         self.app = app
         self.app_token = app_token
@@ -83,6 +87,13 @@ class CheckedSocketModeHandler(AsyncSocketModeHandler):
         log.info("connected to Slack over Socket Mode")
 
     async def handle(self, client: Any, req: Any) -> None:
+        self.foreground.begin()
+        try:
+            await self._answer(client, req)
+        finally:
+            self.foreground.end()
+
+    async def _answer(self, client: Any, req: Any) -> None:
         started = time.time()
         try:
             inbound.check(req.payload)

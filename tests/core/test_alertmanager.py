@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -19,7 +20,10 @@ BASE = {"severity": "critical", "namespace": "shop-staging"}
 
 async def test_firing_returns_matching_alerts(alertmanager: AlertmanagerServer) -> None:
     started = datetime.now(UTC) - timedelta(minutes=3)
-    alertmanager.push({**BASE, "alertname": "HighErrorRate", "deployment": "shop-api"},
+    # A label no earlier test used: Alertmanager merges a pushed alert into a resolved one with
+    # the same labels whose time overlaps, keeping the older start.
+    alertmanager.push({**BASE, "alertname": "HighErrorRate", "deployment": "shop-api",
+                       "attempt": uuid.uuid4().hex},
                       {"summary": "5xx above 5%"}, starts_at=started)
     alertmanager.push({**BASE, "alertname": "Other", "namespace": "shop-prod"})
     alertmanager.push({**BASE, "alertname": "Minor", "severity": "warning"})
