@@ -49,15 +49,19 @@ class Foreground:
     def quiet(self) -> bool:
         return self.in_flight == 0 and time.monotonic() - self._last_end >= self.quiet_s
 
-    async def wait_quiet(self) -> None:
-        """Return when no request is in flight and none ended in the last `quiet_s`, or after
-        `max_defer_s`."""
-        if self.quiet() and not self._waiters:
+    async def wait_quiet(self, asked_at: float | None = None) -> None:
+        """Return when no request is in flight and none ended in the last `quiet_s`, or once
+        `max_defer_s` have passed since the work was asked for (`asked_at`, a
+        `time.monotonic()` reading; default now), so a steady stream of requests delays work
+        by that much and never slows its pace."""
+        now = time.monotonic()
+        deadline = (now if asked_at is None else asked_at) + self.max_defer_s
+        if deadline <= now or (self.quiet() and not self._waiters):
             return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         # Waiters are released in arrival order: work starts in the order it was asked for.
-        self._waiters.append((time.monotonic() + self.max_defer_s, waiter))
+        self._waiters.append((deadline, waiter))
         if self._opener is None or self._opener.done():
             self._opener = loop.create_task(self._open(), name="opsbot-pacing")
         await waiter

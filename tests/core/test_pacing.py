@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import warnings
 
 from bot.pacing import Foreground, after_quiet
@@ -77,3 +78,19 @@ def test_work_cancelled_while_waiting_is_closed_not_left_unawaited() -> None:
         warnings.simplefilter("error")  # "coroutine ... was never awaited" would be an error
         asyncio.run(scenario())
         gc.collect()
+
+
+def test_work_asked_for_long_ago_does_not_wait_again() -> None:
+    """The deadline counts from when the work was asked for (a notification's arrival), so a
+    backlog processed under a steady intake keeps its pace instead of waiting per item."""
+    async def scenario() -> tuple[bool, bool]:
+        foreground = Foreground(quiet_s=0.01, max_defer_s=60)
+        foreground.begin()  # requests keep arriving
+        old = asyncio.ensure_future(foreground.wait_quiet(asked_at=time.monotonic() - 61))
+        new = asyncio.ensure_future(foreground.wait_quiet())
+        await asyncio.sleep(0.05)
+        result = old.done(), new.done()
+        new.cancel()
+        return result
+
+    assert asyncio.run(scenario()) == (True, False)
