@@ -162,6 +162,11 @@ class EnvironmentDeployConfig(_Model):
     auto_rollback: bool = True  # roll back when the rollout or the analysis fails
     verify: bool = True  # run the app's analysis after a deploy
     prechecks: PrecheckConfig = PrecheckConfig()
+    # A check the deploy wants that cannot run (no Alertmanager for the alert pre-check; no
+    # Prometheus, or no metrics, for Verify; Alertmanager not answering): "refuse" the deploy
+    # before anything changes, or "warn" and go on with the check shown as not checked. None:
+    # refuse where the environment requires approval, warn elsewhere.
+    unchecked: Literal["refuse", "warn"] | None = None
 
 
 class EnvironmentConfig(_Model):
@@ -172,6 +177,12 @@ class EnvironmentConfig(_Model):
     approval: ApprovalPolicy = ApprovalPolicy()
     channels: list[str] = []  # empty: any channel may target this environment
     deploy: EnvironmentDeployConfig = EnvironmentDeployConfig()
+
+    @property
+    def refuses_unchecked(self) -> bool:
+        """Whether a deploy here is refused when a check it wants cannot run."""
+        policy = self.deploy.unchecked
+        return self.requires_approval if policy is None else policy == "refuse"
 
 
 class RoleConfig(_Model):

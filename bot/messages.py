@@ -504,6 +504,20 @@ def precheck_alerts_not_checked() -> str:
     return "critical alerts (ALERTMANAGER_URL is not set)"
 
 
+def precheck_alerts_unreachable(error: str) -> str:
+    return f"critical alerts (Alertmanager did not answer: {error})"
+
+
+def precheck_verify_not_checked(reason: str) -> str:
+    return f"verification after the rollout ({reason})"
+
+
+def precheck_refused_unchecked(app: str, environment: str, unchecked: Sequence[str]) -> str:
+    return (f"not deploying {app} to {environment}: {not_checked_list(unchecked)}, and "
+            f"{environment} refuses deploys whose checks cannot run (set "
+            f"environments.{environment}.deploy.unchecked: warn to deploy with them unchecked)")
+
+
 def precheck_off() -> str:
     return "off for this environment"
 

@@ -1,6 +1,11 @@
 """`deploy.prechecks`: before a deploy, refuse while a critical alert fires for the app or its
 workload is not healthy, so a release is not piled onto an incident. Read-only.
 
+A check the deploy wants that cannot run (the alert check without Alertmanager, or one it cannot
+reach; Verify without Prometheus or without metrics) is shown as not checked, never as passed;
+where the environment refuses unchecked deploys (by default, where it requires approval), the
+deploy is refused here, before anything changes.
+
 What "the workload" is depends on the app's deploy strategy (a Deployment or StatefulSet, or an
 Argo Rollout), so health is asked of the strategy rather than read here."""
 
@@ -9,6 +14,7 @@ from __future__ import annotations
 from bot import messages
 from bot.alertmanager import Alert, AlertmanagerClient
 from bot.config import AppConfig
+from bot.errors import HandlerError, Refused
 from bot.registry import HandlerContext, Params, Result, handler
 from handlers.deploy.rollouts import rollout_name
 from handlers.deploy.strategy import health
@@ -51,15 +57,20 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
         fields.append((ALERTS_FIELD, messages.precheck_alerts_field_skipped()))
         unchecked.append(messages.precheck_alerts_not_checked())
     else:
-        firing = await critical_alerts(ctx, app)
-        if firing:
-            fields.append((ALERTS_FIELD, messages.precheck_alerts_field_failed(
-                [(a.name, a.starts_at) for a in firing])))
-            problems.append(messages.precheck_alerts_failed(
-                app.name, ctx.environment.name, sorted({a.name for a in firing})))
+        try:
+            firing = await critical_alerts(ctx, app)
+        except HandlerError as exc:  # Alertmanager did not answer: not checked, not passed
+            fields.append((ALERTS_FIELD, messages.not_checked(str(exc))))
+            unchecked.append(messages.precheck_alerts_unreachable(str(exc)))
         else:
-            fields.append((ALERTS_FIELD, messages.precheck_alerts_field_ok()))
-            passed.append(messages.precheck_no_alerts())
+            if firing:
+                fields.append((ALERTS_FIELD, messages.precheck_alerts_field_failed(
+                    [(a.name, a.starts_at) for a in firing])))
+                problems.append(messages.precheck_alerts_failed(
+                    app.name, ctx.environment.name, sorted({a.name for a in firing})))
+            else:
+                fields.append((ALERTS_FIELD, messages.precheck_alerts_field_ok()))
+                passed.append(messages.precheck_no_alerts())
 
     if not want_health:
         fields.append((HEALTH_FIELD, messages.precheck_off()))
@@ -71,6 +82,12 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
             passed.append(messages.precheck_healthy(state.target, state.message))
         else:
             problems.append(messages.precheck_unhealthy(state.target, state.message))
+
+    if not problems and ctx.environment.refuses_unchecked:
+        cannot_run = unchecked + verify_cannot_run(ctx, app)
+        if cannot_run:
+            raise Refused(messages.precheck_refused_unchecked(app.name, ctx.environment.name,
+                                                              cannot_run))
 
     summary = "; ".join(problems) if problems else messages.precheck_passed(
         app.name, ctx.environment.name, passed, unchecked)
@@ -86,6 +103,18 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
         },
         not_checked=tuple(unchecked),
     )
+
+
+def verify_cannot_run(ctx: HandlerContext, app: AppConfig) -> list[str]:
+    """Why the deploy's Verify step would not check anything, known before the rollout (its
+    own step says so again, as not checked, where the deploy goes on)."""
+    if not ctx.environment.deploy.verify:
+        return []
+    if not app.analysis.metrics:
+        return [messages.precheck_verify_not_checked(messages.analysis_no_metrics(app.name))]
+    if not ctx.settings.prometheus_url:
+        return [messages.precheck_verify_not_checked(messages.analysis_no_prometheus())]
+    return []
 
 
 async def critical_alerts(ctx: HandlerContext, app: AppConfig) -> list[Alert]:

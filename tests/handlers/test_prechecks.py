@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,7 @@ def build(kubeconfig: Path, tmp_path: Path) -> Iterator[Build]:
     (tmp_path / "runbooks" / "precheck-test.yaml").write_text(RUNBOOK)
 
     def _build(alertmanager_url: str | None, apps: dict[str, Any] | None = None,
+               prometheus_url: str | None = None, prod: dict[str, Any] | None = None,
                **staging: Any) -> Services:
         raw = yaml.safe_load(DEMO_CONFIG.read_text())
         raw["apps"].update(apps or {})
@@ -52,12 +54,15 @@ def build(kubeconfig: Path, tmp_path: Path) -> Iterator[Build]:
                                   "environments": ["*"]}
         raw["runbook_dirs"] = [str(tmp_path / "runbooks")]
         raw["environments"]["staging"].update(staging)
+        raw["environments"]["prod"].update(prod or {})
         config = tmp_path / f"opsbot{len(built)}.yaml"
         config.write_text(yaml.safe_dump(raw))
         environ = {"KUBECONFIG": str(kubeconfig),
                    "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / f'db{len(built)}.sqlite'}"}
         if alertmanager_url:
             environ["ALERTMANAGER_URL"] = alertmanager_url
+        if prometheus_url:
+            environ["PROMETHEUS_URL"] = prometheus_url
         services = Services.build(load_settings(config, environ=environ),
                                   registry=Registry.builtin())
         built.append(services)
@@ -217,3 +222,52 @@ async def test_missing_rollout_is_named(build: Build) -> None:
     assert rep.final.steps[0].summary == (
         "Rollout `shop-canary` does not exist in namespace `shop-staging` (staging)"
     )
+
+
+# -- checks that cannot run: refuse or warn (environments.<env>.deploy.unchecked) ------------
+
+async def test_an_environment_that_refuses_unchecked_refuses_before_anything_changes(
+    build: Build, sim: Any,
+) -> None:
+    services = build(None, deploy={"unchecked": "refuse"})
+    before = sim.get("/apis/apps/v1/namespaces/shop-staging/deployments/shop-api")
+    rep = await run(services, "deploy shop-api 1.5.0")
+    assert rep.final.status == "refused"
+    assert rep.final.summary == (
+        "not deploying shop-api to staging: 2 not checked: critical alerts (ALERTMANAGER_URL is "
+        "not set); verification after the rollout (PROMETHEUS_URL is not set), and staging "
+        "refuses deploys whose checks cannot run (set environments.staging.deploy.unchecked: "
+        "warn to deploy with them unchecked)")
+    assert [s.status for s in rep.final.steps][:2] == ["succeeded", "refused"]
+    after = sim.get("/apis/apps/v1/namespaces/shop-staging/deployments/shop-api")
+    assert after["spec"] == before["spec"]  # nothing applied
+
+
+async def test_by_default_an_environment_that_requires_approval_refuses_unchecked(
+    alertmanager: AlertmanagerServer, build: Build,
+) -> None:
+    prod = {"deploy": {}}  # the demo's prod warns; a prod as configured by default
+    rep = await run(build(None, prod=prod), "precheck-test shop-api --env prod")
+    assert rep.final.status == "refused"
+    assert "critical alerts (ALERTMANAGER_URL is not set)" in rep.final.summary
+    assert "prod refuses deploys whose checks cannot run" in rep.final.summary
+    # Every check can run: nothing to refuse.
+    services = build(alertmanager.url, prometheus_url="http://127.0.0.1:9", prod=prod)
+    rep = await run(services, "precheck-test shop-api --env prod")
+    assert rep.final.status == "succeeded", rep.final.summary
+
+
+async def test_an_alertmanager_that_does_not_answer_is_not_checked_never_passed(
+    build: Build,
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    rep = await run(build(url), "precheck-test shop-api")
+    assert rep.final.status == "succeeded"
+    step = rep.final.steps[0]
+    assert step.status == "not_checked"
+    assert dict(step.fields)["No critical alerts"].startswith("not checked: ")
+    assert "1 not checked: critical alerts (Alertmanager did not answer: " in step.summary
+    rep = await run(build(url, deploy={"unchecked": "refuse"}), "precheck-test shop-api")
+    assert rep.final.status == "refused"
