@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT (default 127.0.0.1:6443)")
     p.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig")
     p.add_argument("--seed", choices=["demo", "empty"], default="demo")
+    p.add_argument("--plain-http", action="store_true",
+                   help="serve plain HTTP instead of TLS, for debugging only (kubectl and helm "
+                        "send no token over it)")
 
     p = command(sub, "runbooks", help="list or validate runbooks")
     rsub = p.add_subparsers(dest="runbooks_cmd", required=True, metavar="ACTION")
@@ -221,7 +224,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "simcluster":
         from simcluster import serve_forever
 
-        serve_forever(args.listen, args.kubeconfig, args.seed)
+        serve_forever(args.listen, args.kubeconfig, args.seed, tls=not args.plain_http)
         return 0
     if args.cmd == "demo":
         return _demo(args)

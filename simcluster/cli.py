@@ -16,9 +16,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def serve_forever(listen: str, kubeconfig: str, seed: str) -> None:
+def serve_forever(listen: str, kubeconfig: str, seed: str, tls: bool = True) -> None:
     host, port = parse_listen(listen)
-    sim = SimCluster(seed=seed).start(host=host, port=port)
+    sim = SimCluster(seed=seed, tls=tls).start(host=host, port=port)
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ from .access import Access, AccessLog
 from .behaviours import CrashLoop, Scripts
 from .clock import SimClock
 from .controllers import BUILTINS, ControllerManager, ControllerRegistry, Ctx
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, ObjectStorage
 from .errors import ApiError
 from .faults import Faults
 from .podlogs import PodLogs
@@ -40,6 +41,7 @@ from .routing import Route, parse
 from .seed import Seeder, run_seed
 from .server import ServerThread
 from .store import Store, clone
+from .tls import Certificates, certificates
 from .traffic import DEFAULT_ERROR_RATIO, DEFAULT_P99_SECONDS, Profile, Traffic
 from .velero import DEFAULT_FAILURE, Outcome, OutcomeScript, Velero
 
@@ -48,11 +50,17 @@ JSON = dict[str, Any]
 
 class SimCluster:
     """A simulated Kubernetes API server with controllers, seeded with `seed` ("demo" or
-    "empty"). Construct, `start()`, point a kubeconfig at it, `stop()`."""
+    "empty"). Construct, `start()`, point a kubeconfig at it, `stop()`.
+
+    It serves HTTPS, as an API server does, with a CA made for the process (`ca_file`,
+    `ssl_context()`, and `certificate-authority-data` in the kubeconfigs it writes); `tls=False`
+    serves plain HTTP, for debugging only: kubectl and helm send no token over it."""
 
     def __init__(self, seed: str = "demo", tick_seconds: float = 0.05,
-                 token: str | None = None) -> None:
+                 token: str | None = None, tls: bool = True) -> None:
         self.seed_name = seed
+        self.tls = tls
+        self._certificates: Certificates | None = None
         self.token = token or secrets.token_urlsafe(24)
         self.clock = SimClock()
         self.store = Store()
@@ -69,6 +77,7 @@ class SimCluster:
         self.velero.install(self.controllers)
         self.accesses = AccessLog()
         self._server: ServerThread | None = None
+        self._storage: ServerThread | None = None  # Velero's downloads, when serving TLS
         run_seed(seed, Seeder(self.api, self.manager, self.scripts, self.clock,
                               self.traffic.scripts))
         # After seeding: the replayed history served no traffic. Advancing on every pass
@@ -81,8 +90,18 @@ class SimCluster:
         dispatcher = Dispatcher(self.api, self.faults, self.token,
                                 lambda request: admin.handle(self, request),
                                 lambda: self._address, self.velero.download, self.accesses)
-        self.velero.base_url = lambda: f"http://{self._address}"
-        self._server = ServerThread(dispatcher, host, port)
+        self.velero.base_url = lambda: self.url
+        tls = None
+        if self.tls:
+            tls = self._serving(host).server_context()
+            # Download URLs point at object storage, which is not the API server: plain HTTP
+            # on a port of its own, as an in-cluster MinIO serves them.
+            self._storage = ServerThread(ObjectStorage(dispatcher), host, 0)
+            self._storage.start()
+            storage_host, storage_port = self._storage.address
+            storage = f"{storage_host}:{storage_port}"
+            self.velero.base_url = lambda: f"http://{storage}"
+        self._server = ServerThread(dispatcher, host, port, tls)
         self._server.start()
         self.manager.start()
         return self
@@ -93,6 +112,9 @@ class SimCluster:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._storage is not None:
+            self._storage.stop()
+            self._storage = None
 
     def __enter__(self) -> SimCluster:
         return self if self._server else self.start()
@@ -109,12 +131,31 @@ class SimCluster:
 
     @property
     def url(self) -> str:
-        return f"http://{self._address}"
+        return f"{'https' if self.tls else 'http'}://{self._address}"
+
+    def _serving(self, host: str = "127.0.0.1") -> Certificates:
+        if self._certificates is None or (host and host not in self._certificates.names
+                                          and host not in ("0.0.0.0", "::")):
+            self._certificates = certificates(host)
+        return self._certificates
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA's PEM file, for clients that verify the server (Prometheus, httpx, curl);
+        made before `start()` too, for the loopback names."""
+        return self._serving(self._server.address[0] if self._server else "127.0.0.1").ca_file
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts this cluster's CA (and nothing else)."""
+        return self._serving().client_context()
 
     def write_kubeconfig(self, path: str | Path, context: str = "sim") -> str:
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.tls:
+            cluster["certificate-authority-data"] = self._serving().ca_data
         config = {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "clusters": [{"name": context, "cluster": cluster}],
             "users": [{"name": f"{context}-user", "user": {"token": self.token}}],
             "contexts": [{"name": context, "context": {"cluster": context,
                                                        "user": f"{context}-user",

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import discovery, patches, selectors, watch
 from .access import Access, AccessLog, verb_of
@@ -65,6 +65,23 @@ class Response:
 
 
 DOWNLOADS = "/_velero/downloads/"
+
+
+class Handler(Protocol):
+    def handle(self, request: Request) -> Response: ...
+
+
+@dataclass
+class ObjectStorage:
+    """Velero's signed download URLs, served apart from the API as object storage is: over
+    plain HTTP (an in-cluster MinIO, say), where the token in the path is the credential."""
+
+    dispatcher: Dispatcher
+
+    def handle(self, request: Request) -> Response:
+        if request.method == "GET" and request.path.startswith(DOWNLOADS):
+            return self.dispatcher.handle(request)
+        return Response.error(ApiError(404, "object storage serves downloads only"))
 
 
 @dataclass

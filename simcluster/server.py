@@ -1,16 +1,19 @@
 """HTTP transport for the simulated API: a ThreadingHTTPServer that turns requests into
-`dispatch.Request`s and writes responses back, chunked for watch streams."""
+`dispatch.Request`s and writes responses back, chunked for watch streams; over TLS when given a
+server context (the handshake runs in the connection's own thread, so a slow or silent client
+never holds up accepting the next)."""
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .dispatch import Dispatcher, Request, Response
+from .dispatch import Handler, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +22,23 @@ class SimHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher) -> None:
+    def __init__(self, address: tuple[str, int], dispatcher: Handler,
+                 tls: ssl.SSLContext | None = None) -> None:
         super().__init__(address, SimRequestHandler)
         self.dispatcher = dispatcher
+        self.tls = tls
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is None:
+            return sock, address
+        # Wrapped without the handshake: it happens on the first read, in the handler thread.
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), \
+            address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gives up on the handshake (or never trusted our CA) is not an error.
+        log.debug("simcluster connection from %s ended", client_address, exc_info=True)
 
 
 class SimRequestHandler(BaseHTTPRequestHandler):
@@ -29,6 +46,10 @@ class SimRequestHandler(BaseHTTPRequestHandler):
     server: SimHTTPServer
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)  # a handshake that never comes does not hold a thread
+            self.request.do_handshake()
+            self.request.settimeout(None)
         super().setup()
         # Headers and body go out as separate writes; without this, Nagle plus delayed ACKs
         # add ~40 ms to every keep-alive request.
@@ -91,8 +112,9 @@ class SimRequestHandler(BaseHTTPRequestHandler):
 class ServerThread:
     """Owns the listening socket and the thread serving it."""
 
-    def __init__(self, dispatcher: Dispatcher, host: str, port: int) -> None:
-        self.httpd = SimHTTPServer((host, port), dispatcher)
+    def __init__(self, dispatcher: Handler, host: str, port: int,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.httpd = SimHTTPServer((host, port), dispatcher, tls)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="simcluster-http",
                                        kwargs={"poll_interval": 0.02}, daemon=True)
 

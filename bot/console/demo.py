@@ -109,7 +109,7 @@ def demo_world(tell: Callable[[str], None] = print,
             if prometheus_binary is None:
                 notice(messages.demo_no_prometheus())
                 return None
-            return _start_prometheus(stack, prometheus_binary, workdir, target, token,
+            return _start_prometheus(stack, prometheus_binary, workdir, target, token, sim.ca_file,
                                      alertmanager, notice)
 
         prometheus = start_prometheus(f"127.0.0.1:{port}")
@@ -120,7 +120,7 @@ def demo_world(tell: Callable[[str], None] = print,
             sim.start(host="127.0.0.1", port=0)
             if prometheus is not None:
                 prometheus.stop()
-                prometheus = start_prometheus(sim.url.removeprefix("http://"))
+                prometheus = start_prometheus(sim.url.split("://", 1)[1])
         environ = {
             "KUBECONFIG": sim.write_kubeconfig(str(workdir / "kubeconfig")),
             "OPSBOT_DATABASE_URL": f"sqlite:///{workdir / 'opsbot.db'}",
@@ -172,8 +172,8 @@ def _start_alertmanager(stack: ExitStack, workdir: Path, intake_port: int, token
 
 
 def _start_prometheus(stack: ExitStack, binary: str, workdir: Path, target: str, token: str,
-                      alertmanager: AlertmanagerProcess | None, notice: Callable[[str], None]
-                      ) -> PrometheusProcess | None:
+                      ca_file: Path, alertmanager: AlertmanagerProcess | None,
+                      notice: Callable[[str], None]) -> PrometheusProcess | None:
     """Prometheus scraping the simulated cluster at `target` and, with an Alertmanager, sending
     it what the demo's rules fire; or None (said in one line)."""
     rules = None
@@ -182,7 +182,7 @@ def _start_prometheus(stack: ExitStack, binary: str, workdir: Path, target: str,
         rules.write_text(demo_rules_path().read_text(encoding="utf-8"), encoding="utf-8")
     process = PrometheusProcess(
         binary, workdir / "prometheus", target=target, metrics_path=METRICS_PATH,
-        bearer_token=token, rules=rules,
+        bearer_token=token, rules=rules, ca_file=ca_file,
         alertmanager=alertmanager.address if alertmanager else None)
     stack.callback(process.stop)
     try:

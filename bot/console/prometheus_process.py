@@ -25,14 +25,16 @@ class PrometheusProcess(ServerProcess):
     """Prometheus scraping `target` (HOST:PORT, which need not be up yet) every second, and with
     `rules` (a rule file) and `alertmanager` (HOST:PORT) evaluating and sending alerts.
     `wait_for_samples()` returns once it has scraped the target, `wait_for_alertmanager()` once
-    it knows the Alertmanager."""
+    it knows the Alertmanager. With `ca_file` the target is scraped over HTTPS, trusting that
+    CA (the simulated cluster serves TLS as an API server does)."""
 
     name = "prometheus"
 
     def __init__(self, binary: str, workdir: Path, *, target: str, metrics_path: str,
                  bearer_token: str, rules: Path | None = None,
-                 alertmanager: str | None = None) -> None:
+                 alertmanager: str | None = None, ca_file: Path | None = None) -> None:
         super().__init__(binary, workdir)
+        self.ca_file = ca_file
         self.target = target
         self.metrics_path = metrics_path
         self.bearer_token = bearer_token
@@ -61,13 +63,16 @@ class PrometheusProcess(ServerProcess):
             config["alerting"] = {"alertmanagers": [{
                 "api_version": "v2", "static_configs": [{"targets": [self.alertmanager]}],
             }]}
-        config["scrape_configs"] = [{
+        scrape: dict[str, object] = {
             "job_name": JOB,
-            "scheme": "http",
+            "scheme": "https" if self.ca_file else "http",
             "metrics_path": self.metrics_path,
             "authorization": {"type": "Bearer", "credentials_file": str(token)},
             "static_configs": [{"targets": [self.target]}],
-        }]
+        }
+        if self.ca_file:
+            scrape["tls_config"] = {"ca_file": str(self.ca_file)}
+        config["scrape_configs"] = [scrape]
         return config
 
     def flags(self) -> list[str]:

@@ -181,7 +181,7 @@ def test_pagination(empty_api_client: client.ApiClient) -> None:
 def test_requests_without_the_token_get_401(sim: SimCluster) -> None:
     request = urllib.request.Request(f"{sim.url}/api/v1/namespaces")
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(request, timeout=5)
+        urllib.request.urlopen(request, timeout=5, context=sim.ssl_context())
     assert err.value.code == 401
     assert b'"reason": "Unauthorized"' in err.value.read()
 
@@ -189,6 +189,7 @@ def test_requests_without_the_token_get_401(sim: SimCluster) -> None:
 def test_wrong_token_through_the_client(sim: SimCluster, tmp_path: object) -> None:
     configuration = client.Configuration()
     configuration.host = sim.url
+    configuration.ssl_ca_cert = str(sim.ca_file)
     configuration.api_key = {"authorization": "Bearer wrong"}
     with client.ApiClient(configuration) as api, pytest.raises(client.ApiException) as err:
         client.CoreV1Api(api).list_namespace()

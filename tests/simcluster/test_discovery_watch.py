@@ -66,7 +66,7 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
-        assert line.startswith("simcluster listening on http://127.0.0.1:")
+        assert line.startswith("simcluster listening on https://127.0.0.1:")
         assert line.endswith(f"kubeconfig written to {kubeconfig}")
         api = config.new_client_from_config(config_file=str(kubeconfig))
         with api:

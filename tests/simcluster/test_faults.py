@@ -21,7 +21,7 @@ def _admin(sim: SimCluster, method: str, path: str, body: Any = None,
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{sim.url}{path}", data=data, method=method, headers={
         "Authorization": f"Bearer {token or sim.token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=5, context=sim.ssl_context()) as response:
         return json.loads(response.read())
 
 

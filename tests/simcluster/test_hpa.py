@@ -242,10 +242,10 @@ def test_cpu_utilization_over_the_admin_api(sim: SimCluster) -> None:
 
     url, token = sim.url, sim.token
     headers = {"Authorization": f"Bearer {token}"}
-    good = httpx.post(f"{url}/_sim/cpu-utilization", headers=headers,
+    good = httpx.post(f"{url}/_sim/cpu-utilization", headers=headers, verify=sim.ssl_context(),
                       json={"namespace": NS, "workload_name": "shop-api", "percent": 90})
     assert good.status_code == 201
-    bad = httpx.post(f"{url}/_sim/cpu-utilization", headers=headers,
+    bad = httpx.post(f"{url}/_sim/cpu-utilization", headers=headers, verify=sim.ssl_context(),
                      json={"namespace": NS, "workload_name": "shop-api", "percent": -1})
     assert bad.status_code == 400
     assert sim.scripts.cpu_utilization_for(NS, ["shop-api"]) == 90

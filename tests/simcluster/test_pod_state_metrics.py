@@ -13,7 +13,8 @@ from simcluster import SimCluster
 def samples(sim: SimCluster, name: str) -> dict[str, tuple[dict[str, str], float]]:
     """`name`'s samples by pod."""
     response = httpx.get(f"{sim.url}/_sim/metrics",
-                         headers={"Authorization": f"Bearer {sim.token}"}, timeout=10)
+                         headers={"Authorization": f"Bearer {sim.token}"}, timeout=10,
+                         verify=sim.ssl_context())
     assert response.status_code == 200
     return {s.labels["pod"]: (s.labels, s.value)
             for family in text_string_to_metric_families(response.text)

@@ -18,13 +18,15 @@ def test_exports() -> None:
 def test_simcluster_surface() -> None:
     for name in ("start", "stop", "write_kubeconfig", "snapshot", "get", "wait_idle",
                  "script_crashloop", "script_image_pull_error", "script_never_ready",
-                 "advance", "clear_scripts"):
+                 "advance", "clear_scripts", "ssl_context"):
         assert callable(getattr(SimCluster, name)), name
     assert list(inspect.signature(SimCluster.script_crashloop).parameters) == [
         "self", "namespace", "workload_name", "container", "reason", "exit_code", "restarts",
         "log", "over_minutes"]
     assert list(inspect.signature(simcluster.serve_forever).parameters) == [
-        "listen", "kubeconfig", "seed"]
+        "listen", "kubeconfig", "seed", "tls"]
+    assert list(inspect.signature(SimCluster).parameters) == [
+        "seed", "tick_seconds", "token", "tls"]
 
 
 def test_controller_registry_takes_new_kinds() -> None:

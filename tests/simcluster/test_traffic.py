@@ -40,7 +40,8 @@ def clock(sim: SimCluster) -> FakeClock:
 
 def _get(sim: SimCluster, token: str | None = None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token or sim.token}"}
-    return httpx.get(f"{sim.url}/_sim/metrics", headers=headers, timeout=10)
+    return httpx.get(f"{sim.url}/_sim/metrics", headers=headers, timeout=10,
+                     verify=sim.ssl_context())
 
 
 def scrape(sim: SimCluster) -> Samples:
@@ -161,7 +162,8 @@ def test_statefulset_pods_serve_under_the_app_label(empty_sim: SimCluster) -> No
                               "spec": {"containers": [{"name": "db", "image": "pg:16"}]}}},
     }
     response = httpx.post(f"{empty_sim.url}/apis/apps/v1/namespaces/default/statefulsets",
-                          json=sts, headers={"Authorization": f"Bearer {empty_sim.token}"})
+                          json=sts, headers={"Authorization": f"Bearer {empty_sim.token}"},
+                          verify=empty_sim.ssl_context())
     assert response.status_code == 201
     empty_sim.wait_idle()
     before = scrape(empty_sim)
@@ -175,15 +177,16 @@ def test_admin_api_scripts_traffic_and_needs_the_token(
     sim: SimCluster, clock: FakeClock, apps: client.AppsV1Api
 ) -> None:
     auth = {"Authorization": f"Bearer {sim.token}"}
+    api = httpx.Client(base_url=sim.url, verify=sim.ssl_context())
     assert _get(sim, token="wrong").status_code == 401
-    assert httpx.get(f"{sim.url}/_sim/metrics").status_code == 401
+    assert api.get("/_sim/metrics").status_code == 401
     body = {"image_substring": "web:2.2.0", "error_ratio": 1.0, "p99_seconds": 0.2}
-    assert httpx.post(f"{sim.url}/_sim/traffic", json=body).status_code == 401
-    bad = httpx.post(f"{sim.url}/_sim/traffic", json={**body, "error_ratio": 2}, headers=auth)
+    assert api.post("/_sim/traffic", json=body).status_code == 401
+    bad = api.post("/_sim/traffic", json={**body, "error_ratio": 2}, headers=auth)
     assert bad.status_code == 400 and "error_ratio" in bad.json()["message"]
-    missing = httpx.post(f"{sim.url}/_sim/traffic", json={"error_ratio": 0.1}, headers=auth)
+    missing = api.post("/_sim/traffic", json={"error_ratio": 0.1}, headers=auth)
     assert missing.status_code == 400 and "image_substring" in missing.json()["message"]
-    ok = httpx.post(f"{sim.url}/_sim/traffic", json=body, headers=auth)
+    ok = api.post("/_sim/traffic", json=body, headers=auth)
     assert ok.status_code == 201
     set_image(apps, "shop-web", "web", f"{IMAGE}/web:2.2.0", sim)
     before = scrape(sim)

@@ -337,7 +337,7 @@ def _admin(sim: SimCluster, path: str, body: dict[str, Any]) -> Any:
                                      method="POST", headers={
                                          "Authorization": f"Bearer {sim.token}",
                                          "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=5, context=sim.ssl_context()) as response:
         return json.loads(response.read())
 
 
@@ -387,7 +387,10 @@ def test_download_request_hands_out_the_resource_list(
     sim.wait_idle()
     status = read(custom, "downloadrequests", "early")["status"]
     assert status["phase"] == "Processed"
-    assert status["downloadURL"].startswith(f"{sim.url}/_velero/downloads/")
+    # Served by object storage, not the API server: plain HTTP on a port of its own.
+    assert status["downloadURL"].startswith("http://127.0.0.1:")
+    assert "/_velero/downloads/" in status["downloadURL"]
+    assert not status["downloadURL"].startswith(sim.url)
     expires_in = parse_time(status["expiration"]) - sim.clock.now()
     assert timedelta(minutes=9) < expires_in <= timedelta(minutes=10)
     # The URL is signed: the token in it is the credential, no bearer token is sent.
@@ -400,7 +403,8 @@ def test_download_request_hands_out_the_resource_list(
                       "v1/Service": ["shop-staging/shop-api"]}
     assert "phase" not in read(custom, "downloadrequests", "logs").get("status", {})  # not modelled
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(f"{sim.url}/_velero/downloads/guessed", timeout=5)
+        storage = status["downloadURL"].split("/_velero/")[0]
+        urllib.request.urlopen(f"{storage}/_velero/downloads/guessed", timeout=5)
     assert err.value.code == 404
 
 
