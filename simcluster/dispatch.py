@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import discovery, patches, selectors, watch
+from . import discovery, patches, protobuf, selectors, watch
 from .access import Access, AccessLog, verb_of
 from .errors import ApiError, bad_request
 from .faults import Faults, fault_error
@@ -34,6 +34,11 @@ class Request:
     def json(self) -> Any:
         if not self.body:
             return None
+        if self.headers.get("content-type", "").startswith(protobuf.MEDIA_TYPE):
+            try:
+                return protobuf.decode(self.body)
+            except protobuf.Undecodable as exc:
+                raise ApiError(415, str(exc), reason="UnsupportedMediaType") from exc
         try:
             return json.loads(self.body)
         except ValueError as exc:
