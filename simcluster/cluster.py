@@ -35,6 +35,7 @@ from .errors import ApiError
 from .faults import Faults
 from .podlogs import PodLogs
 from .podstate import exposition as pod_state_exposition
+from .rbac import Authorizer
 from .resources import ResourceRegistry
 from .rest import ListQuery, RestApi
 from .routing import Route, parse
@@ -76,6 +77,7 @@ class SimCluster:
         self.velero = Velero()
         self.velero.install(self.controllers)
         self.accesses = AccessLog()
+        self.authorizer = Authorizer(self.store, self.types, self.token)
         self._server: ServerThread | None = None
         self._storage: ServerThread | None = None  # Velero's downloads, when serving TLS
         run_seed(seed, Seeder(self.api, self.manager, self.scripts, self.clock,
@@ -89,7 +91,8 @@ class SimCluster:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> SimCluster:
         dispatcher = Dispatcher(self.api, self.faults, self.token,
                                 lambda request: admin.handle(self, request),
-                                lambda: self._address, self.velero.download, self.accesses)
+                                lambda: self._address, self.velero.download, self.accesses,
+                                self.authorizer)
         self.velero.base_url = lambda: self.url
         tls = None
         if self.tls:
@@ -149,14 +152,22 @@ class SimCluster:
         """A client context that trusts this cluster's CA (and nothing else)."""
         return self._serving().client_context()
 
-    def write_kubeconfig(self, path: str | Path, context: str = "sim") -> str:
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A bearer token that authenticates as the ServiceAccount: RBAC decides what it may
+        do (the admin token may do anything)."""
+        return self.authorizer.mint(namespace, name)
+
+    def write_kubeconfig(self, path: str | Path, context: str = "sim",
+                         token: str | None = None) -> str:
+        """A kubeconfig for this cluster: as the admin, or with `token` (a ServiceAccount's,
+        from `service_account_token`)."""
         cluster: dict[str, Any] = {"server": self.url}
         if self.tls:
             cluster["certificate-authority-data"] = self._serving().ca_data
         config = {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
             "clusters": [{"name": context, "cluster": cluster}],
-            "users": [{"name": f"{context}-user", "user": {"token": self.token}}],
+            "users": [{"name": f"{context}-user", "user": {"token": token or self.token}}],
             "contexts": [{"name": context, "context": {"cluster": context,
                                                        "user": f"{context}-user",
                                                        "namespace": "default"}}],

@@ -15,6 +15,7 @@ from . import discovery, patches, protobuf, selectors, watch
 from .access import Access, AccessLog, verb_of
 from .errors import ApiError, bad_request
 from .faults import Faults, fault_error
+from .rbac import ADMIN, Attributes, Authorizer, Subject, forbidden
 from .rest import DeleteOptions, ListQuery, LogQuery, RestApi
 from .routing import DiscoveryRoute, Route, not_found_path, parse
 
@@ -98,6 +99,7 @@ class Dispatcher:
     server_address: Callable[[], str]
     downloads: Callable[[str], bytes | None] | None = None  # Velero's signed URLs
     accesses: AccessLog | None = None  # what authenticated clients asked, for RBAC tests
+    authorizer: Authorizer | None = None  # RBAC; without one the token is all-powerful
 
     def handle(self, request: Request) -> Response:
         try:
@@ -119,9 +121,13 @@ class Dispatcher:
             if found is None:
                 raise ApiError(404, "no such download")
             return Response(200, found, "application/gzip")
-        if not self._authorized(request):
+        subject = self._subject(request)
+        if subject is None:
             raise ApiError(401, "Unauthorized")
         if path.startswith("/_sim/") or path == "/_sim":
+            if not subject.admin:
+                raise ApiError(403, f'User "{subject.user}" cannot use the simulation\'s admin '
+                                    "API", reason="Forbidden")
             return self.admin(request)
         fault = self.faults.match(request.method, path)
         if fault is not None:
@@ -136,7 +142,58 @@ class Dispatcher:
                 raise ApiError(405, "the server does not allow this method on the requested "
                                     "resource")
             return Response.of(discovery.document(route, self.api.types, self.server_address()))
+        review = self._review(request, route, subject)
+        if review is not None:
+            return review
+        self._authorize(request, route, subject)
+        if route.subresource == "token" and route.plural == "serviceaccounts" \
+                and request.method == "POST":
+            return self._token_request(route)
         return self._resource(request, route)
+
+    def _authorize(self, request: Request, route: Route, subject: Subject) -> None:
+        if self.authorizer is None or subject.admin:
+            return
+        attributes = Attributes(verb_of(request.method, route, request.query), route.group,
+                                route.plural, route.subresource or "", route.namespace or "",
+                                route.name or "")
+        if not self.authorizer.allowed(subject, attributes):
+            raise forbidden(subject, attributes)
+
+    def _review(self, request: Request, route: Route, subject: Subject) -> Response | None:
+        """SelfSubjectAccessReview and SelfSubjectRulesReview (`kubectl auth can-i`): open to
+        every authenticated subject, answered for the subject asking, never stored."""
+        if route.group != "authorization.k8s.io" or request.method != "POST" \
+                or self.authorizer is None:
+            return None
+        body = request.json() or {}
+        spec = body.get("spec") or {}
+        if route.plural == "selfsubjectaccessreviews":
+            ra = spec.get("resourceAttributes") or {}
+            attributes = Attributes(str(ra.get("verb", "")), str(ra.get("group", "")),
+                                    str(ra.get("resource", "")), str(ra.get("subresource", "")),
+                                    str(ra.get("namespace", "")), str(ra.get("name", "")))
+            status: dict[str, Any] = {"allowed": self.authorizer.allowed(subject, attributes)}
+        elif route.plural == "selfsubjectrulesreviews":
+            rules = self.authorizer.rules_for(subject, str(spec.get("namespace", "")))
+            status = {"resourceRules": rules, "nonResourceRules": [
+                {"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*",
+                                                       "/version"]}],
+                "incomplete": False}
+        else:
+            return None
+        return Response.of({**body, "apiVersion": "authorization.k8s.io/v1",
+                            "metadata": body.get("metadata") or {}, "status": status}, 201)
+
+    def _token_request(self, route: Route) -> Response:
+        assert self.authorizer is not None and route.namespace and route.name
+        self.api.get(Route("", "v1", "serviceaccounts", route.namespace, route.name))  # 404s
+        token = self.authorizer.mint(route.namespace, route.name)
+        return Response.of({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                            "metadata": {"name": route.name, "namespace": route.namespace},
+                            "spec": {"audiences": [], "expirationSeconds": 3600},
+                            "status": {"token": token,
+                                       "expirationTimestamp": "2099-01-01T00:00:00Z"}}, 201)
 
     def _record(self, request: Request, path: str, route: Route | DiscoveryRoute) -> None:
         if self.accesses is None:
@@ -147,10 +204,13 @@ class Dispatcher:
         self.accesses.add(Access(verb_of(request.method, route, request.query), route.group,
                                  route.plural, route.subresource or "", route.namespace or ""))
 
-    def _authorized(self, request: Request) -> bool:
+    def _subject(self, request: Request) -> Subject | None:
         header = request.headers.get("authorization", "")
+        if self.authorizer is not None:
+            return self.authorizer.subject(header)
         scheme, _, value = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), self.token)
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), self.token)
+        return ADMIN if ok else None
 
     def _resource(self, request: Request, route: Route) -> Response:
         method, query = request.method, request.query
