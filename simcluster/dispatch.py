@@ -15,7 +15,7 @@ from . import discovery, patches, protobuf, selectors, watch
 from .access import Access, AccessLog, verb_of
 from .errors import ApiError, bad_request
 from .faults import Faults, fault_error
-from .rbac import ADMIN, Attributes, Authorizer, Subject, forbidden
+from .rbac import ADMIN, Attributes, Authorizer, Subject
 from .rest import DeleteOptions, ListQuery, LogQuery, RestApi
 from .routing import DiscoveryRoute, Route, not_found_path, parse
 
@@ -158,7 +158,7 @@ class Dispatcher:
                                 route.plural, route.subresource or "", route.namespace or "",
                                 route.name or "")
         if not self.authorizer.allowed(subject, attributes):
-            raise forbidden(subject, attributes)
+            raise self.authorizer.deny(subject, attributes)
 
     def _review(self, request: Request, route: Route, subject: Subject) -> Response | None:
         """SelfSubjectAccessReview and SelfSubjectRulesReview (`kubectl auth can-i`): open to

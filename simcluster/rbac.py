@@ -62,6 +62,8 @@ class Authorizer:
         self._admin_token = admin_token
         self._tokens: dict[str, tuple[str, str]] = {}  # token -> (namespace, service account)
         self._lock = threading.Lock()
+        # Every request refused (403), in order: a test proves a client needed nothing else.
+        self.denied: list[tuple[Subject, Attributes]] = []
 
     # -- authentication -----------------------------------------------------------------
 
@@ -99,6 +101,12 @@ class Authorizer:
             if any(_allows(rule, attributes) for rule in rules):
                 return True
         return False
+
+    def deny(self, subject: Subject, attributes: Attributes) -> ApiError:
+        """Record the refusal; the 403 to answer with."""
+        with self._lock:
+            self.denied.append((subject, attributes))
+        return forbidden(subject, attributes)
 
     def rules_for(self, subject: Subject, namespace: str) -> list[JSON]:
         """The resource rules that apply to `subject` in `namespace` (SelfSubjectRulesReview)."""

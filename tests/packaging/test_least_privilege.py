@@ -6,6 +6,7 @@ a real cluster; an extra one is a grant nobody uses."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from bot.services import Services
 from bot.trigger import Trigger
 from simcluster import SimCluster
 from simcluster.access import Access
-from simcluster.rest import DeleteOptions
+from simcluster.rest import DeleteOptions, ListQuery
 from simcluster.routing import Route
 from tests.conftest import DEMO_CONFIG, RecordingReporter
 from tests.packaging.chart import NAMESPACE, RELEASE
@@ -265,18 +266,55 @@ def stuck_pod(sim: SimCluster) -> str:
     return str(stuck)
 
 
+RBAC_KINDS = {"ServiceAccount": ("", "v1", "serviceaccounts"),
+              "Role": ("rbac.authorization.k8s.io", "v1", "roles"),
+              "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+              "ClusterRole": ("rbac.authorization.k8s.io", "v1", "clusterroles"),
+              "ClusterRoleBinding": ("rbac.authorization.k8s.io", "v1", "clusterrolebindings")}
+
+
 @pytest.fixture
-def services(sim: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-             ) -> Iterator[Services]:
+def chart(helm: str, tmp_path: Path) -> list[Obj]:
+    """The chart rendered with the real helm for the scenarios' environments."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(CHART_VALUES))
+    done = run([helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                "--values", str(values)])
+    assert done.returncode == 0, done.stderr
+    return [o for o in yaml.safe_load_all(done.stdout) if o]
+
+
+def install_rbac(sim: SimCluster, objects: list[Obj]) -> str:
+    """The chart's ServiceAccount, Roles, ClusterRoles and bindings, made in the simulated
+    cluster as helm would; the ServiceAccount's token."""
+    account = ""
+    for obj in objects:
+        if obj["kind"] not in RBAC_KINDS:
+            continue
+        group, version, plural = RBAC_KINDS[obj["kind"]]
+        cluster_wide = obj["kind"].startswith("Cluster")
+        namespace = None if cluster_wide else obj["metadata"].get("namespace", NAMESPACE)
+        create(sim, group, version, plural, obj, namespace=namespace)
+        if obj["kind"] == "ServiceAccount":
+            account = obj["metadata"]["name"]
+    assert account, "the chart made no ServiceAccount"
+    return sim.service_account_token(NAMESPACE, account)
+
+
+@pytest.fixture
+def services(sim: SimCluster, chart: list[Obj], tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
+    """opsbot as the chart runs it: with its ServiceAccount's token, under exactly its Roles."""
     monkeypatch.setattr(backup_module.common, "POLL_SECONDS", 0.05)
     world(sim)
+    token = install_rbac(sim, chart)
     raw = yaml.safe_load(DEMO_CONFIG.read_text())
     for name, extra in EXTRA_APPS.items():
         raw["apps"].setdefault(name, {}).update(extra)
     config = tmp_path / "opsbot.yaml"
     config.write_text(yaml.safe_dump(raw))
     settings = load_settings(config, environ={
-        "KUBECONFIG": sim.write_kubeconfig(tmp_path / "kubeconfig"),
+        "KUBECONFIG": sim.write_kubeconfig(tmp_path / "kubeconfig", token=token),
         "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}"})
     built = Services.build(settings, registry=Registry.builtin())
     built.dispatcher.progress_interval = 0.0
@@ -316,14 +354,14 @@ async def scenarios(sim: SimCluster, services: Services) -> dict[str, list[Acces
 
 
 async def test_the_roles_allow_exactly_what_the_bot_uses(
-        sim: SimCluster, services: Services, helm: str, tmp_path: Path) -> None:
+        sim: SimCluster, services: Services, chart: list[Obj]) -> None:
+    """The scenarios run as the chart's ServiceAccount, so the simulated cluster's RBAC refuses
+    whatever the Roles do not allow: nothing may be refused. Then the recorded requests are
+    compared with the rules, so nothing is granted that no scenario used."""
     used = await scenarios(sim, services)
-    values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump(CHART_VALUES))
-    done = run([helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
-                "--values", str(values)])
-    assert done.returncode == 0, done.stderr
-    granted = grants([o for o in yaml.safe_load_all(done.stdout) if o])
+    assert not sim.authorizer.denied, "refused under the chart's Roles:\n" + "\n".join(
+        f"  {attributes}" for _subject, attributes in sim.authorizer.denied)
+    granted = grants(chart)
 
     everything = {a for accesses in used.values() for a in accesses}
     # Discovery (non-resource URLs) is granted to every authenticated user by the cluster's
@@ -347,3 +385,36 @@ async def test_the_roles_allow_exactly_what_the_bot_uses(
     assert not unused_anywhere, "the chart allows what no scenario used:\n" + "\n".join(
         f"  {role}: {verb} {group or 'core'}/{resource}"
         for role, verb, group, resource in unused_anywhere)
+
+
+async def test_what_the_chart_does_not_grant_is_refused_with_a_clear_message(
+        sim: SimCluster, services: Services) -> None:
+    """Under the chart's Roles the bot's own client is refused what they do not allow, with the
+    API server's 403; a command that hits one says so instead of crashing."""
+    api = services.kube.for_context(None).api_client
+    with pytest.raises(client.ApiException) as err:  # no escalation: it cannot grant itself
+        client.RbacAuthorizationV1Api(api).create_cluster_role(
+            {"metadata": {"name": "everything"},
+             "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]})
+    assert err.value.status == 403
+    assert 'cannot create resource "clusterroles"' in json.loads(err.value.body)["message"]
+    with pytest.raises(client.ApiException) as err:
+        client.CoreV1Api(api).delete_collection_namespaced_secret("shop-prod")
+    assert err.value.status == 403
+    assert sim.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/everything") is None
+    # A runbook step refused by RBAC fails with the reason, never an internal error.
+    create(sim, "rbac.authorization.k8s.io", "v1", "roles", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "nothing"}, "rules": []})
+    for binding in sim.api.list(Route("rbac.authorization.k8s.io", "v1", "rolebindings",
+                                      NS), ListQuery())["items"]:
+        sim.api.delete(Route("rbac.authorization.k8s.io", "v1", "rolebindings", NS,
+                             binding["metadata"]["name"]), DeleteOptions())
+    reporter = RecordingReporter()
+    trigger = Trigger(source="console", actor=services.settings.user_id("alice"),
+                      text="scale shop-api 4")
+    outcome = await services.dispatcher.dispatch(trigger, reporter)
+    assert outcome.status == "failed"
+    summary = reporter.views[-1].summary
+    assert "forbidden" in summary.lower() or "not allowed" in summary.lower(), summary
+    assert "internal error" not in summary.lower()
