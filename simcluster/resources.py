@@ -127,8 +127,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
                  False),
     ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",)),
     ResourceType("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False, (), False),
-    # What opsbot's own chart installs besides the above, stored only (helm install/upgrade of
-    # the chart against the simulation; no authorizer reads the RBAC kinds yet).
+    # What opsbot's own chart installs besides the above (helm install/upgrade of the chart
+    # against the simulation); the RBAC kinds are read by rbac.py, the others stored only.
     ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True,
                  ("netpol",), False),
     ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",)),
