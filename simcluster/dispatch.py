@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import discovery, patches, protobuf, selectors, watch
+import yaml
+
+from . import discovery, patches, protobuf, selectors, tables, watch
 from .access import Access, AccessLog, verb_of
 from .errors import ApiError, bad_request
 from .faults import Faults, fault_error
@@ -185,6 +187,35 @@ class Dispatcher:
         return Response.of({**body, "apiVersion": "authorization.k8s.io/v1",
                             "metadata": body.get("metadata") or {}, "status": status}, 201)
 
+    def _apply(self, request: Request, route: Route) -> Response:
+        """Server-side apply, simplified: the applied configuration creates the object, or is
+        merged into it (a JSON merge patch). Field ownership (managedFields, conflicts between
+        managers, removing fields a manager stops applying) is not modelled."""
+        try:
+            body = yaml.safe_load(request.body.decode("utf-8")) if request.body else None
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise bad_request(f"error decoding YAML: {exc}") from exc
+        if not isinstance(body, dict):
+            raise bad_request("the applied configuration is not an object")
+        if route.name is None or body.get("metadata", {}).get("name") not in (None, route.name):
+            raise bad_request("the name of the object does not match the name on the URL")
+        try:
+            self.api.get(route)
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+            created = Route(route.group, route.version, route.plural, route.namespace)
+            body.setdefault("metadata", {})["name"] = route.name
+            return Response.of(self.api.create(created, body, request.dry_run), 201)
+        return Response.of(self.api.patch(route, body, patches.MERGE, request.dry_run))
+
+    def _printed(self, request: Request, obj: JSON) -> Response:
+        """JSON, or the Table `kubectl get` asks for (simcluster/tables.py)."""
+        if not tables.wants_table(request.headers.get("accept", "")):
+            return Response.of(obj)
+        kind = str(obj.get("kind", "")).removesuffix("List")
+        return Response.of(tables.table(obj, kind, self.api.clock.now()))
+
     def _token_request(self, route: Route) -> Response:
         assert self.authorizer is not None and route.namespace and route.name
         self.api.get(Route("", "v1", "serviceaccounts", route.namespace, route.name))  # 404s
@@ -219,10 +250,10 @@ class Dispatcher:
                 return Response(200, self.api.log(route, _log_query(query)).encode(),
                                 "text/plain")
             if route.name is not None:
-                return Response.of(self.api.get(route))
+                return self._printed(request, self.api.get(route))
             if query.get("watch") in ("true", "1", "True"):
                 return self._watch(route, query)
-            return Response.of(self.api.list(route, _list_query(query)))
+            return self._printed(request, self.api.list(route, _list_query(query)))
         if method == "POST":
             if route.name is not None:
                 raise not_found_path()
@@ -238,7 +269,7 @@ class Dispatcher:
                                     "resource")
             content_type = request.headers.get("content-type", patches.MERGE)
             if content_type.startswith(patches.APPLY):
-                return Response.of(self.api.patch(route, None, content_type))
+                return self._apply(request, route)
             return Response.of(self.api.patch(route, request.json(), content_type,
                                               request.dry_run))
         if method == "DELETE":

@@ -51,9 +51,9 @@ def apply_patch(target: JSON, patch: Any, content_type: str) -> JSON:
             raise bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
         patched: JSON = json_patch(clone(target), patch)
         return patched
-    if media == APPLY:
-        raise ApiError(415, "server-side apply (application/apply-patch+yaml) is not modelled "
-                            "by simcluster", reason="UnsupportedMediaType")
+    if media == APPLY:  # served by the dispatcher's `_apply`, never as a patch of a body
+        raise ApiError(415, "server-side apply takes the applied configuration, not a patch",
+                       reason="UnsupportedMediaType")
     raise ApiError(
         415,
         f"the body of the request was in an unknown format - accepted media types include: "

@@ -171,6 +171,9 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
                  scale_paths=ScalePaths(".spec.replicas", ".status.HPAReplicas",
                                         ".status.selector")),
     ResourceType("argoproj.io", "v1alpha1", "analysisruns", "AnalysisRun", custom=True),
+    # Argo CD's Applications, stored only (opsbot drives Argo CD through its API, bot/argocd.py).
+    ResourceType("argoproj.io", "v1alpha1", "applications", "Application", short_names=("app",),
+                 status_subresource=False, custom=True),
     ResourceType("argoproj.io", "v1alpha1", "analysistemplates", "AnalysisTemplate", custom=True),
     ResourceType("argoproj.io", "v1alpha1", "experiments", "Experiment", custom=True),
 )

@@ -93,10 +93,12 @@ def test_patch_carrying_stale_resource_version_conflicts(apps: client.AppsV1Api)
     assert err.value.status == 409
 
 
-def test_server_side_apply_is_not_modelled(empty_api_client: client.ApiClient,
-                                           apps: client.AppsV1Api) -> None:
-    with pytest.raises(client.ApiException) as err:
-        raw_patch(empty_api_client, PATH + "?fieldManager=me", {"spec": {"replicas": 1}},
-                  "application/apply-patch+yaml")
-    assert err.value.status == 415
-    assert status_of(err.value)["reason"] == "UnsupportedMediaType"
+def test_server_side_apply_merges_the_applied_configuration(
+        empty_api_client: client.ApiClient, apps: client.AppsV1Api) -> None:
+    """Simplified server-side apply: the applied fields are merged in; field ownership is not
+    modelled (docs/simcluster.md)."""
+    raw_patch(empty_api_client, PATH + "?fieldManager=me", {"spec": {"replicas": 1}},
+              "application/apply-patch+yaml")
+    applied = apps.read_namespaced_deployment("web", "default")
+    assert applied.spec.replicas == 1
+    assert applied.spec.template.spec.containers  # the rest is kept
