@@ -138,6 +138,21 @@ class Records(Protocol):
         """Pauses in force, open circuit breakers and the latest decisions:
         {"pauses": [...], "breakers": [...], "recent": [...]}."""
 
+    async def locks(self) -> list[dict[str, Any]]:
+        """Target locks in force: leases of running executions and reservations of requests
+        awaiting approval (`execution_id` None), each with its command."""
+
+    async def executions(self, *, limit: int, running: bool, environment: str | None,
+                         target: str | None) -> list[dict[str, Any]]:
+        """Executions newest first, with a `link` to their chat message when there is one."""
+
+    async def silence_made(self, *, silence_id: str, matchers: dict[str, str],
+                           created_by: str, ends_at: datetime, execution_id: str) -> None:
+        """Remember a silence this execution made (alert messages show it)."""
+
+    async def silence_expired(self, *, silence_id: str, by: str) -> None:
+        """Remember that `by` expired a silence."""
+
 
 class HandlerFn(Protocol):
     def __call__(self, *, ctx: HandlerContext, params: Any) -> Awaitable[Result]: ...

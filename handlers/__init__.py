@@ -13,6 +13,7 @@ BUILTIN_MODULES = (
     "handlers.deploy.steps",
     "handlers.history",
     "handlers.locks",
+    "handlers.executions",
     "handlers.rollouts",
     "handlers.automation",
     "handlers.silence",
