@@ -26,8 +26,10 @@ class ExecutionsParams(Params):
 async def executions(*, ctx: HandlerContext, params: ExecutionsParams, **_: object) -> Result:
     """Executions newest first: id, command, who, environment, state, start and duration."""
     found = await ctx.records.executions(
-        limit=params.limit, running=params.running, environment=params.environment or None,
+        limit=params.limit + 1, running=params.running, environment=params.environment or None,
         target=params.app or None)
+    # Not this listing itself: it is always running while it lists.
+    found = [ex for ex in found if ex["id"] != ctx.execution_id][:params.limit]
     now = datetime.now(UTC)
     rows = [(ex["id"], messages.execution_line(
         command=ex["command"], who=ctx.settings.handle(ex["actor"]),

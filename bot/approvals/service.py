@@ -113,6 +113,14 @@ class Approvals:
         if not await self.access.may_break_glass(trigger, runbook.name, environment):
             raise Denied(messages.break_glass_denied(self.settings.handle(trigger.actor),
                                                      environment.name))
+        if runbook.mutating and app is not None:
+            # Held (a run, or a request awaiting approval): refused before anything is recorded
+            # or announced; the run would be refused by the lock anyway.
+            held = await asyncio.to_thread(self.store.get_lock,
+                                           lock_key(environment.name, app.name))
+            if held is not None:
+                raise Locked(await held_message(self.store, held, environment.name, app.name,
+                                                self.settings.handle), held)
         reason = command.emergency or ""
         policy = environment.approval
         request = await asyncio.to_thread(
