@@ -61,6 +61,8 @@ META_HELP = [
     ("help [verb]", "what you may run here, or how to use one command"),
     ("runbooks", "every runbook you may run, with where it comes from"),
     ("run <runbook> [key=value ...]", "run any runbook by name"),
+    ("cancel <request-id|execution-id>",
+     "withdraw your approval request, or stop a running execution between steps"),
 ]
 COMMON_FLAGS = (
     f"Common flags: {code('--env ENV')}, {code('--reason TEXT')}, {code('--dry-run')} "
