@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
+from bot.config import Settings, settings_from_mapping
+from bot.registry import Registry
+from bot.services import Services
 from simcluster import SimCluster
+from simcluster.routing import Route
+from tests.conftest import dispatch
 from tests.handlers.conftest import Run
 from tests.packaging.tools import require_tool
 
@@ -117,3 +122,68 @@ async def test_a_deploys_apply_agrees_with_set_image(
         "opsbot: deploy registry.example.com/shop/api:1.5.0 by U0ALICE (ex-")
     assert reference.pop("change_cause") is None
     assert ours == reference
+
+
+# -- StatefulSets: ControllerRevisions ---------------------------------------------------------
+
+DB: Obj = {
+    "apiVersion": "apps/v1", "kind": "StatefulSet",
+    "metadata": {"name": "shop-db", "namespace": NS, "labels": {"app": "shop-db"}},
+    "spec": {"replicas": 2, "serviceName": "shop-db",
+             "selector": {"matchLabels": {"app": "shop-db"}},
+             "template": {"metadata": {"labels": {"app": "shop-db"}}, "spec": {"containers": [
+                 {"name": "db", "image": "registry.example.com/shop/db:16.4"}]}}}}
+DB_APP: Obj = {"kind": "StatefulSet", "container": "db", "image": "registry.example.com/shop/db",
+               "replicas": {"min": 1, "max": 3}, "environments": ["staging"],
+               "deploy": {"timeout_seconds": 30}}
+
+
+def statefulset_shape(sim: SimCluster) -> Obj:
+    """The StatefulSet's template and its ControllerRevisions (revision, the image its patch
+    sets), without uids and times; a restart's revision name carries the time of the
+    restart, so revisions are compared by number and content."""
+    sim.wait_idle()
+    sts = sim.get(f"/apis/apps/v1/namespaces/{NS}/statefulsets/shop-db")
+    assert sts is not None
+    template = copy.deepcopy(sts["spec"]["template"])
+    if template["metadata"].get("creationTimestamp", "") is None:
+        del template["metadata"]["creationTimestamp"]
+    annotations = template["metadata"].get("annotations", {})
+    if RESTARTED in annotations:
+        annotations[RESTARTED] = "<set>"
+    listed = (sim.get(f"/apis/apps/v1/namespaces/{NS}/controllerrevisions") or {})["items"]
+    revisions = sorted(
+        (cr["revision"], cr["data"]["spec"]["template"]["spec"]["containers"][0]["image"])
+        for cr in listed if cr["metadata"]["name"].startswith("shop-db-"))
+    return {"template": template, "replicas": sts["spec"]["replicas"], "revisions": revisions,
+            "current": sts["status"].get("currentRevision") == sts["status"].get(
+                "updateRevision")}
+
+
+async def test_statefulset_changes_agree_with_kubectl(
+    sim: SimCluster, settings: Settings, twin: tuple[SimCluster, str],
+) -> None:
+    """set image (a deploy), rollout restart, rollout undo --to-revision (rollback --to) and
+    scale: the same template and ControllerRevisions after each."""
+    other, kubeconfig = twin
+    for cluster in (sim, other):  # the same StatefulSet in both, made as an operator would
+        cluster.api.create(Route("apps", "v1", "statefulsets", NS), copy.deepcopy(DB))
+        cluster.wait_idle()
+    raw = settings.model_dump(mode="json", exclude_none=True)
+    raw["apps"]["shop-db"] = DB_APP
+    services = Services.build(settings_from_mapping(raw), registry=Registry.builtin())
+    try:
+        assert statefulset_shape(sim) == statefulset_shape(other)
+        steps = [(["set", "image", "statefulset/shop-db",
+                   "db=registry.example.com/shop/db:16.5"], "deploy shop-db 16.5"),
+                 (["rollout", "restart", "statefulset/shop-db"], "restart shop-db"),
+                 (["rollout", "undo", "statefulset/shop-db", "--to-revision=1"],
+                  "rollback shop-db --to 1"),
+                 (["scale", "statefulset/shop-db", "--replicas=3"], "scale shop-db 3")]
+        for args, command in steps:
+            kubectl(kubeconfig, *args)
+            outcome, reporter = await dispatch(services, command)
+            assert outcome.status == "succeeded", (command, reporter.final.summary)
+            assert statefulset_shape(sim) == statefulset_shape(other), command
+    finally:
+        services.close()
