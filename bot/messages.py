@@ -504,6 +504,23 @@ def precheck_alerts_not_checked() -> str:
     return "critical alerts (ALERTMANAGER_URL is not set)"
 
 
+def locks_summary(count: int) -> str:
+    if not count:
+        return "No target is locked: nothing is changing an app right now."
+    return f"{count} target{'s are' if count != 1 else ' is'} locked."
+
+
+def lock_field(target: str, environment: str) -> str:
+    return f"{target} in {environment}"
+
+
+def lock_holder(holder: str, since: datetime, command: str | None, execution_id: str,
+                request_id: str | None) -> str:
+    what = f"`{command}`" if command else "an execution"
+    via = f", approved request {request_id}" if request_id else ""
+    return f"{what} by {holder} since {since:%H:%M} UTC ({execution_id}{via})"
+
+
 def precheck_alerts_unreachable(error: str) -> str:
     return f"critical alerts (Alertmanager did not answer: {error})"
 

@@ -36,6 +36,20 @@ class StoreRecords:
         held = await asyncio.to_thread(self._store.get_lock, lock_key(environment, target))
         return asdict(held) if held else None
 
+    async def held_locks(self) -> list[dict[str, Any]]:
+        """The target locks in force, each with the command of the execution holding it."""
+        def read() -> list[dict[str, Any]]:
+            out = []
+            for held in self._store.held_locks():
+                environment, _, target = held.target.partition("/")
+                execution = self._store.get_execution(held.execution_id)
+                out.append({**asdict(held), "environment": environment, "target": target,
+                            "command": execution.command if execution else None,
+                            "request_id": execution.request_id if execution else None})
+            return out
+
+        return await asyncio.to_thread(read)
+
     async def pause_automation(self, *, scope: str, duration: timedelta | None, actor: str,
                                reason: str | None) -> datetime | None:
         return await asyncio.to_thread(self._store.pause_automation, scope=scope,

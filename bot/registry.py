@@ -123,6 +123,10 @@ class Records(Protocol):
     async def force_unlock(self, *, environment: str, target: str) -> dict[str, Any] | None:
         """Remove the lock on `target`; returns what held it, or None."""
 
+    async def held_locks(self) -> list[dict[str, Any]]:
+        """Every target lock in force, with the command and request of the execution holding
+        it."""
+
     async def lock_on(self, *, environment: str, target: str) -> dict[str, Any] | None:
         """The lock in force on `target` (what holds it), or None."""
 

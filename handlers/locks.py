@@ -1,11 +1,27 @@
-"""`unlock`: an admin removes a stuck target lock (the lease would expire on its own)."""
+"""`locks`: who holds which target lock, since when, for what; `unlock`: an admin removes a stuck
+one (the lease would expire on its own)."""
 
 from __future__ import annotations
 
 from bot import messages
 from bot.registry import HandlerContext, NoParams, Result, handler
 
-__all__ = ["unlock"]
+__all__ = ["locks", "unlock"]
+
+
+@handler("opsbot.locks", params=NoParams)
+async def locks(*, ctx: HandlerContext, params: NoParams, **_: object) -> Result:
+    """Every target lock in force: the target, who holds it, since when, and the execution (and
+    its command, and the approval request it runs) holding it."""
+    held = await ctx.records.held_locks()
+    fields = tuple(
+        (messages.lock_field(lock["target"], lock["environment"]),
+         messages.lock_holder(ctx.settings.handle(lock["actor"]), lock["acquired_at"],
+                              lock["command"], lock["execution_id"], lock["request_id"]))
+        for lock in held)
+    return Result(summary=messages.locks_summary(len(held)), fields=fields,
+                  data={"locks": [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                                   for k, v in lock.items()} for lock in held]})
 
 
 @handler("opsbot.unlock", params=NoParams)

@@ -175,6 +175,13 @@ def get(factory: sessionmaker[Session], now: datetime, target: str) -> LockInfo 
     return None if row is None else _info(row)
 
 
+def held(factory: sessionmaker[Session], now: datetime) -> list[LockInfo]:
+    """Every lease in force, by target."""
+    query = select(*_COLUMNS).where(TargetLock.expires_at > now).order_by(TargetLock.target)
+    with read_session(factory) as session:
+        return [_info(row) for row in session.execute(query).all()]
+
+
 def release_for(session: Session, execution_ids: Collection[str]) -> int:
     """Delete the locks held by ``execution_ids``, inside the caller's transaction."""
     if not execution_ids:

@@ -305,6 +305,11 @@ class Store:
         with translated():
             return _locks.force_unlock(self._sessions, self._now(), target)
 
+    def held_locks(self) -> list[LockInfo]:
+        """Every lease in force (expired ones are free), by target."""
+        with translated():
+            return _locks.held(self._sessions, self._now())
+
     def get_lock(self, target: str) -> LockInfo | None:
         """The lease in force on ``target``; None when free or expired."""
         with translated():
