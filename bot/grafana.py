@@ -21,9 +21,10 @@ def millis(moment: datetime) -> int:
 
 
 def dashboard_link(settings: Settings, app: AppConfig | None, namespace: str,
-                   start: datetime, end: datetime) -> str | None:
+                   start: datetime, end: datetime | None) -> str | None:
     """`<grafana>/d/<uid>?from=<ms>&to=<ms>&var-namespace=…&var-app=…`, or None when Grafana
-    or a dashboard for the app is not configured."""
+    or a dashboard for the app is not configured. `end` None: `to=now`, for what goes on (an
+    alert), so the link stays the same and current."""
     uid = settings.dashboard_for(app)
     base = settings.grafana.url
     if uid is None or base is None:
@@ -31,7 +32,7 @@ def dashboard_link(settings: Settings, app: AppConfig | None, namespace: str,
     query = urlencode({
         "orgId": settings.grafana.org_id,
         "from": millis(start),
-        "to": millis(max(end, start + timedelta(seconds=1))),
+        "to": "now" if end is None else millis(max(end, start + timedelta(seconds=1))),
         "var-namespace": namespace,
         "var-app": app.name if app else "",
     })
