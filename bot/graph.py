@@ -109,7 +109,9 @@ def render_series_png(series: Sequence[tuple[str, Sequence[Point]]], *, title: s
     if series:
         figure.legend(loc="outside lower center", fontsize=7, ncols=1, framealpha=0.7)
     ax.xaxis.set_major_locator(AutoDateLocator())  # type: ignore[no-untyped-call]
-    ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=UTC))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(
+        DateFormatter("%H:%M:%S", tz=UTC)  # type: ignore[no-untyped-call]
+    )
     ax.set_xlabel("time (UTC)", fontsize=9)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
