@@ -6,6 +6,7 @@ Secrets are `SecretStr` so they never reach logs, reprs or chat.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,9 @@ __all__ = [
     "AppConfig",
     "BackupConfig",
     "EnvironmentConfig",
+    "GrafanaConfig",
+    "LokiConfig",
+    "MetricsQueries",
     "ReplicasConfig",
     "RoleConfig",
     "Settings",
@@ -53,6 +57,8 @@ ENV_VARS: dict[str, str] = {
     "OPSBOT_ALERTMANAGER_TOKEN": "alertmanager_token",
     "ARGOCD_URL": "argocd_url",
     "ARGOCD_TOKEN": "argocd_token",
+    "LOKI_URL": "loki.url",
+    "GRAFANA_URL": "grafana.url",
     "OPSBOT_LISTEN": "listen",
     "OPSBOT_LEADER_ELECTION": "replicas.leader_election",
     "OPSBOT_LEASE_NAME": "replicas.lease_name",
@@ -82,6 +88,111 @@ class _Model(BaseModel):
     # Strict: a number is a YAML number (not "1_000", "+3" or " 3 " in quotes), and never
     # .inf or .nan.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# Logs, metrics, Grafana (issue 14 items 1-3) ---------------------------------------------------
+
+_UID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def _dashboard_uid(uid: str, *, what: str) -> str:
+    # A uid goes into a URL path (/d/<uid>): Grafana's uids are letters, digits, - and _.
+    if not _UID.fullmatch(uid):
+        raise ValueError(f"{what} `{uid}` is not a Grafana uid (letters, digits, - and _, "
+                         "at most 40)")
+    return uid
+
+
+def _log_labels(labels: Mapping[str, str], *, what: str) -> Mapping[str, str]:
+    if not labels:
+        raise ValueError(f"{what}: at least one label (Loki needs a stream selector)")
+    for name, template in labels.items():
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+            raise ValueError(f"{what}: `{name}` is not a label name")
+        try:
+            template.format(app="a", namespace="n", env="e", workload="w")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{what}.{name}: `{template}` may use {{app}}, {{namespace}}, "
+                             f"{{env}} and {{workload}} only ({exc})") from None
+    return labels
+
+
+class LokiConfig(_Model):
+    """Where `logs` reads when the platform ships logs to Loki (Promtail, Fluentd, Alloy)."""
+
+    url: str | None = None  # e.g. http://loki-gateway.monitoring; user:password@ for basic auth
+    tenant: str | None = None  # X-Scope-OrgID, for a multi-tenant Loki
+    # The stream selector of an app's logs: label name -> value; {app}, {namespace}, {env},
+    # {workload} are filled in, and every value is quoted as a LogQL string.
+    labels: dict[str, str] = {"namespace": "{namespace}", "app": "{app}"}
+    # What `diag` calls an error line (a LogQL line filter regex, from the configuration only).
+    error_filter: str = "(?i)(error|fatal|panic|exception)"
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _valid(self) -> LokiConfig:
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("loki.url must be an http(s) URL")
+        _log_labels(self.labels, what="loki.labels")
+        return self
+
+
+class GrafanaConfig(_Model):
+    """Links to Grafana in messages: an app's dashboard over the right time range, and Explore
+    for the PromQL behind each verification check."""
+
+    url: str | None = None  # e.g. https://grafana.example.com (a sub-path is kept)
+    dashboard: str | None = None  # dashboard uid for apps that name none
+    datasource: str | None = None  # the Prometheus data source uid for Explore links
+    org_id: int = Field(default=1, ge=1)
+    margin_seconds: int = Field(default=300, ge=0, le=86400)  # after a deploy's end
+
+    @model_validator(mode="after")
+    def _valid(self) -> GrafanaConfig:
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("grafana.url must be an http(s) URL")
+        for what, uid in (("grafana.dashboard", self.dashboard),
+                          ("grafana.datasource", self.datasource)):
+            if uid is not None:
+                _dashboard_uid(uid, what=what)
+        return self
+
+
+# The default golden signals, as the usual exporters name them: an app's own
+# http_requests_total{code} and http_request_duration_seconds (what the simulated cluster's
+# traffic serves), cAdvisor's container_* and kube-state-metrics' kube_pod_*. Jinja2 templates:
+# `selector` is `namespace="…",app="…"`, `pods` is `namespace="…",pod=~"<workload>-.*"` (values
+# quoted as PromQL strings), `window` the rate window and `since` the command's --since.
+_SEL = "{{ selector }}"
+_PODS = "{{ pods }}"
+
+
+class MetricsQueries(_Model):
+    """The PromQL of each golden signal `metrics` shows; an empty query leaves a signal out."""
+
+    window: str = "5m"  # rate() window of the numbers
+    request_rate: str = f"sum(rate(http_requests_total{{ {_SEL} }}[{{{{ window }}}}]))"
+    error_ratio: str = (
+        f'sum(rate(http_requests_total{{ {_SEL},code=~"5.." }}[{{{{ window }}}}])) / '
+        f"sum(rate(http_requests_total{{ {_SEL} }}[{{{{ window }}}}]))")
+    p99_latency: str = (
+        "histogram_quantile(0.99, sum by (le) "
+        f"(rate(http_request_duration_seconds_bucket{{ {_SEL} }}[{{{{ window }}}}])))")
+    cpu: str = (
+        f'sum(rate(container_cpu_usage_seconds_total{{ {_PODS},container!="" }}'
+        "[{{ window }}])) / "
+        f'sum(kube_pod_container_resource_limits{{ {_PODS},resource="cpu" }})')
+    memory: str = (
+        f'sum(container_memory_working_set_bytes{{ {_PODS},container!="" }}) / '
+        f'sum(kube_pod_container_resource_limits{{ {_PODS},resource="memory" }})')
+    restarts: str = (
+        f"sum(increase(kube_pod_container_status_restarts_total{{ {_PODS} }}[{{{{ since }}}}]))")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        _duration(value, what="metrics.window", shortest=timedelta(seconds=1))
+        return value
 
 
 class Bounds(_Model):
@@ -136,6 +247,10 @@ class AppConfig(_Model):
     environments: list[str] | None = None  # None: every environment
     deploy: DeployConfig = DeployConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    # Observing the app (logs, metrics, Grafana; see the block "Logs, metrics, Grafana" below).
+    dashboard: str | None = None  # Grafana dashboard uid; None: grafana.dashboard
+    metrics: MetricsQueries | None = None  # golden-signal queries replacing the environment's
+    log_labels: dict[str, str] | None = None  # Loki stream selector replacing loki.labels
 
     @property
     def workload_name(self) -> str:
@@ -177,6 +292,7 @@ class EnvironmentConfig(_Model):
     approval: ApprovalPolicy = ApprovalPolicy()
     channels: list[str] = []  # empty: any channel may target this environment
     deploy: EnvironmentDeployConfig = EnvironmentDeployConfig()
+    metrics: MetricsQueries | None = None  # golden-signal queries replacing the global ones
 
     @property
     def refuses_unchecked(self) -> bool:
@@ -325,6 +441,9 @@ class Settings(_Model):
     alerts: AlertsConfig = AlertsConfig()
     backup: BackupConfig = BackupConfig()
     replicas: ReplicasConfig = ReplicasConfig()
+    loki: LokiConfig = LokiConfig()
+    grafana: GrafanaConfig = GrafanaConfig()
+    metrics: MetricsQueries = MetricsQueries()
     base_dir: str = "."  # directory of the config file; relative paths resolve against it
 
     @model_validator(mode="before")
@@ -364,7 +483,23 @@ class Settings(_Model):
             for env_name in app.environments or []:
                 if env_name not in self.environments:
                     raise ValueError(f"app `{app.name}` names unknown environment `{env_name}`")
+            if app.dashboard is not None:
+                _dashboard_uid(app.dashboard, what=f"apps.{app.name}.dashboard")
+            if app.log_labels is not None:
+                _log_labels(app.log_labels, what=f"apps.{app.name}.log_labels")
         return self
+
+    def metrics_for(self, app: AppConfig, environment: EnvironmentConfig) -> MetricsQueries:
+        """The golden-signal queries of `app` in `environment`: the app's, else the
+        environment's, else the global ones (each set whole, so a query never mixes sources)."""
+        return app.metrics or environment.metrics or self.metrics
+
+    def dashboard_for(self, app: AppConfig | None) -> str | None:
+        """The Grafana dashboard uid of `app` (the default one when it names none); None when
+        Grafana or a dashboard is not configured."""
+        if not self.grafana.url:
+            return None
+        return (app.dashboard if app and app.dashboard else None) or self.grafana.dashboard
 
     def environment(self, name: str | None) -> EnvironmentConfig:
         """The named environment, or the default one; unknown names get suggestions."""
@@ -493,3 +628,4 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: object) -> None:
         node[part] = dict(child) if isinstance(child, dict) else {}
         node = node[part]
     node[leaf] = value
+

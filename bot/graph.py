@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["Point", "render_metrics_png"]
+__all__ = ["Point", "render_metrics_png", "render_series_png"]
 
 Point = tuple[datetime, float]
 Measurement = tuple[datetime, float, bool]  # time, value, whether it met the condition
@@ -81,6 +82,37 @@ def render_metrics_png(
         DateFormatter("%H:%M:%S", tz=UTC)  # type: ignore[no-untyped-call]
     )
     axes[-1].set_xlabel("time (UTC)", fontsize=9)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def render_series_png(series: Sequence[tuple[str, Sequence[Point]]], *, title: str) -> bytes:
+    """Every series of one query in one panel, each in its own colour, named in the legend:
+    an ad-hoc `graph`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, DateFormatter
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 4.5 + 0.18 * len(series)), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    figure.suptitle(title, fontsize=11)
+    for name, points in series:
+        times: list[Any] = [_utc(t) for t, _ in points]  # matplotlib's stubs want numbers
+        ax.plot(times, [v for _, v in points], linewidth=1.3,
+                label=name if len(name) <= 90 else name[:89] + "…")
+    if not any(points for _, points in series):
+        ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center",
+                color="#757575")
+    ax.grid(True, alpha=0.3)
+    if series:
+        figure.legend(loc="outside lower center", fontsize=7, ncols=1, framealpha=0.7)
+    ax.xaxis.set_major_locator(AutoDateLocator())  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(
+        DateFormatter("%H:%M:%S", tz=UTC)  # type: ignore[no-untyped-call]
+    )
+    ax.set_xlabel("time (UTC)", fontsize=9)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

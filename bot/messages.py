@@ -508,6 +508,10 @@ def precheck_alerts_not_checked() -> str:
     return "critical alerts (ALERTMANAGER_URL is not set)"
 
 
+def lock_field(target: str, environment: str) -> str:
+    return f"{target} in {environment}"
+
+
 def precheck_alerts_unreachable(error: str) -> str:
     return f"critical alerts (Alertmanager did not answer: {error})"
 
@@ -886,6 +890,153 @@ def rough_span(length: timedelta | float) -> str:
     return f"{seconds / 86400:.0f} d"
 
 
+# Logs, metrics, graph and Grafana links (issue 14 items 1-3) ----------------------------------
+
+
+def logs_no_container(app: str, container: str, containers: Sequence[str]) -> str:
+    return (f"{app} has no container {code(shown(container))}; its containers: "
+            f"{', '.join(code(c) for c in containers)}")
+
+
+def logs_window(since: str | None, tail: int | None, wanted: int, previous: bool) -> str:
+    parts = []
+    if since:
+        parts.append(f"last {since}")
+    parts.append(f"newest {wanted} lines" if tail or not since else f"at most {wanted} lines")
+    if previous:
+        parts.append("previous containers")
+    return ", ".join(parts)
+
+
+def logs_left_out(lines: int, max_lines: int, max_bytes: int) -> str:
+    return (f"{lines} older line{'s' if lines != 1 else ''} (logs keep at most {max_lines} "
+            f"lines and {max_bytes // 1024} KiB)")
+
+
+def logs_summary(app: str, lines: int, pods: int, *, from_loki: bool) -> str:
+    where = "from Loki" if from_loki else f"from {pods} pod{'s' if pods != 1 else ''}"
+    if not lines:
+        return f"{app}: no log lines {where}"
+    return f"{app}: {lines} log line{'s' if lines != 1 else ''} {where}"
+
+
+def logs_pods_left_out(pods: int, kept: int) -> str:
+    return f"({pods} pods; the logs of the newest {kept} are shown)"
+
+
+def logs_pod_gone(source: str) -> str:
+    return f"({source}: the pod is gone)"
+
+
+def logs_unavailable(source: str, error: str) -> str:
+    return f"({source}: no log: {error})"
+
+
+def logs_progress(pods: int) -> str:
+    return f"read the logs of {pods} pod{'s' if pods != 1 else ''}"
+
+
+def logs_source_kubernetes(pods: int, previous: bool) -> str:
+    what = "previous containers of " if previous else ""
+    return f"Kubernetes API, {what}{pods} pod{'s' if pods != 1 else ''}"
+
+
+def logs_source_loki(url: str, query: str) -> str:
+    return f"Loki at {url}: {code(query)}"
+
+
+def logs_file_title(app: str, environment: str, lines: int) -> str:
+    return f"logs of {app} in {environment} ({lines} lines)"
+
+
+def logs_inline_note(shown_lines: int, lines: int) -> str:
+    return f"(the newest {shown_lines} of {lines} lines; all of them are in the attached file)"
+
+
+SIGNAL_NAMES = {
+    "request_rate": "Request rate",
+    "error_ratio": "Error ratio",
+    "p99_latency": "p99 latency",
+    "cpu": "CPU of limit",
+    "memory": "Memory of limit",
+    "restarts": "Restarts",
+}
+
+
+def signal_value(signal: str, value: float | None) -> str:
+    """A golden signal for people; None (or NaN) is "no data", never 0."""
+    if value is None or value != value:
+        return "no data"
+    if signal == "request_rate":
+        return f"{metric_value(value)} req/s"
+    if signal in ("error_ratio", "cpu", "memory"):
+        return metric_value(value, "ratio")
+    if signal == "p99_latency":
+        return metric_value(value, "s")
+    if signal == "restarts":
+        return f"{value:.0f}"
+    return metric_value(value)
+
+
+def signal_failed(error: str) -> str:
+    return f"not measured: {error}"
+
+
+def metrics_summary(app: str, environment: str, measured: int, signals: int) -> str:
+    if not measured:
+        return f"{app} in {environment}: no data for any of {signals} signals"
+    return f"{app} in {environment}: {measured} of {signals} signals have data"
+
+
+def metrics_no_prometheus() -> str:
+    return "PROMETHEUS_URL is not set: there are no metrics to show"
+
+
+def metrics_graph_title(app: str, environment: str, since: str) -> str:
+    return f"{app} in {environment}, last {since}"
+
+
+def metrics_restarts_label(since: str) -> str:
+    return f"Restarts (last {since})"
+
+
+def graph_summary(series: int, shown_series: int, since: str) -> str:
+    if not series:
+        return f"the query returned no data in the last {since}"
+    if shown_series < series:
+        return (f"{series} series in the last {since}; the first {shown_series} are drawn "
+                "(aggregate the query to see all of it)")
+    return f"{series} series in the last {since}"
+
+
+def graph_title(promql: str) -> str:
+    return promql if len(promql) <= 80 else promql[:79] + "…"
+
+
+def grafana_dashboard() -> str:
+    return "Grafana"
+
+
+def grafana_explore(metric: str) -> str:
+    return f"{metric} in Grafana"
+
+
+def diag_signal_field(signal: str) -> str:
+    return SIGNAL_NAMES.get(signal, signal)
+
+
+def diag_loki_field() -> str:
+    return "Error lines (1 h, Loki)"
+
+
+def diag_loki_failed(error: str) -> str:
+    return f"not read: {error}"
+
+
+def diag_loki_heading(count: int) -> str:
+    return f"RECENT ERROR LINES (Loki, newest {count})"
+
+
 # Locks, reservations, executions, cancel, silences (issue 14 items 4 and 5) -------------------
 
 
@@ -926,11 +1077,11 @@ def lock_line(*, holder: str, command: str | None, execution_id: str | None,
             f"{clock_time(since, now)}")
 
 
-def locks_summary(count: int, environment: str | None) -> str:
+def locks_summary(count: int, environment: str | None = None) -> str:
     where = f" in {code(environment)}" if environment else ""
-    if count == 0:
-        return f"no target is locked{where}"
-    return f"{count} target{'s' if count != 1 else ''} locked{where}"
+    if not count:
+        return f"No target is locked{where}: nothing is changing an app right now."
+    return f"{count} target{'s are' if count != 1 else ' is'} locked{where}."
 
 
 def execution_line(*, command: str, who: str, environment: str | None, status: str,

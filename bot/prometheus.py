@@ -156,6 +156,32 @@ class PrometheusClient:
             for ts, value in series[0]["values"]
         ]
 
+    async def range_series(
+        self, promql: str, start: datetime, end: datetime, step: float, *, timeout: float,
+    ) -> list[tuple[dict[str, str], list[tuple[datetime, float]]]]:
+        """Every series of a range query with its labels (an ad-hoc graph wants them all);
+        Prometheus stops evaluating after `timeout` seconds."""
+        result: Any = await self._call(
+            self._connect.custom_query_range,
+            query=promql,
+            start_time=start,
+            end_time=end,
+            step=f"{max(step, 0.001):.3f}",
+            params={"timeout": f"{max(1, round(timeout * 1000))}ms"},  # Go durations: whole
+        )
+        out: list[tuple[dict[str, str], list[tuple[datetime, float]]]] = []
+        for series in result or []:
+            try:
+                labels = {str(k): str(v) for k, v in (series.get("metric") or {}).items()}
+                points = [(datetime.fromtimestamp(float(ts), UTC), _number(value))
+                          for ts, value in series["values"]]
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                raise PermanentError(
+                    f"Prometheus at {self.shown_url} gave an answer opsbot cannot read"
+                ) from exc
+            out.append((labels, points))
+        return out
+
     async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         try:
             return await asyncio.to_thread(fn, **kwargs)

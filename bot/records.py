@@ -57,6 +57,17 @@ class StoreRecords:
         held = await asyncio.to_thread(self._store.get_lock, lock_key(environment, target))
         return asdict(held) if held else None
 
+    async def held_locks(self) -> list[dict[str, Any]]:
+        """The target locks in force (running executions' leases, and reservations of requests
+        awaiting approval with `execution_id` None), each with its command, `environment` and
+        `target` (the app)."""
+        held = await asyncio.to_thread(self._store.held_locks)
+        out = []
+        for lock in held:
+            environment, _, target = lock.target.partition("/")
+            out.append({**asdict(lock), "environment": environment, "target": target})
+        return out
+
     async def pause_automation(self, *, scope: str, duration: timedelta | None, actor: str,
                                reason: str | None) -> datetime | None:
         return await asyncio.to_thread(self._store.pause_automation, scope=scope,
@@ -71,10 +82,6 @@ class StoreRecords:
         return {"pauses": [asdict(p) for p in status.pauses],
                 "breakers": [asdict(b) for b in status.breakers],
                 "recent": [asdict(r) for r in status.recent]}
-
-    async def locks(self) -> list[dict[str, Any]]:
-        held = await asyncio.to_thread(self._store.held_locks)
-        return [asdict(lock) for lock in held]
 
     async def executions(self, *, limit: int, running: bool, environment: str | None,
                          target: str | None) -> list[dict[str, Any]]:

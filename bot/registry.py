@@ -123,6 +123,11 @@ class Records(Protocol):
     async def force_unlock(self, *, environment: str, target: str) -> dict[str, Any] | None:
         """Remove the lock on `target`; returns what held it, or None."""
 
+    async def held_locks(self) -> list[dict[str, Any]]:
+        """Every target lock in force, with its command, `environment` and `target` (the app):
+        running executions' leases, and reservations of requests awaiting approval
+        (`execution_id` None, `request_id` set)."""
+
     async def lock_on(self, *, environment: str, target: str) -> dict[str, Any] | None:
         """The lock in force on `target` (what holds it), or None."""
 
@@ -137,10 +142,6 @@ class Records(Protocol):
     async def automation_status(self) -> dict[str, Any]:
         """Pauses in force, open circuit breakers and the latest decisions:
         {"pauses": [...], "breakers": [...], "recent": [...]}."""
-
-    async def locks(self) -> list[dict[str, Any]]:
-        """Target locks in force: leases of running executions and reservations of requests
-        awaiting approval (`execution_id` None), each with its command."""
 
     async def executions(self, *, limit: int, running: bool, environment: str | None,
                          target: str | None) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 BUILTIN_MODULES = (
     "handlers.status",
     "handlers.diagnostics",
+    "handlers.logs",
+    "handlers.metrics",
     "handlers.scale",
     "handlers.restart",
     "handlers.analysis",

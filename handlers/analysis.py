@@ -22,11 +22,13 @@ from pydantic import Field
 from bot import messages
 from bot.config import AnalysisConfig, AnalysisMetric
 from bot.errors import PermanentError, RetryableError
+from bot.grafana import explore_link
 from bot.graph import render_metrics_png
 from bot.markup import code
 from bot.prometheus import PrometheusClient
 from bot.registry import Attachment, HandlerContext, Params, Result, handler
 from bot.runbooks.templating import evaluate, render_value
+from handlers.links import dashboard_field
 
 __all__ = ["VerifyParams", "verify"]
 
@@ -156,6 +158,7 @@ async def verify(*, ctx: HandlerContext, params: VerifyParams, **_: object) -> R
 
     phase, culprit = _verdict(metrics, plan)
     summary = _summary(phase, culprit, checks, plan)
+    links = _links(ctx, metrics, params.since)
     ctx.log.info("analysis of %s in %s: %s", app.name, ctx.environment.name, summary)
     return Result(
         summary=summary,
@@ -166,7 +169,7 @@ async def verify(*, ctx: HandlerContext, params: VerifyParams, **_: object) -> R
                 m.count("met"), m.count("missed"), m.count("inconclusive"),
             ))
             for m in metrics
-        ),
+        ) + links,
         data={
             "passed": phase == "passed",
             "phase": phase,
@@ -175,6 +178,22 @@ async def verify(*, ctx: HandlerContext, params: VerifyParams, **_: object) -> R
         },
         attachments=(attachment,) if attachment else (),
     )
+
+
+def _links(ctx: HandlerContext, metrics: list[_Metric], since: datetime | None,
+           ) -> tuple[tuple[str, str], ...]:
+    """With Grafana configured: the dashboard from the deploy to now plus a margin, and an
+    Explore link for the PromQL behind each check."""
+    end = datetime.now(UTC)
+    firsts = [m.measurements[0].time for m in metrics if m.measurements]
+    start = _utc(since) if since else min(firsts, default=end) - GRAPH_LOOKBACK
+    later = end + timedelta(seconds=ctx.settings.grafana.margin_seconds)
+    found = list(dashboard_field(ctx, start, later))
+    for metric in metrics:
+        link = explore_link(ctx.settings, metric.query, start - GRAPH_LOOKBACK, later)
+        if link:
+            found.append((messages.grafana_explore(metric.name), link))
+    return tuple(found)
 
 
 def _not_checked(reason: str, why: str) -> Result:

@@ -1,4 +1,5 @@
-"""`diag`: pods, warning events and crash logs of an app, condensed into one verdict line.
+"""`diag`: pods, warning events and crash logs of an app, condensed into one verdict line; with
+Prometheus its error ratio and p99 latency, with Loki its last error lines, with Grafana a link.
 
 Built for 3 a.m.: the verdict says what is wrong; the details go to a thread.
 """
@@ -12,8 +13,14 @@ from typing import Any
 
 from pydantic import Field
 
+from bot import messages
 from bot.errors import HandlerError
+from bot.loki import LokiClient, line_filter, stream_selector
+from bot.prometheus import PrometheusClient
 from bot.registry import HandlerContext, Params, Result, handler
+from handlers.links import RECENT, dashboard_field
+from handlers.logs import loki_labels
+from handlers.metrics import measure, queries
 from handlers.workload import Workload, read_workload, selector_string
 
 __all__ = ["DiagParams", "diag"]
@@ -53,6 +60,7 @@ class Findings:
     pods: list[Any] = field(default_factory=list)
     containers: list[ContainerFinding] = field(default_factory=list)
     events: list[Any] = field(default_factory=list)
+    error_lines: list[str] = field(default_factory=list)  # from Loki
 
 
 @handler("k8s.diag", params=DiagParams)
@@ -86,6 +94,9 @@ async def diag(*, ctx: HandlerContext, params: DiagParams, **_: object) -> Resul
         ("Pods", f"{ready}/{len(found.pods)} ready ({workload.desired} desired)"),
         ("Restarts", str(sum(c.restarts for c in found.containers))),
         ("Warning events", str(len(found.events))),
+        *await _signals(ctx),
+        *await _loki_errors(ctx, workload, found, params.log_lines),
+        *dashboard_field(ctx),
     )
     return Result(
         summary=verdict,
@@ -93,6 +104,39 @@ async def diag(*, ctx: HandlerContext, params: DiagParams, **_: object) -> Resul
         output=_details(found),
         data={"ready": ready, "pods": len(found.pods)},
     )
+
+
+async def _signals(ctx: HandlerContext) -> list[tuple[str, str]]:
+    """The app's error ratio and p99 latency now, when Prometheus is configured; a diagnosis
+    never fails for them (a failed query says why)."""
+    url = ctx.settings.prometheus_url
+    if not url:
+        return []
+    promql = queries(ctx, "1h", ("error_ratio", "p99_latency"))
+    async with PrometheusClient(url) as prometheus:
+        signals = await measure(prometheus, promql)
+    return [(messages.diag_signal_field(s.name), s.shown) for s in signals]
+
+
+async def _loki_errors(ctx: HandlerContext, workload: Workload, found: Findings,
+                       lines: int) -> list[tuple[str, str]]:
+    """The app's last error lines of the past hour from Loki, when it is configured."""
+    config = ctx.settings.loki
+    if not config.url:
+        return []
+    selector = stream_selector(loki_labels(ctx, workload.name))
+    query = f"{selector} {line_filter(config.error_filter, regex=True)}"
+    end = datetime.now(UTC)
+    try:
+        async with LokiClient(config.url, tenant=config.tenant,
+                              timeout=config.timeout_seconds) as loki:
+            entries = await loki.query_range(query, end - RECENT, end, lines)
+    except HandlerError as exc:
+        return [(messages.diag_loki_field(), messages.diag_loki_failed(str(exc)))]
+    found.error_lines = [
+        f"{e.time:%H:%M:%S} {e.labels.get('pod') or e.labels.get('container') or '-'} {e.line}"
+        for e in entries]
+    return [(messages.diag_loki_field(), str(len(entries)))]
 
 
 def _container(pod: Any, cs: Any, memory_limit: str | None) -> ContainerFinding:
@@ -235,4 +279,8 @@ def _details(found: Findings) -> str:
             lines.append("")
             lines.append(f"PREVIOUS LOG {c.pod}/{c.container} (last lines)")
             lines.extend(f"  {line}" for line in c.log_tail.splitlines())
+    if found.error_lines:
+        lines.append("")
+        lines.append(messages.diag_loki_heading(len(found.error_lines)))
+        lines.extend(f"  {line}" for line in found.error_lines)
     return "\n".join(lines)

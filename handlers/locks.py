@@ -23,21 +23,22 @@ class LocksParams(Params):
 @handler("opsbot.locks", params=LocksParams)
 async def locks(*, ctx: HandlerContext, params: LocksParams, **_: object) -> Result:
     """Every target lock in force: who holds it, for what command, since when."""
-    held = await ctx.records.locks()
+    held = await ctx.records.held_locks()
     if params.environment:
-        held = [lock for lock in held if lock["target"].split("/", 1)[0] == params.environment]
+        held = [lock for lock in held if lock["environment"] == params.environment]
     now = datetime.now(UTC)
-    lines = [(lock["target"], messages.lock_line(
+    lines = [(messages.lock_field(lock["target"], lock["environment"]), messages.lock_line(
         holder=ctx.settings.handle(lock["actor"]), command=lock["command"],
         execution_id=lock["execution_id"], request_id=lock["request_id"],
         since=lock["acquired_at"], now=now)) for lock in held]
-    output = "\n".join(f"{target}  {line}" for target, line in lines) \
+    output = "\n".join(f"{target}: {line}" for target, line in lines) \
         if len(lines) > SHOWN else None
     return Result(
         summary=messages.locks_summary(len(lines), params.environment or None),
         fields=tuple(lines[:SHOWN]),
         output=output,
-        data={"locks": [{"target": lock["target"], "execution_id": lock["execution_id"],
+        data={"locks": [{"environment": lock["environment"], "target": lock["target"],
+                         "execution_id": lock["execution_id"],
                          "request_id": lock["request_id"], "actor": lock["actor"],
                          "command": lock["command"],
                          "since": lock["acquired_at"].isoformat()} for lock in held]},

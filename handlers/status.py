@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bot.registry import HandlerContext, NoParams, Result, handler
 from handlers.deploy.rollouts import replica_sets, rs_hash
+from handlers.links import dashboard_field
 from handlers.workload import Workload, read_workload
 
 __all__ = ["status"]
@@ -60,6 +61,7 @@ async def status(*, ctx: HandlerContext, params: NoParams, **_: object) -> Resul
     if workload.rollout is not None:
         data |= {"phase": workload.rollout.phase,
                  "stable_images": dict(stable if stable is not None else images)}
+    fields += dashboard_field(ctx)
     return Result(summary=summary, fields=tuple(fields), data=data)
 
 

@@ -27,18 +27,23 @@ SAFE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 def template_hash(template: JSON) -> str:
     """Stable hash of a pod template, encoded like the real controller's (rand.SafeEncodeString
     of a 32-bit number), so names look like `shop-api-7d9f8c6b5`."""
-    clean = clone(template)
-    (clean.get("metadata") or {}).get("labels", {}).pop(HASH_LABEL, None)
+    clean = without_hash(template)
     digest = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).digest()
     number = str(int.from_bytes(digest[:4], "big"))
     return "".join(SAFE_CHARS[ord(ch) % len(SAFE_CHARS)] for ch in number)
 
 
 def without_hash(template: JSON) -> JSON:
+    """The template as the controller compares it: without the hash label, and without a null
+    `creationTimestamp` (kubectl sends one; in the API's Go types it is the same as none, so a
+    rollback by kubectl finds the old ReplicaSet as the real controller does)."""
     clean = clone(template)
-    labels = (clean.get("metadata") or {}).get("labels")
+    metadata = clean.get("metadata") or {}
+    labels = metadata.get("labels")
     if labels is not None:
         labels.pop(HASH_LABEL, None)
+    if "creationTimestamp" in metadata and metadata["creationTimestamp"] is None:
+        del metadata["creationTimestamp"]
     return clean
 
 

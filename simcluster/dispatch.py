@@ -314,4 +314,6 @@ def _log_query(query: dict[str, str]) -> LogQuery:
         tail_lines=_int(query, "tailLines"),
         timestamps=query.get("timestamps") in ("true", "1", "True"),
         limit_bytes=_int(query, "limitBytes"),
+        since_seconds=_int(query, "sinceSeconds"),
+        since_time=query.get("sinceTime") or None,
     )

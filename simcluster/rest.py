@@ -37,6 +37,8 @@ class LogQuery:
     tail_lines: int | None = None
     timestamps: bool = False
     limit_bytes: int | None = None
+    since_seconds: int | None = None
+    since_time: str | None = None  # RFC 3339
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from bot.alerts.matchers import matches_all, parse_matcher
 from bot.alerts.payload import AlertItem
 from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import OpsbotError, UsageError
+from bot.grafana import dashboard_link
 from bot.markup import code
 from bot.names import is_dns1123_label, is_dns1123_subdomain
 from bot.runbooks.loader import Catalog
@@ -150,6 +152,10 @@ def _links(alert: AlertItem, settings: Settings, namespace: str, app: AppConfig 
             namespace=quote(namespace, safe=""), app=quote(app.name if app else "", safe=""),
             pod=quote(pod, safe=""), alertname=quote(alert.name, safe=""),
         )
+    elif app is not None and is_dns1123_label(namespace):
+        # The app's dashboard (grafana.url), from a little before the alert began until now.
+        margin = timedelta(seconds=settings.grafana.margin_seconds)
+        grafana = dashboard_link(settings, app, namespace, alert.starts_at - margin, None)
     return {
         "prometheus": http(alert.generator_url),
         "grafana": grafana,

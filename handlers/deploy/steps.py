@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field
@@ -16,6 +16,7 @@ from pydantic import Field
 from bot.registry import HandlerContext, MadeRevision, Params, Result, handler
 from handlers.deploy.plan import Plan
 from handlers.deploy.strategy import Strategy, strategy_for
+from handlers.links import dashboard_field
 
 __all__ = ["apply", "plan", "revert", "wait"]
 
@@ -84,16 +85,21 @@ async def wait(*, ctx: HandlerContext, params: WaitParams, **_: object) -> Resul
         return Result(summary="dry run: nothing to wait for")
     timeout = params.timeout_seconds or float(ctx.require_app().deploy.timeout_seconds)
     state = await _follow(ctx, strategy_for(ctx), made, timeout, params.poll_seconds)
+    # The dashboard from the rollout's start to its end plus a margin (grafana.*).
+    end = datetime.now(UTC)
+    link = dashboard_field(ctx, end - timedelta(seconds=state.seconds or 0),
+                           end + timedelta(seconds=ctx.settings.grafana.margin_seconds))
     if state.done:
         return Result(
             summary=f"rolled out: {state.message}",
+            fields=link,
             data={"revision": state.revision, "seconds": state.seconds},
             made=_made(made, state),
         )
     why = state.message if state.failed else f"not done after {timeout:.0f}s: {state.message}"
     # A rollout that failed after the controller took the change still made its revision.
-    return Result(summary=f"rollout failed: {why}", ok=False, data={"revision": state.revision},
-                  made=_made(made, state))
+    return Result(summary=f"rollout failed: {why}", ok=False, fields=link,
+                  data={"revision": state.revision}, made=_made(made, state))
 
 
 @handler("deploy.revert", params=RevertParams, mutating=True)

@@ -243,7 +243,7 @@ def test_simcluster_command_serves_the_demo_world(tmp_path: Path) -> None:
     try:
         assert process.stdout is not None
         first = process.stdout.readline()  # printed once the kubeconfig is written
-        assert first.startswith("simcluster listening on http://127.0.0.1:"), first
+        assert first.startswith("simcluster listening on https://127.0.0.1:"), first
         env = {"OPSBOT_CONFIG": str(ROOT / "examples/demo.yaml"), "KUBECONFIG": str(kubeconfig),
                "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}"}
         result = opsbot("run", "diag shop-worker", "--as", "alice", env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,18 @@ async def test_expired_lease_is_taken_over(svc: Services) -> None:
 
     await asyncio.sleep(0.05)
     assert (await dispatch(svc, "scale shop-api 4")).final.status == "succeeded"
+
+
+async def test_locks_lists_who_holds_what_since_when(svc: Services) -> None:
+    empty = await dispatch(svc, "locks", user="mallory")  # read-only: any role may look
+    assert empty.final.status == "succeeded"
+    assert empty.final.steps[0].summary == \
+        "No target is locked: nothing is changing an app right now."
+    holder = hold_lock(svc, "U0BOB", ttl_seconds=300)
+    rep = await dispatch(svc, "locks", user="alice")
+    step = rep.final.steps[0]
+    assert step.summary == "1 target is locked."
+    [(target, held)] = step.fields
+    assert target == "shop-api in staging"
+    assert re.fullmatch(rf"`deploy shop-api 1\.5\.0` by bob since \d\d:\d\d UTC \({holder}\)",
+                        held), held

@@ -103,13 +103,21 @@ def test_v1_and_v2_are_views_of_one_object(v1: client.AutoscalingV1Api,
     body = _hpa("web", "shop-web", 1, 5, 65)
     body["spec"]["metrics"].append(memory)
     v2.create_namespaced_horizontal_pod_autoscaler(NS, body)
-    old = v1.read_namespaced_horizontal_pod_autoscaler("web", NS)
-    assert old.api_version == "autoscaling/v1"
-    assert old.spec.target_cpu_utilization_percentage == 65
-    assert "autoscaling.alpha.kubernetes.io/metrics" in old.metadata.annotations
-    # A v1 client changes what it knows; the memory metric survives in the annotation.
-    old.spec.max_replicas = 7
-    v1.replace_namespaced_horizontal_pod_autoscaler("web", NS, old)
+    # A v1 client changes what it knows; the memory metric survives in the annotation. The
+    # HPA controller may write the status between the read and the replace: a 409, which a
+    # client answers by reading again, as kubectl edit does.
+    for attempt in range(5):
+        old = v1.read_namespaced_horizontal_pod_autoscaler("web", NS)
+        assert old.api_version == "autoscaling/v1"
+        assert old.spec.target_cpu_utilization_percentage == 65
+        assert "autoscaling.alpha.kubernetes.io/metrics" in old.metadata.annotations
+        old.spec.max_replicas = 7
+        try:
+            v1.replace_namespaced_horizontal_pod_autoscaler("web", NS, old)
+            break
+        except client.ApiException as exc:
+            if exc.status != 409 or attempt == 4:
+                raise
     new = v2.read_namespaced_horizontal_pod_autoscaler("web", NS)
     assert new.spec.max_replicas == 7
     assert [m.resource.name for m in new.spec.metrics] == ["cpu", "memory"]

@@ -130,6 +130,16 @@ def test_force_unlock(clocked_store: Store, clock: FakeClock) -> None:
     assert store.force_unlock("prod/shop-api") is None  # expired: nothing was holding it
 
 
+def test_held_locks_are_the_leases_in_force(clocked_store: Store, clock: FakeClock) -> None:
+    store = clocked_store
+    assert store.held_locks() == []
+    lock = _acquire(store, "ex-A")
+    _acquire(store, "ex-C", "prod/shop-api", ttl=1)
+    assert [held.target for held in store.held_locks()] == ["prod/shop-api", TARGET]
+    clock.advance(timedelta(seconds=2))
+    assert store.held_locks() == [lock]  # the expired lease is free again
+
+
 def test_arguments_are_checked(store: Store) -> None:
     for ttl in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="ttl_seconds"):
