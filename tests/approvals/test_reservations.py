@@ -23,9 +23,9 @@ async def test_a_pending_request_reserves_its_target(svc: Services, sim: Any) ->
     listed, rep = await run(svc, "locks", "mallory")
     assert listed.status == "succeeded"
     [step] = rep.final.steps
-    assert step.summary == "1 target locked"
+    assert step.summary == "1 target is locked."
     [(target, line)] = step.fields
-    assert target == "prod/shop-api"
+    assert target == "shop-api in prod"
     assert f"reserved for alice's request `{rid}`" in line
     assert "`scale shop-api 5 --env prod`" in line and "awaiting approval" in line
 

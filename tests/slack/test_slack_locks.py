@@ -45,7 +45,7 @@ def test_a_reservation_seen_and_respected_from_slack(
     assert bot.send_command("mallory", "locks").status_code == 200
     listed = bot.finished("locks")
     shown = json.dumps(listed.blocks)
-    assert "prod/shop-api" in shown and request_id in shown and "awaiting approval" in shown
+    assert "shop-api in prod" in shown and request_id in shown and "awaiting approval" in shown
 
     assert bot.send_command("carol", "restart shop-api --env prod").status_code == 200
     refusal = bot.ephemeral("carol", lambda text: "reserved" in text)
