@@ -19,7 +19,10 @@ from bot.runbooks.models import Runbook
 __all__ = ["META_VERBS", "Command", "parse", "rebuilt"]
 
 META_VERBS = ("help", "runbooks", "run", "approve", "deny", "pending", "cancel")
-_REQUEST_VERBS = {"approve": "approve <id>", "deny": "deny <id> [reason]", "cancel": "cancel <id>"}
+_REQUEST_VERBS = {"approve": "approve <id>", "deny": "deny <id> [reason]",
+                  "cancel": "cancel <request-id|execution-id>"}
+_REQUEST_ID = r"rq-[0-9A-Za-z]{4,40}"
+_EXECUTION_ID = r"ex-[0-9A-Za-z]{4,40}"  # only `cancel` takes one
 _COMMON_VALUE_FLAGS = {"--env": "env", "--reason": "reason", "--emergency": "emergency"}
 _COMMON_BOOL_FLAGS = {"--dry-run": "dry_run"}
 _BOOLS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
@@ -56,7 +59,12 @@ def parse(text: str, catalog: Catalog) -> Command:
     if head in ("runbooks", "pending"):
         return Command(text=text, meta=head)
     if head in _REQUEST_VERBS:
-        if len(words) < 2 or not re.fullmatch(r"rq-[0-9A-Za-z]{4,40}", words[1]):
+        ids = f"{_REQUEST_ID}|{_EXECUTION_ID}" if head == "cancel" else _REQUEST_ID
+        if len(words) < 2 or not re.fullmatch(ids, words[1]):
+            if head == "cancel":
+                raise UsageError("missing or malformed request or execution id",
+                                 hint=f"usage: {_REQUEST_VERBS[head]} (ids look like rq-01J... "
+                                      "or ex-01J...)")
             raise UsageError("missing or malformed request id",
                              hint=f"usage: {_REQUEST_VERBS[head]} (ids look like rq-01J...)")
         if head != "deny" and len(words) > 2:

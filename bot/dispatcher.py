@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from bot import messages
 from bot.access import Access, matches
+from bot.cancelling import cancel_execution
 from bot.commands import Command, parse, rebuilt
 from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableError, UsageError
@@ -47,7 +48,7 @@ log = logging.getLogger("opsbot.dispatcher")
 
 OutcomeStatus = Literal[
     "succeeded", "failed", "refused", "denied", "usage", "duplicate", "info", "pending_approval",
-    "queued",
+    "queued", "cancelled",
 ]
 REDACTED = "***"
 
@@ -78,6 +79,7 @@ class _Run:
     lease: Lease | None = None  # the target lock, released before the end is reported
     changed: bool = False  # a mutating step has started (never in a dry run)
     refusal: Refused | None = None  # a step refused before any change: the run is refused
+    cancelled_by: str | None = None  # `cancel <execution-id>` was read between steps
 
 
 class Dispatcher:
@@ -184,6 +186,11 @@ class Dispatcher:
                 raise Denied(messages.pending_needs_role(self.settings.handle(trigger.actor)))
             return await self._reply(trigger, reporter, "info", await self.approvals.pending())
         request_id = command.topic or ""
+        if command.meta == "cancel" and request_id.startswith("ex-"):
+            with log_context(execution_id=request_id):
+                notice = await cancel_execution(trigger, request_id, store=self.store,
+                                                access=self.access, settings=self.settings)
+            return await self._reply(trigger, reporter, "info", notice)
         with log_context(request_id=request_id or None):
             if command.meta == "approve":
                 outcome = await self.approvals.approve(trigger, request_id, reporter)
@@ -336,7 +343,8 @@ class Dispatcher:
             if runbook.mutating and target and not command.dry_run:
                 try:
                     lease = await self.locks.acquire(environment.name, target,
-                                                     execution_id=execution_id, actor=trigger.actor)
+                                                     execution_id=execution_id, actor=trigger.actor,
+                                                     request_id=request_id)
                 except Locked as exc:
                     await asyncio.to_thread(self.store.finish_execution, execution_id,
                                             status="refused", summary=str(exc)[:2000])
@@ -388,8 +396,12 @@ class Dispatcher:
         try:
             ok = await self._run_steps(run, runbook.steps, offset=0)
             if not ok and run.refusal is None and runbook.on_failure:
-                broken = next(s for s in view.steps if s.status == "failed")
-                run.template["failure"] = f"{broken.name}: {broken.summary}"
+                if run.cancelled_by is not None:
+                    run.template["failure"] = messages.cancelled_failure(
+                        self.settings.handle(run.cancelled_by))
+                else:
+                    broken = next(s for s in view.steps if s.status == "failed")
+                    run.template["failure"] = f"{broken.name}: {broken.summary}"
                 ok_cleanup = await self._run_steps(
                     run, runbook.on_failure, offset=len(runbook.steps), on_failure=True
                 )
@@ -411,6 +423,15 @@ class Dispatcher:
             view.summary = messages.refused_summary(str(run.refusal), run.refusal.hint)
             await self._finish(run, "refused")
             return Outcome("refused", execution_id=execution_id)
+        if run.cancelled_by is not None:
+            view.status = "cancelled"
+            cleanup = [s for s in view.steps
+                       if s.on_failure and s.status in ("succeeded", "not_checked", "failed")]
+            view.summary = messages.cancelled_summary(self.settings.handle(run.cancelled_by),
+                                                      cleanup)
+            view.buttons = self._follow_ups(run, False)
+            await self._finish(run, "cancelled")
+            return Outcome("cancelled", execution_id=execution_id)
         view.status = "succeeded" if ok else "failed"
         failed = next((s for s in view.steps if s.status == "failed"), None)
         if ok:
@@ -508,6 +529,10 @@ class Dispatcher:
             run.view.steps.extend(StepView(step.name, on_failure=True) for step in steps)
         for index, step in enumerate(steps, start=offset):
             view = run.view.steps[index]
+            if not on_failure and await self._cancel_asked(run):
+                for rest in run.view.steps[index:offset + len(steps)]:
+                    rest.status = "skipped"
+                return False
             if step.when and not evaluate(step.when, run.template):
                 view.status = "skipped"
                 continue
@@ -568,6 +593,21 @@ class Dispatcher:
             if view.status == "failed":
                 return False
         return True
+
+    async def _cancel_asked(self, run: _Run) -> bool:
+        """Between steps: has someone asked (on any replica) to cancel this execution? The
+        flag is a column of its row (`cancel <execution-id>`); a store hiccup reads as no."""
+        if not run.persist:
+            return False
+        try:
+            who = await asyncio.to_thread(self.store.cancel_requested, run.view.execution_id)
+        except StoreError:
+            log.warning("could not read whether %s was cancelled; going on",
+                        run.view.execution_id)
+            return False
+        if who is not None:
+            run.cancelled_by = who
+        return who is not None
 
     async def _call(self, run: _Run, step: Step, view: StepView) -> tuple[Result | None, str]:
         spec = self.registry.get(step.handler)

@@ -1,7 +1,9 @@
 """One mutating execution per target (environment + app) at a time.
 
 A lock is a lease in the store: renewed while the execution runs, released when it ends,
-and left to expire when the process dies, so a crash never holds a target forever.
+and left to expire when the process dies, so a crash never holds a target forever. A target
+may also be reserved for a pending approval request (docs/approvals.md): the request's own
+run takes the reservation over; every other mutating run is refused until it ends.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from bot import messages
 from bot.errors import Refused
 from bot.store import LockInfo, Store
 
-__all__ = ["Lease", "Locked", "TargetLocks", "lock_key"]
+__all__ = ["Lease", "Locked", "TargetLocks", "held_message", "lock_key"]
 
 log = logging.getLogger("opsbot.locks")
 
@@ -25,11 +27,28 @@ def lock_key(environment: str, target: str) -> str:
 
 
 class Locked(Refused):
-    """Another execution holds the target."""
+    """Another execution holds the target, or a pending request reserves it."""
 
     def __init__(self, message: str, holder: LockInfo) -> None:
-        super().__init__(message, hint=messages.locked_hint())
+        hint = messages.reserved_hint(holder.request_id or "") if holder.reservation \
+            else messages.locked_hint()
+        super().__init__(message, hint=hint)
         self.holder = holder
+
+
+async def held_message(store: Store, holder: LockInfo, environment: str, target: str,
+                       handle: Callable[[str], str]) -> str:
+    """Who holds the target and why: the running command, or the request awaiting approval."""
+    if holder.execution_id is None:
+        request = await asyncio.to_thread(store.get_request, holder.request_id or "")
+        return messages.target_reserved(
+            target, environment, handle(holder.actor),
+            request.command if request else "an earlier command", holder.request_id or "?",
+            holder.acquired_at)
+    record = await asyncio.to_thread(store.get_execution, holder.execution_id)
+    command = record.command if record else "an earlier command"
+    return messages.target_locked(target, environment, handle(holder.actor), command,
+                                  holder.execution_id, holder.acquired_at)
 
 
 @dataclass
@@ -63,9 +82,11 @@ class TargetLocks:
         self._handle = handle  # user id -> display name, for "alice is running ..."
 
     async def acquire(
-        self, environment: str, target: str, *, execution_id: str, actor: str
+        self, environment: str, target: str, *, execution_id: str, actor: str,
+        request_id: str | None = None,
     ) -> Lease:
-        """Take the lease or raise Locked naming the holder, its command and since when."""
+        """Take the lease (or the reservation of `request_id`, the approved request this
+        execution runs) or raise Locked naming the holder, its command and since when."""
         key = lock_key(environment, target)
         held = await asyncio.to_thread(
             self.store.acquire_lock,
@@ -73,21 +94,11 @@ class TargetLocks:
             execution_id=execution_id,
             actor=actor,
             ttl_seconds=self.ttl_seconds,
+            request_id=request_id,
         )
         if held.execution_id != execution_id:
-            record = await asyncio.to_thread(self.store.get_execution, held.execution_id)
-            command = record.command if record else "an earlier command"
-            raise Locked(
-                messages.target_locked(
-                    target,
-                    environment,
-                    self._handle(held.actor),
-                    command,
-                    held.execution_id,
-                    held.acquired_at,
-                ),
-                held,
-            )
+            raise Locked(await held_message(self.store, held, environment, target,
+                                            self._handle), held)
         renewer = asyncio.create_task(self._renew(key, execution_id), name=f"opsbot lease {key}")
         return Lease(key, execution_id, renewer, self)
 

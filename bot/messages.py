@@ -52,6 +52,7 @@ STATUS_ICON = {
     "refused": "🛑",
     "skipped": "⏭️",
     "interrupted": "⚠️",
+    "cancelled": "⏹️",
 }
 
 NOTICE_ICON = {"error": "❌", "denied": "⛔", "refused": "🛑", "info": "ℹ️"}
@@ -60,6 +61,8 @@ META_HELP = [
     ("help [verb]", "what you may run here, or how to use one command"),
     ("runbooks", "every runbook you may run, with where it comes from"),
     ("run <runbook> [key=value ...]", "run any runbook by name"),
+    ("cancel <request-id|execution-id>",
+     "withdraw your approval request, or stop a running execution between steps"),
 ]
 COMMON_FLAGS = (
     f"Common flags: {code('--env ENV')}, {code('--reason TEXT')}, {code('--dry-run')} "
@@ -80,6 +83,7 @@ def execution_headline(view: ExecutionView) -> str:
         "failed": "failed",
         "refused": "refused",
         "interrupted": "interrupted",
+        "cancelled": "cancelled",
     }[view.status]
     unchecked = view.not_checked
     if view.status == "succeeded" and unchecked:  # done, but not everything was checked
@@ -504,21 +508,8 @@ def precheck_alerts_not_checked() -> str:
     return "critical alerts (ALERTMANAGER_URL is not set)"
 
 
-def locks_summary(count: int) -> str:
-    if not count:
-        return "No target is locked: nothing is changing an app right now."
-    return f"{count} target{'s are' if count != 1 else ' is'} locked."
-
-
 def lock_field(target: str, environment: str) -> str:
     return f"{target} in {environment}"
-
-
-def lock_holder(holder: str, since: datetime, command: str | None, execution_id: str,
-                request_id: str | None) -> str:
-    what = f"`{command}`" if command else "an execution"
-    via = f", approved request {request_id}" if request_id else ""
-    return f"{what} by {holder} since {since:%H:%M} UTC ({execution_id}{via})"
 
 
 def precheck_alerts_unreachable(error: str) -> str:
@@ -1044,3 +1035,166 @@ def diag_loki_failed(error: str) -> str:
 
 def diag_loki_heading(count: int) -> str:
     return f"RECENT ERROR LINES (Loki, newest {count})"
+
+
+# Locks, reservations, executions, cancel, silences (issue 14 items 4 and 5) -------------------
+
+
+def target_reserved(target: str, environment: str, holder: str, command: str,
+                    request_id: str, since: datetime) -> str:
+    return (
+        f"{target} in {code(environment)} is reserved: {holder}'s request {code(request_id)} "
+        f"to run {code(command)} is awaiting approval since {since:%H:%M:%S} UTC. Nothing was "
+        "changed."
+    )
+
+
+def reserved_hint(request_id: str) -> str:
+    return (f"Wait until it is approved and run, denied or expired; its requester can "
+            f"{code(f'cancel {request_id}')}, an approver {code(f'deny {request_id}')}.")
+
+
+def unlock_reserved(target: str, environment: str, holder: str, request_id: str) -> str:
+    return (f"{target} in {code(environment)} is not locked by a run: it is reserved for "
+            f"{holder}'s request {code(request_id)}, awaiting approval; unlock does not end "
+            "a reservation")
+
+
+def unlock_reserved_hint(request_id: str) -> str:
+    return (f"The reservation ends with the request: {code(f'cancel {request_id}')} (its "
+            f"requester) or {code(f'deny {request_id}')} (an approver).")
+
+
+def lock_line(*, holder: str, command: str | None, execution_id: str | None,
+              request_id: str | None, since: datetime, now: datetime) -> str:
+    """`🔒 alice running `deploy ...` (execution ex-...) since 12:25 UTC`, or a reservation."""
+    what = code(command) if command else "an earlier command"
+    if execution_id is None:
+        return (f"📝 reserved for {holder}'s request {code(request_id or '?')} {what}, "
+                f"awaiting approval, since {clock_time(since, now)}")
+    via = f", request {code(request_id)}" if request_id else ""
+    return (f"🔒 {holder} running {what} (execution {code(execution_id)}{via}) since "
+            f"{clock_time(since, now)}")
+
+
+def locks_summary(count: int, environment: str | None = None) -> str:
+    where = f" in {code(environment)}" if environment else ""
+    if not count:
+        return f"No target is locked{where}: nothing is changing an app right now."
+    return f"{count} target{'s are' if count != 1 else ' is'} locked{where}."
+
+
+def execution_line(*, command: str, who: str, environment: str | None, status: str,
+                   dry_run: bool, started: datetime, finished: datetime | None, now: datetime,
+                   cancel_by: str | None, link: str | None) -> str:
+    """`✅ `scale shop-web 3` by alice in staging, done, 12:25 UTC, 14 s` and a link."""
+    icon = STATUS_ICON.get(status, "")
+    state = {"succeeded": "done"}.get(status, status)
+    if status == "running" and cancel_by:
+        state = f"running, cancel asked by {cancel_by}"
+    took = rough_span((finished or now) - started)
+    parts = [f"{icon} {code(command)}{' (dry run)' if dry_run else ''} by {who}",
+             f"in {code(environment)}" if environment else "", state,
+             f"started {clock_time(started, now)}",
+             f"took {took}" if finished else f"for {took}"]
+    line = ", ".join(p for p in parts if p)
+    return f"{line} · {link}" if link else line
+
+
+def executions_summary(count: int, *, running: bool, app: str | None,
+                       environment: str | None) -> str:
+    which = "running execution" if running else "execution"
+    scope = "".join([f" of {app}" if app else "",
+                     f" in {code(environment)}" if environment else ""])
+    if count == 0:
+        return f"no {which}s{scope}"
+    latest = "" if running else "latest "
+    return f"{count} {latest}{which}{'s' if count != 1 else ''}{scope}"
+
+
+def cancelled_failure(who: str) -> str:
+    """What on_failure steps see as `failure` when a run was cancelled."""
+    return f"cancelled by {who}"
+
+
+def cancelled_summary(who: str, cleanup: Sequence[StepView]) -> str:
+    parts = [f"cancelled by {who} between steps"]
+    for step in cleanup:
+        if step.status in ("succeeded", "not_checked"):
+            parts.append(f"{step.name}: {step.summary}" if step.summary else f"{step.name}: done")
+        else:
+            parts.append(f"{step.name} failed: {step.summary}")
+    return "; then ".join(parts)
+
+
+def cancel_asked(execution_id: str, command: str, running_step: str | None) -> str:
+    step = f"the running step ({running_step}) finishes" if running_step \
+        else "the running step finishes"
+    return (f"asked execution {code(execution_id)} ({code(command)}) to cancel: {step}, then "
+            "its runbook's on-failure steps run and it ends cancelled")
+
+
+def cancel_already_asked(execution_id: str, who: str) -> str:
+    return f"execution {code(execution_id)} is already being cancelled (asked by {who})"
+
+
+def cancel_not_running(execution_id: str, status: str) -> str:
+    return f"execution {code(execution_id)} is not running (it {status_text(status)}); " \
+        "nothing to cancel"
+
+
+def status_text(status: str) -> str:
+    return {"succeeded": "succeeded", "failed": "failed", "refused": "was refused",
+            "interrupted": "was interrupted", "cancelled": "was cancelled"}.get(status, status)
+
+
+def cancel_not_running_hint() -> str:
+    return f"{code('executions --running')} lists what is running now."
+
+
+def cancel_denied(user: str, command: str, environment: str) -> str:
+    return (f"{user} may not cancel {code(command)} in {code(environment)}: who started it, "
+            "whoever may run that runbook there, and the environment's approvers may")
+
+
+def silence_line(*, matchers: str, created_by: str, ends: datetime | None, comment: str,
+                 state: str, now: datetime) -> str:
+    until = f"until {clock_time(ends, now)}" if ends else "no end"
+    pending = " (not started yet)" if state == "pending" else ""
+    note = f" · {comment}" if comment else ""
+    return f"🔕 {matchers} by {created_by} {until}{pending}{note}"
+
+
+def silences_summary(count: int, app: str | None, environment: str) -> str:
+    scope = f" for {app} in {code(environment)}" if app else " in Alertmanager"
+    if count == 0:
+        return f"no active silences{scope}"
+    return f"{count} active silence{'s' if count != 1 else ''}{scope}"
+
+
+def no_such_silence(silence_id: str) -> str:
+    return f"Alertmanager has no silence {code(silence_id)}"
+
+
+def silence_already_expired(silence_id: str) -> str:
+    return f"silence {code(silence_id)} has already ended; nothing to do"
+
+
+def would_unsilence(silence_id: str) -> str:
+    return f"would expire silence {code(silence_id)} now"
+
+
+def unsilenced(silence_id: str) -> str:
+    return f"expired silence {code(silence_id)}: its alerts notify again"
+
+
+def alert_silence_note(who: str, until: datetime, now: datetime) -> str:
+    return f"🔕 silenced by {who} until {clock_time(until, now)}"
+
+
+def alert_silence_expired_note(who: str, at: datetime, now: datetime) -> str:
+    return f"🔔 silence expired by {who} at {clock_time(at, now)}"
+
+
+def expire_silence_label() -> str:
+    return "Expire silence"

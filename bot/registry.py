@@ -124,8 +124,9 @@ class Records(Protocol):
         """Remove the lock on `target`; returns what held it, or None."""
 
     async def held_locks(self) -> list[dict[str, Any]]:
-        """Every target lock in force, with the command and request of the execution holding
-        it."""
+        """Every target lock in force, with its command, `environment` and `target` (the app):
+        running executions' leases, and reservations of requests awaiting approval
+        (`execution_id` None, `request_id` set)."""
 
     async def lock_on(self, *, environment: str, target: str) -> dict[str, Any] | None:
         """The lock in force on `target` (what holds it), or None."""
@@ -141,6 +142,17 @@ class Records(Protocol):
     async def automation_status(self) -> dict[str, Any]:
         """Pauses in force, open circuit breakers and the latest decisions:
         {"pauses": [...], "breakers": [...], "recent": [...]}."""
+
+    async def executions(self, *, limit: int, running: bool, environment: str | None,
+                         target: str | None) -> list[dict[str, Any]]:
+        """Executions newest first, with a `link` to their chat message when there is one."""
+
+    async def silence_made(self, *, silence_id: str, matchers: dict[str, str],
+                           created_by: str, ends_at: datetime, execution_id: str) -> None:
+        """Remember a silence this execution made (alert messages show it)."""
+
+    async def silence_expired(self, *, silence_id: str, by: str) -> None:
+        """Remember that `by` expired a silence."""
 
 
 class HandlerFn(Protocol):

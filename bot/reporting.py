@@ -28,7 +28,9 @@ StepStatus = Literal[
 # not_checked: the step ended without failing, but a check it was to make did not run (its
 # summary says which and why); it is never shown or stored as passed.
 # refused: a step refused before anything was changed (a no-op, a policy); nothing ran after it.
-ExecutionStatus = Literal["running", "succeeded", "failed", "refused", "interrupted"]
+# cancelled: `cancel <execution-id>` stopped it between steps (its on_failure steps ran).
+ExecutionStatus = Literal["running", "succeeded", "failed", "refused", "interrupted",
+                          "cancelled"]
 
 
 @dataclass

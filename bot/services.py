@@ -29,6 +29,7 @@ from bot.invocation import Invocation
 from bot.kube import KubeFactory
 from bot.leader import Leadership, LeaseConfig, LeaseElector, SoleLeader, pod_namespace
 from bot.pacing import Foreground
+from bot.records import StoreRecords
 from bot.registry import Registry
 from bot.reporting import ExecutionView, Notice, Reporter
 from bot.runbooks.loader import Catalog, load_catalog
@@ -115,6 +116,9 @@ class Services:
         alerts = AlertProcessor(settings=settings, store=store, catalog=catalog,
                                 dispatcher=dispatcher, board=alert_board or ConsoleAlertBoard(),
                                 foreground=foreground)
+        if isinstance(dispatcher.records, StoreRecords):
+            # Alert messages show the silences opsbot makes and expires (bot/alerts/silences.py).
+            dispatcher.records.silence_listeners.append(alerts.silence_changed)
         return cls(settings, store, registry, catalog, kube, access, dispatcher, approvals,
                    alerts, report_to=report_to or (lambda _channel: ConsoleReporter()),
                    foreground=foreground)

@@ -15,6 +15,7 @@ BUILTIN_MODULES = (
     "handlers.deploy.steps",
     "handlers.history",
     "handlers.locks",
+    "handlers.executions",
     "handlers.rollouts",
     "handlers.automation",
     "handlers.silence",

@@ -1,36 +1,63 @@
-"""`locks`: who holds which target lock, since when, for what; `unlock`: an admin removes a stuck
-one (the lease would expire on its own)."""
+"""`locks` and `unlock`: which targets are held (running executions' leases and the
+reservations of requests awaiting approval), and an admin's removal of a stuck lease."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from pydantic import Field
+
 from bot import messages
-from bot.registry import HandlerContext, NoParams, Result, handler
+from bot.errors import Refused
+from bot.registry import HandlerContext, NoParams, Params, Result, handler
 
-__all__ = ["locks", "unlock"]
+__all__ = ["LocksParams", "locks", "unlock"]
+
+SHOWN = 10  # in the message; all of them in the output
 
 
-@handler("opsbot.locks", params=NoParams)
-async def locks(*, ctx: HandlerContext, params: NoParams, **_: object) -> Result:
-    """Every target lock in force: the target, who holds it, since when, and the execution (and
-    its command, and the approval request it runs) holding it."""
+class LocksParams(Params):
+    environment: str = Field(default="", description="Only this environment; empty: all.")
+
+
+@handler("opsbot.locks", params=LocksParams)
+async def locks(*, ctx: HandlerContext, params: LocksParams, **_: object) -> Result:
+    """Every target lock in force: who holds it, for what command, since when."""
     held = await ctx.records.held_locks()
-    fields = tuple(
-        (messages.lock_field(lock["target"], lock["environment"]),
-         messages.lock_holder(ctx.settings.handle(lock["actor"]), lock["acquired_at"],
-                              lock["command"], lock["execution_id"], lock["request_id"]))
-        for lock in held)
-    return Result(summary=messages.locks_summary(len(held)), fields=fields,
-                  data={"locks": [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                                   for k, v in lock.items()} for lock in held]})
+    if params.environment:
+        held = [lock for lock in held if lock["environment"] == params.environment]
+    now = datetime.now(UTC)
+    lines = [(messages.lock_field(lock["target"], lock["environment"]), messages.lock_line(
+        holder=ctx.settings.handle(lock["actor"]), command=lock["command"],
+        execution_id=lock["execution_id"], request_id=lock["request_id"],
+        since=lock["acquired_at"], now=now)) for lock in held]
+    output = "\n".join(f"{target}: {line}" for target, line in lines) \
+        if len(lines) > SHOWN else None
+    return Result(
+        summary=messages.locks_summary(len(lines), params.environment or None),
+        fields=tuple(lines[:SHOWN]),
+        output=output,
+        data={"locks": [{"environment": lock["environment"], "target": lock["target"],
+                         "execution_id": lock["execution_id"],
+                         "request_id": lock["request_id"], "actor": lock["actor"],
+                         "command": lock["command"],
+                         "since": lock["acquired_at"].isoformat()} for lock in held]},
+    )
 
 
 @handler("opsbot.unlock", params=NoParams)
 async def unlock(*, ctx: HandlerContext, params: NoParams, **_: object) -> Result:
-    """Remove the lock on the app in this environment."""
+    """Remove the lock on the app in this environment (not a request's reservation)."""
     app, environment = ctx.require_app(), ctx.environment.name
-    if ctx.dry_run:
-        held = await ctx.records.lock_on(environment=environment, target=app.name)
-    else:
+    held = await ctx.records.lock_on(environment=environment, target=app.name)
+    if held and held["execution_id"] is None:
+        # A reservation ends with its request: removing it would let a change in under a
+        # request approvers are still reading.
+        raise Refused(messages.unlock_reserved(app.name, environment,
+                                               ctx.settings.handle(held["actor"]),
+                                               held["request_id"] or "?"),
+                      hint=messages.unlock_reserved_hint(held["request_id"] or "?"))
+    if not ctx.dry_run:
         held = await ctx.records.force_unlock(environment=environment, target=app.name)
     holder = ctx.settings.handle(held["actor"]) if held else None
     execution_id = held["execution_id"] if held else None

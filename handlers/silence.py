@@ -1,5 +1,7 @@
-"""`silence`: an Alertmanager silence for one alert in the environment's namespace, recorded with
-the person who asked. It changes Alertmanager, not the cluster, so it needs no approval."""
+"""`silence`, `silences`, `unsilence`: Alertmanager silences for alerts in the environment's
+namespace, recorded with the person who asked, listed, and expired. They change Alertmanager,
+not the cluster, so they need no approval; each run is audited like every execution, and the
+silences opsbot makes or expires are remembered so alert messages show them."""
 
 from __future__ import annotations
 
@@ -7,13 +9,30 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import Field, field_validator
 
-from bot.alertmanager import AlertmanagerClient, SilenceMatcher, check_label_name
-from bot.errors import PermanentError, UsageError
+from bot import messages
+from bot.alertmanager import (
+    AlertmanagerClient,
+    Silence,
+    SilenceMatcher,
+    check_label_name,
+    check_silence_id,
+)
+from bot.errors import NotFound, PermanentError, UsageError
 from bot.names import shown
 from bot.numbers import duration_text, parse_duration
 from bot.registry import HandlerContext, Params, Result, handler
 
-__all__ = ["MAX_DURATION", "MIN_DURATION", "SilenceParams", "silence"]
+__all__ = [
+    "MAX_DURATION",
+    "MIN_DURATION",
+    "SilenceParams",
+    "SilencesParams",
+    "UnsilenceParams",
+    "belongs_to",
+    "silence",
+    "silences",
+    "unsilence",
+]
 
 MIN_DURATION = timedelta(minutes=1)
 MAX_DURATION = timedelta(days=7)
@@ -72,12 +91,106 @@ async def silence(*, ctx: HandlerContext, params: SilenceParams, **_: object) ->
         )
     ctx.log.info("silence %s created for %s until %s by %s",
                  silence_id, as_text, ends.isoformat(), created_by)
+    await ctx.records.silence_made(silence_id=silence_id, matchers=matchers,
+                                   created_by=ctx.actor, ends_at=ends,
+                                   execution_id=ctx.execution_id)
     fields.append(("Silence id", silence_id))
     return Result(
         summary=silenced(params.alertname, namespace, length, ends, starts),
         fields=tuple(fields),
         data=data | {"silence_id": silence_id},
     )
+
+
+class SilencesParams(Params):
+    app: str = Field(default="", description="Only silences that match this app's alerts.")
+
+
+SHOWN = 10  # in the message; all of them in the output
+
+
+@handler("alertmanager.silences", params=SilencesParams)
+async def silences(*, ctx: HandlerContext, params: SilencesParams, **_: object) -> Result:
+    """Active and pending silences in Alertmanager, the latest to end first; with an app,
+    those whose matchers could match its alerts in this environment."""
+    async with _client(ctx) as client:
+        found = await client.silences()
+    if params.app:
+        app = ctx.settings.app(params.app, ctx.environment.name)
+        found = [s for s in found if belongs_to(s, ctx.namespace, app.name, app.workload_name)]
+    now = datetime.now(UTC)
+    rows = [(s.id, messages.silence_line(
+        matchers=", ".join(str(m) for m in s.matchers), created_by=s.created_by,
+        ends=s.ends_at, comment=s.comment, state=s.state, now=now)) for s in found]
+    output = "\n".join(f"{sid}  {line}" for sid, line in rows) if len(rows) > SHOWN else None
+    return Result(
+        summary=messages.silences_summary(len(rows), params.app or None, ctx.environment.name),
+        fields=tuple(rows[:SHOWN]),
+        output=output,
+        data={"silences": [{"id": s.id, "state": s.state, "created_by": s.created_by,
+                            "comment": s.comment, "matchers": [str(m) for m in s.matchers],
+                            "ends_at": s.ends_at.isoformat() if s.ends_at else None}
+                           for s in found]},
+    )
+
+
+def belongs_to(found: Silence, namespace: str, *names: str) -> bool:
+    """Whether a silence could silence an app's alerts: no namespace matcher or this
+    namespace's, and an equality matcher naming the app or its workload (`deployment=`,
+    `app=`, ...), or a `pod` matcher on one of its pods (`<workload>-...`)."""
+    labels = found.labels
+    if "namespace" in labels and labels["namespace"] != namespace:
+        return False
+    for label, value in labels.items():
+        if label in ("namespace", "alertname"):
+            continue
+        if value in names or (label == "pod" and any(value.startswith(f"{n}-") for n in names)):
+            return True
+    return False
+
+
+class UnsilenceParams(Params):
+    silence_id: str = Field(min_length=1, max_length=100)
+
+    @field_validator("silence_id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        # Checked again by the client; a bad id never reaches a URL path either way.
+        try:
+            return check_silence_id(value)
+        except PermanentError as exc:
+            raise ValueError(str(exc)) from None
+
+
+@handler("alertmanager.unsilence", params=UnsilenceParams)
+async def unsilence(*, ctx: HandlerContext, params: UnsilenceParams, **_: object) -> Result:
+    """Expire one silence in Alertmanager now."""
+    silence_id = params.silence_id
+    async with _client(ctx) as client:
+        current = {s.id: s for s in await client.silences(states=("active", "pending",
+                                                                   "expired"))}
+        found = current.get(silence_id)
+        if found is None:
+            raise NotFound(messages.no_such_silence(silence_id))
+        fields = (("Matchers", ", ".join(str(m) for m in found.matchers)),
+                  ("Created by", found.created_by))
+        if found.state == "expired":
+            return Result(summary=messages.silence_already_expired(silence_id), fields=fields)
+        if ctx.dry_run:
+            return Result(summary=messages.would_unsilence(silence_id), fields=fields)
+        await client.expire_silence(silence_id)
+    ctx.log.info("silence %s expired by %s", silence_id, ctx.actor)
+    await ctx.records.silence_expired(silence_id=silence_id, by=ctx.actor)
+    return Result(summary=messages.unsilenced(silence_id), fields=fields,
+                  data={"silence_id": silence_id})
+
+
+def _client(ctx: HandlerContext) -> AlertmanagerClient:
+    url = ctx.settings.alertmanager_url
+    if not url:
+        raise PermanentError(no_alertmanager())
+    token = ctx.settings.alertmanager_token
+    return AlertmanagerClient(url, token.get_secret_value() if token else None)
 
 
 def _length(text: str) -> timedelta:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from bot.alerts.payload import AlertItem, Notification
 from bot.alerts.routing import Route, alert_context, route
+from bot.alerts.silences import covers, marks
 from bot.alerts.view import AlertBoard, AlertGroupView, AlertLine, RunLine
 from bot.commands import Command, rebuilt
 from bot.config import Settings
@@ -338,6 +339,9 @@ class AlertProcessor:
         if meta.get("truncated"):
             notes.append(f"Alertmanager left {meta['truncated']} more alerts of this group out "
                          "of the notification (its max_alerts).")
+        silences = marks(await asyncio.to_thread(self.store.recent_silences), states,
+                         self.settings.handle, datetime.now(UTC))
+        notes += silences.notes
         return AlertGroupView(
             group_hash=group.group_hash, title=title, status=group.status,
             alerts=[AlertLine(s["fingerprint"], s["name"], s["status"], s["severity"],
@@ -345,12 +349,20 @@ class AlertProcessor:
                     for s in states],
             runs=[RunLine(r.runbook, r.alertname, r.target, r.environment, r.decision,
                           r.detail, r.status, r.execution_id, r.request_id) for r in runs],
-            buttons=self._buttons(states),
+            buttons=(self._buttons(states, silences.silenced) + silences.buttons)[:_MAX_BUTTONS],
             notes=notes,
             channel=group.channel, ts=group.message_ts,
         )
 
-    def _buttons(self, states: list[dict[str, Any]]) -> list[Button]:
+    async def silence_changed(self, matchers: dict[str, str]) -> None:
+        """A silence opsbot made or expired: re-show the recent alert messages it covers."""
+        groups = await asyncio.to_thread(self.store.recent_alert_groups)
+        for group in groups:
+            states = [s for key, s in group.alerts.items() if key != _META]
+            if any(covers(matchers, s.get("labels") or {}) for s in states):
+                await self.show(group.group_hash)
+
+    def _buttons(self, states: list[dict[str, Any]], silenced: set[str]) -> list[Button]:
         buttons: list[Button] = []
         firing = [s for s in states if s["status"] == "firing"]
         for state in firing:
@@ -359,7 +371,8 @@ class AlertProcessor:
                                       f"diag {state['app']} --env {state['env']}"))
         for state in firing:
             buttons += [Button(label, command) for label, command in state.get("suggest", [])]
-        if firing and firing[0].get("env"):
+        if firing and firing[0].get("env") and firing[0]["fingerprint"] not in silenced:
+            # Once silenced, the message shows the silence and its Expire button instead.
             first = firing[0]
             labels = {k: v for k, v in first["labels"].items() if k in _SILENCE_LABELS}
             words = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(labels.items()))

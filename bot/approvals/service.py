@@ -26,10 +26,11 @@ from bot.commands import parse
 from bot.config import Settings
 from bot.errors import Denied, Refused, UnknownName
 from bot.invocation import Invocation
+from bot.locks import Locked, held_message, lock_key
 from bot.metrics import APPROVALS
 from bot.reporting import Notice, Reporter
 from bot.runbooks.params import coerce_params
-from bot.store import ApprovalRequest, AuditEntry, Store
+from bot.store import ApprovalRequest, AuditEntry, Store, TargetHeld
 from bot.store.approvals import Unfinished
 from bot.trigger import SOURCES, Source, Trigger
 
@@ -77,16 +78,24 @@ class Approvals:
         if not preview.ok:
             raise Refused(messages.preview_failed(preview.problem))
         policy = environment.approval
-        request = await asyncio.to_thread(
-            self.store.create_request, runbook=runbook.name, command=command.text,
-            environment=environment.name, target=app.name if app else None, params=params,
-            reason=command.reason, requester=trigger.actor, source=trigger.source,
-            channel=trigger.channel, plan_text="\n".join(preview.lines),
-            plan_digest=preview.digest, required=policy.approvals,
-            eligible_users=list(policy.users), eligible_groups=list(policy.groups),
-            allow_self=policy.allow_self_approval, ttl_seconds=policy.ttl_minutes * 60,
-            context=dict(inv.context),
-        )
+        # A mutating request reserves its target while approvers decide (Atlantis-style):
+        # nothing else changes it meanwhile, so what they approve is what will run.
+        reserve = lock_key(environment.name, app.name) if runbook.mutating and app else None
+        try:
+            request = await asyncio.to_thread(
+                self.store.create_request, runbook=runbook.name, command=command.text,
+                environment=environment.name, target=app.name if app else None, params=params,
+                reason=command.reason, requester=trigger.actor, source=trigger.source,
+                channel=trigger.channel, plan_text="\n".join(preview.lines),
+                plan_digest=preview.digest, required=policy.approvals,
+                eligible_users=list(policy.users), eligible_groups=list(policy.groups),
+                allow_self=policy.allow_self_approval, ttl_seconds=policy.ttl_minutes * 60,
+                context=dict(inv.context), reserve=reserve,
+            )
+        except TargetHeld as exc:
+            assert app is not None
+            raise Locked(await held_message(self.store, exc.holder, environment.name, app.name,
+                                            self.settings.handle), exc.holder) from None
         await self._audit(request, trigger.actor, "requested", detail=preview.digest)
         view = await self._show(request)
         if self.schedule_expiry is not None:
@@ -104,6 +113,14 @@ class Approvals:
         if not await self.access.may_break_glass(trigger, runbook.name, environment):
             raise Denied(messages.break_glass_denied(self.settings.handle(trigger.actor),
                                                      environment.name))
+        if runbook.mutating and app is not None:
+            # Held (a run, or a request awaiting approval): refused before anything is recorded
+            # or announced; the run would be refused by the lock anyway.
+            held = await asyncio.to_thread(self.store.get_lock,
+                                           lock_key(environment.name, app.name))
+            if held is not None:
+                raise Locked(await held_message(self.store, held, environment.name, app.name,
+                                                self.settings.handle), held)
         reason = command.emergency or ""
         policy = environment.approval
         request = await asyncio.to_thread(

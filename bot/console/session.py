@@ -34,6 +34,7 @@ EXIT_CODES = {
     "duplicate": 0,
     "failed": 1,
     "refused": 1,
+    "cancelled": 1,
     "denied": 1,
     "usage": 2,
     "pending_approval": 3,

@@ -61,7 +61,8 @@ class SlackIdentity(AsyncAuthorize):
                 delay = min(delay * 2, longest)
                 continue
             self.known = {key: response.get(key) for key in
-                          ("enterprise_id", "team_id", "user_id", "bot_id", "user", "team")}
+                          ("enterprise_id", "team_id", "user_id", "bot_id", "user", "team",
+                           "url")}
             log.info("signed in to Slack as %s (%s) in %s", self.known["user"],
                      self.known["user_id"], self.known["team"])
             return

@@ -30,6 +30,7 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.metrics import ACK_SECONDS
 from bot.numbers import is_digits
+from bot.records import StoreRecords
 from bot.services import Services
 from bot.slack import inbound, queue
 from bot.slack.api import slack_client
@@ -161,9 +162,17 @@ def create_app(
             from bot.slack.socket_mode import CheckedSocketModeHandler
 
             socket = CheckedSocketModeHandler(bolt, app_token, services.foreground)
+        async def learn_identity() -> None:
+            await identity.learn(auth_retry)
+            records = services.dispatcher.records
+            url = (identity.known or {}).get("url")
+            if isinstance(records, StoreRecords) and isinstance(url, str):
+                # `executions` links each run to its message: the workspace's permalink form.
+                records.workspace_url = url
+
         # Not awaited: the probes, the webhook and running work go on while Slack's API is
         # still unreachable.
-        background = [asyncio.create_task(identity.learn(auth_retry), name="opsbot auth.test")]
+        background = [asyncio.create_task(learn_identity(), name="opsbot auth.test")]
         if socket is not None:
             background.append(asyncio.create_task(socket.dial(auth_retry),
                                                   name="opsbot socket mode"))

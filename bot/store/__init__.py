@@ -17,6 +17,7 @@ from bot.store.errors import (
     NotFound,
     StoreError,
     StoreUnavailable,
+    TargetHeld,
 )
 from bot.store.records import (
     ApprovalOutcome,
@@ -24,6 +25,7 @@ from bot.store.records import (
     Decision,
     ExecutionRecord,
     LockInfo,
+    SilenceRecord,
     StepRecord,
 )
 from bot.store.store import Store
@@ -41,9 +43,11 @@ __all__ = [
     "InvalidTransition",
     "LockInfo",
     "NotFound",
+    "SilenceRecord",
     "StepRecord",
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "TargetHeld",
     "sqlite_url",
 ]

@@ -260,6 +260,19 @@ def get_group(factory: sessionmaker[Session], key: str) -> AlertGroupRecord | No
         return _group(row) if row else None
 
 
+def recent_groups(factory: sessionmaker[Session], since: datetime,
+                  limit: int) -> list[AlertGroupRecord]:
+    """Groups notified since ``since`` that have a message, newest first (to re-show them)."""
+    query = (
+        select(AlertGroupRow)
+        .where(AlertGroupRow.updated_at >= since, AlertGroupRow.message_ts.is_not(None))
+        .order_by(AlertGroupRow.updated_at.desc())
+        .limit(limit)
+    )
+    with read_session(factory) as session:
+        return [_group(row) for row in session.scalars(query)]
+
+
 def set_group_message(factory: sessionmaker[Session], key: str, channel: str, ts: str) -> None:
     with write_session(factory) as session:
         row = session.get(AlertGroupRow, key)

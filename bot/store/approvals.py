@@ -13,6 +13,11 @@ approvers of a 2-approval request could each count only their own and both answe
 "recorded", leaving it pending for ever. The unique (request_id, actor, kind)
 constraint makes a user's approval count once even so.
 
+A request on a target may reserve it (``reserve``: the lock key): the reservation is a
+``target_locks`` row made in the transaction that creates the request, or the request is not
+made (``TargetHeld``). Every transition that ends the request without its run drops the
+reservation in the same transaction; approving keeps it until the run takes it over.
+
 "Now" is the store's clock; a request is open while ``now < expires_at``. Nothing here
 judges who may approve: callers check eligibility and self-approval first.
 
@@ -33,8 +38,9 @@ from sqlalchemy import ColumnElement, Insert, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from bot.store import locks as _locks
 from bot.store.db import read_session, write_session
-from bot.store.errors import NotFound
+from bot.store.errors import NotFound, TargetHeld
 from bot.store.ids import new_id
 from bot.store.models import ApprovalDecisionRow, ApprovalRequestRow, Execution
 from bot.store.records import ApprovalOutcome, ApprovalRequest, ApprovalResult, Decision
@@ -71,6 +77,10 @@ EXECUTED = "executed"
 APPROVE = "approve"
 DENY = "deny"
 
+# How long an approved request's reservation outlives its approval while its run starts
+# (the run takes it over first thing); the approval service's START_GRACE is as long.
+APPROVED_HOLD = timedelta(minutes=10)
+
 
 class _Lost(Exception):
     """A conditional UPDATE changed nothing after the checks passed: roll back."""
@@ -98,7 +108,10 @@ def create(
     ttl_seconds: float,
     emergency: bool,
     context: dict[str, Any] | None = None,
+    reserve: str | None = None,
 ) -> ApprovalRequest:
+    """The new pending request; with ``reserve`` (a lock key), the target is reserved for it
+    in the same transaction, or nothing is recorded and ``TargetHeld`` names the holder."""
     if isinstance(required, bool) or required < 1:
         raise ValueError(f"required must be at least 1, not {required!r}")
     if not (math.isfinite(ttl_seconds) and ttl_seconds > 0):
@@ -134,6 +147,12 @@ def create(
     )
     with write_session(factory) as session:
         session.add(row)
+        if reserve is not None:
+            session.flush()
+            held = _locks.reserve(session, now, reserve, request_id=row.id, actor=requester,
+                                  until=row.expires_at)
+            if held.request_id != row.id or held.execution_id is not None:
+                raise TargetHeld(held)  # rolls the request back with the transaction
     return to_record(row)
 
 
@@ -193,6 +212,7 @@ def approve(
             if count is not None and count >= row.required:
                 if not _transition(session, request_id, PENDING, APPROVED, decided_at=now):
                     raise _Lost
+                _locks.extend_reservation(session, request_id, now + APPROVED_HOLD)
                 result = "complete"
             return ApprovalOutcome(_reloaded(session, request_id), result)
     except _Lost:
@@ -214,6 +234,7 @@ def deny(
         ):
             row = _existing(session, request_id)
             return ApprovalOutcome(to_record(row), _refusal(row, now) or "not_pending")
+        _locks.release_reservation(session, request_id)
         session.add(
             ApprovalDecisionRow(request_id=request_id, actor=user, kind=DENY, reason=reason, at=now)
         )
@@ -231,6 +252,7 @@ def cancel(
             session, request_id, PENDING, CANCELLED, decided_at=now, cancelled_by=user, note=note
         ):
             return ApprovalOutcome(to_record(_existing(session, request_id)), "not_pending")
+        _locks.release_reservation(session, request_id)
         return ApprovalOutcome(_reloaded(session, request_id), "cancelled")
 
 
@@ -248,6 +270,7 @@ def expire(
         ):
             _existing(session, request_id)
             return None
+        _locks.release_reservation(session, request_id)
         return _reloaded(session, request_id)
 
 
@@ -264,6 +287,8 @@ def expire_due(factory: sessionmaker[Session], now: datetime) -> list[ApprovalRe
         ids = list(session.scalars(stmt))
         if not ids:
             return []
+        for request_id in ids:
+            _locks.release_reservation(session, request_id)
         rows = session.scalars(
             select(ApprovalRequestRow)
             .where(ApprovalRequestRow.id.in_(ids))
@@ -335,6 +360,7 @@ def _close_approved(
         if not _transition(session, request_id, APPROVED, status, **values):
             _existing(session, request_id)
             return None
+        _locks.release_reservation(session, request_id)
         return _reloaded(session, request_id)
 
 

@@ -7,14 +7,20 @@ StoreError
 ├── NotFound            (also a LookupError) no execution or step with that id
 ├── InvalidTransition   the record is not in a state that allows the change
 └── AuditChainBroken    the audit head row is gone, so nothing can be appended
+
+TargetHeld (not a StoreError: the store worked) says a request could not reserve its target.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+if TYPE_CHECKING:
+    from bot.store.records import LockInfo
 
 __all__ = [
     "AuditChainBroken",
@@ -24,6 +30,7 @@ __all__ = [
     "NotFound",
     "StoreError",
     "StoreUnavailable",
+    "TargetHeld",
     "translated",
 ]
 
@@ -61,6 +68,15 @@ class InvalidTransition(StoreError):
 
 class AuditChainBroken(StoreError):
     """Appending is refused because the chain's head row is missing."""
+
+
+class TargetHeld(Exception):
+    """The target a request would reserve is held (a running execution, or another request's
+    reservation); nothing was recorded."""
+
+    def __init__(self, holder: LockInfo) -> None:
+        super().__init__(f"{holder.target} is held")
+        self.holder = holder
 
 
 @contextmanager

@@ -1,10 +1,11 @@
 """Reads and writes of executions and their steps.
 
 An execution is created ``running`` by its owner (the replica running it) and ends exactly
-once (succeeded, failed, refused or interrupted). Nothing is re-run: what an owner that is
-gone left running (its heartbeat stale, or a restarted process's own earlier runs) is marked
-``interrupted`` and handed back so the caller can report it; the target locks those
-executions held are released in the same transaction. A live replica's runs are left alone.
+once (succeeded, failed, refused, interrupted or cancelled). Anyone may ask a running one to
+cancel (a flag in its row); its owner reads the flag between steps. Nothing is re-run: what
+an owner that is gone left running (its heartbeat stale, or a restarted process's own earlier
+runs) is marked ``interrupted`` and handed back so the caller can report it; the target locks
+those executions held are released in the same transaction. A live replica's runs are left alone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot.store import locks as _locks
@@ -24,6 +25,7 @@ from bot.store.models import Execution, ExecutionStep, ReplicaRow
 from bot.store.records import EXECUTION_FINAL_STATUSES, ExecutionRecord, StepRecord
 
 __all__ = [
+    "cancel_requested",
     "create",
     "finish",
     "finish_step",
@@ -31,6 +33,7 @@ __all__ = [
     "interrupt_orphaned",
     "interrupt_running",
     "recent",
+    "request_cancel",
     "set_message",
     "start_step",
 ]
@@ -179,10 +182,42 @@ def get(factory: sessionmaker[Session], ex_id: str) -> ExecutionRecord | None:
         return None if execution is None else to_record(execution)
 
 
+def request_cancel(factory: sessionmaker[Session], now: datetime, ex_id: str,
+                   user: str) -> tuple[ExecutionRecord, bool]:
+    """Ask the running execution ``ex_id`` to stop between steps; the record afterwards and
+    whether this call asked (False: it is not running, or someone asked already)."""
+    stmt = (
+        update(Execution)
+        .where(Execution.id == ex_id, Execution.status == RUNNING,
+               Execution.cancel_requested_by.is_(None))
+        .values(cancel_requested_by=user, cancel_requested_at=now)
+        .returning(Execution.id)
+        .execution_options(synchronize_session=False)
+    )
+    with write_session(factory) as session:
+        asked = session.execute(stmt).first() is not None
+        session.expire_all()
+        execution = session.scalars(
+            select(Execution).where(Execution.id == ex_id).options(selectinload(Execution.steps))
+        ).one_or_none()
+        if execution is None:
+            raise NotFound(f"no execution {ex_id!r}")
+        return to_record(execution), asked
+
+
+def cancel_requested(factory: sessionmaker[Session], ex_id: str) -> str | None:
+    """Who asked ``ex_id`` to cancel, if anyone: what the runner reads between steps."""
+    with read_session(factory) as session:
+        return session.scalar(select(Execution.cancel_requested_by).where(Execution.id == ex_id))
+
+
 def recent(
-    factory: sessionmaker[Session], limit: int, *, environment: str | None, target: str | None
+    factory: sessionmaker[Session], limit: int, *, environment: str | None, target: str | None,
+    running: bool = False,
 ) -> list[ExecutionRecord]:
     query = select(Execution).options(selectinload(Execution.steps))
+    if running:
+        query = query.where(Execution.status == RUNNING)
     if environment is not None:
         query = query.where(Execution.environment == environment)
     if target is not None:
@@ -260,6 +295,8 @@ def to_record(execution: Execution) -> ExecutionRecord:
         started_at=execution.started_at,
         finished_at=execution.finished_at,
         owner=execution.owner,
+        cancel_requested_by=execution.cancel_requested_by,
+        cancel_requested_at=execution.cancel_requested_at,
         steps=[
             StepRecord(
                 index=step.index,

@@ -8,6 +8,12 @@ and replicas. On PostgreSQL that statement also locks the conflicting row even w
 its WHERE is false, so reading the holder right after sees the row that won; on
 SQLite the whole transaction holds the write lock (``BEGIN IMMEDIATE``).
 
+A target may also be *reserved* for a pending approval request (Atlantis-style): a row with
+no ``execution_id`` that names the ``request_id`` and lasts until the request expires. It
+keeps every other mutating command off the target while approvers decide; the request's own
+execution takes the row over (``acquire`` with that ``request_id``), and deciding the request
+any other way drops it (``release_reservation``, in the deciding transaction).
+
 Leases are compared with the store's clock (the ``clock`` of each ``Store``), so
 replicas sharing PostgreSQL need clocks closer together than a lease lasts.
 """
@@ -24,10 +30,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.store.db import read_session, write_session
-from bot.store.models import TargetLock
+from bot.store.models import ApprovalRequestRow, Execution, TargetLock
 from bot.store.records import LockInfo
 
-__all__ = ["acquire", "force_unlock", "get", "release", "release_for", "renew"]
+__all__ = [
+    "acquire",
+    "extend_reservation",
+    "force_unlock",
+    "get",
+    "held",
+    "release",
+    "release_for",
+    "release_reservation",
+    "renew",
+    "reserve",
+]
 
 _MAX_TARGET = 255
 _COLUMNS = (
@@ -36,6 +53,7 @@ _COLUMNS = (
     TargetLock.actor,
     TargetLock.acquired_at,
     TargetLock.expires_at,
+    TargetLock.request_id,
 )
 
 
@@ -59,6 +77,7 @@ def _info(row: Any) -> LockInfo:
         actor=row.actor,
         acquired_at=row.acquired_at,
         expires_at=row.expires_at,
+        request_id=row.request_id,
     )
 
 
@@ -70,17 +89,20 @@ def acquire(
     execution_id: str,
     actor: str,
     ttl_seconds: float,
+    request_id: str | None = None,
 ) -> LockInfo:
     """The lock in force afterwards: ours if it was free or expired, else the holder's.
 
     Acquiring again with the execution that already holds it extends the lease and
-    keeps ``acquired_at``.
+    keeps ``acquired_at``. An execution run for ``request_id`` takes over that request's
+    reservation (live or not: nobody else took it meanwhile).
     """
     _check_target(target)
     expires_at = _lease_end(now, ttl_seconds)
     values = {
         "target": target,
         "execution_id": execution_id,
+        "request_id": request_id,
         "actor": actor,
         "acquired_at": now,
         "expires_at": expires_at,
@@ -92,7 +114,49 @@ def acquire(
         holder = session.scalars(select(TargetLock).where(TargetLock.target == target)).one()
         if holder.execution_id == execution_id:
             holder.expires_at = expires_at
+        elif (request_id is not None and holder.execution_id is None
+              and holder.request_id == request_id):
+            holder.execution_id, holder.actor = execution_id, actor
+            holder.acquired_at, holder.expires_at = now, expires_at
         return _info(holder)
+
+
+def reserve(session: Session, now: datetime, target: str, *, request_id: str, actor: str,
+            until: datetime) -> LockInfo:
+    """Reserve ``target`` for the pending request ``request_id`` until ``until``, inside the
+    caller's transaction (the one creating the request); the lock in force afterwards, which
+    is the caller's to compare (its ``request_id``)."""
+    _check_target(target)
+    if until <= now:
+        raise ValueError("a reservation must end after it starts")
+    values = {
+        "target": target,
+        "execution_id": None,
+        "request_id": request_id,
+        "actor": actor,
+        "acquired_at": now,
+        "expires_at": until,
+    }
+    taken = _take_if_free(session, values, now)
+    if taken is not None:
+        return taken
+    return _info(session.scalars(select(TargetLock).where(TargetLock.target == target)).one())
+
+
+def release_reservation(session: Session, request_id: str) -> int:
+    """Drop the reservation of ``request_id`` (denied, cancelled, expired, void), inside the
+    caller's transaction; a row its execution took over is that execution's to release."""
+    result = session.execute(delete(TargetLock).where(
+        TargetLock.request_id == request_id, TargetLock.execution_id.is_(None)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def extend_reservation(session: Session, request_id: str, until: datetime) -> None:
+    """An approved request keeps its target until its run starts (``until``), even if it was
+    approved just before it would have expired."""
+    session.execute(update(TargetLock).where(
+        TargetLock.request_id == request_id, TargetLock.execution_id.is_(None),
+        TargetLock.expires_at < until).values(expires_at=until))
 
 
 def _take_if_free(session: Session, values: dict[str, Any], now: datetime) -> LockInfo | None:
@@ -161,8 +225,10 @@ def release(
 
 
 def force_unlock(factory: sessionmaker[Session], now: datetime, target: str) -> LockInfo | None:
-    """Remove whatever row holds ``target``; returns the lease it ended, None if none was."""
-    stmt = delete(TargetLock).where(TargetLock.target == target).returning(*_COLUMNS)
+    """Remove the execution's lease on ``target``; returns the lease it ended, None if none
+    was. A reservation is left alone: it ends with its request (cancel or deny it)."""
+    stmt = delete(TargetLock).where(
+        TargetLock.target == target, TargetLock.execution_id.is_not(None)).returning(*_COLUMNS)
     with write_session(factory) as session:
         row = session.execute(stmt).one_or_none()
     return _info(row) if row is not None and row.expires_at > now else None
@@ -176,10 +242,22 @@ def get(factory: sessionmaker[Session], now: datetime, target: str) -> LockInfo 
 
 
 def held(factory: sessionmaker[Session], now: datetime) -> list[LockInfo]:
-    """Every lease in force, by target."""
-    query = select(*_COLUMNS).where(TargetLock.expires_at > now).order_by(TargetLock.target)
+    """Every lease and reservation in force, by target, with the command of its execution or
+    request."""
+    query = (
+        select(*_COLUMNS, Execution.command.label("ex_command"),
+               ApprovalRequestRow.command.label("rq_command"))
+        .outerjoin(Execution, Execution.id == TargetLock.execution_id)
+        .outerjoin(ApprovalRequestRow, ApprovalRequestRow.id == TargetLock.request_id)
+        .where(TargetLock.expires_at > now)
+        .order_by(TargetLock.target)
+    )
     with read_session(factory) as session:
-        return [_info(row) for row in session.execute(query).all()]
+        rows = session.execute(query).all()
+    return [LockInfo(target=row.target, execution_id=row.execution_id, actor=row.actor,
+                     acquired_at=row.acquired_at, expires_at=row.expires_at,
+                     request_id=row.request_id, command=row.ex_command or row.rq_command)
+            for row in rows]
 
 
 def release_for(session: Session, execution_ids: Collection[str]) -> int:

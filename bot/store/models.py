@@ -50,6 +50,7 @@ __all__ = [
     "OutboxMessage",
     "OutboxRow",
     "ReplicaRow",
+    "SilenceRow",
     "TargetLock",
     "UTCDateTime",
     "utcnow",
@@ -130,6 +131,10 @@ class Execution(Base):
     # The replica (process) running it; recovery interrupts a run only once its owner's
     # heartbeat (``replicas``) is stale. None: recorded before owners were (0007).
     owner: Mapped[str | None] = mapped_column(String(255))
+    # `cancel <execution-id>`: who asked and when; the runner, on whichever replica, reads it
+    # between steps (0009).
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(255))
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     steps: Mapped[list[ExecutionStep]] = relationship(
         back_populates="execution",
@@ -214,21 +219,40 @@ class AuditHead(Base):
 
 
 class TargetLock(Base):
-    """The lease one execution holds on a target (``environment/app``); see ``bot.store.locks``.
+    """The lease one execution holds on a target (``environment/app``), or the reservation of
+    a pending approval request on it; see ``bot.store.locks``.
 
     At most one row per target. A row whose ``expires_at`` has passed is free to take
     over; it stays until then so that nothing but a new ``acquire`` has to delete it.
     ``execution_id`` is deliberately not a foreign key: a caller may take the lock
-    before it records the execution.
+    before it records the execution. A reservation has no ``execution_id`` and names its
+    ``request_id`` (0009); the request's execution takes the row over when it starts.
     """
 
     __tablename__ = "target_locks"
 
     target: Mapped[str] = mapped_column(String(255), primary_key=True)
-    execution_id: Mapped[str] = mapped_column(String(40), index=True)
+    execution_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    request_id: Mapped[str | None] = mapped_column(String(40), index=True)
     actor: Mapped[str] = mapped_column(String)
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SilenceRow(Base):
+    """An Alertmanager silence opsbot made (0009): alert messages show it, with who made it,
+    until when and who expired it. Alertmanager stays the truth of what is silenced."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    matchers: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    execution_id: Mapped[str | None] = mapped_column(String(40))
+    expired_by: Mapped[str | None] = mapped_column(String(255))
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ApprovalRequestRow(Base):

@@ -18,11 +18,13 @@ __all__ = [
     "Decision",
     "ExecutionRecord",
     "LockInfo",
+    "SilenceRecord",
     "StepRecord",
 ]
 
 #: Statuses ``finish_execution`` accepts; ``running`` is the only other one.
-EXECUTION_FINAL_STATUSES = frozenset({"succeeded", "failed", "refused", "interrupted"})
+EXECUTION_FINAL_STATUSES = frozenset(
+    {"succeeded", "failed", "refused", "interrupted", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class ExecutionRecord:
     finished_at: datetime | None
     steps: list[StepRecord]
     owner: str | None = None  # the replica that runs (ran) it
+    cancel_requested_by: str | None = None  # `cancel <execution-id>`: who asked
+    cancel_requested_at: datetime | None = None
 
     @property
     def running(self) -> bool:
@@ -66,13 +70,35 @@ class ExecutionRecord:
 
 @dataclass(frozen=True)
 class LockInfo:
-    """The lease on ``target`` held by ``execution_id``; times are aware UTC."""
+    """The lease on ``target`` held by ``execution_id``, or (``execution_id`` None) the
+    reservation of the pending approval request ``request_id``; times are aware UTC.
+    ``command`` is filled in by listings only (the execution's or the request's)."""
 
     target: str
-    execution_id: str
+    execution_id: str | None
     actor: str
     acquired_at: datetime
     expires_at: datetime
+    request_id: str | None = None
+    command: str | None = None
+
+    @property
+    def reservation(self) -> bool:
+        return self.execution_id is None
+
+
+@dataclass(frozen=True)
+class SilenceRecord:
+    """A silence opsbot made in Alertmanager, as remembered here (see ``SilenceRow``)."""
+
+    id: str
+    matchers: dict[str, str]
+    created_by: str
+    created_at: datetime
+    ends_at: datetime
+    execution_id: str | None
+    expired_by: str | None
+    expired_at: datetime | None
 
 
 #: What ``approve``, ``deny`` and ``cancel`` report.

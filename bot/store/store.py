@@ -28,6 +28,7 @@ from bot.store import locks as _locks
 from bot.store import migrate as _migrate
 from bot.store import outbox as _outbox
 from bot.store import replicas as _replicas
+from bot.store import silences as _silences
 from bot.store.alerts import (
     AlertGroupRecord,
     AlertRunRecord,
@@ -43,7 +44,13 @@ from bot.store.deliveries import Queued
 from bot.store.errors import BadDatabaseURL, StoreUnavailable, translated
 from bot.store.models import utcnow
 from bot.store.outbox import Claimed, MessageAddress, OutboxStats, Outgoing
-from bot.store.records import ApprovalOutcome, ApprovalRequest, ExecutionRecord, LockInfo
+from bot.store.records import (
+    ApprovalOutcome,
+    ApprovalRequest,
+    ExecutionRecord,
+    LockInfo,
+    SilenceRecord,
+)
 
 __all__ = ["Store"]
 
@@ -219,11 +226,25 @@ class Store:
             return _executions.get(self._sessions, ex_id)
 
     def recent_executions(
-        self, limit: int = 20, *, environment: str | None = None, target: str | None = None
+        self, limit: int = 20, *, environment: str | None = None, target: str | None = None,
+        running: bool = False,
     ) -> list[ExecutionRecord]:
-        """Newest first, optionally only those of one environment and/or target."""
+        """Newest first, optionally only those of one environment and/or target, or only the
+        running ones."""
         with translated():
-            return _executions.recent(self._sessions, limit, environment=environment, target=target)
+            return _executions.recent(self._sessions, limit, environment=environment,
+                                      target=target, running=running)
+
+    def request_cancel(self, ex_id: str, user: str) -> tuple[ExecutionRecord, bool]:
+        """Ask a running execution to stop between steps (``NotFound`` for an unknown id);
+        the record and whether this call was the one that asked."""
+        with translated():
+            return _executions.request_cancel(self._sessions, self._now(), ex_id, user)
+
+    def cancel_requested(self, ex_id: str) -> str | None:
+        """Who asked ``ex_id`` to cancel, or None: read by the runner between steps."""
+        with translated():
+            return _executions.cancel_requested(self._sessions, ex_id)
 
     def interrupt_running(self, reason: str) -> list[ExecutionRecord]:
         """Mark every ``running`` execution ``interrupted`` (at startup) and return them.
@@ -266,13 +287,15 @@ class Store:
     # target locks ---------------------------------------------------------------
 
     def acquire_lock(
-        self, target: str, *, execution_id: str, actor: str, ttl_seconds: float
+        self, target: str, *, execution_id: str, actor: str, ttl_seconds: float,
+        request_id: str | None = None,
     ) -> LockInfo:
         """The lock in force on ``target`` afterwards; compare its ``execution_id`` with ours.
 
         Ours if the target was free or its lease had expired (taken over atomically,
-        exactly one of several racing acquirers wins); otherwise the holder's. Asking
-        again while holding it extends the lease.
+        exactly one of several racing acquirers wins), or reserved for ``request_id`` (the
+        approved request this execution runs); otherwise the holder's. Asking again while
+        holding it extends the lease.
         """
         with translated():
             return _locks.acquire(
@@ -282,6 +305,7 @@ class Store:
                 execution_id=execution_id,
                 actor=actor,
                 ttl_seconds=ttl_seconds,
+                request_id=request_id,
             )
 
     def renew_lock(self, target: str, *, execution_id: str, ttl_seconds: float) -> bool:
@@ -305,15 +329,32 @@ class Store:
         with translated():
             return _locks.force_unlock(self._sessions, self._now(), target)
 
+    def get_lock(self, target: str) -> LockInfo | None:
+        """The lease or reservation in force on ``target``; None when free or expired."""
+        with translated():
+            return _locks.get(self._sessions, self._now(), target)
+
     def held_locks(self) -> list[LockInfo]:
-        """Every lease in force (expired ones are free), by target."""
+        """Every lease and reservation in force, by target, each with its command."""
         with translated():
             return _locks.held(self._sessions, self._now())
 
-    def get_lock(self, target: str) -> LockInfo | None:
-        """The lease in force on ``target``; None when free or expired."""
+    # silences opsbot made ----------------------------------------------------------
+
+    def silence_made(self, silence_id: str, *, matchers: dict[str, str], created_by: str,
+                     ends_at: datetime, execution_id: str | None) -> None:
         with translated():
-            return _locks.get(self._sessions, self._now(), target)
+            _silences.made(self._sessions, self._now(), silence_id, matchers=matchers,
+                           created_by=created_by, ends_at=ends_at, execution_id=execution_id)
+
+    def silence_expired(self, silence_id: str, by: str) -> SilenceRecord | None:
+        with translated():
+            return _silences.expired(self._sessions, self._now(), silence_id, by)
+
+    def recent_silences(self, keep: timedelta = timedelta(hours=24)) -> list[SilenceRecord]:
+        """Silences opsbot made that are in force or ended within ``keep``, newest first."""
+        with translated():
+            return _silences.recent(self._sessions, self._now(), keep=keep)
 
     # approval requests ----------------------------------------------------------
 
@@ -338,9 +379,12 @@ class Store:
         ttl_seconds: float,
         emergency: bool = False,
         context: dict[str, Any] | None = None,
+        reserve: str | None = None,
     ) -> ApprovalRequest:
         """Record a ``pending`` request (``rq-...``) that expires ``ttl_seconds`` from now;
-        ``context`` holds the run's extra template values (JSON)."""
+        ``context`` holds the run's extra template values (JSON). With ``reserve`` (a lock
+        key) the target is reserved for it until then, atomically: if it is held, nothing is
+        recorded and ``TargetHeld`` names the holder."""
         with translated():
             return _approvals.create(
                 self._sessions,
@@ -363,6 +407,7 @@ class Store:
                 ttl_seconds=ttl_seconds,
                 emergency=emergency,
                 context=context,
+                reserve=reserve,
             )
 
     def get_request(self, request_id: str) -> ApprovalRequest | None:
@@ -453,6 +498,12 @@ class Store:
         return verdict, request
 
     # alerts and automation -----------------------------------------------------
+
+    def recent_alert_groups(self, keep: timedelta = timedelta(days=7),
+                            limit: int = 200) -> list[AlertGroupRecord]:
+        """Alert groups with a message, notified within ``keep``, newest first."""
+        with translated():
+            return _alerts.recent_groups(self._sessions, self._now() - keep, limit)
 
     def record_notification(self, *, group_key: str, receiver: str, status: str,
                             payload: dict[str, Any]) -> str:

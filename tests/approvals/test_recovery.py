@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from bot.services import Services
 from tests.approvals.conftest import Board, Clock
@@ -109,9 +110,12 @@ async def test_an_approved_run_refused_at_start_closes_the_request(
     svc: Services, sim: Any, board: Board,
 ) -> None:
     """The target is locked by another run when the approval completes: nothing runs, and the
-    request says so instead of staying approved."""
+    request says so instead of staying approved. (A request reserves its target, so this takes
+    one without a reservation: made before reservations existed, 0009.)"""
     outcome, _ = await run(svc, "scale shop-api 5 --env prod", "alice")
     rid = outcome.request_id
+    with svc.store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM target_locks WHERE request_id = :r"), {"r": rid})
     other = svc.store.create_execution(
         runbook="restart", source="console", actor="U0CAROL", command="restart shop-api",
         environment="prod", target="shop-api", params={}, dry_run=False)

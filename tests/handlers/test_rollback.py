@@ -263,5 +263,5 @@ async def test_locks_lists_who_holds_what_since_when(svc: Services) -> None:
     assert step.summary == "1 target is locked."
     [(target, held)] = step.fields
     assert target == "shop-api in staging"
-    assert re.fullmatch(rf"`deploy shop-api 1\.5\.0` by bob since \d\d:\d\d UTC \({holder}\)",
-                        held), held
+    assert re.fullmatch(rf"🔒 bob running `deploy shop-api 1\.5\.0` \(execution `{holder}`\) "
+                        rf"since \d\d:\d\d UTC", held), held

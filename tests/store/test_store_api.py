@@ -41,10 +41,12 @@ def test_exported_names() -> None:
         "InvalidTransition",
         "LockInfo",
         "NotFound",
+        "SilenceRecord",
         "StepRecord",
         "Store",
         "StoreError",
         "StoreUnavailable",
+        "TargetHeld",
         "sqlite_url",
     ]
     assert issubclass(bot.store.NotFound, LookupError)

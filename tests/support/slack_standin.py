@@ -68,7 +68,7 @@ BOT_USER = "U0OPSBOT"
 CHANNEL = "C0OPS"
 USERS = {"alice": "U0ALICE", "bob": "U0BOB", "carol": "U0CAROL", "mallory": "U0MALLORY"}
 # The end of a final headline: `…: done`, `…: done, not checked: Verify`, `…: refused`, ...
-FINAL = re.compile(r": (done|failed|refused|interrupted)(, not checked: [^\n]+)?\Z")
+FINAL = re.compile(r": (done|failed|refused|interrupted|cancelled)(, not checked: [^\n]+)?\Z")
 DEFAULT_TIMEOUT = 20.0  # generous: a loaded 2-core machine runs this suite
 
 
