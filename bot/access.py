@@ -1,4 +1,5 @@
-"""Access control: roles map Slack users and user groups to runbooks per environment.
+"""Access control: roles map Slack users and user groups to runbooks per environment
+(and, where a role says so, per Slack channel).
 
 Group membership comes from Slack (`usergroups.users.list`, cached) or, without Slack, from
 the static directory in the config.
@@ -118,14 +119,26 @@ class Access:
                 hint=messages.channel_only_hint(),
             )
 
+    @staticmethod
+    def role_holds_here(trigger: Trigger, role: RoleConfig) -> bool:
+        # As for environments: channels restrict chat, never the operator's own terminal.
+        return trigger.source != "slack" or not role.channels or trigger.channel in role.channels
+
     async def check(self, trigger: Trigger, runbook: str, environment: EnvironmentConfig) -> str:
         """The role that lets `trigger.actor` run `runbook` in `environment`, or Denied."""
         self.check_channel(trigger, environment)
         granting = self.granting_roles(runbook, environment.name)
+        elsewhere: list[tuple[str, list[str]]] = []  # held, but only in other channels
         for name in granting:
-            if await self._holds(trigger.actor, self._settings.roles[name]):
-                return name
+            role = self._settings.roles[name]
+            if await self._holds(trigger.actor, role):
+                if self.role_holds_here(trigger, role):
+                    return name
+                elsewhere.append((name, role.channels))
         who = self._settings.handle(trigger.actor)
+        if elsewhere:
+            raise Denied(messages.role_channel_only(who, runbook, environment.name, elsewhere),
+                         hint=messages.channel_only_hint())
         if granting:
             needs = " or ".join(code(r) for r in granting)
             raise Denied(
@@ -139,7 +152,8 @@ class Access:
         """Whether a role the actor holds grants this runbook here with break_glass set."""
         for name in self.granting_roles(runbook, environment.name):
             role = self._settings.roles[name]
-            if role.break_glass and await self._holds(trigger.actor, role):
+            if (role.break_glass and self.role_holds_here(trigger, role)
+                    and await self._holds(trigger.actor, role)):
                 return True
         return False
 

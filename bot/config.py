@@ -195,6 +195,18 @@ class MetricsQueries(_Model):
         return value
 
 
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,30}")
+
+
+def _channel_ids(value: list[str], *, what: str) -> list[str]:
+    """Channels are named by id (C0DEPLOYS): a channel's name can change, its id cannot, and
+    a `#deploys` that never matches would silently refuse everything."""
+    for entry in value:
+        if not _CHANNEL_ID.fullmatch(entry):
+            raise ValueError(messages.config_channel_id(what, entry))
+    return value
+
+
 class Bounds(_Model):
     min: int = Field(default=0, ge=0)
     max: int = Field(default=50, ge=0)
@@ -266,6 +278,11 @@ class ApprovalPolicy(_Model):
     runbooks: list[str] | None = None  # patterns; None: every mutating runbook needs approval
     channels: list[str] = []  # Slack channels where requests may be made; empty: any
 
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: list[str]) -> list[str]:
+        return _channel_ids(value, what="approval.channels")
+
 
 class PrecheckConfig(_Model):
     no_critical_alerts: bool = True  # refuse while a critical alert fires for the app
@@ -294,6 +311,11 @@ class EnvironmentConfig(_Model):
     deploy: EnvironmentDeployConfig = EnvironmentDeployConfig()
     metrics: MetricsQueries | None = None  # golden-signal queries replacing the global ones
 
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: list[str]) -> list[str]:
+        return _channel_ids(value, what="environments.<env>.channels")
+
     @property
     def refuses_unchecked(self) -> bool:
         """Whether a deploy here is refused when a check it wants cannot run."""
@@ -309,6 +331,14 @@ class RoleConfig(_Model):
     runbooks: list[str] = ["*"]
     environments: list[str] = ["*"]
     break_glass: bool = False  # may run approval-guarded runbooks at once with --emergency
+    # Slack channels the role holds in (e.g. deployer only in #deploys); empty: every channel.
+    # The console is an operator's own terminal and is not channel-restricted.
+    channels: list[str] = []
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: list[str]) -> list[str]:
+        return _channel_ids(value, what="roles.<role>.channels")
 
 
 class GroupConfig(_Model):

@@ -289,6 +289,20 @@ def channel_only(environment: str, channels: Sequence[str]) -> str:
     return f"commands for {code(environment)} are only accepted in {allowed}"
 
 
+def role_channel_only(who: str, runbook: str, environment: str,
+                      roles: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """A role the user holds grants this, but only in other channels."""
+    where = "; ".join(f"{code(role)} in {', '.join(channel(c) for c in chans)}"
+                      for role, chans in roles)
+    return (f"{who} may run {code(runbook)} in {code(environment)} only from the channels "
+            f"of their role: {where}")
+
+
+def config_channel_id(what: str, value: str) -> str:
+    return (f"{what}: {value!r} is not a Slack channel id; name channels by id (C0DEPLOYS, from "
+            "the channel's details), since a channel's name can change")
+
+
 def channel_only_hint() -> str:
     return (f"Run it from one of those channels; {code('help')} in this channel lists what it "
             "accepts.")

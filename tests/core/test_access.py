@@ -83,3 +83,60 @@ async def test_group_cache_expires() -> None:
     cached.invalidate()
     assert await cached("S1") == {"U2"}
     assert calls == ["S1", "S1"]
+
+
+def _role_in_channel() -> Settings:
+    return settings_from_mapping(
+        {
+            "default_environment": "staging",
+            "environments": {"staging": {"namespace": "shop-staging"}},
+            "roles": {
+                "deployer": {"users": ["U1"], "runbooks": ["scale"], "channels": ["C0DEPLOYS"]},
+                "viewer": {"users": ["U1"], "runbooks": ["status"]},
+                "sre": {"users": ["U2"], "channels": ["C0SRE"], "break_glass": True},
+            },
+        }
+    )
+
+
+async def test_a_role_limited_to_channels_holds_only_there() -> None:
+    settings = _role_in_channel()
+    access = Access(settings, StaticGroups(settings))
+    env = settings.environment("staging")
+    assert await access.check(_trigger("U1", "C0DEPLOYS", "slack"), "scale", env) == "deployer"
+    with pytest.raises(Denied) as err:
+        await access.check(_trigger("U1", "C0OTHER", "slack"), "scale", env)
+    assert plain(str(err.value)) == (
+        "U1 may run `scale` in `staging` only from the channels of their role: "
+        "`deployer` in #C0DEPLOYS")
+    # a role without channels holds everywhere; the console is not channel-restricted
+    assert await access.check(_trigger("U1", "C0OTHER", "slack"), "status", env) == "viewer"
+    assert await access.check(_trigger("U1"), "scale", env) == "deployer"
+
+
+async def test_break_glass_follows_the_roles_channels() -> None:
+    settings = _role_in_channel()
+    access = Access(settings, StaticGroups(settings))
+    env = settings.environment("staging")
+    assert await access.may_break_glass(_trigger("U2", "C0SRE", "slack"), "scale", env)
+    assert not await access.may_break_glass(_trigger("U2", "C0OTHER", "slack"), "scale", env)
+
+
+@pytest.mark.parametrize("where", ["roles", "environments", "approval"])
+def test_channels_are_named_by_id(where: str) -> None:
+    from bot.errors import ConfigError
+
+    raw: dict = {
+        "default_environment": "staging",
+        "environments": {"staging": {"namespace": "shop-staging"}},
+        "roles": {"ops": {"users": ["U1"]}},
+    }
+    if where == "roles":
+        raw["roles"]["ops"]["channels"] = ["#deploys"]
+    elif where == "environments":
+        raw["environments"]["staging"]["channels"] = ["#deploys"]
+    else:
+        raw["environments"]["staging"]["approval"] = {"channels": ["#deploys"]}
+    with pytest.raises(ConfigError) as err:
+        settings_from_mapping(raw)
+    assert "'#deploys' is not a Slack channel id" in str(err.value)
