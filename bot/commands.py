@@ -19,7 +19,7 @@ from bot.runbooks.models import Runbook
 __all__ = ["META_VERBS", "Command", "parse", "rebuilt"]
 
 META_VERBS = ("help", "runbooks", "run", "approve", "deny", "pending", "cancel")
-_REQUEST_VERBS = {"approve": "approve <id>", "deny": "deny <id> [reason]",
+_REQUEST_VERBS = {"approve": "approve <id> [--confirm 1,2,...]", "deny": "deny <id> [reason]",
                   "cancel": "cancel <request-id|execution-id>"}
 _REQUEST_ID = r"rq-[0-9A-Za-z]{4,40}"
 _EXECUTION_ID = r"ex-[0-9A-Za-z]{4,40}"  # only `cancel` takes one
@@ -41,6 +41,7 @@ class Command:
     dry_run: bool = False
     topic: str | None = None  # `help <verb>`
     emergency: str | None = None  # break-glass: the reason to skip approval
+    confirmed: tuple[int, ...] | None = None  # `approve --confirm 1,2`: checklist items ticked
 
 
 def parse(text: str, catalog: Catalog) -> Command:
@@ -67,6 +68,9 @@ def parse(text: str, catalog: Catalog) -> Command:
                                       "or ex-01J...)")
             raise UsageError("missing or malformed request id",
                              hint=f"usage: {_REQUEST_VERBS[head]} (ids look like rq-01J...)")
+        if head == "approve" and len(words) > 2:
+            return Command(text=text, meta=head, topic=words[1],
+                           confirmed=_confirmed(words[2:]))
         if head != "deny" and len(words) > 2:
             raise UsageError("too many arguments", hint=f"usage: {_REQUEST_VERBS[head]}")
         reason = " ".join(words[2:]) or None
@@ -83,6 +87,21 @@ def parse(text: str, catalog: Catalog) -> Command:
         raise UnknownName("command", shown(words[0]), closest(head, set(first) | set(choices)))
     runbook, used = match
     return _bind(text, runbook, words[used:], allow_keywords=False)
+
+
+def _confirmed(words: list[str]) -> tuple[int, ...]:
+    """`--confirm 1,3,2`: the checklist items an approver confirms, by number."""
+    usage = f"usage: {_REQUEST_VERBS['approve']} (the numbers of the checklist's items)"
+    if len(words) != 2 or words[0] != "--confirm":
+        raise UsageError("too many arguments", hint=usage)
+    numbers = words[1].split(",")
+    if not all(re.fullmatch(r"[0-9]{1,2}", n) and int(n) >= 1 for n in numbers):
+        raise UsageError(f"--confirm takes item numbers such as 1,2,3, not {shown(words[1])}",
+                         hint=usage)
+    items = [int(n) for n in numbers]
+    if len(set(items)) != len(items):
+        raise UsageError("an item is confirmed twice in --confirm", hint=usage)
+    return tuple(sorted(items))
 
 
 def rebuilt(text: str, *, without: str | None = None) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "AlertsConfig",
     "AppConfig",
     "BackupConfig",
+    "ChecklistConfig",
     "EnvironmentConfig",
     "GrafanaConfig",
     "LokiConfig",
@@ -207,6 +208,30 @@ def _channel_ids(value: list[str], *, what: str) -> list[str]:
     return value
 
 
+class ChecklistConfig(_Model):
+    """What people confirm around a change: `before`, each approver in the approval dialog;
+    `after`, the requester, in the thread of the finished change. `runbooks` (patterns) says
+    which changes carry it; an app's items follow its environment's."""
+
+    before: list[str] = []
+    after: list[str] = []
+    runbooks: list[str] = ["deploy"]
+
+    @field_validator("before", "after")
+    @classmethod
+    def _items(cls, value: list[str]) -> list[str]:
+        if len(value) > CHECKLIST_ITEMS:
+            raise ValueError(messages.config_checklist_too_long(CHECKLIST_ITEMS))
+        for item in value:
+            if not item.strip() or len(item) > CHECKLIST_ITEM_LENGTH or "\n" in item:
+                raise ValueError(messages.config_checklist_item(item, CHECKLIST_ITEM_LENGTH))
+        return [item.strip() for item in value]
+
+
+CHECKLIST_ITEMS = 10  # a Slack checkbox group holds at most 10 options
+CHECKLIST_ITEM_LENGTH = 75  # Slack shows at most 75 characters of a checkbox option
+
+
 class Bounds(_Model):
     min: int = Field(default=0, ge=0)
     max: int = Field(default=50, ge=0)
@@ -263,6 +288,7 @@ class AppConfig(_Model):
     dashboard: str | None = None  # Grafana dashboard uid; None: grafana.dashboard
     metrics: MetricsQueries | None = None  # golden-signal queries replacing the environment's
     log_labels: dict[str, str] | None = None  # Loki stream selector replacing loki.labels
+    checklist: ChecklistConfig | None = None  # items after the environment's (docs/approvals.md)
 
     @property
     def workload_name(self) -> str:
@@ -310,6 +336,7 @@ class EnvironmentConfig(_Model):
     channels: list[str] = []  # empty: any channel may target this environment
     deploy: EnvironmentDeployConfig = EnvironmentDeployConfig()
     metrics: MetricsQueries | None = None  # golden-signal queries replacing the global ones
+    checklist: ChecklistConfig | None = None  # pre/post-change checklists (docs/approvals.md)
 
     @field_validator("channels")
     @classmethod

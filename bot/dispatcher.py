@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from bot import messages
 from bot.access import Access, matches
 from bot.cancelling import cancel_execution
+from bot.checklists import checklists_for
 from bot.commands import Command, parse, rebuilt
 from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableError, UsageError
@@ -193,7 +194,8 @@ class Dispatcher:
             return await self._reply(trigger, reporter, "info", notice)
         with log_context(request_id=request_id or None):
             if command.meta == "approve":
-                outcome = await self.approvals.approve(trigger, request_id, reporter)
+                outcome = await self.approvals.approve(trigger, request_id, reporter,
+                                                       confirmed=command.confirmed)
             elif command.meta == "deny":
                 outcome = await self.approvals.deny(trigger, request_id, command.reason or "",
                                                     reporter)
@@ -442,6 +444,9 @@ class Dispatcher:
                        if s.on_failure and s.status in ("succeeded", "not_checked", "failed")]
             view.summary = messages.failure_summary(failed, cleanup)
         view.buttons = self._follow_ups(run, ok)
+        if ok and not command.dry_run and trigger.source in ("slack", "console"):
+            view.checklist = checklists_for(runbook.name, environment, app).after
+            view.requester = trigger.actor
         await self._finish(run, view.status)
         return Outcome("succeeded" if ok else "failed", execution_id=execution_id)
 

@@ -298,6 +298,15 @@ def role_channel_only(who: str, runbook: str, environment: str,
             f"of their role: {where}")
 
 
+def config_checklist_too_long(most: int) -> str:
+    return f"a checklist holds at most {most} items (Slack shows no more in one dialog)"
+
+
+def config_checklist_item(item: str, longest: int) -> str:
+    return (f"checklist item {item[:40]!r}: one line of 1 to {longest} characters "
+            "(Slack cuts a longer one)")
+
+
 def config_channel_id(what: str, value: str) -> str:
     return (f"{what}: {value!r} is not a Slack channel id; name channels by id (C0DEPLOYS, from "
             "the channel's details), since a channel's name can change")
@@ -640,6 +649,9 @@ def approval_lines(view: ApprovalView) -> list[str]:
     lines = [f"Requested by {view.requester}" + (f": {view.reason}" if view.reason else "")]
     lines.append(bold("Plan"))
     lines.extend(f"• {line}" for line in view.plan or ("(no changes listed)",))
+    if view.checklist:
+        lines.append(bold("Checklist") + " (each approver confirms every item)")
+        lines.extend(f"☐ {number}. {item}" for number, item in enumerate(view.checklist, 1))
     got = ", ".join(f"{who} at {at:%H:%M} UTC" for who, at in view.approvals) or "none yet"
     lines.append(f"Approvals: {len(view.approvals)} of {view.required} ({got})")
     if view.open:
@@ -662,9 +674,69 @@ def approval_requested(request_id: str, environment: str, required: int, approve
             f"{required} approval{'s' if required != 1 else ''} from {approvers}")
 
 
-def approval_hint(request_id: str) -> str:
-    return (f"An approver runs {code(f'approve {request_id}')}; "
-            f"you may {code(f'cancel {request_id}')}.")
+def approval_hint(request_id: str, checklist: int = 0) -> str:
+    approve = f"approve {request_id}" + (f" --confirm {_all_items(checklist)}"
+                                         if checklist else "")
+    return (f"An approver runs {code(approve)}" + (" after checking each item of the checklist"
+                                                   if checklist else "")
+            + f"; you may {code(f'cancel {request_id}')}.")
+
+
+def _all_items(count: int) -> str:
+    return ",".join(str(n) for n in range(1, count + 1))
+
+
+def checklist_unconfirmed(request_id: str, missing: Sequence[str]) -> str:
+    items = "; ".join(missing)
+    return (f"{code(request_id)} has a checklist: approving needs every item confirmed, and "
+            f"{len(missing)} {'is' if len(missing) == 1 else 'are'} not: {items}")
+
+
+def checklist_hint(request_id: str, count: int, source: str) -> str:
+    typed = code(f"approve {request_id} --confirm {_all_items(count)}")
+    if source == "slack":
+        return f"Click Approve and tick each item in the dialog, or type {typed} once checked."
+    return f"Check each item, then run {typed}."
+
+
+def checklist_no_such_item(request_id: str, count: int) -> str:
+    if not count:
+        return f"{code(request_id)} has no checklist: approve it without {code('--confirm')}"
+    return f"{code(request_id)}'s checklist has items 1 to {count}"
+
+
+def checklist_modal_title() -> str:
+    return "Approve"
+
+
+def checklist_modal_intro(command: str, environment: str) -> str:
+    return (f"Approve {code(command)} in {code(environment)}? Confirm each item of the "
+            "checklist:")
+
+
+def approve_form_failed(request_id: str) -> str:
+    return (f"The approve dialog for {code(request_id)} could not be opened; type "
+            f"{code(f'approve {request_id} --confirm ...')} with the checklist's item numbers.")
+
+
+def checklist_label() -> str:
+    return "Checklist"
+
+
+def checklist_modal_missing() -> str:
+    return "Tick every item: approving needs each one confirmed."
+
+
+def post_checklist_headline(requester: str) -> str:
+    return f"📋 {bold('After the change')}: {requester}, tick each item once done"
+
+
+def post_checklist_ticked(user: str, done: int, total: int) -> str:
+    return f"{user} ticked {done} of {total}" + (": all done ✅" if done == total else "")
+
+
+def post_checklist_not_yours(requester: str) -> str:
+    return f"Only {requester}, who asked for the change, ticks this checklist."
 
 
 def approval_recorded(view: ApprovalView) -> str:

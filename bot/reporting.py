@@ -69,6 +69,9 @@ class ExecutionView:
     summary: str = ""
     buttons: list[Button] = field(default_factory=list)
     request_id: str | None = None  # the approval request this execution carries out
+    # After a change succeeded: what its requester ticks once done (environments.<env>.checklist)
+    checklist: tuple[str, ...] = ()
+    requester: str | None = None  # the user id who asked (a person, not a display name)
 
     @property
     def finished(self) -> bool:

@@ -22,6 +22,7 @@ from bot import messages
 from bot.access import Access
 from bot.approvals.board import Board
 from bot.approvals.view import ApprovalView, view_of
+from bot.checklists import checklists_for, unconfirmed
 from bot.commands import parse
 from bot.config import Settings
 from bot.errors import Denied, Refused, UnknownName
@@ -91,6 +92,7 @@ class Approvals:
                 eligible_users=list(policy.users), eligible_groups=list(policy.groups),
                 allow_self=policy.allow_self_approval, ttl_seconds=policy.ttl_minutes * 60,
                 context=dict(inv.context), reserve=reserve,
+                checklist=checklists_for(runbook.name, environment, app).before,
             )
         except TargetHeld as exc:
             assert app is not None
@@ -103,7 +105,7 @@ class Approvals:
         await reporter.notice(Notice(
             "info", messages.approval_requested(request.id, environment.name, policy.approvals,
                                                 view.approvers),
-            hint=messages.approval_hint(request.id)))
+            hint=messages.approval_hint(request.id, len(request.checklist))))
         return Outcome("pending_approval", request_id=request.id)
 
     async def break_glass(self, inv: Invocation, reporter: Reporter) -> Outcome:
@@ -161,11 +163,22 @@ class Approvals:
 
     # -- deciding ----------------------------------------------------------------------------
 
-    async def approve(self, trigger: Trigger, request_id: str, reporter: Reporter) -> Outcome:
+    async def approve(self, trigger: Trigger, request_id: str, reporter: Reporter,
+                      confirmed: tuple[int, ...] | None = None) -> Outcome:
+        """Approve as `trigger.actor`, who confirms the request's checklist items (numbered
+        from 1) in `confirmed`: every one of them, or nothing is recorded."""
         from bot.dispatcher import Outcome
 
         request = await self._open(request_id)
         await self._check_approver(trigger.actor, request)
+        checklist = () if request.emergency else request.checklist
+        if confirmed and any(n > len(checklist) for n in confirmed):
+            raise Refused(messages.checklist_no_such_item(request_id, len(checklist)))
+        missing = unconfirmed(checklist, confirmed)
+        if missing:
+            raise Refused(messages.checklist_unconfirmed(request_id, missing),
+                          hint=messages.checklist_hint(request_id, len(checklist),
+                                                       trigger.source))
         outcome = await asyncio.to_thread(self.store.approve, request_id, trigger.actor)
         match outcome.result:
             case "already_approved":
@@ -182,7 +195,11 @@ class Approvals:
             await reporter.notice(Notice("info", messages.break_glass_acknowledged(
                 self._view(outcome.request))))
             return Outcome("info", request_id=request_id)
-        await self._audit(outcome.request, trigger.actor, "approved")
+        if checklist:  # who confirmed what: the items as the approver saw them
+            await self._audit(outcome.request, trigger.actor, "approved",
+                              confirmed=list(checklist))
+        else:
+            await self._audit(outcome.request, trigger.actor, "approved")
         view = await self._show(outcome.request)
         if outcome.result != "complete":
             await reporter.notice(Notice("info", messages.approval_recorded(view)))
@@ -392,7 +409,7 @@ class Approvals:
         return view
 
     async def _audit(self, request: ApprovalRequest, actor: str, outcome: str,
-                     detail: str = "", **more: str) -> None:
+                     detail: str = "", **more: str | list[str]) -> None:
         entry = AuditEntry(
             actor=actor, source="approval", command=request.command,
             environment=request.environment, target=request.target, outcome=outcome,

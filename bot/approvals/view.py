@@ -31,6 +31,7 @@ class ApprovalView:
     execution_id: str | None
     emergency: bool = False
     allow_self: bool = False  # the requester may approve too (if otherwise eligible)
+    checklist: tuple[str, ...] = ()  # what each approver confirms (not for break-glass)
 
     @property
     def open(self) -> bool:
@@ -59,4 +60,5 @@ def view_of(request: ApprovalRequest, handle: Callable[[str], str]) -> ApprovalV
         execution_id=request.execution_id,
         emergency=request.emergency,
         allow_self=request.allow_self,
+        checklist=() if request.emergency else request.checklist,
     )

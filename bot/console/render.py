@@ -35,6 +35,10 @@ def execution_end(view: ExecutionView) -> str:
     if view.summary:
         lines.append("  " + plain(view.summary))
     lines += [f"  [{plain(b.label)}] {b.command}" for b in view.buttons]
+    if view.checklist and view.status == "succeeded":
+        # Slack posts it with boxes in the thread; the console lists it to do by hand.
+        lines.append("  " + plain(messages.post_checklist_headline(view.actor)))
+        lines += [f"    ☐ {number}. {plain(item)}" for number, item in enumerate(view.checklist, 1)]
     return "\n".join(lines)
 
 

@@ -31,6 +31,7 @@ from bot.slack.alert_board import SlackAlertBoard, channel_reporter
 from bot.slack.api import slack_client, slack_members
 from bot.slack.blocks import ACTION_PREFIX
 from bot.slack.board import SlackBoard
+from bot.slack.checklist import register_checklist
 from bot.slack.identity import SlackIdentity
 from bot.slack.inbound import Rejected, kind_of, refused
 from bot.slack.interactions import register_approvals
@@ -223,4 +224,5 @@ def build_bolt_app(
 
     # Approve / Deny under approval requests; refusals reach only the clicker (ephemeral).
     register_approvals(app, services, web, take, background)
+    register_checklist(app, services)
     return app

@@ -24,22 +24,29 @@ from bot.slack.mrkdwn import chunks, fit
 __all__ = [
     "ACTION_PREFIX",
     "APPROVE_ACTION",
+    "APPROVE_CHECKLIST_ACTION",
+    "APPROVE_MODAL",
+    "CHECKLIST_ACTION",
+    "CHECKLIST_BLOCK",
     "DENY_ACTION",
     "DENY_MODAL",
     "DENY_REASON_ACTION",
     "DENY_REASON_BLOCK",
+    "POST_CHECKLIST_ACTION",
     "REASON_LIMIT",
     "Block",
     "alert_group_blocks",
     "alert_group_text",
     "approval_blocks",
     "approval_text",
+    "approve_modal",
     "deny_modal",
     "execution_blocks",
     "execution_text",
     "message_text",
     "notice_blocks",
     "notice_text",
+    "post_checklist_blocks",
     "text_units",
 ]
 
@@ -49,6 +56,11 @@ Block = dict[str, Any]
 
 ACTION_PREFIX = "opsbot_run_"
 APPROVE_ACTION = "opsbot_approve"
+APPROVE_CHECKLIST_ACTION = "opsbot_approve_checklist"  # Approve on a request with a checklist
+APPROVE_MODAL = "opsbot_approve_modal"
+CHECKLIST_BLOCK = "opsbot_checklist"
+CHECKLIST_ACTION = "items"
+POST_CHECKLIST_ACTION = "opsbot_post_checklist"
 DENY_ACTION = "opsbot_deny"
 DENY_MODAL = "opsbot_deny_modal"
 DENY_REASON_BLOCK = "opsbot_deny_reason"
@@ -299,7 +311,17 @@ def notice_text(notice: Notice) -> str:
 
 
 def _approval_buttons(view: ApprovalView) -> Block:
-    approve: Block = {
+    if view.checklist:
+        # The approve dialog is the confirmation: it lists the checklist to tick.
+        approve: Block = {
+            "type": "button",
+            "action_id": APPROVE_CHECKLIST_ACTION,
+            "text": _plain(messages.approve_label(), limits.BUTTON_TEXT),
+            "value": view.request_id,
+            "style": "primary",
+        }
+    else:
+        approve = {
         "type": "button",
         "action_id": APPROVE_ACTION,
         "text": _plain(messages.approve_label(), limits.BUTTON_TEXT),
@@ -324,6 +346,47 @@ def _approval_buttons(view: ApprovalView) -> Block:
         "style": "danger",
     }
     return {"type": "actions", "block_id": "opsbot_approval", "elements": [approve, deny]}
+
+
+def _checkbox_options(items: Sequence[str]) -> list[Block]:
+    # Values are item numbers; the text is the item (at most 75 characters, checked at load).
+    return [{"text": _plain(item, limits.OPTION_TEXT), "value": str(number)}
+            for number, item in enumerate(items, 1)]
+
+
+def approve_modal(request_id: str, channel: str | None, command: str, environment: str,
+                  checklist: Sequence[str]) -> Block:
+    """The approve dialog of a request with a checklist: every item must be ticked."""
+    return {
+        "type": "modal",
+        "callback_id": APPROVE_MODAL,
+        "private_metadata": f"{request_id}|{channel or ''}",
+        "title": _plain(messages.checklist_modal_title(), limits.MODAL_TITLE),
+        "submit": _plain(messages.approve_label(), limits.MODAL_BUTTON),
+        "close": _plain(messages.cancel_label(), limits.MODAL_BUTTON),
+        "blocks": [
+            _section(messages.checklist_modal_intro(clip(command, 1000), environment)),
+            {
+                "type": "input",
+                "block_id": CHECKLIST_BLOCK,
+                "optional": False,
+                "label": _plain(messages.checklist_label(), limits.INPUT_LABEL),
+                "element": {"type": "checkboxes", "action_id": CHECKLIST_ACTION,
+                            "options": _checkbox_options(checklist)},
+            },
+        ],
+    }
+
+
+def post_checklist_blocks(execution_id: str, requester: str,
+                          items: Sequence[str]) -> list[Block]:
+    """The post-change checklist in the change's thread: boxes for the requester to tick."""
+    return [
+        _section(messages.post_checklist_headline(requester), HEADLINE),
+        {"type": "actions", "block_id": f"opsbot_post_checklist|{execution_id}",
+         "elements": [{"type": "checkboxes", "action_id": POST_CHECKLIST_ACTION,
+                       "options": _checkbox_options(items)}]},
+    ]
 
 
 def _approval_headline(view: ApprovalView) -> str:

@@ -23,11 +23,16 @@ from bot.services import Services
 from bot.slack.api import SlackCallFailed, call
 from bot.slack.blocks import (
     APPROVE_ACTION,
+    APPROVE_CHECKLIST_ACTION,
+    APPROVE_MODAL,
+    CHECKLIST_ACTION,
+    CHECKLIST_BLOCK,
     DENY_ACTION,
     DENY_MODAL,
     DENY_REASON_ACTION,
     DENY_REASON_BLOCK,
     REASON_LIMIT,
+    approve_modal,
     deny_modal,
     message_text,
 )
@@ -37,7 +42,7 @@ from bot.storable import unstorable
 from bot.store import Store, StoreError
 from bot.trigger import Trigger
 
-__all__ = ["approve_trigger", "deny_trigger", "register_approvals"]
+__all__ = ["approve_trigger", "checklist_trigger", "deny_trigger", "register_approvals"]
 
 log = logging.getLogger("opsbot.slack")
 
@@ -103,6 +108,34 @@ def deny_trigger(body: dict[str, Any]) -> Trigger | None:
     )
 
 
+def ticked(view: dict[str, Any]) -> tuple[int, ...]:
+    """The checklist items (numbers) ticked in a submitted approve form."""
+    values = (view.get("state") or {}).get("values") or {}
+    field = (values.get(CHECKLIST_BLOCK) or {}).get(CHECKLIST_ACTION) or {}
+    numbers = {str(o.get("value")) for o in field.get("selected_options") or ()
+               if isinstance(o, dict)}
+    return tuple(sorted(int(n) for n in numbers if n.isascii() and n.isdigit() and len(n) <= 2))
+
+
+def checklist_trigger(body: dict[str, Any]) -> Trigger | None:
+    """`approve <id> --confirm 1,2,...` from a submitted approve form, as the submitter; the
+    dispatcher decides whether what was ticked is the whole checklist."""
+    view = body.get("view") or {}
+    meta = _metadata(view)
+    numbers = ticked(view)
+    if meta is None or not numbers:
+        return None
+    request_id, channel = meta
+    return Trigger(
+        source="slack",
+        actor=body["user"]["id"],
+        text=f"approve {request_id} --confirm {','.join(str(n) for n in numbers)}",
+        channel=channel,
+        delivery_id="slack:" + str(body.get("trigger_id") or view.get("id")),
+        via="button",
+    )
+
+
 async def _ephemeral(store: Store, channel: str, user: str, text: str) -> None:
     await send(store, ephemeral(channel=channel, user=user, text=text))
 
@@ -117,6 +150,64 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient, t
     async def on_approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         trigger = approve_trigger(body, action)
         if trigger is not None:
+            await take(trigger)
+        await ack()
+
+    @app.action(APPROVE_CHECKLIST_ACTION)
+    async def on_approve_checklist(ack: AsyncAck, body: dict[str, Any],
+                                   action: dict[str, Any]) -> None:
+        await ack()
+        background.spawn(open_approve_form(body, action), name="opsbot approve form")
+
+    async def open_approve_form(body: dict[str, Any], action: dict[str, Any]) -> None:
+        request_id = str(action.get("value") or "")
+        if not REQUEST_ID.fullmatch(request_id):
+            log.warning("approve click with a malformed request id ignored")
+            return
+        channel, user = _channel_of(body), str(body["user"]["id"])
+        try:
+            # Unlike the deny form, this one cannot open without the request: its items
+            # are the checklist to confirm.
+            request = await asyncio.wait_for(
+                asyncio.to_thread(services.store.get_request, request_id), FORM_LOOKUP_SECONDS)
+        except (StoreError, TimeoutError) as exc:
+            log.warning("approve form for %s not opened: the store failed (%s)",
+                        request_id, type(exc).__name__)
+            request = None
+        if request is None or not request.pending or not request.checklist:
+            if channel:
+                text = (messages.approval_not_open(request_id, request.status)
+                        if request is not None and not request.pending
+                        else messages.approve_form_failed(request_id))
+                await _ephemeral(services.store, channel, user, message_text(text))
+            return
+        try:
+            await call("views.open", web.views_open, trigger_id=body["trigger_id"],
+                       view=approve_modal(request_id, channel, request.command,
+                                          request.environment, request.checklist))
+        except SlackCallFailed as exc:
+            log.warning("approve form for %s not opened: %s", request_id, exc)
+            if channel:
+                await _ephemeral(services.store, channel, user,
+                                 message_text(messages.approve_form_failed(request_id)))
+
+    @app.view(APPROVE_MODAL)
+    async def on_approve_submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
+        view = body.get("view") or {}
+        # The form's own items (Slack sends the view back) keep it open until all are
+        # ticked; the dispatcher checks again against the stored request.
+        blocks: list[Any] = view["blocks"] if isinstance(view.get("blocks"), list) else []
+        options = [o for b in blocks if isinstance(b, dict) and b.get("block_id") == CHECKLIST_BLOCK
+                   for o in ((b.get("element") or {}).get("options") or [])]
+        if not ticked(view) or len(ticked(view)) < len(options):
+            # The form stays open; the dispatcher checks again against the stored request.
+            await ack(response_action="errors",
+                      errors={CHECKLIST_BLOCK: plain(messages.checklist_modal_missing())})
+            return
+        trigger = checklist_trigger(body)
+        if trigger is None:
+            log.warning("approve form with unknown metadata ignored")
+        else:
             await take(trigger)
         await ack()
 

@@ -22,6 +22,7 @@ from bot.slack.blocks import (
     message_text,
     notice_blocks,
     notice_text,
+    post_checklist_blocks,
 )
 from bot.slack.outbox import ephemeral, post, send, show, upload
 from bot.slack.output import output_messages
@@ -102,6 +103,12 @@ class SlackReporter:
                 await self._send(upload(channel=self._channel, parent=key,
                                         content=attachment.content,
                                         filename=attachment.filename, title=attachment.title))
+        if view.checklist and view.status == "succeeded":
+            headline = messages.post_checklist_headline(view.actor)
+            await self._send(post(channel=self._channel, text=message_text(headline),
+                                  blocks=post_checklist_blocks(view.execution_id, view.actor,
+                                                               view.checklist),
+                                  parent=key))
 
     def _private(self, text: str, blocks: list[Block] | None = None) -> Outgoing | None:
         """An ephemeral reply to the asker (none when nobody asked: an automatic run)."""

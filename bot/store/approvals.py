@@ -109,6 +109,7 @@ def create(
     emergency: bool,
     context: dict[str, Any] | None = None,
     reserve: str | None = None,
+    checklist: Sequence[str] = (),
 ) -> ApprovalRequest:
     """The new pending request; with ``reserve`` (a lock key), the target is reserved for it
     in the same transaction, or nothing is recorded and ``TargetHeld`` names the holder."""
@@ -143,6 +144,7 @@ def create(
         note=None,
         cancelled_by=None,
         context=dict(context) if context else None,
+        checklist=list(checklist) or None,
         decisions=[],
     )
     with write_session(factory) as session:
@@ -525,4 +527,5 @@ def to_record(row: ApprovalRequestRow) -> ApprovalRequest:
         note=row.note,
         cancelled_by=row.cancelled_by,
         context=dict(row.context or {}),
+        checklist=tuple(row.checklist or ()),
     )

@@ -292,6 +292,8 @@ class ApprovalRequestRow(Base):
     # Template values the run sees besides its parameters (`alert` for a run an alert
     # started), so the approved run renders the plan its approvers saw.
     context: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    # The pre-deploy checklist each approver confirms, as it was when requested (0010).
+    checklist: Mapped[list[str] | None] = mapped_column(JSONDocument)
 
     decisions: Mapped[list[ApprovalDecisionRow]] = relationship(
         order_by="ApprovalDecisionRow.id",

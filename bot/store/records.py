@@ -158,6 +158,7 @@ class ApprovalRequest:
     note: str | None
     cancelled_by: str | None = None
     context: dict[str, Any] = field(default_factory=dict)  # e.g. {"alert": {...}}
+    checklist: tuple[str, ...] = ()  # what each approver confirms before approving
 
     @property
     def pending(self) -> bool:

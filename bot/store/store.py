@@ -380,6 +380,7 @@ class Store:
         emergency: bool = False,
         context: dict[str, Any] | None = None,
         reserve: str | None = None,
+        checklist: Sequence[str] = (),
     ) -> ApprovalRequest:
         """Record a ``pending`` request (``rq-...``) that expires ``ttl_seconds`` from now;
         ``context`` holds the run's extra template values (JSON). With ``reserve`` (a lock
@@ -408,6 +409,7 @@ class Store:
                 emergency=emergency,
                 context=context,
                 reserve=reserve,
+                checklist=checklist,
             )
 
     def get_request(self, request_id: str) -> ApprovalRequest | None:

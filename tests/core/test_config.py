@@ -169,3 +169,22 @@ def test_bad_replica_variables_are_named(variable: str, value: str, words: str) 
     with pytest.raises(ConfigError, match=words):
         load_settings(environ={"OPSBOT_CONFIG": str(ROOT / "examples/demo.yaml"),
                                variable: value})
+
+
+@pytest.mark.parametrize(("items", "words"), [
+    (["x" * 76], "1 to 75 characters"),
+    (["two\nlines"], "one line"),
+    (["  "], "one line"),
+    ([f"item {n}" for n in range(11)], "at most 10 items"),
+])
+def test_checklist_items_fit_a_slack_dialog(items: list[str], words: str) -> None:
+    from bot.config import settings_from_mapping
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        settings_from_mapping({
+            "default_environment": "staging",
+            "environments": {"staging": {"namespace": "shop-staging",
+                                         "checklist": {"before": items}}},
+        })
+    assert words in str(err.value)

@@ -19,7 +19,7 @@ from bot.store.db import make_engine
 from bot.store.models import GENESIS_HASH, Base
 from bot.store.outbox import Outgoing, execution_key
 
-HEAD = "0009"
+HEAD = "0010"
 ALERT_TABLES = {
     "alert_groups",
     "alert_notifications",

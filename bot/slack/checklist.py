@@ -1,0 +1,81 @@
+"""Ticks on a post-change checklist (the boxes posted in a finished change's thread): only the
+person who asked for the change ticks them, and each tick lands in the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot import messages
+from bot.services import Services
+from bot.slack.blocks import POST_CHECKLIST_ACTION, message_text
+from bot.slack.outbox import ephemeral, post, send
+from bot.store import AuditEntry, StoreError
+from bot.store.outbox import execution_key
+
+__all__ = ["register_checklist", "ticks"]
+
+log = logging.getLogger("opsbot.slack")
+
+BLOCK = re.compile(r"opsbot_post_checklist\|(ex-[0-9A-Za-z]{4,40})")
+CHANNEL_ID = re.compile(r"[A-Z0-9]{2,40}")
+
+
+def ticks(action: dict[str, Any]) -> tuple[str, list[tuple[int, str]]] | None:
+    """The execution and the ticked items (number, text) of a click on the checkboxes; None
+    when the block is not ours."""
+    found = BLOCK.fullmatch(str(action.get("block_id") or ""))
+    if found is None:
+        return None
+    items: list[tuple[int, str]] = []
+    for option in action.get("selected_options") or ():
+        value = str((option or {}).get("value") or "")
+        if value.isascii() and value.isdigit() and len(value) <= 2:
+            text = str(((option or {}).get("text") or {}).get("text") or "")[:200]
+            items.append((int(value), text))
+    return found.group(1), sorted(set(items))
+
+
+def register_checklist(app: AsyncApp, services: Services) -> None:
+    store = services.store
+
+    @app.action(POST_CHECKLIST_ACTION)
+    async def on_tick(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        found = ticks(action)
+        user = str(body["user"]["id"])  # from the signed payload
+        channel = str((body.get("channel") or {}).get("id") or "")
+        if found is None or not CHANNEL_ID.fullmatch(channel):
+            log.warning("checklist tick with an unknown block ignored")
+            await ack()
+            return
+        execution_id, items = found
+        try:
+            run = await asyncio.to_thread(store.get_execution, execution_id)
+        except StoreError:
+            log.warning("checklist tick on %s not recorded: the store failed", execution_id)
+            run = None
+        if run is None:
+            await ack()
+            return
+        if user != run.actor:
+            await ack()
+            await send(store, ephemeral(channel=channel, user=user, text=message_text(
+                messages.post_checklist_not_yours(services.settings.handle(run.actor)))))
+            return
+        total = len((((body.get("message") or {}).get("blocks") or [{}, {}])[-1]
+                     .get("elements") or [{}])[0].get("options") or ())
+        # Recorded before the ack: a tick Slack showed as accepted is in the audit log.
+        await asyncio.to_thread(store.audit, AuditEntry(
+            actor=user, source="slack", command=run.command, environment=run.environment,
+            target=run.target, outcome="checklist", execution_id=execution_id,
+            request_id=run.request_id,
+            details={"ticked": [f"{n}. {text}" for n, text in items], "of": total}))
+        await ack()
+        if total and len(items) == total:
+            await send(store, post(channel=channel, parent=execution_key(execution_id),
+                                   text=message_text(messages.post_checklist_ticked(
+                                       services.settings.handle(user), len(items), total))))
