@@ -1099,6 +1099,13 @@ def graph_title(promql: str) -> str:
     return promql if len(promql) <= 80 else promql[:79] + "…"
 
 
+ALERT_LINK_LABELS = {"grafana": "Grafana", "prometheus": "Prometheus", "runbook": "Runbook"}
+
+
+def alert_links(links: Sequence[tuple[str, str]]) -> str:
+    return " · ".join(f"{label}: {url}" for label, url in links)
+
+
 def grafana_dashboard() -> str:
     return "Grafana"
 

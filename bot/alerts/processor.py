@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bot import messages
 from bot.alerts.payload import AlertItem, Notification
 from bot.alerts.routing import Route, alert_context, route
 from bot.alerts.silences import covers, marks
@@ -342,6 +343,9 @@ class AlertProcessor:
         silences = marks(await asyncio.to_thread(self.store.recent_silences), states,
                          self.settings.handle, datetime.now(UTC))
         notes += silences.notes
+        links = _group_links(states)
+        if links:
+            notes.append(messages.alert_links(links))
         return AlertGroupView(
             group_hash=group.group_hash, title=title, status=group.status,
             alerts=[AlertLine(s["fingerprint"], s["name"], s["status"], s["severity"],
@@ -386,6 +390,18 @@ class AlertProcessor:
         return unique[:_MAX_BUTTONS]
 
 
+def _group_links(states: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The first firing alert's links (else the first alert's): its app's Grafana dashboard
+    from before it began, its Prometheus expression, its runbook."""
+    ordered = [s for s in states if s["status"] == "firing"] + states
+    for state in ordered:
+        links = state.get("links") or {}
+        if links:
+            return [(messages.ALERT_LINK_LABELS[k], links[k])
+                    for k in ("grafana", "prometheus", "runbook") if links.get(k)]
+    return []
+
+
 # Labels a Silence button carries over from the alert: enough to silence this incident, not
 # every alert of the same name.
 _SILENCE_LABELS = ("namespace", "deployment", "statefulset", "pod", "container", "job_name",
@@ -423,6 +439,8 @@ def _alert_state(alert: AlertItem, context: dict[str, Any], routes: list[Route],
         "starts_at": alert.starts_at.isoformat(), "ends_at": ends,
         "labels": dict(alert.labels), "env": context["env"], "app": context["app"],
         "suggest": suggestions, "notified_at": received,
+        # Checked links (http(s) only; Grafana's built from config, values URL-encoded).
+        "links": {k: v for k, v in context["links"].items() if v},
     }
 
 

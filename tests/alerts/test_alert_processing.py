@@ -452,3 +452,30 @@ async def test_a_resolved_alert_withdraws_the_approval_request_it_opened(
     assert "not run: approval request cancelled, the alert resolved" in line
     assert "ran" not in line
     assert board.executions == {}
+
+
+
+async def test_the_group_message_links_the_apps_dashboard_and_the_alerts_sources(
+        alert_sim: SimCluster, tmp_path: Path, clock: Clock,
+        board: RecordingAlertBoard) -> None:
+    from bot.config import GrafanaConfig
+
+    settings = alert_settings_for(alert_sim, tmp_path)
+    settings = settings.model_copy(update={"grafana": GrafanaConfig(
+        url="https://grafana.example", dashboard="apps-golden")})
+    services = Services.build(settings, store=Store.open(settings.database_url or "",
+                                                          clock=clock), alert_board=board)
+    try:
+        crash = crashloop()
+        crash["annotations"]["runbook_url"] = "https://wiki.example/crashloop"
+        await deliver(services, notification([crash]))
+        [links] = [n for n in board.last().notes if n.startswith("Grafana: ")]
+        grafana, prometheus, runbook = links.split(" · ")
+        # from 5 minutes (grafana.margin_seconds) before the alert began, until now
+        assert grafana == ("Grafana: https://grafana.example/d/apps-golden?orgId=1"
+                           "&from=1795690500000&to=now&var-namespace=shop-staging"
+                           "&var-app=shop-worker")
+        assert prometheus == "Prometheus: http://prometheus.example/graph?g0.expr=up"
+        assert runbook == "Runbook: https://wiki.example/crashloop"
+    finally:
+        services.close()
