@@ -1198,3 +1198,25 @@ def alert_silence_expired_note(who: str, at: datetime, now: datetime) -> str:
 
 def expire_silence_label() -> str:
     return "Expire silence"
+
+
+# Handlers from other packages and the generic steps (issue 14 item 8) ------------------------
+
+def entry_point_broken(name: str, value: str, dist: str, error: str) -> str:
+    return (f"handler entry point {code(name)} ({code(value)}) of distribution {code(dist)} "
+            f"failed to import: {error}; fix or uninstall that package")
+
+
+def entry_point_not_module(name: str, value: str, dist: str) -> str:
+    return (f"handler entry point {code(name)} of distribution {code(dist)} names "
+            f"{code(value)}, which is not a module; an `opsbot.handlers` entry point names the "
+            "module whose `@handler` functions are registered")
+
+
+def handler_name_clash(name: str, first: str, second: str) -> str:
+    return (f"handler {code(name)} is registered twice: by {first} and by {second}; a "
+            "package's handlers need names of their own (e.g. `team.action`)")
+
+
+def handler_list_heading() -> str:
+    return "Handlers (runbook steps):"
