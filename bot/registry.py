@@ -171,6 +171,10 @@ class Records(Protocol):
     async def silence_expired(self, *, silence_id: str, by: str) -> None:
         """Remember that `by` expired a silence."""
 
+    async def cancel_requested(self, execution_id: str) -> str | None:
+        """Who asked (`cancel <execution-id>`) to stop the execution, or None: a step that
+        waits long (`wait`) reads it to end early."""
+
 
 class HandlerFn(Protocol):
     def __call__(self, *, ctx: HandlerContext, params: Any) -> Awaitable[Result]: ...

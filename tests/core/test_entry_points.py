@@ -74,6 +74,8 @@ def test_runbooks_list_shows_each_handler_and_where_it_comes_from(tmp_path: Path
     rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines() if line.strip()}
     assert rows["team.greet"][1:3] == ["acme-opsbot-steps", "read-only"]
     assert rows["k8s.scale"][1:3] == ["built-in", "mutating"]
+    assert rows["http.request"][1:3] == ["built-in", "mutating"]
+    assert rows["notify"][1:3] == ["built-in", "read-only"]
     assert "status" in rows  # the runbooks are still listed above the handlers
 
 
