@@ -1348,10 +1348,6 @@ def promql_check(reason: str) -> str:
     return f"PromQL check ({reason})"
 
 
-def would_query(success: str) -> str:
-    return f"would query Prometheus and check {code(success)}"
-
-
 def promql_no_data(query: str) -> str:
     return f"the query returned no data: {code(query[:300])}"
 
@@ -1388,3 +1384,12 @@ def patched(target: str, changes: int) -> str:
 def not_announced(channel_name: str) -> str:
     return (f"A step's message to {code(channel_name)} could not be posted there (invite the "
             "bot to that channel).")
+
+
+def promql_now(result: str) -> str:
+    """A PromQL check in a dry run: what it reads now, before any change."""
+    return f"now {result}"
+
+
+def promql_no_data_yet() -> str:
+    return "no data now (a dry run reads before any change)"

@@ -37,6 +37,9 @@ class PatchParams(Params):
     name: str
     type: PatchType = "strategic"
     patch: dict[str, Any] | list[dict[str, Any]]
+    # `status`: patch the status subresource (as `kubectl patch --subresource=status`, or
+    # cert-manager's `cmctl renew`, which adds an Issuing condition there).
+    subresource: Literal["status"] | None = None
 
     @field_validator("kind")
     @classmethod
@@ -84,9 +87,11 @@ async def patch(*, ctx: HandlerContext, params: PatchParams, **_: object) -> Res
     kind = PATCHABLE_KINDS[params.kind]
     path = _path(kind, ctx.namespace, params.name)
     before = await _request(ctx, "GET", path)
-    tried = await _request(ctx, "PATCH", path, params, dry_run=True)
-    changes = _changes(before, tried)
-    target = f"{params.kind} {params.name}"
+    changing = f"{path}/{params.subresource}" if params.subresource else path
+    tried = await _request(ctx, "PATCH", changing, params, dry_run=True)
+    changes = _changes(before, tried, status=params.subresource == "status")
+    target = f"{params.kind} {params.name}" + (f" ({params.subresource})"
+                                              if params.subresource else "")
     if not changes:
         raise Refused(messages.patch_no_change(target))
     fields = ((messages.patch_type_field(), params.type),
@@ -96,7 +101,7 @@ async def patch(*, ctx: HandlerContext, params: PatchParams, **_: object) -> Res
     if ctx.dry_run:
         return Result(summary=messages.would_patch(target, len(changes)), fields=fields,
                       output=shown, data=data)
-    after = await _request(ctx, "PATCH", path, params)
+    after = await _request(ctx, "PATCH", changing, params)
     ctx.log.info("patched %s/%s %s (%s patch, %d changes)", ctx.namespace, params.kind,
                  params.name, params.type, len(changes))
     revision = (after.get("metadata") or {}).get("resourceVersion")
@@ -126,11 +131,12 @@ async def _request(ctx: HandlerContext, method: str, path: str,
     return result if isinstance(result, dict) else {}
 
 
-def _changes(before: Obj, after: Obj) -> list[tuple[str, str]]:
-    """`spec.replicas: 3 → 4` for each leaf the patch changes (status is the server's)."""
+def _changes(before: Obj, after: Obj, *, status: bool) -> list[tuple[str, str]]:
+    """`spec.replicas: 3 → 4` for each leaf the patch changes (status only when the patch is
+    of the status subresource: otherwise it is the controllers')."""
     out: list[tuple[str, str]] = []
     for key in sorted(set(before) | set(after)):
-        if key not in ("status", "apiVersion", "kind"):
+        if key not in ("apiVersion", "kind") and (key != "status" or status):
             _diff(before.get(key), after.get(key), (key,), out)
     return out
 

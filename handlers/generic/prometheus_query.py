@@ -1,6 +1,8 @@
 """`prometheus.query`: one PromQL check in a runbook: an instant query whose single value must
 meet a `success` expression over `result`, judged as `analysis.verify` judges its metrics. No
-Prometheus configured is "not checked", never passed."""
+Prometheus configured is "not checked", never passed. It only reads, so a dry run queries too
+(the plan then shows what later steps' `when` would decide) but never fails on the answer: a
+check meant for after a change can only read the world before it."""
 
 from __future__ import annotations
 
@@ -43,18 +45,22 @@ async def prometheus_query(*, ctx: HandlerContext, params: PrometheusQueryParams
         return Result(summary=messages.not_checked(messages.analysis_no_prometheus()),
                       fields=fields, data={"met": None, "value": None},
                       not_checked=(messages.promql_check(messages.analysis_no_prometheus()),))
-    if ctx.dry_run:
-        return Result(summary=messages.would_query(params.success), fields=fields,
-                      data={"met": None, "value": None})
+    # Read-only: a dry run measures too, so its plan shows what later steps (`when`) would do.
     async with PrometheusClient(url) as prometheus:
         value = await prometheus.query(params.query)
     if value is None or math.isnan(value):
         if params.no_data is None:
+            if ctx.dry_run:  # a check after a change reads the world before it: never fatal
+                return Result(summary=messages.promql_no_data_yet(), fields=fields,
+                              data={"met": None, "value": None})
             raise PermanentError(messages.promql_no_data(params.query))
         value = params.no_data
     met = bool(evaluate(params.success, {"result": value}))
     ctx.log.info("prometheus.query: %s = %s (%s)", params.query, value,
                  "met" if met else "not met")
-    shown = f"{value:g}"
-    return Result(summary=messages.promql_result(shown, params.success, met), fields=fields,
-                  ok=met or not params.fail, data={"met": met, "value": value})
+    summary = messages.promql_result(f"{value:g}", params.success, met)
+    if ctx.dry_run:
+        return Result(summary=messages.promql_now(summary), fields=fields,
+                      data={"met": met, "value": value})
+    return Result(summary=summary, fields=fields, ok=met or not params.fail,
+                  data={"met": met, "value": value})
