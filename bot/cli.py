@@ -308,7 +308,7 @@ def _validate(args: argparse.Namespace) -> int:
     from bot.registry import Registry
     from bot.runbooks.loader import load_catalog
 
-    registry = Registry.builtin()
+    registry = Registry.installed()
     extra = [args.dir] if args.dir else []
     if not extra and (args.config or _env_config()):
         settings = _settings(args)
@@ -325,15 +325,27 @@ def _env_config() -> str | None:
 
 
 def _list_runbooks(settings: Settings | None) -> int:
+    from bot import messages
     from bot.registry import Registry
     from bot.runbooks.loader import load_catalog
 
+    registry = Registry.installed()
     dirs = [settings.resolve_path(d) for d in settings.runbook_dirs] if settings else []
-    catalog = load_catalog(dirs, Registry.builtin())
+    catalog = load_catalog(dirs, registry)
     width = max((len(rb.usage) for rb in catalog), default=0)
     for rb in catalog:
         flag = "mutating" if rb.mutating else "read-only"
         print(f"{rb.usage:<{width}}  {flag:<9}  {rb.description}")
+    # The steps runbooks may use, and where each comes from (built-in or its distribution).
+    print()
+    print(messages.handler_list_heading())
+    specs = sorted(registry, key=lambda spec: spec.name)
+    width = max((len(spec.name) for spec in specs), default=0)
+    origins = max((len(registry.origin(spec.name)) for spec in specs), default=0)
+    for spec in specs:
+        flag = "mutating" if spec.mutating else "read-only"
+        print(f"{spec.name:<{width}}  {registry.origin(spec.name):<{origins}}  {flag:<9}  "
+              f"{spec.description}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -30,14 +31,18 @@ from bot.names import check_dns1123_label, closest, is_dns1123_label, is_dns1123
 from bot.numbers import parse_duration
 
 __all__ = [
+    "PATCHABLE_KINDS",
     "AlertsConfig",
     "AppConfig",
     "BackupConfig",
     "ChecklistConfig",
     "EnvironmentConfig",
     "GrafanaConfig",
+    "HttpConfig",
+    "K8sPatchConfig",
     "LokiConfig",
     "MetricsQueries",
+    "PatchableKind",
     "ReplicasConfig",
     "RoleConfig",
     "Settings",
@@ -476,6 +481,82 @@ class BackupConfig(_Model):
         return self
 
 
+# Generic runbook steps (issue 14 item 8) -----------------------------------------------------
+
+_HOST = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+class HttpConfig(_Model):
+    """Where `http.request` steps may send requests, and how long and how much they may read."""
+
+    # Host names (`api.example.com`, `127.0.0.1`), or `*.example.com` for its subdomains; a
+    # request to any other host, or a redirect to one, is refused. Empty: http.request is off.
+    allowed_hosts: list[str] = []
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_response_bytes: int = Field(default=1_048_576, ge=1024, le=16_777_216)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if host != host.lower() or not _HOST.fullmatch(host):
+                raise ValueError(f"http.allowed_hosts: `{host}` is not a lowercase host name "
+                                 "(or `*.domain`); no scheme, port or path")
+        return value
+
+    def allows(self, host: str) -> bool:
+        """Whether `host` (as a URL gives it) is on the allowlist."""
+        host = host.lower().rstrip(".")
+        for allowed in self.allowed_hosts:
+            if allowed.startswith("*."):
+                if host.endswith(allowed[1:]) and len(host) > len(allowed) - 1:
+                    return True
+            elif host == allowed:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class PatchableKind:
+    """Where a kind `k8s.patch` may change lives in the API; `custom`: a custom resource, which
+    the API server patches with merge or JSON patches only (no strategic merge)."""
+
+    group: str
+    version: str
+    plural: str
+    custom: bool = False
+
+
+# The kinds `k8s.patch` knows; `k8s_patch.kinds` says which of them it may change. Secrets,
+# RBAC and anything cluster-scoped are not here on purpose.
+PATCHABLE_KINDS: dict[str, PatchableKind] = {
+    "Deployment": PatchableKind("apps", "v1", "deployments"),
+    "StatefulSet": PatchableKind("apps", "v1", "statefulsets"),
+    "DaemonSet": PatchableKind("apps", "v1", "daemonsets"),
+    "ConfigMap": PatchableKind("", "v1", "configmaps"),
+    "Service": PatchableKind("", "v1", "services"),
+    "Ingress": PatchableKind("networking.k8s.io", "v1", "ingresses"),
+    "CronJob": PatchableKind("batch", "v1", "cronjobs"),
+    "HorizontalPodAutoscaler": PatchableKind("autoscaling", "v2", "horizontalpodautoscalers"),
+    "Certificate": PatchableKind("cert-manager.io", "v1", "certificates", custom=True),
+}
+
+
+class K8sPatchConfig(_Model):
+    """Which kinds `k8s.patch` steps may change (in the environment's namespace only)."""
+
+    kinds: list[str] = ["Deployment", "StatefulSet", "ConfigMap"]
+
+    @field_validator("kinds")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for kind in value:
+            if kind not in PATCHABLE_KINDS:
+                raise ValueError(f"k8s_patch.kinds: `{kind}` is not a kind k8s.patch knows "
+                                 f"({', '.join(PATCHABLE_KINDS)})")
+        return value
+
+
 class Settings(_Model):
     default_environment: str
     environments: dict[str, EnvironmentConfig]
@@ -501,6 +582,8 @@ class Settings(_Model):
     loki: LokiConfig = LokiConfig()
     grafana: GrafanaConfig = GrafanaConfig()
     metrics: MetricsQueries = MetricsQueries()
+    http: HttpConfig = HttpConfig()
+    k8s_patch: K8sPatchConfig = K8sPatchConfig()
     base_dir: str = "."  # directory of the config file; relative paths resolve against it
 
     @model_validator(mode="before")

@@ -575,6 +575,7 @@ class Dispatcher:
                     result.output,
                 )
                 view.attachments = result.attachments
+                view.announcements = result.announcements
                 run.results[index] = (step, result)
                 run.template["steps"][step.id or str(index)] = {
                     "summary": result.summary,

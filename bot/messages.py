@@ -1291,3 +1291,198 @@ def alert_silence_expired_note(who: str, at: datetime, now: datetime) -> str:
 
 def expire_silence_label() -> str:
     return "Expire silence"
+
+
+# Handlers from other packages and the generic steps (issue 14 item 8) ------------------------
+
+def entry_point_broken(name: str, value: str, dist: str, error: str) -> str:
+    return (f"handler entry point {code(name)} ({code(value)}) of distribution {code(dist)} "
+            f"failed to import: {error}; fix or uninstall that package")
+
+
+def entry_point_not_module(name: str, value: str, dist: str) -> str:
+    return (f"handler entry point {code(name)} of distribution {code(dist)} names "
+            f"{code(value)}, which is not a module; an `opsbot.handlers` entry point names the "
+            "module whose `@handler` functions are registered")
+
+
+def handler_name_clash(name: str, first: str, second: str) -> str:
+    return (f"handler {code(name)} is registered twice: by {first} and by {second}; a "
+            "package's handlers need names of their own (e.g. `team.action`)")
+
+
+def handler_list_heading() -> str:
+    return "Handlers (runbook steps):"
+
+
+def would_wait(duration: str) -> str:
+    return f"would wait {duration}"
+
+
+def waiting(duration: str, reason: str) -> str:
+    return f"waiting {duration}" + (f": {reason}" if reason else "")
+
+
+def waited(duration: str) -> str:
+    return f"waited {duration}"
+
+
+def wait_cut_short(duration: str) -> str:
+    return f"wait of {duration} ended early: the execution was asked to cancel"
+
+
+def wait_reason_field() -> str:
+    return "Why"
+
+
+def notify_channel_field() -> str:
+    return "Channel"
+
+
+def would_notify(channel_name: str) -> str:
+    return f"would post to {code(channel_name)} (the text is below)"
+
+
+def notified(channel_name: str) -> str:
+    return f"message sent to {code(channel_name)}"
+
+
+def announcement(text: str, execution_id: str, runbook: str, actor: str) -> str:
+    """A `notify` step's message as its channel shows it: the runbook's text, then where it
+    came from."""
+    return f"{text}\n{italic(f'from {runbook} ({execution_id}), started by {actor}')}"
+
+
+def announced(channel_name: str, text: str) -> str:
+    """How the console shows a message a step sent to a channel."""
+    return f"→ {channel_name}: {text}"
+
+
+def would_http(method: str, url: str) -> str:
+    return f"would send {method} {code(url)}"
+
+
+def http_done(method: str, url: str, status: int) -> str:
+    return f"{method} {code(url)} answered {status}; every check passed"
+
+
+def http_failed(method: str, url: str, status: int, problems: Sequence[str]) -> str:
+    return f"{method} {code(url)} answered {status}: " + "; ".join(problems)
+
+
+def http_unexpected_status(status: int, expected: Sequence[int]) -> str:
+    shown = ", ".join(map(str, expected[:5])) + (", …" if len(expected) > 5 else "")
+    return f"status {status} is not one expected ({shown})"
+
+
+def http_check_failed(check: str) -> str:
+    return f"check {code(check)} does not hold"
+
+
+def http_host_not_allowed(host: str) -> str:
+    return (f"host {code(shown(host)[:200])} is not on the configured {code('http.allowed_hosts')}"
+            "; nothing was sent")
+
+
+def http_redirect_not_allowed(host: str) -> str:
+    return (f"the answer redirects to {code(shown(host)[:200])}, which is not on "
+            f"{code('http.allowed_hosts')}; not followed")
+
+
+def http_bad_redirect(url: str) -> str:
+    return f"the answer redirects to {code(url[:200])}, which is not http(s); not followed"
+
+
+def http_too_many_redirects(count: int) -> str:
+    return f"more than {count} redirects; stopped following them"
+
+
+def http_too_large(limit: int) -> str:
+    return f"the answer is larger than {limit} bytes ({code('http.max_response_bytes')})"
+
+
+def http_timeout(url: str, seconds: float) -> str:
+    return f"{code(url)} did not answer within {seconds:g}s"
+
+
+def http_unreachable(url: str, error: str) -> str:
+    return f"{code(url)} could not be reached ({error})"
+
+
+def http_secret_missing(header: str, variable: str) -> str:
+    return f"header {code(header)} comes from {code(variable)}, which is not set"
+
+
+def http_expect_field() -> str:
+    return "Expect status"
+
+
+def http_headers_field() -> str:
+    return "Headers"
+
+
+def http_body_field() -> str:
+    return "Body"
+
+
+def http_check_field() -> str:
+    return "Check"
+
+
+def promql_query_field() -> str:
+    return "Query"
+
+
+def promql_success_field() -> str:
+    return "Success"
+
+
+def promql_check(reason: str) -> str:
+    return f"PromQL check ({reason})"
+
+
+def promql_no_data(query: str) -> str:
+    return f"the query returned no data: {code(query[:300])}"
+
+
+def promql_result(value: str, success: str, met: bool) -> str:
+    return f"{value}: {code(success)} {'holds' if met else 'does not hold'}"
+
+
+def patch_kind_not_allowed(kind: str, allowed: Sequence[str]) -> str:
+    return (f"k8s.patch may not change {kind} objects here ({code('k8s_patch.kinds')}: "
+            f"{', '.join(allowed) or 'none'})")
+
+
+def patch_no_change(target: str) -> str:
+    return f"{target} already is as the patch says; nothing to change"
+
+
+def patch_type_field() -> str:
+    return "Patch"
+
+
+def patch_change(old: str | None, new: str | None) -> str:
+    return f"{old if old is not None else '(none)'} → {new if new is not None else '(removed)'}"
+
+
+def would_patch(target: str, changes: int) -> str:
+    return f"would patch {target}: {changes} field{'s' if changes != 1 else ''} change"
+
+
+def patched(target: str, changes: int) -> str:
+    return f"patched {target}: {changes} field{'s' if changes != 1 else ''} changed"
+
+
+def not_announced(channel_name: str) -> str:
+    return (f"A step's message to {code(channel_name)} could not be posted there (invite the "
+            "bot to that channel).")
+
+
+def promql_now(result: str) -> str:
+    """A PromQL check in a dry run: what it reads now, before any change."""
+    return f"now {result}"
+
+
+def promql_no_data_yet() -> str:
+    return "no data now (a dry run reads before any change)"

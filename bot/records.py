@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.locks import lock_key
-from bot.store import Store
+from bot.store import Store, StoreError
 
 __all__ = ["StoreRecords", "message_link"]
 
@@ -52,6 +52,13 @@ class StoreRecords:
     async def force_unlock(self, *, environment: str, target: str) -> dict[str, Any] | None:
         held = await asyncio.to_thread(self._store.force_unlock, lock_key(environment, target))
         return asdict(held) if held else None
+
+    async def cancel_requested(self, execution_id: str) -> str | None:
+        try:
+            return await asyncio.to_thread(self._store.cancel_requested, execution_id)
+        except StoreError:  # a hiccup reads as "not asked", as between steps
+            log.warning("could not read whether %s was cancelled", execution_id)
+            return None
 
     async def lock_on(self, *, environment: str, target: str) -> dict[str, Any] | None:
         held = await asyncio.to_thread(self._store.get_lock, lock_key(environment, target))

@@ -1,11 +1,15 @@
 """The handler registry: a decorator builds a frozen record; runbook steps name handlers by string.
 
-Handlers are keyword-only coroutines `async def h(*, ctx, params, **_) -> Result`.
+Handlers are keyword-only coroutines `async def h(*, ctx, params, **_) -> Result`. The built-in
+modules are listed in `handlers/__init__.py`; third-party packages add modules through the
+entry-point group `opsbot.handlers` (`Registry.installed()`), and one that fails to import or
+reuses a handler's name stops startup.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +24,9 @@ if TYPE_CHECKING:
     from bot.kube import KubeClients
 
 __all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "Announcement",
     "Attachment",
     "HandlerContext",
     "HandlerFn",
@@ -54,6 +61,15 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class Announcement:
+    """A message a step sends to a channel (`notify`): handlers never call Slack; the Slack
+    reporter turns it into an outbox row for `channel`, the console prints it."""
+
+    channel: str
+    text: str
+
+
+@dataclass(frozen=True)
 class MadeRevision:
     """A revision that a step's change made: the audit log credits it to the execution, and
     `history` shows who made it. Only a handler that changed what runs says so; a revision a
@@ -83,6 +99,7 @@ class Result:
     # Checks this step was to make and could not, each with why: `critical alerts
     # (ALERTMANAGER_URL is not set)`. A step with any is "not checked", never "passed".
     not_checked: tuple[str, ...] = ()
+    announcements: tuple[Announcement, ...] = ()  # messages to channels (see Announcement)
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,10 @@ class Records(Protocol):
     async def silence_expired(self, *, silence_id: str, by: str) -> None:
         """Remember that `by` expired a silence."""
 
+    async def cancel_requested(self, execution_id: str) -> str | None:
+        """Who asked (`cancel <execution-id>`) to stop the execution, or None: a step that
+        waits long (`wait`) reads it to end early."""
+
 
 class HandlerFn(Protocol):
     def __call__(self, *, ctx: HandlerContext, params: Any) -> Awaitable[Result]: ...
@@ -170,6 +191,8 @@ class HandlerSpec:
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Result]])
 _ATTR = "__opsbot_handler__"
+ENTRY_POINT_GROUP = "opsbot.handlers"
+BUILTIN = "built-in"  # the origin of handlers shipped with opsbot
 
 
 def handler(
@@ -187,17 +210,26 @@ def handler(
 
 
 class Registry:
-    """Handlers by name. Build one per process (or per test) with `Registry.builtin()`."""
+    """Handlers by name, each with where it comes from (built-in, or the distribution that
+    installed it). Build one per process (or per test) with `Registry.builtin()` or, with the
+    installed third-party handlers, `Registry.installed()`."""
 
     def __init__(self) -> None:
         self._specs: dict[str, HandlerSpec] = {}
+        self._origins: dict[str, str] = {}
 
-    def register(self, spec: HandlerSpec) -> None:
-        if spec.name in self._specs and self._specs[spec.name].fn is not spec.fn:
-            raise ValueError(f"handler `{spec.name}` is registered twice")
+    def register(self, spec: HandlerSpec, *, origin: str = BUILTIN) -> None:
+        known = self._specs.get(spec.name)
+        if known is not None and known.fn is not spec.fn:
+            from bot import messages
+            from bot.errors import ConfigError
+
+            raise ConfigError(messages.handler_name_clash(spec.name, self._origins[spec.name],
+                                                          origin))
         self._specs[spec.name] = spec
+        self._origins.setdefault(spec.name, origin)
 
-    def load(self, modules: Iterable[ModuleType | str]) -> Registry:
+    def load(self, modules: Iterable[ModuleType | str], *, origin: str = BUILTIN) -> Registry:
         """Register every decorated handler of the modules; import errors propagate."""
         for module in modules:
             mod = importlib.import_module(module) if isinstance(module, str) else module
@@ -206,7 +238,27 @@ class Registry:
                     continue  # handlers are functions; reading a lazy module would import it
                 spec = getattr(value, _ATTR, None)
                 if isinstance(spec, HandlerSpec):
-                    self.register(spec)
+                    self.register(spec, origin=origin)
+        return self
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> Registry:
+        """Register the handler modules installed distributions name in `group`. One that
+        fails to import stops startup with its entry point and distribution named: a broken
+        package never makes its handlers silently vanish."""
+        from bot import messages
+        from bot.errors import ConfigError
+
+        found = importlib.metadata.entry_points(group=group)
+        for point in sorted(found, key=lambda p: (_distribution(p), p.name)):
+            dist = _distribution(point)
+            try:
+                module = point.load()
+            except Exception as exc:
+                raise ConfigError(messages.entry_point_broken(
+                    point.name, point.value, dist, f"{type(exc).__name__}: {exc}")) from exc
+            if not isinstance(module, ModuleType):
+                raise ConfigError(messages.entry_point_not_module(point.name, point.value, dist))
+            self.load([module], origin=dist)
         return self
 
     @classmethod
@@ -215,8 +267,17 @@ class Registry:
 
         return cls().load(BUILTIN_MODULES)
 
+    @classmethod
+    def installed(cls) -> Registry:
+        """The built-in handlers and those of every installed `opsbot.handlers` entry point."""
+        return cls.builtin().load_entry_points()
+
     def get(self, name: str) -> HandlerSpec | None:
         return self._specs.get(name)
+
+    def origin(self, name: str) -> str:
+        """`built-in`, or the name of the distribution whose entry point registered it."""
+        return self._origins[name]
 
     def names(self) -> list[str]:
         return sorted(self._specs)
@@ -226,3 +287,8 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs
+
+
+def _distribution(point: importlib.metadata.EntryPoint) -> str:
+    dist = point.dist
+    return dist.name if dist is not None and dist.name else "an unknown distribution"

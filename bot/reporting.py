@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from bot.registry import Attachment
+    from bot.registry import Announcement, Attachment
 
 __all__ = [
     "Button",
@@ -43,6 +43,7 @@ class StepView:
     progress: str | None = None
     on_failure: bool = False
     attachments: tuple[Attachment, ...] = ()
+    announcements: tuple[Announcement, ...] = ()  # messages to other channels (`notify`)
 
 
 @dataclass(frozen=True)

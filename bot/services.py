@@ -94,7 +94,7 @@ class Services:
         report_to: Callable[[str | None], Reporter] | None = None,
     ) -> Services:
         """Load runbooks first (an invalid one stops startup), then open the store."""
-        registry = registry or Registry.builtin()
+        registry = registry or Registry.installed()
         catalog = load_catalog([settings.resolve_path(d) for d in settings.runbook_dirs], registry)
         _check_silence_buttons(settings, catalog)
         store = store or Store.open(settings.database_url or default_database_url())

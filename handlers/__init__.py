@@ -34,4 +34,9 @@ BUILTIN_MODULES = (
     "handlers.incidents.workload_pods",
     "handlers.incidents.workload_rollout",
     "handlers.incidents.workload_capacity",
+    "handlers.generic.http",
+    "handlers.generic.prometheus_query",
+    "handlers.generic.patch",
+    "handlers.generic.wait",
+    "handlers.generic.notify",
 )

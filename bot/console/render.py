@@ -27,6 +27,7 @@ def step_text(step: StepView, attachments: Sequence[str] = ()) -> str:
     if step.output:  # what a command printed, not our text: as is
         lines += ["      " + line if line else "" for line in step.output.splitlines()]
     lines += [f"      {plain(line)}" for line in attachments]
+    lines += [f"      {plain(messages.announced(a.channel, a.text))}" for a in step.announcements]
     return "\n".join(lines)
 
 

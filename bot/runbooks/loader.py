@@ -200,6 +200,16 @@ def check_step(step: Step, registry: Registry) -> list[tuple[str, Path_]]:
     for name, info in fields.items():
         if info.is_required() and name not in step.with_:
             problems.append((f"handler `{step.handler}` needs argument `{name}`", ("with",)))
+    if not problems and not _contains_template(step.with_):
+        # Every argument is literal: what the model checks across them (a `json` patch is a
+        # list) is known now, not only when the step runs.
+        try:
+            spec.params.model_validate(step.with_)
+        except ValidationError as exc:
+            for err in exc.errors():
+                at = tuple(str(p) for p in err["loc"])
+                where = f"argument `{'.'.join(at)}`: " if at else ""
+                problems.append((f"{where}{err['msg']}", ("with", *at)))
     if step.when and (syntax := check_syntax("{{ " + step.when + " }}")):
         problems.append((f"`when` is not a valid expression: {syntax}", ("when",)))
     return problems

@@ -59,6 +59,7 @@ class SlackReporter:
         self._stream = stream or f"report:{secrets.token_hex(8)}"
         self._last: tuple[str, list[Block]] | None = None
         self._ended = False
+        self._announced: set[tuple[str, int]] = set()  # (execution, step) messages sent
         self._lock = asyncio.Lock()
 
     async def execution(self, view: ExecutionView) -> None:
@@ -78,9 +79,24 @@ class SlackReporter:
                     blocks=blocks, thread_ts=self._thread_ts, parent=self._parent,
                     orphan=self._orphan, instead=[i for i in instead if i is not None]))
                 self._last = (text, blocks)
+            await self._announce(view)
             if view.finished and not self._ended:
                 self._ended = True
                 await self._end(view)
+
+    async def _announce(self, view: ExecutionView) -> None:
+        """What `notify` steps sent to channels, each posted once as soon as its step ends (a
+        channel the bot cannot post in: the asker is told privately instead)."""
+        for index, step in enumerate(view.steps):
+            if not step.announcements or (view.execution_id, index) in self._announced:
+                continue
+            self._announced.add((view.execution_id, index))
+            for note in step.announcements:
+                text = message_text(messages.announcement(note.text, view.execution_id,
+                                                          view.runbook, view.actor))
+                private = self._private(message_text(messages.not_announced(note.channel)))
+                await self._send(post(channel=note.channel, text=text,
+                                      instead=[private] if private else []))
 
     async def notice(self, notice: Notice) -> None:
         private = self._private(notice_text(notice), notice_blocks(notice))
