@@ -140,6 +140,9 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
             "healthy": healthy,
             "not_checked": unchecked,
             "accepted": accepted,
+            # The image's lines in the plan approvers see (bot/preview.py).
+            "for_approvers": [f"{name}: {value}" for name, value in fields
+                              if name in (IMAGE_FIELD, VULNERABILITIES_FIELD)],
         },
         not_checked=tuple(unchecked),
     )
