@@ -169,3 +169,20 @@ def test_bad_replica_variables_are_named(variable: str, value: str, words: str) 
     with pytest.raises(ConfigError, match=words):
         load_settings(environ={"OPSBOT_CONFIG": str(ROOT / "examples/demo.yaml"),
                                variable: value})
+
+
+@pytest.mark.parametrize(("changes", "said"), [
+    ({"registries": {"registry.example.com/shop": {}}}, "is not a registry host[:port]"),
+    ({"registries": {"registry.example.com": {"url": "ftp://x"}}}, "must be an http(s) URL"),
+    ({"registries": {"registry.example.com": {"credentials_file": "a.json",
+                                              "credentials_secret": "pull"}}}, "not both"),
+    ({"registries": {"registry.example.com": {"credentials_secret": "../pull"}}},
+     "is not a Secret name"),
+    ({"environments__prod__deploy": {"vulnerabilities": {"max_critical": -1}}}, "max_critical"),
+    ({"environments__prod__deploy": {"vulnerabilities": {"on_exceed": "warn"}}}, "on_exceed"),
+])
+def test_registries_and_vulnerability_limits_are_validated(changes: dict[str, Any],
+                                                           said: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings_from_mapping(_demo_with(**changes))
+    assert said in str(err.value)
