@@ -607,6 +607,10 @@ def image_bad_secret(name: str, namespace: str) -> str:
             "with a .dockerconfigjson key")
 
 
+def image_bad_ca_file(path: str, reason: str) -> str:
+    return f"cannot read the registry's CA bundle {path}: {reason}"
+
+
 def image_bad_credentials_file(path: str, reason: str) -> str:
     return f"cannot read registry credentials from {path}: {reason}"
 

@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -151,7 +152,7 @@ class RegistryClient:
     """HEAD on manifests of one registry endpoint, authenticating as the registry asks."""
 
     def __init__(self, url: str, *, credentials: Credentials | None = None,
-                 verify: bool | str = True, timeout: float = 10.0) -> None:
+                 verify: bool | ssl.SSLContext = True, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.shown_url = safe_url(self.url)
         self._credentials = credentials

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,9 +62,8 @@ async def image_exists(ctx: HandlerContext, image: str) -> Check:
     ref = reference(image)
     config = ctx.settings.registries.get(ref.host) or RegistryConfig()
     url = config.url or (DOCKER_HUB_ENDPOINT if ref.host == DOCKER_HUB else f"https://{ref.host}")
-    verify: bool | str = False if config.insecure else (
-        str(ctx.settings.resolve_path(config.ca_file)) if config.ca_file else True)
     try:
+        verify = _tls(ctx, config)
         credentials = await _credentials(ctx, config, ref.host)
         async with RegistryClient(url, credentials=credentials, verify=verify,
                                   timeout=config.timeout_seconds) as client:
@@ -75,6 +75,18 @@ async def image_exists(ctx: HandlerContext, image: str) -> Check:
         raise Refused(messages.image_missing(str(ref), client.shown_url))
     return Check(messages.image_field_found(answer.digest),
                  passed=messages.image_found(str(ref)))
+
+
+def _tls(ctx: HandlerContext, config: RegistryConfig) -> bool | ssl.SSLContext:
+    if config.insecure:
+        return False
+    if not config.ca_file:
+        return True
+    path = ctx.settings.resolve_path(config.ca_file)
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise PermanentError(messages.image_bad_ca_file(str(path), str(exc))) from exc
 
 
 async def _credentials(ctx: HandlerContext, config: RegistryConfig,

@@ -246,3 +246,36 @@ async def test_which_images_are_checked(build: Build, registry: RegistryServer) 
                           staging={"deploy": {"prechecks": {"image_exists": False}}}),
                     "deploy shop-api 9.9.9 --dry-run")
     assert dict(prechecks(rep).fields)[IMAGE_FIELD] == "off for this environment"
+
+
+@pytest.fixture
+def basic_registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    """The real registry asking for basic auth itself (htpasswd), over TLS with a test CA."""
+    (tmp_path / "basic").mkdir()
+    server = RegistryServer(tmp_path / "basic", htpasswd=("ci", "s3cret")).start()
+    try:
+        server.push("shop/api", "1.5.0")
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_basic_auth_over_tls_with_the_configured_ca(
+    build: Build, basic_registry: RegistryServer, tmp_path: Path,
+) -> None:
+    creds = tmp_path / "config.json"
+    creds.write_text(json.dumps(docker_config("registry.example.com", "ci", "s3cret")))
+    entry = {"url": basic_registry.url, "credentials_file": str(creds),
+             "ca_file": str(basic_registry.ca_file)}
+    rep = await run(build({"registry.example.com": entry}), "deploy shop-api 1.5.0 --dry-run")
+    assert dict(prechecks(rep).fields)[IMAGE_FIELD].startswith("✓ in the registry")
+    rep = await run(build({"registry.example.com": entry}), "deploy shop-api 9.9.9")
+    assert rep.final.status == "refused" and "is not in its registry" in rep.final.summary
+    # Without credentials, or without trusting its CA: not checked.
+    for changed, said in (({"credentials_file": None}, "refused access anonymously (401)"),
+                          ({"ca_file": None}, "did not answer: ")):
+        rep = await run(build({"registry.example.com": {**entry, **changed}}),
+                        "deploy shop-api 1.5.0 --dry-run")
+        step = prechecks(rep)
+        assert step.status == "not_checked" and said in dict(step.fields)[IMAGE_FIELD], \
+            step.fields

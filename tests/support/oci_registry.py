@@ -2,10 +2,11 @@
 127.0.0.1 with filesystem storage in a temporary directory; images are pushed over its HTTP API
 (a config blob and a layer, then the manifest), as `docker push` does.
 
-With `token_auth`, the registry asks for bearer tokens from `TokenService`, a small token server
-in the test process that signs JWTs (RS256, its certificate in the `x5c` header, as the
-registry's `rootcertbundle` trusts it) for anonymous pulls, or for a user with a password (basic
-auth to the realm) who may also push.
+With `htpasswd` (user, password), it asks for basic auth itself, over TLS with a certificate
+from a CA made for the test (`ca_file`). With `tokens`, it asks for bearer tokens from
+`TokenService`, a small token server in the test process that signs JWTs (RS256, its
+certificate in the `x5c` header, as the registry's `rootcertbundle` trusts it) for anonymous
+pulls, or for a user with a password (basic auth to the realm) who may also push.
 
 When the binary is missing the test is skipped (`pytest.fail` with OPSBOT_REQUIRE_REAL=1).
 """
@@ -17,6 +18,7 @@ import gzip
 import hashlib
 import io
 import json
+import ssl
 import subprocess
 import tarfile
 import threading
@@ -144,9 +146,11 @@ class TokenService:
 class RegistryServer:
     """`docker-registry serve` on 127.0.0.1 with its storage in `workdir`."""
 
-    def __init__(self, workdir: Path, *, tokens: TokenService | None = None) -> None:
+    def __init__(self, workdir: Path, *, tokens: TokenService | None = None,
+                 htpasswd: tuple[str, str] | None = None) -> None:
         self.binary = require_binary(REGISTRY_BIN, "docker-registry")
-        self.workdir, self.tokens = workdir, tokens
+        self.workdir, self.tokens, self.htpasswd = workdir, tokens, htpasswd
+        self.ca_file: Path | None = None
         self.port = _free_port()
         config: dict[str, Any] = {
             "version": 0.1,
@@ -159,6 +163,20 @@ class RegistryServer:
             config["auth"] = {"token": {"realm": tokens.realm, "service": SERVICE,
                                         "issuer": ISSUER,
                                         "rootcertbundle": str(tokens.cert_file)}}
+        if htpasswd is not None:
+            import trustme
+
+            ca = trustme.CA()
+            cert = ca.issue_cert("127.0.0.1")
+            self.ca_file = workdir / "ca.pem"
+            ca.cert_pem.write_to_path(str(self.ca_file))
+            cert.private_key_pem.write_to_path(str(workdir / "tls.key"))
+            cert.cert_chain_pems[0].write_to_path(str(workdir / "tls.crt"))
+            config["http"]["tls"] = {"certificate": str(workdir / "tls.crt"),
+                                     "key": str(workdir / "tls.key")}
+            (workdir / "htpasswd").write_text(f"{htpasswd[0]}:{_bcrypt(htpasswd[1])}\n")
+            config["auth"] = {"htpasswd": {"realm": "opsbot-test",
+                                           "path": str(workdir / "htpasswd")}}
         self.config_file = workdir / "registry.yml"
         self.config_file.write_text(yaml.safe_dump(config))
         self.log_file = workdir / "registry.log"
@@ -166,7 +184,7 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.htpasswd else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def host(self) -> str:
@@ -181,7 +199,8 @@ class RegistryServer:
             if self._process.poll() is not None:
                 raise RuntimeError(f"docker-registry exited: {self.log_file.read_text()}")
             try:
-                if httpx.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401):
+                answer = httpx.get(f"{self.url}/v2/", timeout=1, verify=self._verify())
+                if answer.status_code in (200, 401):
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -196,13 +215,18 @@ class RegistryServer:
                 self._process.kill()
                 self._process.wait()
 
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
+
     def push(self, repository: str, tag: str) -> str:
         """Push a small image (one layer) as `repository:tag`; returns the manifest's digest."""
         headers = {}
         if self.tokens is not None:
             token = self.tokens.token(f"repository:{repository}:pull,push", pusher=True)
             headers["Authorization"] = f"Bearer {token}"
-        with httpx.Client(base_url=self.url, headers=headers, timeout=10) as http:
+        auth = httpx.BasicAuth(*self.htpasswd) if self.htpasswd else None
+        with httpx.Client(base_url=self.url, headers=headers, timeout=10, auth=auth,
+                          verify=self._verify()) as http:
             layer = _layer(f"{repository}:{tag}")
             diff_id = "sha256:" + hashlib.sha256(gzip.decompress(layer)).hexdigest()
             config = json.dumps({"architecture": "amd64", "os": "linux",
@@ -227,6 +251,25 @@ class RegistryServer:
                            headers={"Content-Type": OCI_MANIFEST})
             assert put.status_code == 201, put.text
             return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def _bcrypt(password: str) -> str:
+    """A bcrypt hash, the only kind the registry's htpasswd takes (Python's crypt module, on
+    libxcrypt; gone in Python 3.13, where the test is skipped)."""
+    import pytest
+
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+    except ImportError:
+        pytest.skip("no bcrypt here for the registry's htpasswd (Python's crypt module is gone)")
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    if not hashed or not hashed.startswith("$2"):
+        pytest.skip("the C library's crypt() makes no bcrypt hashes")
+    return hashed
 
 
 def _layer(text: str) -> bytes:
