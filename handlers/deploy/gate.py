@@ -72,7 +72,7 @@ async def image_exists(ctx: HandlerContext, image: str) -> Check:
         return Check(messages.not_checked(str(exc)),
                      unchecked=messages.image_not_checked(str(ref), str(exc)))
     if not answer.found:
-        raise Refused(messages.image_missing(str(ref), client.shown_url))
+        raise Refused(messages.image_missing(str(ref), ref.host))
     return Check(messages.image_field_found(answer.digest),
                  passed=messages.image_found(str(ref)))
 
