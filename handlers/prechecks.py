@@ -135,7 +135,7 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
         ok=not problems,
         fields=tuple(fields),
         data={
-            "passed": not problems and not unchecked,
+            "passed": not problems and not unchecked and not accepted,
             "alerts": [a.name for a in firing],
             "healthy": healthy,
             "not_checked": unchecked,
