@@ -90,11 +90,8 @@ class RegistryStandIn:
             return _error(request, method, 404, "NOT_FOUND", "no such route")
         name, reference = match["name"], match["reference"]
         self.asked.append((method, name, reference))
-        tags = self.images.get(name)
-        if tags is None:
-            return _error(request, method, 404, "NAME_UNKNOWN",
-                          "repository name not known to registry")
-        for tag in tags:
+        # An unknown repository is an unknown manifest too, as distribution 2.8 answers it.
+        for tag in self.images.get(name, ()):
             body = self.manifest(name, tag)
             digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
             if reference in (tag, digest):

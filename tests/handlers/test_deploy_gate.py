@@ -128,7 +128,7 @@ async def test_a_tag_the_registry_lacks_refuses_before_anything_changes(
         "no such manifest); push it first, or check the tag")
     assert [s.status for s in rep.final.steps][:2] == ["succeeded", "refused"]
     assert sim.get(STAGING_API)["spec"] == before["spec"]  # nothing applied
-    # A repository the registry never heard of is missing too (NAME_UNKNOWN), not unchecked.
+    # A repository the registry never heard of is missing too (MANIFEST_UNKNOWN), not unchecked.
     rep = await run(build({"registry.example.com": {"url": registry.url}}),
                     "deploy shop-web 2.2.0")
     assert rep.final.status == "refused"
@@ -279,3 +279,17 @@ async def test_basic_auth_over_tls_with_the_configured_ca(
         step = prechecks(rep)
         assert step.status == "not_checked" and said in dict(step.fields)[IMAGE_FIELD], \
             step.fields
+
+
+async def test_an_image_by_digest_is_asked_by_its_digest(
+    build: Build, registry: RegistryServer,
+) -> None:
+    digest = registry.push("shop/api", "1.5.1")
+    services = build({"registry.example.com": {"url": registry.url}})
+    rep = await run(services, f"deploy shop-api registry.example.com/shop/api@{digest} --dry-run")
+    assert rep.final.status == "succeeded", rep.final.summary
+    assert dict(prechecks(rep).fields)[IMAGE_FIELD] == f"✓ in the registry ({digest[:19]}…)"
+    unknown = "sha256:" + "0" * 64
+    rep = await run(services, f"deploy shop-api registry.example.com/shop/api@{unknown}")
+    assert rep.final.status == "refused"
+    assert f"registry.example.com/shop/api@{unknown}` is not in its registry" in rep.final.summary
