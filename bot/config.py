@@ -43,10 +43,12 @@ __all__ = [
     "LokiConfig",
     "MetricsQueries",
     "PatchableKind",
+    "RegistryConfig",
     "ReplicasConfig",
     "RoleConfig",
     "Settings",
     "SlackConfig",
+    "VulnerabilityLimits",
     "load_settings",
 ]
 
@@ -319,6 +321,20 @@ class PrecheckConfig(_Model):
     no_critical_alerts: bool = True  # refuse while a critical alert fires for the app
     healthy: bool = True  # refuse while the workload is not fully ready
     backup: bool = False  # a Velero backup of the app before a deploy changes anything
+    # Ask the image's registry for the manifest before Apply (a missing tag refuses). None:
+    # where `registries` names the image's registry host; true: for every image (a host not
+    # under `registries` is asked at https://<host>, anonymously); false: off.
+    image_exists: bool | None = None
+
+
+class VulnerabilityLimits(_Model):
+    """Trivy Operator's findings the new image may carry (its VulnerabilityReports)."""
+
+    max_critical: int = Field(default=0, ge=0)
+    max_high: int | None = Field(default=None, ge=0)  # None: any number of high findings
+    # Over a limit: refuse, or (in an environment that requires approval) let the request go
+    # to approvers with the counts in its plan, for them to accept.
+    on_exceed: Literal["refuse", "approve"] = "refuse"
 
 
 class EnvironmentDeployConfig(_Model):
@@ -330,6 +346,8 @@ class EnvironmentDeployConfig(_Model):
     # before anything changes, or "warn" and go on with the check shown as not checked. None:
     # refuse where the environment requires approval, warn elsewhere.
     unchecked: Literal["refuse", "warn"] | None = None
+    # The vulnerability gate (Trivy Operator's VulnerabilityReports); None: off.
+    vulnerabilities: VulnerabilityLimits | None = None
 
 
 class EnvironmentConfig(_Model):
@@ -353,6 +371,36 @@ class EnvironmentConfig(_Model):
         """Whether a deploy here is refused when a check it wants cannot run."""
         policy = self.deploy.unchecked
         return self.requires_approval if policy is None else policy == "refuse"
+
+
+class RegistryConfig(_Model):
+    """How to reach one image registry (a key of `registries`: the host[:port] in image
+    references) for the deploy pre-check's manifest lookup."""
+
+    url: str | None = None  # the endpoint, http(s); None: https://<host>
+    # Credentials: a docker config.json (`auths`), or a kubernetes.io/dockerconfigjson Secret
+    # in the environment's namespace (its name); neither: anonymous (a registry's token service
+    # still gives anonymous pull tokens).
+    credentials_file: str | None = None
+    credentials_secret: str | None = None
+    ca_file: str | None = None  # a CA bundle to trust for this registry's TLS
+    insecure: bool = False  # skip TLS verification (a lab registry with a self-made cert)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _valid(self) -> RegistryConfig:
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("a registry url must be an http(s) URL")
+        if self.credentials_file and self.credentials_secret:
+            raise ValueError("a registry takes credentials_file or credentials_secret, not both")
+        if self.credentials_secret is not None and not is_dns1123_subdomain(
+                self.credentials_secret):
+            raise ValueError(f"credentials_secret `{self.credentials_secret}` is not a Secret "
+                             "name")
+        return self
+
+
+_REGISTRY_HOST = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?(:[0-9]{1,5})?", re.ASCII)
 
 
 class RoleConfig(_Model):
@@ -584,6 +632,7 @@ class Settings(_Model):
     metrics: MetricsQueries = MetricsQueries()
     http: HttpConfig = HttpConfig()
     k8s_patch: K8sPatchConfig = K8sPatchConfig()
+    registries: dict[str, RegistryConfig] = {}  # image registry host[:port] -> how to reach it
     base_dir: str = "."  # directory of the config file; relative paths resolve against it
 
     @model_validator(mode="before")
@@ -627,6 +676,9 @@ class Settings(_Model):
                 _dashboard_uid(app.dashboard, what=f"apps.{app.name}.dashboard")
             if app.log_labels is not None:
                 _log_labels(app.log_labels, what=f"apps.{app.name}.log_labels")
+        for host in self.registries:
+            if not _REGISTRY_HOST.fullmatch(host):
+                raise ValueError(f"registries: `{host}` is not a registry host[:port]")
         return self
 
     def metrics_for(self, app: AppConfig, environment: EnvironmentConfig) -> MetricsQueries:

@@ -597,6 +597,94 @@ def precheck_passed(app: str, environment: str, checks: Sequence[str],
     return f"{text}; {not_checked_list(unchecked)}" if unchecked else text
 
 
+# The deploy gate: the image exists, its vulnerabilities (handlers/deploy/gate.py) -------------
+
+
+def image_field_found(digest: str | None) -> str:
+    return f"✓ in the registry ({digest[:19]}…)" if digest else "✓ in the registry"
+
+
+def image_found(image: str) -> str:
+    return f"{image} is in its registry"
+
+
+def image_missing(image: str, registry: str) -> str:
+    return (f"{code(image)} is not in its registry ({registry} has no such manifest); "
+            "push it first, or check the tag")
+
+
+def image_not_checked(image: str, reason: str) -> str:
+    return f"image {image} ({reason})"
+
+
+def image_bad_reference(image: str, reason: str) -> str:
+    return f"{code(image)} is not an image reference: {reason}"
+
+
+def image_no_secret(name: str, namespace: str, reason: str) -> str:
+    return f"cannot read the registry credentials Secret {name} in {namespace}: {reason}"
+
+
+def image_bad_secret(name: str, namespace: str) -> str:
+    return (f"Secret {name} in {namespace} is not of type kubernetes.io/dockerconfigjson "
+            "with a .dockerconfigjson key")
+
+
+def image_bad_ca_file(path: str, reason: str) -> str:
+    return f"cannot read the registry's CA bundle {path}: {reason}"
+
+
+def image_bad_credentials_file(path: str, reason: str) -> str:
+    return f"cannot read registry credentials from {path}: {reason}"
+
+
+def vulnerability_counts(critical: int, high: int) -> str:
+    return f"{critical} critical, {high} high"
+
+
+def vulnerability_limits(max_critical: int, max_high: int | None) -> str:
+    high = "any high" if max_high is None else f"{max_high} high"
+    return f"at most {max_critical} critical, {high}"
+
+
+def vulnerability_field_ok(counts: str, source: str) -> str:
+    return f"✓ {counts} ({source})"
+
+
+def vulnerability_field_over(counts: str, limits: str, source: str) -> str:
+    return f"✗ {counts}, over the limits ({limits}; {source})"
+
+
+def vulnerability_field_accept(counts: str, limits: str, source: str) -> str:
+    return f"⚠ {counts}, over the limits ({limits}; {source}): approvers accept them"
+
+
+def vulnerability_passed(counts: str) -> str:
+    return f"vulnerabilities {counts}"
+
+
+def vulnerability_accepted(image: str, counts: str) -> str:
+    return f"{image} carries {counts}, over the limits, for approvers to accept"
+
+
+def vulnerability_refused(image: str, counts: str, limits: str, environment: str) -> str:
+    return (f"{code(image)} carries {counts} vulnerabilities, over the limits for "
+            f"{environment} ({limits}); fix them and build a new image, or change "
+            f"environments.{environment}.deploy.vulnerabilities")
+
+
+def vulnerability_no_report(image: str) -> str:
+    return f"vulnerabilities (no VulnerabilityReport for {image})"
+
+
+def vulnerability_unreadable(reason: str) -> str:
+    return f"vulnerabilities (VulnerabilityReports could not be read: {reason})"
+
+
+def vulnerability_report_source(namespace: str, name: str) -> str:
+    return f"VulnerabilityReport {namespace}/{name}"
+
+
 # Attachments in the console --------------------------------------------------------------------
 
 

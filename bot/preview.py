@@ -54,6 +54,13 @@ class Preview:
         for step, result, spec in steps:
             digest = result.data.get("digest")
             if digest is None and not (spec and spec.mutating):
+                # A check may still show approvers what they accept (a deploy's vulnerability
+                # counts): those lines are shown, and what is accepted binds the approval.
+                shown = [str(line) for line in result.data.get("for_approvers") or ()]
+                accepted = [str(line) for line in result.data.get("accepted") or ()]
+                if accepted:
+                    material.append({"step": step.name, "accepted": accepted})
+                lines.extend(shown)
                 continue
             # As the console shows them: how a front end formats the plan binds nothing.
             material.append({"step": step.name, "digest": digest,

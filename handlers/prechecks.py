@@ -7,15 +7,22 @@ where the environment refuses unchecked deploys (by default, where it requires a
 deploy is refused here, before anything changes.
 
 What "the workload" is depends on the app's deploy strategy (a Deployment or StatefulSet, or an
-Argo Rollout), so health is asked of the strategy rather than read here."""
+Argo Rollout), so health is asked of the strategy rather than read here.
+
+Given the deploy's plan, it also checks the new image (handlers/deploy/gate.py): that its
+registry has the manifest, and that Trivy Operator's findings for it are within the
+environment's limits."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from bot import messages
 from bot.alertmanager import Alert, AlertmanagerClient
 from bot.config import AppConfig
 from bot.errors import HandlerError, Refused
 from bot.registry import HandlerContext, Params, Result, handler
+from handlers.deploy.gate import Check, image_exists, reference, vulnerabilities, wants_image_check
 from handlers.deploy.rollouts import rollout_name
 from handlers.deploy.strategy import health
 
@@ -26,6 +33,8 @@ __all__ = ["PrecheckParams", "prechecks"]
 WORKLOAD_LABELS = ("deployment", "statefulset", "rollout", "app", "service")
 ALERTS_FIELD = "No critical alerts"
 HEALTH_FIELD = "Healthy"
+IMAGE_FIELD = "Image in registry"
+VULNERABILITIES_FIELD = "Vulnerabilities"
 
 
 class PrecheckParams(Params):
@@ -33,16 +42,24 @@ class PrecheckParams(Params):
 
     no_critical_alerts: bool | None = None
     healthy: bool | None = None
+    image_exists: bool | None = None
+    # The deploy's plan (`deploy.plan`'s data.plan): its new image is checked, when it has one
+    # (an Argo CD app deploys a revision, not an image).
+    plan: dict[str, Any] | None = None
 
 
 @handler("deploy.prechecks", params=PrecheckParams)
 async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object) -> Result:
-    """Refuse a deploy while a critical alert fires for the app or its workload is unhealthy."""
+    """Refuse a deploy while a critical alert fires for the app or its workload is unhealthy,
+    or its new image is missing or carries more vulnerabilities than the environment allows."""
     app = ctx.require_app()
     configured = ctx.environment.deploy.prechecks
     want_alerts = configured.no_critical_alerts if params.no_critical_alerts is None \
         else params.no_critical_alerts
     want_health = configured.healthy if params.healthy is None else params.healthy
+    details = (params.plan or {}).get("details") or {}
+    image = details.get("image") if isinstance(details.get("image"), str) else None
+    container = details.get("container") if isinstance(details.get("container"), str) else None
 
     fields: list[tuple[str, str]] = []
     problems: list[str] = []
@@ -50,6 +67,26 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
     unchecked: list[str] = []  # wanted, but could not run
     firing: list[Alert] = []
     healthy: bool | None = None
+    accepted: list[str] = []  # over a limit, for approvers to accept
+
+    def note(name: str, check: Check) -> None:
+        fields.append((name, check.field))
+        for kept, value in ((passed, check.passed), (unchecked, check.unchecked),
+                            (accepted, check.accepted)):
+            if value:
+                kept.append(value)
+
+    # The image first: a tag that does not exist refuses before anything else is asked.
+    if image is not None:
+        wanted = configured.image_exists if params.image_exists is None \
+            else params.image_exists
+        if wants_image_check(ctx, reference(image), wanted):
+            note(IMAGE_FIELD, await image_exists(ctx, image))
+        elif wanted is False:
+            fields.append((IMAGE_FIELD, messages.precheck_off()))
+        limits = ctx.environment.deploy.vulnerabilities
+        if limits is not None:
+            note(VULNERABILITIES_FIELD, await vulnerabilities(ctx, image, container, limits))
 
     if not want_alerts:
         fields.append((ALERTS_FIELD, messages.precheck_off()))
@@ -91,15 +128,21 @@ async def prechecks(*, ctx: HandlerContext, params: PrecheckParams, **_: object)
 
     summary = "; ".join(problems) if problems else messages.precheck_passed(
         app.name, ctx.environment.name, passed, unchecked)
+    if accepted and not problems:
+        summary += "; " + "; ".join(accepted)
     return Result(
         summary=summary,
         ok=not problems,
         fields=tuple(fields),
         data={
-            "passed": not problems and not unchecked,
+            "passed": not problems and not unchecked and not accepted,
             "alerts": [a.name for a in firing],
             "healthy": healthy,
             "not_checked": unchecked,
+            "accepted": accepted,
+            # The image's lines in the plan approvers see (bot/preview.py).
+            "for_approvers": [f"{name}: {value}" for name, value in fields
+                              if name in (IMAGE_FIELD, VULNERABILITIES_FIELD)],
         },
         not_checked=tuple(unchecked),
     )

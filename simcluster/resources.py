@@ -176,6 +176,10 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
                  status_subresource=False, custom=True),
     ResourceType("argoproj.io", "v1alpha1", "analysistemplates", "AnalysisTemplate", custom=True),
     ResourceType("argoproj.io", "v1alpha1", "experiments", "Experiment", custom=True),
+    # Trivy Operator's scan results, stored only (the deploy gate reads them; nothing scans).
+    ResourceType("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports",
+                 "VulnerabilityReport", short_names=("vuln", "vulns"), status_subresource=False,
+                 custom=True),
 )
 
 

@@ -5,7 +5,9 @@ When the binaries are installed, a real Prometheus scrapes the simulated cluster
 verified (and a bad release rolled back) as in production, and evaluates the demo's alert rules;
 a real Alertmanager posts what fires to a loopback intake of the demo (the `/alertmanager` code
 of `opsbot serve`, feeding the same store and alert worker), so alerts reach the console,
-`silence` works and the deploy pre-check reads critical alerts.
+`silence` works and the deploy pre-check reads critical alerts. A stand-in registry
+(`simcluster/registry.py`) answers for registry.example.com's images, so a deploy of a tag that
+was never built is refused.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from starlette.applications import Starlette
 from bot import messages
 from bot.alerts.console import ConsoleAlertBoard
 from bot.alerts.intake import alertmanager_route
-from bot.config import load_settings
+from bot.config import RegistryConfig, load_settings
 from bot.console.alertmanager_process import BINARIES as ALERTMANAGER_BINARIES
 from bot.console.alertmanager_process import AlertmanagerProcess
 from bot.console.live import LiveOutput
@@ -41,13 +43,15 @@ from bot.console.session import with_background
 from bot.markup import plain
 from bot.services import Services
 from simcluster import SimCluster
+from simcluster.registry import RegistryStandIn
 
-__all__ = ["Demo", "demo_config_path", "demo_rules_path", "demo_world"]
+__all__ = ["DEMO_REGISTRY", "Demo", "demo_config_path", "demo_rules_path", "demo_world"]
 
 T = TypeVar("T")
 
 METRICS_PATH = "/_sim/metrics"
 INTAKE_GRACE_SECONDS = 5
+DEMO_REGISTRY = "registry.example.com"  # the demo world's images' registry host
 
 
 def demo_config_path() -> Path:
@@ -143,8 +147,14 @@ def demo_world(tell: Callable[[str], None] = print,
             notice(alerts_off)
         live = LiveOutput(write)
         board = ConsoleAlertBoard(live.write)
-        services = Services.build(load_settings(demo_config_path(), environ=environ),
-                                  alert_board=board)
+        # The demo's registry: its loopback address is known only now, so it is set here
+        # (examples/demo.yaml shows the entry an operator writes for a real registry).
+        registry = RegistryStandIn().start()
+        stack.callback(registry.stop)
+        settings = load_settings(demo_config_path(), environ=environ)
+        settings = settings.model_copy(update={"registries": {
+            **settings.registries, DEMO_REGISTRY: RegistryConfig(url=registry.url)}})
+        services = Services.build(settings, alert_board=board)
         stack.callback(services.close)
         if alerts_off is None:
             yield Demo(services, live, board, intake)

@@ -134,7 +134,8 @@ def test_deploy_precheck_reads_critical_alerts_and_silence_lifts_them(
     first, _, second = text.partition("✅ Silence: silenced HighErrorRate in shop-staging for 1h")
     assert ("❌ Pre-checks: critical alert firing for shop-api in staging: HighErrorRate; "
             "resolve it or silence it first") in first
-    assert "✅ Pre-checks: pre-checks passed for shop-api in staging: no critical alerts" in second
+    assert ("✅ Pre-checks: pre-checks passed for shop-api in staging: registry.example.com/shop/"
+            "api:1.5.0 is in its registry, no critical alerts") in second
 
 
 def test_an_alertmanager_that_does_not_start_turns_alerts_off(

@@ -188,3 +188,20 @@ def test_checklist_items_fit_a_slack_dialog(items: list[str], words: str) -> Non
                                          "checklist": {"before": items}}},
         })
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize(("changes", "said"), [
+    ({"registries": {"registry.example.com/shop": {}}}, "is not a registry host[:port]"),
+    ({"registries": {"registry.example.com": {"url": "ftp://x"}}}, "must be an http(s) URL"),
+    ({"registries": {"registry.example.com": {"credentials_file": "a.json",
+                                              "credentials_secret": "pull"}}}, "not both"),
+    ({"registries": {"registry.example.com": {"credentials_secret": "../pull"}}},
+     "is not a Secret name"),
+    ({"environments__prod__deploy": {"vulnerabilities": {"max_critical": -1}}}, "max_critical"),
+    ({"environments__prod__deploy": {"vulnerabilities": {"on_exceed": "warn"}}}, "on_exceed"),
+])
+def test_registries_and_vulnerability_limits_are_validated(changes: dict[str, Any],
+                                                           said: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings_from_mapping(_demo_with(**changes))
+    assert said in str(err.value)

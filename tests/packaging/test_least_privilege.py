@@ -311,6 +311,8 @@ def services(sim: SimCluster, chart: list[Obj], tmp_path: Path,
     raw = yaml.safe_load(DEMO_CONFIG.read_text())
     for name, extra in EXTRA_APPS.items():
         raw["apps"].setdefault(name, {}).update(extra)
+    # Staging's deploys read Trivy Operator's VulnerabilityReports (the deploy gate).
+    raw["environments"]["staging"]["deploy"] = {"vulnerabilities": {"max_critical": 0}}
     config = tmp_path / "opsbot.yaml"
     config.write_text(yaml.safe_dump(raw))
     settings = load_settings(config, environ={
