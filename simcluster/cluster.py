@@ -27,7 +27,7 @@ from . import (  # noqa: F401  (the controller modules register themselves)
     volumes,
 )
 from .access import Access, AccessLog
-from .behaviours import CrashLoop, Scripts
+from .behaviours import CrashLoop, Scripts, workloads_of
 from .clock import SimClock
 from .controllers import BUILTINS, ControllerManager, ControllerRegistry, Ctx
 from .dispatch import Dispatcher, ObjectStorage
@@ -237,9 +237,13 @@ class SimCluster:
         self.traffic.scripts.add(image_substring, Profile(error_ratio, p99_seconds))
 
     def metrics_text(self) -> str:
-        """What `GET /_sim/metrics` serves, in Prometheus text format: the synthetic traffic and
-        kube-state-metrics' container series (restarts, waiting reasons)."""
-        return self.traffic.exposition() + pod_state_exposition(self.store, self.types)
+        """What `GET /_sim/metrics` serves, in Prometheus text format: the synthetic traffic,
+        kube-state-metrics' container series (restarts, waiting reasons, limits) and modelled
+        cAdvisor CPU and memory use (`podstate.py`)."""
+        return self.traffic.exposition() + pod_state_exposition(
+            self.store, self.types, self.clock.now(),
+            lambda pod: self.scripts.cpu_utilization_for(
+                pod["metadata"].get("namespace", ""), workloads_of(pod, self._owner)))
 
     def script_backup(self, name_prefix: str, outcome: Outcome, *, errors: int = 1,
                       warnings: int = 0, failure_reason: str = DEFAULT_FAILURE) -> None:

@@ -40,7 +40,8 @@ def test_demo_observe_shows_logs_metrics_and_a_graph(tmp_path: Path) -> None:
     metrics = transcript_of(out, "metrics shop-api --since 5m")
     assert re.search(r"Request rate: [0-9.]+ req/s", metrics)
     assert re.search(r"p99 latency: [0-9.]+ ms", metrics)
-    assert "CPU of limit: no data" in metrics  # no cAdvisor series in the simulation; never 0
+    assert re.search(r"CPU of limit: [0-9.]+%", metrics)  # modelled cAdvisor series
+    assert "Memory of limit: 55%" in metrics
     [png] = re.findall(r"📎 shop-api in staging, last 5m: (\S+\.png)", metrics)
     assert Path(png).read_bytes().startswith(b"\x89PNG")
     assert "mallory may not run `graph`" in transcript_of(

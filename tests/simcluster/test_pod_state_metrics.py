@@ -37,3 +37,44 @@ def test_restarts_and_waiting_reasons_of_the_demo_pods(sim: SimCluster) -> None:
     assert list(waiting) == [worker]  # every other container runs
     labels, value = waiting[worker]
     assert labels["reason"] == "CrashLoopBackOff" and value == 1
+
+
+def test_limits_and_modelled_cpu_and_memory_of_running_containers(sim: SimCluster) -> None:
+    limits = [(labels, value) for family in _families(sim)
+              for s in family.samples if s.name == "kube_pod_container_resource_limits"
+              for labels, value in [(s.labels, s.value)]
+              if labels["pod"].startswith("shop-api-") and labels["namespace"] == "shop-staging"]
+    by_resource = {(labels["resource"], labels["unit"]): value for labels, value in limits}
+    assert by_resource == {("cpu", "core"): 0.5, ("memory", "byte"): 512 * 2**20}
+
+    cpu = samples(sim, "container_cpu_usage_seconds_total")
+    memory = samples(sim, "container_memory_working_set_bytes")
+    api = [pod for pod in cpu if pod.startswith("shop-api-")]
+    assert len(api) == 3 + 3  # staging and prod
+    labels, used = cpu[api[0]]
+    assert set(labels) == {"namespace", "pod", "container"} and used > 0
+    assert memory[api[0]][1] == int(512 * 2**20 * 0.55)
+    # the crash-looping worker is not running: no usage, but its limits and restarts
+    assert not [pod for pod in cpu if pod.startswith("shop-worker-")]
+
+
+def test_cpu_use_follows_the_scripted_utilization(sim: SimCluster) -> None:
+    import time
+
+    sim.script_cpu_utilization("shop-staging", "shop-web", 90)
+    first = samples(sim, "container_cpu_usage_seconds_total")
+    time.sleep(1.0)
+    second = samples(sim, "container_cpu_usage_seconds_total")
+    web = [p for p in first if p.startswith("shop-web-") and first[p][0]["namespace"]
+           == "shop-staging"]
+    assert web
+    # 90% of a 50m request: 0.045 CPU seconds per second, against the default 20%
+    rates = [second[p][1] - first[p][1] for p in web]
+    assert all(rate >= 0.04 for rate in rates), rates
+
+
+def _families(sim: SimCluster) -> list:  # type: ignore[type-arg]
+    response = httpx.get(f"{sim.url}/_sim/metrics",
+                         headers={"Authorization": f"Bearer {sim.token}"}, timeout=10,
+                         verify=sim.ssl_context())
+    return list(text_string_to_metric_families(response.text))
