@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -301,6 +302,29 @@ def test_audit_export_and_verify(world: dict[str, str]) -> None:
     assert requested["environment"] == "prod" and requested["request_id"].startswith("rq-")
 
 
+@pytest.fixture(scope="module")
+def audit_trail(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An audit log written by real commands, once for the module; each tampering test edits
+    its own copy (a SQLite file, closed by the commands that wrote it)."""
+    from simcluster import SimCluster
+
+    directory = tmp_path_factory.mktemp("audit")
+    database = directory / "opsbot.db"
+    cluster = SimCluster(seed="demo").start(host="127.0.0.1", port=0)
+    try:
+        world = {"OPSBOT_CONFIG": str(ROOT / "examples/demo.yaml"),
+                 "KUBECONFIG": cluster.write_kubeconfig(str(directory / "kubeconfig")),
+                 "OPSBOT_DATABASE_URL": f"sqlite:///{database}"}
+        for user, text in [("alice", "scale shop-web 3"), ("mallory", "scale shop-api 4"),
+                           ("alice", "status shop-api")]:
+            opsbot("run", text, "--as", user, env=world)
+        verified = opsbot("audit", "verify", env=world)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        cluster.stop()
+    return database
+
+
 @pytest.mark.parametrize(
     ("tamper", "finding"),
     [
@@ -322,13 +346,13 @@ def test_audit_export_and_verify(world: dict[str, str]) -> None:
     ids=["edited", "deleted", "tail-truncated", "appended-copy", "inserted"],
 )
 def test_audit_verify_detects_tampering(
-    world: dict[str, str], db_url: str, tamper: str, finding: str
+    audit_trail: Path, tmp_path: Path, tamper: str, finding: str
 ) -> None:
-    for user, text in [("alice", "scale shop-web 3"), ("mallory", "scale shop-api 4"),
-                       ("alice", "status shop-api")]:
-        opsbot("run", text, "--as", user, env=world)
-    assert opsbot("audit", "verify", env=world).returncode == 0
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+    database = tmp_path / "tampered.db"
+    shutil.copyfile(audit_trail, database)
+    world = {"OPSBOT_CONFIG": str(ROOT / "examples/demo.yaml"),
+             "OPSBOT_DATABASE_URL": f"sqlite:///{database}"}
+    with sqlite3.connect(database) as conn:
         if "seq + 1 WHERE" in tamper:  # shift from the top down so seq stays unique
             for (seq,) in conn.execute(
                 "SELECT seq FROM audit_records WHERE seq >= 2 ORDER BY seq DESC"
