@@ -33,6 +33,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names
     body: bytes = b""
+    impersonate_groups: tuple[str, ...] = ()  # every `Impersonate-Group` header, in order
 
     def json(self) -> Any:
         if not self.body:
@@ -238,10 +239,49 @@ class Dispatcher:
     def _subject(self, request: Request) -> Subject | None:
         header = request.headers.get("authorization", "")
         if self.authorizer is not None:
-            return self.authorizer.subject(header)
+            subject = self.authorizer.subject(header)
+            if subject is None:
+                return None
+            return self._impersonated(request, subject)
         scheme, _, value = header.partition(" ")
         ok = scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), self.token)
         return ADMIN if ok else None
+
+    def _impersonated(self, request: Request, subject: Subject) -> Subject:
+        """`kubectl --as USER [--as-group G]`: the request is decided as USER, once the real
+        subject may `impersonate` that user (or service account) and each group, as the API
+        server's impersonation filter does; otherwise 403, naming what it may not impersonate."""
+        user = request.headers.get("impersonate-user")
+        groups = request.impersonate_groups
+        if user is None:
+            if groups:
+                raise ApiError(500, "requested [" + ", ".join(
+                    f"{{Group {g}}}" for g in groups) + "] without impersonating a user")
+            return subject
+        assert self.authorizer is not None
+        targets: list[Attributes] = []
+        sa = user.split(":")
+        if len(sa) == 4 and sa[:2] == ["system", "serviceaccount"]:
+            targets.append(Attributes("impersonate", "", "serviceaccounts", namespace=sa[2],
+                                      name=sa[3]))
+            implied: tuple[str, ...] = ("system:serviceaccounts",
+                                        f"system:serviceaccounts:{sa[2]}")
+        else:
+            targets.append(Attributes("impersonate", "", "users", name=user))
+            implied = ()
+        targets += [Attributes("impersonate", "", "groups", name=g) for g in groups]
+        for attributes in targets:
+            if not self.authorizer.allowed(subject, attributes):
+                what = {"users": "users", "groups": "groups",
+                        "serviceaccounts": "serviceaccounts"}[attributes.resource]
+                scope = (f'in the namespace "{attributes.namespace}"' if attributes.namespace
+                         else "at the cluster scope")
+                raise ApiError(403, f'{what} "{attributes.name}" is forbidden: User '
+                                    f'"{subject.user}" cannot impersonate resource "{what}" in '
+                                    f'API group "" {scope}', reason="Forbidden",
+                               details={"name": attributes.name, "kind": what})
+        every = tuple(dict.fromkeys((*groups, *implied, "system:authenticated")))
+        return Subject(user, every, admin="system:masters" in every)
 
     def _resource(self, request: Request, route: Route) -> Response:
         method, query = request.method, request.query

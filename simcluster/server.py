@@ -83,6 +83,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             query=dict(parse_qsl(parts.query, keep_blank_values=True)),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
+            impersonate_groups=tuple(self.headers.get_all("Impersonate-Group") or ()),
         )
         response = self.server.dispatcher.handle(request)
         try:

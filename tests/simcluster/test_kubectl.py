@@ -265,3 +265,51 @@ def test_velero_argo_rollouts_and_argo_cd_as_custom_resources(kubectl: Kubectl,
     assert names[0] == ["NAME", "AGE"] and names[1][0] == "shop-api-staging"
     assert kubectl("get", "applications.argoproj.io", "shop-api-staging", "-n", "argocd", "-o",
                    "jsonpath={.spec.source.targetRevision}") == "v1.5.0"
+
+
+# -- impersonation --------------------------------------------------------------------------
+
+ROLE = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: shop-staging}
+rules:
+- {apiGroups: [""], resources: [pods], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader-reads, namespace: shop-staging}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects:
+- {kind: ServiceAccount, name: reader, namespace: shop-staging}
+- {kind: User, apiGroup: rbac.authorization.k8s.io, name: dana}
+"""
+
+
+def test_as_decides_as_the_impersonated_user(kubectl: Kubectl, sim: SimCluster,
+                                              tmp_path: Path) -> None:
+    kubectl("apply", "--validate=false", "-f", "-", stdin=ROLE)  # no OpenAPI document served
+    # The admin may impersonate anyone; the request is then decided as that user.
+    for who in ("system:serviceaccount:shop-staging:reader", "dana"):
+        pods = kubectl("get", "pods", "-n", NS, "--as", who, "-o", "name")
+        assert "pod/shop-api-" in pods
+        refused = kubectl("get", "deployments", "-n", NS, "--as", who, ok=False)
+        assert (f'User "{who}" cannot list resource "deployments" in API group "apps" in the '
+                f'namespace "{NS}"') in refused
+    assert kubectl("auth", "can-i", "list", "pods", "-n", NS, "--as", "dana").strip() == "yes"
+    kubectl("auth", "can-i", "list", "pods", "-n", NS, "--as", "erin", ok=False)  # exit 1: no
+    # A group the user is impersonated into counts: system:masters is the admin.
+    assert "shop-api" in kubectl("get", "deployments", "-n", NS, "--as", "erin",
+                                 "--as-group", "system:masters")
+
+    # Who lacks the `impersonate` verb cannot become someone else.
+    reader = sim.write_kubeconfig(tmp_path / "reader.kubeconfig",
+                                  token=sim.service_account_token(NS, "reader"))
+    binary = require_tool("kubectl")
+    done = subprocess.run([binary, "--kubeconfig", str(reader), "get", "pods", "-n", NS,
+                           "--as", "dana"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode != 0
+    assert ('users "dana" is forbidden: User "system:serviceaccount:shop-staging:reader" '
+            'cannot impersonate resource "users" in API group "" at the cluster scope'
+            ) in done.stderr

@@ -45,12 +45,13 @@ def _get(sim: SimCluster, token: str | None = None) -> httpx.Response:
 
 
 def scrape(sim: SimCluster) -> Samples:
+    """The traffic's samples (the pods' CPU use follows the simulated clock, not this one)."""
     response = _get(sim)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(response.text)
-            for s in family.samples}
+            for s in family.samples if s.name.startswith("http_")}
 
 
 def requests(samples: Samples, app: str, code: str, namespace: str = "shop-staging") -> float:
