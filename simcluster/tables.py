@@ -1,7 +1,8 @@
 """Server-side printing: `kubectl get` asks for `as=Table` (meta.k8s.io/v1) and prints the
 columns the API server chose. The columns here are kube-apiserver's own for the kinds opsbot
-works with (`pkg/printers/internalversion/printers.go`); any other kind gets the default table of
-NAME and AGE, as a custom resource without printer columns does."""
+works with (`pkg/printers/internalversion/printers.go`), and the `additionalPrinterColumns` of
+the custom resources' real CRDs (Argo CD's Application, Argo Rollouts' Rollout); any other kind
+gets the default table of NAME and AGE, as a custom resource without printer columns does."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def wants_table(accept: str) -> bool:
 def table(obj: JSON, kind: str, now: datetime) -> JSON:
     """A List (or one object) as a meta.k8s.io/v1 Table."""
     items = obj.get("items", []) if "items" in obj else [obj]
-    columns, row = _PRINTERS.get(kind, (_DEFAULT_COLUMNS, _default))
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    columns, row = _CUSTOM.get(f"{group}/{kind}") or _PRINTERS.get(kind) \
+        or (_DEFAULT_COLUMNS, _default)
     rows = [{"cells": row(item, now), "object": {
         "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
         "metadata": item.get("metadata", {})}} for item in items]
@@ -31,7 +34,8 @@ def table(obj: JSON, kind: str, now: datetime) -> JSON:
                 if k in ("resourceVersion", "continue")} if "items" in obj else {}
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
             "columnDefinitions": [{"name": n, "type": t, "format": "name" if n == "Name" else "",
-                                   "description": d, "priority": 0} for n, t, d in columns],
+                                   "description": d, "priority": WIDE if n in _WIDE else 0}
+                                  for n, t, d in columns],
             "rows": rows}
 
 
@@ -139,6 +143,34 @@ def _event(item: JSON, now: datetime) -> list[Any]:
             f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
             item.get("message", "")]
 
+
+def _application(item: JSON, now: datetime) -> list[Any]:
+    status, spec = item.get("status") or {}, item.get("spec") or {}
+    return [_name(item), (status.get("sync") or {}).get("status"),
+            (status.get("health") or {}).get("status"),
+            (status.get("sync") or {}).get("revision"), spec.get("project")]
+
+
+def _rollout(item: JSON, now: datetime) -> list[Any]:
+    spec, status = item.get("spec") or {}, item.get("status") or {}
+    return [_name(item), spec.get("replicas"), status.get("replicas"),
+            status.get("updatedReplicas"), status.get("availableReplicas"), age(item, now)]
+
+
+WIDE = 10  # a column kubectl shows only with -o wide
+_WIDE = frozenset({"Revision", "Project"})
+
+# Custom resources by group/kind, with their CRDs' additionalPrinterColumns.
+_CUSTOM: dict[str, tuple[list[Column], Row]] = {
+    # applications.argoproj.io: Sync Status, Health Status; Revision and Project wide only.
+    "argoproj.io/Application": ([("Name", "string", ""), ("Sync Status", "string", ""),
+                                 ("Health Status", "string", ""), ("Revision", "string", ""),
+                                 ("Project", "string", "")], _application),
+    "argoproj.io/Rollout": ([("Name", "string", ""),
+                             ("Desired", "integer", "Number of desired pods"),
+                             ("Current", "integer", ""), ("Up-to-date", "integer", ""),
+                             ("Available", "integer", ""), ("Age", "date", "")], _rollout),
+}
 
 _PRINTERS: dict[str, tuple[list[Column], Row]] = {
     "Deployment": ([("Name", "string", ""), ("Ready", "string", ""),

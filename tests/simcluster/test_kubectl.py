@@ -261,8 +261,20 @@ def test_velero_argo_rollouts_and_argo_cd_as_custom_resources(kubectl: Kubectl,
     kubectl("create", "--validate=false", "-f", "-", stdin=json.dumps(application))
     kubectl("patch", "applications.argoproj.io", "shop-api-staging", "-n", "argocd",
             "--type=merge", "-p", '{"spec":{"source":{"targetRevision":"v1.5.0"}}}')
+    # The CRDs' printer columns: Argo CD's sync and health (revision and project with -o wide),
+    # Argo Rollouts' replica counts.
+    kubectl("patch", "applications.argoproj.io", "shop-api-staging", "-n", "argocd",
+            "--type=merge", "-p", '{"status":{"sync":{"status":"Synced","revision":"abc123"},'
+            '"health":{"status":"Healthy"}}}')
     names = table(kubectl("get", "applications.argoproj.io", "-n", "argocd"))
-    assert names[0] == ["NAME", "AGE"] and names[1][0] == "shop-api-staging"
+    assert names == [["NAME", "SYNC STATUS", "HEALTH STATUS"],
+                     ["shop-api-staging", "Synced", "Healthy"]]
+    wide = table(kubectl("get", "applications.argoproj.io", "-n", "argocd", "-o", "wide"))
+    assert wide == [["NAME", "SYNC STATUS", "HEALTH STATUS", "REVISION", "PROJECT"],
+                    ["shop-api-staging", "Synced", "Healthy", "abc123", "default"]]
+    rollouts = table(kubectl("get", "rollouts.argoproj.io", "-n", NS))
+    assert rollouts[0] == ["NAME", "DESIRED", "CURRENT", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert rollouts[1][:2] == ["shop-canary", "2"]
     assert kubectl("get", "applications.argoproj.io", "shop-api-staging", "-n", "argocd", "-o",
                    "jsonpath={.spec.source.targetRevision}") == "v1.5.0"
 
