@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
@@ -52,6 +53,11 @@ OutcomeStatus = Literal[
     "queued", "cancelled",
 ]
 REDACTED = "***"
+# A queued trigger whose start the store could not record (busy, or briefly down) is tried
+# again until this long after its ack, backing off; then it is left to the leader's recovery,
+# which looks for triggers acked more than 30 s ago and never started (bot/slack/queue.py).
+START_RETRY_FOR = 25.0
+START_RETRY_FIRST = 0.25
 
 
 @dataclass(frozen=True)
@@ -117,13 +123,8 @@ class Dispatcher:
             return await self._reply(trigger, reporter, "usage",
                                      Notice("error", messages.unstorable_input(refused)))
         if trigger.queued and trigger.delivery_id:
-            try:
-                first = await asyncio.wait_for(asyncio.to_thread(
-                    self.store.start_trigger, trigger.delivery_id), self.store.deadline)
-            except (StoreError, TimeoutError) as exc:
-                # Acked and queued: the leader's recovery starts it (or says why not) later.
-                log.error("queued delivery %s not started now: the store failed (%s); it is "
-                          "left to recovery", trigger.delivery_id, type(exc).__name__)
+            first = await self._start_queued(trigger, trigger.delivery_id)
+            if first is None:
                 return Outcome("queued")
             if not first:
                 log.info("queued delivery %s already started elsewhere", trigger.delivery_id)
@@ -168,6 +169,27 @@ class Dispatcher:
             )
         except OpsbotError as exc:
             return await self._reply(trigger, reporter, "failed", Notice("error", str(exc)))
+
+    async def _start_queued(self, trigger: Trigger, key: str) -> bool | None:
+        """Mark the acked trigger started (True: ours to run; False: started elsewhere). A
+        store that cannot record it now (busy, briefly unreachable) is asked again, backing
+        off, while the command is fresh: the asker was told it is on its way. None when the
+        store never answered: the trigger stays queued for the leader's recovery."""
+        delay = START_RETRY_FIRST
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.to_thread(
+                    self.store.start_trigger, key), self.store.deadline)
+            except (StoreError, TimeoutError) as exc:
+                waited = (datetime.now(UTC) - trigger.received_at).total_seconds()
+                if waited + delay > START_RETRY_FOR:
+                    log.error("queued delivery %s not started: the store failed (%s) for %.0f "
+                              "s; it is left to recovery", key, type(exc).__name__, waited)
+                    return None
+                log.warning("queued delivery %s not started yet: the store failed (%s); "
+                            "trying again in %.2f s", key, type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     async def _reply(
         self, trigger: Trigger, reporter: Reporter, status: OutcomeStatus, notice: Notice

@@ -216,6 +216,8 @@ class Services:
             log.warning("recovery of dead replicas' runs failed: %s", type(exc).__name__)
         if not everything_first:  # alone on its database, nobody else leaves orphans
             self._background.append(asyncio.create_task(self._watch_orphans(), name=_WATCH))
+        else:  # but its own triggers may wait on a store that failed to start them
+            self._background.append(asyncio.create_task(self._watch_unstarted(), name=_WATCH))
         await self._start_scheduler()
 
     async def _follow(self) -> None:
@@ -280,6 +282,17 @@ class Services:
                     await self.scheduler.sweep()
             except Exception as exc:
                 log.warning("the leader's round failed: %s", type(exc).__name__)
+
+    async def _watch_unstarted(self) -> None:
+        """Alone on its database: triggers this process acked and could not start (the store
+        failed each time it tried) are started or reported, as after a restart."""
+        while True:
+            await asyncio.sleep(self.settings.replicas.stale_after_seconds / 2)
+            try:
+                if self.on_unstarted is not None:
+                    await self.on_unstarted(self._stale_after())
+            except Exception as exc:
+                log.warning("the round of unstarted commands failed: %s", type(exc).__name__)
 
     async def _recover_orphans(self, stale_after: timedelta | None) -> None:
         interrupted = await self.recover(stale_after=stale_after)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -47,7 +48,8 @@ def test_the_trigger_is_on_disk_when_the_ack_arrives(bot: SlackDriver,
 
 
 def acked_by_a_dead_process(url: str, text: str, *, ago: timedelta, key: str) -> None:
-    store = Store.open(url, replica="pod-gone")
+    # Acked `ago`: the claim's time too, as the store of that process wrote it then.
+    store = Store.open(url, replica="pod-gone", clock=lambda: datetime.now(UTC) - ago)
     try:
         trigger = Trigger(source="slack", actor="U0ALICE", text=text, channel=CHANNEL,
                           delivery_id=key, via="command",
@@ -104,3 +106,60 @@ def test_a_restart_starts_what_was_acked_and_never_started_once(
         assert [r.command for r in store.recent_executions(10)] == ["scale shop-web 4"]
     finally:
         store.close()
+
+
+async def test_a_busy_store_delays_an_acked_command_it_does_not_drop_it(
+    settings: Any, tmp_path: Path,
+) -> None:
+    """The store cannot record the start (another writer holds SQLite's lock past the store's
+    wait): the dispatcher asks again, backing off, and the command runs once the lock is gone,
+    not at the next restart."""
+    import asyncio
+    import sqlite3
+
+    from bot.registry import Registry
+    from tests.conftest import RecordingReporter
+
+    path = tmp_path / "busy.db"
+    store = Store.open(f"sqlite:///{path}", timeout_s=0.3)
+    services = Services.build(settings, registry=Registry.builtin(), store=store)
+    try:
+        trigger = Trigger(source="slack", actor="U0ALICE", text="scale shop-web 3 --dry-run",
+                          channel=CHANNEL, delivery_id="slack:busy", via="command",
+                          queued=True)
+        assert store.accept_trigger("slack:busy", encode(trigger, None))
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the write lock, held past several attempts
+        reporter = RecordingReporter()
+        running = asyncio.create_task(services.dispatcher.dispatch(trigger, reporter))
+        await asyncio.sleep(1.5)
+        assert not running.done()  # still trying, not given up
+        holder.execute("COMMIT")
+        holder.close()
+        outcome = await asyncio.wait_for(running, 30)
+        assert outcome.status == "succeeded"
+        assert reporter.final.command == "scale shop-web 3 --dry-run"
+        assert store.unstarted_triggers(timedelta(0)) == []
+    finally:
+        services.close()
+
+
+def test_a_lone_server_starts_what_it_acked_and_could_not_start(
+    sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
+) -> None:
+    """Alone on SQLite, a trigger that stayed unstarted while the server runs (here: one whose
+    starts all failed, written as the store keeps it) is found by the server's own round, not
+    only at the next restart."""
+    url = f"sqlite:///{tmp_path / 'opsbot.db'}"
+    with serve_process(["-m", "bot.cli", "serve"], sim, slack, tmp_path,
+                       SLACK_SIGNING_SECRET=SIGNING_SECRET, OPSBOT_HEARTBEAT_SECONDS="1") as served:
+        with httpx.Client(timeout=30) as http:
+            assert http.get(f"{served.url}/readyz").status_code == 200
+            acked_by_a_dead_process(url, "scale shop-web 4", ago=timedelta(seconds=40),
+                                    key="slack:stuck")
+            message = SlackDriver(served.url, http, slack, SIGNING_SECRET).finished(
+                "scale shop-web 4")
+        assert message.text.split("\n")[0].endswith(": done")
+        served.stop()
+    web = sim.get(WEB)
+    assert web is not None and web["spec"]["replicas"] == 4
