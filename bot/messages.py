@@ -823,6 +823,10 @@ def post_checklist_ticked(user: str, done: int, total: int) -> str:
     return f"{user} ticked {done} of {total}" + (": all done ✅" if done == total else "")
 
 
+def post_checklist_not_recorded() -> str:
+    return "Your tick was not recorded (opsbot's database did not answer); tick it again."
+
+
 def post_checklist_not_yours(requester: str) -> str:
     return f"Only {requester}, who asked for the change, ticks this checklist."
 

@@ -224,5 +224,5 @@ def build_bolt_app(
 
     # Approve / Deny under approval requests; refusals reach only the clicker (ephemeral).
     register_approvals(app, services, web, take, background)
-    register_checklist(app, services)
+    register_checklist(app, services, web)
     return app

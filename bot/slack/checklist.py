@@ -4,11 +4,13 @@ person who asked for the change ticks them, and each tick lands in the audit log
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
 from bot.services import Services
@@ -40,7 +42,19 @@ def ticks(action: dict[str, Any]) -> tuple[str, list[tuple[int, str]]] | None:
     return found.group(1), sorted(set(items))
 
 
-def register_checklist(app: AsyncApp, services: Services) -> None:
+def boxes(body: dict[str, Any], block_id: str) -> int:
+    """How many boxes the clicked checklist shows (the message as Slack sent it back)."""
+    blocks = (body.get("message") or {}).get("blocks")
+    for block in blocks if isinstance(blocks, list) else ():
+        if isinstance(block, dict) and block.get("block_id") == block_id:
+            elements = block.get("elements")
+            if isinstance(elements, list) and elements and isinstance(elements[0], dict):
+                options = elements[0].get("options")
+                return len(options) if isinstance(options, list) else 0
+    return 0
+
+
+def register_checklist(app: AsyncApp, services: Services, web: AsyncWebClient) -> None:
     store = services.store
 
     @app.action(POST_CHECKLIST_ACTION)
@@ -66,14 +80,23 @@ def register_checklist(app: AsyncApp, services: Services) -> None:
             await send(store, ephemeral(channel=channel, user=user, text=message_text(
                 messages.post_checklist_not_yours(services.settings.handle(run.actor)))))
             return
-        total = len((((body.get("message") or {}).get("blocks") or [{}, {}])[-1]
-                     .get("elements") or [{}])[0].get("options") or ())
+        total = boxes(body, str(action.get("block_id")))
         # Recorded before the ack: a tick Slack showed as accepted is in the audit log.
-        await asyncio.to_thread(store.audit, AuditEntry(
-            actor=user, source="slack", command=run.command, environment=run.environment,
-            target=run.target, outcome="checklist", execution_id=execution_id,
-            request_id=run.request_id,
-            details={"ticked": [f"{n}. {text}" for n, text in items], "of": total}))
+        try:
+            await asyncio.to_thread(store.audit, AuditEntry(
+                actor=user, source="slack", command=run.command, environment=run.environment,
+                target=run.target, outcome="checklist", execution_id=execution_id,
+                request_id=run.request_id,
+                details={"ticked": [f"{n}. {text}" for n, text in items], "of": total}))
+        except StoreError as exc:
+            log.warning("checklist tick on %s not recorded: %s", execution_id,
+                        type(exc).__name__)
+            await ack()
+            # The outbox is in the same database: this reply may have to go to Slack directly.
+            with contextlib.suppress(StoreError, TimeoutError):
+                await send(store, ephemeral(channel=channel, user=user, text=message_text(
+                    messages.post_checklist_not_recorded())), direct=web)
+            return
         await ack()
         if total and len(items) == total:
             await send(store, post(channel=channel, parent=execution_key(execution_id),
