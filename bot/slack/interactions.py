@@ -39,7 +39,7 @@ from bot.slack.blocks import (
 from bot.slack.outbox import ephemeral, send
 from bot.slack.tasks import BackgroundTasks
 from bot.storable import unstorable
-from bot.store import Store, StoreError
+from bot.store import ApprovalRequest, Store, StoreError
 from bot.trigger import Trigger
 
 __all__ = ["approve_trigger", "checklist_trigger", "deny_trigger", "register_approvals"]
@@ -159,21 +159,42 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient, t
         await ack()
         background.spawn(open_approve_form(body, action), name="opsbot approve form")
 
-    async def open_approve_form(body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def form_request(body: dict[str, Any], action: dict[str, Any], form: str
+                           ) -> tuple[str, str | None, str, ApprovalRequest | None] | None:
+        """The clicked request's id, channel, clicker, and the request itself: looked up
+        within FORM_LOOKUP_SECONDS, since trigger_id is good for 3 seconds (None when the
+        store did not answer in time). None for a button whose value is not a request id."""
         request_id = str(action.get("value") or "")
         if not REQUEST_ID.fullmatch(request_id):
-            log.warning("approve click with a malformed request id ignored")
-            return
-        channel, user = _channel_of(body), str(body["user"]["id"])
+            log.warning("%s click with a malformed request id ignored", form)
+            return None
         try:
-            # Unlike the deny form, this one cannot open without the request: its items
-            # are the checklist to confirm.
             request = await asyncio.wait_for(
                 asyncio.to_thread(services.store.get_request, request_id), FORM_LOOKUP_SECONDS)
         except (StoreError, TimeoutError) as exc:
-            log.warning("approve form for %s not opened: the store failed (%s)",
-                        request_id, type(exc).__name__)
+            log.warning("%s form for %s: the store failed (%s)", form, request_id,
+                        type(exc).__name__)
             request = None
+        return request_id, _channel_of(body), str(body["user"]["id"]), request
+
+    async def open_form(form: str, body: dict[str, Any], view: dict[str, Any], request_id: str,
+                        channel: str | None, user: str, failed: str) -> None:
+        """Open the modal now (not through the outbox, which would be too late for
+        trigger_id's 3 seconds); if Slack refuses, tell the clicker `failed`."""
+        try:
+            await call("views.open", web.views_open, trigger_id=body["trigger_id"], view=view)
+        except SlackCallFailed as exc:
+            log.warning("%s form for %s not opened: %s", form, request_id, exc)
+            if channel:
+                await _ephemeral(services.store, channel, user, message_text(failed))
+
+    async def open_approve_form(body: dict[str, Any], action: dict[str, Any]) -> None:
+        found = await form_request(body, action, "approve")
+        if found is None:
+            return
+        request_id, channel, user, request = found
+        # Unlike the deny form, this one cannot open without the request: its items are the
+        # checklist to confirm.
         if request is None or not request.pending or not request.checklist:
             if channel:
                 text = (messages.approval_not_open(request_id, request.status)
@@ -181,15 +202,9 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient, t
                         else messages.approve_form_failed(request_id))
                 await _ephemeral(services.store, channel, user, message_text(text))
             return
-        try:
-            await call("views.open", web.views_open, trigger_id=body["trigger_id"],
-                       view=approve_modal(request_id, channel, request.command,
-                                          request.environment, request.checklist))
-        except SlackCallFailed as exc:
-            log.warning("approve form for %s not opened: %s", request_id, exc)
-            if channel:
-                await _ephemeral(services.store, channel, user,
-                                 message_text(messages.approve_form_failed(request_id)))
+        await open_form("approve", body, approve_modal(
+            request_id, channel, request.command, request.environment, request.checklist),
+            request_id, channel, user, messages.approve_form_failed(request_id))
 
     @app.view(APPROVE_MODAL)
     async def on_approve_submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -199,8 +214,8 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient, t
         blocks: list[Any] = view["blocks"] if isinstance(view.get("blocks"), list) else []
         options = [o for b in blocks if isinstance(b, dict) and b.get("block_id") == CHECKLIST_BLOCK
                    for o in ((b.get("element") or {}).get("options") or [])]
-        if not ticked(view) or len(ticked(view)) < len(options):
-            # The form stays open; the dispatcher checks again against the stored request.
+        confirmed = ticked(view)
+        if not confirmed or len(confirmed) < len(options):
             await ack(response_action="errors",
                       errors={CHECKLIST_BLOCK: plain(messages.checklist_modal_missing())})
             return
@@ -217,20 +232,12 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient, t
         background.spawn(open_deny_form(body, action), name="opsbot deny form")
 
     async def open_deny_form(body: dict[str, Any], action: dict[str, Any]) -> None:
-        request_id = str(action.get("value") or "")
-        if not REQUEST_ID.fullmatch(request_id):
-            log.warning("deny click with a malformed request id ignored")
+        found = await form_request(body, action, "deny")
+        if found is None:
             return
-        channel, user = _channel_of(body), str(body["user"]["id"])
-        try:
-            # The form must open within trigger_id's 3 seconds; without the request's state it
-            # opens all the same, and the denial is decided (and recorded) on submission.
-            request = await asyncio.wait_for(
-                asyncio.to_thread(services.store.get_request, request_id), FORM_LOOKUP_SECONDS)
-        except (StoreError, TimeoutError) as exc:
-            log.warning("deny form for %s opened without its request: the store failed (%s)",
-                        request_id, type(exc).__name__)
-            request = None
+        request_id, channel, user, request = found
+        # Without the request's state the form opens all the same, and the denial is decided
+        # (and recorded) on submission.
         if request is not None and not request.pending and channel:
             # Decided meanwhile: say so instead of asking for a reason that cannot count.
             await _ephemeral(services.store, channel, user,
@@ -238,16 +245,8 @@ def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient, t
                                  messages.approval_not_open(request_id, request.status)))
             return
         command = request.command if request is not None else request_id
-        try:
-            # trigger_id is good for 3 seconds: open the form now (not through the outbox,
-            # which would be too late), decide on submission.
-            await call("views.open", web.views_open, trigger_id=body["trigger_id"],
-                       view=deny_modal(request_id, channel, command))
-        except SlackCallFailed as exc:
-            log.warning("deny form for %s not opened: %s", request_id, exc)
-            if channel:
-                await _ephemeral(services.store, channel, user,
-                                 message_text(messages.deny_form_failed(request_id)))
+        await open_form("deny", body, deny_modal(request_id, channel, command), request_id,
+                        channel, user, messages.deny_form_failed(request_id))
 
     @app.view(DENY_MODAL)
     async def on_deny_submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
