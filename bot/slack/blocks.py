@@ -33,6 +33,7 @@ __all__ = [
     "DENY_REASON_ACTION",
     "DENY_REASON_BLOCK",
     "POST_CHECKLIST_ACTION",
+    "POST_CHECKLIST_BLOCK",
     "REASON_LIMIT",
     "Block",
     "alert_group_blocks",
@@ -61,6 +62,7 @@ APPROVE_MODAL = "opsbot_approve_modal"
 CHECKLIST_BLOCK = "opsbot_checklist"
 CHECKLIST_ACTION = "items"
 POST_CHECKLIST_ACTION = "opsbot_post_checklist"
+POST_CHECKLIST_BLOCK = "opsbot_post_checklist|"  # + the execution id
 DENY_ACTION = "opsbot_deny"
 DENY_MODAL = "opsbot_deny_modal"
 DENY_REASON_BLOCK = "opsbot_deny_reason"
@@ -354,28 +356,37 @@ def _checkbox_options(items: Sequence[str]) -> list[Block]:
             for number, item in enumerate(items, 1)]
 
 
+def _request_modal(callback_id: str, request_id: str, channel: str | None, title: str,
+                   submit: str, intro: str, block_id: str, label: str,
+                   element: Block) -> Block:
+    """A decision's form: `private_metadata` carries the request and its channel, since a view
+    submission names neither; one required input under an intro."""
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        # Both parts are checked ids (a request id, a channel id): short, never cut.
+        "private_metadata": f"{request_id}|{channel or ''}",
+        "title": _plain(title, limits.MODAL_TITLE),
+        "submit": _plain(submit, limits.MODAL_BUTTON),
+        "close": _plain(messages.cancel_label(), limits.MODAL_BUTTON),
+        "blocks": [
+            _section(intro),
+            {"type": "input", "block_id": block_id, "optional": False,
+             "label": _plain(label, limits.INPUT_LABEL), "element": element},
+        ],
+    }
+
+
 def approve_modal(request_id: str, channel: str | None, command: str, environment: str,
                   checklist: Sequence[str]) -> Block:
     """The approve dialog of a request with a checklist: every item must be ticked."""
-    return {
-        "type": "modal",
-        "callback_id": APPROVE_MODAL,
-        "private_metadata": f"{request_id}|{channel or ''}",
-        "title": _plain(messages.checklist_modal_title(), limits.MODAL_TITLE),
-        "submit": _plain(messages.approve_label(), limits.MODAL_BUTTON),
-        "close": _plain(messages.cancel_label(), limits.MODAL_BUTTON),
-        "blocks": [
-            _section(messages.checklist_modal_intro(clip(command, 1000), environment)),
-            {
-                "type": "input",
-                "block_id": CHECKLIST_BLOCK,
-                "optional": False,
-                "label": _plain(messages.checklist_label(), limits.INPUT_LABEL),
-                "element": {"type": "checkboxes", "action_id": CHECKLIST_ACTION,
-                            "options": _checkbox_options(checklist)},
-            },
-        ],
-    }
+    return _request_modal(
+        APPROVE_MODAL, request_id, channel, messages.checklist_modal_title(),
+        messages.approve_label(), messages.checklist_modal_intro(clip(command, 1000),
+                                                                 environment),
+        CHECKLIST_BLOCK, messages.checklist_label(),
+        {"type": "checkboxes", "action_id": CHECKLIST_ACTION,
+         "options": _checkbox_options(checklist)})
 
 
 def post_checklist_blocks(execution_id: str, requester: str,
@@ -383,7 +394,7 @@ def post_checklist_blocks(execution_id: str, requester: str,
     """The post-change checklist in the change's thread: boxes for the requester to tick."""
     return [
         _section(messages.post_checklist_headline(requester), HEADLINE),
-        {"type": "actions", "block_id": f"opsbot_post_checklist|{execution_id}",
+        {"type": "actions", "block_id": POST_CHECKLIST_BLOCK + execution_id,
          "elements": [{"type": "checkboxes", "action_id": POST_CHECKLIST_ACTION,
                        "options": _checkbox_options(items)}]},
     ]
@@ -409,34 +420,14 @@ def approval_text(view: ApprovalView) -> str:
 
 
 def deny_modal(request_id: str, channel: str | None, command: str) -> Block:
-    """The form asking a denier why; `private_metadata` carries the request and its channel,
-    since a view submission names neither."""
-    return {
-        "type": "modal",
-        "callback_id": DENY_MODAL,
-        # Both parts are checked ids (a request id, a channel id): short, never cut.
-        "private_metadata": f"{request_id}|{channel or ''}",
-        "title": _plain(messages.deny_modal_title(), limits.MODAL_TITLE),
-        "submit": _plain(messages.deny_label(), limits.MODAL_BUTTON),
-        "close": _plain(messages.cancel_label(), limits.MODAL_BUTTON),
-        "blocks": [
-            _section(messages.deny_modal_intro(clip(command, 1000), request_id)),
-            {
-                "type": "input",
-                "block_id": DENY_REASON_BLOCK,
-                "optional": False,
-                "label": _plain(messages.deny_reason_label(), limits.INPUT_LABEL),
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": DENY_REASON_ACTION,
-                    "multiline": True,
-                    "max_length": REASON_LIMIT,
-                    "placeholder": _plain(messages.deny_reason_placeholder(),
-                                          limits.PLACEHOLDER),
-                },
-            },
-        ],
-    }
+    """The form asking a denier why."""
+    return _request_modal(
+        DENY_MODAL, request_id, channel, messages.deny_modal_title(), messages.deny_label(),
+        messages.deny_modal_intro(clip(command, 1000), request_id), DENY_REASON_BLOCK,
+        messages.deny_reason_label(),
+        {"type": "plain_text_input", "action_id": DENY_REASON_ACTION, "multiline": True,
+         "max_length": REASON_LIMIT,
+         "placeholder": _plain(messages.deny_reason_placeholder(), limits.PLACEHOLDER)})
 
 
 # Alert groups ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
 from bot.services import Services
-from bot.slack.blocks import POST_CHECKLIST_ACTION, message_text
+from bot.slack.blocks import POST_CHECKLIST_ACTION, POST_CHECKLIST_BLOCK, message_text
 from bot.slack.outbox import ephemeral, post, send
 from bot.store import AuditEntry, StoreError
 from bot.store.outbox import execution_key
@@ -23,7 +23,7 @@ __all__ = ["register_checklist", "ticks"]
 
 log = logging.getLogger("opsbot.slack")
 
-BLOCK = re.compile(r"opsbot_post_checklist\|(ex-[0-9A-Za-z]{4,40})")
+BLOCK = re.compile(re.escape(POST_CHECKLIST_BLOCK) + r"(ex-[0-9A-Za-z]{4,40})")
 CHANNEL_ID = re.compile(r"[A-Z0-9]{2,40}")
 
 
