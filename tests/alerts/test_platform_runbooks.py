@@ -25,8 +25,11 @@ from bot.services import Services
 from bot.trigger import Trigger
 from simcluster import SimCluster
 from tests.conftest import DEMO_CONFIG, RecordingReporter
-from tests.support.platform_exporter import PlatformExporter, PlatformPrometheus
-from tests.support.prometheus import PROMETHEUS_BIN, require_binary
+from tests.support.platform_exporter import (
+    PlatformExporter,
+    PlatformPrometheus,
+    running_platform_prometheus,
+)
 
 NS = "shop-staging"
 GIB = 2**30
@@ -37,16 +40,7 @@ GIB = 2**30
 
 @pytest.fixture(scope="session")
 def platform_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformPrometheus]:
-    binary = require_binary(PROMETHEUS_BIN, "prometheus")
-    workdir = tmp_path_factory.mktemp("platform-prometheus")
-    exporter = PlatformExporter(workdir / "targets").start()
-    server = PlatformPrometheus(binary, workdir / "server", exporter)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        exporter.stop()
+    yield from running_platform_prometheus(tmp_path_factory.mktemp("platform-prometheus"))
 
 
 @pytest.fixture

@@ -24,8 +24,10 @@ from bot.registry import Registry
 from bot.services import Services
 from bot.trigger import Trigger
 from tests.conftest import DEMO_CONFIG
-from tests.support.platform_exporter import PlatformExporter, PlatformPrometheus
-from tests.support.prometheus import PROMETHEUS_BIN, require_binary
+from tests.support.platform_exporter import (
+    PlatformPrometheus,
+    running_platform_prometheus,
+)
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "examples" / "runbooks"
@@ -34,16 +36,7 @@ NS = "shop-staging"
 
 @pytest.fixture(scope="module")
 def platform_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformPrometheus]:
-    binary = require_binary(PROMETHEUS_BIN, "prometheus")
-    workdir = tmp_path_factory.mktemp("platform-prometheus")
-    exporter = PlatformExporter(workdir / "targets").start()
-    server = PlatformPrometheus(binary, workdir / "server", exporter)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        exporter.stop()
+    yield from running_platform_prometheus(tmp_path_factory.mktemp("platform-prometheus"))
 
 
 class _Health(BaseHTTPRequestHandler):

@@ -33,7 +33,8 @@ from prometheus_client.registry import Collector
 
 from tests.support.prometheus import PrometheusServer, _Process
 
-__all__ = ["Ingress", "PlatformExporter", "PlatformPrometheus", "Target", "Volume"]
+__all__ = ["Ingress", "PlatformExporter", "PlatformPrometheus", "Target", "Volume",
+           "running_platform_prometheus"]
 
 NGINX = "nginx_ingress_controller_requests"
 
@@ -245,3 +246,20 @@ class PlatformPrometheus(PrometheusServer):
              "file_sd_configs": [{"files": [str(self.platform.targets_dir / "*.json")],
                                   "refresh_interval": "1s"}]},
         ]
+
+
+def running_platform_prometheus(workdir: Path) -> Iterator[PlatformPrometheus]:
+    """The real Prometheus over a started PlatformExporter in `workdir`, for a fixture to
+    yield from; both stop after it (skips, or fails under OPSBOT_REQUIRE_REAL, without the
+    binary)."""
+    from tests.support.prometheus import PROMETHEUS_BIN, require_binary
+
+    binary = require_binary(PROMETHEUS_BIN, "prometheus")
+    exporter = PlatformExporter(workdir / "targets").start()
+    server = PlatformPrometheus(binary, workdir / "server", exporter)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        exporter.stop()
