@@ -3,44 +3,20 @@ handler, and the real Alertmanager."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import httpx
 import pytest
 
-from bot.config import load_settings
-from bot.registry import Registry
 from bot.services import Services
-from tests.conftest import DEMO_CONFIG, dispatch
+from tests.conftest import dispatch
+from tests.handlers import test_silence
 from tests.handlers.test_silence import listed
 from tests.support.prometheus import AlertmanagerServer
 
 pytest_plugins = ["tests.support.fixtures_prometheus"]
 
-
-@pytest.fixture
-def am(alertmanager: AlertmanagerServer) -> Iterator[AlertmanagerServer]:
-    def expire_all() -> None:
-        for item in listed(alertmanager):
-            httpx.delete(f"{alertmanager.url}/api/v2/silence/{item['id']}", timeout=10)
-
-    expire_all()
-    yield alertmanager
-    expire_all()
-
-
-@pytest.fixture
-def svc(am: AlertmanagerServer, kubeconfig: Path, db_url: str) -> Iterator[Services]:
-    settings = load_settings(DEMO_CONFIG, environ={
-        "KUBECONFIG": str(kubeconfig), "OPSBOT_DATABASE_URL": db_url,
-        "ALERTMANAGER_URL": am.url,
-    })
-    built = Services.build(settings, registry=Registry.builtin())
-    try:
-        yield built
-    finally:
-        built.close()
+# The silence tests' fixtures: the session's Alertmanager with no silence in force, and the
+# demo world pointed at it.
+am = test_silence.am
+svc = test_silence.svc
 
 
 async def _silence(svc: Services, text: str) -> str:
