@@ -8,38 +8,28 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from bot.services import Services
 from bot.slack.app import build_services
-from bot.slack.server import create_app
 from simcluster import SimCluster
 from tests.alerts.test_alert_intake import ALERTS, crashloop, post, slack_settings
+from tests.handlers import test_silence
+from tests.handlers.test_silence import listed
+from tests.slack import conftest as slack_fixtures
 from tests.support.alert_payloads import notification, to_bytes
 from tests.support.prometheus import AlertmanagerServer
-from tests.support.signing import SIGNING_SECRET
 from tests.support.slack_standin import Message, ServerThread, SlackDriver, SlackStandIn
 
 pytest_plugins = ["tests.support.fixtures_prometheus"]
 
 
-def in_force(am: AlertmanagerServer) -> list[dict[str, Any]]:
-    items = httpx.get(f"{am.url}/api/v2/silences", timeout=10).json()
-    return [s for s in items if s["status"]["state"] != "expired"]
-
-
-@pytest.fixture
-def am(alertmanager: AlertmanagerServer) -> Iterator[AlertmanagerServer]:
-    def expire_all() -> None:
-        for item in in_force(alertmanager):
-            httpx.delete(f"{alertmanager.url}/api/v2/silence/{item['id']}", timeout=10)
-
-    expire_all()
-    yield alertmanager
-    expire_all()
+# The silence tests' Alertmanager with no silence in force, and the Slack tests' real server and
+# signed-request driver over this module's services.
+am = test_silence.am
+server = slack_fixtures.server
+bot = slack_fixtures.bot
 
 
 @pytest.fixture
@@ -49,19 +39,6 @@ def services(alert_sim: SimCluster, tmp_path: Path, slack: SlackStandIn,
     built = build_services(settings.model_copy(update={"alertmanager_url": am.url}))
     yield built
     built.close()
-
-
-@pytest.fixture
-def server(services: Services) -> Iterator[ServerThread]:
-    running = ServerThread(create_app(services, shutdown_grace=10)).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def bot(server: ServerThread, slack: SlackStandIn) -> Iterator[SlackDriver]:
-    with httpx.Client(timeout=30.0) as http:
-        yield SlackDriver(server.url, http, slack, SIGNING_SECRET)
 
 
 def labels(message: Message) -> list[str]:
@@ -79,7 +56,7 @@ def test_silence_shows_on_the_alert_message_and_expire_ends_it(
     assert bot.click("alice", message, "Silence 1h").status_code == 200
     silenced = slack.wait_message(
         lambda m: m.ts == message.ts and "Expire silence" in json.dumps(m.blocks))
-    [silence] = in_force(am)
+    [silence] = listed(am)
     assert {m["name"]: m["value"] for m in silence["matchers"]}["alertname"] == "TestCrashLoop"
     shown = json.dumps(silenced.blocks)
     assert "silenced by alice until" in shown
@@ -91,11 +68,11 @@ def test_silence_shows_on_the_alert_message_and_expire_ends_it(
     # A viewer may not expire it; the silence stays.
     assert bot.click("mallory", silenced, "Expire silence").status_code == 200
     assert "may not run `unsilence`" in bot.ephemeral("mallory")
-    assert [s["id"] for s in in_force(am)] == [silence["id"]]
+    assert [s["id"] for s in listed(am)] == [silence["id"]]
 
     assert bot.click("bob", silenced, "Expire silence").status_code == 200
     bot.finished(f"unsilence {silence['id']} --env staging")
-    assert in_force(am) == []
+    assert listed(am) == []
     expired = slack.wait_message(
         lambda m: m.ts == message.ts and "silence expired by bob" in json.dumps(m.blocks))
     assert "Silence 1h" in labels(expired) and "Expire silence" not in labels(expired)
