@@ -52,16 +52,21 @@ def sim() -> Iterator[SimCluster]:
     cluster.stop()
 
 
-@pytest.fixture
-def settings(sim: SimCluster, slack: SlackStandIn, tmp_path: Path) -> Settings:
-    kubeconfig = sim.write_kubeconfig(str(tmp_path / "kubeconfig"))
-    return load_settings(DEMO_CONFIG, environ={
-        "KUBECONFIG": str(kubeconfig),
+def slack_environ(sim: SimCluster, slack: SlackStandIn, tmp_path: Path) -> dict[str, str]:
+    """What a Slack scenario's opsbot is configured with: the simulated cluster, a SQLite
+    store in `tmp_path`, the stand-in's Web API and the tokens it knows."""
+    return {
+        "KUBECONFIG": sim.write_kubeconfig(str(tmp_path / "kubeconfig")),
         "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}",
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": slack.api_url,
-    })
+    }
+
+
+@pytest.fixture
+def settings(sim: SimCluster, slack: SlackStandIn, tmp_path: Path) -> Settings:
+    return load_settings(DEMO_CONFIG, environ=slack_environ(sim, slack, tmp_path))
 
 
 @pytest.fixture

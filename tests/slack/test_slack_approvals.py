@@ -32,10 +32,10 @@ from bot.slack.interactions import approve_trigger, deny_trigger
 from bot.slack.server import create_app
 from bot.store import Store
 from simcluster import SimCluster
+from tests.slack.conftest import slack_environ
 from tests.support.alert_chain import wait_until
 from tests.support.signing import SIGNING_SECRET, block_actions_body, signed_headers
 from tests.support.slack_standin import (
-    BOT_TOKEN,
     BOT_USER,
     CHANNEL,
     DEFAULT_TIMEOUT,
@@ -65,13 +65,7 @@ def settings(sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
     raw["base_dir"] = str(DEMO_CONFIG.parent)
     raw.setdefault("slack", {})["usergroup_cache_seconds"] = 0
     raw["environments"]["prod"]["approval"].update(policy)
-    return settings_from_mapping(raw, environ={
-        "KUBECONFIG": sim.write_kubeconfig(str(tmp_path / "kubeconfig")),
-        "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}",
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-    })
+    return settings_from_mapping(raw, environ=slack_environ(sim, slack, tmp_path))
 
 
 def replicas(sim: SimCluster) -> int:

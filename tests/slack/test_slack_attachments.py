@@ -12,8 +12,8 @@ from prometheus_client import REGISTRY
 
 from bot.config import Settings, load_settings
 from simcluster import SimCluster
+from tests.slack.conftest import slack_environ
 from tests.support.prometheus import PrometheusServer, error_ratio_query
-from tests.support.signing import SIGNING_SECRET
 from tests.support.slack_standin import BOT_TOKEN, CHANNEL, SlackDriver, SlackStandIn
 
 pytest_plugins = ["tests.support.fixtures_prometheus"]
@@ -48,14 +48,8 @@ def settings(sim: SimCluster, slack: SlackStandIn, prometheus: PrometheusServer,
     raw["runbook_dirs"] = [str(tmp_path / "runbooks")]
     config = tmp_path / "opsbot.yaml"
     config.write_text(yaml.safe_dump(raw))
-    return load_settings(config, environ={
-        "KUBECONFIG": sim.write_kubeconfig(str(tmp_path / "kubeconfig")),
-        "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}",
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "PROMETHEUS_URL": prometheus.url,
-    })
+    return load_settings(config, environ={**slack_environ(sim, slack, tmp_path),
+        "PROMETHEUS_URL": prometheus.url})
 
 
 def test_graph_is_uploaded_into_the_execution_thread(bot: SlackDriver) -> None:

@@ -14,8 +14,8 @@ import yaml
 from bot.config import Settings, load_settings
 from bot.services import Services
 from simcluster import SimCluster
-from tests.support.signing import SIGNING_SECRET
-from tests.support.slack_standin import BOT_TOKEN, SlackDriver, SlackStandIn
+from tests.slack.conftest import slack_environ
+from tests.support.slack_standin import SlackDriver, SlackStandIn
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 SOAK = {
@@ -43,13 +43,7 @@ def settings(sim: SimCluster, slack: SlackStandIn, tmp_path: Path) -> Settings:
     raw["roles"]["deployer"]["runbooks"].append("soak")
     config = tmp_path / "opsbot.yaml"
     config.write_text(yaml.safe_dump(raw))
-    return load_settings(config, environ={
-        "KUBECONFIG": sim.write_kubeconfig(str(tmp_path / "kubeconfig")),
-        "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}",
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-    })
+    return load_settings(config, environ=slack_environ(sim, slack, tmp_path))
 
 
 def test_cancel_stops_a_running_execution(bot: SlackDriver, slack: SlackStandIn,

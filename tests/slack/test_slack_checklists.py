@@ -16,11 +16,11 @@ import yaml
 from bot.config import Settings, settings_from_mapping
 from bot.services import Services
 from simcluster import SimCluster
+from tests.slack.conftest import slack_environ
 from tests.slack.test_slack_approvals import DEMO_CONFIG, replicas, request
 from tests.support.alert_chain import wait_until
-from tests.support.signing import SIGNING_SECRET, signed_headers
+from tests.support.signing import signed_headers
 from tests.support.slack_standin import (
-    BOT_TOKEN,
     BOT_USER,
     CHANNEL,
     DEFAULT_TIMEOUT,
@@ -41,13 +41,7 @@ def settings(sim: SimCluster, slack: SlackStandIn, tmp_path: Path) -> Settings:
     raw["base_dir"] = str(DEMO_CONFIG.parent)
     raw["environments"]["prod"]["checklist"] = {"before": BEFORE, "after": AFTER,
                                                 "runbooks": ["scale"]}
-    return settings_from_mapping(raw, environ={
-        "KUBECONFIG": sim.write_kubeconfig(str(tmp_path / "kubeconfig")),
-        "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'opsbot.db'}",
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-    })
+    return settings_from_mapping(raw, environ=slack_environ(sim, slack, tmp_path))
 
 
 def ticks(form: dict[str, Any], numbers: list[int]) -> dict[str, Any]:
