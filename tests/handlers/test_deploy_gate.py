@@ -20,7 +20,7 @@ from bot.services import Services
 from bot.trigger import Trigger
 from tests.conftest import DEMO_CONFIG, RecordingReporter
 from tests.console.test_cli import opsbot
-from tests.support.oci_registry import RegistryServer, TokenService
+from tests.support.oci_registry import RegistryServer, TokenService, registry_holding
 
 STAGING_API = "/apis/apps/v1/namespaces/shop-staging/deployments/shop-api"
 IMAGE_FIELD = "Image in registry"
@@ -37,13 +37,7 @@ def closed_url() -> str:
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[RegistryServer]:
     """The real registry, anonymous, holding registry.example.com's shop/api:1.5.0."""
-    (tmp_path / "registry").mkdir()
-    server = RegistryServer(tmp_path / "registry").start()
-    try:
-        server.push("shop/api", "1.5.0")
-        yield server
-    finally:
-        server.stop()
+    yield from registry_holding(tmp_path / "registry", ("shop/api", "1.5.0"))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from bot.oci import MANIFEST_TYPES
 from simcluster.registry import RegistryStandIn
-from tests.support.oci_registry import RegistryServer
+from tests.support.oci_registry import RegistryServer, registry_holding
 
 ACCEPT = {"Accept": ", ".join(MANIFEST_TYPES)}
 LOOKUPS = [("GET", "/v2/"), ("HEAD", "/v2/shop/api/manifests/1.5.0"),
@@ -25,12 +25,7 @@ LOOKUPS = [("GET", "/v2/"), ("HEAD", "/v2/shop/api/manifests/1.5.0"),
 
 @pytest.fixture
 def real(tmp_path: Path) -> Iterator[RegistryServer]:
-    server = RegistryServer(tmp_path).start()
-    try:
-        server.push("shop/api", "1.5.0")
-        yield server
-    finally:
-        server.stop()
+    yield from registry_holding(tmp_path, ("shop/api", "1.5.0"))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from bot.config import RegistryConfig, Settings
 from simcluster import SimCluster
-from tests.support.oci_registry import RegistryServer
+from tests.support.oci_registry import RegistryServer, registry_holding
 from tests.support.slack_standin import SlackDriver
 
 API = "/apis/apps/v1/namespaces/shop-staging/deployments/shop-api"
@@ -18,13 +18,7 @@ API = "/apis/apps/v1/namespaces/shop-staging/deployments/shop-api"
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[RegistryServer]:
-    (tmp_path / "registry").mkdir()
-    server = RegistryServer(tmp_path / "registry").start()
-    try:
-        server.push("shop/api", "1.5.0")
-        yield server
-    finally:
-        server.stop()
+    yield from registry_holding(tmp_path / "registry", ("shop/api", "1.5.0"))
 
 
 @pytest.fixture

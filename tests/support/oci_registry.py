@@ -24,6 +24,7 @@ import tarfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,7 +36,7 @@ import yaml
 
 from tests.support.prometheus import _free_port, require_binary
 
-__all__ = ["REGISTRY_BIN", "RegistryServer", "TokenService"]
+__all__ = ["REGISTRY_BIN", "RegistryServer", "TokenService", "registry_holding"]
 
 REGISTRY_BIN = "docker-registry"
 SERVICE = "opsbot-test-registry"
@@ -280,3 +281,16 @@ def _layer(text: str) -> bytes:
         info.size, info.mtime = len(data), 0
         tar.addfile(info, io.BytesIO(data))
     return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def registry_holding(directory: Path, *images: tuple[str, str]) -> Iterator[RegistryServer]:
+    """The real registry, anonymous, storing in `directory` (made here), with each
+    (repository, tag) pushed; for a fixture to yield from. It stops after."""
+    directory.mkdir(exist_ok=True)
+    server = RegistryServer(directory).start()
+    try:
+        for repository, tag in images:
+            server.push(repository, tag)
+        yield server
+    finally:
+        server.stop()
