@@ -4,16 +4,13 @@ items for its requester. Through the dispatcher, as the console and Slack reach 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from bot.config import ChecklistConfig, Settings
-from bot.registry import Registry
 from bot.services import Services
-from bot.store import Store
-from tests.approvals.conftest import Board, Clock
+from tests.approvals.conftest import Board
 from tests.approvals.test_approvals import replicas, run
 
 BEFORE = ["Release notes read", "Migration is backward compatible"]
@@ -29,14 +26,6 @@ def settings(settings: Settings) -> Settings:
     apps["shop-api"] = apps["shop-api"].model_copy(update={"checklist": ChecklistConfig(
         before=["Feature flag `checkout-v2` is off"], runbooks=["scale"])})
     return settings.model_copy(update={"environments": envs, "apps": apps})
-
-
-@pytest.fixture
-def svc(settings: Settings, db_url: str, clock: Clock, board: Board) -> Iterator[Services]:
-    store = Store.open(db_url, clock=clock)
-    services = Services.build(settings, registry=Registry.builtin(), store=store, board=board)
-    yield services
-    services.close()
 
 
 ITEMS = [*BEFORE, "Feature flag `checkout-v2` is off"]
