@@ -17,8 +17,7 @@ import yaml
 from bot.config import load_settings
 from bot.registry import Registry
 from bot.services import Services
-from bot.trigger import Trigger
-from tests.conftest import DEMO_CONFIG, RecordingReporter
+from tests.conftest import DEMO_CONFIG, RecordingReporter, dispatch
 from tests.console.test_cli import opsbot
 from tests.support.oci_registry import RegistryServer, TokenService, registry_holding
 
@@ -86,10 +85,8 @@ def build(kubeconfig: Path, tmp_path: Path) -> Iterator[Build]:
 
 
 async def run(services: Services, text: str, user: str = "alice") -> RecordingReporter:
-    rep = RecordingReporter()
-    trigger = Trigger(source="console", actor=services.settings.user_id(user), text=text)
-    await services.dispatcher.dispatch(trigger, rep)
-    return rep
+    """What a console command reported (tests.conftest.dispatch, its outcome aside)."""
+    return (await dispatch(services, text, user))[1]
 
 
 def prechecks(rep: RecordingReporter) -> Any:
