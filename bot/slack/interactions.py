@@ -82,9 +82,28 @@ def _metadata(view: dict[str, Any]) -> tuple[str, str | None] | None:
     return request_id, channel if CHANNEL_ID.fullmatch(channel) else None
 
 
-def deny_reason(view: dict[str, Any]) -> str:
+def _field(view: dict[str, Any], block_id: str, action_id: str) -> dict[str, Any]:
+    """What a submitted form holds for one of its inputs (empty when it holds nothing)."""
     values = (view.get("state") or {}).get("values") or {}
-    field = (values.get(DENY_REASON_BLOCK) or {}).get(DENY_REASON_ACTION) or {}
+    field = (values.get(block_id) or {}).get(action_id) or {}
+    return field if isinstance(field, dict) else {}
+
+
+def _form_trigger(body: dict[str, Any], view: dict[str, Any], channel: str | None,
+                  text: str) -> Trigger:
+    """The decision a submitted form asks for, as its submitter (from the signed payload)."""
+    return Trigger(
+        source="slack",
+        actor=body["user"]["id"],
+        text=text,
+        channel=channel,
+        delivery_id="slack:" + str(body.get("trigger_id") or view.get("id")),
+        via="button",
+    )
+
+
+def deny_reason(view: dict[str, Any]) -> str:
+    field = _field(view, DENY_REASON_BLOCK, DENY_REASON_ACTION)
     return str(field.get("value") or "").strip()[:REASON_LIMIT]
 
 
@@ -97,21 +116,13 @@ def deny_trigger(body: dict[str, Any]) -> Trigger | None:
     if meta is None or not reason:
         return None
     request_id, channel = meta
-    return Trigger(
-        source="slack",
-        actor=body["user"]["id"],
-        # One quoted word: `'x; approve rq-...'` or `--env prod` stay the reason's text.
-        text=f"deny {request_id} {shlex.quote(reason)}",
-        channel=channel,
-        delivery_id="slack:" + str(body.get("trigger_id") or view.get("id")),
-        via="button",
-    )
+    # One quoted word: `'x; approve rq-...'` or `--env prod` stay the reason's text.
+    return _form_trigger(body, view, channel, f"deny {request_id} {shlex.quote(reason)}")
 
 
 def ticked(view: dict[str, Any]) -> tuple[int, ...]:
     """The checklist items (numbers) ticked in a submitted approve form."""
-    values = (view.get("state") or {}).get("values") or {}
-    field = (values.get(CHECKLIST_BLOCK) or {}).get(CHECKLIST_ACTION) or {}
+    field = _field(view, CHECKLIST_BLOCK, CHECKLIST_ACTION)
     numbers = {str(o.get("value")) for o in field.get("selected_options") or ()
                if isinstance(o, dict)}
     return tuple(sorted(int(n) for n in numbers if n.isascii() and n.isdigit() and len(n) <= 2))
@@ -126,14 +137,8 @@ def checklist_trigger(body: dict[str, Any]) -> Trigger | None:
     if meta is None or not numbers:
         return None
     request_id, channel = meta
-    return Trigger(
-        source="slack",
-        actor=body["user"]["id"],
-        text=f"approve {request_id} --confirm {','.join(str(n) for n in numbers)}",
-        channel=channel,
-        delivery_id="slack:" + str(body.get("trigger_id") or view.get("id")),
-        via="button",
-    )
+    return _form_trigger(body, view, channel,
+                         f"approve {request_id} --confirm {','.join(str(n) for n in numbers)}")
 
 
 async def _ephemeral(store: Store, channel: str, user: str, text: str) -> None:
