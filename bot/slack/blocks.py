@@ -313,23 +313,18 @@ def notice_text(notice: Notice) -> str:
 
 
 def _approval_buttons(view: ApprovalView) -> Block:
-    if view.checklist:
-        # The approve dialog is the confirmation: it lists the checklist to tick.
-        approve: Block = {
-            "type": "button",
-            "action_id": APPROVE_CHECKLIST_ACTION,
-            "text": _plain(messages.approve_label(), limits.BUTTON_TEXT),
-            "value": view.request_id,
-            "style": "primary",
-        }
-    else:
-        approve = {
+    approve: Block = {
         "type": "button",
         "action_id": APPROVE_ACTION,
         "text": _plain(messages.approve_label(), limits.BUTTON_TEXT),
         "value": view.request_id,
         "style": "primary",
-        "confirm": {
+    }
+    if view.checklist:
+        # The approve dialog is the confirmation: it lists the checklist to tick.
+        approve["action_id"] = APPROVE_CHECKLIST_ACTION
+    else:
+        approve["confirm"] = {
             "title": _plain(messages.approve_confirm_title(), limits.CONFIRM_TITLE),
             # The dialog shows the command as typed (cut); the message above it has the plan.
             "text": _mrkdwn(messages.approve_confirm_text(clip(view.command, 150),
@@ -338,8 +333,7 @@ def _approval_buttons(view: ApprovalView) -> Block:
             "confirm": _plain(messages.approve_label(), limits.CONFIRM_BUTTON),
             "deny": _plain(messages.cancel_label(), limits.CONFIRM_BUTTON),
             "style": "primary",
-        },
-    }
+        }
     deny: Block = {
         "type": "button",
         "action_id": DENY_ACTION,
