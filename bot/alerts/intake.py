@@ -10,7 +10,6 @@ the retry is deduplicated by alert state). Every 4xx is counted by reason in `/m
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
@@ -26,7 +25,7 @@ from bot.bodies import BodyGone, BodyTooLarge, read_limited
 from bot.config import Settings
 from bot.metrics import ALERT_NOTIFICATIONS, ALERT_NOTIFICATIONS_REFUSED
 from bot.pacing import Foreground
-from bot.store import Store, StoreError
+from bot.store import Store, StoreError, committed
 
 __all__ = ["alertmanager_route", "authorized"]
 
@@ -106,10 +105,9 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
             # The store bounds its own waits; this bounds ours, so a database that never
             # answers costs Alertmanager a few seconds and a retry, not a hung request.
             # Committed with the notifications arriving meanwhile (bot/store/batch.py).
-            notification_id = await asyncio.wait_for(asyncio.wrap_future(
-                store.queue_notification(
-                    group_key=notification.group_key, receiver=notification.receiver,
-                    status=notification.status, payload=raw)), store.deadline)
+            notification_id = await committed(store.queue_notification(
+                group_key=notification.group_key, receiver=notification.receiver,
+                status=notification.status, payload=raw), store.deadline)
         except (StoreError, TimeoutError) as exc:
             log.error("an Alertmanager notification could not be stored (%s); Alertmanager "
                       "will retry", type(exc).__name__)

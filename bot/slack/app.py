@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from slack_bolt import BoltResponse
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -40,8 +41,9 @@ from bot.slack.tasks import BackgroundTasks
 from bot.store import Store
 from bot.trigger import Trigger
 
-__all__ = ["BOLT_LOG", "build_bolt_app", "build_services", "button_trigger", "command_trigger",
-           "run_trigger", "unescape", "work_starter"]
+__all__ = ["BOLT_LOG", "DirectIntake", "Take", "build_bolt_app", "build_services",
+           "button_trigger", "command_trigger", "direct_intake", "run_trigger", "taker",
+           "unescape", "work_starter"]
 
 log = logging.getLogger("opsbot.slack")
 
@@ -161,6 +163,47 @@ def work_starter(services: Services, web: AsyncWebClient, background: Background
     return start
 
 
+class Take(Protocol):
+    async def __call__(self, trigger: Trigger, thread_ts: str | None = None) -> None: ...
+
+
+def taker(services: Services, start: queue.Start) -> Take:
+    """Record a trigger, to be acked by the caller, then run it (bot/slack/queue.py)."""
+    async def take(trigger: Trigger, thread_ts: str | None = None) -> None:
+        if trigger.channel is None:
+            log.warning("%s from %s has no channel; ignored", trigger.via, trigger.actor)
+            return
+        await queue.accept(services, trigger, thread_ts, start)
+
+    return take
+
+
+DirectIntake = Callable[[str, dict[str, Any]], Awaitable[bool]]
+
+
+def direct_intake(command: str, take: Take) -> DirectIntake:
+    """What most requests are (`command` typed, a follow-up button clicked), taken without
+    Bolt's dispatch: recorded, then True, and the caller acks with an empty 200, as Bolt's
+    listener would. False for anything else (approvals, checklists, another command), which
+    Bolt dispatches. The body is one `inbound.check` passed as `kind`."""
+    async def intake(kind: str, body: dict[str, Any]) -> bool:
+        if kind == "command":
+            if body["command"] != command:
+                return False
+            await take(command_trigger(body))
+            return True
+        if kind == "block_actions":
+            # Bolt's action listeners match the first action, as here.
+            action = body["actions"][0]
+            if not str(action.get("action_id", "")).startswith(ACTION_PREFIX):
+                return False
+            await take(*button_trigger(body, action))
+            return True
+        return False
+
+    return intake
+
+
 def build_bolt_app(
     services: Services,
     *,
@@ -200,26 +243,21 @@ def build_bolt_app(
         return None
 
     start = work_starter(services, web, background)
-
-    async def take(trigger: Trigger, thread_ts: str | None = None) -> None:
-        """Recorded, then acked by the caller, then run (bot/slack/queue.py)."""
-        if trigger.channel is None:
-            log.warning("%s from %s has no channel; ignored", trigger.via, trigger.actor)
-            return
-        await queue.accept(services, trigger, thread_ts, start)
+    take = taker(services, start)
+    direct = direct_intake(settings.slack.command, take)
 
     # Bolt answers Slack when a listener returns (process_before_response): each records
     # what arrived, acks, and leaves the work to the background, so the ack waits on one
-    # short store write and on no polling.
+    # short store write and on no polling. Over HTTP the server takes these two kinds
+    # itself (`direct_intake`); Socket Mode envelopes come this way.
     @app.command(settings.slack.command)
     async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await take(command_trigger(body))
+        await direct("command", body)
         await ack()
 
     @app.action(re.compile(re.escape(ACTION_PREFIX) + ".*"))
-    async def on_button(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        trigger, thread_ts = button_trigger(body, action)
-        await take(trigger, thread_ts)
+    async def on_button(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await direct("block_actions", body)
         await ack()
 
     # Approve / Deny under approval requests; refusals reach only the clicker (ephemeral).

@@ -26,7 +26,7 @@ from bot.services import Services
 from bot.slack.blocks import message_text
 from bot.slack.outbox import ephemeral, send
 from bot.storable import unstorable_trigger
-from bot.store import AuditEntry, StoreError
+from bot.store import AuditEntry, StoreError, committed
 from bot.trigger import Trigger
 
 __all__ = ["ACCEPT_WAIT_SECONDS", "ORPHANED_AFTER", "RESUME_WITHIN", "Start", "accept",
@@ -73,10 +73,9 @@ async def accept(services: Services, trigger: Trigger, thread_ts: str | None,
         start(trigger, thread_ts)  # the dispatcher answers what cannot be stored
         return
     try:
-        first = await asyncio.wait_for(
-            asyncio.wrap_future(store.queue_trigger(trigger.delivery_id,
-                                                    encode(trigger, thread_ts))),
-            min(ACCEPT_WAIT_SECONDS, store.deadline))
+        first = await committed(store.queue_trigger(trigger.delivery_id,
+                                                    encode(trigger, thread_ts)),
+                                min(ACCEPT_WAIT_SECONDS, store.deadline))
     except (StoreError, TimeoutError) as exc:
         log.warning("delivery %s acked before it was recorded: the store failed (%s)",
                     trigger.delivery_id, type(exc).__name__)

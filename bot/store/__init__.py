@@ -8,6 +8,7 @@ migrations shipped in ``bot/store/migrations``. See docs/store.md.
 from __future__ import annotations
 
 from bot.store.audit import AuditEntry, AuditProblem
+from bot.store.batch import committed
 from bot.store.db import sqlite_url
 from bot.store.errors import (
     AuditChainBroken,
@@ -49,5 +50,6 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "TargetHeld",
+    "committed",
     "sqlite_url",
 ]

@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.markup import code
 from bot.messages import rough_span
+from bot.store.batch import SqliteStatement
 from bot.store.db import read_session, write_session
 from bot.store.ids import new_id
 from bot.store.models import (
@@ -150,15 +153,37 @@ def record_notification_in(connection: Connection | Session, now: datetime, *, g
                            receiver: str, status: str, payload: dict[str, Any]) -> str:
     """`record_notification` inside the caller's transaction (a group commit's)."""
     nid = new_id("an")
-    connection.execute(_INSERT_NOTIFICATION, {
-        "id": nid, "received_at": now, "group_hash": group_hash(group_key),
-        "receiver": receiver[:200], "status": status, "payload": payload, "processed_at": None,
-    })
+    connection.execute(_INSERT_NOTIFICATION, _notification(nid, now, group_key, receiver, status,
+                                                           payload))
     return nid
 
 
+def record_notification_raw(raw: sqlite3.Connection, now: datetime, *, group_key: str,
+                            receiver: str, status: str, payload: dict[str, Any]) -> str:
+    """`record_notification_in` on SQLite's own connection (a group commit's loop path)."""
+    nid = new_id("an")
+    _sqlite_insert_notification()(raw, _notification(nid, now, group_key, receiver, status,
+                                                      payload))
+    return nid
+
+
+def _notification(nid: str, now: datetime, group_key: str, receiver: str, status: str,
+                  payload: dict[str, Any]) -> dict[str, Any]:
+    return {"id": nid, "received_at": now, "group_hash": group_hash(group_key),
+            "receiver": receiver[:200], "status": status, "payload": payload,
+            "processed_at": None}
+
+
 # Built once: SQLAlchemy then reuses its compiled form for every notification.
-_INSERT_NOTIFICATION = insert(cast(Table, AlertNotificationRow.__table__))
+_NOTIFICATIONS = cast(Table, AlertNotificationRow.__table__)
+_INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
+
+
+@functools.cache
+def _sqlite_insert_notification() -> SqliteStatement:
+    return SqliteStatement(_INSERT_NOTIFICATION, _NOTIFICATIONS,
+                           ["id", "received_at", "group_hash", "receiver", "status", "payload",
+                            "processed_at"])
 
 
 def unprocessed(factory: sessionmaker[Session], limit: int) -> list[StoredNotification]:

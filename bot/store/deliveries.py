@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -24,10 +25,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
 
+from bot.store.batch import SqliteStatement
 from bot.store.db import write_session
 from bot.store.models import DeliveryClaim
 
-__all__ = ["KEEP_FOR", "Queued", "accept", "accept_in", "claim", "prune", "start", "unstarted"]
+__all__ = ["KEEP_FOR", "Queued", "accept", "accept_in", "accept_raw", "claim", "prune", "start",
+           "unstarted"]
 
 KEEP_FOR = timedelta(days=1)
 _CLAIMS = cast(Table, DeliveryClaim.__table__)
@@ -70,6 +73,19 @@ def accept_in(connection: Connection | Session, now: datetime, key: str, trigger
     """`accept` inside the caller's transaction (a group commit's)."""
     return _insert(connection, now, {"key": _normalize(key), "claimed_at": now,
                                      "trigger": trigger, "owner": owner}, prune_first)
+
+
+def accept_raw(raw: sqlite3.Connection, now: datetime, key: str, trigger: str,
+               owner: str) -> bool:
+    """`accept_in` on SQLite's own connection (a group commit's loop path), without pruning."""
+    values = {"key": _normalize(key), "claimed_at": now, "trigger": trigger, "owner": owner}
+    return _sqlite_accept()(raw, values) is not None
+
+
+@functools.cache
+def _sqlite_accept() -> SqliteStatement:
+    return SqliteStatement(_insert_if_absent("sqlite"), _CLAIMS,
+                           ["key", "claimed_at", "trigger", "owner"])
 
 
 def start(factory: sessionmaker[Session], now: datetime, key: str) -> bool:

@@ -519,9 +519,13 @@ class Store:
         """`record_notification` in the next group commit: the future holds the id once the
         notification is committed (or a store error)."""
         now = self._now()
-        return self._group.submit(lambda session: _alerts.record_notification_in(
-            session, now, group_key=group_key, receiver=receiver, status=status,
-            payload=payload))
+        return self._group.submit(
+            lambda session: _alerts.record_notification_in(
+                session, now, group_key=group_key, receiver=receiver, status=status,
+                payload=payload),
+            raw=lambda raw: _alerts.record_notification_raw(
+                raw, now, group_key=group_key, receiver=receiver, status=status,
+                payload=payload))
 
     def unprocessed_notifications(self, limit: int = 100) -> list[StoredNotification]:
         with translated():
@@ -638,8 +642,12 @@ class Store:
         """`accept_trigger` in the next group commit: the future holds True the first time,
         False for a duplicate, once the record is committed (or a store error)."""
         now, prune = self._now(), self._prune_due()
-        return self._group.submit(lambda session: _deliveries.accept_in(
-            session, now, key, trigger, self.replica, prune_first=prune))
+        return self._group.submit(
+            lambda session: _deliveries.accept_in(session, now, key, trigger, self.replica,
+                                                  prune_first=prune),
+            # The prune (once in a while) takes Core's path.
+            raw=None if prune else lambda raw: _deliveries.accept_raw(raw, now, key, trigger,
+                                                                       self.replica))
 
     def start_trigger(self, key: str) -> bool:
         """True for the one caller that marks the queued trigger of ``key`` started."""

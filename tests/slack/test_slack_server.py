@@ -32,6 +32,20 @@ def test_probes_and_metrics(bot: SlackDriver, services: Services) -> None:
     assert "\nopsbot_leader 1.0\n" in metrics.text
 
 
+def test_the_endpoints_served_directly_answer_other_methods_and_paths_as_routes_do(
+        bot: SlackDriver, services: Services) -> None:
+    # POSTs to /slack/events and /alertmanager skip Starlette (OpsbotApp); anything else
+    # still gets Starlette's answers.
+    http, url = bot.http, bot.url
+    assert http.get(f"{url}/slack/events").status_code == 405
+    assert http.get(f"{url}/alertmanager").status_code == 405
+    assert http.post(f"{url}/slack/events/more", content=b"x").status_code == 404
+    assert http.post(f"{url}/slack/events?x=1", content=b"x").status_code == 401
+    assert http.post(f"{url}/alertmanager", content=b"{}").status_code == 401
+    bot.send_command("alice", "status shop-api")
+    bot.finished("status shop-api")
+
+
 def test_readyz_fails_when_the_store_does_not_answer(bot: SlackDriver,
                                                      services: Services) -> None:
     services.store.close()

@@ -1,6 +1,7 @@
 """The group commit behind acks and Alertmanager's 2xx (bot/store/batch.py): what arrives
 together is committed together and answered only once committed; a writer elsewhere never
-blocks the event loop; one bad write fails alone; on SQLite and PostgreSQL."""
+blocks the event loop; one bad write fails alone; on SQLite and PostgreSQL. On a SQLite file
+the loop's raw path writes exactly the rows Core writes."""
 
 from __future__ import annotations
 
@@ -8,25 +9,28 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, func, select
 
-from bot.store import Store, StoreError, sqlite_url
+from bot.store import Store, StoreError, committed, sqlite_url
 from bot.store.models import AlertNotificationRow, DeliveryClaim
 
 
-def _commits(store: Store) -> list[int]:
-    """Counts the transactions the store's engine commits from now on."""
+def _commits(store: Store) -> Callable[[], int]:
+    """Counts the transactions the store's engine commits from now on, and those its group
+    commit made on SQLite's raw connection (which Core does not see)."""
     seen = [0]
+    raw_before = store._group.commits["loop_raw"]
 
     @event.listens_for(store._engine, "commit")
     def _on_commit(_conn: Connection) -> None:
         seen[0] += 1
 
-    return seen
+    return lambda: seen[0] + store._group.commits["loop_raw"] - raw_before
 
 
 def test_what_arrives_together_is_one_transaction_and_each_answer_follows_the_commit(
@@ -47,7 +51,7 @@ def test_what_arrives_together_is_one_transaction_and_each_answer_follows_the_co
     assert answers[:20] == [True] * 20
     assert answers[20] is False  # the duplicate in the same group is refused, not queued twice
     assert str(answers[21]).startswith("an-")
-    assert commits[0] == 1
+    assert commits() == 1
     with store._sessions() as session:
         assert session.scalar(select(func.count()).select_from(DeliveryClaim)) == 20
         stored = session.scalar(select(AlertNotificationRow.payload))
@@ -132,5 +136,92 @@ def test_a_writer_elsewhere_never_blocks_the_loop_and_the_answer_waits_for_the_c
                 c.close()
         assert all(t > 0 for t in timeouts), timeouts
         holder.close()
+    finally:
+        store.close()
+
+
+def _rows(path: Path, table: str, skip: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The rows as SQLite stores them (text, not what SQLAlchemy reads back), without `skip`."""
+    with sqlite3.connect(path) as raw:
+        cursor = raw.execute(f"SELECT * FROM {table} ORDER BY 1")
+        names = [column[0] for column in cursor.description]
+        rows = cursor.fetchall()
+    return [{k: v for k, v in zip(names, row, strict=True) if k not in skip} for row in rows]
+
+
+def test_the_loop_path_writes_on_sqlites_own_connection_exactly_the_rows_core_writes(
+    tmp_path: Path, clock: Callable[[], Any],
+) -> None:
+    paths = {how: tmp_path / how / "opsbot.db" for how in ("core", "raw")}
+    stores = {how: Store.open(sqlite_url(path), clock=clock) for how, path in paths.items()}
+    payload = {"version": "4", "alerts": [{"labels": {"alertname": "A\u00e9"}}], "n": 1.5}
+    try:
+        core = stores["core"]
+        assert core.accept_trigger("slack:T1", '{"text": "status shop-api"}') is True
+        core.record_notification(group_key="{}:{}", receiver="opsbot", status="firing",
+                                 payload=payload)
+        raw = stores["raw"]
+        raw._prune_due()  # the first write of a store prunes, on Core's path; not this one
+
+        async def on_the_loop() -> list[Any]:
+            return list(await asyncio.gather(
+                committed(raw.queue_trigger("slack:T1", '{"text": "status shop-api"}'), 5),
+                committed(raw.queue_trigger("slack:T1", '{"text": "again"}'), 5),
+                committed(raw.queue_notification(group_key="{}:{}", receiver="opsbot",
+                                                 status="firing", payload=payload), 5)))
+
+        first, duplicate, nid = asyncio.run(on_the_loop())
+        assert (first, duplicate) == (True, False) and nid.startswith("an-")
+        assert raw._group.commits["loop_raw"] == 1
+        assert _rows(paths["raw"], "delivery_claims", ("claimed_at", "owner")) == \
+            _rows(paths["core"], "delivery_claims", ("claimed_at", "owner"))
+        assert _rows(paths["raw"], "alert_notifications", ("id", "received_at")) == \
+            _rows(paths["core"], "alert_notifications", ("id", "received_at"))
+        # Times are stored in Core's text form, so every query that compares them still works.
+        stored = {how: _rows(path, "delivery_claims", ())[0]["claimed_at"]
+                  for how, path in paths.items()}
+        assert len(stored["raw"]) == len(stored["core"]) and stored["raw"][10] == " "
+        assert raw.unstarted_triggers(timedelta(0))[0].trigger == '{"text": "status shop-api"}'
+        assert raw.unprocessed_notifications()[0].payload == payload
+    finally:
+        for store in stores.values():
+            store.close()
+
+
+def test_committed_answers_from_the_loop_or_the_thread_and_gives_up_at_its_deadline(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "opsbot.db"
+    store = Store.open(sqlite_url(path))
+    try:
+        async def on_the_loop() -> bool:
+            return await committed(store.queue_trigger("slack:L", "{}"), 5)
+
+        assert asyncio.run(on_the_loop()) is True
+        assert sum(store._group.commits[k] for k in ("loop", "loop_raw")) == 1
+
+        async def failing() -> None:
+            def bad(_connection: Connection) -> None:
+                raise ValueError("a write that cannot be made")
+            await committed(store._group.submit(bad), 5)
+
+        with pytest.raises(ValueError):
+            asyncio.run(failing())  # another loop: the thread's path
+
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+
+        async def while_locked() -> Any:
+            write = store.queue_trigger("slack:held", "{}")
+            with pytest.raises(TimeoutError):
+                await committed(write, 0.3)
+            return write
+
+        write = asyncio.run(while_locked())
+        holder.execute("COMMIT")
+        holder.close()
+        # Begun before the deadline (it waits for the lock on the thread), it commits after.
+        assert write.result(timeout=10) is True
+        assert not store.claim_delivery("slack:held")
     finally:
         store.close()

@@ -47,6 +47,7 @@ def test_exported_names() -> None:
         "StoreError",
         "StoreUnavailable",
         "TargetHeld",
+        "committed",
         "sqlite_url",
     ]
     assert issubclass(bot.store.NotFound, LookupError)
