@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import hmac
 import logging
 from collections.abc import Callable
@@ -49,6 +50,18 @@ def authorized(header: str, token: str, username: str) -> bool:
         same_password = hmac.compare_digest(password, expected)
         return bool(sep) and same_user & same_password
     return False
+
+
+def _text(body: bytes) -> str | None:
+    """The body as the JSON text it is, to be stored as received; None when it is JSON only
+    to `json.loads` of bytes (UTF-16 or 32, or a byte order mark), which is then stored as
+    read."""
+    if body.startswith(codecs.BOM_UTF8):
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None],
@@ -107,7 +120,8 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
             # Committed with the notifications arriving meanwhile (bot/store/batch.py).
             notification_id = await committed(store.queue_notification(
                 group_key=notification.group_key, receiver=notification.receiver,
-                status=notification.status, payload=raw), store.deadline)
+                status=notification.status, payload=raw, payload_json=_text(body)),
+                store.deadline)
         except (StoreError, TimeoutError) as exc:
             log.error("an Alertmanager notification could not be stored (%s); Alertmanager "
                       "will retry", type(exc).__name__)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.markup import code
 from bot.storable import Unstorable, json_may_hold_unstorable, unstorable
 
 __all__ = ["AlertItem", "BadPayload", "Notification", "parse_notification", "read_notification"]
@@ -37,25 +36,21 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
-def _check_labels(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > _MAX_LABELS:
-        raise ValueError(f"more than {_MAX_LABELS} labels")
-    for key, item in value.items():
-        if len(key) > 200 or len(item) > _MAX_VALUE:
-            raise ValueError(f"label or annotation {code(key[:60])} is too long")
-    return value
+# Checked by pydantic's core, not per value in Python: a notification carries ten alerts of
+# two label sets each.
+Labels = Annotated[dict[Annotated[str, Field(max_length=200)],
+                        Annotated[str, Field(max_length=_MAX_VALUE)]],
+                   Field(max_length=_MAX_LABELS)]
 
 
 class AlertItem(_Model):
     status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str] = {}
+    labels: Labels
+    annotations: Labels = {}
     starts_at: datetime = Field(alias="startsAt")
     ends_at: datetime | None = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = Field(min_length=1, max_length=64)
-
-    _labels = field_validator("labels", "annotations")(_check_labels)
 
     @property
     def name(self) -> str:

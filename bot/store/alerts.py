@@ -159,11 +159,16 @@ def record_notification_in(connection: Connection | Session, now: datetime, *, g
 
 
 def record_notification_raw(raw: sqlite3.Connection, now: datetime, *, group_key: str,
-                            receiver: str, status: str, payload: dict[str, Any]) -> str:
-    """`record_notification_in` on SQLite's own connection (a group commit's loop path)."""
+                            receiver: str, status: str, payload: dict[str, Any],
+                            payload_json: str | None = None) -> str:
+    """`record_notification_in` on SQLite's own connection (a group commit's loop path);
+    `payload_json`, the payload as JSON text when the caller has it, is stored as it is."""
     nid = new_id("an")
-    _sqlite_insert_notification()(raw, _notification(nid, now, group_key, receiver, status,
-                                                      payload))
+    values = _notification(nid, now, group_key, receiver, status, payload)
+    if payload_json is None:
+        _sqlite_insert_notification()(raw, values)
+    else:
+        _sqlite_insert_notification()(raw, {**values, "payload": payload_json}, ("payload",))
     return nid
 
 

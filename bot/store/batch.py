@@ -18,7 +18,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -94,9 +94,11 @@ class SqliteStatement:
         self._binds = [(key, table.c[key].type.bind_processor(dialect))
                        for key in compiled.positiontup or ()]
 
-    def __call__(self, raw: sqlite3.Connection, values: Mapping[str, Any]) -> Any:
-        """The first row the statement returns (RETURNING), or None."""
-        params = [values[key] if process is None else process(values[key])
+    def __call__(self, raw: sqlite3.Connection, values: Mapping[str, Any],
+                 as_stored: Collection[str] = ()) -> Any:
+        """The first row the statement returns (RETURNING), or None. The values of
+        `as_stored` are already in the column's stored form (a JSON column's text)."""
+        params = [values[key] if process is None or key in as_stored else process(values[key])
                   for key, process in self._binds]
         return raw.execute(self.sql, params).fetchone()
 

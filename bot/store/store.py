@@ -515,9 +515,11 @@ class Store:
                                                receiver=receiver, status=status, payload=payload)
 
     def queue_notification(self, *, group_key: str, receiver: str, status: str,
-                           payload: dict[str, Any]) -> Future[str]:
+                           payload: dict[str, Any], payload_json: str | None = None,
+                           ) -> Future[str]:
         """`record_notification` in the next group commit: the future holds the id once the
-        notification is committed (or a store error)."""
+        notification is committed (or a store error). `payload_json` is `payload` as the JSON
+        text it was read from, which SQLite then stores as it is."""
         now = self._now()
         return self._group.submit(
             lambda session: _alerts.record_notification_in(
@@ -525,7 +527,7 @@ class Store:
                 payload=payload),
             raw=lambda raw: _alerts.record_notification_raw(
                 raw, now, group_key=group_key, receiver=receiver, status=status,
-                payload=payload))
+                payload=payload, payload_json=payload_json))
 
     def unprocessed_notifications(self, limit: int = 100) -> list[StoredNotification]:
         with translated():

@@ -5,9 +5,10 @@ strict parsing, 2xx only after the commit, and the alert-group message in the Sl
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,24 @@ def test_a_literal_backslash_u0000_is_text_like_any_other(
     stored = services.store.get_notification(response.json()["id"])
     assert stored is not None
     assert stored.payload["alerts"][0]["annotations"]["summary"] == literal
+
+
+@pytest.mark.parametrize("encode", [
+    lambda text: text.encode(),
+    lambda text: codecs.BOM_UTF8 + text.encode(),
+    lambda text: text.encode("utf-16"),
+], ids=["utf-8", "utf-8 with a byte order mark", "utf-16"])
+def test_the_payload_is_stored_as_read_whatever_json_encoding_it_came_in(
+        http: httpx.Client, on_backend: tuple[ServerThread, Services],
+        encode: Callable[[str], bytes]) -> None:
+    # On SQLite a UTF-8 body is stored as received; any other as parsed. Either reads back
+    # as the same payload.
+    server, services = on_backend
+    payload = notification([{**crashloop(), "annotations": {"summary": "café \u00e9 ✓"}}])
+    response = post(http, server, encode(json.dumps(payload, indent=2, ensure_ascii=False)))
+    assert response.status_code == 200, response.text
+    stored = services.store.get_notification(response.json()["id"])
+    assert stored is not None and stored.payload == payload
 
 
 def test_nesting_deeper_than_json_reads_gets_400(http: httpx.Client, server: ServerThread) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from bot.store import (
     StoreUnavailable,
     sqlite_url,
 )
-from bot.store.ids import new_id
+from bot.store.ids import _encode, new_id
 
 
 def test_exported_names() -> None:
@@ -78,6 +79,21 @@ def test_ids_are_short_sortable_and_unique() -> None:
     assert all(re.fullmatch(r"ex-[0-9A-HJKMNP-TV-Z]{26}", i) for i in ids)
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert re.fullmatch(r"rq-[0-9A-HJKMNP-TV-Z]{26}", new_id("rq"))
+
+
+def test_an_id_carries_its_millisecond_as_ulid_does() -> None:
+    # ULID: the first 10 characters are the time in ms, Crockford base32, most significant
+    # first; decoding them gives the time the id was made.
+    before = time.time_ns() // 1_000_000
+    made = new_id("an").removeprefix("an-")
+    after = time.time_ns() // 1_000_000
+    digits = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    stamp = 0
+    for char in made[:10]:
+        stamp = stamp * 32 + digits.index(char)
+    assert before <= stamp <= after
+    assert _encode(0, 10) == "0" * 10 and _encode((1 << 48) - 1, 10) == "7" + "Z" * 9
+    assert _encode(1 << 75, 16) == "1" + "0" * 15 and _encode(31, 16) == "0" * 15 + "Z"
 
 
 def test_ids_unique_across_threads() -> None:
