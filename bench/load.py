@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Connection", "LoadResult", "Request", "percentile", "run_load"]
+__all__ = ["Connection", "LoadResult", "Request", "median_round", "percentile", "run_load"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,12 @@ class LoadResult:
             "p99_ms": round(percentile(self.latencies, 99) * 1000, 2),
             "max_ms": round(max(self.latencies, default=0.0) * 1000, 2),
         }
+
+
+def median_round(rounds: Sequence[LoadResult]) -> LoadResult:
+    """Of several rounds of one row, the one whose rate (2xx per second) is the median (of an
+    even count, the lower): what a table reports when it repeats each row."""
+    return sorted(rounds, key=lambda r: r.per_second())[(len(rounds) - 1) // 2]
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

@@ -47,6 +47,10 @@ _PATTERNS = (
 )
 
 
+# Every line that one of _PATTERNS could match has one of these in it (case aside).
+_MAYBE_TOKEN = re.compile(r"(?i)xox[a-z]-|xapp-|bearer|basic|://")
+
+
 class Redactor:
     """Masks the secret values it was told about and anything shaped like a token."""
 
@@ -56,19 +60,24 @@ class Redactor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: frozenset[str] = frozenset()
+        self._longest_first: tuple[str, ...] = ()
 
     def remember(self, values: Iterable[str | None]) -> None:
         with self._lock:
             self._values = self._values | {v for v in values if v and len(v) >= self.SHORTEST}
+            self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
 
     def forget(self) -> None:
         with self._lock:
             self._values = frozenset()
+            self._longest_first = ()
 
     def __call__(self, text: str) -> str:
-        for value in sorted(self._values, key=len, reverse=True):
+        for value in self._longest_first:
             if value in text:
                 text = text.replace(value, MASK)
+        if _MAYBE_TOKEN.search(text) is None:
+            return text  # most lines: one scan instead of one per pattern
         for pattern in _PATTERNS:
             text = pattern.sub(_masked, text)
         return text

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.load import LoadResult, median_round
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,3 +50,15 @@ def test_an_unknown_section_is_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "unknown section nonsense" in done.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_repeated_row_reports_its_median_round() -> None:
+    def round_at(per_second: float) -> LoadResult:
+        result = LoadResult(seconds=1.0)
+        result.latencies = [0.001] * int(per_second)
+        result.statuses[200] = int(per_second)
+        return result
+
+    rounds = [round_at(900), round_at(300), round_at(600)]
+    assert median_round(rounds) is rounds[2]
+    assert median_round(rounds[:2]) is rounds[1]  # of two, the lower
