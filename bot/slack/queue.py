@@ -66,7 +66,7 @@ def decode(text: str) -> tuple[Trigger, str | None]:
 async def accept(services: Services, trigger: Trigger, thread_ts: str | None,
                  start: Start) -> None:
     """Record `trigger` (claim and queue) before the caller acks, then start its work in the
-    background. A duplicate starts nothing. When the store cannot take it in time, the work
+    background once the ack is sent. A duplicate starts nothing. When the store cannot take it in time, the work
     starts unrecorded and the dispatcher claims the delivery (or says nothing ran)."""
     store = services.store
     if not trigger.delivery_id or unstorable_trigger(trigger) is not None:
@@ -85,7 +85,10 @@ async def accept(services: Services, trigger: Trigger, thread_ts: str | None,
         log.info("duplicate delivery %s ignored", trigger.delivery_id)
         TRIGGERS.labels(source=trigger.source, outcome="duplicate").inc()
         return
-    start(replace(trigger, queued=True), thread_ts)
+    # Started once the loop has sent the ack (the caller answers in this same step): the ack
+    # waits for the record alone. Should the process stop before, the record is there and
+    # the round for unstarted triggers starts it.
+    asyncio.get_running_loop().call_soon(start, replace(trigger, queued=True), thread_ts)
 
 
 async def resume_unstarted(services: Services, start: Start,

@@ -139,6 +139,14 @@ def test_the_image_install_runs_as_non_root_from_a_read_only_source(workdir: Pat
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not list(prefix.rglob("*.whl")), "wheels left in the virtualenv"
     assert not (home / ".cache" / "pip").exists(), "a pip cache was written"
+    # Installed with its bytecode: the image (PYTHONDONTWRITEBYTECODE, a read-only tree) never
+    # compiles a module at start.
+    [package] = prefix.glob("lib/python3*/site-packages/bot")
+    sources = list(package.rglob("*.py"))
+    assert len(sources) > 50
+    for source in sources:
+        compiled = list((source.parent / "__pycache__").glob(f"{source.stem}.cpython-3*.pyc"))
+        assert compiled, f"no bytecode for {source.relative_to(package)}"
 
     # The final stage runs the virtualenv read-only, as a user who owns none of it.
     read_only(prefix)
