@@ -66,8 +66,9 @@ def decode(text: str) -> tuple[Trigger, str | None]:
 async def accept(services: Services, trigger: Trigger, thread_ts: str | None,
                  start: Start) -> None:
     """Record `trigger` (claim and queue) before the caller acks, then start its work in the
-    background once the ack is sent. A duplicate starts nothing. When the store cannot take it in time, the work
-    starts unrecorded and the dispatcher claims the delivery (or says nothing ran)."""
+    background once the ack is sent. A duplicate starts nothing. When the store cannot take it
+    in time, the work starts unrecorded and the dispatcher claims the delivery (or says nothing
+    ran)."""
     store = services.store
     if not trigger.delivery_id or unstorable_trigger(trigger) is not None:
         start(trigger, thread_ts)  # the dispatcher answers what cannot be stored

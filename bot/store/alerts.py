@@ -43,6 +43,7 @@ from bot.store.models import (
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
+    "INSERT_NOTIFICATION",
     "AlertGroupRecord",
     "AlertRunRecord",
     "AutomationStatus",
@@ -152,41 +153,39 @@ def record_notification(factory: sessionmaker[Session], now: datetime, *, group_
 def record_notification_in(connection: Connection | Session, now: datetime, *, group_key: str,
                            receiver: str, status: str, payload: dict[str, Any]) -> str:
     """`record_notification` inside the caller's transaction (a group commit's)."""
-    nid = new_id("an")
-    connection.execute(_INSERT_NOTIFICATION, _notification(nid, now, group_key, receiver, status,
-                                                           payload))
-    return nid
+    row = notification_row(now, group_key=group_key, receiver=receiver, status=status,
+                           payload=payload)
+    connection.execute(INSERT_NOTIFICATION, row)
+    return str(row["id"])
 
 
-def record_notification_raw(raw: sqlite3.Connection, now: datetime, *, group_key: str,
-                            receiver: str, status: str, payload: dict[str, Any],
-                            payload_json: str | None = None) -> str:
-    """`record_notification_in` on SQLite's own connection (a group commit's loop path);
-    `payload_json`, the payload as JSON text when the caller has it, is stored as it is."""
-    nid = new_id("an")
-    values = _notification(nid, now, group_key, receiver, status, payload)
-    if payload_json is None:
-        _sqlite_insert_notification()(raw, values)
-    else:
-        _sqlite_insert_notification()(raw, {**values, "payload": payload_json}, ("payload",))
-    return nid
-
-
-def _notification(nid: str, now: datetime, group_key: str, receiver: str, status: str,
-                  payload: dict[str, Any]) -> dict[str, Any]:
-    return {"id": nid, "received_at": now, "group_hash": group_hash(group_key),
+def notification_row(now: datetime, *, group_key: str, receiver: str, status: str,
+                     payload: dict[str, Any]) -> dict[str, Any]:
+    """The row of a notification received `now`, with its new id (`INSERT_NOTIFICATION`'s
+    parameters)."""
+    return {"id": new_id("an"), "received_at": now, "group_hash": group_hash(group_key),
             "receiver": receiver[:200], "status": status, "payload": payload,
             "processed_at": None}
 
 
+def insert_notification_raw(raw: sqlite3.Connection, row: dict[str, Any],
+                            payload_json: str | None = None) -> None:
+    """`row` on SQLite's own connection (a group commit's loop path); `payload_json`, the
+    payload as JSON text when the caller has it, is stored as it is."""
+    if payload_json is None:
+        _sqlite_insert_notification()(raw, row)
+    else:
+        _sqlite_insert_notification()(raw, {**row, "payload": payload_json}, ("payload",))
+
+
 # Built once: SQLAlchemy then reuses its compiled form for every notification.
 _NOTIFICATIONS = cast(Table, AlertNotificationRow.__table__)
-_INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
+INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
 
 
 @functools.cache
 def _sqlite_insert_notification() -> SqliteStatement:
-    return SqliteStatement(_INSERT_NOTIFICATION, _NOTIFICATIONS,
+    return SqliteStatement(INSERT_NOTIFICATION, _NOTIFICATIONS,
                            ["id", "received_at", "group_hash", "receiver", "status", "payload",
                             "processed_at"])
 

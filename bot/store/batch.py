@@ -31,7 +31,8 @@ from sqlalchemy.sql.dml import Insert
 from bot.store.db import WRITE_LOCK_OPTION
 from bot.store.errors import StoreUnavailable, translated
 
-__all__ = ["MAX_GROUP", "GroupCommit", "RawWrite", "SqliteStatement", "committed"]
+__all__ = ["MAX_GROUP", "SERVER_THREADS", "GroupCommit", "PlainInsert", "RawWrite",
+           "SqliteStatement", "committed"]
 
 log = logging.getLogger("opsbot.store")
 
@@ -39,6 +40,8 @@ T = TypeVar("T")
 
 #: One transaction holds at most this many writes; more waiting go in the next.
 MAX_GROUP = 256
+#: Commit threads on a database server (PostgreSQL); SQLite gets one.
+SERVER_THREADS = 2
 
 
 async def committed(write: Future[T], timeout: float) -> T:
@@ -104,22 +107,36 @@ class SqliteStatement:
 
 
 @dataclass(frozen=True)
+class PlainInsert(Generic[T]):
+    """A write that is one row inserted by `statement` (no RETURNING) and answers `result`:
+    on the thread, a group's rows of one statement go in one executemany, one round trip to
+    a database server instead of one each."""
+
+    statement: Insert
+    values: dict[str, Any]
+    result: T
+
+
+@dataclass(frozen=True)
 class _Write(Generic[T]):
     apply: Callable[[Connection], T]
     done: Future[T]
     raw: RawWrite[T] | None = None
+    row: PlainInsert[T] | None = None
 
 
 class GroupCommit:
-    """A thread that commits queued writes in groups. `submit` a function of a connection
-    (inside a transaction that holds SQLite's write lock); its future holds the function's
-    result once the transaction that ran it committed, or the store error that stopped it."""
+    """Threads (one on SQLite) that commit queued writes in groups. `submit` a function of a
+    connection (inside a transaction that holds SQLite's write lock); its future holds the
+    function's result once the transaction that ran it committed, or the store error that
+    stopped it."""
 
     def __init__(self, engine: Engine, name: str = "opsbot-commit") -> None:
         self._engine = engine
         self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
         self._name = name
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._held = threading.local()  # each commit thread's connection
         self._lock = threading.Lock()
         self._closed = False
         # The loop-side path: SQLite files only (an in-memory database shares one connection).
@@ -131,11 +148,11 @@ class GroupCommit:
         #: Transactions committed so far, on the loop (`raw` ones apart) and on the thread.
         self.commits = {"loop": 0, "loop_raw": 0, "thread": 0}
 
-    def submit(self, apply: Callable[[Connection], T],
-               raw: RawWrite[T] | None = None) -> Future[T]:
+    def submit(self, apply: Callable[[Connection], T], raw: RawWrite[T] | None = None,
+               row: PlainInsert[T] | None = None) -> Future[T]:
         """`raw`, the same write on SQLite's DBAPI connection, is used on the loop when every
-        write of the group has one."""
-        write = _Write(apply, Future[T](), raw)
+        write of the group has one; `row`, the same write as a plain insert, on the thread."""
+        write = _Write(apply, Future[T](), raw, row)
         if self._closed:
             raise StoreUnavailable("the store is closed")
         loop = self._own_loop()
@@ -166,9 +183,14 @@ class GroupCommit:
             if self._closed:
                 write.done.set_exception(StoreUnavailable("the store is closed"))
                 return
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+            if not self._threads:
+                # SQLite has one writer: one thread. A server commits a group while it
+                # syncs the last one's: two threads keep its commits overlapping.
+                count = 1 if self._engine.dialect.name == "sqlite" else SERVER_THREADS
+                self._threads = [threading.Thread(target=self._run, name=f"{self._name}-{i}",
+                                                  daemon=True) for i in range(count)]
+                for thread in self._threads:
+                    thread.start()
             self._queue.put(write)
 
     def _flush(self) -> None:
@@ -226,16 +248,16 @@ class GroupCommit:
                 log.debug("closing the loop's store connection failed", exc_info=True)
 
     def close(self) -> None:
-        """Commit what is queued, then stop the thread."""
+        """Commit what is queued, then stop the threads."""
         with self._lock:
             self._closed = True
-            thread = self._thread
-            if thread is not None:
-                self._queue.put(None)
+            threads = list(self._threads)
+            if threads:
+                self._queue.put(None)  # each thread that meets it puts it back for the next
             pending, self._pending = self._pending, []
         for write in pending:  # submitted in a loop pass that never ended
             write.done.set_exception(StoreUnavailable("the store is closed"))
-        if thread is not None:
+        for thread in threads:
             thread.join(timeout=30)
         self._drop_loop_connection()
 
@@ -243,6 +265,8 @@ class GroupCommit:
         while True:
             first = self._queue.get()
             if first is None:
+                self._queue.put(None)
+                self._drop_thread_connection()
                 return
             group: list[_Write[Any]] = [first]
             stop = False
@@ -258,6 +282,8 @@ class GroupCommit:
             # A caller that stopped waiting (its deadline passed) cancelled its write.
             self._commit([w for w in group if w.done.set_running_or_notify_cancel()])
             if stop:
+                self._queue.put(None)
+                self._drop_thread_connection()
                 return
 
     def _commit(self, group: list[_Write[Any]]) -> None:
@@ -283,12 +309,51 @@ class GroupCommit:
             write.done.set_result(result)
 
     def _transaction(self, group: list[_Write[Any]]) -> list[Any]:
-        with translated(), self._engine.connect().execution_options(
-                **{WRITE_LOCK_OPTION: True}) as connection:
-            with connection.begin():
-                results = [write.apply(connection) for write in group]
-            self.commits["thread"] += 1
-            return results
+        with translated():
+            connection = self._thread_connection()
+            try:
+                with connection.begin():
+                    results = _apply(connection, group)
+            except BaseException:
+                # Whatever failed, the next group starts on a connection fresh from the pool
+                # (checked there first: the database may have restarted).
+                self._drop_thread_connection()
+                raise
+        self.commits["thread"] += 1
+        return results
+
+    def _thread_connection(self) -> Connection:
+        """This thread's connection, kept from group to group: no pool checkout (and its
+        round trip to check a server's connection) per commit."""
+        connection: Connection | None = getattr(self._held, "connection", None)
+        if connection is None:
+            connection = self._engine.connect().execution_options(**{WRITE_LOCK_OPTION: True})
+            self._held.connection = connection
+        return connection
+
+    def _drop_thread_connection(self) -> None:
+        connection, self._held.connection = getattr(self._held, "connection", None), None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # a broken connection is discarded all the same
+                log.debug("closing a commit thread's store connection failed", exc_info=True)
+
+
+def _apply(connection: Connection, group: list[_Write[Any]]) -> list[Any]:
+    """The group's writes in the caller's transaction: plain inserts of one statement
+    together, after the others."""
+    results = []
+    rows: dict[Insert, list[dict[str, Any]]] = {}
+    for write in group:
+        if write.row is None:
+            results.append(write.apply(connection))
+        else:
+            rows.setdefault(write.row.statement, []).append(write.row.values)
+            results.append(write.row.result)
+    for statement, values in rows.items():
+        connection.execute(statement, values)
+    return results
 
 
 def _raw_transaction(connection: Connection, group: list[_Write[Any]]) -> list[Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -44,26 +45,30 @@ def waits_up_to(seconds: float) -> Iterator[None]:
 
 
 class _Watchdog:
-    """One thread that shuts down the sockets of waits past their deadline."""
+    """One thread that shuts down the sockets of waits past their deadline. It is woken only
+    when a new deadline comes before the one it sleeps until: statements one after another
+    (each arms and disarms) never wake it."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._armed: dict[int, tuple[float, int]] = {}  # token: (deadline, our dup of the fd)
         self._next = 0
         self._thread: threading.Thread | None = None
+        self._wake_at = math.inf  # when the thread looks next (inf: once notified)
 
     def arm(self, fd: int, seconds: float) -> int:
         # A duplicate: if libpq closes its descriptor first, the number may be reused by
         # another socket, which must never be the one cut.
         dup = os.dup(fd)
+        deadline = time.monotonic() + seconds
         with self._cond:
             self._next += 1
-            self._armed[self._next] = (time.monotonic() + seconds, dup)
+            self._armed[self._next] = (deadline, dup)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="opsbot-db-watchdog",
                                                 daemon=True)
                 self._thread.start()
-            elif len(self._armed) == 1:
+            elif deadline < self._wake_at:
                 self._cond.notify()
             return self._next
 
@@ -76,16 +81,17 @@ class _Watchdog:
     def _run(self) -> None:
         with self._cond:
             while True:
-                if not self._armed:
-                    self._cond.wait()
-                    continue
                 now = time.monotonic()
                 for token, (deadline, dup) in list(self._armed.items()):
                     if deadline <= now:
                         del self._armed[token]
                         _cut(dup)
                 if self._armed:
-                    self._cond.wait(min(d for d, _ in self._armed.values()) - now)
+                    self._wake_at = min(d for d, _ in self._armed.values())
+                    self._cond.wait(self._wake_at - now)
+                else:
+                    self._wake_at = math.inf
+                    self._cond.wait()
 
 
 def _cut(fd: int) -> None:

@@ -7,6 +7,7 @@ is safe to share between threads.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,7 +39,7 @@ from bot.store.alerts import (
 )
 from bot.store.approvals import ReminderVerdict, RunOfRequest, Unfinished
 from bot.store.audit import AuditEntry, AuditProblem
-from bot.store.batch import GroupCommit
+from bot.store.batch import GroupCommit, PlainInsert
 from bot.store.db import DEFAULT_TIMEOUT_S, call_deadline, make_engine, unreachable
 from bot.store.deliveries import Queued
 from bot.store.errors import BadDatabaseURL, StoreUnavailable, translated
@@ -520,14 +521,20 @@ class Store:
         """`record_notification` in the next group commit: the future holds the id once the
         notification is committed (or a store error). `payload_json` is `payload` as the JSON
         text it was read from, which SQLite then stores as it is."""
-        now = self._now()
-        return self._group.submit(
-            lambda session: _alerts.record_notification_in(
-                session, now, group_key=group_key, receiver=receiver, status=status,
-                payload=payload),
-            raw=lambda raw: _alerts.record_notification_raw(
-                raw, now, group_key=group_key, receiver=receiver, status=status,
-                payload=payload, payload_json=payload_json))
+        row = _alerts.notification_row(self._now(), group_key=group_key, receiver=receiver,
+                                       status=status, payload=payload)
+        nid = str(row["id"])
+
+        def write(connection: Connection) -> str:
+            connection.execute(_alerts.INSERT_NOTIFICATION, row)
+            return nid
+
+        def write_raw(raw: sqlite3.Connection) -> str:
+            _alerts.insert_notification_raw(raw, row, payload_json)
+            return nid
+
+        return self._group.submit(write, raw=write_raw,
+                                  row=PlainInsert(_alerts.INSERT_NOTIFICATION, row, nid))
 
     def unprocessed_notifications(self, limit: int = 100) -> list[StoredNotification]:
         with translated():

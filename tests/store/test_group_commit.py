@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Connection, event, func, select
 
 from bot.store import Store, StoreError, committed, sqlite_url
+from bot.store.batch import SERVER_THREADS
 from bot.store.models import AlertNotificationRow, DeliveryClaim
 
 
@@ -225,3 +226,44 @@ def test_committed_answers_from_the_loop_or_the_thread_and_gives_up_at_its_deadl
         assert not store.claim_delivery("slack:held")
     finally:
         store.close()
+
+
+def test_notifications_committed_together_on_the_thread_are_one_statement(
+    open_store: Callable[..., Store],
+) -> None:
+    """On the commit thread (PostgreSQL always; SQLite from a plain thread) the rows of one
+    plain insert go to the database in one executemany, and each write still gets its id."""
+    store = open_store()
+    statements: list[bool] = []
+
+    @event.listens_for(store._engine, "before_cursor_execute")
+    def _seen(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any,
+              executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO ALERT_NOTIFICATIONS"):
+            statements.append(executemany)
+
+    # Every commit thread busy until the notifications are all queued.
+    release = threading.Event()
+    threads = 1 if store._engine.dialect.name == "sqlite" else SERVER_THREADS
+    blockers = []
+    for _ in range(threads):
+        running = threading.Event()
+
+        def block(_connection: Connection, running: threading.Event = running) -> None:
+            running.set()
+            release.wait(10)
+
+        blockers.append(store._group.submit(block))
+        assert running.wait(10)
+    futures = [store.queue_notification(group_key=f"{{}}:{{alertname=\"A{i}\"}}",
+                                        receiver="opsbot", status="firing",
+                                        payload={"version": "4", "n": i}) for i in range(5)]
+    release.set()
+    for blocker in blockers:
+        blocker.result(timeout=10)
+    ids = [f.result(timeout=10) for f in futures]
+    assert len(set(ids)) == 5 and all(i.startswith("an-") for i in ids)
+    # Several rows a statement (the threads may share them out): fewer statements than rows.
+    assert any(statements) and len(statements) < 5, statements
+    stored = [store.get_notification(i) for i in ids]
+    assert [n.payload["n"] for n in stored if n is not None] == list(range(5))

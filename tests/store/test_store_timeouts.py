@@ -4,6 +4,7 @@ real PostgreSQL) costs a call its timeout, then the connection, never the callin
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -84,3 +85,24 @@ def test_a_statement_waiting_on_a_lock_ends_at_the_statement_timeout(
             assert store.audit(entry) == 2  # the same connections serve on
         finally:
             holder.dispose()
+
+
+def test_the_watchdog_cuts_a_short_wait_armed_while_it_sleeps_for_a_long_one() -> None:
+    # It sleeps until the earliest deadline and is woken only for an earlier one: the short
+    # wait is cut on time, the long one (still within its deadline) is left alone.
+    from bot.store.postgres import _Watchdog
+
+    dog = _Watchdog()
+    long_side, long_peer = socket.socketpair()
+    short_side, short_peer = socket.socketpair()
+    with long_side, long_peer, short_side, short_peer:
+        long_wait = dog.arm(long_side.fileno(), 60)
+        time.sleep(0.1)  # the thread asleep until the long deadline
+        short_wait = dog.arm(short_side.fileno(), 0.2)
+        short_peer.settimeout(5)
+        assert short_peer.recv(1) == b""  # its socket was shut down
+        dog.disarm(short_wait)
+        dog.disarm(long_wait)
+        long_peer.sendall(b"x")
+        long_side.settimeout(5)
+        assert long_side.recv(1) == b"x"
