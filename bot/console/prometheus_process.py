@@ -24,7 +24,7 @@ RESEND_DELAY = "2s"
 class PrometheusProcess(ServerProcess):
     """Prometheus scraping `target` (HOST:PORT, which need not be up yet) every second, and with
     `rules` (a rule file) and `alertmanager` (HOST:PORT) evaluating and sending alerts.
-    `wait_for_samples()` returns once it has scraped the target, `wait_for_alertmanager()` once
+    `wait_for_samples()` returns once it has scraped the target twice, `wait_for_alertmanager()` once
     it knows the Alertmanager. With `ca_file` the target is scraped over HTTPS, trusting that
     CA (the simulated cluster serves TLS as an API server does)."""
 
@@ -42,7 +42,7 @@ class PrometheusProcess(ServerProcess):
         self.alertmanager = alertmanager
 
     def wait_for_samples(self, timeout: float = SAMPLES_TIMEOUT) -> None:
-        """Until the first scrape of the target is stored. Prometheus 2.x hands new targets
+        """Until two scrapes of the target are stored (what a rate needs). Prometheus 2.x hands new targets
         to its scrape loop only after about five seconds, so start it early."""
         self.wait(self._scraped, "did not scrape its target", timeout)
 
@@ -83,7 +83,10 @@ class PrometheusProcess(ServerProcess):
         ]
 
     def _scraped(self, http: httpx.Client) -> bool:
-        answer = http.get(f"{self.url}/api/v1/query", params={"query": f'up{{job="{JOB}"}} == 1'})
+        # Two successful scrapes: a rate() has nothing to show before the second one, and the
+        # demo's first `metrics` may come within a second of the first.
+        query = f'sum_over_time(up{{job="{JOB}"}}[1m]) >= 2'
+        answer = http.get(f"{self.url}/api/v1/query", params={"query": query})
         return answer.status_code == 200 and bool(answer.json()["data"]["result"])
 
     def _alerting(self, http: httpx.Client) -> bool:
