@@ -24,9 +24,10 @@ RESEND_DELAY = "2s"
 class PrometheusProcess(ServerProcess):
     """Prometheus scraping `target` (HOST:PORT, which need not be up yet) every second, and with
     `rules` (a rule file) and `alertmanager` (HOST:PORT) evaluating and sending alerts.
-    `wait_for_samples()` returns once it has scraped the target twice, `wait_for_alertmanager()` once
-    it knows the Alertmanager. With `ca_file` the target is scraped over HTTPS, trusting that
-    CA (the simulated cluster serves TLS as an API server does)."""
+    `wait_for_samples()` returns once it has scraped the target twice,
+    `wait_for_alertmanager()` once it knows the Alertmanager. With `ca_file` the target is
+    scraped over HTTPS, trusting that CA (the simulated cluster serves TLS as an API server
+    does)."""
 
     name = "prometheus"
 
@@ -42,8 +43,8 @@ class PrometheusProcess(ServerProcess):
         self.alertmanager = alertmanager
 
     def wait_for_samples(self, timeout: float = SAMPLES_TIMEOUT) -> None:
-        """Until two scrapes of the target are stored (what a rate needs). Prometheus 2.x hands new targets
-        to its scrape loop only after about five seconds, so start it early."""
+        """Until two scrapes of the target are stored (what a rate needs). Prometheus 2.x hands
+        new targets to its scrape loop only after about five seconds, so start it early."""
         self.wait(self._scraped, "did not scrape its target", timeout)
 
     def wait_for_alertmanager(self, timeout: float = SAMPLES_TIMEOUT) -> None:
