@@ -136,7 +136,6 @@ class GroupCommit:
         self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
         self._name = name
         self._threads: list[threading.Thread] = []
-        self._held = threading.local()  # each commit thread's connection
         self._lock = threading.Lock()
         self._closed = False
         # The loop-side path: SQLite files only (an in-memory database shares one connection).
@@ -266,7 +265,6 @@ class GroupCommit:
             first = self._queue.get()
             if first is None:
                 self._queue.put(None)
-                self._drop_thread_connection()
                 return
             group: list[_Write[Any]] = [first]
             stop = False
@@ -283,7 +281,6 @@ class GroupCommit:
             self._commit([w for w in group if w.done.set_running_or_notify_cancel()])
             if stop:
                 self._queue.put(None)
-                self._drop_thread_connection()
                 return
 
     def _commit(self, group: list[_Write[Any]]) -> None:
@@ -309,35 +306,11 @@ class GroupCommit:
             write.done.set_result(result)
 
     def _transaction(self, group: list[_Write[Any]]) -> list[Any]:
-        with translated():
-            connection = self._thread_connection()
-            try:
-                with connection.begin():
-                    results = _apply(connection, group)
-            except BaseException:
-                # Whatever failed, the next group starts on a connection fresh from the pool
-                # (checked there first: the database may have restarted).
-                self._drop_thread_connection()
-                raise
+        with translated(), self._engine.connect().execution_options(
+                **{WRITE_LOCK_OPTION: True}) as connection, connection.begin():
+            results = _apply(connection, group)
         self.commits["thread"] += 1
         return results
-
-    def _thread_connection(self) -> Connection:
-        """This thread's connection, kept from group to group: no pool checkout (and its
-        round trip to check a server's connection) per commit."""
-        connection: Connection | None = getattr(self._held, "connection", None)
-        if connection is None:
-            connection = self._engine.connect().execution_options(**{WRITE_LOCK_OPTION: True})
-            self._held.connection = connection
-        return connection
-
-    def _drop_thread_connection(self) -> None:
-        connection, self._held.connection = getattr(self._held, "connection", None), None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:  # a broken connection is discarded all the same
-                log.debug("closing a commit thread's store connection failed", exc_info=True)
 
 
 def _apply(connection: Connection, group: list[_Write[Any]]) -> list[Any]:
