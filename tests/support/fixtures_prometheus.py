@@ -24,6 +24,7 @@ from tests.support.prometheus import (
     PrometheusServer,
     TrafficExporter,
     require_binary,
+    serving,
 )
 
 __all__ = ["alertmanager", "alertmanager_server", "prometheus", "prometheus_server"]
@@ -33,13 +34,8 @@ __all__ = ["alertmanager", "alertmanager_server", "prometheus", "prometheus_serv
 def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     binary = require_binary(PROMETHEUS_BIN, "prometheus")
     exporter = TrafficExporter().start()
-    server = PrometheusServer(binary, tmp_path_factory.mktemp("prometheus"), exporter)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        exporter.stop()
+    yield from serving(PrometheusServer(binary, tmp_path_factory.mktemp("prometheus"), exporter),
+                       exporter)
 
 
 @pytest.fixture

@@ -31,7 +31,13 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from tests.support.prometheus import PrometheusServer, _Process
+from tests.support.prometheus import (
+    PROMETHEUS_BIN,
+    PrometheusServer,
+    _Process,
+    require_binary,
+    serving,
+)
 
 __all__ = ["Ingress", "PlatformExporter", "PlatformPrometheus", "Target", "Volume",
            "running_platform_prometheus"]
@@ -252,14 +258,6 @@ def running_platform_prometheus(workdir: Path) -> Iterator[PlatformPrometheus]:
     """The real Prometheus over a started PlatformExporter in `workdir`, for a fixture to
     yield from; both stop after it (skips, or fails under OPSBOT_REQUIRE_REAL, without the
     binary)."""
-    from tests.support.prometheus import PROMETHEUS_BIN, require_binary
-
     binary = require_binary(PROMETHEUS_BIN, "prometheus")
     exporter = PlatformExporter(workdir / "targets").start()
-    server = PlatformPrometheus(binary, workdir / "server", exporter)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        exporter.stop()
+    yield from serving(PlatformPrometheus(binary, workdir / "server", exporter), exporter)

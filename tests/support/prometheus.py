@@ -17,11 +17,11 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import pytest
@@ -41,6 +41,7 @@ __all__ = [
     "error_ratio_query",
     "p99_query",
     "require_binary",
+    "serving",
 ]
 
 PROMETHEUS_BIN = "prometheus"
@@ -425,6 +426,24 @@ class PrometheusServer(_Process):
             f'code="200"}}[{WINDOW}])',
             lambda v: v >= 2,
         )
+
+
+class _Stops(Protocol):
+    def stop(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=PrometheusServer)
+
+
+def serving(server: ServerT, exporter: _Stops) -> Iterator[ServerT]:
+    """`server` started over the already started `exporter`, for a fixture to yield from;
+    both stop after it, the server first."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        exporter.stop()
 
 
 class AlertmanagerServer(_Process):
