@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from slack_bolt import BoltResponse
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -41,7 +41,7 @@ from bot.slack.tasks import BackgroundTasks
 from bot.store import Store
 from bot.trigger import Trigger
 
-__all__ = ["BOLT_LOG", "DirectIntake", "Take", "build_bolt_app", "build_services",
+__all__ = ["BOLT_LOG", "DirectIntake", "build_bolt_app", "build_services",
            "button_trigger", "command_trigger", "direct_intake", "run_trigger", "taker",
            "unescape", "work_starter"]
 
@@ -163,11 +163,7 @@ def work_starter(services: Services, web: AsyncWebClient, background: Background
     return start
 
 
-class Take(Protocol):
-    async def __call__(self, trigger: Trigger, thread_ts: str | None = None) -> None: ...
-
-
-def taker(services: Services, start: queue.Start) -> Take:
+def taker(services: Services, start: queue.Start) -> queue.Take:
     """Record a trigger, to be acked by the caller, then run it (bot/slack/queue.py)."""
     async def take(trigger: Trigger, thread_ts: str | None = None) -> None:
         if trigger.channel is None:
@@ -181,7 +177,7 @@ def taker(services: Services, start: queue.Start) -> Take:
 DirectIntake = Callable[[str, dict[str, Any]], Awaitable[bool]]
 
 
-def direct_intake(command: str, take: Take) -> DirectIntake:
+def direct_intake(command: str, take: queue.Take) -> DirectIntake:
     """What most requests are (`command` typed, a follow-up button clicked), taken without
     Bolt's dispatch: recorded, then True, and the caller acks with an empty 200, as Bolt's
     listener would. False for anything else (approvals, checklists, another command), which

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import re
 import shlex
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -20,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import messages
 from bot.markup import plain
 from bot.services import Services
+from bot.slack import queue
 from bot.slack.api import SlackCallFailed, call
 from bot.slack.blocks import (
     APPROVE_ACTION,
@@ -49,7 +49,6 @@ log = logging.getLogger("opsbot.slack")
 REQUEST_ID = re.compile(r"rq-[0-9A-Za-z]{4,40}")
 CHANNEL_ID = re.compile(r"[A-Z0-9]{2,40}")  # C..., G..., D...: nothing a command could hide in
 
-Take = Callable[[Trigger], Awaitable[None]]
 FORM_LOOKUP_SECONDS = 1.5
 
 
@@ -145,8 +144,8 @@ async def _ephemeral(store: Store, channel: str, user: str, text: str) -> None:
     await send(store, ephemeral(channel=channel, user=user, text=text))
 
 
-def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient, take: Take,
-                       background: BackgroundTasks) -> None:
+def register_approvals(app: AsyncApp, services: Services, web: AsyncWebClient,
+                       take: queue.Take, background: BackgroundTasks) -> None:
     """Listeners for Approve, Deny and the deny form; `take` records a decision before the
     ack and dispatches it in the background. Bolt answers Slack when a listener returns, so
     what may wait on Slack (the deny form) runs in `background`."""

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from bot import messages
 from bot.metrics import TRIGGERS
@@ -29,12 +29,18 @@ from bot.storable import unstorable_trigger
 from bot.store import AuditEntry, StoreError, committed
 from bot.trigger import Trigger
 
-__all__ = ["ACCEPT_WAIT_SECONDS", "ORPHANED_AFTER", "RESUME_WITHIN", "Start", "accept",
+__all__ = ["ACCEPT_WAIT_SECONDS", "ORPHANED_AFTER", "RESUME_WITHIN", "Start", "Take", "accept",
            "decode", "encode", "resume_unstarted"]
 
 log = logging.getLogger("opsbot.slack")
 
 Start = Callable[[Trigger, str | None], None]
+
+
+class Take(Protocol):
+    """Records a trigger (`accept`), to be acked by the caller, then runs it."""
+
+    async def __call__(self, trigger: Trigger, thread_ts: str | None = None) -> None: ...
 
 # Slack waits 3 seconds for the ack; past this the ack goes without the record and the
 # dispatcher claims the delivery itself (as it did before queueing), or says nothing ran.
