@@ -153,10 +153,8 @@ def record_notification(factory: sessionmaker[Session], now: datetime, *, group_
 def record_notification_in(connection: Connection | Session, now: datetime, *, group_key: str,
                            receiver: str, status: str, payload: dict[str, Any]) -> str:
     """`record_notification` inside the caller's transaction (a group commit's)."""
-    row = notification_row(now, group_key=group_key, receiver=receiver, status=status,
-                           payload=payload)
-    connection.execute(INSERT_NOTIFICATION, row)
-    return str(row["id"])
+    return insert_notification(connection, notification_row(
+        now, group_key=group_key, receiver=receiver, status=status, payload=payload))
 
 
 def notification_row(now: datetime, *, group_key: str, receiver: str, status: str,
@@ -168,14 +166,21 @@ def notification_row(now: datetime, *, group_key: str, receiver: str, status: st
             "processed_at": None}
 
 
+def insert_notification(connection: Connection | Session, row: dict[str, Any]) -> str:
+    """`row` (`notification_row`) inserted in the caller's transaction; its id."""
+    connection.execute(INSERT_NOTIFICATION, row)
+    return str(row["id"])
+
+
 def insert_notification_raw(raw: sqlite3.Connection, row: dict[str, Any],
-                            payload_json: str | None = None) -> None:
-    """`row` on SQLite's own connection (a group commit's loop path); `payload_json`, the
-    payload as JSON text when the caller has it, is stored as it is."""
+                            payload_json: str | None = None) -> str:
+    """`insert_notification` on SQLite's own connection (a group commit's loop path);
+    `payload_json`, the payload as JSON text when the caller has it, is stored as it is."""
     if payload_json is None:
         _sqlite_insert_notification()(raw, row)
     else:
         _sqlite_insert_notification()(raw, {**row, "payload": payload_json}, ("payload",))
+    return str(row["id"])
 
 
 # Built once: SQLAlchemy then reuses its compiled form for every notification.

@@ -7,7 +7,6 @@ is safe to share between threads.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +15,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -523,18 +522,10 @@ class Store:
         text it was read from, which SQLite then stores as it is."""
         row = _alerts.notification_row(self._now(), group_key=group_key, receiver=receiver,
                                        status=status, payload=payload)
-        nid = str(row["id"])
-
-        def write(connection: Connection) -> str:
-            connection.execute(_alerts.INSERT_NOTIFICATION, row)
-            return nid
-
-        def write_raw(raw: sqlite3.Connection) -> str:
-            _alerts.insert_notification_raw(raw, row, payload_json)
-            return nid
-
-        return self._group.submit(write, raw=write_raw,
-                                  row=PlainInsert(_alerts.INSERT_NOTIFICATION, row, nid))
+        return self._group.submit(
+            lambda connection: _alerts.insert_notification(connection, row),
+            raw=lambda raw: _alerts.insert_notification_raw(raw, row, payload_json),
+            row=PlainInsert(_alerts.INSERT_NOTIFICATION, row, str(row["id"])))
 
     def unprocessed_notifications(self, limit: int = 100) -> list[StoredNotification]:
         with translated():
