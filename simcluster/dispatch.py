@@ -272,8 +272,7 @@ class Dispatcher:
         targets += [Attributes("impersonate", "", "groups", name=g) for g in groups]
         for attributes in targets:
             if not self.authorizer.allowed(subject, attributes):
-                what = {"users": "users", "groups": "groups",
-                        "serviceaccounts": "serviceaccounts"}[attributes.resource]
+                what = attributes.resource
                 scope = (f'in the namespace "{attributes.namespace}"' if attributes.namespace
                          else "at the cluster scope")
                 raise ApiError(403, f'{what} "{attributes.name}" is forbidden: User '
