@@ -214,10 +214,8 @@ class Services:
             await self._recover_orphans(None if everything_first else self._stale_after())
         except Exception as exc:  # the store is down: the watch below tries again
             log.warning("recovery of dead replicas' runs failed: %s", type(exc).__name__)
-        if not everything_first:  # alone on its database, nobody else leaves orphans
-            self._background.append(asyncio.create_task(self._watch_orphans(), name=_WATCH))
-        else:  # but its own triggers may wait on a store that failed to start them
-            self._background.append(asyncio.create_task(self._watch_unstarted(), name=_WATCH))
+        self._background.append(asyncio.create_task(self._watch(alone=everything_first),
+                                                    name=_WATCH))
         await self._start_scheduler()
 
     async def _follow(self) -> None:
@@ -271,28 +269,24 @@ class Services:
         finally:
             beats.shutdown(wait=False)  # a beat stuck on the database ends on its own
 
-    async def _watch_orphans(self) -> None:
-        """The leader's rounds: runs of replicas that died meanwhile are interrupted, and
-        requests made on followers (which run no scheduler) get their timers."""
+    async def _watch(self, *, alone: bool) -> None:
+        """The leader's rounds, every half `stale_after`. With other replicas: runs of
+        replicas that died meanwhile are interrupted, unstarted triggers started or reported,
+        and requests made on followers (which run no scheduler) get their timers. Alone on
+        its database, nobody else leaves orphans, but its own triggers may wait on a store
+        that failed to start them: those are started or reported, as after a restart."""
         while True:
             await asyncio.sleep(self.settings.replicas.stale_after_seconds / 2)
             try:
+                if alone:
+                    if self.on_unstarted is not None:
+                        await self.on_unstarted(self._stale_after())
+                    continue
                 await self._recover_orphans(self._stale_after())
                 if self.scheduler is not None:
                     await self.scheduler.sweep()
             except Exception as exc:
                 log.warning("the leader's round failed: %s", type(exc).__name__)
-
-    async def _watch_unstarted(self) -> None:
-        """Alone on its database: triggers this process acked and could not start (the store
-        failed each time it tried) are started or reported, as after a restart."""
-        while True:
-            await asyncio.sleep(self.settings.replicas.stale_after_seconds / 2)
-            try:
-                if self.on_unstarted is not None:
-                    await self.on_unstarted(self._stale_after())
-            except Exception as exc:
-                log.warning("the round of unstarted commands failed: %s", type(exc).__name__)
 
     async def _recover_orphans(self, stale_after: timedelta | None) -> None:
         interrupted = await self.recover(stale_after=stale_after)
