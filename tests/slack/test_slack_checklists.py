@@ -128,9 +128,10 @@ def test_the_finished_change_posts_its_checklist_for_the_requester(
     _, request_id = request(bot)
     assert bot.send_command("bob", f"approve {request_id} --confirm 1,2").status_code == 200
     checklist = bot.slack.wait_message(lambda m: "After the change" in m.text)
-    execution = services.store.get_request(request_id)
-    assert execution is not None and execution.execution_id
-    run = services.store.get_execution(execution.execution_id)
+    # The checklist is the run's last message; the request records its run just after.
+    executed = wait_until(lambda: (r := services.store.get_request(request_id))
+                          and r.execution_id, timeout=DEFAULT_TIMEOUT)
+    run = services.store.get_execution(executed)
     assert run is not None and run.ts is not None
     # In the change's thread (an approved change reports in its request's thread)
     thread = bot.slack.messages[run.ts].thread_ts or run.ts
