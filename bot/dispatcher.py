@@ -24,6 +24,7 @@ from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import Denied, HandlerError, OpsbotError, Refused, RetryableError, UsageError
 from bot.invocation import Invocation
 from bot.kube import KubeFactory
+from bot.lazy import import_lazy_modules
 from bot.locks import Lease, Locked, TargetLocks
 from bot.logs import log_context
 from bot.markup import code
@@ -651,6 +652,9 @@ class Dispatcher:
         except HandlerError as exc:
             return None, str(exc)
         ctx = self._context(run, spec, view)
+        # Handlers read the Kubernetes and Prometheus clients from the loop: imported first
+        # in a thread (once per process), so the first run after a start holds no ack.
+        await import_lazy_modules()
         for attempt in range(1, self.step_attempts + 1):
             try:
                 return await spec.fn(ctx=ctx, params=params), ""

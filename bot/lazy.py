@@ -3,18 +3,25 @@ modules (about 0.4 s and 45 MB) that a replica answering only probes, acks and A
 never touches until its first Kubernetes call.
 
 `client = lazy_module("kubernetes.client")` binds a module object whose first attribute read
-imports the real module; type checkers see the real import (under `TYPE_CHECKING`)."""
+imports the real module; type checkers see the real import (under `TYPE_CHECKING`).
+
+That first read may come from the event loop (a handler reading `kube.apps`), where the import
+would hold every ack and every notification for its whole length (~1 s on a small machine, on
+the first run after a start). The dispatcher awaits `import_lazy_modules()` before it calls a
+handler: the imports run in a worker thread, and the loop keeps answering meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import threading
 from types import ModuleType
 from typing import Any
 
-__all__ = ["lazy_module"]
+__all__ = ["import_lazy_modules", "lazy_module"]
 
 _IMPORT_LOCK = threading.Lock()
+_MODULES: list[_LazyModule] = []
 
 
 class _LazyModule(ModuleType):
@@ -24,11 +31,30 @@ class _LazyModule(ModuleType):
 
     def __getattr__(self, attribute: str) -> Any:
         # Only called for what is not in __dict__ yet: the first read of anything imports.
+        return getattr(self._lazy_import(), attribute)
+
+    def _lazy_import(self) -> ModuleType:
         with _IMPORT_LOCK:
             module = importlib.import_module(self.__dict__["_lazy_target"])
             self.__dict__.update(module.__dict__)
-        return getattr(module, attribute)
+            self.__dict__["_lazy_imported"] = True
+        return module
 
 
 def lazy_module(name: str) -> ModuleType:
-    return _LazyModule(name)
+    module = _LazyModule(name)
+    _MODULES.append(module)
+    return module
+
+
+async def import_lazy_modules() -> None:
+    """Import every lazy module not imported yet, in a worker thread (nothing to do, and no
+    thread, once they all are)."""
+    pending = [m for m in _MODULES if not m.__dict__.get("_lazy_imported")]
+    if pending:
+        await asyncio.to_thread(_import_all, pending)
+
+
+def _import_all(modules: list[_LazyModule]) -> None:
+    for module in modules:
+        module._lazy_import()

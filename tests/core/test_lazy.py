@@ -1,0 +1,54 @@
+"""Lazy modules: imported on first use, and by `import_lazy_modules` in a worker thread, so
+the first run after a start never imports on the event loop (bot/lazy.py)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from bot import lazy
+from bot.lazy import import_lazy_modules, lazy_module
+from bot.services import Services
+from tests.core.test_dispatcher import _dispatch, test_services  # noqa: F401 (fixture)
+
+MODULE = "opsbot_lazy_probe"
+
+
+@pytest.fixture
+def probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """A lazy module whose import records the thread that ran it (in `IMPORTED_BY`)."""
+    (tmp_path / f"{MODULE}.py").write_text(
+        "import threading\nIMPORTED_BY = threading.get_ident()\nANSWER = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop(MODULE, None)
+    module = lazy_module(MODULE)
+    yield module
+    lazy._MODULES.remove(module)  # type: ignore[arg-type]
+    sys.modules.pop(MODULE, None)
+
+
+def test_the_first_read_imports(probe: ModuleType) -> None:
+    assert MODULE not in sys.modules
+    assert probe.ANSWER == 42
+    assert threading.get_ident() == probe.IMPORTED_BY
+
+
+async def test_import_lazy_modules_imports_in_a_worker_thread(probe: ModuleType) -> None:
+    assert MODULE not in sys.modules
+    await import_lazy_modules()
+    assert MODULE in sys.modules
+    assert threading.get_ident() != probe.IMPORTED_BY  # not the event loop's thread
+    assert probe.ANSWER == 42
+
+
+async def test_a_run_imports_them_before_its_first_step(
+        probe: ModuleType, test_services: Services) -> None:  # noqa: F811
+    outcome, _ = await _dispatch(test_services, "echo hi")
+    assert outcome.status == "succeeded"
+    assert MODULE in sys.modules
+    assert threading.get_ident() != sys.modules[MODULE].IMPORTED_BY
