@@ -13,6 +13,7 @@ handler: the imports run in a worker thread, and the loop keeps answering meanwh
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import threading
 from types import ModuleType
@@ -53,6 +54,10 @@ async def import_lazy_modules() -> None:
     pending = [m for m in _MODULES if not m.__dict__.get("_lazy_imported")]
     if pending:
         await asyncio.to_thread(_import_all, pending)
+        if gc.get_freeze_count():
+            # A process that keeps its start-up heap out of the collector (`serve`) keeps
+            # these modules out too: they live as long as it does.
+            gc.freeze()
 
 
 def _import_all(modules: list[_LazyModule]) -> None:

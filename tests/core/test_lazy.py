@@ -3,6 +3,7 @@ the first run after a start never imports on the event loop (bot/lazy.py)."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 from collections.abc import Iterator
@@ -44,6 +45,18 @@ async def test_import_lazy_modules_imports_in_a_worker_thread(probe: ModuleType)
     assert MODULE in sys.modules
     assert threading.get_ident() != probe.IMPORTED_BY  # not the event loop's thread
     assert probe.ANSWER == 42
+    assert gc.get_freeze_count() == 0  # only a process that froze its heap freezes more
+
+
+async def test_a_process_that_froze_its_start_up_heap_freezes_the_modules_too(
+        probe: ModuleType) -> None:
+    gc.freeze()  # as `serve` does once started
+    try:
+        await import_lazy_modules()
+        imported = sys.modules[MODULE].__dict__
+        assert not any(obj is imported for obj in gc.get_objects())  # frozen ones are not
+    finally:
+        gc.unfreeze()
 
 
 async def test_a_run_imports_them_before_its_first_step(
