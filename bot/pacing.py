@@ -11,14 +11,15 @@ stay at the floor and the work follows within a second. Work already running is 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 from collections import deque
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
 
-__all__ = ["MAX_DEFER_S", "QUIET_S", "Foreground", "after_quiet"]
+__all__ = ["MAX_DEFER_S", "QUIET_S", "Foreground"]
 
-T = TypeVar("T")
+log = logging.getLogger("opsbot")
 
 #: How long without requests in flight counts as quiet.
 QUIET_S = 0.05
@@ -28,15 +29,15 @@ MAX_DEFER_S = 2.0
 
 
 class Foreground:
-    """Counts requests in flight (`begin`/`end`, from the event loop) and lets background work
-    `wait_quiet`. One per process."""
+    """Counts requests in flight (`begin`/`end`, from the event loop) and holds background
+    work until they are answered (`call_when_quiet`, `wait_quiet`). One per process."""
 
     def __init__(self, quiet_s: float = QUIET_S, max_defer_s: float = MAX_DEFER_S) -> None:
         self.quiet_s = quiet_s
         self.max_defer_s = max_defer_s
         self.in_flight = 0
         self._last_end = 0.0
-        self._waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._waiters: deque[tuple[float, Callable[[], object]]] = deque()
         self._opener: asyncio.Task[None] | None = None
 
     def begin(self) -> None:
@@ -54,21 +55,27 @@ class Foreground:
     def quiet(self) -> bool:
         return self.in_flight == 0 and time.monotonic() - self._last_end >= self.quiet_s
 
-    async def wait_quiet(self, asked_at: float | None = None) -> None:
-        """Return when no request is in flight and none ended in the last `quiet_s`, or once
-        `max_defer_s` have passed since the work was asked for (`asked_at`, a
-        `time.monotonic()` reading; default now), so a steady stream of requests delays work
-        by that much and never slows its pace."""
+    def call_when_quiet(self, callback: Callable[[], object],
+                        asked_at: float | None = None) -> None:
+        """Call `callback` on the loop once no request is in flight and none ended in the
+        last `quiet_s`, or once `max_defer_s` have passed since it was asked for (`asked_at`,
+        a `time.monotonic()` reading; default now), so a steady stream of requests delays
+        work by that much and never slows its pace. At once when quiet already. Callbacks
+        run in the order they were asked for; a burst of acks queues one each, no task."""
         now = time.monotonic()
         deadline = (now if asked_at is None else asked_at) + self.max_defer_s
         if deadline <= now or (self.quiet() and not self._waiters):
+            callback()
             return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        # Waiters are released in arrival order: work starts in the order it was asked for.
-        self._waiters.append((deadline, waiter))
+        self._waiters.append((deadline, callback))
         if self._opener is None or self._opener.done():
-            self._opener = loop.create_task(self._open(), name="opsbot-pacing")
+            self._opener = asyncio.get_running_loop().create_task(self._open(),
+                                                                  name="opsbot-pacing")
+
+    async def wait_quiet(self, asked_at: float | None = None) -> None:
+        """Return when `call_when_quiet` would call."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.call_when_quiet(functools.partial(_release, waiter), asked_at)
         await waiter
 
     async def _open(self) -> None:
@@ -78,18 +85,15 @@ class Foreground:
             now = time.monotonic()
             quiet = self.quiet()
             while self._waiters and (quiet or self._waiters[0][0] <= now):
-                _, waiter = self._waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
+                _, callback = self._waiters.popleft()
+                try:
+                    callback()
+                except Exception:  # one failing start must not hold back the others
+                    log.exception("starting deferred work failed")
             if self._waiters:
                 await asyncio.sleep(min(self.quiet_s, max(0.0, self._waiters[0][0] - now)))
 
 
-async def after_quiet(foreground: Foreground, work: Coroutine[Any, Any, T]) -> T:
-    """Run `work` once `foreground` is quiet (see `Foreground.wait_quiet`)."""
-    try:
-        await foreground.wait_quiet()
-    except BaseException:
-        work.close()  # cancelled while waiting (shutdown): never started, never awaited
-        raise
-    return await work
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

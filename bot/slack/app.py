@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from slack_bolt import BoltResponse
@@ -24,7 +24,6 @@ from bot import messages
 from bot.config import Settings
 from bot.dispatcher import Outcome
 from bot.metrics import TRIGGERS
-from bot.pacing import after_quiet
 from bot.reporting import Notice, Reporter
 from bot.services import Services, default_database_url
 from bot.slack import queue
@@ -153,12 +152,16 @@ def work_starter(services: Services, web: AsyncWebClient, background: Background
         if trigger.channel is None:
             log.warning("%s from %s has no channel; ignored", trigger.via, trigger.actor)
             return
-        reporter = SlackReporter(services.store, trigger.channel, trigger.actor,
-                                 thread_ts=thread_ts, direct=web)
+        channel = trigger.channel
+
+        def work() -> Coroutine[Any, Any, Outcome | None]:
+            reporter = SlackReporter(services.store, channel, trigger.actor,
+                                     thread_ts=thread_ts, direct=web)
+            return run_trigger(services, trigger, reporter)
+
         # Once no request waits for its ack (bot/pacing.py): acks stay at the floor.
-        work = run_trigger(services, trigger, reporter)
-        background.spawn(after_quiet(services.foreground, work),
-                         name=f"opsbot {trigger.delivery_id}")
+        background.spawn_when_quiet(services.foreground, work,
+                                    name=f"opsbot {trigger.delivery_id}")
 
     return start
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
+
+from bot.pacing import Foreground
 
 __all__ = ["BackgroundTasks"]
 
@@ -16,6 +18,8 @@ log = logging.getLogger("opsbot.slack")
 class BackgroundTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._deferred = 0  # asked for, held by `Foreground` until the requests are answered
+        self._stopped = False
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -25,6 +29,20 @@ class BackgroundTasks:
         self._tasks.add(task)  # the loop holds tasks weakly; this set keeps them alive
         task.add_done_callback(self._done)
         return task
+
+    def spawn_when_quiet(self, foreground: Foreground,
+                         work: Callable[[], Coroutine[Any, Any, Any]], name: str) -> None:
+        """`spawn(work())` once `foreground` is quiet (bot/pacing.py). Until then the work is
+        one queued callback: nothing of it is built while the acks it waits for are due. Work
+        still held when `drain` gives up is never started."""
+        self._deferred += 1
+
+        def start() -> None:
+            self._deferred -= 1
+            if not self._stopped:
+                self.spawn(work(), name)
+
+        foreground.call_when_quiet(start)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -39,13 +57,18 @@ class BackgroundTasks:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         pending: set[asyncio.Task[Any]] = set()
-        # Work acked just before shutdown may still be spawned meanwhile: it is waited for too.
-        while self._tasks:
+        # Work acked just before shutdown may still be spawned meanwhile (once the last
+        # requests are answered): it is waited for too.
+        while self._tasks or self._deferred:
             left = deadline - loop.time()
             if left <= 0:
                 pending = set(self._tasks)
                 break
-            await asyncio.wait(set(self._tasks), timeout=left)
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=left)
+            else:
+                await asyncio.sleep(min(left, 0.01))
+        self._stopped = True  # what is still held never starts; its record says so
         for task in pending:
             task.cancel()
         if pending:

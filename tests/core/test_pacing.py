@@ -5,30 +5,45 @@ steady stream of them."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
-import warnings
+from typing import Any
 
-from bot.pacing import Foreground, after_quiet
+from bot.pacing import Foreground
+from bot.slack.tasks import BackgroundTasks
 
 
 def test_work_waits_for_requests_in_flight_then_starts_in_order() -> None:
     async def scenario() -> list[str]:
         foreground = Foreground(quiet_s=0.01, max_defer_s=60)
         started: list[str] = []
-
-        async def work(name: str) -> None:
-            started.append(name)
-
         foreground.begin()  # a request waits for its ack
-        tasks = [asyncio.create_task(after_quiet(foreground, work(n))) for n in "abc"]
+        for name in "abc":
+            foreground.call_when_quiet(lambda name=name: started.append(name))
         await asyncio.sleep(0.1)
         assert started == []  # nothing starts while the ack is pending
         foreground.end()
-        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        await asyncio.sleep(0.1)
         return started
 
     assert asyncio.run(scenario()) == ["a", "b", "c"]
+
+
+def test_one_failing_start_does_not_hold_back_the_others() -> None:
+    async def scenario() -> list[str]:
+        foreground = Foreground(quiet_s=0.01, max_defer_s=60)
+        started: list[str] = []
+
+        def broken() -> None:
+            raise RuntimeError("a bug in one start")
+
+        foreground.begin()
+        foreground.call_when_quiet(broken)
+        foreground.call_when_quiet(lambda: started.append("next"))
+        foreground.end()
+        await asyncio.sleep(0.1)
+        return started
+
+    assert asyncio.run(scenario()) == ["next"]
 
 
 def test_work_alone_starts_without_waiting_for_anything() -> None:
@@ -46,38 +61,63 @@ def test_a_steady_stream_of_requests_delays_work_but_never_starves_it() -> None:
     async def scenario() -> tuple[bool, int]:
         foreground = Foreground(quiet_s=0.05, max_defer_s=0.2)
         done = asyncio.Event()
-
-        async def work() -> None:
-            done.set()
-
         foreground.begin()  # never ends: requests keep arriving
-        task = asyncio.create_task(after_quiet(foreground, work()))
+        foreground.call_when_quiet(done.set)
         await asyncio.wait_for(done.wait(), 10)
-        await task
         return done.is_set(), foreground.in_flight
 
     started, in_flight = asyncio.run(scenario())
     assert started and in_flight == 1
 
 
-def test_work_cancelled_while_waiting_is_closed_not_left_unawaited() -> None:
-    async def scenario() -> None:
+def test_work_held_for_quiet_is_built_then_and_drained_at_shutdown() -> None:
+    """Held work is one callback: its coroutine is made once the requests are answered.
+    At shutdown the drain waits for it to start and finish."""
+    async def scenario() -> list[str]:
         foreground = Foreground(quiet_s=0.01, max_defer_s=60)
+        tasks = BackgroundTasks()
+        seen: list[str] = []
+
+        def work() -> Any:
+            seen.append("built")
+
+            async def run() -> None:
+                await asyncio.sleep(0.05)
+                seen.append("finished")
+            return run()
+
         foreground.begin()
+        tasks.spawn_when_quiet(foreground, work, name="held")
+        await asyncio.sleep(0.05)
+        assert seen == [] and len(tasks) == 0  # nothing built while the ack is due
+        foreground.end()  # the last request answered: shutdown begins
+        await tasks.drain(10)
+        return seen
 
-        async def work() -> None:
-            raise AssertionError("never started")
+    assert asyncio.run(scenario()) == ["built", "finished"]
 
-        task = asyncio.create_task(after_quiet(foreground, work()))
-        await asyncio.sleep(0.02)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        assert task.cancelled()
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # "coroutine ... was never awaited" would be an error
-        asyncio.run(scenario())
-        gc.collect()
+def test_work_still_held_when_the_drain_gives_up_never_starts() -> None:
+    async def scenario() -> tuple[list[str], int]:
+        foreground = Foreground(quiet_s=0.01, max_defer_s=60)
+        tasks = BackgroundTasks()
+        built: list[str] = []
+
+        async def never() -> None:
+            raise AssertionError("not to run")
+
+        def work() -> Any:
+            built.append("built")
+            return never()
+
+        foreground.begin()  # a request that is never answered
+        tasks.spawn_when_quiet(foreground, work, name="held")
+        await tasks.drain(0.1)
+        foreground.end()
+        await asyncio.sleep(0.1)
+        return built, len(tasks)
+
+    assert asyncio.run(scenario()) == ([], 0)
 
 
 def test_work_asked_for_long_ago_does_not_wait_again() -> None:
