@@ -47,11 +47,6 @@ class Foreground:
         self.in_flight -= 1
         self._last_end = time.monotonic()
 
-    def alone(self) -> bool:
-        """True for a request that is the only one in flight: no write of another can join
-        its store write (`GroupCommit.submit`'s `alone`)."""
-        return self.in_flight <= 1
-
     def quiet(self) -> bool:
         return self.in_flight == 0 and time.monotonic() - self._last_end >= self.quiet_s
 

@@ -120,8 +120,7 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
             # Committed with the notifications arriving meanwhile (bot/store/batch.py).
             notification_id = await committed(store.queue_notification(
                 group_key=notification.group_key, receiver=notification.receiver,
-                status=notification.status, payload=raw, payload_json=_text(body),
-                alone=foreground is not None and foreground.alone()),
+                status=notification.status, payload=raw, payload_json=_text(body)),
                 store.deadline)
         except (StoreError, TimeoutError) as exc:
             log.error("an Alertmanager notification could not be stored (%s); Alertmanager "

@@ -2,8 +2,7 @@
 (one short transaction), then acked, then run from that record.
 
 The record is committed with every other record arriving meanwhile (the store's group commit,
-bot/store/batch.py), or at once when no other request is in flight, never behind the store
-calls of running work. The ack
+bot/store/batch.py), on its own thread, never behind the store calls of running work. The ack
 waits for the record and for nothing else, so Slack's 3 seconds never bite and a crash
 right after the ack loses nothing: the leader finds triggers acked and never started (the
 process died in between) and starts them if they are fresh (`RESUME_WITHIN`), or tells the
@@ -82,8 +81,7 @@ async def accept(services: Services, trigger: Trigger, thread_ts: str | None,
         return
     try:
         first = await committed(store.queue_trigger(trigger.delivery_id,
-                                                    encode(trigger, thread_ts),
-                                                    alone=services.foreground.alone()),
+                                                    encode(trigger, thread_ts)),
                                 min(ACCEPT_WAIT_SECONDS, store.deadline))
     except (StoreError, TimeoutError) as exc:
         log.warning("delivery %s acked before it was recorded: the store failed (%s)",

@@ -49,8 +49,6 @@ async def committed(write: Future[T], timeout: float) -> T:
     begun by then is cancelled. A write committed on the loop's own thread (the loop-side
     path) wakes its waiter there and then, without `asyncio.wrap_future`'s trip through the
     loop's self-pipe: an ack waits one loop pass less."""
-    if write.done():  # committed in the caller's own step (`submit(..., alone=True)`)
-        return write.result()
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[T] = loop.create_future()
     loop_thread = threading.get_ident()
@@ -146,27 +144,19 @@ class GroupCommit:
         self._pending: list[_Write[Any]] = []
         self._flush_scheduled = False
         self._loop_connection: Connection | None = None
-        #: Transactions committed so far, on the loop (`raw` ones apart, and of those the
-        #: writes committed `alone`) and on the thread.
-        self.commits = {"loop": 0, "loop_raw": 0, "loop_alone": 0, "thread": 0}
+        #: Transactions committed so far, on the loop (`raw` ones apart) and on the thread.
+        self.commits = {"loop": 0, "loop_raw": 0, "thread": 0}
 
     def submit(self, apply: Callable[[Connection], T], raw: RawWrite[T] | None = None,
-               row: PlainInsert[T] | None = None, *, alone: bool = False) -> Future[T]:
+               row: PlainInsert[T] | None = None) -> Future[T]:
         """`raw`, the same write on SQLite's DBAPI connection, is used on the loop when every
-        write of the group has one; `row`, the same write as a plain insert, on the thread.
-
-        `alone`: the caller knows of no other write coming (no other request in flight), so
-        no group will form: a `raw` write is committed on the loop at once, and the future
-        is done when `submit` returns (the caller's answer waits no loop pass)."""
+        write of the group has one; `row`, the same write as a plain insert, on the thread."""
         write = _Write(apply, Future[T](), raw, row)
         if self._closed:
             raise StoreUnavailable("the store is closed")
         loop = self._own_loop()
         if loop is None:
             self._to_thread(write)
-            return write.done
-        if alone and raw is not None and not self._pending:
-            self._commit_on_loop([write], alone=True)
             return write.done
         self._pending.append(write)
         if not self._flush_scheduled:
@@ -208,17 +198,13 @@ class GroupCommit:
         self._flush_scheduled = False
         group, self._pending = self._pending, []
         group = [w for w in group if not w.done.cancelled()]
-        if group:
-            self._commit_on_loop(group)
-
-    def _commit_on_loop(self, group: list[_Write[Any]], alone: bool = False) -> None:
-        """Commit `group` on the loop's connection, never waiting for the write lock; what
-        cannot be committed so goes to the thread."""
+        if not group:
+            return
         try:
             connection = self._loop_connect()
             if all(write.raw is not None for write in group):
                 results = _raw_transaction(connection, group)
-                self.commits["loop_alone" if alone else "loop_raw"] += 1
+                self.commits["loop_raw"] += 1
             else:
                 with connection.begin():
                     results = [write.apply(connection) for write in group]

@@ -516,17 +516,16 @@ class Store:
 
     def queue_notification(self, *, group_key: str, receiver: str, status: str,
                            payload: dict[str, Any], payload_json: str | None = None,
-                           alone: bool = False) -> Future[str]:
+                           ) -> Future[str]:
         """`record_notification` in the next group commit: the future holds the id once the
         notification is committed (or a store error). `payload_json` is `payload` as the JSON
-        text it was read from, which SQLite then stores as it is. `alone`: as for
-        `queue_trigger`."""
+        text it was read from, which SQLite then stores as it is."""
         row = _alerts.notification_row(self._now(), group_key=group_key, receiver=receiver,
                                        status=status, payload=payload)
         return self._group.submit(
             lambda connection: _alerts.insert_notification(connection, row),
             raw=lambda raw: _alerts.insert_notification_raw(raw, row, payload_json),
-            row=PlainInsert(_alerts.INSERT_NOTIFICATION, row, str(row["id"])), alone=alone)
+            row=PlainInsert(_alerts.INSERT_NOTIFICATION, row, str(row["id"])))
 
     def unprocessed_notifications(self, limit: int = 100) -> list[StoredNotification]:
         with translated():
@@ -639,19 +638,16 @@ class Store:
             return _deliveries.accept(self._sessions, self._now(), key, trigger, self.replica,
                                       prune_first=self._prune_due())
 
-    def queue_trigger(self, key: str, trigger: str, *, alone: bool = False) -> Future[bool]:
+    def queue_trigger(self, key: str, trigger: str) -> Future[bool]:
         """`accept_trigger` in the next group commit: the future holds True the first time,
-        False for a duplicate, once the record is committed (or a store error). `alone`: no
-        other request is in flight, so it is committed at once where it can be
-        (`GroupCommit.submit`)."""
+        False for a duplicate, once the record is committed (or a store error)."""
         now, prune = self._now(), self._prune_due()
         return self._group.submit(
             lambda session: _deliveries.accept_in(session, now, key, trigger, self.replica,
                                                   prune_first=prune),
             # The prune (once in a while) takes Core's path.
             raw=None if prune else lambda raw: _deliveries.accept_raw(raw, now, key, trigger,
-                                                                       self.replica),
-            alone=alone)
+                                                                       self.replica))
 
     def start_trigger(self, key: str) -> bool:
         """True for the one caller that marks the queued trigger of ``key`` started."""

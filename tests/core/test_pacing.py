@@ -134,13 +134,3 @@ def test_work_asked_for_long_ago_does_not_wait_again() -> None:
         return result
 
     assert asyncio.run(scenario()) == (True, False)
-
-
-def test_a_request_is_alone_while_no_other_is_in_flight() -> None:
-    foreground = Foreground()
-    foreground.begin()
-    assert foreground.alone()
-    foreground.begin()  # a second one arrives before the first is answered
-    assert not foreground.alone()
-    foreground.end()
-    assert foreground.alone()

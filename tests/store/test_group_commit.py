@@ -25,18 +25,13 @@ def _commits(store: Store) -> Callable[[], int]:
     """Counts the transactions the store's engine commits from now on, and those its group
     commit made on SQLite's raw connection (which Core does not see)."""
     seen = [0]
-    raw = store._group.commits
-
-    def on_raw() -> int:
-        return raw["loop_raw"] + raw["loop_alone"]
-
-    raw_before = on_raw()
+    raw_before = store._group.commits["loop_raw"]
 
     @event.listens_for(store._engine, "commit")
     def _on_commit(_conn: Connection) -> None:
         seen[0] += 1
 
-    return lambda: seen[0] + on_raw() - raw_before
+    return lambda: seen[0] + store._group.commits["loop_raw"] - raw_before
 
 
 def test_what_arrives_together_is_one_transaction_and_each_answer_follows_the_commit(
@@ -272,50 +267,3 @@ def test_notifications_committed_together_on_the_thread_are_one_statement(
     assert any(statements) and len(statements) < 5, statements
     stored = [store.get_notification(i) for i in ids]
     assert [n.payload["n"] for n in stored if n is not None] == list(range(5))
-
-
-def test_a_write_alone_is_committed_before_submit_returns_and_joins_a_group_otherwise(
-    tmp_path: Path,
-) -> None:
-    """`alone` (no other request in flight): the record is on disk when `queue_trigger`
-    returns, so the ack waits no loop pass. A write already waiting in this pass makes it
-    join that group instead; a writer elsewhere sends it to the thread, answered once
-    committed there."""
-    path = tmp_path / "opsbot.db"
-    store = Store.open(sqlite_url(path))
-    store._prune_due()  # the first write of a store prunes, on Core's path; not these
-    commits = store._group.commits
-
-    def on_disk(key: str) -> bool:
-        with sqlite3.connect(path) as reader:
-            return reader.execute("SELECT count(*) FROM delivery_claims WHERE key = ?",
-                                  (key,)).fetchone()[0] == 1
-
-    async def scenario(holder: sqlite3.Connection) -> None:
-        first = store.queue_trigger("slack:A1", "{}", alone=True)
-        assert first.done() and on_disk("slack:A1")
-        again = store.queue_trigger("slack:A1", "{}", alone=True)  # Slack's retry
-        assert (await committed(first, 5), await committed(again, 5)) == (True, False)
-        assert (commits["loop_alone"], commits["loop_raw"]) == (2, 0)
-
-        waiting = store.queue_trigger("slack:B1", "{}")
-        joined = store.queue_trigger("slack:B2", "{}", alone=True)
-        assert not joined.done()
-        assert [await committed(w, 5) for w in (waiting, joined)] == [True, True]
-        assert (commits["loop_alone"], commits["loop_raw"]) == (2, 1)  # one for both
-
-        holder.execute("BEGIN IMMEDIATE")
-        held = store.queue_trigger("slack:C1", "{}", alone=True)
-        await asyncio.sleep(0.2)
-        assert not held.done()  # no answer before the record is on disk
-        holder.execute("COMMIT")
-        assert await committed(held, 10) is True
-        assert commits["thread"] == 1
-
-    holder = sqlite3.connect(path, isolation_level=None)
-    try:
-        asyncio.run(scenario(holder))
-        assert on_disk("slack:C1")
-    finally:
-        holder.close()
-        store.close()
