@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, func, insert, or_, select
+from sqlalchemy import Connection, Table, Text, bindparam, delete, func, insert, or_, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 from bot.markup import code
 from bot.messages import rough_span
@@ -44,6 +46,7 @@ from bot.store.models import (
 __all__ = [
     "ACTIVE_RUN_STATUSES",
     "INSERT_NOTIFICATION",
+    "INSERT_NOTIFICATION_TEXT",
     "AlertGroupRecord",
     "AlertRunRecord",
     "AutomationStatus",
@@ -186,6 +189,21 @@ def insert_notification_raw(raw: sqlite3.Connection, row: dict[str, Any],
 # Built once: SQLAlchemy then reuses its compiled form for every notification.
 _NOTIFICATIONS = cast(Table, AlertNotificationRow.__table__)
 INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
+#: PostgreSQL: the payload bound as the JSON text it arrived as (`payload_text`, with every
+#: other column of `notification_row` but `payload`), parsed by the server into `jsonb`,
+#: instead of dumped again from the parsed document in the commit thread.
+INSERT_NOTIFICATION_TEXT = insert(_NOTIFICATIONS).values(
+    payload=sql_cast(bindparam("payload_text", type_=Text()), postgresql.JSONB()))
+
+
+def notification_insert(row: dict[str, Any], payload_json: str | None,
+                        dialect: str) -> tuple[Insert, dict[str, Any]]:
+    """The plain insert of `row` (a group commit's thread path), and its parameters."""
+    if payload_json is None or dialect != "postgresql":
+        return INSERT_NOTIFICATION, row
+    values = {k: v for k, v in row.items() if k != "payload"}
+    values["payload_text"] = payload_json
+    return INSERT_NOTIFICATION_TEXT, values
 
 
 @functools.cache

@@ -18,6 +18,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Insert
 
 from bot.store.db import WRITE_LOCK_OPTION
-from bot.store.errors import StoreUnavailable, translated
+from bot.store.errors import StoreError, StoreUnavailable, translated
 
 __all__ = ["MAX_GROUP", "SERVER_THREADS", "GroupCommit", "PlainInsert", "RawWrite",
            "SqliteStatement", "committed"]
@@ -57,7 +59,7 @@ async def committed(write: Future[T], timeout: float) -> T:
         if threading.get_ident() == loop_thread:
             _copy_outcome(done, waiter)
         else:
-            loop.call_soon_threadsafe(_copy_outcome, done, waiter)
+            _mailbox(loop).post(done, waiter)
 
     write.add_done_callback(settled)
     try:
@@ -66,6 +68,44 @@ async def committed(write: Future[T], timeout: float) -> T:
     except (asyncio.CancelledError, TimeoutError):
         write.cancel()
         raise
+
+
+class _Mailbox:
+    """Outcomes a commit thread hands to one event loop: a group's writes, settled one after
+    the other, wake the loop once (one write to its self-pipe), not once each, and the loop
+    does not stop the thread mid-group to take each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._outcomes: list[tuple[Future[Any], asyncio.Future[Any]]] = []
+
+    def post(self, done: Future[T], waiter: asyncio.Future[T]) -> None:
+        with self._lock:
+            self._outcomes.append((done, waiter))
+            if len(self._outcomes) > 1:
+                return  # the loop is already told
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            outcomes, self._outcomes = self._outcomes, []
+        for done, waiter in outcomes:
+            _copy_outcome(done, waiter)
+
+
+_MAILBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = \
+    weakref.WeakKeyDictionary()
+_MAILBOXES_LOCK = threading.Lock()
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    with _MAILBOXES_LOCK:
+        box = _MAILBOXES.get(loop)
+        if box is None:
+            box = _MAILBOXES[loop] = _Mailbox(loop)
+        return box
 
 
 def _copy_outcome(done: Future[T], waiter: asyncio.Future[T]) -> None:
@@ -287,7 +327,7 @@ class GroupCommit:
         if not group:
             return
         try:
-            results = self._transaction(group)
+            results = self._transaction_anew(group)
         except Exception as exc:
             if len(group) == 1:
                 group[0].done.set_exception(exc)
@@ -304,6 +344,19 @@ class GroupCommit:
             return
         for write, result in zip(group, results, strict=True):
             write.done.set_result(result)
+
+    def _transaction_anew(self, group: list[_Write[Any]]) -> list[Any]:
+        """`_transaction`, once more on a new connection if the pooled one had died (a
+        database restart or failover): no ping tests them at checkout on a server."""
+        try:
+            return self._transaction(group)
+        except StoreError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, DBAPIError) and cause.connection_invalidated):
+                raise
+            log.info("a store connection had died (%s); the group is tried on a new one",
+                     type(cause.orig).__name__)
+            return self._transaction(group)
 
     def _transaction(self, group: list[_Write[Any]]) -> list[Any]:
         with translated(), self._engine.connect().execution_options(

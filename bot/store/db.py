@@ -92,19 +92,21 @@ def is_sqlite(engine: Engine | Connection) -> bool:
 
 
 def make_engine(url: str | URL, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                busy_timeout_ms: int | None = None) -> Engine:
+                busy_timeout_ms: int | None = None, pre_ping: bool = True) -> Engine:
     """Create the engine for ``url`` with the settings the store relies on; ``timeout_s``
-    bounds each wait on the database (SQLite's lock wait is ``busy_timeout_ms`` if given)."""
+    bounds each wait on the database (SQLite's lock wait is ``busy_timeout_ms`` if given).
+    ``pre_ping=False`` (PostgreSQL): connections are not tested with a round trip at each
+    checkout; for callers that retry a write that meets a dead connection."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         busy = busy_timeout_ms if busy_timeout_ms is not None else int(timeout_s * 1000)
         return _sqlite_engine(parsed, busy)
     if parsed.get_backend_name() == "postgresql":
-        return _postgres_engine(parsed, timeout_s)
-    return create_engine(parsed, pool_pre_ping=True, pool_timeout=timeout_s)
+        return _postgres_engine(parsed, timeout_s, pre_ping)
+    return create_engine(parsed, pool_pre_ping=pre_ping, pool_timeout=timeout_s)
 
 
-def _postgres_engine(url: URL, timeout_s: float) -> Engine:
+def _postgres_engine(url: URL, timeout_s: float, pre_ping: bool = True) -> Engine:
     from bot.store.postgres import bound_waits
 
     # Settings in the URL win: an operator may know their database needs longer.
@@ -116,7 +118,7 @@ def _postgres_engine(url: URL, timeout_s: float) -> Engine:
     if "statement_timeout" not in options:
         connect_args["options"] = f"{options} -c statement_timeout={int(timeout_s * 1000)}"
     # pool_pre_ping: a replica outlives database restarts and failovers.
-    engine = create_engine(url, pool_pre_ping=True, pool_timeout=timeout_s,
+    engine = create_engine(url, pool_pre_ping=pre_ping, pool_timeout=timeout_s,
                            connect_args=connect_args)
     bound_waits(engine, call_deadline(timeout_s))
     return engine

@@ -79,8 +79,13 @@ class Store:
         self._prune_lock = threading.Lock()
         self._next_prune = 0.0
         self._outbox_listeners: list[Callable[[], None]] = []
-        # Records an answer waits for (acks, Alertmanager's 2xx), committed in groups.
-        self._group = GroupCommit(engine)
+        # Records an answer waits for (acks, Alertmanager's 2xx), committed in groups. On a
+        # database server, on connections of their own not pinged at each checkout (a round
+        # trip a group): a group that meets a dead connection is tried again, a write at a
+        # time, on new ones (GroupCommit._commit).
+        self._group_engine = engine if engine.dialect.name == "sqlite" else make_engine(
+            engine.url, timeout_s=timeout_s, pre_ping=False)
+        self._group = GroupCommit(self._group_engine)
         # When this process first said it is alive: runs owned by our name from before then
         # are a previous process's (same POD_NAME). None until the first heartbeat.
         self.started: datetime | None = None
@@ -128,6 +133,8 @@ class Store:
 
     def close(self) -> None:
         self._group.close()
+        if self._group_engine is not self._engine:
+            self._group_engine.dispose()
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -525,7 +532,9 @@ class Store:
         return self._group.submit(
             lambda connection: _alerts.insert_notification(connection, row),
             raw=lambda raw: _alerts.insert_notification_raw(raw, row, payload_json),
-            row=PlainInsert(_alerts.INSERT_NOTIFICATION, row, str(row["id"])))
+            row=PlainInsert(*_alerts.notification_insert(row, payload_json,
+                                                         self._engine.dialect.name),
+                            str(row["id"])))
 
     def unprocessed_notifications(self, limit: int = 100) -> list[StoredNotification]:
         with translated():

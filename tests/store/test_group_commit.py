@@ -27,7 +27,7 @@ def _commits(store: Store) -> Callable[[], int]:
     seen = [0]
     raw_before = store._group.commits["loop_raw"]
 
-    @event.listens_for(store._engine, "commit")
+    @event.listens_for(store._group_engine, "commit")
     def _on_commit(_conn: Connection) -> None:
         seen[0] += 1
 
@@ -241,7 +241,7 @@ def test_notifications_committed_together_on_the_thread_are_one_statement(
     store = open_store()
     statements: list[bool] = []
 
-    @event.listens_for(store._engine, "before_cursor_execute")
+    @event.listens_for(store._group_engine, "before_cursor_execute")
     def _seen(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any,
               executemany: bool) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO ALERT_NOTIFICATIONS"):
@@ -272,3 +272,93 @@ def test_notifications_committed_together_on_the_thread_are_one_statement(
     assert any(statements) and len(statements) < 5, statements
     stored = [store.get_notification(i) for i in ids]
     assert [n.payload["n"] for n in stored if n is not None] == list(range(5))
+
+
+def test_a_notification_keeps_its_received_text_on_postgresql_and_its_document_anywhere(
+    open_store: Callable[..., Store],
+) -> None:
+    """The thread's path: on PostgreSQL the JSON text as received is bound and parsed by the
+    server (not dumped again from the parsed document); either way the stored document is
+    the one received."""
+    store = open_store()
+    bound: list[str] = []
+
+    @event.listens_for(store._group_engine, "before_cursor_execute")
+    def _seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "INSERT INTO alert_notifications" in statement:
+            bound.append(statement)
+
+    document = {"version": "4", "alerts": [{"labels": {"alertname": "Caf\u00e9"}}], "n": 1.5}
+    text = '{"version":"4","alerts":[{"labels":{"alertname":"Caf\u00e9"}}],"n":1.5}'
+    # From a plain thread: the commit thread takes it on SQLite too.
+    nid = store.queue_notification(group_key="{}:{}", receiver="opsbot", status="firing",
+                                   payload=document, payload_json=text).result(timeout=10)
+    stored = store.get_notification(nid)
+    assert stored is not None and stored.payload == document
+    postgres = store._engine.dialect.name == "postgresql"
+    assert [("CAST" in s) for s in bound] == [postgres]
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_that_died_costs_no_write(pg_schemas: Any) -> None:
+    """The group's connections are not pinged at checkout: one the server dropped (a restart,
+    a failover) fails its group, which is tried again at once on a new connection."""
+    from sqlalchemy import create_engine, text
+
+    url = pg_schemas.new_url()
+    store = Store.open(url)
+    admin = create_engine(url)
+    try:
+        payload = {"version": "4"}
+        store.queue_notification(group_key="{}:{}", receiver="opsbot", status="firing",
+                                 payload=payload).result(timeout=10)
+        with store._group_engine.connect() as pooled:  # the commit thread's, back in the pool
+            pid = pooled.scalar(text("SELECT pg_backend_pid()"))
+        with admin.connect() as conn:
+            assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        nid = store.queue_notification(group_key="{}:{}", receiver="opsbot", status="firing",
+                                       payload=payload).result(timeout=10)
+        assert str(nid).startswith("an-")
+        assert store.get_notification(nid) is not None
+    finally:
+        admin.dispose()
+        store.close()
+
+
+def test_a_groups_outcomes_wake_the_loop_once(tmp_path: Path) -> None:
+    """Outcomes settled by a commit thread reach the loop together: one wake-up (one write
+    to its self-pipe) for a group, not one each."""
+    wakes: list[int] = []
+
+    class CountingLoop(asyncio.SelectorEventLoop):
+        def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Any:
+            wakes.append(1)
+            return super().call_soon_threadsafe(callback, *args, context=context)
+
+    store = Store.open(sqlite_url(tmp_path / "opsbot.db"))
+    futures: list[Any] = []
+    release = threading.Event()
+
+    def block(_connection: Connection) -> None:
+        release.wait(10)
+
+    async def scenario() -> list[bool]:
+        store._group.submit(block)  # holds the commit thread until the waits are set
+        futures.extend(store._group.submit(lambda _c, i=i: i) for i in range(20))
+        waits = [asyncio.ensure_future(committed(f, 10)) for f in futures]
+        await asyncio.sleep(0.05)  # each waits for its write, settled by the thread
+        assert not any(w.done() for w in waits)
+        release.set()
+        return [r == i for i, r in enumerate(await asyncio.gather(*waits))]
+
+    loop = CountingLoop()
+    try:
+        # Not the store's loop-side path: that loop is the first one that submits on it.
+        store._group._loop = asyncio.new_event_loop()
+        assert all(loop.run_until_complete(scenario()))
+        assert store._group.commits["thread"] >= 1
+        assert 1 <= len(wakes) <= 5, len(wakes)
+    finally:
+        store._group._loop.close()
+        loop.close()
+        store.close()
