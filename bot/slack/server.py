@@ -116,8 +116,6 @@ def create_app(
     signing_secret = secret.get_secret_value() if secret else ""
     socket: CheckedSocketModeHandler | None = None  # made in the lifespan (it needs the loop)
 
-    acked = ACK_SECONDS.labels(transport="http")
-
     async def events(request: Request) -> Response:
         services.foreground.begin()
         try:
@@ -143,7 +141,7 @@ def create_app(
         except inbound.Rejected as exc:
             inbound.refused(exc, "request")
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
-        acked.observe(time.monotonic() - started)
+        ACK_SECONDS.labels(transport="http").observe(time.monotonic() - started)
         return response
 
     async def healthz(_: Request) -> Response:
