@@ -75,8 +75,8 @@ class _Mailbox:
     the other, wake the loop once (one write to its self-pipe), not once each, and the loop
     does not stop the thread mid-group to take each."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        # No reference to its loop: the loop is the key of `_MAILBOXES`, held weakly.
         self._lock = threading.Lock()
         self._outcomes: list[tuple[Future[Any], asyncio.Future[Any]]] = []
 
@@ -86,7 +86,7 @@ class _Mailbox:
             if len(self._outcomes) > 1:
                 return  # the loop is already told
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            self._loop.call_soon_threadsafe(self._deliver)
+            waiter.get_loop().call_soon_threadsafe(self._deliver)
 
     def _deliver(self) -> None:
         with self._lock:
@@ -104,7 +104,7 @@ def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
     with _MAILBOXES_LOCK:
         box = _MAILBOXES.get(loop)
         if box is None:
-            box = _MAILBOXES[loop] = _Mailbox(loop)
+            box = _MAILBOXES[loop] = _Mailbox()
         return box
 
 

@@ -81,8 +81,8 @@ class Store:
         self._outbox_listeners: list[Callable[[], None]] = []
         # Records an answer waits for (acks, Alertmanager's 2xx), committed in groups. On a
         # database server, on connections of their own not pinged at each checkout (a round
-        # trip a group): a group that meets a dead connection is tried again, a write at a
-        # time, on new ones (GroupCommit._commit).
+        # trip a group): a group that meets a dead connection is tried again at once on a new
+        # one (GroupCommit._transaction_anew).
         self._group_engine = engine if engine.dialect.name == "sqlite" else make_engine(
             engine.url, timeout_s=timeout_s, pre_ping=False)
         self._group = GroupCommit(self._group_engine)

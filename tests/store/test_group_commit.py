@@ -362,3 +362,30 @@ def test_a_groups_outcomes_wake_the_loop_once(tmp_path: Path) -> None:
         store._group._loop.close()
         loop.close()
         store.close()
+
+
+def test_a_loop_that_waited_for_the_thread_is_not_kept_alive(tmp_path: Path) -> None:
+    """The mailbox through which the commit thread answers a loop holds the loop weakly: a
+    finished `asyncio.run` leaves nothing behind."""
+    import gc
+    import weakref
+
+    store = Store.open(sqlite_url(tmp_path / "opsbot.db"))
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def on_the_thread() -> bool:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        result: bool = await committed(store.queue_trigger("slack:W", "{}"), 10)
+        return result
+
+    try:
+        store._group._loop = asyncio.new_event_loop()  # another loop owns the loop-side path
+        assert asyncio.run(on_the_thread()) is True
+        assert store._group.commits["thread"] == 1
+        # The commit thread still holds its last group until the next: one more from here.
+        assert store.queue_trigger("slack:X", "{}").result(timeout=10) is True
+        gc.collect()
+        assert loops[0]() is None
+    finally:
+        store._group._loop.close()
+        store.close()
