@@ -19,7 +19,7 @@ import queue
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -72,8 +72,8 @@ async def committed(write: Future[T], timeout: float) -> T:
 
 class _Mailbox:
     """Outcomes a commit thread hands to one event loop: a group's writes, settled one after
-    the other, wake the loop once (one write to its self-pipe), not once each, and the loop
-    does not stop the thread mid-group to take each."""
+    the other, wake the loop once at the end of the group (one write to its self-pipe), not
+    once each, and the loop does not stop the thread mid-group to take each."""
 
     def __init__(self) -> None:
         # No reference to its loop: the loop is the key of `_MAILBOXES`, held weakly.
@@ -84,9 +84,16 @@ class _Mailbox:
         with self._lock:
             self._outcomes.append((done, waiter))
             if len(self._outcomes) > 1:
-                return  # the loop is already told
+                return  # the loop is already told (or will be, at the end of the group)
+        held: dict[_Mailbox, asyncio.AbstractEventLoop] | None = getattr(_GROUP, "boxes", None)
+        if held is not None:
+            held[self] = waiter.get_loop()  # told once the whole group is settled
+        else:
+            self.tell(waiter.get_loop())
+
+    def tell(self, loop: asyncio.AbstractEventLoop) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            waiter.get_loop().call_soon_threadsafe(self._deliver)
+            loop.call_soon_threadsafe(self._deliver)
 
     def _deliver(self) -> None:
         with self._lock:
@@ -98,6 +105,22 @@ class _Mailbox:
 _MAILBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = \
     weakref.WeakKeyDictionary()
 _MAILBOXES_LOCK = threading.Lock()
+
+
+# The mailboxes a commit thread posted to while it settles a group, each told once at its end.
+_GROUP = threading.local()
+
+
+@contextlib.contextmanager
+def _one_wake_per_loop() -> Iterator[None]:
+    boxes: dict[_Mailbox, asyncio.AbstractEventLoop] = {}
+    _GROUP.boxes = boxes
+    try:
+        yield
+    finally:
+        _GROUP.boxes = None
+        for box, loop in boxes.items():
+            box.tell(loop)
 
 
 def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
@@ -318,7 +341,8 @@ class GroupCommit:
                     break
                 group.append(more)
             # A caller that stopped waiting (its deadline passed) cancelled its write.
-            self._commit([w for w in group if w.done.set_running_or_notify_cancel()])
+            with _one_wake_per_loop():
+                self._commit([w for w in group if w.done.set_running_or_notify_cancel()])
             if stop:
                 self._queue.put(None)
                 return
