@@ -24,7 +24,7 @@ from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -74,9 +74,10 @@ class Demo:
 
     async def run(self, work: Awaitable[T]) -> T:
         """`work` with the demo's background: the scheduler and, when alerts are on, the alert
-        worker and the intake Alertmanager posts to."""
-        return await with_background(self.services, self._with_intake(work),
-                                     alerts=self.alerts is not None)
+        worker and the intake Alertmanager posts to. A SIGTERM meanwhile cancels it."""
+        with _TERMINATION.cancels():
+            return await with_background(self.services, self._with_intake(work),
+                                         alerts=self.alerts is not None)
 
     async def _with_intake(self, work: Awaitable[T]) -> T:
         if self.intake is None:
@@ -253,18 +254,55 @@ async def _serving(services: Services, sock: socket.socket) -> AsyncIterator[Non
         await task
 
 
+class _Termination:
+    """What a SIGTERM does: while the demo's event loop runs its work, what Ctrl-C does in
+    `asyncio.run`: the work's task is cancelled from the loop, so every `finally` runs there
+    in order and nothing stops halfway through a loop callback (a store write, a message).
+    Otherwise (setting up, tearing down, a second SIGTERM) SystemExit at once."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[object] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.signum: int | None = None
+
+    @contextmanager
+    def cancels(self) -> Iterator[None]:
+        """Within: a SIGTERM cancels the current task (one at a time)."""
+        task = asyncio.current_task()
+        if task is None or self._task is not None:
+            yield
+            return
+        self._task, self._loop = task, task.get_loop()
+        try:
+            yield
+        finally:
+            self._task = self._loop = None
+
+    def handle(self, signum: int, _frame: object) -> None:
+        task, loop = self._task, self._loop
+        if task is None or loop is None or task.done() or self.signum is not None:
+            raise SystemExit(128 + signum)
+        self.signum = signum
+        loop.call_soon_threadsafe(task.cancel)
+
+
+_TERMINATION = _Termination()
+
+
 @contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM ends the demo as Ctrl-C does, through every cleanup, rather than at once."""
+    """SIGTERM ends the demo as Ctrl-C does, through every cleanup, rather than at once; the
+    process then exits with 128 + SIGTERM."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def terminate(signum: int, _frame: object) -> NoReturn:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, terminate)
+    _TERMINATION.signum = None
+    previous = signal.signal(signal.SIGTERM, _TERMINATION.handle)
     try:
         yield
+    except asyncio.CancelledError:
+        if _TERMINATION.signum is None:
+            raise
+        raise SystemExit(128 + _TERMINATION.signum) from None
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -118,7 +118,7 @@ def test_signed_slash_commands_with_any_text_get_no_5xx_and_an_answer(
     for user, text in zip(["mallory", "alice"] * 4, sent, strict=False):
         response = bot.send_command(user, text)
         assert response.status_code < 500, (text, response.status_code, response.text[:200])
-    barrier(bot)  # whatever they started has answered by now
+    barrier(bot)  # what they started has most likely answered by now (see barrier)
     said = [call.text for call in bot.slack.calls]
     assert not [text for text in said if "internal error" in text], said
     crashed = [r.getMessage() for r in caplog.records if r.exc_info and r.levelno >= logging.ERROR]

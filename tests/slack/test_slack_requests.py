@@ -16,8 +16,10 @@ def executions(services: Services) -> list[tuple[str, str]]:
 
 
 def barrier(bot: SlackDriver) -> None:
-    """Run one command to the end: whatever an earlier request started has shown by then.
-    (Its own message, not one an earlier barrier left: a server may serve several.)"""
+    """Run one command to the end (its own message, not one an earlier barrier left: a
+    server may serve several). Work an earlier request started has most likely shown by then,
+    not surely: runs overlap, so a later one may finish first. A check that something ran
+    waits for that run's own message (`SlackDriver.finished`)."""
     seen = bot.slack.message_ids()
     bot.send_command("alice", "status shop-web")
     bot.slack.wait_message(lambda m: m.ts not in seen and "`status shop-web`" in m.text
