@@ -144,7 +144,8 @@ def _copy_outcome(done: Future[T], waiter: asyncio.Future[T]) -> None:
         waiter.set_result(done.result())
 
 
-#: A write on SQLite's own connection, in a transaction the group commit began.
+#: A write on SQLite's own connection: one statement (fully read, so it is done when the
+#: call returns), in a transaction the group commit began, or alone in SQLite's autocommit.
 RawWrite = Callable[[sqlite3.Connection], T]
 
 
@@ -212,8 +213,9 @@ class GroupCommit:
 
     def submit(self, apply: Callable[[Connection], T], raw: RawWrite[T] | None = None,
                row: PlainInsert[T] | None = None) -> Future[T]:
-        """`raw`, the same write on SQLite's DBAPI connection, is used on the loop when every
-        write of the group has one; `row`, the same write as a plain insert, on the thread."""
+        """`raw`, the same write as one statement on SQLite's DBAPI connection, is used on
+        the loop when every write of the group has one; `row`, the same write as a plain
+        insert, on the thread."""
         write = _Write(apply, Future[T](), raw, row)
         if self._closed:
             raise StoreUnavailable("the store is closed")
@@ -412,6 +414,11 @@ def _raw_transaction(connection: Connection, group: list[_Write[Any]]) -> list[A
     raw = connection.connection.dbapi_connection
     if not isinstance(raw, sqlite3.Connection):
         raise StoreUnavailable("no database connection")
+    if len(group) == 1 and group[0].raw is not None:
+        # A raw write is one statement: alone, SQLite's autocommit is its transaction, as
+        # BEGIN IMMEDIATE ... COMMIT would be (the connection has no driver transactions), in
+        # one call instead of three. Once it returns, it is committed.
+        return [group[0].raw(raw)]
     raw.execute("BEGIN IMMEDIATE")
     try:
         results = [write.raw(raw) for write in group if write.raw is not None]

@@ -194,6 +194,42 @@ def test_the_loop_path_writes_on_sqlites_own_connection_exactly_the_rows_core_wr
             store.close()
 
 
+def test_a_lone_write_on_the_loop_is_committed_once_answered_and_holds_no_lock(
+    tmp_path: Path,
+) -> None:
+    """A group of one raw write runs in SQLite's autocommit, without BEGIN and COMMIT: once
+    its answer comes, the row is on disk for every connection and the write lock is free."""
+    path = tmp_path / "opsbot.db"
+    store = Store.open(sqlite_url(path))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA busy_timeout = 0")  # a lock still held fails at once
+    store._prune_due()  # the first write of a store prunes, on Core's path; not these
+    try:
+        async def one_at_a_time() -> list[Any]:
+            answers = []
+            for write in (lambda: store.queue_trigger("slack:alone", "{}"),
+                          lambda: store.queue_trigger("slack:alone", "{}"),  # a duplicate
+                          lambda: store.queue_notification(
+                              group_key="{}:{}", receiver="opsbot", status="firing",
+                              payload={"version": "4"})):
+                answers.append(await committed(write(), 5))
+                seen = other.execute("SELECT (SELECT count(*) FROM delivery_claims), "
+                                     "(SELECT count(*) FROM alert_notifications)").fetchone()
+                other.execute("BEGIN IMMEDIATE")  # the loop's connection holds no lock
+                other.execute("ROLLBACK")
+                answers.append(seen)
+            return answers
+
+        first, seen_first, duplicate, seen_duplicate, nid, seen_nid = \
+            asyncio.run(one_at_a_time())
+        assert (first, duplicate) == (True, False) and str(nid).startswith("an-")
+        assert (seen_first, seen_duplicate, seen_nid) == ((1, 0), (1, 0), (1, 1))
+        assert store._group.commits["loop_raw"] == 3
+    finally:
+        other.close()
+        store.close()
+
+
 def test_committed_answers_from_the_loop_or_the_thread_and_gives_up_at_its_deadline(
     tmp_path: Path,
 ) -> None:
