@@ -50,7 +50,12 @@ async def committed(write: Future[T], timeout: float) -> T:
     """Wait at most `timeout` (then TimeoutError) for a write `submit` returned; a write not
     begun by then is cancelled. A write committed on the loop's own thread (the loop-side
     path) wakes its waiter there and then, without `asyncio.wrap_future`'s trip through the
-    loop's self-pipe: an ack waits one loop pass less."""
+    loop's self-pipe: an ack waits one loop pass less. A write no other could join in this
+    loop pass is committed at once (`GroupCommit.flush_if_alone`), without waiting at all."""
+    if isinstance(write, _WriteFuture):
+        write.group.flush_if_alone(write)
+    if write.done():  # committed (or failed) on the loop just now: nothing to wait for
+        return write.result()
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[T] = loop.create_future()
     loop_thread = threading.get_ident()
@@ -181,6 +186,14 @@ class PlainInsert(Generic[T]):
     result: T
 
 
+class _WriteFuture(Future[T]):
+    """The future `submit` returns, knowing its group commit (for `committed`)."""
+
+    def __init__(self, group: GroupCommit) -> None:
+        super().__init__()
+        self.group = group
+
+
 @dataclass(frozen=True)
 class _Write(Generic[T]):
     apply: Callable[[Connection], T]
@@ -206,7 +219,7 @@ class GroupCommit:
         self._inline = engine.dialect.name == "sqlite" and not isinstance(engine.pool, StaticPool)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Write[Any]] = []
-        self._flush_scheduled = False
+        self._flush: asyncio.Handle | None = None  # scheduled to commit `_pending`
         self._loop_connection: Connection | None = None
         #: Transactions committed so far, on the loop (`raw` ones apart) and on the thread.
         self.commits = {"loop": 0, "loop_raw": 0, "thread": 0}
@@ -216,7 +229,7 @@ class GroupCommit:
         """`raw`, the same write as one statement on SQLite's DBAPI connection, is used on
         the loop when every write of the group has one; `row`, the same write as a plain
         insert, on the thread."""
-        write = _Write(apply, Future[T](), raw, row)
+        write = _Write(apply, _WriteFuture[T](self), raw, row)
         if self._closed:
             raise StoreUnavailable("the store is closed")
         loop = self._own_loop()
@@ -224,10 +237,25 @@ class GroupCommit:
             self._to_thread(write)
             return write.done
         self._pending.append(write)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        if self._flush is None:
+            self._flush = loop.call_soon(self._flush_pending)
         return write.done
+
+    def flush_if_alone(self, done: Future[Any]) -> None:
+        """Commit now, on the loop, the one pending write whose future is `done` when nothing
+        else is due in this loop pass but its flush: no other write could join its group
+        before the flush, so the caller need not wait a pass for it (and another for its
+        answer). A request alone (an ack at concurrency 1) is answered in one pass; requests
+        that arrive together are still committed together. Reads the loop's ready queue, an
+        attribute of asyncio's own loops; a loop without one is never flushed early."""
+        handle = self._flush
+        if handle is None or len(self._pending) != 1 or self._pending[0].done is not done:
+            return
+        ready = getattr(self._loop, "_ready", None)
+        if ready is None or len(ready) != 1 or ready[0] is not handle:
+            return
+        handle.cancel()
+        self._flush_pending()
 
     def _own_loop(self) -> asyncio.AbstractEventLoop | None:
         """The running loop if writes may be committed on it: the first loop that submits
@@ -257,10 +285,10 @@ class GroupCommit:
                     thread.start()
             self._queue.put(write)
 
-    def _flush(self) -> None:
+    def _flush_pending(self) -> None:
         """On the loop: commit what this pass submitted without waiting for the write lock;
         what cannot be committed so goes to the thread."""
-        self._flush_scheduled = False
+        self._flush = None
         group, self._pending = self._pending, []
         group = [w for w in group if not w.done.cancelled()]
         if not group:

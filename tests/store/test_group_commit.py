@@ -230,6 +230,43 @@ def test_a_lone_write_on_the_loop_is_committed_once_answered_and_holds_no_lock(
         store.close()
 
 
+def test_a_write_nothing_could_join_is_committed_without_waiting_a_loop_pass(
+    tmp_path: Path,
+) -> None:
+    """`committed` commits at once a write that is alone in the loop pass (an ack at
+    concurrency 1); a write others are pending with, or with other work due in the pass,
+    waits for the pass's flush, to share its commit."""
+    store = Store.open(sqlite_url(tmp_path / "opsbot.db"))
+    store._prune_due()  # the first write of a store prunes, on Core's path; not these
+    group = store._group
+    try:
+        async def decide() -> dict[str, bool]:
+            seen = {}
+            alone = store.queue_trigger("slack:alone", "{}")
+            group.flush_if_alone(alone)
+            seen["alone"] = alone.done()
+            first = store.queue_trigger("slack:first", "{}")
+            second = store.queue_trigger("slack:second", "{}")
+            group.flush_if_alone(first)
+            seen["with another pending"] = first.done()
+            await committed(second, 5)
+            asyncio.get_running_loop().call_soon(lambda: None)  # other work due in this pass
+            busy = store.queue_trigger("slack:busy", "{}")
+            group.flush_if_alone(busy)
+            seen["with other work due"] = busy.done()
+            seen["answered"] = await committed(busy, 5)
+            seen["lone answered"] = await committed(store.queue_trigger("slack:lone", "{}"), 5)
+            return seen
+
+        before = group.commits["loop_raw"]
+        assert asyncio.run(decide()) == {"alone": True, "with another pending": False,
+                                         "with other work due": False, "answered": True,
+                                         "lone answered": True}
+        assert group.commits["loop_raw"] - before == 4  # alone; first+second; busy; lone
+    finally:
+        store.close()
+
+
 def test_committed_answers_from_the_loop_or_the_thread_and_gives_up_at_its_deadline(
     tmp_path: Path,
 ) -> None:
