@@ -11,11 +11,11 @@ stay at the floor and the work follows within a second. Work already running is 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["MAX_DEFER_S", "QUIET_S", "Foreground"]
 
@@ -37,7 +37,9 @@ class Foreground:
         self.max_defer_s = max_defer_s
         self.in_flight = 0
         self._last_end = 0.0
-        self._waiters: deque[tuple[float, Callable[[], object]]] = deque()
+        # (deadline, callback, *its arguments): one tuple per held piece of work, so a burst of
+        # acks leaves few objects for the collector to walk (its pauses are the acks' tail).
+        self._waiters: deque[tuple[Any, ...]] = deque()
         self._opener: asyncio.Task[None] | None = None
 
     def begin(self) -> None:
@@ -50,19 +52,20 @@ class Foreground:
     def quiet(self) -> bool:
         return self.in_flight == 0 and time.monotonic() - self._last_end >= self.quiet_s
 
-    def call_when_quiet(self, callback: Callable[[], object],
+    def call_when_quiet(self, callback: Callable[..., object], *args: Any,
                         asked_at: float | None = None) -> None:
-        """Call `callback` on the loop once no request is in flight and none ended in the
-        last `quiet_s`, or once `max_defer_s` have passed since it was asked for (`asked_at`,
-        a `time.monotonic()` reading; default now), so a steady stream of requests delays
-        work by that much and never slows its pace. At once when quiet already. Callbacks
-        run in the order they were asked for; a burst of acks queues one each, no task."""
+        """Call `callback(*args)` on the loop once no request is in flight and none ended in
+        the last `quiet_s`, or once `max_defer_s` have passed since it was asked for
+        (`asked_at`, a `time.monotonic()` reading; default now), so a steady stream of
+        requests delays work by that much and never slows its pace. At once when quiet
+        already. Callbacks run in the order they were asked for; a burst of acks queues one
+        tuple each, no task."""
         now = time.monotonic()
         deadline = (now if asked_at is None else asked_at) + self.max_defer_s
         if deadline <= now or (self.quiet() and not self._waiters):
-            callback()
+            callback(*args)
             return
-        self._waiters.append((deadline, callback))
+        self._waiters.append((deadline, callback, *args))
         if self._opener is None or self._opener.done():
             self._opener = asyncio.get_running_loop().create_task(self._open(),
                                                                   name="opsbot-pacing")
@@ -70,7 +73,7 @@ class Foreground:
     async def wait_quiet(self, asked_at: float | None = None) -> None:
         """Return when `call_when_quiet` would call."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.call_when_quiet(functools.partial(_release, waiter), asked_at)
+        self.call_when_quiet(_release, waiter, asked_at=asked_at)
         await waiter
 
     async def _open(self) -> None:
@@ -80,9 +83,9 @@ class Foreground:
             now = time.monotonic()
             quiet = self.quiet()
             while self._waiters and (quiet or self._waiters[0][0] <= now):
-                _, callback = self._waiters.popleft()
+                _, callback, *args = self._waiters.popleft()
                 try:
-                    callback()
+                    callback(*args)
                 except Exception:  # one failing start must not hold back the others
                     log.exception("starting deferred work failed")
             if self._waiters:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt import BoltResponse
@@ -152,18 +152,19 @@ def work_starter(services: Services, web: AsyncWebClient, background: Background
         if trigger.channel is None:
             log.warning("%s from %s has no channel; ignored", trigger.via, trigger.actor)
             return
-        channel = trigger.channel
-
-        def work() -> Coroutine[Any, Any, Outcome | None]:
-            reporter = SlackReporter(services.store, channel, trigger.actor,
-                                     thread_ts=thread_ts, direct=web)
-            return run_trigger(services, trigger, reporter)
-
         # Once no request waits for its ack (bot/pacing.py): acks stay at the floor.
-        background.spawn_when_quiet(services.foreground, work,
+        background.spawn_when_quiet(services.foreground, _run_started, services, web, trigger,
+                                    trigger.channel, thread_ts,
                                     name=f"opsbot {trigger.delivery_id}")
 
     return start
+
+
+async def _run_started(services: Services, web: AsyncWebClient, trigger: Trigger, channel: str,
+                       thread_ts: str | None) -> Outcome | None:
+    reporter = SlackReporter(services.store, channel, trigger.actor,
+                             thread_ts=thread_ts, direct=web)
+    return await run_trigger(services, trigger, reporter)
 
 
 def taker(services: Services, start: queue.Start) -> queue.Take:

@@ -31,18 +31,13 @@ class BackgroundTasks:
         return task
 
     def spawn_when_quiet(self, foreground: Foreground,
-                         work: Callable[[], Coroutine[Any, Any, Any]], name: str) -> None:
-        """`spawn(work())` once `foreground` is quiet (bot/pacing.py). Until then the work is
-        one queued callback: nothing of it is built while the acks it waits for are due. Work
-        still held when `drain` gives up is never started."""
+                         work: Callable[..., Coroutine[Any, Any, Any]], *args: Any,
+                         name: str) -> None:
+        """`spawn(work(*args))` once `foreground` is quiet (bot/pacing.py). Until then the
+        work is one queued tuple: nothing of it is built while the acks it waits for are
+        due. Work still held when `drain` gives up is never started."""
         self._deferred += 1
-
-        def start() -> None:
-            self._deferred -= 1
-            if not self._stopped:
-                self.spawn(work(), name)
-
-        foreground.call_when_quiet(start)
+        foreground.call_when_quiet(_start_held, self, work, args, name)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -74,3 +69,10 @@ class BackgroundTasks:
         if pending:
             log.warning("cancelled %d running tasks at shutdown", len(pending))
             await asyncio.wait(pending, timeout=10)
+
+
+def _start_held(tasks: BackgroundTasks, work: Callable[..., Coroutine[Any, Any, Any]],
+                args: tuple[Any, ...], name: str) -> None:
+    tasks._deferred -= 1
+    if not tasks._stopped:
+        tasks.spawn(work(*args), name)
