@@ -251,7 +251,10 @@ class GroupCommit:
         handle = self._flush
         if handle is None or len(self._pending) != 1 or self._pending[0].done is not done:
             return
-        ready = getattr(self._loop, "_ready", None)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # only the loop that owns the pending writes flushes them
+            return
+        ready = getattr(loop, "_ready", None)
         if ready is None or len(ready) != 1 or ready[0] is not handle:
             return
         handle.cancel()
