@@ -37,7 +37,14 @@ class BackgroundTasks:
         work is one queued tuple: nothing of it is built while the acks it waits for are
         due. Work still held when `drain` gives up is never started."""
         self._deferred += 1
-        foreground.call_when_quiet(_start_held, self, work, args, name)
+        # The plain function, not a bound method: the held tuple is all a trigger leaves.
+        foreground.call_when_quiet(BackgroundTasks._start_held, self, work, args, name)
+
+    def _start_held(self, work: Callable[..., Coroutine[Any, Any, Any]],
+                    args: tuple[Any, ...], name: str) -> None:
+        self._deferred -= 1
+        if not self._stopped:
+            self.spawn(work(*args), name)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -69,10 +76,3 @@ class BackgroundTasks:
         if pending:
             log.warning("cancelled %d running tasks at shutdown", len(pending))
             await asyncio.wait(pending, timeout=10)
-
-
-def _start_held(tasks: BackgroundTasks, work: Callable[..., Coroutine[Any, Any, Any]],
-                args: tuple[Any, ...], name: str) -> None:
-    tasks._deferred -= 1
-    if not tasks._stopped:
-        tasks.spawn(work(*args), name)
