@@ -21,6 +21,32 @@ _lock = threading.Lock()
 _last_ms = -1
 _last_random = 0
 
+# The random part comes from the OS in bulk: one `os.urandom` per 409 ids, not per id. The
+# call gives up the interpreter's lock, and on a busy process each give-up can cost the event
+# loop a switch interval (5 ms) before it gets it back from a worker thread.
+_POOL_BYTES = 4096
+_pool = b""
+_pool_at = 0
+
+
+def _random80() -> int:
+    """80 bits from the OS's random source, top bit cleared (called under `_lock`)."""
+    global _pool, _pool_at
+    if _pool_at + 10 > len(_pool):
+        _pool, _pool_at = os.urandom(_POOL_BYTES), 0
+    start = _pool_at
+    _pool_at = start + 10
+    return int.from_bytes(_pool[start:start + 10], "big") >> 1
+
+
+def _forget_pool() -> None:
+    # A forked child must not hand out its parent's random bytes again.
+    global _pool, _pool_at
+    _pool, _pool_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
 
 # Two characters per 10 bits: an id is 13 lookups, not 26 divisions (ids are made per
 # notification on the Alertmanager intake's path).
@@ -45,9 +71,9 @@ def new_id(prefix: str) -> str:
             rand = _last_random + 1
             if rand > _RANDOM_MAX:
                 now_ms += 1
-                rand = int.from_bytes(os.urandom(10), "big") >> 1
+                rand = _random80()
         else:
             # Top bit cleared to leave room for counting up without overflow.
-            rand = int.from_bytes(os.urandom(10), "big") >> 1
+            rand = _random80()
         _last_ms, _last_random = now_ms, rand
     return f"{prefix}-{_encode(now_ms, 10)}{_encode(rand, 16)}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 import threading
 import time
@@ -23,6 +25,7 @@ from bot.store import (
     Store,
     StoreError,
     StoreUnavailable,
+    ids,
     sqlite_url,
 )
 from bot.store.ids import _encode, new_id
@@ -111,6 +114,29 @@ def test_ids_unique_across_threads() -> None:
     for thread in threads:
         thread.join()
     assert len(set(found)) == 4000
+
+
+def test_the_random_part_of_ids_is_never_handed_out_twice() -> None:
+    """The OS's random bytes are fetched in bulk: across refills of the pool, and in a forked
+    child (which must not hand out its parent's remaining bytes again), no draw repeats."""
+    with ids._lock:
+        draws = [ids._random80() for _ in range(ids._POOL_BYTES // 10 * 3 + 7)]
+    assert len(set(draws)) == len(draws) and all(0 <= d < 1 << 79 for d in draws)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next draws, then out at once
+        try:
+            with ids._lock:
+                os.write(write, json.dumps([ids._random80() for _ in range(5)]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    with ids._lock:
+        parent = [ids._random80() for _ in range(5)]
+    assert len(child) == 5 and not set(child) & set(parent)
 
 
 def test_database_errors_become_store_errors(tmp_path: Path) -> None:
