@@ -4,6 +4,7 @@ tolerant of fields newer releases add."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,10 @@ _UNSTORABLE: dict[Unstorable, str] = {
 _MAX_ALERTS = 1000
 _MAX_LABELS = 100
 _MAX_VALUE = 10_000
+#: The longest number with a fraction or exponent read, and its largest exponent: what a
+#: double holds, well inside what PostgreSQL's jsonb stores (16,383 digits either side).
+_MAX_NUMBER_TEXT = 1000
+_MAX_EXPONENT = 308
 
 
 class BadPayload(ValueError):
@@ -80,11 +85,33 @@ def parse_notification(body: bytes) -> Notification:
     return read_notification(body)[1]
 
 
+class _NotStorable(ValueError):
+    """JSON that Python reads and a store would not keep the same on every database."""
+
+
+def _constant(name: str) -> Any:
+    # NaN, Infinity, -Infinity: Python's reader takes them; they are not JSON (RFC 8259), and
+    # PostgreSQL's jsonb refuses them, so the notification could never be stored there.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    _, _, exponent = text.lower().partition("e")
+    if (len(text) > _MAX_NUMBER_TEXT or not math.isfinite(value)
+            or (exponent and abs(int(exponent)) > _MAX_EXPONENT)):
+        raise _NotStorable(f"a number out of range ({text[:20]}...)" if len(text) > 20
+                           else f"a number out of range ({text})")
+    return value
+
+
 def read_notification(body: bytes) -> tuple[dict[str, Any], Notification]:
     """The JSON object in `body` (as stored) and the notification it holds, parsed once; or
     BadPayload saying what is wrong."""
     try:
-        raw = json.loads(body)
+        raw = json.loads(body, parse_constant=_constant, parse_float=_number)
+    except _NotStorable as exc:
+        raise BadPayload(f"the body is not JSON opsbot reads: {exc}", "not_json") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayload(f"the body is not JSON: {exc}", "not_json") from None
     except RecursionError:

@@ -219,6 +219,36 @@ def test_text_no_store_keeps_gets_400_on_either_database(
     assert not [r for r in caplog.records if MARK in r.getMessage()]  # the body is not logged
 
 
+@pytest.mark.parametrize("literal", [
+    "NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1e-20000", "0." + "0" * 17_000 + "1",
+], ids=["nan", "infinity", "-infinity", "huge", "-huge", "tiny-exponent", "long-fraction"])
+def test_numbers_json_does_not_have_or_no_store_keeps_get_400_on_either_database(
+        http: httpx.Client, on_backend: tuple[ServerThread, Services], literal: str) -> None:
+    """Python's JSON reader takes NaN and Infinity and turns numbers out of a double's range
+    into infinity or zero; PostgreSQL's jsonb refuses all of them. Refused up front on both
+    databases, never a 503 (Alertmanager would retry the group for ever)."""
+    server, services = on_backend
+    body = json.dumps(notification([crashloop()], someFutureField="FIELD")).replace(
+        '"FIELD"', literal).encode()
+    response = post(http, server, body)
+    assert response.status_code == 400, response.text
+    assert "not JSON" in response.json()["message"]
+    assert services.store.unprocessed_notifications() == []
+
+
+def test_ordinary_numbers_anywhere_are_stored_on_either_database(
+        http: httpx.Client, on_backend: tuple[ServerThread, Services]) -> None:
+    server, services = on_backend
+    # (jsonb keeps a number's value, not its text: 1e308 comes back as 309 digits, which
+    # Python reads as an int equal to 10**308, not to the double read from "1e308".)
+    numbers = [0, -1, 1.5, 2.5e-30, -7e20, 10**400, "1e308"]
+    body = json.dumps(notification([crashloop()], someFutureField=numbers)).encode()
+    response = post(http, server, body)
+    assert response.status_code == 200, response.text
+    stored = services.store.get_notification(response.json()["id"])
+    assert stored is not None and stored.payload["someFutureField"] == numbers
+
+
 def test_a_literal_backslash_u0000_is_text_like_any_other(
         http: httpx.Client, on_backend: tuple[ServerThread, Services]) -> None:
     server, services = on_backend
