@@ -27,11 +27,10 @@ from sqlalchemy import Connection, Table, Text, bindparam, delete, func, insert,
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.dml import Insert
 
 from bot.markup import code
 from bot.messages import rough_span
-from bot.store.batch import SqliteStatement
+from bot.store.batch import PlainInsert, ServerRows, SqliteStatement
 from bot.store.db import read_session, write_session
 from bot.store.ids import new_id
 from bot.store.models import (
@@ -196,14 +195,21 @@ INSERT_NOTIFICATION_TEXT = insert(_NOTIFICATIONS).values(
     payload=sql_cast(bindparam("payload_text", type_=Text()), postgresql.JSONB()))
 
 
-def notification_insert(row: dict[str, Any], payload_json: str | None,
-                        dialect: str) -> tuple[Insert, dict[str, Any]]:
-    """The plain insert of `row` (a group commit's thread path), and its parameters."""
+#: `INSERT_NOTIFICATION_TEXT` for several rows in one statement (a group commit's).
+NOTIFICATION_ROWS = ServerRows(_NOTIFICATIONS, [
+    ("id", "id", None), ("received_at", "received_at", None), ("group_hash", "group_hash", None),
+    ("receiver", "receiver", None), ("status", "status", None),
+    ("payload", "payload_text", "JSONB"), ("processed_at", "processed_at", None)])
+
+
+def notification_insert(row: dict[str, Any], payload_json: str | None, dialect: str,
+                        ) -> PlainInsert[str]:
+    """The plain insert of `row` (a group commit's thread path), answering its id."""
     if payload_json is None or dialect != "postgresql":
-        return INSERT_NOTIFICATION, row
+        return PlainInsert(INSERT_NOTIFICATION, row, str(row["id"]))
     values = {k: v for k, v in row.items() if k != "payload"}
     values["payload_text"] = payload_json
-    return INSERT_NOTIFICATION_TEXT, values
+    return PlainInsert(INSERT_NOTIFICATION_TEXT, values, str(row["id"]), NOTIFICATION_ROWS)
 
 
 @functools.cache

@@ -38,7 +38,7 @@ from bot.store.alerts import (
 )
 from bot.store.approvals import ReminderVerdict, RunOfRequest, Unfinished
 from bot.store.audit import AuditEntry, AuditProblem
-from bot.store.batch import GroupCommit, PlainInsert
+from bot.store.batch import GroupCommit
 from bot.store.db import DEFAULT_TIMEOUT_S, call_deadline, make_engine, unreachable
 from bot.store.deliveries import Queued
 from bot.store.errors import BadDatabaseURL, StoreUnavailable, translated
@@ -532,9 +532,7 @@ class Store:
         return self._group.submit(
             lambda connection: _alerts.insert_notification(connection, row),
             raw=lambda raw: _alerts.insert_notification_raw(raw, row, payload_json),
-            row=PlainInsert(*_alerts.notification_insert(row, payload_json,
-                                                         self._engine.dialect.name),
-                            str(row["id"])))
+            row=_alerts.notification_insert(row, payload_json, self._engine.dialect.name))
 
     def unprocessed_notifications(self, limit: int = 100) -> list[StoredNotification]:
         with translated():

@@ -6,6 +6,7 @@ the loop's raw path writes exactly the rows Core writes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -307,22 +308,25 @@ def test_committed_answers_from_the_loop_or_the_thread_and_gives_up_at_its_deadl
 
 
 def test_notifications_committed_together_on_the_thread_are_one_statement(
-    open_store: Callable[..., Store],
+    open_store: Callable[..., Store], clock: Callable[[], Any],
 ) -> None:
     """On the commit thread (PostgreSQL always; SQLite from a plain thread) the rows of one
-    plain insert go to the database in one executemany, and each write still gets its id."""
-    store = open_store()
-    statements: list[bool] = []
+    plain insert go to the database together: on SQLite in one executemany, on PostgreSQL in
+    one multi-row statement; each write still gets its id, and each row is the row Core
+    writes for that notification alone."""
+    store = open_store(clock=clock)
+    statements: list[tuple[bool, int]] = []  # (executemany, rows in the statement)
 
     @event.listens_for(store._group_engine, "before_cursor_execute")
     def _seen(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any,
               executemany: bool) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO ALERT_NOTIFICATIONS"):
-            statements.append(executemany)
+            statements.append((executemany, statement.upper().count("CAST(")))
 
     # Every commit thread busy until the notifications are all queued.
     release = threading.Event()
-    threads = 1 if store._engine.dialect.name == "sqlite" else SERVER_THREADS
+    postgres = store._engine.dialect.name == "postgresql"
+    threads = SERVER_THREADS if postgres else 1
     blockers = []
     for _ in range(threads):
         running = threading.Event()
@@ -333,18 +337,37 @@ def test_notifications_committed_together_on_the_thread_are_one_statement(
 
         blockers.append(store._group.submit(block))
         assert running.wait(10)
+    texts = [f'{{"version": "4", "n": {i}, "alerts": [{{"labels": {{"a": "\u00e9{i}"}}}}]}}'
+             for i in range(5)]
     futures = [store.queue_notification(group_key=f"{{}}:{{alertname=\"A{i}\"}}",
                                         receiver="opsbot", status="firing",
-                                        payload={"version": "4", "n": i}) for i in range(5)]
+                                        payload=json.loads(texts[i]), payload_json=texts[i])
+               for i in range(5)]
     release.set()
     for blocker in blockers:
         blocker.result(timeout=10)
     ids = [f.result(timeout=10) for f in futures]
     assert len(set(ids)) == 5 and all(i.startswith("an-") for i in ids)
     # Several rows a statement (the threads may share them out): fewer statements than rows.
-    assert any(statements) and len(statements) < 5, statements
+    assert len(statements) < 5, statements
+    if postgres:  # multi-row statements, each row's payload cast from the text received
+        assert not any(many for many, _ in statements)
+        assert sum(rows for _, rows in statements) == 5, statements
+    else:
+        assert all(many for many, _ in statements), statements
     stored = [store.get_notification(i) for i in ids]
-    assert [n.payload["n"] for n in stored if n is not None] == list(range(5))
+    assert [n.payload for n in stored if n is not None] == [json.loads(t) for t in texts]
+    # Each row as Core writes it alone (`record_notification`), but for its id and time.
+    core_id = store.record_notification(group_key="{}:{alertname=\"A0\"}", receiver="opsbot",
+                                        status="firing", payload=json.loads(texts[0]))
+    columns = [c.key for c in AlertNotificationRow.__table__.columns
+               if c.key not in ("id", "received_at")]
+    with store._engine.connect() as conn:
+        by_id = {row.id: row for row in conn.execute(select(AlertNotificationRow.__table__))}
+    assert [getattr(by_id[ids[0]], c) for c in columns] == \
+        [getattr(by_id[core_id], c) for c in columns]
+    assert by_id[ids[0]].received_at.tzinfo is not None or not postgres
+    assert all(by_id[i].received_at < by_id[core_id].received_at for i in ids)
 
 
 def test_a_notification_keeps_its_received_text_on_postgresql_and_its_document_anywhere(
