@@ -12,21 +12,22 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from urllib3.util.retry import Retry
-
 from bot.errors import PermanentError, RetryableError
 from bot.lazy import lazy_module
 from bot.markup import code
 
-# Imported when a Prometheus is first asked (bot/lazy.py): the client brings `requests`.
+# Imported when a Prometheus is first asked (bot/lazy.py): the client brings `requests`
+# (and urllib3, whose `Retry` it takes).
 if TYPE_CHECKING:
     import prometheus_api_client
     import requests
     from prometheus_api_client import exceptions as prometheus_errors
+    from urllib3.util import retry as urllib3_retry
 else:
     prometheus_api_client = lazy_module("prometheus_api_client")
     prometheus_errors = lazy_module("prometheus_api_client.exceptions")
     requests = lazy_module("requests")
+    urllib3_retry = lazy_module("urllib3.util.retry")
 
 __all__ = [
     "PrometheusClient",
@@ -85,7 +86,7 @@ class PrometheusClient:
         # dispatcher retries steps; urllib3's backoff would only stall the event loop's threads.
         self._connect = prometheus_api_client.PrometheusConnect(
             url=self.url,
-            retry=Retry(total=0, raise_on_status=False),
+            retry=urllib3_retry.Retry(total=0, raise_on_status=False),
             timeout=int(max(1, timeout)),
         )
 

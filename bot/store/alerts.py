@@ -25,8 +25,9 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, Text, bindparam, delete, func, insert, or_, select
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 from bot.markup import code
 from bot.messages import rough_span
@@ -45,7 +46,6 @@ from bot.store.models import (
 __all__ = [
     "ACTIVE_RUN_STATUSES",
     "INSERT_NOTIFICATION",
-    "INSERT_NOTIFICATION_TEXT",
     "AlertGroupRecord",
     "AlertRunRecord",
     "AutomationStatus",
@@ -188,14 +188,20 @@ def insert_notification_raw(raw: sqlite3.Connection, row: dict[str, Any],
 # Built once: SQLAlchemy then reuses its compiled form for every notification.
 _NOTIFICATIONS = cast(Table, AlertNotificationRow.__table__)
 INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
-#: PostgreSQL: the payload bound as the JSON text it arrived as (`payload_text`, with every
-#: other column of `notification_row` but `payload`), parsed by the server into `jsonb`,
-#: instead of dumped again from the parsed document in the commit thread.
-INSERT_NOTIFICATION_TEXT = insert(_NOTIFICATIONS).values(
-    payload=sql_cast(bindparam("payload_text", type_=Text()), postgresql.JSONB()))
+@functools.cache
+def _insert_notification_text() -> Insert:
+    """PostgreSQL: the payload bound as the JSON text it arrived as (`payload_text`, with
+    every other column of `notification_row` but `payload`), parsed by the server into
+    `jsonb`, instead of dumped again from the parsed document in the commit thread (built on
+    first use: PostgreSQL's dialect is imported only where it is used)."""
+    from sqlalchemy.dialects import postgresql
+
+    return insert(_NOTIFICATIONS).values(
+        payload=sql_cast(bindparam("payload_text", type_=Text()), postgresql.JSONB()))
 
 
-#: `INSERT_NOTIFICATION_TEXT` for several rows in one statement (a group commit's).
+#: The PostgreSQL insert of a notification (`_insert_notification_text`) for several rows in
+#: one statement (a group commit's).
 NOTIFICATION_ROWS = ServerRows(_NOTIFICATIONS, [
     ("id", "id", None), ("received_at", "received_at", None), ("group_hash", "group_hash", None),
     ("receiver", "receiver", None), ("status", "status", None),
@@ -209,7 +215,7 @@ def notification_insert(row: dict[str, Any], payload_json: str | None, dialect: 
         return PlainInsert(INSERT_NOTIFICATION, row, str(row["id"]))
     values = {k: v for k, v in row.items() if k != "payload"}
     values["payload_text"] = payload_json
-    return PlainInsert(INSERT_NOTIFICATION_TEXT, values, str(row["id"]), NOTIFICATION_ROWS)
+    return PlainInsert(_insert_notification_text(), values, str(row["id"]), NOTIFICATION_ROWS)
 
 
 @functools.cache
@@ -268,8 +274,14 @@ def claim_state(factory: sessionmaker[Session], now: datetime, key: str, nid: st
     values = {"key": _key(key), "notification_id": nid, "seen_at": now}
     with write_session(factory) as session:
         dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        session.execute(insert(AlertStateClaim).values(values).on_conflict_do_nothing())
+        if dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            session.execute(postgresql.insert(AlertStateClaim).values(values)
+                            .on_conflict_do_nothing())
+        else:
+            session.execute(sqlite.insert(AlertStateClaim).values(values)
+                            .on_conflict_do_nothing())
         owner = session.scalar(select(AlertStateClaim.notification_id)
                                .where(AlertStateClaim.key == values["key"]))
         return owner == nid

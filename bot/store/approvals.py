@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Insert, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot.store import locks as _locks
@@ -453,6 +453,8 @@ def _insert_approval(session: Session, request_id: str, user: str, now: datetime
     dialect = session.get_bind().dialect.name
     stmt: Insert
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         stmt = postgresql.insert(ApprovalDecisionRow).values(values).on_conflict_do_nothing()
     elif dialect == "sqlite":
         stmt = sqlite.insert(ApprovalDecisionRow).values(values).on_conflict_do_nothing()

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Connection, Table, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -134,6 +134,8 @@ def _insert_if_absent(dialect: str) -> ReturningInsert[tuple[str]]:
     # Built once per dialect: SQLAlchemy then reuses its compiled form for every claim.
     table = _CLAIMS
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table).on_conflict_do_nothing().returning(table.c.key)
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing().returning(table.c.key)

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Insert, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.store.db import read_session, write_session
@@ -164,6 +164,8 @@ def _take_if_free(session: Session, values: dict[str, Any], now: datetime) -> Lo
     dialect = session.get_bind().dialect.name
     stmt: Insert
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         pg_stmt = postgresql.insert(TargetLock).values(values)
         stmt = pg_stmt.on_conflict_do_update(
             index_elements=[TargetLock.target],
