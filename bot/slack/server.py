@@ -278,6 +278,7 @@ def serve(settings: Settings) -> None:
         # collections it led to (5-17 ms, every request waiting) were the intake's p99. Once
         # every YOUNG_OBJECTS net new objects instead: a pause of a few milliseconds, rarely.
         gc.set_threshold(YOUNG_OBJECTS, *gc.get_threshold()[1:])
+        gc.enable()  # off while starting (bot/cli.py)
         # Requests in flight (acks, the intake's store write) are short; the grace for
         # running executions is the lifespan's (create_app), so the two do not add up.
         # log_config=None: uvicorn's records go through the root handler, so they follow

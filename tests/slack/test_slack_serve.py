@@ -112,6 +112,38 @@ def test_serve_process_answers_and_stops_cleanly(
     assert BOT_TOKEN not in output and SIGNING_SECRET not in output
 
 
+# `opsbot serve` as its console script runs it, with a thread that says when the collector is
+# on again after start-up (it is off while `serve` starts, bot/cli.py).
+WATCHED = """
+import gc, sys, threading, time
+def watch():
+    while gc.isenabled():  # until `serve` turns it off
+        time.sleep(0.001)
+    while not gc.isenabled():
+        time.sleep(0.01)
+    print(f"collector on, frozen {gc.get_freeze_count()}", file=sys.stderr, flush=True)
+threading.Thread(target=watch, daemon=True).start()
+from bot.cli import main
+raise SystemExit(main(["serve"]))
+"""
+
+
+def test_serve_starts_without_the_collector_and_runs_with_it(
+    sim: SimCluster, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    with serve_process(["-c", WATCHED], sim, slack, tmp_path,
+                       SLACK_SIGNING_SECRET=SIGNING_SECRET) as served:
+        deadline = time.monotonic() + 30
+        while "collector on" not in served.log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, "the collector was never turned on again"
+            time.sleep(0.05)
+        served.stop()
+    line = next(row for row in served.log.read_text(errors="replace").splitlines()
+                if row.startswith("collector on"))
+    # On once start-up's objects were frozen, out of the collector's reach.
+    assert int(line.rsplit(" ", 1)[1]) > 10_000, line
+
+
 MARK = "zq-logged-body-5be1"
 
 
