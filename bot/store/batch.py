@@ -487,7 +487,9 @@ def _apply(connection: Connection, group: list[_Write[Any]]) -> list[Any]:
             results.append(write.row.result)
     for statement, values in rows.items():
         form = server[statement]
-        if form is None or connection.dialect.name == "sqlite":
+        # The multi-row form is written in psycopg's placeholders; any other driver gets the
+        # statement as Core runs it.
+        if form is None or connection.dialect.driver != "psycopg":
             connection.execute(statement, values)
         else:
             connection.exec_driver_sql(*form.statement(connection.dialect, values))
