@@ -25,14 +25,13 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, Text, bindparam, delete, func, insert, or_, select
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 from bot.markup import code
 from bot.messages import rough_span
 from bot.store.batch import PlainInsert, ServerRows, SqliteStatement
-from bot.store.db import read_session, write_session
+from bot.store.db import conflict_insert, read_session, write_session
 from bot.store.ids import new_id
 from bot.store.models import (
     AlertGroupRow,
@@ -188,6 +187,8 @@ def insert_notification_raw(raw: sqlite3.Connection, row: dict[str, Any],
 # Built once: SQLAlchemy then reuses its compiled form for every notification.
 _NOTIFICATIONS = cast(Table, AlertNotificationRow.__table__)
 INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
+
+
 @functools.cache
 def _insert_notification_text() -> Insert:
     """PostgreSQL: the payload bound as the JSON text it arrived as (`payload_text`, with
@@ -273,15 +274,8 @@ def claim_state(factory: sessionmaker[Session], now: datetime, key: str, nid: st
     """True when `nid` owns this alert state (first to see it, or seeing it again itself)."""
     values = {"key": _key(key), "notification_id": nid, "seen_at": now}
     with write_session(factory) as session:
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            session.execute(postgresql.insert(AlertStateClaim).values(values)
-                            .on_conflict_do_nothing())
-        else:
-            session.execute(sqlite.insert(AlertStateClaim).values(values)
-                            .on_conflict_do_nothing())
+        session.execute(conflict_insert(session.get_bind().dialect.name, AlertStateClaim)
+                        .values(values).on_conflict_do_nothing())
         owner = session.scalar(select(AlertStateClaim.notification_id)
                                .where(AlertStateClaim.key == values["key"]))
         return owner == nid

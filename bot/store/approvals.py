@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Insert, func, select, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot.store import locks as _locks
-from bot.store.db import read_session, write_session
+from bot.store.db import conflict_insert, read_session, write_session
 from bot.store.errors import NotFound, TargetHeld
 from bot.store.ids import new_id
 from bot.store.models import ApprovalDecisionRow, ApprovalRequestRow, Execution
@@ -450,16 +449,8 @@ def _transition(
 def _insert_approval(session: Session, request_id: str, user: str, now: datetime) -> bool:
     """Record ``user``'s approval; False (and no change) if it was recorded before."""
     values = {"request_id": request_id, "actor": user, "kind": APPROVE, "reason": None, "at": now}
-    dialect = session.get_bind().dialect.name
-    stmt: Insert
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        stmt = postgresql.insert(ApprovalDecisionRow).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(ApprovalDecisionRow).values(values).on_conflict_do_nothing()
-    else:
-        raise NotImplementedError(f"approve is not implemented for {dialect}")
+    stmt = (conflict_insert(session.get_bind().dialect.name, ApprovalDecisionRow)
+            .values(values).on_conflict_do_nothing())
     # RETURNING rather than rowcount, which psycopg does not report here.
     return session.execute(stmt.returning(ApprovalDecisionRow.id)).first() is not None
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -31,10 +31,14 @@ from sqlalchemy.pool import StaticPool
 
 from bot.store.errors import DatabaseUnreachable
 
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
+
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "WRITE_LOCK_OPTION",
     "call_deadline",
+    "conflict_insert",
     "is_sqlite",
     "make_engine",
     "patient",
@@ -89,6 +93,21 @@ _DEFAULT_PORTS = {"postgresql": 5432}
 
 def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def conflict_insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """The INSERT into ``table`` that can say ON CONFLICT, in ``dialect`` (a dialect's name):
+    PostgreSQL's and SQLite's are written alike. PostgreSQL's dialect is imported here, on
+    first use, so that a SQLite process never loads it."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the store runs on PostgreSQL or SQLite, not {dialect}")
 
 
 def make_engine(url: str | URL, *, timeout_s: float = DEFAULT_TIMEOUT_S,

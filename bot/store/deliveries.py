@@ -21,12 +21,11 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Connection, Table, delete, select, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
 
 from bot.store.batch import SqliteStatement
-from bot.store.db import write_session
+from bot.store.db import conflict_insert, write_session
 from bot.store.models import DeliveryClaim
 
 __all__ = ["KEEP_FOR", "Queued", "accept", "accept_in", "accept_raw", "claim", "prune", "start",
@@ -132,14 +131,7 @@ def _insert(connection: Connection | Session, now: datetime, values: dict[str, o
 @functools.cache
 def _insert_if_absent(dialect: str) -> ReturningInsert[tuple[str]]:
     # Built once per dialect: SQLAlchemy then reuses its compiled form for every claim.
-    table = _CLAIMS
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table).on_conflict_do_nothing().returning(table.c.key)
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing().returning(table.c.key)
-    raise NotImplementedError(f"claim_delivery is not implemented for {dialect}")
+    return conflict_insert(dialect, _CLAIMS).on_conflict_do_nothing().returning(_CLAIMS.c.key)
 
 
 def prune(factory: sessionmaker[Session], now: datetime) -> int:

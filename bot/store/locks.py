@@ -25,11 +25,10 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, delete, select, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.store.db import read_session, write_session
+from bot.store.db import conflict_insert, read_session, write_session
 from bot.store.models import ApprovalRequestRow, Execution, TargetLock
 from bot.store.records import LockInfo
 
@@ -161,26 +160,12 @@ def extend_reservation(session: Session, request_id: str, until: datetime) -> No
 
 def _take_if_free(session: Session, values: dict[str, Any], now: datetime) -> LockInfo | None:
     """Insert the lease, or overwrite an expired one; None when a live lease is in the way."""
-    dialect = session.get_bind().dialect.name
-    stmt: Insert
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        pg_stmt = postgresql.insert(TargetLock).values(values)
-        stmt = pg_stmt.on_conflict_do_update(
-            index_elements=[TargetLock.target],
-            set_={name: pg_stmt.excluded[name] for name in values if name != "target"},
-            where=TargetLock.expires_at <= now,
-        )
-    elif dialect == "sqlite":
-        lite_stmt = sqlite.insert(TargetLock).values(values)
-        stmt = lite_stmt.on_conflict_do_update(
-            index_elements=[TargetLock.target],
-            set_={name: lite_stmt.excluded[name] for name in values if name != "target"},
-            where=TargetLock.expires_at <= now,
-        )
-    else:
-        raise NotImplementedError(f"acquire_lock is not implemented for {dialect}")
+    insert = conflict_insert(session.get_bind().dialect.name, TargetLock).values(values)
+    stmt = insert.on_conflict_do_update(
+        index_elements=[TargetLock.target],
+        set_={name: insert.excluded[name] for name in values if name != "target"},
+        where=TargetLock.expires_at <= now,
+    )
     # RETURNING gives no row when the conflict's WHERE was false: a live lease.
     row = session.execute(stmt.returning(*_COLUMNS)).one_or_none()
     return None if row is None else _info(row)
