@@ -30,8 +30,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Insert
 
-from bot.store.db import WRITE_LOCK_OPTION
+from bot.store.db import WRITE_LOCK_OPTION, server_connect_params
 from bot.store.errors import StoreError, StoreUnavailable, translated
+from bot.store.loopcommit import LoopConnections
 
 __all__ = ["MAX_GROUP", "SERVER_THREADS", "GroupCommit", "PlainInsert", "RawWrite",
            "ServerRows", "SqliteStatement", "committed"]
@@ -270,8 +271,16 @@ class GroupCommit:
         self._pending: list[_Write[Any]] = []
         self._flush: asyncio.Handle | None = None  # scheduled to commit `_pending`
         self._loop_connection: Connection | None = None
-        #: Transactions committed so far, on the loop (`raw` ones apart) and on the thread.
-        self.commits = {"loop": 0, "loop_raw": 0, "thread": 0}
+        # PostgreSQL through psycopg: groups of plain inserts with a multi-row form are sent
+        # from the loop (bot/store/loopcommit.py); every other write goes to the threads.
+        settings = server_connect_params(engine) if engine.dialect.driver == "psycopg" else None
+        self._server = None if settings is None else LoopConnections(*settings)
+        self._server_pending: list[_Write[Any]] = []
+        self._server_flush: asyncio.Handle | None = None
+        self._server_tasks: set[asyncio.Task[None]] = set()
+        #: Transactions committed so far: on the loop (SQLite's `raw` ones apart, and a
+        #: server's statements sent from it) and on the thread.
+        self.commits = {"loop": 0, "loop_raw": 0, "loop_server": 0, "thread": 0}
 
     def submit(self, apply: Callable[[Connection], T], raw: RawWrite[T] | None = None,
                row: PlainInsert[T] | None = None) -> Future[T]:
@@ -281,6 +290,14 @@ class GroupCommit:
         write = _Write(apply, _WriteFuture[T](self), raw, row)
         if self._closed:
             raise StoreUnavailable("the store is closed")
+        if self._server is not None and row is not None and row.server is not None \
+                and not self._server.resting():
+            server_loop = self._owned_loop()
+            if server_loop is not None:
+                self._server_pending.append(write)
+                if self._server_flush is None:
+                    self._server_flush = server_loop.call_soon(self._flush_server)
+                return write.done
         loop = self._own_loop()
         if loop is None:
             self._to_thread(write)
@@ -312,8 +329,9 @@ class GroupCommit:
     def _own_loop(self) -> asyncio.AbstractEventLoop | None:
         """The running loop if writes may be committed on it: the first loop that submits
         owns the loop-side path; others (and plain threads) use the thread."""
-        if not self._inline:
-            return None
+        return self._owned_loop() if self._inline else None
+
+    def _owned_loop(self) -> asyncio.AbstractEventLoop | None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -321,6 +339,65 @@ class GroupCommit:
         if self._loop is None:
             self._loop = loop
         return loop if loop is self._loop else None
+
+    def _flush_server(self) -> None:
+        """On the loop: send what is waiting for the server path, a statement per group of
+        writes of one statement, while a connection is free; the rest waits for the next
+        statement to return (and grows meanwhile)."""
+        self._server_flush = None
+        server = self._server
+        assert server is not None
+        while self._server_pending:
+            if server.resting():  # the path failed a moment ago: the threads take it all
+                waiting, self._server_pending = self._server_pending, []
+                for write in waiting:
+                    self._to_thread(write)
+                return
+            if not server.free():
+                return
+            statement = self._server_pending[0].row.statement  # type: ignore[union-attr]
+            group: list[_Write[Any]] = []
+            rest: list[_Write[Any]] = []
+            for write in self._server_pending:
+                same = write.row is not None and write.row.statement is statement
+                (group if same and len(group) < MAX_GROUP else rest).append(write)
+            self._server_pending = rest
+            # A caller that stopped waiting (its deadline passed) cancelled its write.
+            group = [w for w in group if not w.done.cancelled()]
+            if not group:
+                continue
+            try:
+                sql = _one_statement(self._engine.dialect, group)
+            except Exception:  # a value its column cannot bind: the threads say which
+                sql = None
+            if sql is None:
+                for write in group:
+                    self._to_thread(write)
+                continue
+            task = asyncio.get_running_loop().create_task(
+                self._commit_on_loop(server, group, sql), name="opsbot-commit-loop")
+            self._server_tasks.add(task)
+            task.add_done_callback(self._server_tasks.discard)
+
+    async def _commit_on_loop(self, server: LoopConnections, group: list[_Write[Any]],
+                              sql: tuple[str, tuple[Any, ...]]) -> None:
+        try:
+            await server.run(*sql)
+        except BaseException as exc:
+            # Whatever stopped it (the server's error, a dead connection, the deadline, the
+            # loop closing): the threads try the group again, then each write alone.
+            for write in group:
+                self._to_thread(write)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self.commits["loop_server"] += 1
+            for write in group:
+                if write.done.set_running_or_notify_cancel():
+                    write.done.set_result(write.row.result)  # type: ignore[union-attr]
+        finally:
+            if self._server_pending and self._server_flush is None and not self._closed:
+                self._flush_server()
 
     def _to_thread(self, write: _Write[Any]) -> None:
         with self._lock:
@@ -399,8 +476,14 @@ class GroupCommit:
             if threads:
                 self._queue.put(None)  # each thread that meets it puts it back for the next
             pending, self._pending = self._pending, []
+        pending += self._server_pending
+        self._server_pending = []
+        if self._server_flush is not None:
+            self._server_flush.cancel()
         for write in pending:  # submitted in a loop pass that never ended
             write.done.set_exception(StoreUnavailable("the store is closed"))
+        if self._server is not None:
+            self._server.close()
         for thread in threads:
             thread.join(timeout=30)
         self._drop_loop_connection()
@@ -465,11 +548,36 @@ class GroupCommit:
             return self._transaction(group)
 
     def _transaction(self, group: list[_Write[Any]]) -> list[Any]:
+        single = _one_statement(self._engine.dialect, group)
+        if single is not None:
+            # One statement is a transaction of its own: in autocommit it is committed when
+            # it returns, in one round trip to the server where BEGIN, it and COMMIT take three
+            # (each a wait for this thread and a hand-over of the interpreter's lock).
+            with translated(), self._engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql(*single)
+            self.commits["thread"] += 1
+            return [write.row.result for write in group if write.row is not None]
         with translated(), self._engine.connect().execution_options(
                 **{WRITE_LOCK_OPTION: True}) as connection, connection.begin():
             results = _apply(connection, group)
         self.commits["thread"] += 1
         return results
+
+
+def _one_statement(dialect: Dialect, group: list[_Write[Any]],
+                   ) -> tuple[str, tuple[Any, ...]] | None:
+    """The group as one multi-row statement (SQL and parameters) when every write in it is a
+    plain insert of the same statement with a `ServerRows` form, on psycopg; else None."""
+    first = group[0].row
+    if first is None or first.server is None or dialect.driver != "psycopg":
+        return None
+    rows = []
+    for write in group:
+        if write.row is None or write.row.statement is not first.statement:
+            return None
+        rows.append(write.row.values)
+    return first.server.statement(dialect, rows)
 
 
 def _apply(connection: Connection, group: list[_Write[Any]]) -> list[Any]:

@@ -19,6 +19,7 @@ import math
 import re
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
     "patient",
     "patient_statements",
     "read_session",
+    "server_connect_params",
     "sqlite_url",
     "unreachable",
     "write_session",
@@ -140,7 +142,28 @@ def _postgres_engine(url: URL, timeout_s: float, pre_ping: bool = True) -> Engin
     engine = create_engine(url, pool_pre_ping=pre_ping, pool_timeout=timeout_s,
                            connect_args=connect_args)
     bound_waits(engine, call_deadline(timeout_s))
+    _SERVER_CONNECT[engine] = (connect_args, call_deadline(timeout_s))
     return engine
+
+
+# The settings `_postgres_engine` gave each engine: its connect arguments and its bound on a
+# wait.
+_SERVER_CONNECT: weakref.WeakKeyDictionary[Engine, tuple[dict[str, Any], float]] = \
+    weakref.WeakKeyDictionary()
+
+
+def server_connect_params(engine: Engine) -> tuple[dict[str, Any], float] | None:
+    """For a PostgreSQL engine `make_engine` made: the keyword arguments its driver's
+    `connect` gets (the URL's and the engine's settings: timeouts, options), and how long one
+    wait on its connections may take. None for any other engine."""
+    settings = _SERVER_CONNECT.get(engine)
+    if settings is None:
+        return None
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    if cargs:
+        return None
+    connect_args, wait_s = settings
+    return {**cparams, **connect_args}, wait_s
 
 
 @contextmanager

@@ -485,3 +485,108 @@ def test_a_loop_that_waited_for_the_thread_is_not_kept_alive(tmp_path: Path) -> 
     finally:
         store._group._loop.close()
         store.close()
+
+
+def _notify(store: Store, i: int, text: str | None = None) -> Any:
+    text = text if text is not None else f'{{"version": "4", "n": {i}}}'
+    payload = json.loads(text) if text.startswith("{") else {"version": "4"}
+    return store.queue_notification(group_key=f"{{}}:{{alertname=\"L{i}\"}}", receiver="opsbot",
+                                    status="firing", payload=payload, payload_json=text)
+
+
+@pytest.mark.postgres
+def test_postgresql_notifications_from_the_loop_are_sent_from_it_as_one_statement(
+    pg_schemas: Any,
+) -> None:
+    """On PostgreSQL the notifications a loop pass queues are one multi-row statement sent
+    from the loop, committed when the server answers (autocommit): no commit thread and no
+    transaction of Core's. Those queued while it runs go together in the next."""
+    store = Store.open(pg_schemas.new_url())
+    transactions = _commits(store)
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        first = [_notify(store, i) for i in range(5)]
+        await asyncio.sleep(0)  # the pass ends: the statement is on its way
+        later = [_notify(store, i) for i in range(5, 8)]  # queued while it runs
+        return (await asyncio.gather(*(committed(f, 10) for f in first)),
+                await asyncio.gather(*(committed(f, 10) for f in later)))
+
+    try:
+        first, later = asyncio.run(scenario())
+        assert store._group.commits["loop_server"] == 2
+        assert store._group.commits["thread"] == 0 and transactions() == 0
+        for i, nid in enumerate(first + later):
+            stored = store.get_notification(nid)  # read on another connection: committed
+            assert stored is not None and stored.payload == {"version": "4", "n": i}
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_statement_the_server_refuses_on_the_loop_fails_alone_on_the_threads(
+    pg_schemas: Any,
+) -> None:
+    """A row the server refuses (here a payload text that is not JSON) fails the loop's
+    statement; the commit threads take the group and the others are stored. The loop path
+    then rests: writes go to the threads meanwhile."""
+    store = Store.open(pg_schemas.new_url())
+
+    async def scenario() -> list[Any]:
+        futures = [_notify(store, 0), _notify(store, 1, "not json"), _notify(store, 2)]
+        return await asyncio.gather(*(committed(f, 10) for f in futures),
+                                    return_exceptions=True)
+
+    try:
+        good, bad, other = asyncio.run(scenario())
+        assert isinstance(bad, StoreError)
+        assert store.get_notification(good) is not None
+        assert store.get_notification(other) is not None
+        assert store._group.commits["loop_server"] == 0
+        assert store._group.commits["thread"] == 2  # the group, then each alone
+        assert store._group._server is not None and store._group._server.resting()
+
+        async def while_resting() -> Any:
+            return await committed(_notify(store, 3), 10)
+
+        assert store.get_notification(asyncio.run(while_resting())) is not None
+        assert store._group.commits["thread"] == 3
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_loop_connection_the_server_dropped_costs_no_write(pg_schemas: Any) -> None:
+    """The loop path's connection, dropped by the server between two groups (a restart, a
+    failover): the next group fails on it and is committed by the threads; once the path has
+    rested it opens a new connection."""
+    from sqlalchemy import create_engine, text
+
+    url = pg_schemas.new_url()
+    store = Store.open(url)
+    admin = create_engine(url)
+    loop = asyncio.new_event_loop()
+
+    def on_the_loop(i: int) -> Any:
+        async def one() -> Any:
+            return await committed(_notify(store, i), 10)
+        return loop.run_until_complete(one())
+
+    try:
+        assert on_the_loop(0)
+        server = store._group._server
+        assert server is not None and store._group.commits["loop_server"] == 1
+        [connection] = server._idle
+        with admin.connect() as conn:
+            assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"),
+                               {"pid": connection.info.backend_pid})
+        nid = on_the_loop(1)
+        assert store.get_notification(nid) is not None
+        assert store._group.commits["thread"] == 1 and server.resting()
+        server._rest_until = 0.0  # the rest is over
+        nid = on_the_loop(2)
+        assert store.get_notification(nid) is not None
+        assert store._group.commits["loop_server"] == 2
+    finally:
+        loop.close()
+        admin.dispose()
+        store.close()
