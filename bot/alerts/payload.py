@@ -105,11 +105,21 @@ def _number(text: str) -> float:
     return value
 
 
+# Built once: `json.loads` with hooks builds a decoder (and its scanner) at every call.
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_number)
+
+
+def _loads(body: bytes) -> Any:
+    """`json.loads(body, parse_constant=_constant, parse_float=_number)`: the same encodings
+    (UTF-8, 16 or 32, a UTF-8 byte order mark) and the same errors."""
+    return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+
+
 def read_notification(body: bytes) -> tuple[dict[str, Any], Notification]:
     """The JSON object in `body` (as stored) and the notification it holds, parsed once; or
     BadPayload saying what is wrong."""
     try:
-        raw = json.loads(body, parse_constant=_constant, parse_float=_number)
+        raw = _loads(body)
     except _NotStorable as exc:
         raise BadPayload(f"the body is not JSON opsbot reads: {exc}", "not_json") from None
     except (ValueError, UnicodeDecodeError) as exc:

@@ -67,6 +67,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+
 class JSONDocument(TypeDecorator[Any]):
     """A JSON document: `jsonb` on PostgreSQL, JSON text elsewhere. PostgreSQL's type is
     imported there only: its dialect is ~50 modules and tens of milliseconds of a start that
