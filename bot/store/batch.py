@@ -374,6 +374,7 @@ class GroupCommit:
                 for write in group:
                     self._to_thread(write)
                 continue
+            server.reserve()
             task = asyncio.get_running_loop().create_task(
                 self._commit_on_loop(server, group, sql), name="opsbot-commit-loop")
             self._server_tasks.add(task)
@@ -383,21 +384,23 @@ class GroupCommit:
                               sql: tuple[str, tuple[Any, ...]]) -> None:
         try:
             await server.run(*sql)
-        except BaseException as exc:
-            # Whatever stopped it (the server's error, a dead connection, the deadline, the
-            # loop closing): the threads try the group again, then each write alone.
+        except Exception:
+            # Whatever stopped it (the server's error, a dead connection, the deadline): the
+            # threads try the group again, then each write alone.
             for write in group:
                 self._to_thread(write)
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException:  # cancelled: the loop is closing; the threads take it
+            for write in group:
+                self._to_thread(write)
+            raise
         else:
             self.commits["loop_server"] += 1
             for write in group:
                 if write.done.set_running_or_notify_cancel():
                     write.done.set_result(write.row.result)  # type: ignore[union-attr]
-        finally:
-            if self._server_pending and self._server_flush is None and not self._closed:
-                self._flush_server()
+        # What gathered meanwhile goes now (or to the threads, if the path now rests).
+        if self._server_pending and self._server_flush is None and not self._closed:
+            self._flush_server()
 
     def _to_thread(self, write: _Write[Any]) -> None:
         with self._lock:

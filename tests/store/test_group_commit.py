@@ -515,6 +515,8 @@ def test_postgresql_notifications_from_the_loop_are_sent_from_it_as_one_statemen
         first, later = asyncio.run(scenario())
         assert store._group.commits["loop_server"] == 2
         assert store._group.commits["thread"] == 0 and transactions() == 0
+        # The second waited for the first's connection (opened meanwhile), not a new one.
+        assert store._group._server is not None and len(store._group._server._idle) == 1
         for i, nid in enumerate(first + later):
             stored = store.get_notification(nid)  # read on another connection: committed
             assert stored is not None and stored.payload == {"version": "4", "n": i}
