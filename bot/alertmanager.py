@@ -8,19 +8,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from bot.errors import NotFound, PermanentError, RetryableError
-from bot.lazy import lazy_module
+from bot.lazy import httpx
 from bot.markup import code
 from bot.prometheus import check_label_name, promql_string, safe_url
-
-# Imported on first use (bot/lazy.py): a process that never calls out over HTTP from a
-# handler does not pay for httpx at start.
-if TYPE_CHECKING:
-    import httpx
-else:
-    httpx = lazy_module("httpx")
 
 __all__ = [
     "Alert",

@@ -19,19 +19,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.errors import NotFound, PermanentError, RetryableError, UsageError
-from bot.lazy import lazy_module
+from bot.lazy import httpx
 from bot.markup import code
 from bot.names import check_dns1123_subdomain
-
-# Imported on first use (bot/lazy.py): a process that never calls out over HTTP from a
-# handler does not pay for httpx at start.
-if TYPE_CHECKING:
-    import httpx
-else:
-    httpx = lazy_module("httpx")
 
 __all__ = ["Application", "ArgoCDClient", "HistoryEntry"]
 

@@ -8,7 +8,10 @@ imports the real module; type checkers see the real import (under `TYPE_CHECKING
 That first read may come from the event loop (a handler reading `kube.apps`), where the import
 would hold every ack and every notification for its whole length (~1 s on a small machine, on
 the first run after a start). The dispatcher awaits `import_lazy_modules()` before it calls a
-handler: the imports run in a worker thread, and the loop keeps answering meanwhile."""
+handler: the imports run in a worker thread, and the loop keeps answering meanwhile.
+
+`httpx`, which several clients and handlers use for their HTTP calls, is one such module here:
+`from bot.lazy import httpx`."""
 
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ import gc
 import importlib
 import threading
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["import_lazy_modules", "lazy_module"]
+__all__ = ["httpx", "import_lazy_modules", "lazy_module"]
 
 _IMPORT_LOCK = threading.Lock()
 _MODULES: list[_LazyModule] = []
@@ -63,3 +66,10 @@ async def import_lazy_modules() -> None:
 def _import_all(modules: list[_LazyModule]) -> None:
     for module in modules:
         module._lazy_import()
+
+
+# A process that never calls out over HTTP from a handler does not pay for httpx at start.
+if TYPE_CHECKING:
+    import httpx as httpx
+else:
+    httpx = lazy_module("httpx")

@@ -11,18 +11,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from bot.errors import PermanentError, RetryableError
-from bot.lazy import lazy_module
+from bot.lazy import httpx
 from bot.prometheus import check_label_name, safe_url
-
-# Imported on first use (bot/lazy.py): a process that never calls out over HTTP from a
-# handler does not pay for httpx at start.
-if TYPE_CHECKING:
-    import httpx
-else:
-    httpx = lazy_module("httpx")
 
 __all__ = ["LogLine", "LokiClient", "line_filter", "logql_string", "stream_selector"]
 

@@ -16,18 +16,11 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.errors import PermanentError, RetryableError
-from bot.lazy import lazy_module
+from bot.lazy import httpx
 from bot.prometheus import safe_url
-
-# Imported on first use (bot/lazy.py): a process that never calls out over HTTP from a
-# handler does not pay for httpx at start.
-if TYPE_CHECKING:
-    import httpx
-else:
-    httpx = lazy_module("httpx")
 
 __all__ = [
     "MANIFEST_TYPES",

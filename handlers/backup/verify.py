@@ -8,13 +8,12 @@ import contextlib
 import gzip
 import json
 import time
-from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from bot import messages
 from bot.errors import NotFound, PermanentError, Refused, RetryableError
-from bot.lazy import lazy_module
+from bot.lazy import httpx
 from bot.messages import rough_span
 from bot.registry import HandlerContext, Params, Result, handler
 from handlers.backup import common
@@ -41,13 +40,6 @@ from handlers.backup.common import (
     _timeout,
     _timestamp,
 )
-
-# Imported on first use (bot/lazy.py): a process that never calls out over HTTP from a
-# handler does not pay for httpx at start.
-if TYPE_CHECKING:
-    import httpx
-else:
-    httpx = lazy_module("httpx")
 
 __all__ = [
     "BackupVerifyParams",

@@ -7,25 +7,18 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import Field, field_validator
 
 from bot import messages
 from bot.errors import PermanentError, Refused, RetryableError
-from bot.lazy import lazy_module
+from bot.lazy import httpx
 from bot.prometheus import safe_url
 from bot.registry import HandlerContext, Params, Result, handler
 from bot.runbooks.templating import evaluate
 from handlers.generic.common import expression
-
-# Imported on first use (bot/lazy.py): a process that never calls out over HTTP from a
-# handler does not pay for httpx at start.
-if TYPE_CHECKING:
-    import httpx
-else:
-    httpx = lazy_module("httpx")
 
 __all__ = ["HttpRequestParams", "http_request"]
 
