@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Insert
 
-from bot.store.db import WRITE_LOCK_OPTION, server_connect_params
+from bot.store.db import DEFAULT_TIMEOUT_S, WRITE_LOCK_OPTION, server_connect_params
 from bot.store.errors import StoreError, StoreUnavailable, translated
 from bot.store.loopcommit import LoopConnections
 
@@ -256,9 +256,11 @@ class GroupCommit:
     """Threads (one on SQLite) that commit queued writes in groups. `submit` a function of a
     connection (inside a transaction that holds SQLite's write lock); its future holds the
     function's result once the transaction that ran it committed, or the store error that
-    stopped it."""
+    stopped it. `timeout_s` is the store's bound on a wait, which `engine` was made with: the
+    loop path's own PostgreSQL connections get the same."""
 
-    def __init__(self, engine: Engine, name: str = "opsbot-commit") -> None:
+    def __init__(self, engine: Engine, name: str = "opsbot-commit",
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self._engine = engine
         self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
         self._name = name
@@ -273,7 +275,8 @@ class GroupCommit:
         self._loop_connection: Connection | None = None
         # PostgreSQL through psycopg: groups of plain inserts with a multi-row form are sent
         # from the loop (bot/store/loopcommit.py); every other write goes to the threads.
-        settings = server_connect_params(engine) if engine.dialect.driver == "psycopg" else None
+        settings = server_connect_params(engine, timeout_s) \
+            if engine.dialect.driver == "psycopg" else None
         self._server = None if settings is None else LoopConnections(*settings)
         self._server_pending: list[_Write[Any]] = []
         self._server_flush: asyncio.Handle | None = None

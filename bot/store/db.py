@@ -19,7 +19,6 @@ import math
 import re
 import sqlite3
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,6 +129,16 @@ def make_engine(url: str | URL, *, timeout_s: float = DEFAULT_TIMEOUT_S,
 def _postgres_engine(url: URL, timeout_s: float, pre_ping: bool = True) -> Engine:
     from bot.store.postgres import bound_waits
 
+    # pool_pre_ping: a replica outlives database restarts and failovers.
+    engine = create_engine(url, pool_pre_ping=pre_ping, pool_timeout=timeout_s,
+                           connect_args=_postgres_connect_args(url, timeout_s))
+    bound_waits(engine, call_deadline(timeout_s))
+    return engine
+
+
+def _postgres_connect_args(url: URL, timeout_s: float) -> dict[str, Any]:
+    """What a PostgreSQL connection of the store is opened with on top of the URL: libpq's
+    connect timeout and the server's statement timeout, from `timeout_s`."""
     # Settings in the URL win: an operator may know their database needs longer.
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in url.query:
@@ -138,32 +147,21 @@ def _postgres_engine(url: URL, timeout_s: float, pre_ping: bool = True) -> Engin
     options = " ".join(options) if isinstance(options, tuple) else options
     if "statement_timeout" not in options:
         connect_args["options"] = f"{options} -c statement_timeout={int(timeout_s * 1000)}"
-    # pool_pre_ping: a replica outlives database restarts and failovers.
-    engine = create_engine(url, pool_pre_ping=pre_ping, pool_timeout=timeout_s,
-                           connect_args=connect_args)
-    bound_waits(engine, call_deadline(timeout_s))
-    _SERVER_CONNECT[engine] = (connect_args, call_deadline(timeout_s))
-    return engine
+    return connect_args
 
 
-# The settings `_postgres_engine` gave each engine: its connect arguments and its bound on a
-# wait.
-_SERVER_CONNECT: weakref.WeakKeyDictionary[Engine, tuple[dict[str, Any], float]] = \
-    weakref.WeakKeyDictionary()
-
-
-def server_connect_params(engine: Engine) -> tuple[dict[str, Any], float] | None:
-    """For a PostgreSQL engine `make_engine` made: the keyword arguments its driver's
-    `connect` gets (the URL's and the engine's settings: timeouts, options), and how long one
-    wait on its connections may take. None for any other engine."""
-    settings = _SERVER_CONNECT.get(engine)
-    if settings is None:
+def server_connect_params(engine: Engine, timeout_s: float,
+                          ) -> tuple[dict[str, Any], float] | None:
+    """For a PostgreSQL engine `make_engine` made with `timeout_s`: the keyword arguments its
+    driver's `connect` gets (the URL's and the store's settings: timeouts, options), and how
+    long one wait on its connections may take. None for any other engine."""
+    if engine.dialect.name != "postgresql":
         return None
     cargs, cparams = engine.dialect.create_connect_args(engine.url)
     if cargs:
         return None
-    connect_args, wait_s = settings
-    return {**cparams, **connect_args}, wait_s
+    return ({**cparams, **_postgres_connect_args(engine.url, timeout_s)},
+            call_deadline(timeout_s))
 
 
 @contextmanager

@@ -85,7 +85,7 @@ class Store:
         # one (GroupCommit._transaction_anew).
         self._group_engine = engine if engine.dialect.name == "sqlite" else make_engine(
             engine.url, timeout_s=timeout_s, pre_ping=False)
-        self._group = GroupCommit(self._group_engine)
+        self._group = GroupCommit(self._group_engine, timeout_s=timeout_s)
         # When this process first said it is alive: runs owned by our name from before then
         # are a previous process's (same POD_NAME). None until the first heartbeat.
         self.started: datetime | None = None

@@ -578,6 +578,12 @@ def test_a_loop_connection_the_server_dropped_costs_no_write(pg_schemas: Any) ->
         server = store._group._server
         assert server is not None and store._group.commits["loop_server"] == 1
         [connection] = server._idle
+
+        async def setting() -> Any:
+            return await (await connection.execute("SHOW statement_timeout")).fetchone()
+
+        # Opened with the store's settings (Store.open's default timeout of 5 s).
+        assert loop.run_until_complete(setting()) == ("5s",)
         with admin.connect() as conn:
             assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"),
                                {"pid": connection.info.backend_pid})
