@@ -33,6 +33,7 @@ from sqlalchemy.sql.dml import Insert
 from bot.store.db import DEFAULT_TIMEOUT_S, WRITE_LOCK_OPTION, server_connect_params
 from bot.store.errors import StoreError, StoreUnavailable, translated
 from bot.store.loopcommit import LoopConnections
+from bot.store.writers import WriterConnection
 
 __all__ = ["MAX_GROUP", "SERVER_THREADS", "GroupCommit", "PlainInsert", "RawWrite",
            "ServerRows", "SqliteStatement", "committed"]
@@ -460,6 +461,8 @@ class GroupCommit:
             # connections (a checkpoint syncs the database file).
             raw.execute("PRAGMA busy_timeout = 0")
             raw.execute("PRAGMA wal_autocheckpoint = 0")
+            if isinstance(raw, WriterConnection):
+                raw.wait_s = 0  # nor for this process's other writers' turn
             self._loop_connection = connection
         return self._loop_connection
 
@@ -614,19 +617,20 @@ def _raw_transaction(connection: Connection, group: list[_Write[Any]]) -> list[A
     """The group on the connection's SQLite connection, begun and committed here (the
     connection is never in a Core transaction between flushes)."""
     raw = connection.connection.dbapi_connection
-    if not isinstance(raw, sqlite3.Connection):
+    if not isinstance(raw, WriterConnection):
         raise StoreUnavailable("no database connection")
     if len(group) == 1 and group[0].raw is not None:
         # A raw write is one statement: alone, SQLite's autocommit is its transaction, as
         # BEGIN IMMEDIATE ... COMMIT would be (the connection has no driver transactions), in
         # one call instead of three. Once it returns, it is committed.
-        return [group[0].raw(raw)]
-    raw.execute("BEGIN IMMEDIATE")
+        with raw.writing():
+            return [group[0].raw(raw)]
+    raw.begin_write()
     try:
         results = [write.raw(raw) for write in group if write.raw is not None]
-        raw.execute("COMMIT")
+        raw.commit()
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
-            raw.execute("ROLLBACK")
+            raw.rollback()
         raise
     return results

@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from bot.store.errors import DatabaseUnreachable
+from bot.store.writers import WriterConnection, turns_for
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
@@ -175,10 +177,16 @@ def patient(conn: Connection, seconds: float) -> Iterator[None]:
         assert raw is not None
         before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
         raw.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        writer = raw if isinstance(raw, WriterConnection) else None
+        turn_wait = writer.wait_s if writer is not None else 0.0
+        if writer is not None:
+            writer.wait_s = seconds  # the wait for this process's other writers, too
         try:
             yield
         finally:
             raw.execute(f"PRAGMA busy_timeout = {int(before)}")
+            if writer is not None:
+                writer.wait_s = turn_wait
     elif conn.dialect.name == "postgresql":
         from bot.store.postgres import waits_up_to
 
@@ -200,16 +208,23 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
     if database in ("", ":memory:") or database.startswith("file::memory:"):
         # One shared connection, or every thread would see its own empty database.
         # Meant for tests; use a file for anything concurrent.
-        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        kwargs = {"poolclass": StaticPool,
+                  "connect_args": {"check_same_thread": False, "factory": WriterConnection}}
+        turns = None
     else:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs = {"connect_args": {"timeout": busy_timeout_ms / 1000}}
+        kwargs = {"connect_args": {"timeout": busy_timeout_ms / 1000,
+                                   "factory": WriterConnection}}
+        turns = turns_for(database)
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # We emit BEGIN ourselves (see module docstring).
         dbapi_connection.isolation_level = None
+        if isinstance(dbapi_connection, WriterConnection):
+            dbapi_connection.turns = turns
+            dbapi_connection.wait_s = busy_timeout_ms / 1000
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
@@ -222,10 +237,22 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get(WRITE_LOCK_OPTION):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
+        if not conn.get_execution_options().get(WRITE_LOCK_OPTION):
             conn.exec_driver_sql("BEGIN")
+            return
+        raw = conn.connection.dbapi_connection
+        if not isinstance(raw, WriterConnection):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        try:
+            raw.take_turn()  # this process's other writers first (bot/store/writers.py)
+        except sqlite3.OperationalError as exc:
+            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            raw.end_turn()
+            raise
 
     return engine
 
