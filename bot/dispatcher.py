@@ -40,6 +40,7 @@ from bot.runbooks.params import coerce_params
 from bot.runbooks.templating import evaluate, render_value
 from bot.storable import unstorable_trigger
 from bot.store import AuditEntry, Store, StoreError
+from bot.store.calls import store_call
 from bot.trigger import Trigger
 
 if TYPE_CHECKING:
@@ -132,8 +133,8 @@ class Dispatcher:
                 return Outcome("duplicate")
         elif trigger.delivery_id:
             try:
-                first = await asyncio.wait_for(asyncio.to_thread(
-                    self.store.claim_delivery, trigger.delivery_id), self.store.deadline)
+                first = await store_call(self.store.deadline, self.store.claim_delivery,
+                                         trigger.delivery_id)
             except (StoreError, TimeoutError) as exc:
                 # Nothing may run unrecorded; the asker hears at once instead of waiting on it.
                 log.error("delivery %s not claimed, nothing ran: the store failed (%s)",
@@ -179,8 +180,7 @@ class Dispatcher:
         delay = START_RETRY_FIRST
         while True:
             try:
-                return await asyncio.wait_for(asyncio.to_thread(
-                    self.store.start_trigger, key), self.store.deadline)
+                return await store_call(self.store.deadline, self.store.start_trigger, key)
             except (StoreError, TimeoutError) as exc:
                 waited = (datetime.now(UTC) - trigger.received_at).total_seconds()
                 if waited + delay > START_RETRY_FOR:

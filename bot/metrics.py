@@ -25,12 +25,23 @@ __all__ = [
     "SLACK_API_ERRORS",
     "SLACK_REQUESTS_REFUSED",
     "TRIGGERS",
+    "TRIGGERS_RUNNING",
+    "TRIGGERS_WAITING",
 ]
 
 TRIGGERS = Counter(
     "opsbot_triggers",
     "Triggers handled, by where they came from and how the dispatcher ended them.",
     ["source", "outcome"],
+)
+TRIGGERS_RUNNING = Gauge(
+    "opsbot_triggers_running",
+    "Acked triggers whose work is running in this process (at most its running limit).",
+)
+TRIGGERS_WAITING = Gauge(
+    "opsbot_triggers_waiting",
+    "Acked triggers waiting in this process for a running one to end, started in the order "
+    "they were acked.",
 )
 EXECUTIONS = Counter(
     "opsbot_executions",

@@ -5,7 +5,6 @@ place), a post, an ephemeral reply, a file upload. Writing one is a short commit
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.api import SlackCallFailed, call
 from bot.store import Store, StoreError
+from bot.store.calls import store_call
 from bot.store.outbox import Orphan, Outgoing
 
 __all__ = ["FALLBACK_ERRORS", "ephemeral", "post", "send", "show", "upload"]
@@ -83,8 +83,7 @@ async def send(store: Store, outgoing: Outgoing, *, stream: str | None = None,
     is usually the one saying so) goes straight to Slack instead: it edits nothing and needs no
     order, and the person must hear that nothing ran. Anything else waits for the store."""
     try:
-        await asyncio.wait_for(asyncio.to_thread(store.enqueue, outgoing, stream=stream),
-                               store.deadline)
+        await store_call(store.deadline, store.enqueue, outgoing, stream=stream)
     except (StoreError, TimeoutError) as exc:
         if direct is None or outgoing.kind != "ephemeral":
             raise

@@ -1,24 +1,45 @@
 """Work started after Slack's 3-second ack: kept referenced until done, failures logged, and
-drained (then cancelled) at shutdown so no execution is dropped without being marked."""
+drained (then cancelled) at shutdown so no execution is dropped without being marked.
+
+Acked triggers run at most `RUNNING_LIMIT` at a time; the others wait in the order they were
+acked, each started as one ends. A burst of thousands of commands (or an alert storm next to
+them) would otherwise start together and share the default executor's few threads and
+SQLite's one writer: every one of them slow, the first as late as the last. Bounded, the
+first finish at their usual pace, and `opsbot_triggers_waiting` shows the queue."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from bot.metrics import TRIGGERS_RUNNING, TRIGGERS_WAITING
 from bot.pacing import Foreground
 
-__all__ = ["BackgroundTasks"]
+__all__ = ["RUNNING_LIMIT", "BackgroundTasks"]
 
 log = logging.getLogger("opsbot.slack")
 
+#: Acked triggers whose work runs at once in a process; more wait for one to end. Most of a
+#: trigger's time is spent waiting (on the cluster, a rollout, Slack), so this is well above
+#: what the two cores and the executor's threads keep busy, and well below a burst.
+RUNNING_LIMIT = 32
+
 
 class BackgroundTasks:
-    def __init__(self) -> None:
+    def __init__(self, limit: int = RUNNING_LIMIT) -> None:
+        if limit < 1:
+            raise ValueError("the running limit must be at least 1")
+        self.limit = limit
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._deferred = 0  # asked for, held by `Foreground` until the requests are answered
+        # Asked for and not started yet: held by `Foreground` until the requests are answered,
+        # or in `_waiting` for a running trigger to end.
+        self._deferred = 0
+        self._running: set[asyncio.Task[Any]] = set()  # started through `spawn_when_quiet`
+        self._waiting: deque[tuple[Callable[..., Coroutine[Any, Any, Any]], tuple[Any, ...],
+                                   str]] = deque()
         self._stopped = False
 
     def __len__(self) -> int:
@@ -40,14 +61,32 @@ class BackgroundTasks:
         # The plain function, not a bound method: the held tuple is all a trigger leaves.
         foreground.call_when_quiet(BackgroundTasks._start_held, self, work, args, name)
 
+    @property
+    def waiting(self) -> int:
+        """Triggers released by `Foreground` that wait for a running one to end."""
+        return len(self._waiting)
+
     def _start_held(self, work: Callable[..., Coroutine[Any, Any, Any]],
                     args: tuple[Any, ...], name: str) -> None:
-        self._deferred -= 1
-        if not self._stopped:
-            self.spawn(work(*args), name)
+        if self._stopped:
+            self._deferred -= 1
+            return
+        self._waiting.append((work, args, name))
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        while self._waiting and len(self._running) < self.limit and not self._stopped:
+            work, args, name = self._waiting.popleft()
+            self._deferred -= 1
+            self._running.add(self.spawn(work(*args), name))
+        TRIGGERS_RUNNING.set(len(self._running))
+        TRIGGERS_WAITING.set(len(self._waiting))
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        if task in self._running:
+            self._running.discard(task)
+            self._start_waiting()
         if task.cancelled():
             return
         exc = task.exception()
@@ -71,6 +110,9 @@ class BackgroundTasks:
             else:
                 await asyncio.sleep(min(left, 0.01))
         self._stopped = True  # what is still held never starts; its record says so
+        self._deferred -= len(self._waiting)
+        self._waiting.clear()
+        TRIGGERS_WAITING.set(0)
         for task in pending:
             task.cancel()
         if pending:

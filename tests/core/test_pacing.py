@@ -134,3 +134,66 @@ def test_work_asked_for_long_ago_does_not_wait_again() -> None:
         return result
 
     assert asyncio.run(scenario()) == (True, False)
+
+
+def test_acked_work_runs_at_most_the_limit_at_once_and_the_rest_in_the_order_acked() -> None:
+    """A burst of triggers released together: `limit` run, the rest wait (and are counted
+    on /metrics), each started as one ends, in the order they were acked."""
+    from prometheus_client import REGISTRY
+
+    def gauge(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name)
+
+    async def scenario() -> tuple[list[int], int, list[float | None]]:
+        foreground = Foreground(quiet_s=0.01, max_defer_s=60)
+        tasks = BackgroundTasks(limit=3)
+        started: list[int] = []
+        running = [0]
+        most = [0]
+        gates = [asyncio.Event() for _ in range(10)]
+
+        async def work(i: int) -> None:
+            started.append(i)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            await gates[i].wait()
+            running[0] -= 1
+
+        foreground.begin()
+        for i in range(10):
+            tasks.spawn_when_quiet(foreground, work, i, name=f"t{i}")
+        foreground.end()
+        await asyncio.sleep(0.1)
+        seen = [gauge("opsbot_triggers_running"), gauge("opsbot_triggers_waiting")]
+        assert started == [0, 1, 2] and tasks.waiting == 7
+        for i in (1, 0, 2, 3, 4, 5, 6, 7, 8, 9):  # one ends: the next acked starts
+            gates[i].set()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        await tasks.drain(10)
+        seen.append(gauge("opsbot_triggers_waiting"))
+        return started, most[0], seen
+
+    started, most, seen = asyncio.run(scenario())
+    assert started == list(range(10))
+    assert most == 3
+    assert seen == [3.0, 7.0, 0.0]
+
+
+def test_work_waiting_for_a_running_slot_when_the_drain_gives_up_never_starts() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        foreground = Foreground(quiet_s=0.01, max_defer_s=60)
+        tasks = BackgroundTasks(limit=1)
+        started: list[int] = []
+
+        async def work(i: int) -> None:
+            started.append(i)
+            await asyncio.sleep(60)
+
+        for i in range(3):
+            tasks.spawn_when_quiet(foreground, work, i, name=f"t{i}")
+        await tasks.drain(0.2)  # the first is cancelled; the two waiting never start
+        await asyncio.sleep(0.05)
+        return started, tasks.waiting
+
+    assert asyncio.run(scenario()) == ([0], 0)

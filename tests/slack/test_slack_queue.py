@@ -21,7 +21,7 @@ from simcluster import SimCluster
 from tests.slack.test_slack_serve import serve_process
 from tests.support.alert_chain import wait_until
 from tests.support.signing import SIGNING_SECRET
-from tests.support.slack_standin import CHANNEL, SlackDriver, SlackStandIn
+from tests.support.slack_standin import CHANNEL, FINAL, SlackDriver, SlackStandIn
 
 WEB = "/apis/apps/v1/namespaces/shop-staging/deployments/shop-web"
 
@@ -163,3 +163,29 @@ def test_a_lone_server_starts_what_it_acked_and_could_not_start(
         served.stop()
     web = sim.get(WEB)
     assert web is not None and web["spec"]["replicas"] == 4
+
+
+def test_a_burst_of_commands_larger_than_the_running_limit_all_finish_once(
+    bot: SlackDriver, services: Services,
+) -> None:
+    """More commands acked together than may run at once (bot/slack/tasks.py): those past
+    the limit wait their turn, and every one is answered, once."""
+    from bot.slack.tasks import RUNNING_LIMIT
+
+    count = RUNNING_LIMIT * 3
+    commands = [f"scale shop-web {n % 10 + 1} --dry-run" for n in range(count)]
+    for command in commands:
+        assert bot.send_command("alice", command).status_code == 200
+
+    def answered() -> list[str] | None:
+        final = [message.text.split("\n")[0] for message in list(bot.slack.messages.values())
+                 if FINAL.search(message.text.split("\n")[0])]
+        return final if len(final) >= count else None
+
+    final = wait_until(answered, timeout=120)
+    assert len(final) == count
+    # Done, or refused for asking for the replicas shop-web already runs: nothing failed.
+    assert [h for h in final if not h.endswith((": done", ": refused"))] == []
+    assert sorted(r.command for r in services.store.recent_executions(count * 2)) \
+        == sorted(commands)
+    assert queued(services.store) and all(c.started_at for c in queued(services.store))
