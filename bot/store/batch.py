@@ -33,7 +33,7 @@ from sqlalchemy.sql.dml import Insert
 from bot.store.db import DEFAULT_TIMEOUT_S, WRITE_LOCK_OPTION, server_connect_params
 from bot.store.errors import StoreError, StoreUnavailable, translated
 from bot.store.loopcommit import LoopConnections
-from bot.store.writers import WriterConnection
+from bot.store.writers import WriterConnection, answers_first
 
 __all__ = ["MAX_GROUP", "SERVER_THREADS", "GroupCommit", "PlainInsert", "RawWrite",
            "ServerRows", "SqliteStatement", "committed"]
@@ -498,6 +498,7 @@ class GroupCommit:
         self._drop_loop_connection()
 
     def _run(self) -> None:
+        answers_first()  # the records an answer waits for go before running work's writes
         while True:
             first = self._queue.get()
             if first is None:

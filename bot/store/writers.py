@@ -11,7 +11,8 @@ So, within a process, every writer on a database file first takes that file's tu
 `Turns` per file, shared by the connections to it) and holds it until its transaction ends:
 commit, rollback or close. Turns are taken in the order writers asked for them: a turn given
 back goes straight to the writer that waited longest, woken at that moment, with no polling,
-and nobody who asked later passes it. SQLite's own lock still serializes writers across
+and nobody who asked later passes it, but for the thread that commits the records answers
+wait for (acks): it goes to the front. SQLite's own lock still serializes writers across
 processes (the CLI next to `opsbot serve`), through the busy handler as before.
 
 A connection waits for the turn as long as its busy timeout (`wait_s`, which `patient` raises
@@ -30,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Turns", "WriterConnection", "turns_for"]
+__all__ = ["Turns", "WriterConnection", "answers_first", "turns_for"]
 
 
 class Turns:
@@ -43,9 +44,10 @@ class Turns:
         self._held = False
         self._waiting: deque[threading.Lock] = deque()  # each waiter's gate, first first
 
-    def take(self, wait_s: float) -> bool:
+    def take(self, wait_s: float, *, first: bool = False) -> bool:
         """Take the turn, waiting at most `wait_s` (0: only if nobody holds or waits for it);
-        False if it was not had in time."""
+        False if it was not had in time. `first`: ahead of every writer waiting (the records
+        an answer waits for)."""
         with self._mutex:
             if not self._held:
                 self._held = True
@@ -54,7 +56,10 @@ class Turns:
                 return False
             gate = threading.Lock()
             gate.acquire()
-            self._waiting.append(gate)
+            if first:
+                self._waiting.appendleft(gate)
+            else:
+                self._waiting.append(gate)
         if gate.acquire(timeout=wait_s):
             return True  # handed over by `give_back`
         with self._mutex:
@@ -93,6 +98,17 @@ def turns_for(database: str) -> Turns:
         return turns
 
 
+_ANSWERS = threading.local()
+
+
+def answers_first() -> None:
+    """Mark the calling thread as the one that commits the records answers wait for (acks,
+    2xx to Alertmanager: bot/store/batch.py): its writers take the next turn, ahead of every
+    writer waiting, so an answer waits for one transaction at most, never for the queue of
+    running work's store calls."""
+    _ANSWERS.first = True
+
+
 class WriterConnection(sqlite3.Connection):
     """A SQLite connection that takes its file's turn before it writes (`begin_write`, or
     `writing` around one statement in autocommit) and gives it back when its transaction
@@ -110,7 +126,7 @@ class WriterConnection(sqlite3.Connection):
         SQLite's "database is locked" once `wait_s` has passed."""
         if self.turns is None or self._holds:
             return
-        if not self.turns.take(self.wait_s):
+        if not self.turns.take(self.wait_s, first=getattr(_ANSWERS, "first", False)):
             raise sqlite3.OperationalError("database is locked")
         self._holds = True
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from bot.store import Store, StoreUnavailable, committed, sqlite_url
 from bot.store.db import WRITE_LOCK_OPTION, make_engine, patient
-from bot.store.writers import WriterConnection, turns_for
+from bot.store.writers import WriterConnection, answers_first, turns_for
 
 _CHECKED_OUT: list[object] = []
 
@@ -79,6 +79,40 @@ def test_writers_take_the_turn_in_the_order_they_asked(tmp_path: Path) -> None:
         late.begin_write()  # the last writer gave the turn back: it is free
         late.rollback()
         assert turns.waiting() == 0
+    finally:
+        store.close()
+
+
+def test_the_commit_thread_of_answers_takes_the_next_turn_ahead_of_the_queue(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "opsbot.db"
+    store = Store.open(sqlite_url(path))
+    turns = turns_for(str(path))
+    order: list[str] = []
+    try:
+        holder = _writer(store)
+        holder.begin_write()
+
+        def write(name: str, answers: bool) -> None:
+            if answers:
+                answers_first()
+            conn = _writer(store)
+            conn.begin_write()
+            order.append(name)
+            conn.commit()
+
+        threads = []
+        for i, (name, answers) in enumerate([("work-1", False), ("work-2", False),
+                                             ("ack", True)]):
+            thread = threading.Thread(target=write, args=(name, answers))
+            thread.start()
+            threads.append(thread)
+            _until(lambda n=i + 1: turns.waiting() == n, f"{name} to wait")
+        holder.commit()
+        for thread in threads:
+            thread.join(10)
+        assert order == ["ack", "work-1", "work-2"]
     finally:
         store.close()
 
