@@ -9,10 +9,11 @@ transaction-scoped advisory lock, SQLite through ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, func, inspect, select, text
+from sqlalchemy import Connection, Engine, func, insert, inspect, select, text
 
 from bot.store.db import WRITE_LOCK_OPTION, patient, patient_statements
 
@@ -80,6 +81,24 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def _create_at_head(conn: Connection) -> None:
+    """A database with no table at all gets the schema at `HEAD` from the models at once, as
+    the migrations would leave it (a test compares the two, table by table), and Alembic's
+    version table saying so: a first start does not import Alembic nor run ten migrations."""
+    from bot.store.models import GENESIS_HASH, AuditHead, Base
+
+    Base.metadata.create_all(conn, tables=[table for name, table in Base.metadata.tables.items()
+                                           if name not in FOREIGN_TABLES])
+    # As Alembic creates it.
+    conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                      "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"))
+    conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"),
+                 {"head": HEAD})
+    # What the first migration writes: the audit chain's head row.
+    conn.execute(insert(AuditHead).values(id=1, seq=0, hash=GENESIS_HASH,
+                                          updated_at=datetime.now(UTC)))
+
+
 def current_revision(engine: Engine) -> str | None:
     """The database's revision (Alembic's version table), None before the first migration."""
     with engine.connect() as conn:
@@ -89,27 +108,33 @@ def current_revision(engine: Engine) -> str | None:
         return versions[0] if len(versions) == 1 else None
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision``; a no-op when it is already there."""
+def upgrade(engine: Engine, revision: str = "head", *, from_models: bool = True) -> None:
+    """Bring the database to ``revision``; a no-op when it is already there. A database with
+    no table is brought to head from the models (`_create_at_head`) unless ``from_models`` is
+    False: then, as any other, through every migration."""
     if revision in ("head", HEAD) and current_revision(engine) == HEAD:
         return
-    _run(engine, "upgrade", revision)
+    _run(engine, "upgrade", revision, from_models=from_models)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     _run(engine, "downgrade", revision)
 
 
-def _run(engine: Engine, direction: str, revision: str) -> None:
-    from alembic import command
-
-    config = alembic_config()
+def _run(engine: Engine, direction: str, revision: str, *, from_models: bool = False) -> None:
     with engine.connect() as conn, patient(conn, MIGRATION_WAIT_S):
         conn.execution_options(**{WRITE_LOCK_OPTION: True})
         with conn.begin():
             patient_statements(conn, MIGRATION_WAIT_S)
             if conn.dialect.name == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
+            if from_models and direction == "upgrade" and revision in ("head", HEAD) \
+                    and not inspect(conn).get_table_names():
+                _create_at_head(conn)
+                return
+            from alembic import command
+
+            config = alembic_config()
             config.attributes["connection"] = conn
             if direction == "upgrade":
                 command.upgrade(config, revision)

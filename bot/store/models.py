@@ -246,10 +246,11 @@ class TargetLock(Base):
 
     target: Mapped[str] = mapped_column(String(255), primary_key=True)
     execution_id: Mapped[str | None] = mapped_column(String(40), index=True)
-    request_id: Mapped[str | None] = mapped_column(String(40), index=True)
     actor: Mapped[str] = mapped_column(String)
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Last, where 0009 added it: a new database made from the models has the same table.
+    request_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
 
 class SilenceRow(Base):
