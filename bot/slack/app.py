@@ -155,7 +155,8 @@ def work_starter(services: Services, web: AsyncWebClient, background: Background
         # Once no request waits for its ack (bot/pacing.py): acks stay at the floor.
         background.spawn_when_quiet(services.foreground, _run_started, services, web, trigger,
                                     trigger.channel, thread_ts,
-                                    name=f"opsbot {trigger.delivery_id}")
+                                    name=f"opsbot {trigger.delivery_id}",
+                                    key=trigger.delivery_id)
 
     return start
 

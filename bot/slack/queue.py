@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -99,15 +99,20 @@ async def accept(services: Services, trigger: Trigger, thread_ts: str | None,
 
 
 async def resume_unstarted(services: Services, start: Start,
-                           older_than: timedelta = ORPHANED_AFTER) -> list[str]:
+                           older_than: timedelta = ORPHANED_AFTER,
+                           holding: Collection[str] = ()) -> list[str]:
     """The leader's part: triggers acked more than `older_than` ago and never started are
     started if fresh, otherwise marked started and reported to the asker (audited), never run.
-    Returns the delivery keys handled."""
+    `holding`: the delivery ids whose work this process still holds or waits to start, under
+    a burst longer than `older_than` (bot/slack/tasks.py): left alone. Returns the delivery
+    keys handled."""
     store = services.store
     queued = await asyncio.to_thread(store.unstarted_triggers, older_than)
     handled = []
     now = datetime.now(UTC)
     for row in queued:
+        if row.key in holding:
+            continue
         try:
             trigger, thread_ts = decode(row.trigger)
         except (ValueError, KeyError, TypeError):

@@ -182,7 +182,8 @@ def create_app(
         # asker hears that nothing ran. Alone on its database, everything found is such.
         async def unstarted(stale_after: timedelta | None) -> None:
             await queue.resume_unstarted(
-                services, starter, timedelta(0) if stale_after is None else queue.ORPHANED_AFTER)
+                services, starter, timedelta(0) if stale_after is None else queue.ORPHANED_AFTER,
+                holding=tasks.keys)
 
         services.on_unstarted = unstarted
         await services.start_serving()

@@ -10,6 +10,7 @@ first finish at their usual pace, and `opsbot_triggers_waiting` shows the queue.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -39,8 +40,11 @@ class BackgroundTasks:
         self._deferred = 0
         self._running: set[asyncio.Task[Any]] = set()  # started through `spawn_when_quiet`
         self._waiting: deque[tuple[Callable[..., Coroutine[Any, Any, Any]], tuple[Any, ...],
-                                   str]] = deque()
+                                   str, str | None]] = deque()
         self._stopped = False
+        #: Delivery ids of the triggers this process holds, waits to start or runs: the
+        #: leader's round for triggers acked and never started leaves them alone.
+        self.keys: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -53,13 +57,16 @@ class BackgroundTasks:
 
     def spawn_when_quiet(self, foreground: Foreground,
                          work: Callable[..., Coroutine[Any, Any, Any]], *args: Any,
-                         name: str) -> None:
-        """`spawn(work(*args))` once `foreground` is quiet (bot/pacing.py). Until then the
-        work is one queued tuple: nothing of it is built while the acks it waits for are
-        due. Work still held when `drain` gives up is never started."""
+                         name: str, key: str | None = None) -> None:
+        """`spawn(work(*args))` once `foreground` is quiet (bot/pacing.py) and fewer than
+        `limit` such runs are running. Until then the work is one queued tuple: nothing of it
+        is built while the acks it waits for are due. Work still held when `drain` gives up is
+        never started. `key`, the trigger's delivery id, is in `keys` until the work ends."""
         self._deferred += 1
+        if key is not None:
+            self.keys.add(key)
         # The plain function, not a bound method: the held tuple is all a trigger leaves.
-        foreground.call_when_quiet(BackgroundTasks._start_held, self, work, args, name)
+        foreground.call_when_quiet(BackgroundTasks._start_held, self, work, args, name, key)
 
     @property
     def waiting(self) -> int:
@@ -67,20 +74,27 @@ class BackgroundTasks:
         return len(self._waiting)
 
     def _start_held(self, work: Callable[..., Coroutine[Any, Any, Any]],
-                    args: tuple[Any, ...], name: str) -> None:
+                    args: tuple[Any, ...], name: str, key: str | None) -> None:
         if self._stopped:
             self._deferred -= 1
+            self.keys.discard(key or "")
             return
-        self._waiting.append((work, args, name))
+        self._waiting.append((work, args, name, key))
         self._start_waiting()
 
     def _start_waiting(self) -> None:
         while self._waiting and len(self._running) < self.limit and not self._stopped:
-            work, args, name = self._waiting.popleft()
+            work, args, name, key = self._waiting.popleft()
             self._deferred -= 1
-            self._running.add(self.spawn(work(*args), name))
+            task = self.spawn(work(*args), name)
+            self._running.add(task)
+            if key is not None:
+                task.add_done_callback(functools.partial(self._forget, key))
         TRIGGERS_RUNNING.set(len(self._running))
         TRIGGERS_WAITING.set(len(self._waiting))
+
+    def _forget(self, key: str, _task: asyncio.Task[Any]) -> None:
+        self.keys.discard(key)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -111,6 +125,7 @@ class BackgroundTasks:
                 await asyncio.sleep(min(left, 0.01))
         self._stopped = True  # what is still held never starts; its record says so
         self._deferred -= len(self._waiting)
+        self.keys.difference_update(key for *_, key in self._waiting if key is not None)
         self._waiting.clear()
         TRIGGERS_WAITING.set(0)
         for task in pending:

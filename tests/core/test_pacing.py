@@ -197,3 +197,30 @@ def test_work_waiting_for_a_running_slot_when_the_drain_gives_up_never_starts() 
         return started, tasks.waiting
 
     assert asyncio.run(scenario()) == ([0], 0)
+
+
+def test_a_trigger_is_known_as_held_from_its_ack_until_its_work_ends() -> None:
+    """`keys`: what the leader's round for unstarted triggers must leave alone: held for
+    quiet, waiting for a running slot, or running."""
+    async def scenario() -> list[set[str]]:
+        foreground = Foreground(quiet_s=0.01, max_defer_s=60)
+        tasks = BackgroundTasks(limit=1)
+        gate = asyncio.Event()
+        seen = []
+
+        async def work() -> None:
+            await gate.wait()
+
+        foreground.begin()
+        tasks.spawn_when_quiet(foreground, work, name="a", key="slack:a")
+        tasks.spawn_when_quiet(foreground, work, name="b", key="slack:b")
+        seen.append(set(tasks.keys))  # both held for quiet
+        foreground.end()
+        await asyncio.sleep(0.1)
+        seen.append(set(tasks.keys))  # one runs, one waits for it
+        gate.set()
+        await tasks.drain(10)
+        seen.append(set(tasks.keys))
+        return seen
+
+    assert asyncio.run(scenario()) == [{"slack:a", "slack:b"}, {"slack:a", "slack:b"}, set()]

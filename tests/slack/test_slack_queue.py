@@ -189,3 +189,26 @@ def test_a_burst_of_commands_larger_than_the_running_limit_all_finish_once(
     assert sorted(r.command for r in services.store.recent_executions(count * 2)) \
         == sorted(commands)
     assert queued(services.store) and all(c.started_at for c in queued(services.store))
+
+
+async def test_the_round_for_unstarted_triggers_leaves_alone_what_this_process_holds(
+    services: Services,
+) -> None:
+    """A burst longer than the orphan age: the triggers still waiting here for a running slot
+    are this process's to start, not orphans to resume or to report as never run."""
+    from bot.slack import queue as slack_queue
+
+    for key, ago in (("slack:held", timedelta(minutes=5)), ("slack:orphan", timedelta(seconds=40))):
+        trigger = Trigger(source="slack", actor="U0ALICE", text="scale shop-web 3 --dry-run",
+                          channel=CHANNEL, delivery_id=key, via="command",
+                          received_at=datetime.now(UTC) - ago)
+        assert services.store.accept_trigger(key, encode(trigger, None))
+    started: list[str] = []
+    handled = await slack_queue.resume_unstarted(
+        services, lambda trigger, _ts: started.append(trigger.delivery_id or ""),
+        timedelta(0), holding={"slack:held"})
+    assert handled == started == ["slack:orphan"]
+    # The held one was neither started nor reported (a report marks it started; the start
+    # here marks nothing).
+    assert sorted(q.key for q in services.store.unstarted_triggers(timedelta(0))) == [
+        "slack:held", "slack:orphan"]
