@@ -531,13 +531,25 @@ def test_library_logs_stay_below_the_output_unless_verbose(world: dict[str, str]
     for args in (["audit", "verify"], ["audit", "export"], ["runbooks", "list"]):
         quiet = opsbot(*args, env=world)
         assert (quiet.returncode, quiet.stderr) == (0, ""), args
-    # Alembic logs only while it migrates (a current database never loads it): a new one.
-    fresh = {**world, "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
-    verbose = opsbot("audit", "verify", "--verbose", env=fresh)
+    # Alembic logs only while it migrates (a new or current database never loads it): one a
+    # migration behind.
+    def behind(name: str) -> dict[str, str]:
+        from bot.store import migrate
+        from bot.store.db import make_engine
+
+        url = f"sqlite:///{tmp_path / name}"
+        engine = make_engine(url)
+        try:
+            migrate.upgrade(engine)
+            migrate.downgrade(engine, "0009")
+        finally:
+            engine.dispose()
+        return {**world, "OPSBOT_DATABASE_URL": url}
+
+    verbose = opsbot("audit", "verify", "--verbose", env=behind("fresh.db"))
     assert verbose.stdout == "audit log intact\n"
     assert "alembic" in verbose.stderr
-    newer = {**world, "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'newer.db'}"}
-    assert "alembic" in opsbot("-v", "audit", "verify", env=newer).stderr
+    assert "alembic" in opsbot("-v", "audit", "verify", env=behind("newer.db")).stderr
 
     script = tmp_path / "demo.txt"  # pausing automation logs a warning for a service's log
     script.write_text("bob: automation pause --for 1h\nalice: status shop-api\n")
