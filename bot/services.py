@@ -35,6 +35,7 @@ from bot.reporting import ExecutionView, Notice, Reporter
 from bot.runbooks.loader import Catalog, load_catalog
 from bot.runbooks.params import coerce_params
 from bot.store import AuditEntry, Store
+from bot.store.outbox import same_replica, sender_name
 from bot.trigger import Trigger
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ class Services:
     # Asked, with the leader's recovery, to resume or report triggers acked and never started
     # (the Slack front end queues them); the argument is how old they must be (None: all).
     on_unstarted: Callable[[timedelta | None], Awaitable[None]] | None = None
+    # This process's outbox sender's name (bot/store/outbox.py `sender_name`): recovery
+    # releases the rows of every other sender that is gone.
+    outbox_owner: str = ""
     # Requests waiting for their answer; background work waits for them (bot/pacing.py).
     foreground: Foreground = field(default_factory=Foreground)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -121,7 +125,7 @@ class Services:
             dispatcher.records.silence_listeners.append(alerts.silence_changed)
         return cls(settings, store, registry, catalog, kube, access, dispatcher, approvals,
                    alerts, report_to=report_to or (lambda _channel: ConsoleReporter()),
-                   foreground=foreground)
+                   foreground=foreground, outbox_owner=sender_name(store.replica))
 
     async def start(self, *, alerts: bool = False) -> None:
         """Background work of a console process: its heartbeat (so a server's recovery leaves
@@ -292,8 +296,34 @@ class Services:
         interrupted = await self.recover(stale_after=stale_after)
         if interrupted and self.on_interrupted is not None:
             await self.on_interrupted(interrupted)
+        await self.release_outbox(stale_after)
         if self.on_unstarted is not None:
             await self.on_unstarted(stale_after)
+
+    async def release_outbox(self, stale_after: timedelta | None) -> int:
+        """Outbox rows a dead process was sending wait again at once, not for their lease
+        (60 s, while their streams wait): every sender's but this process's (`outbox_owner`)
+        without `stale_after` (alone on the database), else those of replicas whose heartbeat
+        is older, and of this replica's name from before this start."""
+        me = self.outbox_owner
+        live: set[str] = set()
+        if stale_after is not None:
+            live = await asyncio.to_thread(self.store.live_replicas, stale_after)
+
+        def gone(owner: str | None) -> bool:
+            if owner is None or stale_after is None:
+                return owner != me
+            if owner == me:
+                return False
+            if same_replica(owner, self.store.replica):
+                return True  # this replica's name, from before this start
+            return not any(same_replica(owner, replica) for replica in live)
+
+        released = await asyncio.to_thread(self.store.release_outgoing, gone)
+        if released:
+            log.warning("%d outbox rows a process that is gone was sending wait again",
+                        released)
+        return released
 
     def _stale_after(self) -> timedelta:
         return timedelta(seconds=self.settings.replicas.stale_after_seconds)

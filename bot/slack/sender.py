@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ from bot.metrics import OUTBOX_DELIVERIES, OUTBOX_DEPTH, OUTBOX_OLDEST
 from bot.slack.api import SlackCallFailed, call
 from bot.slack.outbox import FALLBACK_ERRORS
 from bot.store import Store
-from bot.store.outbox import Claimed, MessageAddress
+from bot.store.outbox import Claimed, MessageAddress, sender_name
 
 __all__ = ["BACKOFF_SECONDS", "SlackSender"]
 
@@ -72,7 +70,7 @@ class SlackSender:
         self._poll = poll_seconds
         self._lease = lease_seconds
         self._budget = budget_seconds
-        self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.owner = owner or sender_name(store.replica)
         self._paused: dict[str, float] = {}  # API method -> monotonic time it may go again
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

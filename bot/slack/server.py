@@ -166,7 +166,7 @@ def create_app(
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    sender = SlackSender(client, services.store)
+    sender = SlackSender(client, services.store, owner=services.outbox_owner or None)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

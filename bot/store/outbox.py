@@ -13,14 +13,17 @@ newer one.
 
 Claims are per row, with a lease: a conditional UPDATE (after ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL) makes exactly one sender the owner; a row whose lease ran out (its sender died)
-may be claimed again. Messages are addressed by a logical key (``execution:ex-...``); where
-one was posted is recorded in ``outbox_messages`` and in the column the rest of the product
-reads (executions, approval requests, alert groups).
+may be claimed again. A sender is named after its replica (`sender_name`), so the leader
+releases at once the rows of a sender whose replica is gone (`release`), instead of leaving
+their streams waiting for the lease. Messages are addressed by a logical key
+(``execution:ex-...``); where one was posted is recorded in ``outbox_messages`` and in the
+column the rest of the product reads (executions, approval requests, alert groups).
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -46,7 +49,10 @@ __all__ = [
     "Outgoing",
     "alert_group_key",
     "execution_key",
+    "release",
+    "replica_of",
     "request_key",
+    "sender_name",
 ]
 
 KEEP_FINISHED = timedelta(days=1)  # delivered, failed and dropped rows, for inspection
@@ -285,6 +291,42 @@ def _newest_state(session: Session, now: datetime, row: OutboxRow) -> OutboxRow:
         row.owner = row.lease_until = None
         session.flush()
         row = after
+
+
+#: How much of a replica's name a sender's name keeps (`OutboxRow.owner` holds 80 characters).
+_REPLICA_PART = 60
+
+
+def sender_name(replica: str) -> str:
+    """A name for one sender of `replica` (the process), unique to this start of it."""
+    return f"{replica[:_REPLICA_PART]}/{secrets.token_hex(4)}"
+
+
+def replica_of(owner: str) -> str:
+    """The (shortened) name of the replica whose sender `owner` is (`sender_name`); a name
+    from before senders were named so gives itself."""
+    return owner.rpartition("/")[0] or owner
+
+
+def same_replica(owner: str, replica: str) -> bool:
+    return replica_of(owner) == replica[:_REPLICA_PART]
+
+
+def release(factory: sessionmaker[Session], now: datetime,
+            gone: Callable[[str | None], bool]) -> int:
+    """Rows being sent by a sender that is `gone` (its process died mid-call) wait again, due
+    now: the next claim takes them, as it would once their lease ran out. Whether the call
+    reached Slack is unknown, as after a lease: at least once. Returns how many."""
+    with write_session(factory) as session:
+        sending = session.execute(
+            select(OutboxRow.id, OutboxRow.owner).where(OutboxRow.status == SENDING)).all()
+        ids = [row_id for row_id, owner in sending if gone(owner)]
+        if ids:
+            session.execute(
+                update(OutboxRow).where(OutboxRow.id.in_(ids), OutboxRow.status == SENDING)
+                .values(status=PENDING, owner=None, lease_until=None, not_before=now)
+                .execution_options(synchronize_session=False))
+    return len(ids)
 
 
 def _owned(row_id: int, owner: str) -> Any:

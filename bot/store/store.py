@@ -696,6 +696,12 @@ class Store:
             return _outbox.claim(self._sessions, self._now(), owner, limit=limit,
                                  lease=timedelta(seconds=lease_seconds))
 
+    def release_outgoing(self, gone: Callable[[str | None], bool]) -> int:
+        """Rows being sent by a sender that is `gone` (given its name) wait again, due now;
+        returns how many (see ``bot.store.outbox.release``)."""
+        with translated():
+            return _outbox.release(self._sessions, self._now(), gone)
+
     def finish_outgoing(self, row_id: int, owner: str, status: str, *, error: str | None = None,
                         message: MessageAddress | None = None) -> bool:
         """End a claimed row: delivered, failed or dropped; ``message`` records where the

@@ -351,3 +351,92 @@ def test_an_automatic_rollback_completes_with_slack_down(
     finally:
         server.stop()
         services.close()
+
+
+async def test_recovery_releases_at_once_what_dead_senders_were_sending(
+    services: Services,
+) -> None:
+    """Rows claimed by senders whose process is gone wait again at once (their streams would
+    wait for the 60 s lease): a dead replica's, and this replica's name's from before this
+    start; a live replica's and this process's own stay theirs. Alone on the database, every
+    other sender is gone."""
+    from datetime import timedelta
+
+    from bot.store.outbox import sender_name
+
+    store = services.store
+    live = Store.open(str(store.engine.url.render_as_string(hide_password=False)),
+                      replica="pod-live")
+    try:
+        live.beat()
+        owners = {"dead": sender_name("pod-dead"), "live": sender_name("pod-live"),
+                  "earlier": sender_name(store.replica), "mine": services.outbox_owner}
+        for who, owner in owners.items():
+            store.enqueue(post(channel=CHANNEL, text=who), stream=f"report:{who}")
+            [claimed] = store.claim_outgoing(owner, limit=1, lease_seconds=60)
+            assert claimed.payload["text"] == who
+
+        def sending() -> set[str]:
+            with store.sessions() as session:
+                from sqlalchemy import select
+
+                from bot.store.models import OutboxRow
+                return {row.payload["text"] for row in session.scalars(
+                    select(OutboxRow).where(OutboxRow.status == "sending"))}
+
+        assert await services.release_outbox(timedelta(seconds=30)) == 2
+        assert sending() == {"live", "mine"}
+        assert await services.release_outbox(None) == 1  # alone: only this process sends
+        assert sending() == {"mine"}
+        again = store.claim_outgoing(sender_name(store.replica), limit=4, lease_seconds=60)
+        assert sorted((row.payload["text"], row.attempts) for row in again) == [
+            ("dead", 2), ("earlier", 2), ("live", 2)]  # due now, for their second try
+    finally:
+        live.close()
+
+
+def test_a_kill_9_mid_call_holds_its_stream_no_longer_than_the_restart(
+    sim: SimCluster, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """Killed while Slack had a message's call in hand (no answer yet): the row was claimed,
+    leased for 60 s. The restarted process releases it at once and delivers it, once."""
+    command = "scale shop-web 3"
+    store = Store.open(sqlite_url(tmp_path / "opsbot.db"))
+    try:
+        with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
+                           SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
+                httpx.Client(timeout=30) as http:
+            warm_up(SlackDriver(served.url, http, slack, SIGNING_SECRET))
+            slack.fault("hang", "chat.postMessage")
+            assert SlackDriver(served.url, http, slack, SIGNING_SECRET).send_command(
+                "alice", command).status_code == 200
+            wait_until(lambda: store.outbox_stats().by_status.get("sending", 0) == 1)
+            with store.sessions() as session:
+                from sqlalchemy import select
+
+                from bot.store.models import OutboxRow
+                held = session.scalars(
+                    select(OutboxRow).where(OutboxRow.status == "sending")).one()
+                row_id, lease_until = held.id, held.lease_until
+            served.process.kill()
+            served.process.wait()
+        slack.heal()
+
+        with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
+                           SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
+                httpx.Client(timeout=30) as http:
+            SlackDriver(served.url, http, slack, SIGNING_SECRET).finished(command)
+            wait_until(lambda: store.outbox_stats().waiting == 0)
+            with store.sessions() as session:
+                stream = session.scalars(
+                    select(OutboxRow).where(OutboxRow.id >= row_id).order_by(OutboxRow.id)
+                    .where(OutboxRow.stream == held.stream)).all()
+            # The held row went, or gave way to a newer state of its message, and the stream
+            # was delivered by the restart before the dead process's lease would have ended.
+            assert stream[0].status in ("delivered", "coalesced")
+            assert stream[-1].status == "delivered"
+            assert max(row.finished_at for row in stream) < lease_until
+            assert len(posts_of(slack, command)) == 1
+            served.stop()
+    finally:
+        store.close()
