@@ -1,5 +1,5 @@
-"""Footprint of `opsbot serve`: start to `/readyz` (on a new database, which is migrated, and
-again on the same one), resident memory when idle, after its first command (which loads the
+"""Footprint of `opsbot serve`: start to `/readyz` (on new databases, each made at head, and
+again and again on one), resident memory when idle, after its first command (which loads the
 Kubernetes client, imported on first use) and after the storm (when the storm ran in
 the same bench run), and what each heavy dependency costs to import (`python -X importtime` of
 a real `opsbot serve` start, up to ready)."""
@@ -52,17 +52,23 @@ def run(ctx: Context) -> Section:
     section = Section("footprint")
     starts = ctx.count(3, 1)
     db = f"sqlite:///{ctx.workdir / 'footprint.db'}"
-    cold: float | None = None
+    cold: list[float] = []
     warm: list[float] = []
     idle: list[float] = []
     after_command: float | None = None
+    # New databases, one each (as many starts as on the existing one, for a median too).
+    for i in range(starts):
+        proc = start_serve(ctx.world, ctx.workdir, f"serve-footprint-new-{i}",
+                           f"sqlite:///{ctx.workdir / f'footprint-new-{i}.db'}")
+        try:
+            cold.append(proc.wait_ready("/readyz"))
+        finally:
+            proc.stop()
     for i in range(starts + 1):
         proc = start_serve(ctx.world, ctx.workdir, f"serve-footprint-{i}", db)
         try:
             seconds = proc.wait_ready("/readyz")
-            if i == 0:
-                cold = seconds
-            else:
+            if i > 0:  # the first start makes the database
                 warm.append(seconds)
                 time.sleep(3)
                 idle.append(proc_status(proc.pid, "VmRSS") or 0.0)
@@ -82,12 +88,13 @@ def run(ctx: Context) -> Section:
         traced.stop()
     imports = import_costs(traced.log)
     warm_s = statistics.median(warm)
+    cold_s = statistics.median(cold)
     idle_mb = statistics.median(idle)
     storm = ctx.results.get("storm")
     after_storm = storm.data["rss_mb"]["after_processing"] if storm else None
     table = section.table("Footprint of opsbot serve", "figure", "value", "goal")
-    table.add("start -> /readyz, new database (migrated)", f"{fmt(cold, 2)} s",
-              section.check("ready_new_db", goal("<= 1 s", cold, 1.0)))
+    table.add(f"start -> /readyz, new database (median of {len(cold)})", f"{cold_s:.2f} s",
+              section.check("ready_new_db", goal("<= 1 s", cold_s, 1.0)))
     table.add(f"start -> /readyz, existing database (median of {len(warm)})", f"{warm_s:.2f} s",
               section.check("ready", goal("<= 1 s", warm_s, 1.0)))
     table.add("idle RSS (3 s after ready)", f"{idle_mb:.1f} MB",
@@ -103,7 +110,8 @@ def run(ctx: Context) -> Section:
     assert isinstance(packages, dict)
     for name, cost in sorted(packages.items(), key=lambda kv: -kv[1]["cumulative_ms"]):
         costs.add(name, f"{cost['cumulative_ms']:,.1f}", cost["modules"])
-    section.data.update({"ready_seconds_new_db": cold, "ready_seconds": warm,
+    section.data.update({"ready_seconds_new_db": cold, "ready_seconds_new_db_median": cold_s,
+                         "ready_seconds": warm,
                          "ready_seconds_median": warm_s, "idle_rss_mb": idle,
                          "idle_rss_mb_median": idle_mb, "rss_after_command_mb": after_command,
                          "rss_after_storm_mb": after_storm,

@@ -32,7 +32,7 @@ def test_quick_footprint_section_runs_and_writes_json(tmp_path: Path) -> None:
     document = json.loads(out.read_text())
     assert document["quick"] is True
     figures = document["sections"]["footprint"]["figures"]
-    assert figures["ready_seconds_median"] > 0
+    assert figures["ready_seconds_median"] > 0 and figures["ready_seconds_new_db_median"] > 0
     assert figures["idle_rss_mb_median"] > 0
     # A real serve start was traced: the heavy dependencies it imports are named.
     assert "sqlalchemy" in figures["imports"]["packages"]
