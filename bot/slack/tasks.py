@@ -77,7 +77,8 @@ class BackgroundTasks:
                     args: tuple[Any, ...], name: str, key: str | None) -> None:
         if self._stopped:
             self._deferred -= 1
-            self.keys.discard(key or "")
+            if key is not None:
+                self.keys.discard(key)
             return
         self._waiting.append((work, args, name, key))
         self._start_waiting()
