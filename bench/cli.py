@@ -22,7 +22,7 @@ from bench.report import Section
 
 __all__ = ["Context", "main"]
 
-SECTIONS = ["ack", "intake", "storm", "footprint", "scale", "e2e"]
+SECTIONS = ["ack", "burst", "intake", "storm", "footprint", "scale", "e2e"]
 
 
 @dataclass

@@ -41,6 +41,25 @@ def test_quick_footprint_section_runs_and_writes_json(tmp_path: Path) -> None:
     assert all(isinstance(goal["met"], bool) for goal in goals.values())
 
 
+@pytest.mark.slow
+def test_quick_burst_section_finds_every_acked_command_run_once(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSBOT_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "burst", "--quick", "--no-postgres", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    section = json.loads(out.read_text())["sections"]["burst"]
+    figures = section["figures"]
+    assert figures["ok"] == figures["commands"] == 300
+    assert sum(figures["executions"].values()) == 300 and figures["unstarted"] == 0
+    assert len(figures["by_tenth"]) == 10
+    assert {key: goal["met"] for key, goal in section["goals"].items()} == {
+        "burst_lost": True, "burst_unstarted": True, "burst_early_acks": True}
+
+
 def test_an_unknown_section_is_a_usage_error(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "nonsense", "--out", str(tmp_path / "x.json")],
