@@ -13,6 +13,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -410,14 +411,19 @@ def test_a_kill_9_mid_call_holds_its_stream_no_longer_than_the_restart(
             slack.fault("hang", "chat.postMessage")
             assert SlackDriver(served.url, http, slack, SIGNING_SECRET).send_command(
                 "alice", command).status_code == 200
-            wait_until(lambda: store.outbox_stats().by_status.get("sending", 0) == 1)
-            with store.sessions() as session:
-                from sqlalchemy import select
+            from sqlalchemy import select
 
-                from bot.store.models import OutboxRow
-                held = session.scalars(
-                    select(OutboxRow).where(OutboxRow.status == "sending")).one()
-                row_id, lease_until = held.id, held.lease_until
+            from bot.store.models import OutboxRow
+
+            def in_hand() -> tuple[int, Any, str] | None:
+                with store.sessions() as session:
+                    row = session.scalars(
+                        select(OutboxRow).where(OutboxRow.status == "sending")).first()
+                    return None if row is None else (row.id, row.lease_until, row.stream)
+
+            # Killed the moment the call is in Slack's hands (it hangs there for longer than
+            # the client waits, so the row is still claimed, leased for a minute).
+            row_id, lease_until, held_stream = wait_until(in_hand, interval=0.01)
             served.process.kill()
             served.process.wait()
         slack.heal()
@@ -430,7 +436,7 @@ def test_a_kill_9_mid_call_holds_its_stream_no_longer_than_the_restart(
             with store.sessions() as session:
                 stream = session.scalars(
                     select(OutboxRow).where(OutboxRow.id >= row_id).order_by(OutboxRow.id)
-                    .where(OutboxRow.stream == held.stream)).all()
+                    .where(OutboxRow.stream == held_stream)).all()
             # The held row went, or gave way to a newer state of its message, and the stream
             # was delivered by the restart before the dead process's lease would have ended.
             assert stream[0].status in ("delivered", "coalesced")
