@@ -99,3 +99,33 @@ def test_the_kubernetes_api_errors_alert_fires_on_refusals_only(
     path.write_text(yaml.safe_dump(tests))
     done = run([promtool, "test", "rules", str(path)])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_commands_queued_alert_fires_on_a_queue_that_stays(
+        promtool: str, rules_file: Path, tmp_path: Path) -> None:
+    rules = yaml.safe_load(rules_file.read_text())["groups"][0]["rules"]
+    [rule] = [r for r in rules if r.get("alert") == "OpsbotCommandsQueued"]
+    waiting = f"opsbot_triggers_waiting{{{SELECTOR},pod=\"opsbot-0\"}}"
+    tests = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {   # A burst's queue that drains within minutes: no alert.
+                "interval": "1m",
+                "input_series": [{"series": waiting, "values": "0 40 30 20 10 0x30"}],
+                "alert_rule_test": [{"eval_time": "20m", "alertname": "OpsbotCommandsQueued",
+                                     "exp_alerts": []}],
+            },
+            {   # A queue that stays.
+                "interval": "1m",
+                "input_series": [{"series": waiting, "values": "0 5x30"}],
+                "alert_rule_test": [{"eval_time": "20m", "alertname": "OpsbotCommandsQueued",
+                                     "exp_alerts": [{"exp_labels": {"severity": "warning"},
+                                                     "exp_annotations": rule["annotations"]}]}],
+            },
+        ],
+    }
+    path = tmp_path / "tests.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    done = run([promtool, "test", "rules", str(path)])
+    assert done.returncode == 0, done.stdout + done.stderr
