@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
+
 from bench.cli import Context
 from bench.load import LoadResult, Request, median_round, run_load
 from bench.procs import Proc, World, start_baseline, start_serve
@@ -55,6 +57,23 @@ def drain(world: World, since: int, expected: int, timeout: float) -> tuple[int,
     return len(seen), time.monotonic() - started
 
 
+def settle(port: int, timeout: float = 30.0) -> float:
+    """Wait until opsbot on `port` has no work left (its `/metrics`: no command running or
+    waiting, no outbox row undelivered): its final messages arrive before their work ends (the
+    delivery's own record, the audit, the collector's sweep of the row's garbage), and a row
+    that started meanwhile would share the two cores with it. Seconds waited."""
+    started = time.monotonic()
+    idle = ("opsbot_triggers_running 0.0", "opsbot_triggers_waiting 0.0", "opsbot_outbox_depth 0.0")
+    with httpx.Client(timeout=5) as http:
+        while time.monotonic() - started < timeout:
+            text = http.get(f"http://127.0.0.1:{port}/metrics").text
+            if all(line in text.splitlines() for line in idle):
+                break
+            time.sleep(0.1)
+    time.sleep(0.5)  # what the last delivery set off (its record, the collector) ends too
+    return time.monotonic() - started
+
+
 def run(ctx: Context) -> Section:
     n = ctx.count(600, 30)
     warmup = ctx.count(30, 5)
@@ -75,6 +94,7 @@ def run(ctx: Context) -> Section:
             asyncio.run(run_load("127.0.0.1", procs[kind].port, commands(warmup), 1))
             if kind == "opsbot":
                 drain(ctx.world, cursor, warmup, 60)
+                settle(procs[kind].port)
         # Rounds, each server in turn at each concurrency: a slow minute on a shared machine
         # lands on every server's round alike, and the median round of each is reported.
         for _round in range(rounds):
@@ -88,7 +108,8 @@ def run(ctx: Context) -> Section:
                         # Its work done before the next row, so it loads no other row.
                         done, seconds = drain(ctx.world, cursor, result.ok,
                                               timeout=max(60.0, n * 0.5))
-                        drained[conc] = {"finished": done, "seconds": round(seconds, 1)}
+                        drained[conc] = {"finished": done, "seconds": round(seconds, 1),
+                                         "settled": round(settle(procs[kind].port), 1)}
     finally:
         for proc in procs.values():
             proc.stop()
@@ -127,5 +148,5 @@ def run(ctx: Context) -> Section:
         section.notes.append(
             f"opsbot at concurrency {conc}: {info['finished']:.0f} of the acked commands "
             f"finished (final message at the Slack stand-in) {info['seconds']}s after the last "
-            "ack")
+            f"ack; idle {info['settled']}s later (no command running, no message waiting)")
     return section
