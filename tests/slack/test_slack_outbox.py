@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import httpx
 import pytest
 import yaml
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 
 from bot.config import Settings, load_settings
 from bot.reporting import ExecutionView, StepView
@@ -30,7 +32,8 @@ from bot.slack.reporter import SlackReporter
 from bot.slack.sender import SlackSender
 from bot.slack.server import create_app
 from bot.store import ExecutionRecord, Store, sqlite_url
-from bot.store.outbox import execution_key
+from bot.store.models import OutboxRow
+from bot.store.outbox import execution_key, sender_name
 from simcluster import SimCluster
 from tests.slack.test_slack_serve import SCRIPT, serve_process
 from tests.store.conftest import pg_schemas  # noqa: F401 - the PostgreSQL schemas fixture
@@ -361,10 +364,6 @@ async def test_recovery_releases_at_once_what_dead_senders_were_sending(
     wait for the 60 s lease): a dead replica's, and this replica's name's from before this
     start; a live replica's and this process's own stay theirs. Alone on the database, every
     other sender is gone."""
-    from datetime import timedelta
-
-    from bot.store.outbox import sender_name
-
     store = services.store
     live = Store.open(str(store.engine.url.render_as_string(hide_password=False)),
                       replica="pod-live")
@@ -379,9 +378,6 @@ async def test_recovery_releases_at_once_what_dead_senders_were_sending(
 
         def sending() -> set[str]:
             with store.sessions() as session:
-                from sqlalchemy import select
-
-                from bot.store.models import OutboxRow
                 return {row.payload["text"] for row in session.scalars(
                     select(OutboxRow).where(OutboxRow.status == "sending"))}
 
@@ -411,10 +407,6 @@ def test_a_kill_9_mid_call_holds_its_stream_no_longer_than_the_restart(
             slack.fault("hang", "chat.postMessage")
             assert SlackDriver(served.url, http, slack, SIGNING_SECRET).send_command(
                 "alice", command).status_code == 200
-            from sqlalchemy import select
-
-            from bot.store.models import OutboxRow
-
             def in_hand() -> tuple[int, Any, str] | None:
                 with store.sessions() as session:
                     row = session.scalars(

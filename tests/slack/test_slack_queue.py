@@ -13,7 +13,8 @@ import httpx
 from sqlalchemy import select
 
 from bot.services import Services
-from bot.slack.queue import encode
+from bot.slack.queue import encode, resume_unstarted
+from bot.slack.tasks import RUNNING_LIMIT
 from bot.store import Store
 from bot.store.models import DeliveryClaim
 from bot.trigger import Trigger
@@ -170,8 +171,6 @@ def test_a_burst_of_commands_larger_than_the_running_limit_all_finish_once(
 ) -> None:
     """More commands acked together than may run at once (bot/slack/tasks.py): those past
     the limit wait their turn, and every one is answered, once."""
-    from bot.slack.tasks import RUNNING_LIMIT
-
     count = RUNNING_LIMIT * 3
     commands = [f"scale shop-web {n % 10 + 1} --dry-run" for n in range(count)]
     for command in commands:
@@ -196,15 +195,13 @@ async def test_the_round_for_unstarted_triggers_leaves_alone_what_this_process_h
 ) -> None:
     """A burst longer than the orphan age: the triggers still waiting here for a running slot
     are this process's to start, not orphans to resume or to report as never run."""
-    from bot.slack import queue as slack_queue
-
     for key, ago in (("slack:held", timedelta(minutes=5)), ("slack:orphan", timedelta(seconds=40))):
         trigger = Trigger(source="slack", actor="U0ALICE", text="scale shop-web 3 --dry-run",
                           channel=CHANNEL, delivery_id=key, via="command",
                           received_at=datetime.now(UTC) - ago)
         assert services.store.accept_trigger(key, encode(trigger, None))
     started: list[str] = []
-    handled = await slack_queue.resume_unstarted(
+    handled = await resume_unstarted(
         services, lambda trigger, _ts: started.append(trigger.delivery_id or ""),
         timedelta(0), holding={"slack:held"})
     assert handled == started == ["slack:orphan"]
