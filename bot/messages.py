@@ -348,6 +348,12 @@ def unposted_result() -> str:
     return "Result, shown only to you because I cannot post in this channel:"
 
 
+def unrecorded_result() -> str:
+    return ("Result, shown only to you: my database did not answer, so the channel's message "
+            "could not be updated. The channel sees it once the database answers; "
+            f"{code('history')} has it too.")
+
+
 def output_heading(step: str, part: int, parts: int) -> str:
     return f"{bold(step)} output" + (f" ({part}/{parts})" if parts > 1 else "")
 

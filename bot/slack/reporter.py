@@ -9,6 +9,7 @@ the work. Where the bot cannot post, the asker gets the news privately instead.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -26,10 +27,12 @@ from bot.slack.blocks import (
 )
 from bot.slack.outbox import ephemeral, post, send, show, upload
 from bot.slack.output import output_messages
-from bot.store import Store
+from bot.store import Store, StoreError
 from bot.store.outbox import Orphan, Outgoing, execution_key
 
 __all__ = ["SlackReporter"]
+
+log = logging.getLogger("opsbot.slack")
 
 
 class SlackReporter:
@@ -74,15 +77,32 @@ class SlackReporter:
                     self._private(f"{message_text(messages.unposted_result())}\n{text}", blocks)
                     if view.finished else None,
                 ]
-                await self._send(show(
-                    execution_key(view.execution_id), channel=self._channel, text=text,
-                    blocks=blocks, thread_ts=self._thread_ts, parent=self._parent,
-                    orphan=self._orphan, instead=[i for i in instead if i is not None]))
+                try:
+                    await self._send(show(
+                        execution_key(view.execution_id), channel=self._channel, text=text,
+                        blocks=blocks, thread_ts=self._thread_ts, parent=self._parent,
+                        orphan=self._orphan, instead=[i for i in instead if i is not None]))
+                except (StoreError, TimeoutError):
+                    if view.finished:
+                        await self._result_directly(text, blocks)
+                    raise
                 self._last = (text, blocks)
             await self._announce(view)
             if view.finished and not self._ended:
                 self._ended = True
                 await self._end(view)
+
+    async def _result_directly(self, text: str, blocks: list[Block]) -> None:
+        """The outbox could not take a run's final message (the database did not answer):
+        the asker gets the result privately, straight from Slack if the outbox still cannot
+        take it (`send`'s fallback for ephemeral replies), rather than nothing."""
+        private = self._private(f"{message_text(messages.unrecorded_result())}\n{text}", blocks)
+        if private is None or self._direct is None:
+            return
+        try:
+            await send(self._store, private, direct=self._direct)
+        except Exception:  # nothing more can be done from here; the caller logs its failure
+            log.exception("the result could not be shown to %s either", self._user)
 
     async def _announce(self, view: ExecutionView) -> None:
         """What `notify` steps sent to channels, each posted once as soon as its step ends (a

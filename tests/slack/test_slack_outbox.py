@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -31,7 +32,7 @@ from bot.slack.outbox import post, show
 from bot.slack.reporter import SlackReporter
 from bot.slack.sender import SlackSender
 from bot.slack.server import create_app
-from bot.store import ExecutionRecord, Store, sqlite_url
+from bot.store import ExecutionRecord, Store, StoreError, sqlite_url
 from bot.store.models import OutboxRow
 from bot.store.outbox import execution_key, sender_name
 from simcluster import SimCluster
@@ -437,4 +438,37 @@ def test_a_kill_9_mid_call_holds_its_stream_no_longer_than_the_restart(
             assert len(posts_of(slack, command)) == 1
             served.stop()
     finally:
+        store.close()
+
+
+async def test_a_final_result_the_outbox_cannot_take_reaches_the_asker_directly(
+    slack: SlackStandIn, settings: Settings, tmp_path: Path
+) -> None:
+    """The database stops answering mid-run (another writer holds SQLite's lock past the
+    store's wait): progress the outbox cannot take is skipped, but the final result goes to the
+    asker privately, straight through Slack's API, rather than nowhere."""
+    path = tmp_path / "outbox.db"
+    store = Store.open(sqlite_url(path), timeout_s=0.2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        reporter = SlackReporter(store, CHANNEL, "U0ALICE", direct=slack_client(settings))
+        view = ExecutionView(execution_id="ex-LOCKED", runbook="scale",
+                             command="scale shop-api 5", actor="alice", environment="staging",
+                             target="shop-api", dry_run=False,
+                             steps=[StepView("Scale", status="running")])
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError):
+            await reporter.execution(view)  # progress: nothing is sent instead
+        assert slack.calls_to("chat.postEphemeral") == []
+        view.status = view.steps[0].status = "succeeded"
+        view.steps[0].summary = "scaled to 5"
+        with pytest.raises(StoreError):
+            await reporter.execution(view)
+        [told] = slack.calls_to("chat.postEphemeral")
+        assert told.params["user"] == "U0ALICE" and told.params["channel"] == CHANNEL
+        assert "database did not answer" in told.text
+        assert "`scale shop-api 5`" in told.text and "scaled to 5" in told.text
+        assert slack.calls_to("chat.postMessage") == []  # the channel's message waits
+    finally:
+        holder.close()
         store.close()
