@@ -350,8 +350,7 @@ def unposted_result() -> str:
 
 def unrecorded_result() -> str:
     return ("Result, shown only to you: my database did not answer, so the channel's message "
-            "could not be updated. The channel sees it once the database answers; "
-            f"{code('history')} has it too.")
+            "could not be updated and may still show an earlier state.")
 
 
 def output_heading(step: str, part: int, parts: int) -> str:
