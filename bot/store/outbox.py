@@ -52,6 +52,7 @@ __all__ = [
     "release",
     "replica_of",
     "request_key",
+    "same_replica",
     "sender_name",
 ]
 
@@ -309,6 +310,7 @@ def replica_of(owner: str) -> str:
 
 
 def same_replica(owner: str, replica: str) -> bool:
+    """Whether `owner` is a sender of `replica` (`sender_name`)."""
     return replica_of(owner) == replica[:_REPLICA_PART]
 
 
