@@ -4,6 +4,7 @@ an ack's record is not passed again and again by the writes of work running mean
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 import time
@@ -15,7 +16,7 @@ from sqlalchemy import text
 
 from bot.store import Store, StoreUnavailable, committed, sqlite_url
 from bot.store.db import WRITE_LOCK_OPTION, make_engine, patient
-from bot.store.writers import WriterConnection, answers_first, turns_for
+from bot.store.writers import Turns, WriterConnection, answers_first, turns_for
 
 _CHECKED_OUT: list[object] = []
 
@@ -43,6 +44,18 @@ def _until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.002)
 
 
+def _queue_up(turns: Turns, writers: list[tuple[str, Callable[[], None]]],
+              ) -> list[threading.Thread]:
+    """Start each writer's thread once the one before waits for the turn."""
+    threads = []
+    for i, (name, write) in enumerate(writers):
+        thread = threading.Thread(target=write)
+        thread.start()
+        threads.append(thread)
+        _until(lambda n=i + 1: turns.waiting() == n, f"{name} to wait")
+    return threads
+
+
 def test_writers_take_the_turn_in_the_order_they_asked(tmp_path: Path) -> None:
     path = tmp_path / "opsbot.db"
     store = Store.open(sqlite_url(path))
@@ -61,12 +74,8 @@ def test_writers_take_the_turn_in_the_order_they_asked(tmp_path: Path) -> None:
             conn.commit()
             conn.close()
 
-        threads = []
-        for i in range(4):
-            thread = threading.Thread(target=write, args=(i,))
-            thread.start()
-            threads.append(thread)
-            _until(lambda n=i + 1: turns.waiting() == n, f"writer {i} to wait")
+        threads = _queue_up(turns, [(f"writer {i}", functools.partial(write, i))
+                                    for i in range(4)])
         # Nobody who asks now passes the queue, not even for a moment.
         late = _writer(store)
         late.wait_s = 0
@@ -102,13 +111,9 @@ def test_the_commit_thread_of_answers_takes_the_next_turn_ahead_of_the_queue(
             order.append(name)
             conn.commit()
 
-        threads = []
-        for i, (name, answers) in enumerate([("work-1", False), ("work-2", False),
-                                             ("ack", True)]):
-            thread = threading.Thread(target=write, args=(name, answers))
-            thread.start()
-            threads.append(thread)
-            _until(lambda n=i + 1: turns.waiting() == n, f"{name} to wait")
+        threads = _queue_up(turns, [(name, functools.partial(write, name, answers))
+                                    for name, answers in [("work-1", False), ("work-2", False),
+                                                          ("ack", True)]])
         holder.commit()
         for thread in threads:
             thread.join(10)
