@@ -13,6 +13,7 @@ import itertools
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from bot.store import ExecutionRecord, Store, StoreError, sqlite_url
 from bot.store.models import OutboxRow
 from bot.store.outbox import execution_key, sender_name
 from simcluster import SimCluster
-from tests.slack.test_slack_serve import SCRIPT, serve_process
+from tests.slack.test_slack_serve import SCRIPT, Served, serve_process
 from tests.store.conftest import pg_schemas  # noqa: F401 - the PostgreSQL schemas fixture
 from tests.support.alert_chain import wait_until
 from tests.support.signing import SIGNING_SECRET
@@ -152,19 +153,26 @@ def test_messages_failing_with_5xx_arrive_once_slack_recovers(bot: SlackDriver,
     assert "opsbot_outbox_depth" in metrics and "opsbot_outbox_oldest_pending_seconds" in metrics
 
 
+@contextmanager
+def serving(sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
+            ) -> Iterator[tuple[Served, SlackDriver]]:
+    """`opsbot serve` in a process of its own (to be killed), and a driver for it."""
+    with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
+                       SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
+            httpx.Client(timeout=30) as http:
+        yield served, SlackDriver(served.url, http, slack, SIGNING_SECRET)
+
+
 def test_undelivered_messages_survive_kill_9_and_go_once(
     sim: SimCluster, slack: SlackStandIn, tmp_path: Path
 ) -> None:
     command = "scale shop-web 3"
     store = Store.open(sqlite_url(tmp_path / "opsbot.db"))
     try:
-        with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
-                           SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
-                httpx.Client(timeout=30) as http:
-            warm_up(SlackDriver(served.url, http, slack, SIGNING_SECRET))
+        with serving(sim, slack, tmp_path) as (served, bot):
+            warm_up(bot)
             slack.fault("error", status=503)
-            assert SlackDriver(served.url, http, slack, SIGNING_SECRET).send_command(
-                "alice", command).status_code == 200
+            assert bot.send_command("alice", command).status_code == 200
             assert finished_record(store, command).status == "succeeded"
             wait_until(lambda: [c for c in slack.calls_to("chat.postMessage") if c.fault])
             # Between two tries (none in flight), the messages wait in the store: kill -9.
@@ -174,10 +182,7 @@ def test_undelivered_messages_survive_kill_9_and_go_once(
         assert store.outbox_stats().waiting >= 1
         slack.heal()
 
-        with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
-                           SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
-                httpx.Client(timeout=30) as http:
-            bot = SlackDriver(served.url, http, slack, SIGNING_SECRET)
+        with serving(sim, slack, tmp_path) as (served, bot):
             message = bot.finished(command)
             assert_in_order(message)
             wait_until(lambda: store.outbox_stats().waiting == 0)
@@ -401,13 +406,10 @@ def test_a_kill_9_mid_call_holds_its_stream_no_longer_than_the_restart(
     command = "scale shop-web 3"
     store = Store.open(sqlite_url(tmp_path / "opsbot.db"))
     try:
-        with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
-                           SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
-                httpx.Client(timeout=30) as http:
-            warm_up(SlackDriver(served.url, http, slack, SIGNING_SECRET))
+        with serving(sim, slack, tmp_path) as (served, bot):
+            warm_up(bot)
             slack.fault("hang", "chat.postMessage")
-            assert SlackDriver(served.url, http, slack, SIGNING_SECRET).send_command(
-                "alice", command).status_code == 200
+            assert bot.send_command("alice", command).status_code == 200
             def in_hand() -> tuple[int, Any, str] | None:
                 with store.sessions() as session:
                     row = session.scalars(
@@ -421,10 +423,8 @@ def test_a_kill_9_mid_call_holds_its_stream_no_longer_than_the_restart(
             served.process.wait()
         slack.heal()
 
-        with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
-                           SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
-                httpx.Client(timeout=30) as http:
-            SlackDriver(served.url, http, slack, SIGNING_SECRET).finished(command)
+        with serving(sim, slack, tmp_path) as (served, bot):
+            bot.finished(command)
             wait_until(lambda: store.outbox_stats().waiting == 0)
             with store.sessions() as session:
                 stream = session.scalars(
