@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,19 +18,25 @@ from bench.load import LoadResult, median_round
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-def test_quick_footprint_section_runs_and_writes_json(tmp_path: Path) -> None:
+def _quick(section: str, tmp_path: Path, timeout: float,
+           ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`scripts/bench <section> --quick --no-postgres`, as a user runs it (no SLACK_* or
+    OPSBOT_* of the test's): its output, and the JSON it wrote."""
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSBOT_"))}
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "footprint", "--quick", "--no-postgres",
-         "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+        [sys.executable, "-m", "bench", section, "--quick", "--no-postgres", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    return done, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_quick_footprint_section_runs_and_writes_json(tmp_path: Path) -> None:
+    done, document = _quick("footprint", tmp_path, 240)
     assert "Footprint of opsbot serve" in done.stdout
-    document = json.loads(out.read_text())
     assert document["quick"] is True
     figures = document["sections"]["footprint"]["figures"]
     assert figures["ready_seconds_median"] > 0 and figures["ready_seconds_new_db_median"] > 0
@@ -43,15 +50,8 @@ def test_quick_footprint_section_runs_and_writes_json(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_quick_burst_section_finds_every_acked_command_run_once(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSBOT_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "burst", "--quick", "--no-postgres", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    section = json.loads(out.read_text())["sections"]["burst"]
+    _, document = _quick("burst", tmp_path, 300)
+    section = document["sections"]["burst"]
     figures = section["figures"]
     assert figures["ok"] == figures["commands"] == 300
     assert sum(figures["executions"].values()) == 300 and figures["unstarted"] == 0
