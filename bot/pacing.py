@@ -6,18 +6,23 @@ writer with the next requests, and would make their answers wait. So work starts
 request has been in flight for `QUIET_S`, or once it has waited `MAX_DEFER_S`, whichever comes
 first: a command typed alone starts a few milliseconds after its ack; under a burst the acks
 stay at the floor and the work follows within a second. Work already running is not paused.
+
+The cyclic collector is paced the same way (`collect_while_quiet`): the garbage a burst of
+work leaves is collected once no request waits, not by the first requests of the next burst.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_DEFER_S", "QUIET_S", "Foreground"]
+__all__ = ["IDLE_COLLECT_EVERY_S", "IDLE_COLLECT_FROM", "MAX_DEFER_S", "QUIET_S", "Foreground",
+           "collect_while_quiet", "due_generation"]
 
 log = logging.getLogger("opsbot")
 
@@ -26,6 +31,11 @@ QUIET_S = 0.05
 #: The most work waits for quiet; past this it starts anyway, so a steady stream of requests
 #: delays work by this much and never starves it.
 MAX_DEFER_S = 2.0
+#: How often `collect_while_quiet` looks at the collector's count.
+IDLE_COLLECT_EVERY_S = 0.25
+#: Young objects (net allocations since the last collection) worth collecting while quiet:
+#: below this a collection costs little wherever it falls.
+IDLE_COLLECT_FROM = 1_000
 
 
 class Foreground:
@@ -95,3 +105,30 @@ class Foreground:
 def _release(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def due_generation(count: tuple[int, int, int], threshold: tuple[int, int, int]) -> int:
+    """The generation Python's collector goes through when it next runs on its own: the
+    oldest whose count passed its threshold (gen 1 counts gen-0 collections, gen 2 counts
+    gen-1 ones). Python also holds gen 2 back until enough long-lived objects are new; that
+    count is not readable, and a full collection while quiet costs nobody an answer."""
+    for generation in (2, 1):
+        if count[generation] > threshold[generation]:
+            return generation
+    return 0
+
+
+async def collect_while_quiet(foreground: Foreground, every_s: float = IDLE_COLLECT_EVERY_S,
+                              least: int = IDLE_COLLECT_FROM) -> None:
+    """Run the collection that is building up while no request waits (`foreground.quiet()`),
+    once at least `least` young objects wait for it, until cancelled.
+
+    With a high first threshold (`serve`: bot/slack/server.py) a collection goes through
+    thousands of objects, a pause of several milliseconds for everything on the loop. Left to
+    itself it falls on whatever allocates next: after a burst of work, most often the first
+    requests of the next burst, all answered that much later."""
+    while True:
+        await asyncio.sleep(every_s)
+        count = gc.get_count()
+        if count[0] >= least and gc.isenabled() and foreground.quiet():
+            gc.collect(due_generation(count, gc.get_threshold()))

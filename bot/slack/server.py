@@ -32,6 +32,7 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.metrics import ACK_SECONDS
 from bot.numbers import is_digits
+from bot.pacing import collect_while_quiet
 from bot.records import StoreRecords
 from bot.services import Services
 from bot.slack import inbound, queue
@@ -205,8 +206,10 @@ def create_app(
                 records.workspace_url = url
 
         # Not awaited: the probes, the webhook and running work go on while Slack's API is
-        # still unreachable.
-        background = [asyncio.create_task(learn_identity(), name="opsbot auth.test")]
+        # still unreachable. The collector's pauses fall where no request waits (pacing.py).
+        background = [asyncio.create_task(learn_identity(), name="opsbot auth.test"),
+                      asyncio.create_task(collect_while_quiet(services.foreground),
+                                          name="opsbot collector")]
         if socket is not None:
             background.append(asyncio.create_task(socket.dial(auth_retry),
                                                   name="opsbot socket mode"))

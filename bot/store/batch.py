@@ -443,7 +443,8 @@ class GroupCommit:
             # by the thread too, which commits each write alone if the group fails again.
             log.debug("a group commit on the loop failed (%s); the thread takes it",
                       type(exc).__name__)
-            self._drop_loop_connection()
+            if not _only_locked_out(exc, self._loop_connection):
+                self._drop_loop_connection()
             for write in group:
                 self._to_thread(write)
             return
@@ -612,6 +613,23 @@ def _apply(connection: Connection, group: list[_Write[Any]]) -> list[Any]:
         else:
             connection.exec_driver_sql(*form.statement(connection.dialect, values))
     return results
+
+
+def _only_locked_out(exc: Exception, connection: Connection | None) -> bool:
+    """The write failed because another writer held SQLite's lock or this process's turn,
+    and left `connection` as it was (no transaction open): kept for the next flush. Closing
+    and opening it again costs the loop a millisecond or more, each time running work holds
+    the lock as a group comes."""
+    error = exc.orig if isinstance(exc, DBAPIError) else exc
+    if not isinstance(error, sqlite3.OperationalError) or connection is None \
+            or connection.invalidated:
+        return False
+    code = getattr(error, "sqlite_errorcode", None)
+    busy = (code & 0xFF) == sqlite3.SQLITE_BUSY if code is not None \
+        else str(error) == "database is locked"  # a turn not had (bot/store/writers.py)
+    raw = connection.connection.dbapi_connection
+    return busy and not connection.in_transaction() and raw is not None \
+        and not raw.in_transaction
 
 
 def _raw_transaction(connection: Connection, group: list[_Write[Any]]) -> list[Any]:

@@ -5,10 +5,11 @@ steady stream of them."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Any
 
-from bot.pacing import Foreground
+from bot.pacing import Foreground, collect_while_quiet, due_generation
 from bot.slack.tasks import BackgroundTasks
 
 
@@ -224,3 +225,49 @@ def test_a_trigger_is_known_as_held_from_its_ack_until_its_work_ends() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [{"slack:a", "slack:b"}, {"slack:a", "slack:b"}, set()]
+
+
+def test_the_collection_due_is_the_oldest_generation_past_its_threshold() -> None:
+    thresholds = (10_000, 10, 10)
+    assert due_generation((12_000, 3, 4), thresholds) == 0
+    assert due_generation((12_000, 11, 4), thresholds) == 1
+    assert due_generation((12_000, 11, 11), thresholds) == 2
+    assert due_generation((12_000, 10, 10), thresholds) == 0  # Python's rule: past, not at
+
+
+def test_the_collector_runs_while_quiet_and_never_while_a_request_waits() -> None:
+    """With `serve`'s high first threshold, the young objects work leaves are collected while
+    no request waits; a request in flight holds the collection back."""
+    collected: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            collected.append(info["generation"])
+
+    async def scenario() -> tuple[list[int], list[int], int]:
+        foreground = Foreground(quiet_s=0.01)
+        collector = asyncio.ensure_future(collect_while_quiet(foreground, every_s=0.01,
+                                                              least=500))
+        foreground.begin()  # a request waits for its answer
+        garbage = [[] for _ in range(2_000)]
+        for item in garbage:
+            item.append(item)  # cycles: only the collector frees them
+        del garbage
+        await asyncio.sleep(0.2)
+        while_waiting = list(collected)
+        foreground.end()
+        await asyncio.sleep(0.2)
+        collector.cancel()
+        return while_waiting, list(collected), gc.get_count()[0]
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(1_000_000, *threshold[1:])  # nothing collects on its own meanwhile
+    gc.callbacks.append(seen)
+    try:
+        while_waiting, after, young = asyncio.run(scenario())
+    finally:
+        gc.callbacks.remove(seen)
+        gc.set_threshold(*threshold)
+    assert while_waiting == []
+    assert after and after[0] == 0
+    assert young < 500

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, event, func, select
 from bot.store import Store, StoreError, committed, sqlite_url
 from bot.store.batch import SERVER_THREADS
 from bot.store.models import AlertNotificationRow, DeliveryClaim
+from bot.store.writers import WriterConnection
 
 
 def _commits(store: Store) -> Callable[[], int]:
@@ -303,6 +304,61 @@ def test_committed_answers_from_the_loop_or_the_thread_and_gives_up_at_its_deadl
         # Begun before the deadline (it waits for the lock on the thread), it commits after.
         assert write.result(timeout=10) is True
         assert not store.claim_delivery("slack:held")
+    finally:
+        store.close()
+
+
+def test_the_loop_keeps_its_connection_when_only_locked_out(tmp_path: Path) -> None:
+    """A group the loop cannot commit because another writer holds the lock (another process)
+    or the file's turn (this process's running work) goes to the thread, and the loop keeps
+    its connection: opening one again would cost the loop more than the write. A connection
+    left in a transaction by a failure is dropped."""
+    path = tmp_path / "opsbot.db"
+    store = Store.open(sqlite_url(path))
+    store._prune_due()  # the first write of a store prunes, on Core's path; not these
+    group = store._group
+    try:
+        async def write(key: str) -> Any:
+            return await committed(store.queue_trigger(key, "{}"), 5)
+
+        async def scenario() -> list[bool]:
+            assert await write("slack:first")
+            kept = group._loop_connection
+            holder = sqlite3.connect(path, isolation_level=None)  # another process's writer
+            holder.execute("BEGIN IMMEDIATE")
+            waiting = asyncio.ensure_future(write("slack:locked"))
+            await asyncio.sleep(0.2)
+            holder.execute("COMMIT")
+            holder.close()
+            same = [await waiting, group._loop_connection is kept]
+            with store._group_engine.connect() as other:  # this process's: the turn is held
+                raw = other.connection.dbapi_connection
+                assert isinstance(raw, WriterConnection)
+                raw.begin_write()
+                waiting = asyncio.ensure_future(write("slack:turn"))
+                await asyncio.sleep(0.2)
+                raw.commit()
+            same += [await waiting, group._loop_connection is kept]
+            for fail in (no_table, locked_in_a_transaction):
+                with pytest.raises(sqlite3.OperationalError):
+                    await committed(group.submit(fail, raw=fail), 5)
+                same.append(group._loop_connection is not kept)
+                same.append(await write(f"slack:after-{fail.__name__}"))
+                kept = group._loop_connection
+            return same
+
+        def no_table(connection: Any) -> None:  # a failure other than the lock
+            raise sqlite3.OperationalError("no such table: nowhere")
+
+        def locked_in_a_transaction(connection: Any) -> None:
+            if isinstance(connection, sqlite3.Connection):
+                connection.execute("BEGIN")
+            raise sqlite3.OperationalError("database is locked")
+
+        threads_before = group.commits["thread"]
+        assert asyncio.run(scenario()) == [True] * 8
+        # The two locked out, and the two failures tried again there (which fail again).
+        assert group.commits["thread"] - threads_before == 2
     finally:
         store.close()
 
