@@ -16,9 +16,11 @@ handler: the imports run in a worker thread, and the loop keeps answering meanwh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib
 import threading
+from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +40,35 @@ class _LazyModule(ModuleType):
         return getattr(self._lazy_import(), attribute)
 
     def _lazy_import(self) -> ModuleType:
+        target = self.__dict__["_lazy_target"]
         with _IMPORT_LOCK:
-            module = importlib.import_module(self.__dict__["_lazy_target"])
+            if self.__dict__.get("_lazy_imported"):  # imported while this thread waited
+                return importlib.import_module(target)
+            with _collector_paused():
+                module = importlib.import_module(target)
+                # A process that keeps its start-up heap out of the collector (`serve`)
+                # keeps these modules out too: they live as long as it does. Asked here,
+                # once per module: the count walks every frozen object (~10 ms).
+                if gc.get_freeze_count():
+                    gc.freeze()
             self.__dict__.update(module.__dict__)
             self.__dict__["_lazy_imported"] = True
         return module
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The collector off while a module imports (each import holds `_IMPORT_LOCK`). An
+    import makes objects by the hundred thousand, all alive; the collector would walk them
+    in middle and full passes of 20 ms and more, each stopping every thread, the event loop's
+    acks included, and free nothing."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def lazy_module(name: str) -> ModuleType:
@@ -56,11 +82,8 @@ async def import_lazy_modules() -> None:
     thread, once they all are)."""
     pending = [m for m in _MODULES if not m.__dict__.get("_lazy_imported")]
     if pending:
+        # Every run that starts meanwhile waits here, on one import, for nothing more.
         await asyncio.to_thread(_import_all, pending)
-        if gc.get_freeze_count():
-            # A process that keeps its start-up heap out of the collector (`serve`) keeps
-            # these modules out too: they live as long as it does.
-            gc.freeze()
 
 
 def _import_all(modules: list[_LazyModule]) -> None:

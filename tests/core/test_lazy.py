@@ -3,6 +3,7 @@ the first run after a start never imports on the event loop (bot/lazy.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
 import threading
@@ -65,3 +66,35 @@ async def test_a_run_imports_them_before_its_first_step(
     assert outcome.status == "succeeded"
     assert MODULE in sys.modules
     assert threading.get_ident() != sys.modules[MODULE].IMPORTED_BY
+
+
+async def test_runs_that_start_together_wait_for_one_import_and_one_freeze(
+        probe: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first runs after a start all wait for the same import; once it is done they go on
+    at once: the heap is frozen and its size counted once, in the importing thread, never
+    once per run on the event loop (each count walks every frozen object)."""
+    counted: list[int] = []
+    froze: list[int] = []
+
+    class CountingGc:  # the collector as lazy.py sees it, with its two calls counted
+        def __getattr__(self, name: str) -> object:
+            return getattr(gc, name)
+
+        def get_freeze_count(self) -> int:
+            counted.append(threading.get_ident())
+            return gc.get_freeze_count()
+
+        def freeze(self) -> None:
+            froze.append(threading.get_ident())
+            gc.freeze()
+
+    monkeypatch.setattr(lazy, "gc", CountingGc())
+    gc.freeze()  # as `serve` does once started
+    try:
+        await asyncio.gather(*(import_lazy_modules() for _ in range(20)))
+    finally:
+        gc.unfreeze()
+    assert probe.ANSWER == 42
+    loop_thread = threading.get_ident()
+    assert len(counted) == 1 and len(froze) == 1
+    assert loop_thread not in counted + froze
