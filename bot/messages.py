@@ -350,7 +350,7 @@ def unposted_result() -> str:
 
 def unrecorded_result() -> str:
     return ("Result, shown only to you: my database did not answer, so the channel's message "
-            "could not be updated and may still show an earlier state.")
+            "still shows an earlier state; I will update it once the database answers again.")
 
 
 def output_heading(step: str, part: int, parts: int) -> str:

@@ -30,9 +30,16 @@ from bot.slack.output import output_messages
 from bot.store import Store, StoreError
 from bot.store.outbox import Orphan, Outgoing, execution_key
 
-__all__ = ["SlackReporter"]
+__all__ = ["FINAL_RETRY", "SlackReporter"]
 
 log = logging.getLogger("opsbot.slack")
+
+#: A run's final message the outbox could not take is offered to it again: after the first
+#: wait, then twice as long each time up to the longest, for at most the last figure (s).
+FINAL_RETRY = (1.0, 30.0, 3600.0)
+
+# Those offers, kept referenced until they end (the loop holds tasks weakly).
+_OFFERS: set[asyncio.Task[None]] = set()
 
 
 class SlackReporter:
@@ -51,6 +58,7 @@ class SlackReporter:
         orphan: Orphan = "drop",
         stream: str | None = None,
         direct: AsyncWebClient | None = None,
+        final_retry: tuple[float, float, float] = FINAL_RETRY,
     ) -> None:
         self._store = store
         self._direct = direct  # for replies the outbox cannot take (see outbox.send)
@@ -64,6 +72,7 @@ class SlackReporter:
         self._ended = False
         self._announced: set[tuple[str, int]] = set()  # (execution, step) messages sent
         self._lock = asyncio.Lock()
+        self._final_retry = final_retry
 
     async def execution(self, view: ExecutionView) -> None:
         async with self._lock:
@@ -77,14 +86,16 @@ class SlackReporter:
                     self._private(f"{message_text(messages.unposted_result())}\n{text}", blocks)
                     if view.finished else None,
                 ]
+                message = show(
+                    execution_key(view.execution_id), channel=self._channel, text=text,
+                    blocks=blocks, thread_ts=self._thread_ts, parent=self._parent,
+                    orphan=self._orphan, instead=[i for i in instead if i is not None])
                 try:
-                    await self._send(show(
-                        execution_key(view.execution_id), channel=self._channel, text=text,
-                        blocks=blocks, thread_ts=self._thread_ts, parent=self._parent,
-                        orphan=self._orphan, instead=[i for i in instead if i is not None]))
+                    await self._send(message)
                 except (StoreError, TimeoutError):
                     if view.finished:
                         await self._result_directly(text, blocks)
+                        self._offer_later(message, (text, blocks), view)
                     raise
                 self._last = (text, blocks)
             await self._announce(view)
@@ -103,6 +114,46 @@ class SlackReporter:
             await send(self._store, private, direct=self._direct)
         except Exception:  # nothing more can be done from here; the caller logs its failure
             log.exception("the result could not be shown to %s either", self._user)
+
+    def _offer_later(self, message: Outgoing, shown: tuple[str, list[Block]],
+                     view: ExecutionView) -> None:
+        """Offer the final message to the outbox again in the background until the database
+        answers (`final_retry`), then what follows it (announcements, output, files): the
+        channel's message ends in the run's final state, as the asker was told privately."""
+        task = asyncio.get_running_loop().create_task(
+            self._final_when_stored(message, shown, view, self._last),
+            name=f"opsbot final {view.execution_id}")
+        _OFFERS.add(task)
+        task.add_done_callback(_OFFERS.discard)
+
+    async def _final_when_stored(self, message: Outgoing, shown: tuple[str, list[Block]],
+                                 view: ExecutionView,
+                                 before: tuple[str, list[Block]] | None) -> None:
+        wait, longest, give_up_after = self._final_retry
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + give_up_after
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                async with self._lock:
+                    if self._last != before:
+                        return  # a later state of the message was recorded meanwhile
+                    await self._send(message)
+                    self._last = shown
+                    await self._announce(view)
+                    if not self._ended:
+                        self._ended = True
+                        await self._end(view)
+            except (StoreError, TimeoutError) as exc:
+                if loop.time() + wait >= deadline:
+                    log.error("the final message of %s was never recorded (%s); the asker "
+                              "had it privately", view.execution_id, type(exc).__name__)
+                    return
+                wait = min(wait * 2, longest)
+                continue
+            log.info("the final message of %s is recorded now that the database answers",
+                     view.execution_id)
+            return
 
     async def _announce(self, view: ExecutionView) -> None:
         """What `notify` steps sent to channels, each posted once as soon as its step ends (a

@@ -446,12 +446,16 @@ async def test_a_final_result_the_outbox_cannot_take_reaches_the_asker_directly(
 ) -> None:
     """The database stops answering mid-run (another writer holds SQLite's lock past the
     store's wait): progress the outbox cannot take is skipped, but the final result goes to the
-    asker privately, straight through Slack's API, rather than nowhere."""
+    asker privately, straight through Slack's API, rather than nowhere. Once the database
+    answers again, the channel's message is updated to the final state, and the output follows
+    in its thread."""
     path = tmp_path / "outbox.db"
     store = Store.open(sqlite_url(path), timeout_s=0.2)
     holder = sqlite3.connect(path, isolation_level=None)
+    sender = SlackSender(slack_client(settings), store)
     try:
-        reporter = SlackReporter(store, CHANNEL, "U0ALICE", direct=slack_client(settings))
+        reporter = SlackReporter(store, CHANNEL, "U0ALICE", direct=slack_client(settings),
+                                 final_retry=(0.1, 0.2, 30.0))
         view = ExecutionView(execution_id="ex-LOCKED", runbook="scale",
                              command="scale shop-api 5", actor="alice", environment="staging",
                              target="shop-api", dry_run=False,
@@ -462,13 +466,51 @@ async def test_a_final_result_the_outbox_cannot_take_reaches_the_asker_directly(
         assert slack.calls_to("chat.postEphemeral") == []
         view.status = view.steps[0].status = "succeeded"
         view.steps[0].summary = "scaled to 5"
+        view.steps[0].output = "deployment.apps/shop-api scaled"
         with pytest.raises(StoreError):
             await reporter.execution(view)
         [told] = slack.calls_to("chat.postEphemeral")
         assert told.params["user"] == "U0ALICE" and told.params["channel"] == CHANNEL
         assert "database did not answer" in told.text
         assert "`scale shop-api 5`" in told.text and "scaled to 5" in told.text
-        assert slack.calls_to("chat.postMessage") == []  # the channel's message waits
+        await asyncio.sleep(0.5)  # offered again meanwhile, in vain
+        holder.execute("COMMIT")  # the database answers again
+        await sender.start()
+        final = await asyncio.to_thread(slack.wait_message, lambda m: "scaled to 5" in m.text)
+        assert final.channel == CHANNEL and "`scale shop-api 5`" in final.text
+        reply = await asyncio.to_thread(slack.wait_message,
+                                        lambda m: "deployment.apps/shop-api scaled" in m.text)
+        assert reply.thread_ts == final.ts
+        assert len(slack.calls_to("chat.postMessage")) == 2  # the message, then its output
+    finally:
+        await sender.stop()
+        holder.close()
+        store.close()
+
+
+async def test_a_final_result_is_offered_again_for_a_while_then_given_up(
+    slack: SlackStandIn, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database that never answers again: the final message is offered for `final_retry`'s
+    last figure, then given up with an error in the log (the asker had it privately)."""
+    path = tmp_path / "outbox.db"
+    store = Store.open(sqlite_url(path), timeout_s=0.1)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        reporter = SlackReporter(store, CHANNEL, "U0ALICE", direct=slack_client(settings),
+                                 final_retry=(0.05, 0.1, 0.5))
+        view = ExecutionView(execution_id="ex-GONE", runbook="scale",
+                             command="scale shop-api 2", actor="alice", environment="staging",
+                             target="shop-api", dry_run=False, status="succeeded",
+                             steps=[StepView("Scale", status="succeeded", summary="scaled")])
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError):
+            await reporter.execution(view)
+        deadline = time.monotonic() + 10
+        while "was never recorded" not in caplog.text:
+            assert time.monotonic() < deadline, "the offer never ended"
+            await asyncio.sleep(0.05)
+        assert "ex-GONE" in caplog.text
     finally:
         holder.close()
         store.close()
