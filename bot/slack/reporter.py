@@ -139,7 +139,9 @@ class SlackReporter:
                     if self._last != before:
                         return  # a later state of the message was recorded meanwhile
                     await self._send(message)
-                    self._last = shown
+                    # Shown: should what follows fail, the next offer goes on from here (the
+                    # message is updated in place again, announcements are not repeated).
+                    self._last = before = shown
                     await self._announce(view)
                     if not self._ended:
                         self._ended = True
