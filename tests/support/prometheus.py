@@ -411,8 +411,10 @@ class PrometheusServer(_Process):
                 raise AssertionError(f"{promql} is {last}, not as expected, after {timeout}s")
             time.sleep(0.2)
 
-    def settle(self, app: str = "shop-api", namespace: str = "shop-staging") -> None:
-        """Wait until rate() windows over the app's series reflect only its current traffic.
+    def settle(self, app: str = "shop-api", namespace: str = "shop-staging",
+               history: float = 0.0) -> None:
+        """Wait until rate() windows over the app's series reflect only its current traffic,
+        and did `history` seconds ago already.
 
         A brand-new series needs two scrapes; a changed one needs its whole window to pass.
         """
@@ -421,9 +423,10 @@ class PrometheusServer(_Process):
             pause = traffic.changed + WINDOW_SECONDS + SCRAPE_SECONDS + 0.5 - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
+        offset = f" offset {history:g}s" if history else ""
         self.wait_for(
             f'count_over_time(http_requests_total{{app="{app}",namespace="{namespace}",'
-            f'code="200"}}[{WINDOW}])',
+            f'code="200"}}[{WINDOW}]{offset})',
             lambda v: v >= 2,
         )
 
