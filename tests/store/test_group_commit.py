@@ -357,7 +357,7 @@ def test_the_loop_keeps_its_connection_when_only_locked_out(tmp_path: Path) -> N
 
         threads_before = group.commits["thread"]
         assert asyncio.run(scenario()) == [True] * 8
-        # The two locked out, and the two failures tried again there (which fail again).
+        # The two locked out commit there; the two failures are tried there again, and fail.
         assert group.commits["thread"] - threads_before == 2
     finally:
         store.close()
