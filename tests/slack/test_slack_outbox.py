@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -482,6 +483,39 @@ async def test_a_final_result_the_outbox_cannot_take_reaches_the_asker_directly(
                                         lambda m: "deployment.apps/shop-api scaled" in m.text)
         assert reply.thread_ts == final.ts
         assert len(slack.calls_to("chat.postMessage")) == 2  # the message, then its output
+    finally:
+        await sender.stop()
+        holder.close()
+        store.close()
+
+
+async def test_a_final_message_offered_again_never_replaces_a_later_state(
+    slack: SlackStandIn, settings: Settings, tmp_path: Path
+) -> None:
+    """The database answers again before the offer comes, and the run's message is recorded in
+    a later state meanwhile: the offer gives way, and the channel keeps the later state."""
+    path = tmp_path / "outbox.db"
+    store = Store.open(sqlite_url(path), timeout_s=0.2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    sender = SlackSender(slack_client(settings), store)
+    try:
+        reporter = SlackReporter(store, CHANNEL, "U0ALICE", direct=slack_client(settings),
+                                 final_retry=(0.5, 0.5, 30.0))
+        view = ExecutionView(execution_id="ex-LATER", runbook="scale",
+                             command="scale shop-api 3", actor="alice", environment="staging",
+                             target="shop-api", dry_run=False, status="succeeded",
+                             steps=[StepView("Scale", status="succeeded", summary="scaled to 3")])
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError):
+            await reporter.execution(view)
+        holder.execute("COMMIT")
+        later = replace(view, steps=[replace(view.steps[0], summary="scaled to 3, checked")])
+        await reporter.execution(later)  # recorded before the offer comes
+        await sender.start()
+        shown = await asyncio.to_thread(slack.wait_message, lambda m: "checked" in m.text)
+        await asyncio.sleep(1.0)  # the offer's time has come and gone
+        assert "checked" in shown.text
+        assert all("checked" in version for version in shown.history)  # never the older one
     finally:
         await sender.stop()
         holder.close()
