@@ -26,7 +26,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from bot.config import Settings, load_settings
-from bot.reporting import ExecutionView, StepView
+from bot.reporting import ExecutionView, StepStatus, StepView
 from bot.services import Services
 from bot.slack.api import slack_client
 from bot.slack.app import build_services
@@ -442,6 +442,35 @@ def test_a_kill_9_mid_call_holds_its_stream_no_longer_than_the_restart(
         store.close()
 
 
+@contextmanager
+def _reporting_into_a_database_that_stops(
+    tmp_path: Path, settings: Settings, *, timeout_s: float,
+    final_retry: tuple[float, float, float],
+) -> Iterator[tuple[Store, sqlite3.Connection, SlackReporter]]:
+    """A reporter for U0ALICE on a SQLite store that stops answering while `holder` (another
+    writer) holds the lock past the store's wait (`holder.execute("BEGIN IMMEDIATE")`)."""
+    path = tmp_path / "outbox.db"
+    store = Store.open(sqlite_url(path), timeout_s=timeout_s)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield store, holder, SlackReporter(store, CHANNEL, "U0ALICE",
+                                           direct=slack_client(settings),
+                                           final_retry=final_retry)
+    finally:
+        holder.close()
+        store.close()
+
+
+def _scale_run(execution_id: str, replicas: int, summary: str | None = None) -> ExecutionView:
+    """`scale shop-api <replicas>` by alice: running, or succeeded with `summary`."""
+    status: StepStatus = "running" if summary is None else "succeeded"
+    return ExecutionView(execution_id=execution_id, runbook="scale",
+                         command=f"scale shop-api {replicas}", actor="alice",
+                         environment="staging", target="shop-api", dry_run=False,
+                         status=status, steps=[StepView("Scale", status=status,
+                                                        summary=summary or "")])
+
+
 async def test_a_final_result_the_outbox_cannot_take_reaches_the_asker_directly(
     slack: SlackStandIn, settings: Settings, tmp_path: Path
 ) -> None:
@@ -450,43 +479,37 @@ async def test_a_final_result_the_outbox_cannot_take_reaches_the_asker_directly(
     asker privately, straight through Slack's API, rather than nowhere. Once the database
     answers again, the channel's message is updated to the final state, and the output follows
     in its thread."""
-    path = tmp_path / "outbox.db"
-    store = Store.open(sqlite_url(path), timeout_s=0.2)
-    holder = sqlite3.connect(path, isolation_level=None)
-    sender = SlackSender(slack_client(settings), store)
-    try:
-        reporter = SlackReporter(store, CHANNEL, "U0ALICE", direct=slack_client(settings),
-                                 final_retry=(0.1, 0.2, 30.0))
-        view = ExecutionView(execution_id="ex-LOCKED", runbook="scale",
-                             command="scale shop-api 5", actor="alice", environment="staging",
-                             target="shop-api", dry_run=False,
-                             steps=[StepView("Scale", status="running")])
-        holder.execute("BEGIN IMMEDIATE")
-        with pytest.raises(StoreError):
-            await reporter.execution(view)  # progress: nothing is sent instead
-        assert slack.calls_to("chat.postEphemeral") == []
-        view.status = view.steps[0].status = "succeeded"
-        view.steps[0].summary = "scaled to 5"
-        view.steps[0].output = "deployment.apps/shop-api scaled"
-        with pytest.raises(StoreError):
-            await reporter.execution(view)
-        [told] = slack.calls_to("chat.postEphemeral")
-        assert told.params["user"] == "U0ALICE" and told.params["channel"] == CHANNEL
-        assert "database did not answer" in told.text
-        assert "`scale shop-api 5`" in told.text and "scaled to 5" in told.text
-        await asyncio.sleep(0.5)  # offered again meanwhile, in vain
-        holder.execute("COMMIT")  # the database answers again
-        await sender.start()
-        final = await asyncio.to_thread(slack.wait_message, lambda m: "scaled to 5" in m.text)
-        assert final.channel == CHANNEL and "`scale shop-api 5`" in final.text
-        reply = await asyncio.to_thread(slack.wait_message,
-                                        lambda m: "deployment.apps/shop-api scaled" in m.text)
-        assert reply.thread_ts == final.ts
-        assert len(slack.calls_to("chat.postMessage")) == 2  # the message, then its output
-    finally:
-        await sender.stop()
-        holder.close()
-        store.close()
+    with _reporting_into_a_database_that_stops(
+            tmp_path, settings, timeout_s=0.2, final_retry=(0.1, 0.2, 30.0),
+    ) as (store, holder, reporter):
+        sender = SlackSender(slack_client(settings), store)
+        try:
+            view = _scale_run("ex-LOCKED", 5)
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError):
+                await reporter.execution(view)  # progress: nothing is sent instead
+            assert slack.calls_to("chat.postEphemeral") == []
+            view.status = view.steps[0].status = "succeeded"
+            view.steps[0].summary = "scaled to 5"
+            view.steps[0].output = "deployment.apps/shop-api scaled"
+            with pytest.raises(StoreError):
+                await reporter.execution(view)
+            [told] = slack.calls_to("chat.postEphemeral")
+            assert told.params["user"] == "U0ALICE" and told.params["channel"] == CHANNEL
+            assert "database did not answer" in told.text
+            assert "`scale shop-api 5`" in told.text and "scaled to 5" in told.text
+            await asyncio.sleep(0.5)  # offered again meanwhile, in vain
+            holder.execute("COMMIT")  # the database answers again
+            await sender.start()
+            final = await asyncio.to_thread(slack.wait_message,
+                                            lambda m: "scaled to 5" in m.text)
+            assert final.channel == CHANNEL and "`scale shop-api 5`" in final.text
+            reply = await asyncio.to_thread(
+                slack.wait_message, lambda m: "deployment.apps/shop-api scaled" in m.text)
+            assert reply.thread_ts == final.ts
+            assert len(slack.calls_to("chat.postMessage")) == 2  # the message, then its output
+        finally:
+            await sender.stop()
 
 
 async def test_a_final_message_offered_again_never_replaces_a_later_state(
@@ -494,32 +517,25 @@ async def test_a_final_message_offered_again_never_replaces_a_later_state(
 ) -> None:
     """The database answers again before the offer comes, and the run's message is recorded in
     a later state meanwhile: the offer gives way, and the channel keeps the later state."""
-    path = tmp_path / "outbox.db"
-    store = Store.open(sqlite_url(path), timeout_s=0.2)
-    holder = sqlite3.connect(path, isolation_level=None)
-    sender = SlackSender(slack_client(settings), store)
-    try:
-        reporter = SlackReporter(store, CHANNEL, "U0ALICE", direct=slack_client(settings),
-                                 final_retry=(0.5, 0.5, 30.0))
-        view = ExecutionView(execution_id="ex-LATER", runbook="scale",
-                             command="scale shop-api 3", actor="alice", environment="staging",
-                             target="shop-api", dry_run=False, status="succeeded",
-                             steps=[StepView("Scale", status="succeeded", summary="scaled to 3")])
-        holder.execute("BEGIN IMMEDIATE")
-        with pytest.raises(StoreError):
-            await reporter.execution(view)
-        holder.execute("COMMIT")
-        later = replace(view, steps=[replace(view.steps[0], summary="scaled to 3, checked")])
-        await reporter.execution(later)  # recorded before the offer comes
-        await sender.start()
-        shown = await asyncio.to_thread(slack.wait_message, lambda m: "checked" in m.text)
-        await asyncio.sleep(1.0)  # the offer's time has come and gone
-        assert "checked" in shown.text
-        assert all("checked" in version for version in shown.history)  # never the older one
-    finally:
-        await sender.stop()
-        holder.close()
-        store.close()
+    with _reporting_into_a_database_that_stops(
+            tmp_path, settings, timeout_s=0.2, final_retry=(0.5, 0.5, 30.0),
+    ) as (store, holder, reporter):
+        sender = SlackSender(slack_client(settings), store)
+        try:
+            view = _scale_run("ex-LATER", 3, "scaled to 3")
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError):
+                await reporter.execution(view)
+            holder.execute("COMMIT")
+            later = replace(view, steps=[replace(view.steps[0], summary="scaled to 3, checked")])
+            await reporter.execution(later)  # recorded before the offer comes
+            await sender.start()
+            shown = await asyncio.to_thread(slack.wait_message, lambda m: "checked" in m.text)
+            await asyncio.sleep(1.0)  # the offer's time has come and gone
+            assert "checked" in shown.text
+            assert all("checked" in version for version in shown.history)  # never the older
+        finally:
+            await sender.stop()
 
 
 async def test_a_final_result_is_offered_again_for_a_while_then_given_up(
@@ -527,24 +543,14 @@ async def test_a_final_result_is_offered_again_for_a_while_then_given_up(
 ) -> None:
     """A database that never answers again: the final message is offered for `final_retry`'s
     last figure, then given up with an error in the log (the asker had it privately)."""
-    path = tmp_path / "outbox.db"
-    store = Store.open(sqlite_url(path), timeout_s=0.1)
-    holder = sqlite3.connect(path, isolation_level=None)
-    try:
-        reporter = SlackReporter(store, CHANNEL, "U0ALICE", direct=slack_client(settings),
-                                 final_retry=(0.05, 0.1, 0.5))
-        view = ExecutionView(execution_id="ex-GONE", runbook="scale",
-                             command="scale shop-api 2", actor="alice", environment="staging",
-                             target="shop-api", dry_run=False, status="succeeded",
-                             steps=[StepView("Scale", status="succeeded", summary="scaled")])
+    with _reporting_into_a_database_that_stops(
+            tmp_path, settings, timeout_s=0.1, final_retry=(0.05, 0.1, 0.5),
+    ) as (_store, holder, reporter):
         holder.execute("BEGIN IMMEDIATE")
         with pytest.raises(StoreError):
-            await reporter.execution(view)
+            await reporter.execution(_scale_run("ex-GONE", 2, "scaled"))
         deadline = time.monotonic() + 10
         while "was never recorded" not in caplog.text:
             assert time.monotonic() < deadline, "the offer never ended"
             await asyncio.sleep(0.05)
         assert "ex-GONE" in caplog.text
-    finally:
-        holder.close()
-        store.close()
