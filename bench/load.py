@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Connection", "LoadResult", "Request", "median_round", "percentile", "run_load"]
+__all__ = ["Connection", "LoadResult", "Request", "Rounds", "median", "percentile", "run_load"]
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,50 @@ class LoadResult:
         }
 
 
-def median_round(rounds: Sequence[LoadResult]) -> LoadResult:
-    """Of several rounds of one row, the one whose rate (2xx per second) is the median (of an
-    even count, the lower): what a table reports when it repeats each row."""
-    return sorted(rounds, key=lambda r: r.per_second())[(len(rounds) - 1) // 2]
+def median(values: Sequence[float]) -> float:
+    """The middle value (of an even count, the lower one)."""
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2] if ordered else 0.0
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """One row of a table, repeated: each figure (rate, p50, p99) is the median of the rounds'
+    own figures, so a burst of noise on the machine that lands in one round's tail does not
+    decide the row; requests that failed or were not 2xx are summed over every round."""
+
+    rounds: Sequence[LoadResult]
+
+    def per_second(self) -> float:
+        return median([r.per_second() for r in self.rounds])
+
+    def p50_ms(self) -> float:
+        return median([percentile(r.latencies, 50) * 1000 for r in self.rounds])
+
+    def p99_ms(self) -> float:
+        return median([r.p99_ms() for r in self.rounds])
+
+    @property
+    def ok(self) -> int:
+        """2xx answers in the round with the fewest."""
+        return min((r.ok for r in self.rounds), default=0)
+
+    @property
+    def failed(self) -> int:
+        """Requests that got no 2xx, in every round together."""
+        return sum(r.answered + r.errors - r.ok for r in self.rounds)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rounds": len(self.rounds),
+            "per_second": round(self.per_second(), 1),
+            "p50_ms": round(self.p50_ms(), 2),
+            "p99_ms": round(self.p99_ms(), 2),
+            "max_ms": round(max((max(r.latencies, default=0.0) for r in self.rounds),
+                                default=0.0) * 1000, 2),
+            "ok_fewest": self.ok,
+            "failed": self.failed,
+        }
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

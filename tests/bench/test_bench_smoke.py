@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench.load import LoadResult, median_round
+from bench.load import LoadResult, Rounds
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,13 +71,24 @@ def test_an_unknown_section_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "x.json").exists()
 
 
-def test_a_repeated_row_reports_its_median_round() -> None:
-    def round_at(per_second: float) -> LoadResult:
+def test_a_repeated_row_reports_the_median_of_each_figure() -> None:
+    def round_at(per_second: int, slowest_ms: float, failed: int = 0) -> LoadResult:
+        # One second of answers at 1 ms, the slowest 2% at `slowest_ms`: p99 is that.
         result = LoadResult(seconds=1.0)
-        result.latencies = [0.001] * int(per_second)
-        result.statuses[200] = int(per_second)
+        slow = per_second // 50
+        result.latencies = [0.001] * (per_second - slow) + [slowest_ms / 1000] * slow
+        result.statuses[200] = per_second - failed
+        result.statuses[500] = failed
         return result
 
-    rounds = [round_at(900), round_at(300), round_at(600)]
-    assert median_round(rounds) is rounds[2]
-    assert median_round(rounds[:2]) is rounds[1]  # of two, the lower
+    # The fastest round has the worst tail: the row's p99 is not the median round's.
+    rounds = Rounds([round_at(900, 9.0), round_at(300, 3.0, failed=2), round_at(600, 2.0)])
+    assert rounds.per_second() == 600
+    assert rounds.p99_ms() == 3.0
+    assert rounds.p50_ms() == 1.0
+    assert rounds.ok == 298 and rounds.failed == 2
+    summary = rounds.summary()
+    assert summary["rounds"] == 3 and summary["max_ms"] == 9.0
+    # Of two, the lower; a rate counts 2xx answers only.
+    assert Rounds(rounds.rounds[:2]).per_second() == 298
+    assert Rounds(rounds.rounds[:2]).p99_ms() == 3.0
