@@ -8,7 +8,7 @@ is what runbooks should use), and values may be quoted with the usual escapes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -68,7 +68,7 @@ def parse_matcher(text: str) -> Matcher:
     return Matcher(name, op, _unquote(raw))  # type: ignore[arg-type]
 
 
-def matches_all(matchers: list[Matcher], labels: Mapping[str, str]) -> bool:
+def matches_all(matchers: Sequence[Matcher], labels: Mapping[str, str]) -> bool:
     return all(m.matches(labels) for m in matchers)
 
 

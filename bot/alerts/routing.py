@@ -10,6 +10,7 @@ recorded as "no target" and changes nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-from bot.alerts.matchers import matches_all, parse_matcher
+from bot.alerts.matchers import Matcher, matches_all, parse_matcher
 from bot.alerts.payload import AlertItem
 from bot.config import AppConfig, EnvironmentConfig, Settings
 from bot.errors import OpsbotError, UsageError
@@ -172,8 +173,7 @@ def route(alert: AlertItem, catalog: Catalog, settings: Settings) -> list[Route]
     routes = []
     for runbook in catalog:
         for trigger in runbook.alerts:
-            matchers = [parse_matcher(text) for text in trigger.matchers]
-            if not matches_all(matchers, alert.labels):
+            if not matches_all(_matchers(tuple(trigger.matchers)), alert.labels):
                 continue
             mode = settings.alerts.modes.get(runbook.name, runbook.mode)
             params, problem = _params(runbook, trigger, context, settings, environment)
@@ -184,6 +184,12 @@ def route(alert: AlertItem, catalog: Catalog, settings: Settings) -> list[Route]
                                 subject_of(alert, route_app)))
             break  # one trigger per runbook is enough
     return routes
+
+
+@functools.lru_cache(maxsize=1024)
+def _matchers(texts: tuple[str, ...]) -> tuple[Matcher, ...]:
+    """A trigger's matchers, parsed once (they were checked when its runbook loaded)."""
+    return tuple(parse_matcher(text) for text in texts)
 
 
 def _params(runbook: Runbook, trigger: AlertTrigger, context: dict[str, Any], settings: Settings,

@@ -21,7 +21,7 @@ from bot.access import CachedGroups, StandIn, StaticGroups
 from bot.config import Settings
 from bot.metrics import SLACK_API_ERRORS
 
-__all__ = ["SlackCallFailed", "call", "slack_client", "slack_members"]
+__all__ = ["SlackCallFailed", "call", "keep_connections", "slack_client", "slack_members"]
 
 log = logging.getLogger("opsbot.slack")
 
@@ -60,6 +60,17 @@ def slack_client(settings: Settings) -> AsyncWebClient:
         timeout=API_TIMEOUT_SECONDS,
         retry_handlers=[],  # the default handlers sleep inside the call
     )
+
+
+def keep_connections(client: AsyncWebClient) -> aiohttp.ClientSession:
+    """One HTTP session for every call `client` makes from now on (made on the running loop):
+    its connections to Slack are kept open and reused. Without one, the client opens a new
+    session for each call, so each message posted or updated costs a new connection and TLS
+    handshake. The caller closes it (`await session.close()`) when done; a call after that
+    opens a session of its own again, as before."""
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_SECONDS))
+    client.session = session
+    return session
 
 
 async def call(

@@ -36,7 +36,7 @@ from bot.pacing import collect_while_quiet
 from bot.records import StoreRecords
 from bot.services import Services
 from bot.slack import inbound, queue
-from bot.slack.api import slack_client
+from bot.slack.api import keep_connections, slack_client
 from bot.slack.app import build_bolt_app, build_services, direct_intake, taker, work_starter
 from bot.slack.identity import RETRY_SECONDS, SlackIdentity
 from bot.slack.recovery import report_interrupted
@@ -171,6 +171,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Every Web API call of this process (Bolt's included) reuses kept connections, from
+        # the first (at start-up) to the last (the outbox's, at shutdown).
+        session = keep_connections(client)
+        try:
+            async with serving():
+                yield
+        finally:
+            await session.close()
+
+    @asynccontextmanager
+    async def serving() -> AsyncIterator[None]:
         # The leader (this process alone on SQLite; the Lease holder on PostgreSQL) marks
         # what dead processes left running interrupted (messages updated), then its scheduler
         # expires what fell due meanwhile and times every open request from now on.

@@ -100,3 +100,17 @@ def test_serve_refuses_to_start_without_slack_secrets(settings: Settings) -> Non
         serve(bare)
     assert "SLACK_BOT_TOKEN" in str(caught.value)
     assert "SLACK_SIGNING_SECRET" in str(caught.value)
+
+
+def test_web_api_calls_reuse_kept_connections(bot: SlackDriver, slack: SlackStandIn) -> None:
+    # Each call on a connection of its own would cost a TLS handshake with slack.com.
+    bot.send_command("alice", "status shop-api")
+    bot.finished("status shop-api")
+    before = len(slack.calls)
+    earlier = {call.peer for call in slack.calls}
+    bot.send_command("alice", "status shop-web")
+    bot.finished("status shop-web")
+    later = slack.calls[before:]
+    assert len(later) >= 2  # the message, then its updates
+    assert all(call.peer is not None for call in later)
+    assert {call.peer for call in later} <= earlier

@@ -112,7 +112,8 @@ class ServerThread:
 @dataclass(frozen=True)
 class Call:
     """One Web API call as the stand-in received it; `fault` names the trouble it was answered
-    with (None: answered as Slack does), `at` when it arrived (time.monotonic)."""
+    with (None: answered as Slack does), `at` when it arrived (time.monotonic), `peer` the
+    client's address and port (one per TCP connection)."""
 
     method: str
     params: dict[str, Any]
@@ -120,6 +121,7 @@ class Call:
     http_method: str
     fault: str | None = None
     at: float = field(default_factory=time.monotonic)
+    peer: tuple[str, int] | None = None
 
     @property
     def text(self) -> str:
@@ -364,8 +366,9 @@ class SlackStandIn:
         auth = request.headers.get("authorization")
         with self._cond:
             fault = self._fault(method)
+            peer = (request.client.host, request.client.port) if request.client else None
             self.calls.append(Call(method, params, auth, request.method,
-                                   fault=fault.kind if fault else None))
+                                   fault=fault.kind if fault else None, peer=peer))
             answer = self._answer(method, params, auth) if fault is None else {}
             self._cond.notify_all()
         if fault is None:
