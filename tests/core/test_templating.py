@@ -37,3 +37,24 @@ def test_undefined_is_an_error() -> None:
 def test_when_expression() -> None:
     assert evaluate("dry_run", {"dry_run": True}) is True
     assert evaluate("steps.a.ok and not dry_run", {"steps": {"a": {"ok": True}}, "dry_run": False})
+
+
+def test_a_template_is_compiled_once_and_rendered_with_each_context() -> None:
+    # Alert routing renders the same runbook templates for every alert.
+    from bot.runbooks import templating
+
+    source = "{{ alert.labels.pod | length }}-compiled-once"
+    before = templating._template.cache_info()
+    results = [render_value(source, {"alert": {"labels": {"pod": pod}}})
+               for pod in ("a", "bb", "ccc")]
+    after = templating._template.cache_info()
+    assert results == ["1-compiled-once", "2-compiled-once", "3-compiled-once"]
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
+    # What failed is not kept: it fails again, each time with its own reason.
+    for context in ({}, {"alert": {}}):
+        with pytest.raises(PermanentError, match="failed"):
+            render_value(source, context)
+    with pytest.raises(PermanentError, match="condition"):
+        evaluate("{{", {})
+    with pytest.raises(PermanentError, match="condition"):
+        evaluate("{{", {})
