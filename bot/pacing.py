@@ -86,6 +86,19 @@ class Foreground:
         self.call_when_quiet(_release, waiter, asked_at=asked_at)
         await waiter
 
+    async def wait_quiet_or(self, event: asyncio.Event) -> None:
+        """Return when `wait_quiet` would, or as soon as `event` is set: a poll a timer
+        started waits for the requests, one that something asked for (`event`) does not."""
+        if event.is_set():
+            return
+        quiet = asyncio.ensure_future(self.wait_quiet())
+        asked = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({quiet, asked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            quiet.cancel()
+            asked.cancel()
+
     async def _open(self) -> None:
         # One task polls for every waiter: hundreds of deferred runs cost one timer, not one
         # each.

@@ -26,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.metrics import OUTBOX_DELIVERIES, OUTBOX_DEPTH, OUTBOX_OLDEST
+from bot.pacing import Foreground
 from bot.slack.api import SlackCallFailed, call
 from bot.slack.outbox import FALLBACK_ERRORS
 from bot.store import Store
@@ -63,8 +64,10 @@ class SlackSender:
 
     def __init__(self, client: AsyncWebClient, store: Store, *, batch: int = 8,
                  poll_seconds: float = 5.0, lease_seconds: float = 60.0,
-                 budget_seconds: float = 3600.0, owner: str | None = None) -> None:
+                 budget_seconds: float = 3600.0, owner: str | None = None,
+                 foreground: Foreground | None = None) -> None:
         self._client = client
+        self._foreground = foreground
         self._store = store
         self._batch = batch
         self._poll = poll_seconds
@@ -112,8 +115,13 @@ class SlackSender:
             self._unsubscribe = None
 
     async def _loop(self) -> None:
+        woken = True
         while True:
             self._wake.clear()
+            if not woken and self._foreground is not None and not self._stopping:
+                # The timer's poll, not an enqueue's: its store calls wait until no request
+                # does (bot/pacing.py), 2 s at most; a message enqueued meanwhile goes at once.
+                await self._foreground.wait_quiet_or(self._wake)
             claimed = await self._claim()
             if self._stopping and not claimed and not self._inflight:
                 return
@@ -125,8 +133,11 @@ class SlackSender:
                 continue
             # Until a row falls due, a delivery ends (its stream's next row may go) or this
             # process enqueues.
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), wait)
+                woken = True
+            except TimeoutError:
+                woken = False
 
     async def _claim(self) -> int:
         """Claim due stream heads for the free delivery slots and start delivering them:

@@ -167,7 +167,8 @@ def create_app(
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    sender = SlackSender(client, services.store, owner=services.outbox_owner or None)
+    sender = SlackSender(client, services.store, owner=services.outbox_owner or None,
+                         foreground=services.foreground)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

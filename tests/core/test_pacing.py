@@ -58,6 +58,30 @@ def test_work_alone_starts_without_waiting_for_anything() -> None:
     assert asyncio.run(scenario())
 
 
+def test_a_timer_poll_waits_for_requests_unless_asked_for_meanwhile() -> None:
+    # The outbox's sender and the alert processor poll on a timer; their store calls wait
+    # for the acks in flight, but an enqueue (the event) does not wait.
+    async def scenario() -> tuple[bool, bool, bool, bool]:
+        foreground = Foreground(quiet_s=0.01, max_defer_s=60)
+        event = asyncio.Event()
+        foreground.begin()  # an ack in flight
+        poll = asyncio.ensure_future(foreground.wait_quiet_or(event))
+        await asyncio.sleep(0.1)
+        held = not poll.done()
+        event.set()  # something was enqueued: the poll goes now
+        await asyncio.sleep(0.01)
+        asked = poll.done()
+        event.clear()
+        poll = asyncio.ensure_future(foreground.wait_quiet_or(event))
+        await asyncio.sleep(0.05)
+        still_held = not poll.done()
+        foreground.end()  # answered: quiet 10 ms later
+        await asyncio.sleep(0.1)
+        return held, asked, still_held, poll.done()
+
+    assert asyncio.run(scenario()) == (True, True, True, True)
+
+
 def test_a_steady_stream_of_requests_delays_work_but_never_starves_it() -> None:
     async def scenario() -> tuple[bool, int]:
         foreground = Foreground(quiet_s=0.05, max_defer_s=0.2)
