@@ -169,14 +169,19 @@ class AlertProcessor:
             "truncated": notification.truncated_alerts,
             "notified_at": received,
         }}
-        new_firing: list[tuple[AlertItem, dict[str, Any], list[Route]]] = []
-        new_resolved: set[str] = set()
+        seen: list[tuple[AlertItem, dict[str, Any], list[Route]]] = []
         for alert in notification.alerts:
             context = alert_context(alert, self.settings)
             routes = route(alert, self.catalog, self.settings) if alert.status == "firing" \
                 else []
             snapshot[alert.fingerprint] = _alert_state(alert, context, routes, received)
-            if await asyncio.to_thread(self.store.claim_alert_state, alert.state_key, stored.id):
+            seen.append((alert, context, routes))
+        owned = await asyncio.to_thread(self.store.claim_alert_states,
+                                        [alert.state_key for alert, _, _ in seen], stored.id)
+        new_firing: list[tuple[AlertItem, dict[str, Any], list[Route]]] = []
+        new_resolved: set[str] = set()
+        for alert, context, routes in seen:
+            if alert.state_key in owned:
                 if alert.status == "firing":
                     new_firing.append((alert, context, routes))
                 else:

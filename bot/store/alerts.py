@@ -270,15 +270,23 @@ def mark_processed(factory: sessionmaker[Session], now: datetime, nid: str) -> N
             row.processed_at = now
 
 
-def claim_state(factory: sessionmaker[Session], now: datetime, key: str, nid: str) -> bool:
-    """True when `nid` owns this alert state (first to see it, or seeing it again itself)."""
-    values = {"key": _key(key), "notification_id": nid, "seen_at": now}
+def claim_states(factory: sessionmaker[Session], now: datetime, keys: Collection[str],
+                 nid: str) -> set[str]:
+    """Of `keys`, the alert states `nid` owns (first to see them, or seeing them again
+    itself), claimed in one transaction: a notification's alerts cost one commit, not one
+    each."""
+    stored = {key: _key(key) for key in keys}
+    if not stored:
+        return set()
+    wanted = list(dict.fromkeys(stored.values()))
     with write_session(factory) as session:
         session.execute(conflict_insert(session.get_bind().dialect.name, AlertStateClaim)
-                        .values(values).on_conflict_do_nothing())
-        owner = session.scalar(select(AlertStateClaim.notification_id)
-                               .where(AlertStateClaim.key == values["key"]))
-        return owner == nid
+                        .values([{"key": key, "notification_id": nid, "seen_at": now}
+                                 for key in wanted])
+                        .on_conflict_do_nothing())
+        owned = set(session.scalars(select(AlertStateClaim.key).where(
+            AlertStateClaim.key.in_(wanted), AlertStateClaim.notification_id == nid)))
+    return {key for key, as_stored in stored.items() if as_stored in owned}
 
 
 def prune(factory: sessionmaker[Session], now: datetime, keep: timedelta) -> None:

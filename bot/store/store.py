@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -554,10 +554,11 @@ class Store:
         with translated():
             _alerts.mark_processed(self._sessions, self._now(), notification_id)
 
-    def claim_alert_state(self, key: str, notification_id: str) -> bool:
-        """True when ``notification_id`` owns this alert state (see bot/store/alerts.py)."""
+    def claim_alert_states(self, keys: Collection[str], notification_id: str) -> set[str]:
+        """The alert states of ``keys`` that ``notification_id`` owns (see
+        bot/store/alerts.py), in one transaction."""
         with translated():
-            return _alerts.claim_state(self._sessions, self._now(), key, notification_id)
+            return _alerts.claim_states(self._sessions, self._now(), keys, notification_id)
 
     def prune_alerts(self, keep: timedelta) -> None:
         with translated():

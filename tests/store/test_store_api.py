@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,17 @@ def test_database_errors_become_store_errors(tmp_path: Path) -> None:
         assert store.recent_executions() == []  # the failed write left nothing behind
     finally:
         store.close()
+
+
+def test_a_notifications_alert_states_are_claimed_together(
+        open_store: Callable[..., Store]) -> None:
+    store, other = open_store(), open_store()  # two replicas on one database
+    long_key = "fp|firing|" + "x" * 400  # stored hashed, answered as given
+    first = ["a|firing|t0", "b|firing|t0", long_key, "a|firing|t0"]
+    assert store.claim_alert_states(first, "an-1") == {"a|firing|t0", "b|firing|t0", long_key}
+    # Another notification (a repeat, on another replica) owns only what is new to it.
+    assert other.claim_alert_states(["a|firing|t0", long_key, "c|resolved|t0"], "an-2") \
+        == {"c|resolved|t0"}
+    # The first, processed again after a restart, still owns all of its own.
+    assert store.claim_alert_states(first, "an-1") == {"a|firing|t0", "b|firing|t0", long_key}
+    assert store.claim_alert_states([], "an-3") == set()
