@@ -278,7 +278,9 @@ def claim_states(factory: sessionmaker[Session], now: datetime, keys: Collection
     stored = {key: _key(key) for key in keys}
     if not stored:
         return set()
-    wanted = list(dict.fromkeys(stored.values()))
+    # In one order everywhere: replicas claiming overlapping states at once then wait for
+    # each other's rows one after the other, and never each for the other (a deadlock).
+    wanted = sorted(set(stored.values()))
     with write_session(factory) as session:
         session.execute(conflict_insert(session.get_bind().dialect.name, AlertStateClaim)
                         .values([{"key": key, "notification_id": nid, "seen_at": now}

@@ -175,3 +175,35 @@ def test_a_notifications_alert_states_are_claimed_together(
     # The first, processed again after a restart, still owns all of its own.
     assert store.claim_alert_states(first, "an-1") == {"a|firing|t0", "b|firing|t0", long_key}
     assert store.claim_alert_states([], "an-3") == set()
+
+
+def test_replicas_claiming_the_same_alert_states_at_once_each_own_them_once(
+        open_store: Callable[..., Store]) -> None:
+    # Repeats of one group's alerts, processed on two replicas at the same moment, in
+    # different orders: every state has one owner, and no claim fails (no deadlock).
+    stores = [open_store(), open_store()]
+    owned: list[list[set[str]]] = [[], []]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def claim(side: int) -> None:
+        try:
+            start.wait(10)
+            for round_ in range(15):
+                keys = [f"fp{i}|firing|r{round_}" for i in range(40)]
+                if side:
+                    keys.reverse()
+                owned[side].append(stores[side].claim_alert_states(keys, f"an-{side}-{round_}"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claim, args=(side,)) for side in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    for round_ in range(15):
+        mine, theirs = owned[0][round_], owned[1][round_]
+        assert not mine & theirs
+        assert mine | theirs == {f"fp{i}|firing|r{round_}" for i in range(40)}
