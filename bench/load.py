@@ -9,9 +9,10 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import median_low
 from typing import Any
 
-__all__ = ["Connection", "LoadResult", "Request", "Rounds", "median", "percentile", "run_load"]
+__all__ = ["Connection", "LoadResult", "Request", "Rounds", "percentile", "run_load"]
 
 
 @dataclass(frozen=True)
@@ -113,28 +114,23 @@ class LoadResult:
         }
 
 
-def median(values: Sequence[float]) -> float:
-    """The middle value (of an even count, the lower one)."""
-    ordered = sorted(values)
-    return ordered[(len(ordered) - 1) // 2] if ordered else 0.0
-
-
 @dataclass(frozen=True)
 class Rounds:
     """One row of a table, repeated: each figure (rate, p50, p99) is the median of the rounds'
-    own figures, so a burst of noise on the machine that lands in one round's tail does not
-    decide the row; requests that failed or were not 2xx are summed over every round."""
+    own figures (of an even count, the lower: a figure some round had), so a burst of noise on
+    the machine that lands in one round's tail does not decide the row; requests that failed
+    or were not 2xx are summed over every round."""
 
     rounds: Sequence[LoadResult]
 
     def per_second(self) -> float:
-        return median([r.per_second() for r in self.rounds])
+        return median_low([r.per_second() for r in self.rounds])
 
     def p50_ms(self) -> float:
-        return median([percentile(r.latencies, 50) * 1000 for r in self.rounds])
+        return median_low([percentile(r.latencies, 50) * 1000 for r in self.rounds])
 
     def p99_ms(self) -> float:
-        return median([r.p99_ms() for r in self.rounds])
+        return median_low([r.p99_ms() for r in self.rounds])
 
     @property
     def ok(self) -> int:

@@ -86,9 +86,17 @@ class Foreground:
         self.call_when_quiet(_release, waiter, asked_at=asked_at)
         await waiter
 
+    async def wait_woken(self, event: asyncio.Event, timeout: float) -> None:
+        """A poller's sleep: until `event` is set, or `timeout` passed and no request waits
+        (`wait_quiet_or`). A poll the timer starts waits for the requests in flight; one that
+        something asked for (`event`) does not."""
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            await self.wait_quiet_or(event)
+
     async def wait_quiet_or(self, event: asyncio.Event) -> None:
-        """Return when `wait_quiet` would, or as soon as `event` is set: a poll a timer
-        started waits for the requests, one that something asked for (`event`) does not."""
+        """Return when `wait_quiet` would, or as soon as `event` is set."""
         if event.is_set():
             return
         quiet = asyncio.ensure_future(self.wait_quiet())

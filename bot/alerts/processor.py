@@ -111,25 +111,17 @@ class AlertProcessor:
             await self.show(run.group_hash)
 
     async def _loop(self) -> None:
-        woken = True
         while True:
             self._wake.clear()
-            if not woken:
-                # The timer's poll (for what other replicas or a failed round left), not a
-                # notification's: its store call waits until no request does (pacing.py), 2 s
-                # at most; a notification received meanwhile is taken at once.
-                await self.foreground.wait_quiet_or(self._wake)
             try:
                 await self.drain()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the store is down: the notifications wait on disk
                 log.exception("processing alert notifications failed; retrying")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.alerts.poll_seconds)
-                woken = True
-            except TimeoutError:
-                woken = False
+            # The timer's poll (for what other replicas or a failed round left) waits until no
+            # request does, 2 s at most; a notification received is taken at once.
+            await self.foreground.wait_woken(self._wake, self.settings.alerts.poll_seconds)
 
     async def drain(self) -> int:
         async with self._drain_lock:

@@ -67,7 +67,7 @@ class SlackSender:
                  budget_seconds: float = 3600.0, owner: str | None = None,
                  foreground: Foreground | None = None) -> None:
         self._client = client
-        self._foreground = foreground
+        self._foreground = foreground or Foreground()  # none: no requests to wait for
         self._store = store
         self._batch = batch
         self._poll = poll_seconds
@@ -115,13 +115,8 @@ class SlackSender:
             self._unsubscribe = None
 
     async def _loop(self) -> None:
-        woken = True
         while True:
             self._wake.clear()
-            if not woken and self._foreground is not None and not self._stopping:
-                # The timer's poll, not an enqueue's: its store calls wait until no request
-                # does (bot/pacing.py), 2 s at most; a message enqueued meanwhile goes at once.
-                await self._foreground.wait_quiet_or(self._wake)
             claimed = await self._claim()
             if self._stopping and not claimed and not self._inflight:
                 return
@@ -132,12 +127,9 @@ class SlackSender:
             if claimed and room:
                 continue
             # Until a row falls due, a delivery ends (its stream's next row may go) or this
-            # process enqueues.
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-                woken = True
-            except TimeoutError:
-                woken = False
+            # process enqueues. The timer's poll waits until no request does (bot/pacing.py),
+            # 2 s at most; an enqueue goes at once.
+            await self._foreground.wait_woken(self._wake, wait)
 
     async def _claim(self) -> int:
         """Claim due stream heads for the free delivery slots and start delivering them:

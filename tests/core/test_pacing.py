@@ -82,6 +82,26 @@ def test_a_timer_poll_waits_for_requests_unless_asked_for_meanwhile() -> None:
     assert asyncio.run(scenario()) == (True, True, True, True)
 
 
+def test_a_pollers_sleep_ends_at_its_event_or_past_its_timeout_once_quiet() -> None:
+    async def scenario() -> tuple[bool, bool, bool]:
+        foreground = Foreground(quiet_s=0.01, max_defer_s=60)
+        event = asyncio.Event()
+        foreground.begin()  # an ack in flight
+        sleep = asyncio.ensure_future(foreground.wait_woken(event, 0.02))
+        await asyncio.sleep(0.1)
+        held = not sleep.done()  # past its timeout, but a request waits
+        foreground.end()
+        await asyncio.sleep(0.1)
+        polled = sleep.done()
+        sleep = asyncio.ensure_future(foreground.wait_woken(event, 60))
+        await asyncio.sleep(0)
+        event.set()
+        await asyncio.sleep(0.01)
+        return held, polled, sleep.done()
+
+    assert asyncio.run(scenario()) == (True, True, True)
+
+
 def test_a_steady_stream_of_requests_delays_work_but_never_starves_it() -> None:
     async def scenario() -> tuple[bool, int]:
         foreground = Foreground(quiet_s=0.05, max_defer_s=0.2)
