@@ -9,8 +9,6 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import urllib3
-
 from bot.lazy import lazy_module
 
 # The client is imported on the first Kubernetes call, not at start (bot/lazy.py); modules
@@ -19,11 +17,13 @@ if TYPE_CHECKING:
     from kubernetes import client, config
     from kubernetes.client import exceptions as kube_errors
     from kubernetes.config import config_exception
+    from urllib3 import exceptions as urllib3_errors
 else:
     client = lazy_module("kubernetes.client")
     config = lazy_module("kubernetes.config")
     kube_errors = lazy_module("kubernetes.client.exceptions")
     config_exception = lazy_module("kubernetes.config.config_exception")
+    urllib3_errors = lazy_module("urllib3.exceptions")  # the client's transport
 
 from bot.errors import ConfigError, NotFound, PermanentError, RetryableError
 from bot.markup import code
@@ -81,7 +81,7 @@ class KubeClients:
         except kube_errors.ApiException as exc:
             KUBERNETES_API_ERRORS.labels(reason=_reason(exc), status=str(exc.status or 0)).inc()
             raise _translate(exc) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (urllib3_errors.HTTPError, OSError) as exc:
             KUBERNETES_API_ERRORS.labels(reason="Unreachable", status="0").inc()
             raise RetryableError(f"the Kubernetes API is unreachable: {exc}", delay=2.0) from exc
 

@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import sys
 import threading
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["httpx", "import_lazy_modules", "lazy_module"]
+__all__ = ["httpx", "import_lazy_modules", "import_module", "lazy_module"]
 
 _IMPORT_LOCK = threading.Lock()
 _MODULES: list[_LazyModule] = []
@@ -44,16 +45,36 @@ class _LazyModule(ModuleType):
         with _IMPORT_LOCK:
             if self.__dict__.get("_lazy_imported"):  # imported while this thread waited
                 return importlib.import_module(target)
-            with _collector_paused():
-                module = importlib.import_module(target)
-                # A process that keeps its start-up heap out of the collector (`serve`)
-                # keeps these modules out too: they live as long as it does. Asked here,
-                # once per module: the count walks every frozen object (~10 ms).
-                if gc.get_freeze_count():
-                    gc.freeze()
+            module = _import(target)
             self.__dict__.update(module.__dict__)
             self.__dict__["_lazy_imported"] = True
         return module
+
+
+def _import(name: str) -> ModuleType:
+    with _collector_paused():
+        module = importlib.import_module(name)
+        # A process that keeps its start-up heap out of the collector (`serve`) keeps these
+        # modules out too: they live as long as it does. Asked here, once per module: the
+        # count walks every frozen object (~10 ms).
+        if gc.get_freeze_count():
+            gc.freeze()
+    return module
+
+
+async def import_module(name: str) -> ModuleType:
+    """`name` imported as the lazy modules are, in a worker thread: for a module that a
+    first request of some kind needs (Bolt's, bot/slack/app.py), while the loop goes on
+    answering the others."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    return await asyncio.to_thread(_import_locked, name)
+
+
+def _import_locked(name: str) -> ModuleType:
+    with _IMPORT_LOCK:
+        return _import(name)
 
 
 @contextlib.contextmanager

@@ -1,28 +1,22 @@
-"""The Bolt app: turns slash commands and button clicks into Triggers for the dispatcher.
-
-It acks first, within Slack's 3 seconds, and runs the work in the background; it knows nothing
-of the web server (see server.py) or of Kubernetes.
+"""From Slack to the dispatcher: slash commands and button clicks become Triggers, recorded
+and acked within Slack's 3 seconds, and run in the background; and the Bolt app, built on
+demand, for the rest (bot/slack/bolt_app.py). It knows nothing of the web server (see
+server.py) or of Kubernetes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slack_bolt import BoltResponse
-from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_bolt.error import BoltUnhandledRequestError
-from slack_bolt.logger.messages import (
-    warning_client_prioritized_and_token_skipped,
-    warning_token_skipped,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
 from bot.config import Settings
 from bot.dispatcher import Outcome
+from bot.lazy import import_module
 from bot.metrics import TRIGGERS
 from bot.reporting import Notice, Reporter
 from bot.services import Services, default_database_url
@@ -31,48 +25,21 @@ from bot.slack.alert_board import SlackAlertBoard, channel_reporter
 from bot.slack.api import slack_client, slack_members
 from bot.slack.blocks import ACTION_PREFIX
 from bot.slack.board import SlackBoard
-from bot.slack.checklist import register_checklist
 from bot.slack.identity import SlackIdentity
-from bot.slack.inbound import Rejected, kind_of, refused
-from bot.slack.interactions import register_approvals
 from bot.slack.reporter import SlackReporter
 from bot.slack.tasks import BackgroundTasks
 from bot.store import Store
 from bot.trigger import Trigger
 
-__all__ = ["BOLT_LOG", "DirectIntake", "build_bolt_app", "build_services",
-           "button_trigger", "command_trigger", "direct_intake", "run_trigger", "taker",
-           "unescape", "work_starter"]
+if TYPE_CHECKING:
+    from slack_bolt.async_app import AsyncApp
+    from starlette.responses import Response
+
+__all__ = ["DirectIntake", "OnDemandBolt", "build_services", "button_trigger",
+           "command_trigger", "direct_intake", "run_trigger", "taker", "unescape",
+           "work_starter"]
 
 log = logging.getLogger("opsbot.slack")
-
-
-# Bolt and the Socket Mode client log through this logger (Bolt copies its filters to every
-# logger it makes), so what they would write about a request is stopped here, whatever the level.
-BOLT_LOG = logging.getLogger("opsbot.slack.bolt")
-
-# Messages of Bolt and slack_sdk that carry a request's body (or echo part of it).
-_CARRY_BODIES = (
-    "Invalid request signature detected",  # Bolt's verification (we verify before Bolt)
-    "Unhandled request (",  # Bolt's hint for an unhandled request
-    "A global middleware (",
-    "Received message (",  # Socket Mode, at DEBUG: every envelope as received
-    "Unsuccessful Bolt execution result",
-    "Responding with",  # the response, which may echo the request (a challenge)
-)
-# Bolt reads SLACK_BOT_TOKEN on its own and warns that our client's token and authorize win
-# over it; both come from the same setting, so the warnings would only alarm operators.
-_TOKEN_WARNINGS = (warning_client_prioritized_and_token_skipped(), warning_token_skipped())
-
-
-class _NoRequestBodies(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not message.startswith(_CARRY_BODIES) and message not in _TOKEN_WARNINGS
-
-
-if not BOLT_LOG.filters:
-    BOLT_LOG.addFilter(_NoRequestBodies())
 
 
 def build_services(settings: Settings) -> Services:
@@ -205,63 +172,48 @@ def direct_intake(command: str, take: queue.Take) -> DirectIntake:
     return intake
 
 
-def build_bolt_app(
-    services: Services,
-    *,
-    client: AsyncWebClient | None = None,
-    tasks: BackgroundTasks | None = None,
-    identity: SlackIdentity | None = None,
-) -> AsyncApp:
-    """Bolt app for `settings.slack.command`, follow-up buttons and approval buttons; work
-    runs in `tasks`.
+class OnDemandBolt:
+    """The Bolt app (bot/slack/bolt_app.py), built when first needed: at the first request
+    that `direct_intake` leaves to it (an approval, a checklist, a form), or at start-up in
+    Socket Mode. Over HTTP a replica may never need it, and Bolt's ~200 modules stay off the
+    path to `/readyz`. They are imported in a worker thread (`bot.lazy.import_module`), so
+    requests arriving meanwhile are answered; every request that needs Bolt before it is
+    built waits for the one build."""
 
-    Requests reach it checked (bot/slack/inbound.py): over HTTP the server verifies the
-    signature and the shape first, over Socket Mode the socket handler checks the shape. Who
-    the bot is comes from `identity`, learned once at startup, never per request."""
-    settings = services.settings
-    web = client or slack_client(settings)
-    background = tasks if tasks is not None else BackgroundTasks()
-    app = AsyncApp(
-        client=web,
-        logger=BOLT_LOG,
-        authorize=identity or SlackIdentity(web),
-        process_before_response=True,
-        # The server verified the signature before Bolt saw the request (and Socket Mode
-        # requests carry none); Bolt's own check would log the body of a failing one.
-        request_verification_enabled=False,
-        # A request no listener takes goes to on_error below, not to Bolt's warning with its body.
-        raise_error_for_unhandled_request=True,
-    )
+    def __init__(self, services: Services, *, client: AsyncWebClient, tasks: BackgroundTasks,
+                 identity: SlackIdentity) -> None:
+        self._services = services
+        self._client = client
+        self._tasks = tasks
+        self._identity = identity
+        self._app: AsyncApp | None = None
+        self._building: asyncio.Future[AsyncApp] | None = None
 
-    @app.error
-    async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse | None:
-        kind = kind_of(body) or "request"
-        if isinstance(error, BoltUnhandledRequestError):
-            unhandled = Rejected(404, f"no listener handles this {kind}")
-            refused(unhandled, "request")
-            return BoltResponse(status=404, body={"error": unhandled.reason})
-        log.error("handling a Slack %s failed", kind, exc_info=error)
-        return None
+    async def app(self) -> AsyncApp:
+        if self._app is not None:
+            return self._app
+        if self._building is None:
+            self._building = asyncio.ensure_future(self._build())
+        building = self._building
+        try:
+            # Shielded: a request given up meanwhile does not cancel the build for the others.
+            self._app = await asyncio.shield(building)
+        except Exception:
+            if self._building is building:
+                self._building = None  # the next request tries again
+            raise
+        return self._app
 
-    start = work_starter(services, web, background)
-    take = taker(services, start)
-    direct = direct_intake(settings.slack.command, take)
+    async def _build(self) -> AsyncApp:
+        await import_module("bot.slack.bolt_app")
+        from bot.slack.bolt_app import build_bolt_app
 
-    # Bolt answers Slack when a listener returns (process_before_response): each records
-    # what arrived, acks, and leaves the work to the background, so the ack waits on one
-    # short store write and on no polling. Over HTTP the server takes these two kinds
-    # itself (`direct_intake`); Socket Mode envelopes come this way.
-    @app.command(settings.slack.command)
-    async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await direct("command", body)
-        await ack()
+        return build_bolt_app(self._services, client=self._client, tasks=self._tasks,
+                              identity=self._identity)
 
-    @app.action(re.compile(re.escape(ACTION_PREFIX) + ".*"))
-    async def on_button(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await direct("block_actions", body)
-        await ack()
+    async def respond(self, body: dict[str, Any]) -> Response:
+        """Bolt's answer to a checked HTTP request."""
+        app = await self.app()
+        from bot.slack.bolt_app import respond
 
-    # Approve / Deny under approval requests; refusals reach only the clicker (ephemeral).
-    register_approvals(app, services, web, take, background)
-    register_checklist(app, services, web)
-    return app
+        return await respond(app, body)

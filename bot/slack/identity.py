@@ -11,8 +11,6 @@ import asyncio
 import logging
 from typing import Any
 
-from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.api import SlackCallFailed, call
@@ -24,26 +22,18 @@ log = logging.getLogger("opsbot.slack")
 RETRY_SECONDS = (1.0, 60.0)  # first delay, doubling up to the second
 
 
-class SlackIdentity(AsyncAuthorize):
-    """Bolt's `authorize`: the bot token with what `auth.test` said once it answered; until
-    then the token alone, which is all opsbot's listeners need."""
+class SlackIdentity:
+    """What `auth.test` said once it answered (`known`); until then None. Bolt's `authorize`
+    (bot/slack/bolt_app.py) gives the bot token with it, or the token alone, which is all
+    opsbot's listeners need."""
 
     def __init__(self, client: AsyncWebClient) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
         self._client = client
         self.known: dict[str, Any] | None = None
 
-    async def __call__(self, *, enterprise_id: str | None, team_id: str | None,
-                       user_id: str | None, **_: Any) -> AuthorizeResult:
-        known = self.known or {}
-        return AuthorizeResult(
-            enterprise_id=enterprise_id or known.get("enterprise_id"),
-            team_id=team_id or known.get("team_id"),
-            bot_token=self._client.token,
-            bot_id=known.get("bot_id"),
-            bot_user_id=known.get("user_id"),
-            user_id=user_id,
-        )
+    @property
+    def token(self) -> str | None:
+        return self._client.token
 
     async def learn(self, retry: tuple[float, float] = RETRY_SECONDS) -> None:
         """`auth.test` until it answers; one log line while it fails, one when it answers."""

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from slack_bolt.request.async_request import AsyncBoltRequest
 from starlette.requests import Request
 
 from bot.bodies import BodyGone, BodyTooLarge, read_limited
@@ -25,7 +24,6 @@ __all__ = [
     "MAX_BODY_BYTES",
     "SIGNATURE_WINDOW_SECONDS",
     "Rejected",
-    "bolt_request",
     "check",
     "is_ssl_check",
     "parse_body",
@@ -304,18 +302,3 @@ def check(body: Any) -> str:
     if problem is not None:
         raise Rejected(400, f"malformed {kind}: {problem.replace('_', ' ')}")
     return kind
-
-
-def bolt_request(body: dict[str, Any], *, mode: str = "http",
-                 headers: Mapping[str, Any] | None = None) -> AsyncBoltRequest:
-    """The checked body as Bolt's request. Over HTTP Bolt gets it as JSON, so it never parses
-    the wire form itself (its parser drops a slash command whose text contains `payload`)."""
-    try:
-        if mode == "http":
-            return AsyncBoltRequest(body=json.dumps(body),
-                                    headers={"content-type": "application/json"})
-        return AsyncBoltRequest(body=body, mode=mode, headers=dict(headers or {}))
-    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
-        # Bolt reads ids from many optional places; one with an unexpected type is not Slack.
-        raise Rejected(400, f"a field Bolt reads has the wrong type ({type(exc).__name__})") \
-            from None

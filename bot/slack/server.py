@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -37,7 +36,7 @@ from bot.records import StoreRecords
 from bot.services import Services
 from bot.slack import inbound, queue
 from bot.slack.api import keep_connections, slack_client
-from bot.slack.app import build_bolt_app, build_services, direct_intake, taker, work_starter
+from bot.slack.app import OnDemandBolt, build_services, direct_intake, taker, work_starter
 from bot.slack.identity import RETRY_SECONDS, SlackIdentity
 from bot.slack.recovery import report_interrupted
 from bot.slack.sender import SlackSender
@@ -110,7 +109,7 @@ def create_app(
     client = slack_client(services.settings)
     tasks = BackgroundTasks()
     identity = SlackIdentity(client)
-    bolt = build_bolt_app(services, client=client, tasks=tasks, identity=identity)
+    bolt = OnDemandBolt(services, client=client, tasks=tasks, identity=identity)
     starter = work_starter(services, client, tasks)
     # Commands and follow-up buttons, most of what arrives, are recorded and acked here;
     # Bolt dispatches the rest (approvals, checklists, forms).
@@ -139,8 +138,7 @@ def create_app(
             if await direct(kind, body):
                 response: Response = Response(status_code=200)
             else:
-                bolt_request = inbound.bolt_request(body)
-                response = to_starlette_response(await bolt.async_dispatch(bolt_request))
+                response = await bolt.respond(body)
         except inbound.Rejected as exc:
             inbound.refused(exc, "request")
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
@@ -208,7 +206,7 @@ def create_app(
             # Imported only in Socket Mode: the websocket client is not needed over HTTP.
             from bot.slack.socket_mode import CheckedSocketModeHandler
 
-            socket = CheckedSocketModeHandler(bolt, app_token, services.foreground)
+            socket = CheckedSocketModeHandler(await bolt.app(), app_token, services.foreground)
         async def learn_identity() -> None:
             await identity.learn(auth_retry)
             records = services.dispatcher.records

@@ -22,7 +22,7 @@ from bot.metrics import ACK_SECONDS
 from bot.pacing import Foreground
 from bot.slack import inbound
 from bot.slack.api import SlackCallFailed, call
-from bot.slack.app import BOLT_LOG
+from bot.slack.bolt_app import BOLT_LOG, bolt_request
 
 __all__ = ["CheckedSocketModeHandler"]
 
@@ -97,7 +97,7 @@ class CheckedSocketModeHandler(AsyncSocketModeHandler):
         started = time.time()
         try:
             inbound.check(req.payload)
-            request = inbound.bolt_request(req.payload, mode="socket_mode",
+            request = bolt_request(req.payload, mode="socket_mode",
                                            headers=build_headers(req))
         except inbound.Rejected as exc:
             inbound.refused(exc, VIA)

@@ -98,3 +98,19 @@ async def test_runs_that_start_together_wait_for_one_import_and_one_freeze(
     loop_thread = threading.get_ident()
     assert len(counted) == 1 and len(froze) == 1
     assert loop_thread not in counted + froze
+
+
+async def test_import_module_imports_in_a_worker_thread_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "opsbot_on_demand_probe"
+    (tmp_path / f"{name}.py").write_text(
+        "import threading\nIMPORTED_BY = threading.get_ident()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        module = await lazy.import_module(name)
+        assert sys.modules[name] is module
+        assert threading.get_ident() != module.IMPORTED_BY  # not the event loop's thread
+        assert await lazy.import_module(name) is module
+        assert name not in {m.__name__ for m in lazy._MODULES}  # not one every run imports
+    finally:
+        sys.modules.pop(name, None)

@@ -187,3 +187,45 @@ def test_no_request_body_reaches_the_log_at_debug(
     assert SIGNING_SECRET not in output and BOT_TOKEN not in output
     lines = [line for line in output.splitlines() if "Slack request refused with" in line]
     assert len(lines) == len(refused)
+
+
+# `opsbot serve` as its console script runs it, with a thread that says when Bolt is imported.
+BOLT_WATCHED = """
+import sys, threading, time
+def watch():
+    while "slack_bolt" not in sys.modules:
+        time.sleep(0.005)
+    print("bolt imported", file=sys.stderr, flush=True)
+threading.Thread(target=watch, daemon=True).start()
+from bot.cli import main
+raise SystemExit(main(["serve"]))
+"""
+
+
+def test_bolt_is_imported_for_the_first_request_it_handles(
+    sim: SimCluster, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """Over HTTP the server takes commands and follow-up buttons itself: a replica that
+    serves only those never imports Bolt (off the start-up path). The first approval click,
+    which Bolt dispatches, imports it and is handled as ever."""
+    slack.usergroups["S0APPROVERS"] = ["U0BOB", "U0CAROL"]
+    command = "scale shop-api 5 --env prod"
+    with serve_process(["-c", BOLT_WATCHED], sim, slack, tmp_path,
+                       SLACK_SIGNING_SECRET=SIGNING_SECRET) as served:
+        with httpx.Client(timeout=30) as http:
+            bot = SlackDriver(served.url, http, slack, SIGNING_SECRET)
+            assert http.get(f"{served.url}/readyz").status_code == 200
+            assert bot.send_command("alice", "status shop-api").status_code == 200
+            bot.finished("status shop-api")
+            assert bot.send_command("alice", command).status_code == 200
+            request = slack.wait_message(
+                lambda m: f"`{command}`" in m.text and "awaiting approval" in m.text)
+            assert "bolt imported" not in served.log.read_text(errors="replace")
+
+            assert bot.click("bob", request, "Approve").status_code == 200
+            assert bot.finished(command).text.split("\n")[0].endswith(": done")
+        deadline = time.monotonic() + 10
+        while "bolt imported" not in served.log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, "the approval was handled without Bolt?"
+            time.sleep(0.05)
+        served.stop()

@@ -3,12 +3,18 @@ in, and `serve` refusing to start without its secrets."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.services import Services
+from bot.slack.api import slack_client
+from bot.slack.app import OnDemandBolt
+from bot.slack.identity import SlackIdentity
 from bot.slack.server import create_app, serve
+from bot.slack.tasks import BackgroundTasks
 from tests.support.slack_standin import CHANNEL, ServerThread, SlackDriver, SlackStandIn
 
 
@@ -114,3 +120,12 @@ def test_web_api_calls_reuse_kept_connections(bot: SlackDriver, slack: SlackStan
     assert len(later) >= 2  # the message, then its updates
     assert all(call.peer is not None for call in later)
     assert {call.peer for call in later} <= earlier
+
+
+async def test_bolt_is_built_once_for_the_requests_that_wait_for_it(services: Services) -> None:
+    client = slack_client(services.settings)
+    bolt = OnDemandBolt(services, client=client, tasks=BackgroundTasks(),
+                        identity=SlackIdentity(client))
+    first, second = await asyncio.gather(bolt.app(), bolt.app())
+    assert first is second  # one build, shared by both
+    assert await bolt.app() is first
