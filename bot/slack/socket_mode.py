@@ -97,8 +97,7 @@ class CheckedSocketModeHandler(AsyncSocketModeHandler):
         started = time.time()
         try:
             inbound.check(req.payload)
-            request = bolt_request(req.payload, mode="socket_mode",
-                                           headers=build_headers(req))
+            request = bolt_request(req.payload, mode="socket_mode", headers=build_headers(req))
         except inbound.Rejected as exc:
             inbound.refused(exc, VIA)
             return
