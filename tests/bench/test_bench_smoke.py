@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bench.load import LoadResult, Rounds
+from bench.sections.e2e import final_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,3 +93,9 @@ def test_a_repeated_row_reports_the_median_of_each_figure() -> None:
     # Of two, the lower; a rate counts 2xx answers only.
     assert Rounds(rounds.rounds[:2]).per_second() == 298
     assert Rounds(rounds.rounds[:2]).p99_ms() == 3.0
+
+
+def test_the_end_to_end_table_shows_what_the_final_headline_says_of_the_run() -> None:
+    headline = "✅ `deploy shop-api 1.5.0` in *staging*: done, not checked: Pre-checks, Verify"
+    assert final_state(headline) == "done, not checked: Pre-checks, Verify"
+    assert final_state("something else entirely") == "something else entirely"
