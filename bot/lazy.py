@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import gc
 import importlib
-import sys
 import threading
 from collections.abc import Iterator
 from types import ModuleType
@@ -27,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = ["httpx", "import_lazy_modules", "import_module", "lazy_module"]
 
-_IMPORT_LOCK = threading.Lock()
+# Reentrant: a module imported under it (`import_module`) may read a lazy module's attribute
+# as it loads, which imports that one in the same thread.
+_IMPORT_LOCK = threading.RLock()
 _MODULES: list[_LazyModule] = []
 
 
@@ -65,10 +66,8 @@ def _import(name: str) -> ModuleType:
 async def import_module(name: str) -> ModuleType:
     """`name` imported as the lazy modules are, in a worker thread: for a module that a
     first request of some kind needs (Bolt's, bot/slack/app.py), while the loop goes on
-    answering the others."""
-    module = sys.modules.get(name)
-    if module is not None:
-        return module
+    answering the others. Asked again, the thread finds it imported (or waits for the import
+    under way, which `sys.modules` would give half made)."""
     return await asyncio.to_thread(_import_locked, name)
 
 
