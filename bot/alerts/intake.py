@@ -26,7 +26,7 @@ from bot.bodies import BodyGone, BodyTooLarge, read_limited
 from bot.config import Settings
 from bot.metrics import ALERT_NOTIFICATIONS, ALERT_NOTIFICATIONS_REFUSED
 from bot.pacing import Foreground
-from bot.store import Store, StoreError, committed
+from bot.store import Store, StoreError
 
 __all__ = ["alertmanager_route", "authorized"]
 
@@ -118,10 +118,10 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
             # The store bounds its own waits; this bounds ours, so a database that never
             # answers costs Alertmanager a few seconds and a retry, not a hung request.
             # Committed with the notifications arriving meanwhile (bot/store/batch.py).
-            notification_id = await committed(store.queue_notification(
+            notification_id = await store.commit_notification(
                 group_key=notification.group_key, receiver=notification.receiver,
-                status=notification.status, payload=raw, payload_json=_text(body)),
-                store.deadline)
+                status=notification.status, payload=raw, payload_json=_text(body),
+                timeout=store.deadline)
         except (StoreError, TimeoutError) as exc:
             log.error("an Alertmanager notification could not be stored (%s); Alertmanager "
                       "will retry", type(exc).__name__)

@@ -26,7 +26,7 @@ from bot.services import Services
 from bot.slack.blocks import message_text
 from bot.slack.outbox import ephemeral, send
 from bot.storable import unstorable_trigger
-from bot.store import AuditEntry, StoreError, committed
+from bot.store import AuditEntry, StoreError
 from bot.trigger import Trigger
 
 __all__ = ["ACCEPT_WAIT_SECONDS", "ORPHANED_AFTER", "RESUME_WITHIN", "Start", "Take", "accept",
@@ -53,12 +53,16 @@ ORPHANED_AFTER = timedelta(seconds=30)
 RESUME_WITHIN = timedelta(minutes=2)
 
 
+# One encoder: `json.dumps` with options makes a new one on every call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(trigger: Trigger, thread_ts: str | None) -> str:
-    return json.dumps({
+    return _JSON.encode({
         "source": trigger.source, "actor": trigger.actor, "text": trigger.text,
         "channel": trigger.channel, "delivery_id": trigger.delivery_id, "via": trigger.via,
         "received_at": trigger.received_at.isoformat(), "thread_ts": thread_ts,
-    }, ensure_ascii=False, separators=(",", ":"))
+    })
 
 
 def decode(text: str) -> tuple[Trigger, str | None]:
@@ -80,9 +84,8 @@ async def accept(services: Services, trigger: Trigger, thread_ts: str | None,
         start(trigger, thread_ts)  # the dispatcher answers what cannot be stored
         return
     try:
-        first = await committed(store.queue_trigger(trigger.delivery_id,
-                                                    encode(trigger, thread_ts)),
-                                min(ACCEPT_WAIT_SECONDS, store.deadline))
+        first = await store.commit_trigger(trigger.delivery_id, encode(trigger, thread_ts),
+                                           min(ACCEPT_WAIT_SECONDS, store.deadline))
     except (StoreError, TimeoutError) as exc:
         log.warning("delivery %s acked before it was recorded: the store failed (%s)",
                     trigger.delivery_id, type(exc).__name__)
@@ -95,7 +98,12 @@ async def accept(services: Services, trigger: Trigger, thread_ts: str | None,
     # Started once the loop has sent the ack (the caller answers in this same step): the ack
     # waits for the record alone. Should the process stop before, the record is there and
     # the round for unstarted triggers starts it.
-    asyncio.get_running_loop().call_soon(start, replace(trigger, queued=True), thread_ts)
+    asyncio.get_running_loop().call_soon(_start_queued, start, trigger, thread_ts)
+
+
+def _start_queued(start: Start, trigger: Trigger, thread_ts: str | None) -> None:
+    # The queued copy is made here, after the ack is sent, not on its way.
+    start(replace(trigger, queued=True), thread_ts)
 
 
 async def resume_unstarted(services: Services, start: Start,

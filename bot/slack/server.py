@@ -117,6 +117,7 @@ def create_app(
     secret = services.settings.slack.signing_secret
     signing_secret = secret.get_secret_value() if secret else ""
     socket: CheckedSocketModeHandler | None = None  # made in the lifespan (it needs the loop)
+    acked = ACK_SECONDS.labels(transport="http")
 
     async def events(request: Request) -> Response:
         services.foreground.begin()
@@ -142,7 +143,7 @@ def create_app(
         except inbound.Rejected as exc:
             inbound.refused(exc, "request")
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
-        ACK_SECONDS.labels(transport="http").observe(time.monotonic() - started)
+        acked.observe(time.monotonic() - started)
         return response
 
     async def healthz(_: Request) -> Response:

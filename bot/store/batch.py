@@ -311,6 +311,38 @@ class GroupCommit:
             self._flush = loop.call_soon(self._flush_pending)
         return write.done
 
+    async def commit(self, apply: Callable[[Connection], T], timeout: float,
+                     raw: RawWrite[T] | None = None, row: PlainInsert[T] | None = None) -> T:
+        """`submit` the write and wait for it (`committed`, with its `timeout`), for a caller
+        that waits for its write at once (an ack, a 2xx to Alertmanager). A write with a `raw`
+        form that is alone on the loop path (no write pending, nothing else due in this loop
+        pass, so nothing could join its group) is committed right here, as `flush_if_alone`
+        would commit it a step later, without a group's future, handle and callbacks: they
+        cost about half as much as the insert itself, on every ack at concurrency 1. If the
+        loop cannot commit it (the write lock is held elsewhere), the thread does."""
+        if raw is None or not self._alone():
+            return await committed(self.submit(apply, raw, row), timeout)
+        try:
+            connection = self._loop_connect()
+            result = _writer(connection).alone(raw)
+        except Exception as exc:
+            self._loop_failed(exc)
+            write = _Write(apply, _WriteFuture[T](self), raw, row)
+            self._to_thread(write)
+            return await committed(write.done, timeout)
+        self.commits["loop_raw"] += 1
+        return result
+
+    def _alone(self) -> bool:
+        """Whether a write submitted now would be committed on the loop by `flush_if_alone`:
+        on the loop that owns the loop path, with no write pending and nothing in the loop's
+        ready queue (read as `flush_if_alone` reads it)."""
+        if not self._inline or self._pending or self._closed:
+            return False
+        loop = self._own_loop()
+        ready = getattr(loop, "_ready", None)
+        return ready is not None and not ready
+
     def flush_if_alone(self, done: Future[Any]) -> None:
         """Commit now, on the loop, the one pending write whose future is `done` when nothing
         else is due in this loop pass but its flush: no other write could join its group
@@ -439,18 +471,22 @@ class GroupCommit:
                     results = [write.apply(connection) for write in group]
                 self.commits["loop"] += 1
         except Exception as exc:
-            # Mostly "database is locked" (a writer elsewhere); any other failure is retried
-            # by the thread too, which commits each write alone if the group fails again.
-            log.debug("a group commit on the loop failed (%s); the thread takes it",
-                      type(exc).__name__)
-            if not _only_locked_out(exc, self._loop_connection):
-                self._drop_loop_connection()
+            self._loop_failed(exc)
             for write in group:
                 self._to_thread(write)
             return
         for write, result in zip(group, results, strict=True):
             if write.done.set_running_or_notify_cancel():
                 write.done.set_result(result)
+
+    def _loop_failed(self, exc: Exception) -> None:
+        """A commit on the loop failed; its writes go to the thread. Mostly "database is
+        locked" (a writer elsewhere), and the connection is kept; any other failure is retried
+        by the thread too, which commits each write alone if the group fails again."""
+        log.debug("a group commit on the loop failed (%s); the thread takes it",
+                  type(exc).__name__)
+        if not _only_locked_out(exc, self._loop_connection):
+            self._drop_loop_connection()
 
     def _loop_connect(self) -> Connection:
         if self._loop_connection is None:
@@ -635,15 +671,9 @@ def _only_locked_out(exc: Exception, connection: Connection | None) -> bool:
 def _raw_transaction(connection: Connection, group: list[_Write[Any]]) -> list[Any]:
     """The group on the connection's SQLite connection, begun and committed here (the
     connection is never in a Core transaction between flushes)."""
-    raw = connection.connection.dbapi_connection
-    if not isinstance(raw, WriterConnection):
-        raise StoreUnavailable("no database connection")
+    raw = _writer(connection)
     if len(group) == 1 and group[0].raw is not None:
-        # A raw write is one statement: alone, SQLite's autocommit is its transaction, as
-        # BEGIN IMMEDIATE ... COMMIT would be (the connection has no driver transactions), in
-        # one call instead of three. Once it returns, it is committed.
-        with raw.writing():
-            return [group[0].raw(raw)]
+        return [raw.alone(group[0].raw)]
     raw.begin_write()
     try:
         results = [write.raw(raw) for write in group if write.raw is not None]
@@ -653,3 +683,11 @@ def _raw_transaction(connection: Connection, group: list[_Write[Any]]) -> list[A
             raw.rollback()
         raise
     return results
+
+
+def _writer(connection: Connection) -> WriterConnection:
+    """The loop path's SQLite connection under `connection`."""
+    raw = connection.connection.dbapi_connection
+    if not isinstance(raw, WriterConnection):
+        raise StoreUnavailable("no database connection")
+    return raw

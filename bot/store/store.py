@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,7 +38,7 @@ from bot.store.alerts import (
 )
 from bot.store.approvals import ReminderVerdict, RunOfRequest, Unfinished
 from bot.store.audit import AuditEntry, AuditProblem
-from bot.store.batch import GroupCommit
+from bot.store.batch import GroupCommit, PlainInsert, RawWrite
 from bot.store.db import DEFAULT_TIMEOUT_S, call_deadline, make_engine, unreachable
 from bot.store.deliveries import Queued
 from bot.store.errors import BadDatabaseURL, StoreUnavailable, translated
@@ -527,12 +527,29 @@ class Store:
         """`record_notification` in the next group commit: the future holds the id once the
         notification is committed (or a store error). `payload_json` is `payload` as the JSON
         text it was read from, which SQLite then stores as it is."""
+        return self._group.submit(*self._notification_write(
+            group_key=group_key, receiver=receiver, status=status, payload=payload,
+            payload_json=payload_json))
+
+    async def commit_notification(self, *, group_key: str, receiver: str, status: str,
+                                  payload: dict[str, Any], payload_json: str | None = None,
+                                  timeout: float) -> str:
+        """`queue_notification`, waited for (`GroupCommit.commit`): the id once the
+        notification is committed; a store error, or TimeoutError after `timeout`."""
+        apply, raw, row = self._notification_write(
+            group_key=group_key, receiver=receiver, status=status, payload=payload,
+            payload_json=payload_json)
+        return await self._group.commit(apply, timeout, raw=raw, row=row)
+
+    def _notification_write(self, *, group_key: str, receiver: str, status: str,
+                            payload: dict[str, Any], payload_json: str | None,
+                            ) -> tuple[Callable[[Connection], str], RawWrite[str],
+                                       PlainInsert[str]]:
         row = _alerts.notification_row(self._now(), group_key=group_key, receiver=receiver,
                                        status=status, payload=payload)
-        return self._group.submit(
-            lambda connection: _alerts.insert_notification(connection, row),
-            raw=lambda raw: _alerts.insert_notification_raw(raw, row, payload_json),
-            row=_alerts.notification_insert(row, payload_json, self._engine.dialect.name))
+        return (lambda connection: _alerts.insert_notification(connection, row),
+                lambda raw: _alerts.insert_notification_raw(raw, row, payload_json),
+                _alerts.notification_insert(row, payload_json, self._engine.dialect.name))
 
     def unprocessed_notifications(self, limit: int = 100) -> list[StoredNotification]:
         with translated():
@@ -649,13 +666,23 @@ class Store:
     def queue_trigger(self, key: str, trigger: str) -> Future[bool]:
         """`accept_trigger` in the next group commit: the future holds True the first time,
         False for a duplicate, once the record is committed (or a store error)."""
+        return self._group.submit(*self._trigger_write(key, trigger))
+
+    async def commit_trigger(self, key: str, trigger: str, timeout: float) -> bool:
+        """`queue_trigger`, waited for (`GroupCommit.commit`): True the first time, False for
+        a duplicate, once the record is committed; a store error, or TimeoutError after
+        `timeout`."""
+        apply, raw = self._trigger_write(key, trigger)
+        return await self._group.commit(apply, timeout, raw=raw)
+
+    def _trigger_write(self, key: str, trigger: str,
+                       ) -> tuple[Callable[[Connection], bool], RawWrite[bool] | None]:
         now, prune = self._now(), self._prune_due()
-        return self._group.submit(
-            lambda session: _deliveries.accept_in(session, now, key, trigger, self.replica,
-                                                  prune_first=prune),
-            # The prune (once in a while) takes Core's path.
-            raw=None if prune else lambda raw: _deliveries.accept_raw(raw, now, key, trigger,
-                                                                       self.replica))
+        return (lambda session: _deliveries.accept_in(session, now, key, trigger, self.replica,
+                                                      prune_first=prune),
+                # The prune (once in a while) takes Core's path.
+                None if prune else lambda raw: _deliveries.accept_raw(raw, now, key, trigger,
+                                                                      self.replica))
 
     def start_trigger(self, key: str) -> bool:
         """True for the one caller that marks the queued trigger of ``key`` started."""

@@ -27,11 +27,12 @@ import sqlite3
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 __all__ = ["Turns", "WriterConnection", "answers_first", "turns_for"]
+
+T = TypeVar("T")
 
 
 class Turns:
@@ -111,7 +112,7 @@ def answers_first() -> None:
 
 class WriterConnection(sqlite3.Connection):
     """A SQLite connection that takes its file's turn before it writes (`begin_write`, or
-    `writing` around one statement in autocommit) and gives it back when its transaction
+    `alone` around one statement in autocommit) and gives it back when its transaction
     ends. Without `turns` (an in-memory database: one connection) it takes none."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -126,7 +127,9 @@ class WriterConnection(sqlite3.Connection):
         SQLite's "database is locked" once `wait_s` has passed."""
         if self.turns is None or self._holds:
             return
-        if not self.turns.take(self.wait_s, first=getattr(_ANSWERS, "first", False)):
+        # Where in the queue matters only to a writer that waits (not the loop's).
+        first = self.wait_s > 0 and getattr(_ANSWERS, "first", False)
+        if not self.turns.take(self.wait_s, first=first):
             raise sqlite3.OperationalError("database is locked")
         self._holds = True
 
@@ -146,13 +149,15 @@ class WriterConnection(sqlite3.Connection):
             self.end_turn()
             raise
 
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Around a write that is its own transaction (one statement in autocommit), or a
-        transaction begun and ended inside: the turn is held throughout, then given back."""
+    def alone(self, write: Callable[[WriterConnection], T]) -> T:
+        """`write(self)` in this connection's turn, given back once it returns: a write that
+        is its own transaction. A raw write is one statement, and alone SQLite's autocommit
+        is its transaction, as BEGIN IMMEDIATE ... COMMIT would be (the connection has no
+        driver transactions), in one call instead of three: once it returns, it is
+        committed."""
         self.take_turn()
         try:
-            yield
+            return write(self)
         finally:
             if not self.in_transaction:
                 self.end_turn()

@@ -269,6 +269,57 @@ def test_a_write_nothing_could_join_is_committed_without_waiting_a_loop_pass(
         store.close()
 
 
+def test_a_write_waited_for_alone_is_committed_on_the_spot_else_with_its_group_or_the_thread(
+    tmp_path: Path,
+) -> None:
+    """`GroupCommit.commit` (an ack's record, a 2xx's notification): alone in the loop pass it
+    is committed before the call first yields to the loop; with another write pending, or
+    other work due in the pass, it shares the pass's group; while another writer holds the
+    lock, the thread commits it once the lock is free."""
+    path = tmp_path / "opsbot.db"
+    store = Store.open(sqlite_url(path))
+    store._prune_due()  # the first write of a store prunes, on Core's path; not these
+    group = store._group
+    try:
+        async def scenario() -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            before = dict(group.commits)
+            alone = store.commit_trigger("slack:alone", "{}", 5)
+            with pytest.raises(StopIteration) as finished:
+                alone.send(None)  # one step: it never waited for the loop
+            seen["alone"] = finished.value.value
+            seen["duplicate"] = await store.commit_trigger("slack:alone", "{}", 5)
+            pending = store.queue_trigger("slack:pending", "{}")
+            seen["with another pending"] = await store.commit_trigger("slack:joins", "{}", 5)
+            seen["pending answered"] = pending.result(timeout=0)
+            asyncio.get_running_loop().call_soon(lambda: None)  # other work due in this pass
+            seen["with other work due"] = await store.commit_trigger("slack:busy", "{}", 5)
+            seen["loop groups"] = group.commits["loop_raw"] - before["loop_raw"]
+            kept = group._loop_connection
+            holder = sqlite3.connect(path, isolation_level=None)  # another process's writer
+            holder.execute("BEGIN IMMEDIATE")
+            locked = asyncio.ensure_future(store.commit_trigger("slack:locked", "{}", 5))
+            await asyncio.sleep(0.2)
+            seen["waited for the lock"] = not locked.done()
+            holder.execute("COMMIT")
+            holder.close()
+            seen["locked"] = await locked
+            seen["thread commits"] = group.commits["thread"] - before["thread"]
+            seen["connection kept"] = group._loop_connection is kept
+            return seen
+
+        assert asyncio.run(scenario()) == {
+            "alone": True, "duplicate": False, "with another pending": True,
+            "pending answered": True, "with other work due": True,
+            "loop groups": 4,  # alone; its duplicate; pending + joins; busy
+            "waited for the lock": True, "locked": True, "thread commits": 1,
+            "connection kept": True}
+        assert not store.claim_delivery("slack:locked")
+        assert not store.claim_delivery("slack:joins")
+    finally:
+        store.close()
+
+
 def test_committed_answers_from_the_loop_or_the_thread_and_gives_up_at_its_deadline(
     tmp_path: Path,
 ) -> None:
