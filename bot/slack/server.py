@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from bot import messages
 from bot.alerts.intake import alertmanager_route
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["OpsbotApp", "create_app", "parse_listen", "readiness", "serve"]
 
 log = logging.getLogger("opsbot.slack")
+#: One line per HTTP request, logged once it is answered (`OpsbotApp`).
+ACCESS_LOG = logging.getLogger("opsbot.access")
 
 READY_TIMEOUT_SECONDS = 5.0
 HTTP_DRAIN_SECONDS = 10
@@ -75,20 +77,50 @@ class OpsbotApp(Starlette):
     """Starlette, with the endpoints every ack and every notification go through served
     directly: a POST to one of `hot` skips Starlette's routing and middleware (a tenth of an
     ack's time). Their endpoints answer every error themselves; an exception escaping one is
-    uvicorn's 500, as Starlette's would be. Every other request goes through Starlette."""
+    uvicorn's 500, as Starlette's would be. Every other request goes through Starlette.
+
+    Each HTTP request's access line (`opsbot.access`, in uvicorn's form) is logged once the
+    answer is sent: uvicorn logs it before it writes the answer (`serve` turns that off), and
+    formatting and writing the line took a twentieth of an ack's time at concurrency 1."""
 
     def __init__(self, *, hot: dict[str, Endpoint], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot = hot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self.hot.get(scope["path"])
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        status = 500  # uvicorn's answer when the app fails before it answers
+        try:
+            endpoint = self.hot.get(scope["path"]) if scope["method"] == "POST" else None
             if endpoint is not None:
                 response = await endpoint(Request(scope, receive))
+                status = response.status_code
                 await response(scope, receive, send)
                 return
-        await super().__call__(scope, receive, send)
+
+            async def sending(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            await super().__call__(scope, receive, sending)
+        finally:
+            if ACCESS_LOG.isEnabledFor(logging.INFO):
+                ACCESS_LOG.info(*access_line(scope, status))
+
+
+def access_line(scope: Scope, status: int) -> tuple[Any, ...]:
+    """uvicorn's access line for a request and the status it was answered with, as the
+    arguments of a log call: `127.0.0.1:50312 - "POST /slack/events HTTP/1.1" 200`."""
+    client = scope.get("client")
+    path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
+    if scope.get("query_string"):
+        path += "?" + scope["query_string"].decode("latin-1")
+    return ('%s - "%s %s HTTP/%s" %d', f"{client[0]}:{client[1]}" if client else "",
+            scope["method"], path.replace('"', "%22"), scope.get("http_version", "1.1"), status)
 
 
 def create_app(
@@ -117,7 +149,8 @@ def create_app(
     secret = services.settings.slack.signing_secret
     signing_secret = secret.get_secret_value() if secret else ""
     socket: CheckedSocketModeHandler | None = None  # made in the lifespan (it needs the loop)
-    acked = ACK_SECONDS.labels(transport="http")
+    # The HTTP series exists only where Slack comes over HTTP.
+    acked = None if app_token else ACK_SECONDS.labels(transport="http")
 
     async def events(request: Request) -> Response:
         services.foreground.begin()
@@ -143,7 +176,8 @@ def create_app(
         except inbound.Rejected as exc:
             inbound.refused(exc, "request")
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
-        acked.observe(time.monotonic() - started)
+        if acked is not None:
+            acked.observe(time.monotonic() - started)
         return response
 
     async def healthz(_: Request) -> Response:
@@ -298,8 +332,9 @@ def serve(settings: Settings) -> None:
         # running executions is the lifespan's (create_app), so the two do not add up.
         # log_config=None: uvicorn's records go through the root handler, so they follow
         # --log-format (json) and its secret masking like every other line.
+        # access_log=False: the app logs each request's line itself, once it is answered.
         config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None,
-                                timeout_graceful_shutdown=HTTP_DRAIN_SECONDS)
+                                access_log=False, timeout_graceful_shutdown=HTTP_DRAIN_SECONDS)
         uvicorn.Server(config).run()
     finally:
         services.close()

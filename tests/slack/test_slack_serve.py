@@ -105,12 +105,19 @@ def test_serve_process_answers_and_stops_cleanly(
             bot = SlackDriver(served.url, http, slack, SIGNING_SECRET)
             assert bot.send_command("alice", "scale shop-web 4").status_code == 200
             message = bot.finished("scale shop-web 4")
+            assert http.post(f"{served.url}/slack/events", content=b"x").status_code == 401
         assert message.text.split("\n")[0].endswith(": done")
         served.stop()
     output = served.log.read_text(errors="replace")
     assert "Application startup complete" in output
     assert "Application shutdown complete" in output
     assert BOT_TOKEN not in output and SIGNING_SECRET not in output
+    # Each request's access line once, opsbot's (logged once answered), not uvicorn's too.
+    line = r'opsbot\.access:127\.0\.0\.1:\d+ - "{} HTTP/1\.1" {}\n'
+    assert len(re.findall(line.format("POST /slack/events", 200), output)) == 1
+    assert len(re.findall(line.format("POST /slack/events", 401), output)) == 1
+    assert re.search(line.format("GET /healthz", 200), output)
+    assert "uvicorn.access" not in output
 
 
 # `opsbot serve` as its console script runs it, with a thread that says when the collector is

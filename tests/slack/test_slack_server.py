@@ -4,8 +4,12 @@ in, and `serve` refusing to start without its secrets."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -13,7 +17,7 @@ from bot.services import Services
 from bot.slack.api import slack_client
 from bot.slack.app import OnDemandBolt
 from bot.slack.identity import SlackIdentity
-from bot.slack.server import create_app, serve
+from bot.slack.server import OpsbotApp, create_app, serve
 from bot.slack.tasks import BackgroundTasks
 from tests.support.slack_standin import CHANNEL, ServerThread, SlackDriver, SlackStandIn
 
@@ -50,6 +54,63 @@ def test_the_endpoints_served_directly_answer_other_methods_and_paths_as_routes_
     assert http.post(f"{url}/alertmanager", content=b"{}").status_code == 401
     bot.send_command("alice", "status shop-api")
     bot.finished("status shop-api")
+
+
+def test_each_request_is_logged_once_answered_in_uvicorns_form(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`OpsbotApp` logs every HTTP request's access line (`opsbot.access`) after the answer is
+    sent, whichever way it was served: directly, through Starlette's routes, or failing."""
+    seen: list[str] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append("logged " + record.getMessage())
+
+    async def hot(_: Request) -> Response:
+        return Response(status_code=202)
+
+    async def page(_: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def broken(_: Request) -> Response:
+        raise RuntimeError("a failing endpoint")
+
+    app = OpsbotApp(hot={"/hot": hot}, routes=[Route("/page", page),
+                                                Route("/broken", broken)])
+
+    async def call(method: str, path: str, query: bytes = b"") -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+                 "query_string": query, "root_path": "", "headers": [],
+                 "client": ("127.0.0.1", 50312), "server": ("127.0.0.1", 8080)}
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                seen.append(f"sent {message['status']}")
+
+        await app(scope, receive, send)
+
+    handler = Seen()
+    access = logging.getLogger("opsbot.access")
+    access.addHandler(handler)
+    caplog.set_level(logging.INFO, "opsbot.access")
+    try:
+        asyncio.run(call("POST", "/hot"))
+        asyncio.run(call("GET", "/page", b"a=1&b=%22"))
+        asyncio.run(call("GET", '/"quoted"'))
+        with pytest.raises(RuntimeError):
+            asyncio.run(call("GET", "/broken"))
+    finally:
+        access.removeHandler(handler)
+    assert seen == [
+        "sent 202", 'logged 127.0.0.1:50312 - "POST /hot HTTP/1.1" 202',
+        "sent 200", 'logged 127.0.0.1:50312 - "GET /page?a=1&b=%22 HTTP/1.1" 200',
+        "sent 404", 'logged 127.0.0.1:50312 - "GET /%22quoted%22 HTTP/1.1" 404',
+        "sent 500", 'logged 127.0.0.1:50312 - "GET /broken HTTP/1.1" 500',
+    ]
 
 
 def test_readyz_fails_when_the_store_does_not_answer(bot: SlackDriver,
