@@ -66,7 +66,8 @@ def main(argv: list[str]) -> int:
         async def healthz(_: Request) -> Response:
             return Response("ok")
         app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
-    # As bot/slack/server.py serves opsbot: uvicorn's defaults (access log included).
+    # As bot/slack/server.py serves opsbot: uvicorn's defaults, an access line per request
+    # (uvicorn's own, before the answer; opsbot writes the same line after it).
     uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on")).run()
     return 0
 

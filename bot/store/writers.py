@@ -112,7 +112,7 @@ def answers_first() -> None:
 
 class WriterConnection(sqlite3.Connection):
     """A SQLite connection that takes its file's turn before it writes (`begin_write`, or
-    `alone` around one statement in autocommit) and gives it back when its transaction
+    `alone` for one statement in autocommit) and gives it back when its transaction
     ends. Without `turns` (an in-memory database: one connection) it takes none."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
