@@ -114,7 +114,10 @@ class OpsbotApp(Starlette):
 
 def access_line(scope: Scope, status: int) -> tuple[Any, ...]:
     """uvicorn's access line for a request and the status it was answered with, as the
-    arguments of a log call: `127.0.0.1:50312 - "POST /slack/events HTTP/1.1" 200`."""
+    arguments of a log call: `127.0.0.1:50312 - "POST /slack/events HTTP/1.1" 200`. Not
+    uvicorn's own helpers (`uvicorn.protocols.utils`): they decode the query string as ASCII
+    (h11 lets only ASCII through, another parser may not); latin-1 decodes any bytes, so the
+    line logged after the answer cannot fail."""
     client = scope.get("client")
     path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
     if scope.get("query_string"):
