@@ -1,14 +1,22 @@
-"""Request bodies read with a bound: every POST endpoint of `opsbot serve` refuses an oversized
+"""Request bodies read with bounds: every POST endpoint of `opsbot serve` refuses an oversized
 body from its Content-Length before reading, and while reading one that lies or is chunked, so
-a hostile request costs at most `limit` bytes of memory."""
+a hostile request costs at most `limit` bytes of memory; and a body that has not arrived
+`BODY_SECONDS` after the request's headers is refused, so a client sending it slowly, or
+never, holds a connection (and counts as a request in flight, bot/pacing.py) no longer."""
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.requests import ClientDisconnect, Request
 
 from bot.numbers import is_digits
 
-__all__ = ["BodyGone", "BodyTooLarge", "read_limited"]
+__all__ = ["BODY_SECONDS", "BodyGone", "BodyTooLarge", "BodyTooSlow", "read_limited"]
+
+#: How long a body may take to arrive once the headers have. Slack's and Alertmanager's bodies
+#: (at most a megabyte, over a data centre's network) arrive in milliseconds.
+BODY_SECONDS = 10.0
 
 
 class BodyTooLarge(Exception):
@@ -18,6 +26,13 @@ class BodyTooLarge(Exception):
         super().__init__(f"the body is over {limit} bytes")
 
 
+class BodyTooSlow(Exception):
+    """The body did not arrive within the deadline (answer 408, and close the connection)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the body did not arrive within {seconds:g} s")
+
+
 class BodyGone(Exception):
     """The client went away before the body was whole (answer 400)."""
 
@@ -25,16 +40,19 @@ class BodyGone(Exception):
         super().__init__("the client went away")
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
+async def read_limited(request: Request, limit: int, seconds: float = BODY_SECONDS) -> bytes:
     declared = request.headers.get("content-length", "")
     if is_digits(declared) and int(declared) > limit:
         raise BodyTooLarge(limit)
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise BodyTooLarge(limit)
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLarge(limit)
     except ClientDisconnect:
         raise BodyGone() from None
+    except TimeoutError:
+        raise BodyTooSlow(seconds) from None
     return bytes(body)

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.alerts.payload import BadPayload, read_notification
-from bot.bodies import BodyGone, BodyTooLarge, read_limited
+from bot.bodies import BodyGone, BodyTooLarge, BodyTooSlow, read_limited
 from bot.config import Settings
 from bot.metrics import ALERT_NOTIFICATIONS, ALERT_NOTIFICATIONS_REFUSED
 from bot.pacing import Foreground
@@ -108,6 +108,8 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
             return refuse(413, "too_large", "too_large", str(exc))
         except BodyGone as exc:
             return refuse(400, "bad_request", "disconnected", str(exc))
+        except BodyTooSlow as exc:
+            return refuse(408, "too_slow", "too_slow", str(exc), Connection="close")
         try:
             raw, notification = read_notification(body)
         except BadPayload as exc:

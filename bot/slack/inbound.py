@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, unquote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
-from bot.bodies import BodyGone, BodyTooLarge, read_limited
+from bot.bodies import BodyGone, BodyTooLarge, BodyTooSlow, read_limited
 from bot.metrics import SLACK_REQUESTS_REFUSED
 from bot.storable import unstorable
 
@@ -58,13 +58,15 @@ def refused(rejected: Rejected, via: str) -> None:
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body, refused (413) from Content-Length before reading, and while reading a
-    chunked one."""
+    chunked one; refused (408) if it has not all arrived within `BODY_SECONDS` (bot/bodies.py)."""
     try:
         return await read_limited(request, limit)
     except BodyTooLarge as exc:
         raise Rejected(413, str(exc)) from None
     except BodyGone as exc:
         raise Rejected(400, str(exc)) from None
+    except BodyTooSlow as exc:
+        raise Rejected(408, str(exc)) from None
 
 
 def is_ssl_check(raw: bytes, content_type: str) -> bool:

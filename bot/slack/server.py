@@ -55,6 +55,7 @@ READY_TIMEOUT_SECONDS = 5.0
 HTTP_DRAIN_SECONDS = 10
 #: The collector's first threshold in `serve` (Python's default: 700).
 YOUNG_OBJECTS = 10_000
+_CLOSE = {"connection": "close"}
 
 
 async def readiness(services: Services) -> str | None:
@@ -178,7 +179,9 @@ def create_app(
                 response = await bolt.respond(body)
         except inbound.Rejected as exc:
             inbound.refused(exc, "request")
-            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+            # A body cut off midway (408) leaves the rest of it on the connection: closed.
+            return JSONResponse({"error": exc.reason}, status_code=exc.status,
+                                headers=_CLOSE if exc.status == 408 else None)
         if acked is not None:
             acked.observe(time.monotonic() - started)
         return response

@@ -10,8 +10,6 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,16 +18,13 @@ from hypothesis import strategies as st
 
 from bot.alerts.intake import authorized
 from bot.services import Services
-from bot.slack.app import build_services
 from bot.slack.inbound import SIGNATURE_WINDOW_SECONDS, Rejected, verify_signature
-from bot.slack.server import create_app
-from simcluster import SimCluster
-from tests.alerts.conftest import TOKEN, alert_settings_for
+from tests.alerts.conftest import TOKEN
 from tests.hostile.conftest import examples
 from tests.slack.test_slack_requests import barrier, executions
 from tests.support.alert_payloads import alert, notification, to_bytes
 from tests.support.signing import SIGNING_SECRET, signed_headers, slash_command_body
-from tests.support.slack_standin import BOT_TOKEN, ServerThread, SlackDriver, SlackStandIn
+from tests.support.slack_standin import ServerThread, SlackDriver
 
 NOW = 1_800_000_000.0
 USERNAME = "alertmanager"
@@ -150,19 +145,6 @@ def test_the_right_credentials_are_authorized() -> None:
 
 
 # -- over a real socket --------------------------------------------------------------------
-
-
-@pytest.fixture
-def intake(sim: SimCluster, tmp_path: Path, slack: SlackStandIn
-           ) -> Iterator[tuple[ServerThread, Services]]:
-    settings = alert_settings_for(sim, tmp_path, environ={
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url})
-    built = build_services(settings)
-    running = ServerThread(create_app(built, shutdown_grace=10)).start()
-    yield running, built
-    running.stop()
-    built.close()
 
 
 @examples(10)
