@@ -27,7 +27,8 @@ class BodyTooLarge(Exception):
 
 
 class BodyTooSlow(Exception):
-    """The body did not arrive within the deadline (answer 408, and close the connection)."""
+    """The body did not arrive within the deadline: answer 408 (503 to a client that retries
+    only a 5xx, as Alertmanager does), and close the connection."""
 
     def __init__(self, seconds: float) -> None:
         super().__init__(f"the body did not arrive within {seconds:g} s")

@@ -4,8 +4,9 @@ committed to the store.
 Answers: 200 stored; 400 not JSON, not payload version 4, a field we depend on is wrong, or
 text anywhere in it that no store keeps (NUL, lone surrogates: see bot/storable.py), since
 retrying cannot help, so Alertmanager should not; 401 missing or wrong credentials; 413 body
-over the configured limit; 503 the store is unavailable (transient: Alertmanager retries, and
-the retry is deduplicated by alert state). Every 4xx is counted by reason in `/metrics`.
+over the configured limit; 503 the store is unavailable, or the body did not all arrive within
+`BODY_SECONDS` (transient: Alertmanager retries, and the retry is deduplicated by alert
+state). Every 4xx is counted by reason in `/metrics`.
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
         except BodyGone as exc:
             return refuse(400, "bad_request", "disconnected", str(exc))
         except BodyTooSlow as exc:
-            return refuse(408, "too_slow", "too_slow", str(exc), Connection="close")
+            # Past the credentials, a stuck body is most likely the network's fault, and
+            # Alertmanager retries a 5xx only (a 408 would drop the notification).
+            return answer(503, "too_slow", f"{exc}; retry later", Connection="close")
         try:
             raw, notification = read_notification(body)
         except BadPayload as exc:
