@@ -14,31 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
 from bot.store import Store, sqlite_url
 from simcluster import SimCluster
-from tests.slack.test_slack_serve import SCRIPT, Served, serve_process
+from tests.slack.test_slack_serve import serving
 from tests.support.alert_chain import wait_until
-from tests.support.signing import SIGNING_SECRET
-from tests.support.slack_standin import SlackDriver, SlackStandIn, button
+from tests.support.slack_standin import SlackStandIn, button
 
 STAGING_WEB = "/apis/apps/v1/namespaces/shop-staging/deployments/shop-web"
 PROD_API = "/apis/apps/v1/namespaces/shop-prod/deployments/shop-api"
-
-
-@contextmanager
-def serving(sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
-            ) -> Iterator[tuple[Served, SlackDriver]]:
-    with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
-                       SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
-            httpx.Client(timeout=30) as http:
-        yield served, SlackDriver(served.url, http, slack, SIGNING_SECRET)
-
-
-def kill_9(served: Served) -> None:
-    served.process.kill()
-    assert served.process.wait() == -9
 
 
 def replicas(sim: SimCluster, path: str) -> int:
@@ -69,7 +52,7 @@ def test_a_kill_9_after_the_ack_runs_the_command_once_after_the_restart(
     try:
         with serving(sim, slack, tmp_path) as (served, bot), request_in_flight(served.url):
             assert bot.send_command("alice", command).status_code == 200
-            kill_9(served)
+            served.kill_9()
         # Acked and on disk; nothing of it ran.
         [queued] = store.unstarted_triggers(timedelta(0))
         assert json.loads(queued.trigger)["text"] == command
@@ -113,7 +96,7 @@ def test_a_kill_9_during_a_step_is_reported_interrupted_not_repeated_approvals_i
                 (r.ts for r in store.recent_executions(10) if r.command == command), None))
             wait_until(lambda: store.outbox_stats().waiting == 0)
             running = slack.wait_message(lambda m: m.ts == ts)
-            kill_9(served)
+            served.kill_9()
         sim.faults.clear()
         [record] = [r for r in store.recent_executions(10) if r.command == command]
         assert record.status == "running"

@@ -38,7 +38,7 @@ from bot.store import ExecutionRecord, Store, StoreError, sqlite_url
 from bot.store.models import OutboxRow
 from bot.store.outbox import execution_key, sender_name
 from simcluster import SimCluster
-from tests.slack.test_slack_serve import SCRIPT, Served, serve_process
+from tests.slack.test_slack_serve import serving
 from tests.store.conftest import pg_schemas  # noqa: F401 - the PostgreSQL schemas fixture
 from tests.support.alert_chain import wait_until
 from tests.support.signing import SIGNING_SECRET
@@ -154,16 +154,6 @@ def test_messages_failing_with_5xx_arrive_once_slack_recovers(bot: SlackDriver,
     assert "opsbot_outbox_depth" in metrics and "opsbot_outbox_oldest_pending_seconds" in metrics
 
 
-@contextmanager
-def serving(sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
-            ) -> Iterator[tuple[Served, SlackDriver]]:
-    """`opsbot serve` in a process of its own (to be killed), and a driver for it."""
-    with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
-                       SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
-            httpx.Client(timeout=30) as http:
-        yield served, SlackDriver(served.url, http, slack, SIGNING_SECRET)
-
-
 def test_undelivered_messages_survive_kill_9_and_go_once(
     sim: SimCluster, slack: SlackStandIn, tmp_path: Path
 ) -> None:
@@ -178,8 +168,7 @@ def test_undelivered_messages_survive_kill_9_and_go_once(
             wait_until(lambda: [c for c in slack.calls_to("chat.postMessage") if c.fault])
             # Between two tries (none in flight), the messages wait in the store: kill -9.
             wait_until(lambda: store.outbox_stats().by_status.get("sending", 0) == 0)
-            served.process.kill()
-            served.process.wait()
+            served.kill_9()
         assert store.outbox_stats().waiting >= 1
         slack.heal()
 
@@ -420,8 +409,7 @@ def test_a_kill_9_mid_call_holds_its_stream_no_longer_than_the_restart(
             # Killed the moment the call is in Slack's hands (it hangs there for longer than
             # the client waits, so the row is still claimed, leased for a minute).
             row_id, lease_until, held_stream = wait_until(in_hand, interval=0.01)
-            served.process.kill()
-            served.process.wait()
+            served.kill_9()
         slack.heal()
 
         with serving(sim, slack, tmp_path) as (served, bot):

@@ -63,6 +63,11 @@ class Served:
         self.process.send_signal(signal.SIGTERM)
         assert self.process.wait(timeout=30) in (0, -signal.SIGTERM)
 
+    def kill_9(self) -> None:
+        """SIGKILL: the process dies where it stands, as in a crash or an OOM kill."""
+        self.process.kill()
+        assert self.process.wait(timeout=30) == -signal.SIGKILL
+
 
 @contextmanager
 def serve_process(argv: list[str], sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
@@ -95,6 +100,17 @@ def serve_process(argv: list[str], sim: SimCluster, slack: SlackStandIn, tmp_pat
             process.kill()
             process.wait()
 
+
+
+@contextmanager
+def serving(sim: SimCluster, slack: SlackStandIn, tmp_path: Path,
+            ) -> Iterator[tuple[Served, SlackDriver]]:
+    """`serve_process` running `serve` with a signing secret (to be killed, or stopped), and a
+    driver for it."""
+    with serve_process(["-c", SCRIPT], sim, slack, tmp_path,
+                       SLACK_SIGNING_SECRET=SIGNING_SECRET) as served, \
+            httpx.Client(timeout=30) as http:
+        yield served, SlackDriver(served.url, http, slack, SIGNING_SECRET)
 
 def test_serve_process_answers_and_stops_cleanly(
     sim: SimCluster, slack: SlackStandIn, tmp_path: Path
