@@ -69,6 +69,7 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
                        foreground: Foreground | None = None) -> Route:
     limit = settings.alerts.max_body_bytes
     warned = False
+    stored = ALERT_NOTIFICATIONS.labels(outcome="stored")  # every 2xx counts here
 
     def answer(status: int, outcome: str, message: str, **headers: str) -> Response:
         ALERT_NOTIFICATIONS.labels(outcome=outcome).inc()
@@ -132,7 +133,9 @@ def alertmanager_route(settings: Settings, store: Store, wake: Callable[[], None
                       "will retry", type(exc).__name__)
             return answer(503, "unavailable", "the store is unavailable; retry later")
         wake()
-        ALERT_NOTIFICATIONS.labels(outcome="stored").inc()
-        return JSONResponse({"status": "stored", "id": notification_id})
+        stored.inc()
+        # JSONResponse's bytes, without encoding them again: an id is letters, digits and '-'.
+        return Response(b'{"status":"stored","id":"%s"}' % notification_id.encode(),
+                        media_type="application/json")
 
     return Route("/alertmanager", receive, methods=["POST"])

@@ -23,7 +23,9 @@ _MAX_ALERTS = 1000
 _MAX_LABELS = 100
 _MAX_VALUE = 10_000
 #: The longest number with a fraction or exponent read, and its largest exponent: what a
-#: double holds, well inside what PostgreSQL's jsonb stores (16,383 digits either side).
+#: double holds (Python reads a number beyond it as infinity or zero, not as it was sent), well
+#: inside what PostgreSQL's `jsonb` keeps (16,383 digits either side) should a payload's
+#: values reach one.
 _MAX_NUMBER_TEXT = 1000
 _MAX_EXPONENT = 308
 
@@ -91,7 +93,7 @@ class _NotStorable(ValueError):
 
 def _constant(name: str) -> Any:
     # NaN, Infinity, -Infinity: Python's reader takes them; they are not JSON (RFC 8259), and
-    # PostgreSQL's jsonb refuses them, so the notification could never be stored there.
+    # PostgreSQL refuses them, so the notification could never be stored there.
     raise ValueError(f"{name} is not a JSON value")
 
 

@@ -192,13 +192,14 @@ INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
 @functools.cache
 def _insert_notification_text() -> Insert:
     """PostgreSQL: the payload bound as the JSON text it arrived as (`payload_text`, with
-    every other column of `notification_row` but `payload`), parsed by the server into
-    `jsonb`, instead of dumped again from the parsed document in the commit thread (built on
-    first use: PostgreSQL's dialect is imported only where it is used)."""
+    every other column of `notification_row` but `payload`), kept by the server as it is
+    (`json`, checked, not rebuilt), instead of dumped again from the parsed document in the
+    commit thread (built on first use: PostgreSQL's dialect is imported only where it is
+    used)."""
     from sqlalchemy.dialects import postgresql
 
     return insert(_NOTIFICATIONS).values(
-        payload=sql_cast(bindparam("payload_text", type_=Text()), postgresql.JSONB()))
+        payload=sql_cast(bindparam("payload_text", type_=Text()), postgresql.JSON()))
 
 
 #: The PostgreSQL insert of a notification (`_insert_notification_text`) for several rows in
@@ -206,7 +207,7 @@ def _insert_notification_text() -> Insert:
 NOTIFICATION_ROWS = ServerRows(_NOTIFICATIONS, [
     ("id", "id", None), ("received_at", "received_at", None), ("group_hash", "group_hash", None),
     ("receiver", "receiver", None), ("status", "status", None),
-    ("payload", "payload_text", "JSONB"), ("processed_at", "processed_at", None)])
+    ("payload", "payload_text", "JSON"), ("processed_at", "processed_at", None)])
 
 
 def notification_insert(row: dict[str, Any], payload_json: str | None, dialect: str,

@@ -63,7 +63,8 @@ class LoopConnections:
         self.busy += 1
 
     async def run(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Send `sql` (after `reserve`) and wait for the server's answer (its commit, in
+        """Send `sql` (numbered placeholders, `$1`, sent as it is: the connections' cursors
+        are raw cursors; after `reserve`) and wait for the server's answer (its commit, in
         autocommit); raises whatever stopped it, after dropping the connection and resting
         the path."""
         connection = None
@@ -89,7 +90,8 @@ class LoopConnections:
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         import psycopg
 
-        return await psycopg.AsyncConnection.connect(autocommit=True, **self._params)
+        return await psycopg.AsyncConnection.connect(
+            autocommit=True, cursor_factory=psycopg.AsyncRawCursor, **self._params)
 
     def _drop(self, connection: psycopg.AsyncConnection[Any]) -> None:
         with contextlib.suppress(ValueError):

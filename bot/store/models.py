@@ -357,10 +357,12 @@ class AlertNotificationRow(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    group_hash: Mapped[str] = mapped_column(String(64), index=True)
+    group_hash: Mapped[str] = mapped_column(String(64))
     receiver: Mapped[str] = mapped_column(String)
     status: Mapped[str] = mapped_column(String(20))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    # The JSON text as received, `json` on PostgreSQL (0011): the server checks it, where
+    # `jsonb` would build its binary form on the intake's path; it is only ever read whole.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The replica processing it, until when: one replica at a time takes a notification.
     claimed_by: Mapped[str | None] = mapped_column(String(255))

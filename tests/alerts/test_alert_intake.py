@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import codecs
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,6 +79,9 @@ def test_a_notification_is_stored_then_answered(http: httpx.Client, server: Serv
                                                 services: Services) -> None:
     response = post(http, server, to_bytes(notification([crashloop()])))
     assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"status": "stored", "id": response.json()["id"]}
+    assert re.fullmatch(r"an-[0-9A-Z]{26}", response.json()["id"])
     stored = services.store.get_notification(response.json()["id"])
     assert stored is not None and stored.payload["alerts"][0]["labels"]["pod"] == WORKER_POD
 
@@ -224,8 +228,8 @@ def test_text_no_store_keeps_gets_400_on_either_database(
 ], ids=["nan", "infinity", "-infinity", "huge", "-huge", "tiny-exponent", "long-fraction"])
 def test_numbers_json_does_not_have_or_no_store_keeps_get_400_on_either_database(
         http: httpx.Client, on_backend: tuple[ServerThread, Services], literal: str) -> None:
-    """Python's JSON reader takes NaN and Infinity and turns numbers out of a double's range
-    into infinity or zero; PostgreSQL's jsonb refuses all of them. Refused up front on both
+    """Python's JSON reader takes NaN and Infinity, which PostgreSQL refuses, and turns numbers
+    out of a double's range into infinity or zero, not what was sent. Refused up front on both
     databases, never a 503 (Alertmanager would retry the group for ever)."""
     server, services = on_backend
     body = json.dumps(notification([crashloop()], someFutureField="FIELD")).replace(
@@ -239,8 +243,8 @@ def test_numbers_json_does_not_have_or_no_store_keeps_get_400_on_either_database
 def test_ordinary_numbers_anywhere_are_stored_on_either_database(
         http: httpx.Client, on_backend: tuple[ServerThread, Services]) -> None:
     server, services = on_backend
-    # (jsonb keeps a number's value, not its text: 1e308 comes back as 309 digits, which
-    # Python reads as an int equal to 10**308, not to the double read from "1e308".)
+    # (The payload is kept as its text on either database; a jsonb column would keep a
+    # number's value instead: 1e308 would come back as 309 digits, an int to Python.)
     numbers = [0, -1, 1.5, 2.5e-30, -7e20, 10**400, "1e308"]
     body = json.dumps(notification([crashloop()], someFutureField=numbers)).encode()
     response = post(http, server, body)

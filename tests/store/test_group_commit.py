@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -601,20 +602,39 @@ def _notify(store: Store, i: int, text: str | None = None) -> Any:
                                     status="firing", payload=payload, payload_json=text)
 
 
+def test_server_rows_numbered_are_the_same_statement_with_postgresql_placeholders() -> None:
+    """The loop path's form of a multi-row insert (`$1`...: psycopg's raw cursors send it as
+    it is) is the format form with each `%s` numbered in order, the parameters unchanged."""
+    from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+    from bot.store.alerts import NOTIFICATION_ROWS
+
+    dialect = pg_psycopg.dialect()
+    rows = [{"id": f"an-{i}", "received_at": None, "group_hash": "h", "receiver": "r",
+             "status": "firing", "payload_text": "{}", "processed_at": None} for i in range(3)]
+    formatted, params = NOTIFICATION_ROWS.statement(dialect, rows)
+    numbered, same = NOTIFICATION_ROWS.statement(dialect, rows, numbered=True)
+    assert same == params and len(params) == 21
+    assert [int(n) for n in re.findall(r"\$(\d+)", numbered)] == list(range(1, 22))
+    assert re.sub(r"\$\d+", "%s", numbered) == formatted and "%s" not in numbered
+    assert "CAST($6 AS JSON)" in numbered and "CAST($20 AS JSON)" in numbered
+
+
 @pytest.mark.postgres
 def test_postgresql_notifications_from_the_loop_are_sent_from_it_as_one_statement(
     pg_schemas: Any,
 ) -> None:
     """On PostgreSQL the notifications a loop pass queues are one multi-row statement sent
     from the loop, committed when the server answers (autocommit): no commit thread and no
-    transaction of Core's. Those queued while it runs go together in the next."""
+    transaction of Core's. Those queued while it runs go together in the next. The first has
+    63 parameters, more than psycopg parses once and keeps: it is sent with numbered ones."""
     store = Store.open(pg_schemas.new_url())
     transactions = _commits(store)
 
     async def scenario() -> tuple[list[Any], list[Any]]:
-        first = [_notify(store, i) for i in range(5)]
+        first = [_notify(store, i) for i in range(9)]
         await asyncio.sleep(0)  # the pass ends: the statement is on its way
-        later = [_notify(store, i) for i in range(5, 8)]  # queued while it runs
+        later = [_notify(store, i) for i in range(9, 12)]  # queued while it runs
         return (await asyncio.gather(*(committed(f, 10) for f in first)),
                 await asyncio.gather(*(committed(f, 10) for f in later)))
 

@@ -20,7 +20,7 @@ from bot.store.db import make_engine
 from bot.store.models import GENESIS_HASH, Base
 from bot.store.outbox import Outgoing, execution_key
 
-HEAD = "0010"
+HEAD = "0011"
 ALERT_TABLES = {
     "alert_groups",
     "alert_notifications",
@@ -262,6 +262,47 @@ def test_downgrade_outbox_and_up_again(db_url: str) -> None:
         assert store.outbox_stats().waiting == 0  # recreated empty
         record = store.get_execution(ex_id)
         assert record is not None and record.ts == "1700000000.000001"
+
+
+def test_notification_payload_text_down_and_up_keeps_notifications(db_url: str) -> None:
+    """0011 keeps a notification's payload as `json` on PostgreSQL (it was `jsonb`) and drops
+    the unread `group_hash` index; undone and redone, the stored notifications read the same
+    (the processor reads them after an upgrade, from a queue left by the older release)."""
+    payload = {"version": "4", "groupKey": "{}:{alertname=\"X\"}", "status": "firing",
+               "alerts": [{"labels": {"alertname": "X", "note": "é ✓"}, "n": [1, 2.5, None]}]}
+    store = Store.open(db_url)
+    nid = store.record_notification(group_key=payload["groupKey"], receiver="opsbot",
+                                    status="firing", payload=payload)
+    store.close()
+    engine = make_engine(db_url)
+
+    def payload_type() -> str:
+        column = next(c for c in inspect(engine).get_columns("alert_notifications")
+                      if c["name"] == "payload")
+        return type(column["type"]).__name__.upper()
+
+    def indexed() -> set[str]:
+        return {ix["name"] for ix in inspect(engine).get_indexes("alert_notifications")}
+
+    postgres = engine.dialect.name == "postgresql"
+    try:
+        assert "ix_alert_notifications_group_hash" not in indexed()
+        if postgres:
+            assert payload_type() == "JSON"
+        store_migrate.downgrade(engine, "0010")
+        assert "ix_alert_notifications_group_hash" in indexed()
+        if postgres:
+            assert payload_type() == "JSONB"
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM alert_notifications")).scalar() == 1
+        store_migrate.upgrade(engine)
+        _assert_models_match(engine)
+        assert "ix_alert_notifications_group_hash" not in indexed()
+    finally:
+        engine.dispose()
+    with Store.open(db_url) as store:
+        kept = store.get_notification(nid)
+        assert kept is not None and kept.payload == payload
 
 
 def _assert_models_match(engine: Engine) -> None:
