@@ -71,7 +71,7 @@ async def committed(write: Future[T], timeout: float) -> T:
 
     write.add_done_callback(settled)
     try:
-        with Deadline(timeout):  # asyncio.timeout's cost, without its timer (bot/deadlines.py)
+        with Deadline(timeout):  # as asyncio.timeout, without a timer a use (bot/deadlines.py)
             return await waiter
     except (asyncio.CancelledError, TimeoutError):
         write.cancel()
