@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -126,6 +127,12 @@ class LeaseElector:
         self._last_renew = 0.0
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
+        # One read-then-write of the Lease at a time. Cancelling the campaign does not stop a
+        # round already in its thread: without this, a renewal that read before the release
+        # and wrote after it made the release's write a 409 (the Lease then held until it
+        # expired), or, reading after it, took the Lease back for a replica on its way out.
+        self._writing = threading.Lock()
+        self._stopped = False
 
     @property
     def is_leader(self) -> bool:
@@ -143,11 +150,13 @@ class LeaseElector:
 
     async def start(self) -> None:
         LEADER.set(0)
+        self._stopped = False
         if self._task is None:
             self._task = asyncio.create_task(self._campaign(), name="opsbot leader election")
 
     async def stop(self) -> None:
         """Stop campaigning; a leader runs `on_stopped` (its work ends), then releases."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -207,6 +216,12 @@ class LeaseElector:
         return await asyncio.to_thread(self._try_acquire_or_renew_sync)
 
     def _try_acquire_or_renew_sync(self) -> bool:
+        with self._writing:
+            if self._stopped:  # stopped while this round waited: it must not write
+                return False
+            return self._acquire_or_renew()
+
+    def _acquire_or_renew(self) -> bool:
         cfg, now = self._config, _micro_now()
         try:
             lease = self._api.read_namespaced_lease(cfg.name, cfg.namespace,
@@ -277,6 +292,10 @@ class LeaseElector:
                         "over when it expires", _reason(exc))
 
     def _release_sync(self) -> None:
+        with self._writing:  # after a round still in its thread, never between its two calls
+            self._release_now()
+
+    def _release_now(self) -> None:
         cfg, now = self._config, _micro_now()
         lease = self._api.read_namespaced_lease(cfg.name, cfg.namespace,
                                                 _request_timeout=self._timeout())

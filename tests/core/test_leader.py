@@ -110,6 +110,26 @@ async def test_stop_releases_the_lease_and_the_next_candidate_takes_it_at_once(
     assert spec(sim)["holderIdentity"] == "pod-b"
 
 
+async def test_stop_while_a_renewal_is_in_its_thread_still_releases_the_lease(
+    sim: SimCluster, api: client.CoordinationV1Api,
+) -> None:
+    """Cancelling the campaign does not stop a renewal already in its thread. Here its read
+    of the Lease is slow (a delay fault), so it finishes after `stop` began: the release waits
+    for it, and it does not write the Lease back for a replica on its way out."""
+    clock = Clock()
+    a, b = Replica(api, "pod-a", clock), Replica(api, "pod-b", clock)
+    await a.elector.start()
+    await _until(lambda: a.elector.is_leader)
+    slow = sim.faults.inject("GET", "/leases/opsbot$", status=None, delay_seconds=1.0)
+    await _until(lambda: slow.hits >= 1)  # the next renewal is waiting for its read
+    await a.elector.stop()
+    assert a.events == ["started", "stopped"]
+    assert "holderIdentity" not in spec(sim) or not spec(sim)["holderIdentity"]
+    await asyncio.sleep(1.5)  # the slow read has long returned: nothing wrote after it
+    assert "holderIdentity" not in spec(sim) or not spec(sim)["holderIdentity"]
+    assert await b.round() is True
+
+
 async def test_a_write_on_a_stale_read_is_refused_not_a_second_leader(
     sim: SimCluster, api: client.CoordinationV1Api,
 ) -> None:
