@@ -49,6 +49,8 @@ SCHEDULE_ACTOR = "opsbot"
 log = logging.getLogger("opsbot")
 
 _HEARTBEAT = "opsbot heartbeat"
+#: How long stopping waits for a beat still running, then for the heartbeat row's removal.
+FORGET_WAIT_S = 10.0
 _WATCH = "opsbot orphan recovery"
 
 
@@ -84,6 +86,7 @@ class Services:
     # Requests waiting for their answer; background work waits for them (bot/pacing.py).
     foreground: Foreground = field(default_factory=Foreground)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _beats: ThreadPoolExecutor | None = None  # the heartbeat's thread, while it beats
 
     @classmethod
     def build(
@@ -253,25 +256,32 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self._background.remove(task)
+        # On the beats' own thread, after the beat it may still be running: cancelling the
+        # task does not stop that beat, which would write the row back after it was removed.
+        beats, self._beats = self._beats, None
         try:
-            await asyncio.to_thread(self.store.forget_replica)
+            if beats is None:
+                await asyncio.to_thread(self.store.forget_replica)
+            else:
+                await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+                    beats, self.store.forget_replica), FORGET_WAIT_S)
         except Exception as exc:  # the store is down: the heartbeat goes stale instead
             log.warning("this replica's heartbeat row was not removed: %s", type(exc).__name__)
+        finally:
+            if beats is not None:
+                beats.shutdown(wait=False)  # a call stuck on the database ends on its own
 
     async def _heartbeat(self) -> None:
         # Its own thread: beats waiting on a database that does not answer must not take the
         # worker threads that answer users.
         loop = asyncio.get_running_loop()
-        beats = ThreadPoolExecutor(1, thread_name_prefix="opsbot-heartbeat")
-        try:
-            while True:
-                await asyncio.sleep(self.settings.replicas.heartbeat_seconds)
-                try:
-                    await loop.run_in_executor(beats, self.store.beat)
-                except Exception as exc:  # the store is down; the next beat tries again
-                    log.warning("heartbeat not recorded: %s", type(exc).__name__)
-        finally:
-            beats.shutdown(wait=False)  # a beat stuck on the database ends on its own
+        beats = self._beats = ThreadPoolExecutor(1, thread_name_prefix="opsbot-heartbeat")
+        while True:
+            await asyncio.sleep(self.settings.replicas.heartbeat_seconds)
+            try:
+                await loop.run_in_executor(beats, self.store.beat)
+            except Exception as exc:  # the store is down; the next beat tries again
+                log.warning("heartbeat not recorded: %s", type(exc).__name__)
 
     async def _watch(self, *, alone: bool) -> None:
         """The leader's rounds, every half `stale_after`. With other replicas: runs of
