@@ -78,12 +78,15 @@ def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
     asyncio.run(scenario())
 
 
-def test_an_outer_timeout_that_runs_out_first_is_the_outer_ones() -> None:
+@pytest.mark.parametrize(("outer_s", "inner_s", "expected"), [
+    (0.05, 30, "outer"), (30, 0.05, "inner")], ids=["outer-first", "inner-first"])
+def test_nested_with_asyncio_timeout_the_first_to_run_out_is_the_one_raised(
+        outer_s: float, inner_s: float, expected: str) -> None:
     async def scenario() -> str:
         try:
-            async with asyncio.timeout(0.05):
+            async with asyncio.timeout(outer_s):
                 try:
-                    with Deadline(30):
+                    with Deadline(inner_s):
                         await asyncio.sleep(30)
                 except TimeoutError:
                     return "inner"
@@ -91,23 +94,7 @@ def test_an_outer_timeout_that_runs_out_first_is_the_outer_ones() -> None:
             return "outer"
         return "none"
 
-    assert asyncio.run(scenario()) == "outer"
-
-
-def test_an_inner_deadline_that_runs_out_first_is_the_inner_ones() -> None:
-    async def scenario() -> str:
-        try:
-            async with asyncio.timeout(30):
-                try:
-                    with Deadline(0.05):
-                        await asyncio.sleep(30)
-                except TimeoutError:
-                    return "inner"
-        except TimeoutError:
-            return "outer"
-        return "none"
-
-    assert asyncio.run(scenario()) == "inner"
+    assert asyncio.run(scenario()) == expected
 
 
 def test_a_finished_loop_is_not_kept_alive() -> None:

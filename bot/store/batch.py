@@ -203,15 +203,10 @@ class ServerRows:
             form = self._forms[(dialect.name, dialect.driver)] = self._compile(dialect)
         sql = form.sql.get((len(rows), numbered))
         if sql is None:
-            if numbered:
-                parts = form.row.split("%s")
-                width = len(parts) - 1
-                values = ", ".join(
-                    "".join(part + (f"${n * width + i + 1}" if i < width else "")
-                            for i, part in enumerate(parts))
-                    for n in range(len(rows)))
-            else:
-                values = ", ".join([form.row] * len(rows))
+            values = ", ".join([form.row] * len(rows))
+            if numbered:  # the same statement, its placeholders numbered in order
+                first, *rest = values.split("%s")
+                values = first + "".join(f"${n}{part}" for n, part in enumerate(rest, 1))
             sql = form.sql[(len(rows), numbered)] = form.head + values
         return sql, tuple([value if process is None else process(value)
                            for row in rows for key, process in form.binds
