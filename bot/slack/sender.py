@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import random
 import time
@@ -82,6 +83,10 @@ class SlackSender:
         self._unsubscribe: Callable[[], None] | None = None
         self._next_prune = 0.0
         self._next_stats = 0.0
+        self._stale = True  # the gauges may be behind the outbox (read at the first pass)
+        # When rows put off (retries, pauses) fall due (monotonic times): this sender's, and
+        # the next one the store knows of at each refresh of the gauges.
+        self._due: list[float] = []
 
     # -- running ------------------------------------------------------------------------------
 
@@ -117,18 +122,20 @@ class SlackSender:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
+            claiming = time.monotonic()
             claimed = await self._claim()
             if self._stopping and not claimed and not self._inflight:
                 return
-            room = len(self._inflight) < self._batch
-            if claimed and room and time.monotonic() < self._next_stats:
-                continue  # busy: more may be due at once
-            wait = await self._until_due()
-            if claimed and room:
-                continue
-            # Until a row falls due, a delivery ends (its stream's next row may go) or this
-            # process enqueues. The timer's poll waits until no request does (bot/pacing.py),
-            # 2 s at most; an enqueue goes at once.
+            self._stale = self._stale or bool(claimed)
+            if self._stale and time.monotonic() >= self._next_stats:
+                await self._refresh_stats()
+            # Until a row falls due, a delivery ends (its stream's next row may go; its end
+            # sets the wake, also while this claim ran) or this process enqueues. The timer's
+            # poll waits until no request does (bot/pacing.py), 2 s at most; an enqueue goes at
+            # once. Gauges behind what was sent are refreshed within STATS_EVERY_SECONDS.
+            wait = self._until_due(claiming)
+            if self._stale:
+                wait = min(wait, max(0.05, self._next_stats - time.monotonic()))
             await self._foreground.wait_woken(self._wake, wait)
 
     async def _claim(self) -> int:
@@ -153,6 +160,7 @@ class SlackSender:
 
     def _delivered(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self._stale = True
         self._wake.set()
 
     async def _deliver_safely(self, row: Claimed) -> None:
@@ -161,11 +169,22 @@ class SlackSender:
         except Exception:  # its lease runs out, then it is tried again
             log.exception("Slack outbox row %d (%s) could not be handled", row.id, row.kind)
 
-    async def _until_due(self) -> float:
-        """Seconds until the next row falls due (at most the poll interval); refreshes the
-        gauges (every second or two, also while busy) and now and then prunes what was
-        delivered long ago."""
+    def _until_due(self, claimed_at: float) -> float:
+        """Seconds until the next row put off falls due, as this sender knows (its own, and
+        what the store said at the last refresh), at most the poll interval. The ones due by
+        `claimed_at`, when the last claim began, were claimed then or wait behind a row
+        being sent, whose end wakes the loop."""
+        while self._due and self._due[0] <= claimed_at:
+            heapq.heappop(self._due)
+        if not self._due:
+            return self._poll
+        return min(self._poll, max(0.05, self._due[0] - time.monotonic()))
+
+    async def _refresh_stats(self) -> None:
+        """Refresh the gauges (every second or two, also while busy) and now and then prune
+        what was delivered long ago."""
         self._next_stats = time.monotonic() + STATS_EVERY_SECONDS
+        self._stale = False
         try:
             stats = await asyncio.to_thread(self._store.outbox_stats)
             if time.monotonic() >= self._next_prune:
@@ -173,12 +192,11 @@ class SlackSender:
                 await asyncio.to_thread(self._store.prune_outbox)
         except Exception:
             log.exception("reading the Slack outbox failed")
-            return self._poll
+            return
         OUTBOX_DEPTH.set(stats.waiting)
         OUTBOX_OLDEST.set(stats.oldest_seconds)
-        if stats.next_due_seconds is None:
-            return self._poll
-        return min(self._poll, max(0.05, stats.next_due_seconds))
+        if stats.next_due_seconds is not None:  # also rows put off by another process
+            heapq.heappush(self._due, time.monotonic() + max(0.0, stats.next_due_seconds))
 
     # -- one row ------------------------------------------------------------------------------
 
@@ -195,8 +213,7 @@ class SlackSender:
             return
         paused = self._paused.get(plan.method, 0.0) - time.monotonic()
         if paused > 0:  # Slack asked this method to wait: keep to it, costing no attempt
-            await asyncio.to_thread(self._store.retry_outgoing, row.id, self.owner,
-                                    delay=paused, error=row.last_error, counted=False)
+            await self._put_off(row, paused, row.last_error, counted=False)
             return
         try:
             response = await call(plan.method, plan.fn, **plan.kwargs)
@@ -254,9 +271,15 @@ class SlackSender:
 
     async def _retry(self, row: Claimed, method: str, delay: float, error: str,
                      outcome: str) -> None:
-        await asyncio.to_thread(self._store.retry_outgoing, row.id, self.owner, delay=delay,
-                                error=error)
+        await self._put_off(row, delay, error)
         self._count(method, outcome)
+
+    async def _put_off(self, row: Claimed, delay: float, error: str | None, *,
+                       counted: bool = True) -> None:
+        """The row waits `delay` seconds; the loop wakes when it falls due."""
+        await asyncio.to_thread(self._store.retry_outgoing, row.id, self.owner, delay=delay,
+                                error=error, counted=counted)
+        heapq.heappush(self._due, time.monotonic() + delay)
 
     async def _finish(self, row: Claimed, method: str, outcome: str, *,
                       error: str | None = None, message: MessageAddress | None = None) -> None:

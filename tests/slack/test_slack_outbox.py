@@ -268,6 +268,31 @@ async def test_a_message_slack_never_takes_is_dropped_after_its_budget(
     assert slack.served("chat.postMessage") == []
 
 
+async def test_a_retry_goes_when_it_falls_due_not_at_the_next_poll(
+    slack: SlackStandIn, settings: Settings, tmp_path: Path
+) -> None:
+    # The sender keeps the times of the rows it put off: a retry goes about a second after a
+    # 5xx, though the timer's poll is a minute away; and once the outbox is empty the depth
+    # gauge says so within seconds, not at that poll.
+    def depth() -> float:
+        return REGISTRY.get_sample_value("opsbot_outbox_depth") or 0.0
+
+    store = Store.open(sqlite_url(tmp_path / "outbox.db"))
+    sender = SlackSender(slack_client(settings), store, poll_seconds=60.0)
+    slack.fault("error", "chat.postMessage", status=503, seconds=0.3)
+    await sender.start()
+    try:
+        store.enqueue(post(channel=CHANNEL, text="after one failure"), stream="retried")
+        # Its wait (20 s) ends long before the poll would come.
+        await asyncio.to_thread(slack.wait_message, lambda m: m.text == "after one failure")
+        assert [c.fault for c in slack.calls_to("chat.postMessage")][:2] == ["error", None]
+        await asyncio.to_thread(wait_until, lambda: depth() == 0 and store.outbox_stats()
+                                .by_status == {"delivered": 1}, timeout=DEFAULT_TIMEOUT)
+    finally:
+        await sender.stop()
+        store.close()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database two processes share: a SQLite file, or a PostgreSQL schema."""
