@@ -10,11 +10,13 @@ nothing twice, and a redelivery or repeat of an alert state starts nothing new.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shlex
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,8 +40,16 @@ from bot.preview import SILENT
 from bot.reporting import Button, ExecutionView, Notice, Reporter
 from bot.runbooks.loader import Catalog
 from bot.runbooks.templating import render_value
-from bot.store import AuditEntry, Store, StoreError
-from bot.store.alerts import AlertRunRecord, Guardrails, StoredNotification
+from bot.store import AuditEntry, SilenceRecord, Store, StoreError
+from bot.store.alerts import (
+    AlertGroupRecord,
+    AlertRunRecord,
+    DecisionAsked,
+    GroupUpdate,
+    Guardrails,
+    StoredNotification,
+)
+from bot.store.alerts import group_hash as hash_of_group
 from bot.trigger import Trigger
 
 __all__ = ["ALERT_ACTOR", "AlertProcessor"]
@@ -50,6 +60,9 @@ log = logging.getLogger("opsbot.alerts")
 ALERT_ACTOR = "alertmanager"
 _META = "_meta"
 _MAX_BUTTONS = 10
+#: Notifications claimed at a time, and processed as one batch.
+CLAIM = 50
+STEP = 25
 
 
 class AlertProcessor:
@@ -126,102 +139,120 @@ class AlertProcessor:
     async def drain(self) -> int:
         async with self._drain_lock:
             done = 0
-            while batch := await asyncio.to_thread(self.store.claim_notifications, 50):
-                for stored in batch:
-                    # Deferred at most `max_defer_s` after it arrived, not after each wait:
-                    # under a steady intake, processing lags by that much and keeps its pace.
-                    age = (datetime.now(UTC) - stored.received_at).total_seconds()
+            while claimed := await asyncio.to_thread(self.store.claim_notifications, CLAIM):
+                for first in range(0, len(claimed), STEP):
+                    batch = claimed[first:first + STEP]
+                    # Deferred at most `max_defer_s` after the oldest arrived, not after each
+                    # wait: under a steady intake, processing lags by that much and keeps its
+                    # pace.
+                    age = (datetime.now(UTC) - batch[0].received_at).total_seconds()
                     await self.foreground.wait_quiet(time.monotonic() - max(0.0, age))
-                    await self._process_safely(stored)
-                    done += 1
+                    await self._process_safely(batch)
+                    done += len(batch)
             return done
 
-    async def _process_safely(self, stored: StoredNotification) -> None:
+    async def _process_safely(self, batch: Sequence[StoredNotification]) -> None:
         try:
-            await self.process(stored)
+            await self.process(batch)
         except StoreError:
             raise  # transient: stays unprocessed, retried by the loop
         except Exception:
+            if len(batch) > 1:
+                # Processing is idempotent: each notification again alone finds the one that
+                # breaks it, and the others are processed as they would have been.
+                log.debug("a batch of %d notifications failed; one at a time", len(batch),
+                          exc_info=True)
+                for stored in batch:
+                    await self._process_safely([stored])
+                return
             # A notification that breaks processing must not block the ones behind it.
-            log.exception("notification %s could not be processed; skipped", stored.id)
-            await asyncio.to_thread(self.store.mark_notification_processed, stored.id)
+            log.exception("notification %s could not be processed; skipped", batch[0].id)
+            await asyncio.to_thread(self.store.mark_notifications_processed, [batch[0].id])
 
-    # -- one notification -------------------------------------------------------------------
+    # -- notifications ----------------------------------------------------------------------
 
-    async def process(self, stored: StoredNotification) -> None:
-        try:
-            notification = Notification.model_validate(stored.payload)
-        except ValidationError:
-            log.error("stored notification %s is not readable; skipped", stored.id)
-            await asyncio.to_thread(self.store.mark_notification_processed, stored.id)
-            return
-        received = stored.received_at.isoformat()
-        snapshot: dict[str, Any] = {_META: {
-            "group_labels": dict(notification.group_labels),
-            "truncated": notification.truncated_alerts,
-            "notified_at": received,
-        }}
-        seen: list[tuple[AlertItem, dict[str, Any], list[Route]]] = []
-        for alert in notification.alerts:
-            context = alert_context(alert, self.settings)
-            routes = route(alert, self.catalog, self.settings) if alert.status == "firing" \
-                else []
-            snapshot[alert.fingerprint] = _alert_state(alert, context, routes, received)
-            seen.append((alert, context, routes))
-        owned = await asyncio.to_thread(self.store.claim_alert_states,
-                                        [alert.state_key for alert, _, _ in seen], stored.id)
-        new_firing: list[tuple[AlertItem, dict[str, Any], list[Route]]] = []
-        new_resolved: set[str] = set()
-        for alert, context, routes in seen:
-            if alert.state_key in owned:
+    async def process(self, batch: Sequence[StoredNotification]) -> None:
+        """Process `batch` (in arrival order) as one: each step is one store call for all of
+        it, and each group's message is shown once, as the batch leaves it."""
+        read = [_read(stored, self.catalog, self.settings) for stored in batch]
+        notified = [r for r in read if r is not None]
+        owned = await asyncio.to_thread(
+            self.store.claim_alert_states_for,
+            [(r.stored.id, [alert.state_key for alert, _, _ in r.alerts]) for r in notified])
+        if notified:
+            await asyncio.to_thread(self.store.update_alert_groups, [
+                GroupUpdate(group_key=r.notification.group_key,
+                            receiver=r.notification.receiver, alerts=r.snapshot)
+                for r in notified])
+        new_firing: list[tuple[_Read, AlertItem, dict[str, Any], list[Route]]] = []
+        new_resolved: defaultdict[str, set[str]] = defaultdict(set)
+        for r in notified:
+            for alert, context, routes in r.alerts:
+                if alert.state_key not in owned[r.stored.id]:
+                    continue
                 if alert.status == "firing":
-                    new_firing.append((alert, context, routes))
+                    new_firing.append((r, alert, context, routes))
                 else:
-                    new_resolved.add(alert.fingerprint)
-        group = await asyncio.to_thread(
-            self.store.update_alert_group, group_key=notification.group_key,
-            receiver=notification.receiver, status=notification.status, alerts=snapshot)
+                    new_resolved[r.group_hash].add(alert.fingerprint)
         if new_resolved:
-            await self._withdraw_requests(group.group_hash, new_resolved)
-        allowed: list[tuple[AlertRunRecord, Route, dict[str, Any]]] = []
-        for alert, context, routes in new_firing:
-            for matched in routes:
-                run = await self._decide(group.group_hash, notification.group_key, alert,
-                                         matched)
-                if run is not None:
-                    allowed.append((run, matched, context))
-        # The group's message first, so the runs report in its thread.
-        await self.show(group.group_hash)
+            await self._withdraw_requests(new_resolved)
+        allowed = await self._decide(new_firing)
+        # The groups' messages first, so the runs report in their threads.
+        await self.show(*dict.fromkeys(r.group_hash for r in notified))
         for run, matched, context in allowed:
-            task = asyncio.create_task(self._execute(run, matched, context, group.group_hash),
+            task = asyncio.create_task(self._execute(run, matched, context, run.group_hash),
                                        name=f"opsbot-alert-run-{run.id}")
             self._runs.add(task)
             task.add_done_callback(self._runs.discard)
-        await asyncio.to_thread(self.store.mark_notification_processed, stored.id)
+        await asyncio.to_thread(self.store.mark_notifications_processed,
+                                [stored.id for stored in batch])
 
-    async def _withdraw_requests(self, group_hash: str, fingerprints: set[str]) -> None:
-        """An alert resolved: the approval requests its runs still wait on are cancelled
-        (nobody should approve a remedy for a problem that went away)."""
+    async def _withdraw_requests(self, resolved: dict[str, set[str]]) -> None:
+        """Alerts resolved (fingerprints by group): the approval requests their runs still
+        wait on are cancelled (nobody should approve a remedy for a problem that went
+        away)."""
         approvals = self.dispatcher.approvals
         if approvals is None:
             return
-        for run in await asyncio.to_thread(self.store.alert_runs, group_hash):
-            if run.fingerprint not in fingerprints or run.status != "awaiting_approval" \
-                    or not run.request_id:
-                continue
-            trigger = Trigger(source="alert", actor=ALERT_ACTOR, text=f"cancel {run.request_id}",
-                              via="alert")
-            try:
-                await approvals.cancel(trigger, run.request_id, SILENT)
-            except OpsbotError as exc:  # decided meanwhile: it stays as it is
-                log.info("request %s not withdrawn: %s", run.request_id, exc)
-                continue
-            await asyncio.to_thread(self.store.alert_run_not_started, run.id,
-                                    request_id=run.request_id, status="cancelled")
+        groups = await asyncio.to_thread(self.store.alert_groups_with_runs, resolved)
+        for group_hash, (_, runs) in groups.items():
+            for run in runs:
+                if run.fingerprint not in resolved[group_hash] \
+                        or run.status != "awaiting_approval" or not run.request_id:
+                    continue
+                trigger = Trigger(source="alert", actor=ALERT_ACTOR,
+                                  text=f"cancel {run.request_id}", via="alert")
+                try:
+                    await approvals.cancel(trigger, run.request_id, SILENT)
+                except OpsbotError as exc:  # decided meanwhile: it stays as it is
+                    log.info("request %s not withdrawn: %s", run.request_id, exc)
+                    continue
+                await asyncio.to_thread(self.store.alert_run_not_started, run.id,
+                                        request_id=run.request_id, status="cancelled")
 
-    async def _decide(self, group_hash: str, group_key: str, alert: AlertItem,
-                      matched: Route) -> AlertRunRecord | None:
-        """Take the guardrail decision; the run to start when it allows one."""
+    async def _decide(self, firing: list[tuple[_Read, AlertItem, dict[str, Any], list[Route]]],
+                      ) -> list[tuple[AlertRunRecord, Route, dict[str, Any]]]:
+        """Take the guardrail decisions on the routes of new firing alerts, in order, with
+        their audit entries; the runs to start."""
+        asked: list[DecisionAsked] = []
+        routed: list[tuple[Route, dict[str, Any]]] = []
+        for r, alert, context, routes in firing:
+            for matched in routes:
+                asked.append(self._asked(r, alert, matched))
+                routed.append((matched, context))
+        if not asked:
+            return []
+        decided = await asyncio.to_thread(self.store.decide_alert_runs, asked)
+        allowed = []
+        for run, (matched, context) in zip(decided, routed, strict=True):
+            if not run.created:
+                continue  # decided by an earlier processing of this notification
+            ALERT_DECISIONS.labels(decision=run.decision).inc()
+            if run.decision in ("run", "shadow"):
+                allowed.append((run, matched, context))
+        return allowed
+
+    def _asked(self, r: _Read, alert: AlertItem, matched: Route) -> DecisionAsked:
         runbook, trigger = matched.runbook, matched.trigger
         limits = None
         if matched.params is not None:
@@ -232,19 +263,25 @@ class AlertProcessor:
                 max_concurrent=self.settings.alerts.max_concurrent,
                 shadow=matched.mode == "shadow",
             )
-        run = await asyncio.to_thread(
-            self.store.decide_alert_run, state_key=alert.state_key, group_key=group_key,
+
+        def audit(run: AlertRunRecord) -> AuditEntry:
+            return AuditEntry(
+                actor=ALERT_ACTOR, source="alert",
+                command=f"{alert.name} -> {run.runbook}"[:500], environment=run.environment,
+                target=run.target, outcome=f"automation_{run.decision}",
+                details={"runbook": run.runbook, "decision": run.decision,
+                         "detail": run.detail, "fingerprint": alert.fingerprint,
+                         "starts_at": alert.starts_at.isoformat(), "group": r.group_hash,
+                         "run": run.id},
+            )
+
+        return DecisionAsked(
+            state_key=alert.state_key, group_key=r.notification.group_key,
             fingerprint=alert.fingerprint, alertname=alert.name, runbook=runbook.name,
             environment=matched.environment.name if matched.environment else None,
             target=matched.subject if matched.params is not None else None,
-            mutating=runbook.mutating, guardrails=limits,
-            problem=matched.problem,
+            mutating=runbook.mutating, guardrails=limits, problem=matched.problem, audit=audit,
         )
-        if not run.created:
-            return None  # decided by an earlier processing of this notification
-        ALERT_DECISIONS.labels(decision=run.decision).inc()
-        await self._audit_decision(run, alert, group_hash)
-        return run if run.decision in ("run", "shadow") else None
 
     async def _execute(self, run: AlertRunRecord, matched: Route, context: dict[str, Any],
                        group_hash: str) -> None:
@@ -304,35 +341,37 @@ class AlertProcessor:
             except Exception:
                 log.exception("announcing the open circuit breaker failed")
 
-    async def _audit_decision(self, run: AlertRunRecord, alert: AlertItem,
-                              group_hash: str) -> None:
-        await asyncio.to_thread(self.store.audit, AuditEntry(
-            actor=ALERT_ACTOR, source="alert", command=f"{alert.name} -> {run.runbook}"[:500],
-            environment=run.environment, target=run.target, outcome=f"automation_{run.decision}",
-            details={"runbook": run.runbook, "decision": run.decision, "detail": run.detail,
-                     "fingerprint": alert.fingerprint, "starts_at": alert.starts_at.isoformat(),
-                     "group": group_hash, "run": run.id},
-        ))
-
     # -- the group message ------------------------------------------------------------------
 
-    async def show(self, group_hash: str) -> None:
-        """Render the group from the store and post or update its message (one at a time per
-        group, so updates never overtake each other)."""
-        async with self._group_locks[group_hash]:
-            view = await self._view(group_hash)
-            if view is None:
-                return
-            try:
-                await self.board.show(view)
-            except Exception:
-                log.exception("showing alert group %s failed", group_hash[:12])
+    async def show(self, *group_hashes: str) -> None:
+        """Render the groups from the store and post or update their messages (one at a time
+        per group, so updates never overtake each other)."""
+        async with contextlib.AsyncExitStack() as held:
+            for group_hash in sorted(set(group_hashes)):  # one order: no two wait on each other
+                await held.enter_async_context(self._group_locks[group_hash])
+            for view in await self._views(group_hashes):
+                try:
+                    await self.board.show(view)
+                except Exception:
+                    log.exception("showing alert group %s failed", view.group_hash[:12])
 
     async def _view(self, group_hash: str) -> AlertGroupView | None:
-        group = await asyncio.to_thread(self.store.get_alert_group, group_hash)
-        if group is None:
-            return None
-        runs = await asyncio.to_thread(self.store.alert_runs, group_hash)
+        views = await self._views([group_hash])
+        return views[0] if views else None
+
+    async def _views(self, group_hashes: Collection[str]) -> list[AlertGroupView]:
+        """The views of the groups that exist, in the order asked."""
+        if not group_hashes:
+            return []
+        found = await asyncio.to_thread(self.store.alert_groups_with_runs, group_hashes)
+        if not found:
+            return []
+        silences = await asyncio.to_thread(self.store.recent_silences)
+        now = datetime.now(UTC)
+        return [self._group_view(*found[h], silences, now) for h in group_hashes if h in found]
+
+    def _group_view(self, group: AlertGroupRecord, runs: list[AlertRunRecord],
+                    silences: list[SilenceRecord], now: datetime) -> AlertGroupView:
         meta = group.alerts.get(_META, {})
         states = [state for key, state in group.alerts.items() if key != _META]
         states.sort(key=lambda s: (s["status"] != "firing", s["starts_at"], s["fingerprint"]))
@@ -345,9 +384,8 @@ class AlertProcessor:
         if meta.get("truncated"):
             notes.append(f"Alertmanager left {meta['truncated']} more alerts of this group out "
                          "of the notification (its max_alerts).")
-        silences = marks(await asyncio.to_thread(self.store.recent_silences), states,
-                         self.settings.handle, datetime.now(UTC))
-        notes += silences.notes
+        silenced = marks(silences, states, self.settings.handle, now)
+        notes += silenced.notes
         links = _group_links(states)
         if links:
             notes.append(messages.alert_links(links))
@@ -358,7 +396,7 @@ class AlertProcessor:
                     for s in states],
             runs=[RunLine(r.runbook, r.alertname, r.target, r.environment, r.decision,
                           r.detail, r.status, r.execution_id, r.request_id) for r in runs],
-            buttons=(self._buttons(states, silences.silenced) + silences.buttons)[:_MAX_BUTTONS],
+            buttons=(self._buttons(states, silenced.silenced) + silenced.buttons)[:_MAX_BUTTONS],
             notes=notes,
             channel=group.channel, ts=group.message_ts,
         )
@@ -393,6 +431,42 @@ class AlertProcessor:
                 ))
         unique = list({button.command: button for button in buttons}.values())
         return unique[:_MAX_BUTTONS]
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A stored notification as processing reads it: its alerts (each with its context and
+    the routes it matched) and the states it notifies its group of."""
+
+    stored: StoredNotification
+    notification: Notification
+    group_hash: str
+    snapshot: dict[str, Any]
+    alerts: list[tuple[AlertItem, dict[str, Any], list[Route]]]
+
+
+def _read(stored: StoredNotification, catalog: Catalog, settings: Settings) -> _Read | None:
+    """None for a stored payload that is not a notification (logged; it is marked processed
+    with the rest)."""
+    try:
+        notification = Notification.model_validate(stored.payload)
+    except ValidationError:
+        log.error("stored notification %s is not readable; skipped", stored.id)
+        return None
+    received = stored.received_at.isoformat()
+    snapshot: dict[str, Any] = {_META: {
+        "group_labels": dict(notification.group_labels),
+        "truncated": notification.truncated_alerts,
+        "notified_at": received,
+    }}
+    alerts: list[tuple[AlertItem, dict[str, Any], list[Route]]] = []
+    for alert in notification.alerts:
+        context = alert_context(alert, settings)
+        routes = route(alert, catalog, settings) if alert.status == "firing" else []
+        snapshot[alert.fingerprint] = _alert_state(alert, context, routes, received)
+        alerts.append((alert, context, routes))
+    return _Read(stored, notification, hash_of_group(notification.group_key), snapshot,
+                 alerts)
 
 
 def _group_links(states: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -18,18 +18,30 @@ from __future__ import annotations
 import functools
 import hashlib
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, Text, bindparam, delete, func, insert, or_, select
+from sqlalchemy import (
+    Connection,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 from bot.markup import code
 from bot.messages import rough_span
+from bot.store.audit import AuditEntry, append_in
 from bot.store.batch import PlainInsert, ServerRows, SqliteStatement
 from bot.store.db import conflict_insert, read_session, write_session
 from bot.store.ids import new_id
@@ -49,6 +61,8 @@ __all__ = [
     "AlertRunRecord",
     "AutomationStatus",
     "Breaker",
+    "DecisionAsked",
+    "GroupUpdate",
     "Guardrails",
     "Pause",
     "StoredNotification",
@@ -264,32 +278,54 @@ def get_notification(factory: sessionmaker[Session], nid: str) -> StoredNotifica
         return StoredNotification(row.id, row.received_at, row.payload) if row else None
 
 
-def mark_processed(factory: sessionmaker[Session], now: datetime, nid: str) -> None:
+def mark_processed(factory: sessionmaker[Session], now: datetime, nids: Collection[str]) -> None:
+    """The notifications `nids` are processed, in one transaction."""
     with write_session(factory) as session:
-        row = session.get(AlertNotificationRow, nid)
-        if row is not None and row.processed_at is None:
-            row.processed_at = now
+        for part in _parts(sorted(set(nids))):
+            session.execute(update(AlertNotificationRow)
+                            .where(AlertNotificationRow.id.in_(part),
+                                   AlertNotificationRow.processed_at.is_(None))
+                            .values(processed_at=now)
+                            .execution_options(synchronize_session=False))
 
 
-def claim_states(factory: sessionmaker[Session], now: datetime, keys: Collection[str],
-                 nid: str) -> set[str]:
-    """Of `keys`, the alert states `nid` owns (first to see them, or seeing them again
-    itself), claimed in one transaction: a notification's alerts cost one commit, not one
-    each."""
-    stored = {key: _key(key) for key in keys}
-    if not stored:
-        return set()
-    # In one order everywhere: replicas claiming overlapping states at once then wait for
-    # each other's rows one after the other, and never each for the other (a deadlock).
-    wanted = sorted(set(stored.values()))
-    with write_session(factory) as session:
-        session.execute(conflict_insert(session.get_bind().dialect.name, AlertStateClaim)
-                        .values([{"key": key, "notification_id": nid, "seen_at": now}
-                                 for key in wanted])
-                        .on_conflict_do_nothing())
-        owned = set(session.scalars(select(AlertStateClaim.key).where(
-            AlertStateClaim.key.in_(wanted), AlertStateClaim.notification_id == nid)))
-    return {key for key, as_stored in stored.items() if as_stored in owned}
+def claim_states(factory: sessionmaker[Session], now: datetime,
+                 claims: Sequence[tuple[str, Collection[str]]]) -> dict[str, set[str]]:
+    """For each (notification id, alert state keys) of `claims`, in the notifications' order:
+    the states that notification owns (the first to carry them, or, processed again, the one
+    that claimed them before). One transaction for them all, not one per alert or
+    notification."""
+    first: dict[str, str] = {}  # key as stored -> the first notification of `claims` with it
+    for nid, keys in claims:
+        for key in keys:
+            first.setdefault(_key(key), nid)
+    holders: dict[str, str] = {}
+    if first:
+        # In one order everywhere: replicas claiming overlapping states at once then wait for
+        # each other's rows one after the other, and never each for the other (a deadlock).
+        wanted = sorted(first)
+        with write_session(factory) as session:
+            # One statement, executed for each row: its compiled form is cached once, where
+            # a multi-row VALUES would be compiled (and cached) anew for each number of rows.
+            session.execute(
+                conflict_insert(session.get_bind().dialect.name, AlertStateClaim)
+                .on_conflict_do_nothing(),
+                [{"key": key, "notification_id": first[key], "seen_at": now} for key in wanted])
+            for part in _parts(wanted):
+                holders.update((key, nid) for key, nid in session.execute(
+                    select(AlertStateClaim.key, AlertStateClaim.notification_id)
+                    .where(AlertStateClaim.key.in_(part))))
+    return {nid: {key for key in keys if holders.get(_key(key)) == nid} for nid, keys in claims}
+
+
+#: Values in one IN (...): well under the parameters a statement may carry (SQLite: 32,766;
+#: PostgreSQL: 65,535).
+_VALUES_PER_STATEMENT = 1000
+
+
+def _parts(values: Sequence[Any], size: int = _VALUES_PER_STATEMENT) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def prune(factory: sessionmaker[Session], now: datetime, keep: timedelta) -> None:
@@ -305,34 +341,68 @@ def prune(factory: sessionmaker[Session], now: datetime, keep: timedelta) -> Non
 # -- groups -----------------------------------------------------------------------------------
 
 
-def update_group(factory: sessionmaker[Session], now: datetime, *, group_key: str, receiver: str,
-                 status: str, alerts: dict[str, Any]) -> AlertGroupRecord:
-    """Merge `alerts` (fingerprint -> state) into the group; a newer state replaces an older."""
-    key = group_hash(group_key)
+@dataclass(frozen=True)
+class GroupUpdate:
+    """A notification's news for its group: `alerts` is fingerprint -> state."""
+
+    group_key: str
+    receiver: str
+    alerts: dict[str, Any]
+
+
+def update_groups(factory: sessionmaker[Session], now: datetime,
+                  updates: Sequence[GroupUpdate]) -> dict[str, AlertGroupRecord]:
+    """Merge each update's alerts into its group, in order (a newer state replaces an older),
+    in one transaction; the groups as they end, by group hash."""
     with write_session(factory) as session:
-        row = session.get(AlertGroupRow, key)
-        if row is None:
-            row = AlertGroupRow(group_hash=key, group_key=group_key, receiver=receiver[:200],
-                                status=status, alerts={}, channel=None, message_ts=None,
-                                created_at=now, updated_at=now)
-            session.add(row)
-        merged = dict(row.alerts)
-        for fingerprint, state in alerts.items():
-            old = merged.get(fingerprint)
-            if old is None or str(state.get("notified_at", "")) >= str(old.get("notified_at", "")):
-                merged[fingerprint] = state
-        row.alerts = merged
-        row.status = "firing" if any(a.get("status") == "firing" for a in merged.values()) \
-            else "resolved"
-        row.updated_at = now
+        rows: dict[str, AlertGroupRow] = {}
+        for news in updates:
+            key = group_hash(news.group_key)
+            row = rows.get(key) or session.get(AlertGroupRow, key)
+            if row is None:
+                row = AlertGroupRow(group_hash=key, group_key=news.group_key,
+                                    receiver=news.receiver[:200], status="firing", alerts={},
+                                    channel=None, message_ts=None, created_at=now,
+                                    updated_at=now)
+                session.add(row)
+            rows[key] = row
+            merged = dict(row.alerts)
+            for fingerprint, state in news.alerts.items():
+                old = merged.get(fingerprint)
+                if old is None or (str(state.get("notified_at", ""))
+                                   >= str(old.get("notified_at", ""))):
+                    merged[fingerprint] = state
+            row.alerts = merged
+            row.status = "firing" if any(a.get("status") == "firing" for a in merged.values()) \
+                else "resolved"
+            row.updated_at = now
         session.flush()
-        return _group(row)
+        return {key: _group(row) for key, row in rows.items()}
 
 
 def get_group(factory: sessionmaker[Session], key: str) -> AlertGroupRecord | None:
     with read_session(factory) as session:
         row = session.get(AlertGroupRow, key)
         return _group(row) if row else None
+
+
+def groups_with_runs(factory: sessionmaker[Session], keys: Collection[str],
+                     ) -> dict[str, tuple[AlertGroupRecord, list[AlertRunRecord]]]:
+    """The groups of `keys` that exist, each with its runs (oldest first), read at one
+    moment."""
+    wanted = sorted(set(keys))
+    found: dict[str, tuple[AlertGroupRecord, list[AlertRunRecord]]] = {}
+    with read_session(factory, snapshot=True) as session:
+        for part in _parts(wanted):
+            for row in session.scalars(select(AlertGroupRow)
+                                       .where(AlertGroupRow.group_hash.in_(part))):
+                found[row.group_hash] = (_group(row), [])
+            for run in session.scalars(select(AlertRunRow)
+                                       .where(AlertRunRow.group_hash.in_(part))
+                                       .order_by(AlertRunRow.at, AlertRunRow.id)):
+                if run.group_hash in found:
+                    found[run.group_hash][1].append(_run(run))
+    return found
 
 
 def recent_groups(factory: sessionmaker[Session], since: datetime,
@@ -363,40 +433,71 @@ def _group(row: AlertGroupRow) -> AlertGroupRecord:
 # -- decisions and runs -----------------------------------------------------------------------
 
 
-def decide(factory: sessionmaker[Session], now: datetime, *, state_key: str, group_key: str,
-           fingerprint: str, alertname: str, runbook: str, environment: str | None,
-           target: str | None, mutating: bool, guardrails: Guardrails | None,
-           problem: str | None = None, owner: str | None = None) -> AlertRunRecord:
-    """The decision on running `runbook` for this alert state, taken once.
+@dataclass(frozen=True)
+class DecisionAsked:
+    """A decision to take on running `runbook` for an alert state (see `decide`), and the
+    audit entry that records it (`audit`, given the decision), written with it."""
+
+    state_key: str
+    group_key: str
+    fingerprint: str
+    alertname: str
+    runbook: str
+    environment: str | None
+    target: str | None
+    mutating: bool
+    guardrails: Guardrails | None
+    problem: str | None = None
+    audit: Callable[[AlertRunRecord], AuditEntry] | None = None
+
+
+def decide(factory: sessionmaker[Session], now: datetime, asked: Sequence[DecisionAsked],
+           owner: str | None = None) -> list[AlertRunRecord]:
+    """The decision on each of `asked`, in order, each taken once (a decision taken before is
+    returned as it was, `created` False), with its audit entry, in one transaction.
 
     Checks, in order: automation paused (everywhere or in the environment), the target's
     circuit breaker (mutating runbooks only), cooldown and runs per window (per runbook and
-    target, counting shadow runs), then the global limit on concurrent automatic runs.
-    Without `guardrails` (a route that cannot run), `problem` is recorded as `no_target`.
+    target, counting shadow runs), then the global limit on concurrent automatic runs; each
+    decision counts the ones taken before it. Without `guardrails` (a route that cannot
+    run), `problem` is recorded as `no_target`.
     """
+    decided: list[AlertRunRecord] = []
+    if not asked:
+        return decided
     with write_session(factory) as session:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(select(func.pg_advisory_xact_lock(_DECIDE_LOCK_KEY)))
-        found = session.scalar(select(AlertRunRow).where(
-            AlertRunRow.state_key == _key(state_key), AlertRunRow.runbook == runbook))
-        if found is not None:
-            return _run(found)
-        if guardrails is None:
-            decision, detail = "no_target", problem or "no target"
-        else:
-            decision, detail = _check(session, now, runbook, environment, target, mutating,
-                                      guardrails)
-        row = AlertRunRow(
-            id=new_id("ar"), at=now, state_key=_key(state_key), group_hash=group_hash(group_key),
-            fingerprint=fingerprint, alertname=alertname[:200], runbook=runbook,
-            environment=environment, target=target, mutating=mutating, decision=decision,
-            detail=detail[:1000], status="pending" if decision in RAN else "skipped",
-            execution_id=None, request_id=None, finished_at=None if decision in RAN else now,
-            owner=owner,
-        )
-        session.add(row)
-        session.flush()
-        return _run(row, created=True)
+        for one in asked:
+            run = _decide_one(session, now, one, owner)
+            if run.created and one.audit is not None:
+                append_in(session, one.audit(run), now)
+            decided.append(run)
+    return decided
+
+
+def _decide_one(session: Session, now: datetime, asked: DecisionAsked,
+                owner: str | None) -> AlertRunRecord:
+    found = session.scalar(select(AlertRunRow).where(
+        AlertRunRow.state_key == _key(asked.state_key), AlertRunRow.runbook == asked.runbook))
+    if found is not None:
+        return _run(found)
+    if asked.guardrails is None:
+        decision, detail = "no_target", asked.problem or "no target"
+    else:
+        decision, detail = _check(session, now, asked.runbook, asked.environment, asked.target,
+                                  asked.mutating, asked.guardrails)
+    row = AlertRunRow(
+        id=new_id("ar"), at=now, state_key=_key(asked.state_key),
+        group_hash=group_hash(asked.group_key), fingerprint=asked.fingerprint,
+        alertname=asked.alertname[:200], runbook=asked.runbook, environment=asked.environment,
+        target=asked.target, mutating=asked.mutating, decision=decision, detail=detail[:1000],
+        status="pending" if decision in RAN else "skipped", execution_id=None,
+        request_id=None, finished_at=None if decision in RAN else now, owner=owner,
+    )
+    session.add(row)
+    session.flush()
+    return _run(row, created=True)
 
 
 def _check(session: Session, now: datetime, runbook: str, environment: str | None,

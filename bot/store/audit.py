@@ -143,31 +143,37 @@ def _plain(value: Any) -> Any:
 
 def append(factory: sessionmaker[Session], entry: AuditEntry, now: datetime) -> int:
     """Append ``entry`` at the end of the chain and return its sequence number."""
+    with write_session(factory) as session:
+        return append_in(session, entry, now)
+
+
+def append_in(session: Session, entry: AuditEntry, now: datetime) -> int:
+    """`append`, in the caller's write transaction: the entry is committed with what the
+    transaction records (an automatic run's decision), or not at all."""
     # Round-trip details through JSON so what we hash is exactly what we read back. Texts are
     # kept as the console shows them: an export is read by programs, not by a chat renderer.
     details_text = canonical_json(_plain(dict(entry.details)))
     details = json.loads(details_text)
-    with write_session(factory) as session:
-        head = _lock_head(session)
-        record = AuditRecord(
-            seq=head.seq + 1,
-            # Databases keep microseconds; never hash more precision than is stored.
-            time=now.astimezone(UTC),
-            actor=entry.actor,
-            source=entry.source,
-            command=entry.command,
-            environment=entry.environment,
-            target=entry.target,
-            outcome=entry.outcome,
-            execution_id=entry.execution_id,
-            request_id=entry.request_id,
-            details=details_text,
-            prev_hash=head.hash,
-        )
-        record.hash = compute_hash(head.hash, record, details)
-        session.add(record)
-        head.seq, head.hash, head.updated_at = record.seq, record.hash, record.time
-        return record.seq
+    head = _lock_head(session)
+    record = AuditRecord(
+        seq=head.seq + 1,
+        # Databases keep microseconds; never hash more precision than is stored.
+        time=now.astimezone(UTC),
+        actor=entry.actor,
+        source=entry.source,
+        command=entry.command,
+        environment=entry.environment,
+        target=entry.target,
+        outcome=entry.outcome,
+        execution_id=entry.execution_id,
+        request_id=entry.request_id,
+        details=details_text,
+        prev_hash=head.hash,
+    )
+    record.hash = compute_hash(head.hash, record, details)
+    session.add(record)
+    head.seq, head.hash, head.updated_at = record.seq, record.hash, record.time
+    return record.seq
 
 
 def verify(factory: sessionmaker[Session]) -> list[AuditProblem]:

@@ -34,6 +34,8 @@ from bot.store.alerts import (
     AlertRunRecord,
     AutomationStatus,
     Breaker,
+    DecisionAsked,
+    GroupUpdate,
     StoredNotification,
 )
 from bot.store.approvals import ReminderVerdict, RunOfRequest, Unfinished
@@ -568,28 +570,50 @@ class Store:
             return _alerts.get_notification(self._sessions, notification_id)
 
     def mark_notification_processed(self, notification_id: str) -> None:
+        self.mark_notifications_processed([notification_id])
+
+    def mark_notifications_processed(self, notification_ids: Collection[str]) -> None:
         with translated():
-            _alerts.mark_processed(self._sessions, self._now(), notification_id)
+            _alerts.mark_processed(self._sessions, self._now(), notification_ids)
 
     def claim_alert_states(self, keys: Collection[str], notification_id: str) -> set[str]:
         """The alert states of ``keys`` that ``notification_id`` owns (see
         bot/store/alerts.py), in one transaction."""
+        return self.claim_alert_states_for([(notification_id, keys)])[notification_id]
+
+    def claim_alert_states_for(self, claims: Sequence[tuple[str, Collection[str]]],
+                               ) -> dict[str, set[str]]:
+        """For each (notification id, alert state keys), in order, the states that
+        notification owns; one transaction for all."""
         with translated():
-            return _alerts.claim_states(self._sessions, self._now(), keys, notification_id)
+            return _alerts.claim_states(self._sessions, self._now(), claims)
 
     def prune_alerts(self, keep: timedelta) -> None:
         with translated():
             _alerts.prune(self._sessions, self._now(), keep)
 
-    def update_alert_group(self, *, group_key: str, receiver: str, status: str,
+    def update_alert_group(self, *, group_key: str, receiver: str,
                            alerts: dict[str, Any]) -> AlertGroupRecord:
+        news = GroupUpdate(group_key=group_key, receiver=receiver, alerts=alerts)
+        return self.update_alert_groups([news])[_alerts.group_hash(group_key)]
+
+    def update_alert_groups(self, updates: Sequence[GroupUpdate],
+                            ) -> dict[str, AlertGroupRecord]:
+        """Merge each update into its group, in order, in one transaction; the groups as
+        they end, by group hash."""
         with translated():
-            return _alerts.update_group(self._sessions, self._now(), group_key=group_key,
-                                        receiver=receiver, status=status, alerts=alerts)
+            return _alerts.update_groups(self._sessions, self._now(), updates)
 
     def get_alert_group(self, group_hash: str) -> AlertGroupRecord | None:
         with translated():
             return _alerts.get_group(self._sessions, group_hash)
+
+    def alert_groups_with_runs(self, group_hashes: Collection[str],
+                               ) -> dict[str, tuple[AlertGroupRecord, list[AlertRunRecord]]]:
+        """The groups that exist of ``group_hashes``, each with its runs, read at one
+        moment."""
+        with translated():
+            return _alerts.groups_with_runs(self._sessions, group_hashes)
 
     def set_alert_group_message(self, group_hash: str, *, channel: str, ts: str) -> None:
         with translated():
@@ -597,8 +621,13 @@ class Store:
 
     def decide_alert_run(self, **kwargs: Any) -> AlertRunRecord:
         """Take (or find) the guardrail decision on a runbook for an alert state."""
+        return self.decide_alert_runs([DecisionAsked(**kwargs)])[0]
+
+    def decide_alert_runs(self, asked: Sequence[DecisionAsked]) -> list[AlertRunRecord]:
+        """Take (or find) each decision, in order, with its audit entry, in one
+        transaction (see bot/store/alerts.py)."""
         with translated():
-            return _alerts.decide(self._sessions, self._now(), owner=self.replica, **kwargs)
+            return _alerts.decide(self._sessions, self._now(), asked, owner=self.replica)
 
     def start_alert_run(self, run_id: str, execution_id: str) -> None:
         with translated():

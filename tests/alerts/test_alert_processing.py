@@ -354,6 +354,81 @@ async def test_a_burst_of_groups_decides_once_per_alert(
         services.close()
 
 
+def record(services: Services, *payloads: dict[str, Any]) -> list[str]:
+    """Commit `payloads` as the intake would, without processing them."""
+    ids = []
+    for payload in payloads:
+        parsed = parse_notification(to_bytes(payload))
+        ids.append(services.store.record_notification(
+            group_key=parsed.group_key, receiver=parsed.receiver, status=parsed.status,
+            payload=payload))
+    return ids
+
+
+async def test_notifications_waiting_together_are_processed_as_one_batch(
+        alert_services: Services, board: RecordingAlertBoard) -> None:
+    # A backlog (a storm, a restart) is processed in batches: each group's message is shown
+    # once, as the batch leaves it, not once per notification; dedup and decisions hold
+    # across the batch as they do one notification at a time.
+    labels = {"alertname": "TestUnrouted", "namespace": "shop-staging", "pod": "web-0"}
+    fired = notification([alert(labels, starts_at="2026-11-26T11:00:00Z")])
+    repeated = notification([alert(labels, starts_at="2026-11-26T11:00:00Z")])
+    resolved = notification([alert(labels, starts_at="2026-11-26T11:00:00Z",
+                                   status="resolved")])
+    crashing = notification([crashloop()])
+    record(alert_services, fired, repeated, resolved, crashing, crashing)
+    await alert_services.alerts.wait_idle()
+
+    quiet = [v for v in board.shown if v.group_hash == group_hash(fired["groupKey"])]
+    assert len(quiet) == 1
+    assert quiet[0].status == "resolved" and [a.status for a in quiet[0].alerts] == ["resolved"]
+    assert runs(alert_services, fired) == []
+    [run] = runs(alert_services, crashing)  # the redelivery decided nothing more
+    assert (run.decision, run.status) == ("run", "succeeded")
+    assert alert_services.store.unprocessed_notifications() == []
+    decided = [r for r in alert_services.store.audit_records(limit=50)
+               if r["outcome"].startswith("automation_")]
+    assert [r["details"]["run"] for r in decided] == [run.id]
+
+
+class BreaksOnOneAlert(Store):
+    """A store on which deciding about one alert fails, as a defect in processing would."""
+
+    fingerprint: str
+
+    def decide_alert_runs(self, asked: Any) -> Any:
+        if any(one.fingerprint == self.fingerprint for one in asked):
+            raise RuntimeError("a defect meets this alert")
+        return super().decide_alert_runs(asked)
+
+
+async def test_a_notification_that_breaks_processing_is_skipped_alone(
+        alert_sim: SimCluster, tmp_path: Path, clock: Clock, board: RecordingAlertBoard,
+        caplog: pytest.LogCaptureFixture) -> None:
+    settings = alert_settings_for(alert_sim, tmp_path)
+    store = BreaksOnOneAlert.open(settings.database_url or "", clock=clock)
+    assert isinstance(store, BreaksOnOneAlert)
+    services = Services.build(settings, store=store, alert_board=board)
+    try:
+        before = crashloop("shop-worker-5d8f7c9b6-before")
+        broken = crashloop("shop-worker-5d8f7c9b6-broken",
+                           starts_at="2026-11-26T11:05:00Z")
+        after = stuck()
+        store.fingerprint = broken["fingerprint"]
+        payloads = [notification([before], group_labels={"alertname": "Before"}),
+                    notification([broken], group_labels={"alertname": "Broken"}),
+                    notification([after])]
+        ids = record(services, *payloads)
+        await services.alerts.wait_idle()
+        assert [len(runs(services, p)) for p in payloads] == [1, 0, 1]
+        assert services.store.unprocessed_notifications() == []
+        skipped = [r for r in caplog.records if "could not be processed" in r.getMessage()]
+        assert [r.getMessage() for r in skipped] == [
+            f"notification {ids[1]} could not be processed; skipped"]
+    finally:
+        services.close()
+
+
 async def test_a_restart_reports_unfinished_runs_and_never_repeats_them(
         alert_sim: SimCluster, tmp_path: Path, clock: Clock) -> None:
     first_board = RecordingAlertBoard()
@@ -367,7 +442,7 @@ async def test_a_restart_reports_unfinished_runs_and_never_repeats_them(
         environment="staging", target="shop-api", mutating=True, guardrails=None,
         problem=None)
     services.store.update_alert_group(group_key=parsed.group_key, receiver="opsbot",
-                                      status="firing", alerts={})
+                                      alerts={})
     with services.store.sessions() as session, session.begin():
         from bot.store.models import AlertRunRow
         row = session.query(AlertRunRow).one()

@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from bot.store import (
     ids,
     sqlite_url,
 )
+from bot.store.alerts import AlertRunRecord, DecisionAsked, GroupUpdate, Guardrails, group_hash
 from bot.store.ids import _encode, new_id
 
 
@@ -175,6 +177,68 @@ def test_a_notifications_alert_states_are_claimed_together(
     # The first, processed again after a restart, still owns all of its own.
     assert store.claim_alert_states(first, "an-1") == {"a|firing|t0", "b|firing|t0", long_key}
     assert store.claim_alert_states([], "an-3") == set()
+
+
+def test_a_batch_of_notifications_claims_its_alert_states_in_one_call(
+        open_store: Callable[..., Store]) -> None:
+    store = open_store()
+    claims = [("an-1", ["a|firing|t0", "b|firing|t0"]), ("an-2", ["b|firing|t0", "c|firing|t0"]),
+              ("an-3", ["a|firing|t0"]), ("an-4", [])]
+    # The first of the batch to carry a state owns it; processed again, each owns the same.
+    expected = {"an-1": {"a|firing|t0", "b|firing|t0"}, "an-2": {"c|firing|t0"},
+                "an-3": set(), "an-4": set()}
+    assert store.claim_alert_states_for(claims) == expected
+    assert store.claim_alert_states_for(claims[::-1]) == expected
+    assert store.claim_alert_states(["c|firing|t0"], "an-9") == set()
+
+
+def test_a_batch_of_group_updates_merges_in_order(open_store: Callable[..., Store]) -> None:
+    store = open_store()
+    key = '{}:{alertname="Batch"}'
+    updates = [
+        GroupUpdate(key, "opsbot", {"f1": {"status": "firing", "notified_at": "t1"},
+                                    "f2": {"status": "firing", "notified_at": "t1"}}),
+        GroupUpdate('{}:{alertname="Other"}', "opsbot",
+                    {"f9": {"status": "resolved", "notified_at": "t1"}}),
+        GroupUpdate(key, "opsbot", {"f1": {"status": "resolved", "notified_at": "t2"}}),
+        GroupUpdate(key, "opsbot", {"f2": {"status": "resolved", "notified_at": "t0"}}),  # older
+    ]
+    groups = store.update_alert_groups(updates)
+    assert set(groups) == {group_hash(key), group_hash('{}:{alertname="Other"}')}
+    batch = groups[group_hash(key)]
+    assert {f: a["status"] for f, a in batch.alerts.items()} == {"f1": "resolved",
+                                                                 "f2": "firing"}
+    assert batch.status == "firing" and groups[group_hash('{}:{alertname="Other"}')].status \
+        == "resolved"
+    [(read, runs)] = store.alert_groups_with_runs([group_hash(key), "no-such-group"]).values()
+    assert read == batch and runs == []
+
+
+def test_decisions_taken_together_count_each_other_and_are_audited_with_them(
+        open_store: Callable[..., Store]) -> None:
+    store = open_store()
+    limits = Guardrails(cooldown=timedelta(minutes=10), max_runs=3, window=timedelta(hours=1),
+                        max_concurrent=5, shadow=False)
+
+    def audit(run: AlertRunRecord) -> AuditEntry:
+        return AuditEntry(actor="alertmanager", source="alert", command=f"X -> {run.runbook}",
+                          environment=run.environment, target=run.target,
+                          outcome=f"automation_{run.decision}", details={"run": run.id})
+
+    asked = [DecisionAsked(state_key=f"f{i}|firing|t0", group_key='{}:{alertname="X"}',
+                           fingerprint=f"f{i}", alertname="X", runbook="restart",
+                           environment="staging", target="shop-api", mutating=True,
+                           guardrails=limits, audit=audit) for i in range(3)]
+    first, second, third = store.decide_alert_runs(asked)
+    assert [r.decision for r in (first, second, third)] == ["run", "cooldown", "cooldown"]
+    assert all(r.created for r in (first, second, third))
+    # Taken again (a notification processed twice): found as they were, audited once.
+    again = store.decide_alert_runs(asked)
+    assert [(r.id, r.created) for r in again] == [(r.id, False) for r in (first, second, third)]
+    audited = [r for r in store.audit_records(limit=20) if r["outcome"].startswith("automation")]
+    assert sorted(r["details"]["run"] for r in audited) == sorted(
+        r.id for r in (first, second, third))
+    assert store.verify_audit() == []
 
 
 def test_replicas_claiming_the_same_alert_states_at_once_each_own_them_once(
