@@ -16,9 +16,10 @@ mark) with open formatting closed, and marked with `…`.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from bot.markup import ELLIPSIS, Span, head, joined, spans, units
 
@@ -31,8 +32,10 @@ _CHANNEL = re.compile(r"#([A-Z0-9]{2,40})")
 _DELIMITER = {"bold": "*", "italic": "_", "code": "`"}
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(NamedTuple):
+    # A tuple, not a frozen dataclass: a message makes one per character, and a tuple is made
+    # in a fraction of the time (alert messages re-rendered in a storm spent most of theirs
+    # here).
     text: str  # as sent to Slack
     kind: Literal["char", "open", "close"]
     source: str = ""  # the character shown (for char tokens)
@@ -45,8 +48,26 @@ def _neutral(char: str) -> str:
     return _NEUTRAL.format(char)
 
 
+#: Characters `_literal` may show otherwise than as typed.
+_SPECIAL = frozenset("&<>*_~`:")
+#: The token of a character shown as typed, made once (tokens are immutable).
+_PLAIN: dict[str, _Token] = {}
+_PLAIN_MOST = 4096
+
+
+def _plain(char: str) -> _Token:
+    token = _PLAIN.get(char)
+    if token is None:
+        token = _Token(char, "char", char)
+        if len(_PLAIN) < _PLAIN_MOST:
+            _PLAIN[char] = token
+    return token
+
+
 def _literal(text: str, blank: bool) -> list[_Token]:
     """Characters that show as typed; `blank`: nothing but spaces precede them on their line."""
+    if _SPECIAL.isdisjoint(text):
+        return [_plain(char) for char in text]
     tokens = []
     for i, char in enumerate(text):
         if char == "&":
@@ -64,7 +85,7 @@ def _literal(text: str, blank: bool) -> list[_Token]:
         else:
             shown = char
         blank = blank and char.isspace()
-        tokens.append(_Token(shown, "char", char))
+        tokens.append(_plain(char) if shown == char else _Token(shown, "char", char))
     return tokens
 
 
@@ -101,14 +122,17 @@ def _render_line(line: list[Span]) -> Line:
     return tuple(tokens)
 
 
-def _lines(text: str) -> list[Line]:
+@functools.lru_cache(maxsize=32)
+def _lines(text: str) -> tuple[Line, ...]:
+    """The text's lines, rendered (kept for the few texts rendered last: a message's texts are
+    measured, then laid out)."""
     lines: list[list[Span]] = [[]]
     for style, content in spans(text):
         first, *rest = content.split("\n")
         lines[-1].append((style, first))
         for part in rest:
             lines.append([(style, part)])
-    return [_render_line(line) for line in lines]
+    return tuple(_render_line(line) for line in lines)
 
 
 def _text(line: Line) -> str:
