@@ -25,7 +25,11 @@ class ConsoleAlertBoard:
         self._shown: dict[str, set[tuple[str, str]]] = {}  # (alert name, firing|resolved)
         self._changed = asyncio.Event()
 
-    async def show(self, view: AlertGroupView) -> None:
+    async def show(self, *views: AlertGroupView) -> None:
+        for view in views:
+            self._show(view)
+
+    def _show(self, view: AlertGroupView) -> None:
         key = (view.status, tuple((a.fingerprint, a.status) for a in view.alerts),
                tuple((r.runbook, r.alertname, r.target, r.decision) for r in view.runs))
         if self._last.get(view.group_hash) != key:

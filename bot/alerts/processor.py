@@ -349,11 +349,12 @@ class AlertProcessor:
         async with contextlib.AsyncExitStack() as held:
             for group_hash in sorted(set(group_hashes)):  # one order: no two wait on each other
                 await held.enter_async_context(self._group_locks[group_hash])
-            for view in await self._views(group_hashes):
-                try:
-                    await self.board.show(view)
-                except Exception:
-                    log.exception("showing alert group %s failed", view.group_hash[:12])
+            views = await self._views(group_hashes)
+            try:
+                await self.board.show(*views)
+            except Exception:
+                log.exception("showing %s failed", ", ".join(
+                    f"alert group {view.group_hash[:12]}" for view in views))
 
     async def _view(self, group_hash: str) -> AlertGroupView | None:
         views = await self._views([group_hash])

@@ -177,9 +177,10 @@ def group_lines(view: AlertGroupView) -> list[str]:
 
 
 class AlertBoard(Protocol):
-    async def show(self, view: AlertGroupView) -> None:
-        """Post the group's message the first time, then update it in place (Slack records
-        where it went on the group once it is posted)."""
+    async def show(self, *views: AlertGroupView) -> None:
+        """Post each group's message the first time, then update it in place (Slack records
+        where it went on the group once it is posted); on Slack, all in one store
+        transaction."""
 
     def reporter(self, view: AlertGroupView) -> Reporter:
         """Where an automatic execution for this group reports (Slack: the group's thread)."""

@@ -16,7 +16,7 @@ from bot.alerts.view import AlertGroupView
 from bot.markup import plain
 from bot.reporting import ExecutionView, Notice, Reporter
 from bot.slack.blocks import alert_group_blocks, alert_group_text, message_text, notice_text
-from bot.slack.outbox import post, send, show
+from bot.slack.outbox import post, send, send_all, show
 from bot.slack.reporter import SlackReporter
 from bot.store import Store
 from bot.store.outbox import alert_group_key
@@ -34,19 +34,22 @@ class SlackAlertBoard:
         self._channel = channel  # settings.alerts.channel
         self._warned = False
 
-    async def show(self, view: AlertGroupView) -> None:
-        key = alert_group_key(view.group_hash)
-        text, blocks = alert_group_text(view), alert_group_blocks(view)
-        if view.channel and view.ts:
-            outgoing = show(key, channel=view.channel, ts=view.ts, text=text, blocks=blocks)
-        elif self._channel:
-            outgoing = show(key, channel=self._channel, text=text, blocks=blocks)
-        else:
-            if not self._warned:
-                self._warned = True
-                log.warning("alerts are recorded but not posted: set alerts.channel")
-            return
-        await send(self._store, outgoing, stream=key)
+    async def show(self, *views: AlertGroupView) -> None:
+        items = []
+        for view in views:
+            key = alert_group_key(view.group_hash)
+            text, blocks = alert_group_text(view), alert_group_blocks(view)
+            if view.channel and view.ts:
+                outgoing = show(key, channel=view.channel, ts=view.ts, text=text, blocks=blocks)
+            elif self._channel:
+                outgoing = show(key, channel=self._channel, text=text, blocks=blocks)
+            else:
+                if not self._warned:
+                    self._warned = True
+                    log.warning("alerts are recorded but not posted: set alerts.channel")
+                continue
+            items.append((outgoing, key))
+        await send_all(self._store, items)
 
     def reporter(self, view: AlertGroupView) -> Reporter:
         key = alert_group_key(view.group_hash)

@@ -75,6 +75,12 @@ def upload(*, channel: str, parent: str, content: bytes, filename: str,
                     parent=parent, content=content)
 
 
+async def send_all(store: Store, items: Sequence[tuple[Outgoing, str | None]]) -> None:
+    """Commit each (outgoing, stream) to the outbox, in order, in one transaction."""
+    if items:
+        await store_call(store.deadline, store.enqueue_all, items)
+
+
 async def send(store: Store, outgoing: Outgoing, *, stream: str | None = None,
                direct: AsyncWebClient | None = None) -> None:
     """Commit `outgoing` to the outbox (a few milliseconds); the sender delivers it.

@@ -23,7 +23,7 @@ column the rest of the product reads (executions, approval requests, alert group
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -148,31 +148,44 @@ class OutboxStats:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
-def enqueue(factory: sessionmaker[Session], now: datetime, outgoing: Outgoing,
-            stream: str | None) -> int:
-    """Store ``outgoing`` at the end of ``stream`` (None: the stream of its message's earlier
-    rows, else one of its own); returns the row id, which is an older row's for a coalesced
-    ``show``."""
+def enqueue(factory: sessionmaker[Session], now: datetime,
+            items: Sequence[tuple[Outgoing, str | None]]) -> list[int]:
+    """Store each (outgoing, stream) of ``items`` at the end of its stream (None: the stream
+    of its message's earlier rows, else one of its own), in order, in one transaction; returns
+    the row ids, an older row's for a coalesced ``show``."""
     with write_session(factory) as session:
-        if stream is None:
-            stream = (_stream_of(session, outgoing.key) if outgoing.key else None) \
-                or outgoing.key or f"once:{secrets.token_hex(8)}"
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(select(func.pg_advisory_xact_lock(_STREAM_LOCK_CLASS,
-                                                              func.hashtext(stream))))
-        if outgoing.kind == "show":
-            merged = _coalesce(session, now, stream, outgoing)
-            if merged is not None:
-                return merged
-        row = OutboxRow(
-            stream=stream, kind=outgoing.kind, message_key=outgoing.key,
-            parent_key=outgoing.parent, orphan=outgoing.orphan, payload=dict(outgoing.payload),
-            content=outgoing.content, instead=[dict(i) for i in outgoing.instead],
-            substituted=False, status=PENDING, attempts=0, not_before=now, created_at=now,
-        )
-        session.add(row)
-        session.flush()
-        return row.id
+        postgres = session.get_bind().dialect.name == "postgresql"
+        named = [(outgoing, _stream_for(session, outgoing, stream)) for outgoing, stream in items]
+        if postgres:
+            # In one order everywhere: two transactions enqueueing on the same streams wait
+            # for each other one after the other, never each for the other.
+            for stream in sorted({stream for _, stream in named}):
+                session.execute(select(func.pg_advisory_xact_lock(_STREAM_LOCK_CLASS,
+                                                                  func.hashtext(stream))))
+        return [_enqueue_in(session, now, outgoing, stream) for outgoing, stream in named]
+
+
+def _stream_for(session: Session, outgoing: Outgoing, stream: str | None) -> str:
+    if stream is not None:
+        return stream
+    return (_stream_of(session, outgoing.key) if outgoing.key else None) \
+        or outgoing.key or f"once:{secrets.token_hex(8)}"
+
+
+def _enqueue_in(session: Session, now: datetime, outgoing: Outgoing, stream: str) -> int:
+    if outgoing.kind == "show":
+        merged = _coalesce(session, now, stream, outgoing)
+        if merged is not None:
+            return merged
+    row = OutboxRow(
+        stream=stream, kind=outgoing.kind, message_key=outgoing.key,
+        parent_key=outgoing.parent, orphan=outgoing.orphan, payload=dict(outgoing.payload),
+        content=outgoing.content, instead=[dict(i) for i in outgoing.instead],
+        substituted=False, status=PENDING, attempts=0, not_before=now, created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
 
 
 def _place(payload: dict[str, Any]) -> tuple[Any, ...]:

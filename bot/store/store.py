@@ -736,11 +736,17 @@ class Store:
     def enqueue(self, outgoing: Outgoing, *, stream: str | None = None) -> int:
         """Commit one outbound chat effect at the end of ``stream`` (see ``bot.store.outbox``),
         then tell this process's senders; returns its row id."""
+        return self.enqueue_all([(outgoing, stream)])[0]
+
+    def enqueue_all(self, items: Sequence[tuple[Outgoing, str | None]]) -> list[int]:
+        """`enqueue` each (outgoing, stream), in order, in one transaction."""
+        if not items:
+            return []
         with translated():
-            row_id = _outbox.enqueue(self._sessions, self._now(), outgoing, stream)
+            row_ids = _outbox.enqueue(self._sessions, self._now(), items)
         for listener in list(self._outbox_listeners):
             listener()
-        return row_id
+        return row_ids
 
     def on_enqueue(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` (from any thread) after each enqueue; returns the unsubscriber."""

@@ -48,8 +48,8 @@ class RecordingAlertBoard:
     notices: list[Notice] = field(default_factory=list)
     announcements: list[str] = field(default_factory=list)
 
-    async def show(self, view: AlertGroupView) -> None:
-        self.shown.append(view)
+    async def show(self, *views: AlertGroupView) -> None:
+        self.shown.extend(views)
 
     def reporter(self, view: AlertGroupView) -> Reporter:
         return _Recorder(self)

@@ -57,6 +57,22 @@ def test_a_stream_is_delivered_in_order_one_row_at_a_time(store: Store) -> None:
     assert store.outbox_stats().waiting == 5
 
 
+def test_many_effects_enqueued_together_keep_each_streams_order_and_coalesce(
+        store: Store) -> None:
+    # An alert batch shows its groups in one transaction: as if enqueued one after the other.
+    woken: list[int] = []
+    store.on_enqueue(lambda: woken.append(1))
+    ids = store.enqueue_all([(show("alert-group:g1", "g1 v1"), "G1"), (post("p1"), "P"),
+                             (show("alert-group:g2", "g2 v1"), "G2"),
+                             (show("alert-group:g1", "g1 v2"), "G1"), (post("p2"), "P")])
+    assert ids[0] == ids[3] and len(set(ids)) == 4  # g1's second state took its first's row
+    assert woken == [1]  # the sender is told once
+    assert store.enqueue_all([]) == []
+    sent = deliver_all(store)
+    assert sorted(sent) == ["g1 v2", "g2 v1", "p1", "p2"]
+    assert [text for text in sent if text.startswith("p")] == ["p1", "p2"]
+
+
 def test_a_retried_row_keeps_its_place_and_blocks_its_stream(store: Store) -> None:
     store.enqueue(post("a1"), stream="A")
     store.enqueue(post("a2"), stream="A")
