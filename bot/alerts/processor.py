@@ -60,9 +60,11 @@ log = logging.getLogger("opsbot.alerts")
 ALERT_ACTOR = "alertmanager"
 _META = "_meta"
 _MAX_BUTTONS = 10
-#: Notifications claimed at a time, and processed as one batch.
+#: Notifications claimed at a time; how many are processed as one batch, while no request is
+#: in flight and while requests come.
 CLAIM = 50
 STEP = 25
+BUSY_STEP = 5
 
 
 class AlertProcessor:
@@ -140,13 +142,15 @@ class AlertProcessor:
         async with self._drain_lock:
             done = 0
             while claimed := await asyncio.to_thread(self.store.claim_notifications, CLAIM):
-                for first in range(0, len(claimed), STEP):
-                    batch = claimed[first:first + STEP]
+                while claimed:
                     # Deferred at most `max_defer_s` after the oldest arrived, not after each
                     # wait: under a steady intake, processing lags by that much and keeps its
-                    # pace.
-                    age = (datetime.now(UTC) - batch[0].received_at).total_seconds()
+                    # pace. Then small batches while requests come (their answers wait for
+                    # the loop less), larger ones once none does.
+                    age = (datetime.now(UTC) - claimed[0].received_at).total_seconds()
                     await self.foreground.wait_quiet(time.monotonic() - max(0.0, age))
+                    step = STEP if self.foreground.quiet() else BUSY_STEP
+                    batch, claimed = claimed[:step], claimed[step:]
                     await self._process_safely(batch)
                     done += len(batch)
             return done

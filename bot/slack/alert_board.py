@@ -9,6 +9,7 @@ sender records the message's ts on the group when it is posted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
@@ -49,6 +50,7 @@ class SlackAlertBoard:
                     log.warning("alerts are recorded but not posted: set alerts.channel")
                 continue
             items.append((outgoing, key))
+            await asyncio.sleep(0)  # a request waiting for the loop goes between two renders
         await send_all(self._store, items)
 
     def reporter(self, view: AlertGroupView) -> Reporter:

@@ -47,9 +47,11 @@ class RecordingAlertBoard:
     executions: dict[str, ExecutionView] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
     announcements: list[str] = field(default_factory=list)
+    calls: list[int] = field(default_factory=list)  # how many views each show was given
 
     async def show(self, *views: AlertGroupView) -> None:
         self.shown.extend(views)
+        self.calls.append(len(views))
 
     def reporter(self, view: AlertGroupView) -> Reporter:
         return _Recorder(self)

@@ -391,6 +391,30 @@ async def test_notifications_waiting_together_are_processed_as_one_batch(
     assert [r["details"]["run"] for r in decided] == [run.id]
 
 
+async def test_batches_stay_small_while_requests_are_in_flight(
+        alert_services: Services, board: RecordingAlertBoard) -> None:
+    # Twelve groups waiting: while a request is in flight (processing goes once its deferral
+    # ran out) batches of 5, so the request's answer waits less for the loop; then 25.
+    def unrouted(i: int, name: str) -> dict[str, Any]:  # no runbook: nothing else shows
+        return notification([alert({"alertname": "TestUnrouted", "pod": f"web-{i}"})],
+                            group_labels={"alertname": f"{name}{i}"})
+
+    payloads = [unrouted(i, "Busy") for i in range(12)]
+    foreground = alert_services.alerts.foreground
+    foreground.max_defer_s = 0.0
+    record(alert_services, *payloads)
+    foreground.begin()  # a request in flight
+    try:
+        await alert_services.alerts.drain()
+    finally:
+        foreground.end()
+    assert board.calls == [5, 5, 2]
+    record(alert_services, *[unrouted(i, "Quiet") for i in range(12)])
+    await asyncio.sleep(foreground.quiet_s)
+    await alert_services.alerts.drain()
+    assert board.calls == [5, 5, 2, 12]
+
+
 class BreaksOnOneAlert(Store):
     """A store on which deciding about one alert fails, as a defect in processing would."""
 
