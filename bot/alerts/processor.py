@@ -354,6 +354,8 @@ class AlertProcessor:
             for group_hash in sorted(set(group_hashes)):  # one order: no two wait on each other
                 await held.enter_async_context(self._group_locks[group_hash])
             views = await self._views(group_hashes)
+            if not views:
+                return
             try:
                 await self.board.show(*views)
             except Exception:
