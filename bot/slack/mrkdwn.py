@@ -49,7 +49,7 @@ def _neutral(char: str) -> str:
 
 
 #: Characters `_literal` may show otherwise than as typed.
-_SPECIAL = frozenset("&<>*_~`:")
+_SPECIAL = _FORMATTING | frozenset("&<>`:")
 #: The token of a character shown as typed, made once (tokens are immutable).
 _PLAIN: dict[str, _Token] = {}
 _PLAIN_MOST = 4096

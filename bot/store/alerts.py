@@ -380,12 +380,6 @@ def update_groups(factory: sessionmaker[Session], now: datetime,
         return {key: _group(row) for key, row in rows.items()}
 
 
-def get_group(factory: sessionmaker[Session], key: str) -> AlertGroupRecord | None:
-    with read_session(factory) as session:
-        row = session.get(AlertGroupRow, key)
-        return _group(row) if row else None
-
-
 def groups_with_runs(factory: sessionmaker[Session], keys: Collection[str],
                      ) -> dict[str, tuple[AlertGroupRecord, list[AlertRunRecord]]]:
     """The groups of `keys` that exist, each with its runs (oldest first), read at one

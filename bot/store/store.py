@@ -604,10 +604,6 @@ class Store:
         with translated():
             return _alerts.update_groups(self._sessions, self._now(), updates)
 
-    def get_alert_group(self, group_hash: str) -> AlertGroupRecord | None:
-        with translated():
-            return _alerts.get_group(self._sessions, group_hash)
-
     def alert_groups_with_runs(self, group_hashes: Collection[str],
                                ) -> dict[str, tuple[AlertGroupRecord, list[AlertRunRecord]]]:
         """The groups that exist of ``group_hashes``, each with its runs, read at one
